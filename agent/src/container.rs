@@ -1,0 +1,327 @@
+//! The Jupyter container: derive its specification from the configuration,
+//! label it with a hash of that specification, and on each converge reuse,
+//! start or recreate it (Docker Engine API `/containers/create`, `/start`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use bollard::models::{ContainerCreateBody, ContainerInspectResponse, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum};
+use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
+use bollard::Docker;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tracing::info;
+
+use crate::config::{self, ContainerConfig, Publish};
+
+/// Marks containers this agent created; it never touches others.
+pub const LABEL_MANAGED: &str = "io.jupyter-agent.managed";
+/// The hash of the specification the container was created from.
+pub const LABEL_HASH: &str = "io.jupyter-agent.config-hash";
+
+/// Everything that defines the container. Its hash decides reuse or recreate.
+/// `env` holds secrets: it is hashed, never logged, and `Debug` hides it.
+#[derive(Clone, Serialize)]
+pub struct Spec {
+    pub name: String,
+    pub image: String,
+    /// The image id, so that a rebuilt or re-pulled image recreates the container.
+    pub image_id: String,
+    pub command: Option<Vec<String>>,
+    pub user: Option<String>,
+    pub env: Vec<String>,
+    pub port: u16,
+    pub publish_address: IpAddr,
+    pub publish_port: u16,
+    pub binds: Vec<String>,
+    pub restart: String,
+}
+
+impl std::fmt::Debug for Spec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spec")
+            .field("name", &self.name)
+            .field("image", &self.image)
+            .field("env", &format_args!("<{} variables, values hidden>", self.env.len()))
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Spec {
+    /// Builds the specification; reads `env_file`.
+    pub fn new(cfg: &ContainerConfig, image: &str, image_id: &str) -> Result<Spec> {
+        let mut env: BTreeMap<String, String> = BTreeMap::new();
+        if let Some(path) = &cfg.env_file {
+            env.extend(read_env_file(path)?);
+        }
+        // Keys in the configuration win over the env file.
+        env.extend(cfg.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Ok(Spec {
+            name: cfg.name.clone(),
+            image: image.to_string(),
+            image_id: image_id.to_string(),
+            command: cfg.command.clone(),
+            user: cfg.user.clone(),
+            env: env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            port: cfg.port,
+            publish_address: cfg.publish.address,
+            publish_port: cfg.publish.port,
+            binds: cfg.volumes.iter().map(config::Volume::bind).collect(),
+            restart: cfg.restart.as_str().to_string(),
+        })
+    }
+
+    /// A stable hash of the whole specification (sha256, hex).
+    pub fn hash(&self) -> String {
+        let json = serde_json::to_vec(self).expect("a spec serializes");
+        hex::encode(Sha256::digest(json))
+    }
+
+    fn port_key(&self) -> String {
+        format!("{}/tcp", self.port)
+    }
+
+    fn body(&self) -> ContainerCreateBody {
+        let restart = match self.restart.as_str() {
+            "always" => RestartPolicyNameEnum::ALWAYS,
+            "unless-stopped" => RestartPolicyNameEnum::UNLESS_STOPPED,
+            "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
+            _ => RestartPolicyNameEnum::NO,
+        };
+        let binding = PortBinding {
+            host_ip: Some(self.publish_address.to_string()),
+            host_port: Some(if self.publish_port == 0 { String::new() } else { self.publish_port.to_string() }),
+        };
+        let labels = HashMap::from([(LABEL_MANAGED.to_string(), "true".to_string()), (LABEL_HASH.to_string(), self.hash())]);
+        ContainerCreateBody {
+            image: Some(self.image.clone()),
+            cmd: self.command.clone(),
+            user: self.user.clone(),
+            env: Some(self.env.clone()),
+            exposed_ports: Some(vec![self.port_key()]),
+            labels: Some(labels),
+            host_config: Some(HostConfig {
+                binds: if self.binds.is_empty() { None } else { Some(self.binds.clone()) },
+                port_bindings: Some(HashMap::from([(self.port_key(), Some(vec![binding]))])),
+                restart_policy: Some(RestartPolicy { name: Some(restart), maximum_retry_count: None }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+}
+
+/// Reads a Docker env file (`KEY=VALUE` lines, `#` comments, a bare `KEY`
+/// takes the agent's own value). Errors name the file and line, never a value.
+pub fn read_env_file(path: &Path) -> Result<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the env file {} ([container] env_file)", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim_start();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (key, value) = match line.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (line.trim_end(), None),
+        };
+        if key.is_empty() || key.contains(char::is_whitespace) {
+            bail!(
+                "{}:{}: expected KEY=VALUE with a variable name without spaces (the value is not shown: it may be a secret)",
+                path.display(),
+                i + 1
+            );
+        }
+        match value {
+            Some(v) => out.push((key.to_string(), v.to_string())),
+            None => {
+                if let Ok(v) = std::env::var(key) {
+                    out.push((key.to_string(), v));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The container as the converge left it.
+#[derive(Debug, Clone)]
+pub struct Running {
+    pub id: String,
+    pub name: String,
+    pub hash: String,
+    /// Docker's start time (RFC 3339).
+    pub started_at: Option<String>,
+    /// What was done: `created`, `started`, `reused`, `recreated: ...`.
+    pub action: String,
+    /// Where to reach the published port from this host.
+    pub host_address: IpAddr,
+    pub host_port: u16,
+}
+
+async fn inspect(docker: &Docker, name: &str) -> Result<Option<ContainerInspectResponse>> {
+    match docker.inspect_container(name, None).await {
+        Ok(c) => Ok(Some(c)),
+        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("inspecting the container {name}")),
+    }
+}
+
+/// Makes the container named in `spec` exist, match `spec`, and run.
+/// A running container with the same hash is left alone (never restarted).
+pub async fn ensure(docker: &Docker, spec: &Spec) -> Result<Running> {
+    let hash = spec.hash();
+    let action = match inspect(docker, &spec.name).await? {
+        None => {
+            create_and_start(docker, spec).await?;
+            "created".to_string()
+        }
+        Some(existing) => {
+            let labels = existing.config.as_ref().and_then(|c| c.labels.clone()).unwrap_or_default();
+            if labels.get(LABEL_MANAGED).map(String::as_str) != Some("true") {
+                bail!(
+                    "a container named {} exists and was not created by jupyter-agent; remove it (docker rm -f {}) or choose another [container] name",
+                    spec.name,
+                    spec.name
+                );
+            }
+            let id = existing.id.clone().unwrap_or_default();
+            let state = existing.state.as_ref();
+            let running = state.and_then(|s| s.running).unwrap_or(false);
+            if labels.get(LABEL_HASH) == Some(&hash) {
+                if running {
+                    "reused".to_string()
+                } else {
+                    docker
+                        .start_container(&id, None)
+                        .await
+                        .with_context(|| format!("starting the existing container {}", spec.name))?;
+                    "started".to_string()
+                }
+            } else {
+                info!(container = %spec.name, "configuration changed: recreating the container");
+                docker
+                    .remove_container(&id, Some(RemoveContainerOptionsBuilder::new().force(true).build()))
+                    .await
+                    .with_context(|| format!("removing the outdated container {}", spec.name))?;
+                create_and_start(docker, spec).await?;
+                "recreated: configuration changed".to_string()
+            }
+        }
+    };
+    let now = inspect(docker, &spec.name)
+        .await?
+        .ok_or_else(|| anyhow!("the container {} vanished right after it was started", spec.name))?;
+    let host_port = published_port(&now, &spec.port_key()).unwrap_or(spec.publish_port);
+    let running = Running {
+        id: now.id.unwrap_or_default(),
+        name: spec.name.clone(),
+        hash,
+        started_at: now.state.and_then(|s| s.started_at),
+        action,
+        host_address: reachable_address(spec.publish_address),
+        host_port,
+    };
+    info!(container = %running.name, id = %&running.id[..running.id.len().min(12)], port = running.host_port, "container {}", running.action);
+    Ok(running)
+}
+
+async fn create_and_start(docker: &Docker, spec: &Spec) -> Result<()> {
+    let options = CreateContainerOptionsBuilder::new().name(&spec.name).build();
+    let created = docker
+        .create_container(Some(options), spec.body())
+        .await
+        .with_context(|| format!("creating the container {} from {}", spec.name, spec.image))?;
+    docker.start_container(&created.id, None).await.map_err(|e| {
+        let publish = format!("{}:{}", spec.publish_address, spec.publish_port);
+        anyhow!(e).context(format!(
+            "starting the container {} (publishing {publish}; is that port taken? set [container] publish)",
+            spec.name
+        ))
+    })?;
+    Ok(())
+}
+
+/// The host port Docker bound for `key` (`8888/tcp`).
+fn published_port(c: &ContainerInspectResponse, key: &str) -> Option<u16> {
+    let ports = c.network_settings.as_ref()?.ports.as_ref()?;
+    let bindings = ports.get(key)?.as_ref()?;
+    bindings.iter().find_map(|b| b.host_port.as_deref()?.parse().ok())
+}
+
+/// The address to reach a port published on `addr` from this host: a
+/// wildcard is reached on loopback.
+pub fn reachable_address(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V4(a) if a.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
+        IpAddr::V6(a) if a.is_unspecified() => IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+        other => other,
+    }
+}
+
+/// The publish setting as written, for messages.
+pub fn publish_label(p: &Publish) -> String {
+    format!("{}:{}", p.address, p.port)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::path::PathBuf;
+
+    fn cfg() -> ContainerConfig {
+        let c = config::Config::parse(Path::new("t.toml"), "[image]\nname = \"nb\"\n").unwrap();
+        c.container
+    }
+
+    #[test]
+    fn the_hash_follows_every_setting() {
+        let base = Spec::new(&cfg(), "nb:latest", "sha256:1").unwrap();
+        assert_eq!(base.hash(), Spec::new(&cfg(), "nb:latest", "sha256:1").unwrap().hash());
+        assert_ne!(base.hash(), Spec::new(&cfg(), "nb:latest", "sha256:2").unwrap().hash());
+        let mut c = cfg();
+        c.env.insert("A".into(), "1".into());
+        assert_ne!(base.hash(), Spec::new(&c, "nb:latest", "sha256:1").unwrap().hash());
+        let mut c = cfg();
+        c.port = 9999;
+        assert_ne!(base.hash(), Spec::new(&c, "nb:latest", "sha256:1").unwrap().hash());
+    }
+
+    #[test]
+    fn env_files_follow_docker_and_hide_values() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(f, "# comment\n\nKEY_ID=abc=def\n  REGION=cn-beijing\nEMPTY=\nJA_TEST_FROM_ENV\nJA_TEST_UNSET").unwrap();
+        std::env::set_var("JA_TEST_FROM_ENV", "inherited");
+        let vars = read_env_file(f.path()).unwrap();
+        assert_eq!(
+            vars,
+            vec![
+                ("KEY_ID".into(), "abc=def".into()),
+                ("REGION".into(), "cn-beijing".into()),
+                ("EMPTY".into(), "".into()),
+                ("JA_TEST_FROM_ENV".into(), "inherited".into()),
+            ]
+        );
+        let mut bad = tempfile::NamedTempFile::new().unwrap();
+        writeln!(bad, "OK=1\nBAD KEY=s3cr3t").unwrap();
+        let err = format!("{:#}", read_env_file(bad.path()).unwrap_err());
+        assert!(err.ends_with(":2: expected KEY=VALUE with a variable name without spaces (the value is not shown: it may be a secret)"), "{err}");
+        assert!(!err.contains("s3cr3t"));
+        let mut c = cfg();
+        c.env_file = Some(PathBuf::from(f.path()));
+        let spec = Spec::new(&c, "nb", "id").unwrap();
+        assert!(!format!("{spec:?}").contains("cn-beijing"));
+    }
+
+    #[test]
+    fn wildcards_are_reached_on_loopback() {
+        assert_eq!(reachable_address("0.0.0.0".parse().unwrap()), "127.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(reachable_address("::".parse().unwrap()), "::1".parse::<IpAddr>().unwrap());
+        assert_eq!(reachable_address("10.1.2.3".parse().unwrap()), "10.1.2.3".parse::<IpAddr>().unwrap());
+    }
+}

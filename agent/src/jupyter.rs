@@ -1,0 +1,229 @@
+//! Waiting for Jupyter: follow the container's log stream (no polling) until
+//! a login URL appears, ask the server itself when the log hides a
+//! configured token, and prove the token against `/api/status` before it is
+//! reported (REFERENCE.md section 5).
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use bollard::container::LogOutput;
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::query_parameters::LogsOptionsBuilder;
+use bollard::Docker;
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use tracing::{debug, info};
+
+use crate::state::LOG_TAIL_LINES;
+use crate::token::{base_url, parse_line, parse_server_list, redact, Finding, LineAssembler};
+
+/// Where the published Jupyter port answers on this host.
+#[derive(Debug, Clone, Copy)]
+pub struct Endpoint {
+    pub address: IpAddr,
+    pub port: u16,
+}
+
+impl Endpoint {
+    fn url(&self, path: &str) -> String {
+        match self.address {
+            IpAddr::V6(a) => format!("http://[{a}]:{}{path}", self.port),
+            IpAddr::V4(a) => format!("http://{a}:{}{path}", self.port),
+        }
+    }
+}
+
+/// A token the server accepted.
+#[derive(Clone)]
+pub struct Proven {
+    pub token: String,
+    /// The path of the login URL: `/`, `/tree`, `/lab`, or below a base URL.
+    pub path: String,
+    /// `log` or `server-list`.
+    pub source: &'static str,
+    pub seen_at: DateTime<Utc>,
+    pub proven_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for Proven {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proven").field("token", &"<redacted>").field("path", &self.path).finish()
+    }
+}
+
+/// Follows the log of `container` (from `since`, Docker's start time) until a
+/// proven token is found, the stream ends (the container stopped), or
+/// `timeout` passes.
+pub async fn wait_for_token(
+    docker: &Docker,
+    container: &str,
+    since: Option<&str>,
+    endpoint: Endpoint,
+    timeout: Duration,
+) -> Result<Proven> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    // Only this run's lines: a restarted container's log still holds the
+    // tokens of its earlier runs (and the proof would refuse them anyway).
+    let since = since
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map_or(0, |t| t.timestamp() as i32);
+    let options = LogsOptionsBuilder::new().follow(true).stdout(true).stderr(true).since(since).build();
+    let mut stream = docker.logs(container, Some(options));
+    let mut lines = LineAssembler::new();
+    let client = http_client()?;
+    loop {
+        let item = match tokio::time::timeout_at(deadline, stream.next()).await {
+            Err(_) => bail!(
+                "no login URL with a token appeared in the container's log within {} ([jupyter] ready_timeout)",
+                humantime::format_duration(timeout)
+            ),
+            Ok(None) => bail!("the container stopped before Jupyter was ready"),
+            Ok(Some(item)) => item.context("following the container's log")?,
+        };
+        let bytes = match &item {
+            LogOutput::StdOut { message } | LogOutput::StdErr { message } | LogOutput::Console { message } => message,
+            LogOutput::StdIn { .. } => continue,
+        };
+        for line in lines.push(bytes) {
+            let Some(finding) = parse_line(&line) else { continue };
+            let seen_at = Utc::now();
+            let candidates = match finding {
+                Finding::Token { token, path } => vec![(token, path, "log")],
+                Finding::Placeholder { path } => {
+                    info!("the log hides a configured token; asking the server");
+                    let listed = ask_server(docker, container).await?;
+                    if listed.is_empty() {
+                        bail!("the log shows only ?token=... and neither `jupyter server list --json` nor `jupyter notebook list --json` in the container named a running server");
+                    }
+                    listed
+                        .into_iter()
+                        .map(|s| (s.token, if s.base_url == "/" { path.clone() } else { format!("{}{}", s.base_url.trim_end_matches('/'), path) }, "server-list"))
+                        .collect()
+                }
+            };
+            for (token, path, source) in candidates {
+                let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+                match prove(&client, endpoint, &base_url(&path), &token, remaining).await? {
+                    Proof::Accepted => {
+                        info!(source, "token proven against /api/status");
+                        return Ok(Proven { token, path, source, seen_at, proven_at: Utc::now() });
+                    }
+                    Proof::Rejected(status) => {
+                        debug!(status, "a token from the log was refused (an earlier run's?); still following")
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Runs `jupyter server list --json` (then `jupyter notebook list --json`
+/// for Notebook 5/6) inside the container.
+async fn ask_server(docker: &Docker, container: &str) -> Result<Vec<crate::token::ListedServer>> {
+    for cmd in [["jupyter", "server", "list", "--json"], ["jupyter", "notebook", "list", "--json"]] {
+        let output = exec_output(docker, container, &cmd).await.with_context(|| format!("running `{}` in the container", cmd.join(" ")))?;
+        let servers: Vec<_> = parse_server_list(&output).into_iter().filter(|s| !s.token.is_empty()).collect();
+        if !servers.is_empty() {
+            return Ok(servers);
+        }
+    }
+    Ok(Vec::new())
+}
+
+async fn exec_output(docker: &Docker, container: &str, cmd: &[&str]) -> Result<String> {
+    let exec = docker
+        .create_exec(
+            container,
+            CreateExecOptions { cmd: Some(cmd.to_vec()), attach_stdout: Some(true), attach_stderr: Some(false), ..Default::default() },
+        )
+        .await?;
+    let StartExecResults::Attached { mut output, .. } = docker.start_exec(&exec.id, None).await? else {
+        bail!("the exec did not attach");
+    };
+    let mut out = Vec::new();
+    while let Some(chunk) = output.next().await {
+        if let LogOutput::StdOut { message } = chunk? {
+            out.extend_from_slice(&message);
+        }
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+enum Proof {
+    Accepted,
+    Rejected(u16),
+}
+
+fn http_client() -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .context("building the HTTP client")
+}
+
+/// `GET /api/status` with the token must answer 200, and with a wrong token
+/// must be refused. Connection errors are retried briefly (the published
+/// port can lag the log line by a moment).
+async fn prove(client: &reqwest::Client, endpoint: Endpoint, base: &str, token: &str, within: Duration) -> Result<Proof> {
+    let url = endpoint.url(&format!("{base}api/status"));
+    let deadline = Instant::now() + within.min(Duration::from_secs(30));
+    let mut delay = Duration::from_millis(50);
+    let status = loop {
+        match client.get(&url).header("Authorization", format!("token {token}")).send().await {
+            Ok(resp) => break resp.status().as_u16(),
+            Err(e) if Instant::now() + delay < deadline => {
+                debug!(url = %url, error = %e, "Jupyter does not answer yet");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+            Err(e) => return Err(anyhow!(e).context(format!("asking {url} whether the token works"))),
+        }
+    };
+    match status {
+        200 => {}
+        401 | 403 => return Ok(Proof::Rejected(status)),
+        other => bail!("{url} answered {other} to the token from the log; expected 200"),
+    }
+    let wrong = format!("wrong-{}", &token.chars().rev().collect::<String>());
+    let resp = client
+        .get(&url)
+        .header("Authorization", format!("token {wrong}"))
+        .send()
+        .await
+        .with_context(|| format!("asking {url} to refuse a wrong token"))?;
+    match resp.status().as_u16() {
+        401 | 403 => Ok(Proof::Accepted),
+        other => bail!("{url} answered {other} to a wrong token: the server does not check tokens, so no login token can be proven"),
+    }
+}
+
+/// The container's last lines (tokens redacted), for failure reports.
+pub async fn log_tail(docker: &Docker, container: &str) -> Vec<String> {
+    let options = LogsOptionsBuilder::new().stdout(true).stderr(true).tail(&LOG_TAIL_LINES.to_string()).build();
+    let mut stream = docker.logs(container, Some(options));
+    let mut lines = LineAssembler::new();
+    let mut out: VecDeque<String> = VecDeque::new();
+    while let Some(Ok(item)) = stream.next().await {
+        for line in lines.push(&item.into_bytes()) {
+            out.push_back(redact(&line));
+        }
+    }
+    out.extend(lines.finish().map(|l| redact(&l)));
+    while out.len() > LOG_TAIL_LINES {
+        out.pop_front();
+    }
+    out.into()
+}
+
+/// The exit code of a container that is not running, if any.
+pub async fn exit_code(docker: &Docker, container: &str) -> Option<i64> {
+    let c = docker.inspect_container(container, None).await.ok()?;
+    let state = c.state?;
+    if state.running == Some(true) && state.restarting != Some(true) {
+        return None;
+    }
+    state.exit_code
+}

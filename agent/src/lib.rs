@@ -1,0 +1,29 @@
+//! `jupyter-agent`: converges a host to "a Jupyter container is running and
+//! its login URL is known and proven", and answers questions about it.
+//!
+//! The converge ([`converge`]) runs these steps, one module each:
+//!
+//! | step | module | what it does |
+//! |---|---|---|
+//! | engine | [`engine`] | connect to Docker, wait (bounded) for a ping |
+//! | image | [`image`] | pull, load or build the image, always tagged |
+//! | container | [`container`] | create, reuse, start or recreate it by configuration hash |
+//! | token | [`jupyter`], [`token`] | follow the log, parse the token, prove it on `/api/status` |
+//! | url | [`url`] | the host from the ECS metadata service, the login URL |
+//!
+//! Around them: [`config`] (the validated TOML file), [`state`] (the
+//! versioned state file and its lock), [`result_file`] (the hands-on's legacy
+//! result file), [`cli`] (commands and exit codes) and [`logging`].
+
+pub mod cli;
+pub mod config;
+pub mod container;
+pub mod converge;
+pub mod engine;
+pub mod image;
+pub mod jupyter;
+pub mod logging;
+pub mod result_file;
+pub mod state;
+pub mod token;
+pub mod url;

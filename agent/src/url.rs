@@ -1,0 +1,106 @@
+//! The login URL a participant opens: `http://<host>:<port><path>?token=<t>`,
+//! where the host comes from the ECS metadata service (REFERENCE.md section 3)
+//! when `url_host = "auto"`.
+
+use std::net::{IpAddr, UdpSocket};
+use std::time::Duration;
+
+use tracing::{debug, info};
+
+use crate::config::UrlHost;
+
+/// The whole metadata look-up stays under this, so that off the cloud it costs
+/// well under two seconds.
+const METADATA_BUDGET: Duration = Duration::from_millis(1500);
+const METADATA_CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
+/// Addresses tried in order: the elastic IP, the public IP, the private IP.
+const ADDRESS_KEYS: [&str; 3] = ["eipv4", "public-ipv4", "private-ipv4"];
+
+/// Builds the login URL.
+pub fn login_url(host: &str, port: u16, path: &str, token: &str) -> String {
+    let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_string() };
+    format!("http://{host}:{port}{path}?token={token}")
+}
+
+/// The host participants reach the instance by.
+pub async fn resolve_host(setting: &UrlHost, metadata_endpoint: &str) -> String {
+    match setting {
+        UrlHost::Explicit(h) => h.clone(),
+        UrlHost::Auto => match tokio::time::timeout(METADATA_BUDGET, from_metadata(metadata_endpoint)).await {
+            Ok(Some((key, addr))) => {
+                info!(source = key, host = %addr, "URL host from the ECS metadata service");
+                addr
+            }
+            _ => {
+                let addr = primary_address().map_or_else(|| "127.0.0.1".to_string(), |a| a.to_string());
+                info!(host = %addr, "no ECS metadata service answered; using the machine's primary address");
+                addr
+            }
+        },
+    }
+}
+
+/// Asks the metadata service, hardened mode first (a session token), then plain.
+async fn from_metadata(endpoint: &str) -> Option<(&'static str, String)> {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .connect_timeout(METADATA_CONNECT_TIMEOUT)
+        .timeout(Duration::from_millis(700))
+        .build()
+        .ok()?;
+    let token = match client
+        .put(format!("{endpoint}/latest/api/token"))
+        .header("X-aliyun-ecs-metadata-token-ttl-seconds", "60")
+        .send()
+        .await
+    {
+        Ok(resp) if resp.status().is_success() => resp.text().await.ok().filter(|t| !t.trim().is_empty()),
+        Ok(resp) => {
+            debug!(status = resp.status().as_u16(), "metadata service has no hardened mode; asking plainly");
+            None
+        }
+        // Nothing listens there: we are not on ECS.
+        Err(e) => {
+            debug!(error = %e, "no metadata service");
+            return None;
+        }
+    };
+    for key in ADDRESS_KEYS {
+        let mut req = client.get(format!("{endpoint}/latest/meta-data/{key}"));
+        if let Some(t) = &token {
+            req = req.header("X-aliyun-ecs-metadata-token", t.trim());
+        }
+        let Ok(resp) = req.send().await else { return None };
+        if !resp.status().is_success() {
+            continue;
+        }
+        if let Ok(text) = resp.text().await {
+            let text = text.trim();
+            if text.parse::<IpAddr>().is_ok() {
+                return Some((key, text.to_string()));
+            }
+        }
+    }
+    None
+}
+
+/// The source address of the default route: connecting a UDP socket sends
+/// nothing, it only asks the kernel which address it would use.
+pub fn primary_address() -> Option<IpAddr> {
+    let socket = UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("100.100.100.200:80").ok()?;
+    let addr = socket.local_addr().ok()?.ip();
+    (!addr.is_unspecified()).then_some(addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(login_url("1.2.3.4", 8888, "/tree", "abc"), "http://1.2.3.4:8888/tree?token=abc");
+        assert_eq!(login_url("::1", 8888, "/", "abc"), "http://[::1]:8888/?token=abc");
+        assert_eq!(login_url("[::1]", 8888, "/lab", "abc"), "http://[::1]:8888/lab?token=abc");
+    }
+}
