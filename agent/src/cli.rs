@@ -147,7 +147,10 @@ fn load_state(config_path: &std::path::Path) -> Result<State, u8> {
         Ok(Some(s)) => Ok(s),
         Ok(None) => Err(fail(
             exit::NO_STATE,
-            format!("no state at {}: the agent has not run on this host (start it with jupyter-agent run)", path.display()),
+            format!(
+                "no state at {}: the agent has not run on this host (start it with jupyter-agent run)",
+                path.display()
+            ),
         )),
         Err(e) => Err(fail(exit::FAILED, format!("{e:#}"))),
     }
@@ -163,7 +166,9 @@ fn print_one(config_path: &std::path::Path, pick: impl Fn(&State) -> Option<Stri
             println!("{v}");
             exit::OK
         }
-        (phase, _) => fail(exit::FAILED, format!("Jupyter is not ready (phase: {}); see jupyter-agent status", phase.as_str())),
+        (phase, _) => {
+            fail(exit::FAILED, format!("Jupyter is not ready (phase: {}); see jupyter-agent status", phase.as_str()))
+        }
     }
 }
 
@@ -216,7 +221,13 @@ pub fn render(s: &State) -> String {
             state::StepStatus::Done => "done",
             state::StepStatus::Failed => "FAILED",
         };
-        out.push_str(&format!("  {:<10} {:<8} {:>8}  {}\n", step.name, status, took, step.detail.as_deref().unwrap_or("")));
+        out.push_str(&format!(
+            "  {:<10} {:<8} {:>8}  {}\n",
+            step.name,
+            status,
+            took,
+            step.detail.as_deref().unwrap_or("")
+        ));
     }
     if let Some(e) = &s.error {
         out.push_str(&format!("error: {}: {}\n", e.step, e.cause));

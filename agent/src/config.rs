@@ -200,9 +200,7 @@ impl Config {
         })?;
         let mut root = Section::new(path, "", table);
 
-        let state_dir = root
-            .abs_path("state_dir")?
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+        let state_dir = root.abs_path("state_dir")?.unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
         let result_file = root.abs_path("result_file")?;
 
         let mut d = root.section("docker")?;
@@ -213,7 +211,9 @@ impl Config {
         d.finish()?;
 
         let image = match root.take("image") {
-            None => return Err(root.err("[image]", None, "missing; expected a section with one of name, archive or build")),
+            None => {
+                return Err(root.err("[image]", None, "missing; expected a section with one of name, archive or build"))
+            }
             Some(v) => {
                 let t = root.expect_table("image", v)?;
                 image_config(Section::new(path, "image", t))?
@@ -229,10 +229,7 @@ impl Config {
             env_file: c.abs_path("env_file")?,
             volumes: c.volumes("volumes")?,
             port: c.port("port", false)?.unwrap_or(8888),
-            publish: c.publish("publish")?.unwrap_or(Publish {
-                address: IpAddr::from([0, 0, 0, 0]),
-                port: 8888,
-            }),
+            publish: c.publish("publish")?.unwrap_or(Publish { address: IpAddr::from([0, 0, 0, 0]), port: 8888 }),
             restart: c.restart("restart")?.unwrap_or(RestartPolicy::UnlessStopped),
         };
         c.finish()?;
@@ -241,22 +238,12 @@ impl Config {
         let jupyter = JupyterConfig {
             ready_timeout: j.duration("ready_timeout")?.unwrap_or(Duration::from_secs(600)),
             url_host: j.url_host("url_host")?.unwrap_or(UrlHost::Auto),
-            metadata_endpoint: j
-                .http_url("metadata_endpoint")?
-                .unwrap_or_else(|| DEFAULT_METADATA_ENDPOINT.into()),
+            metadata_endpoint: j.http_url("metadata_endpoint")?.unwrap_or_else(|| DEFAULT_METADATA_ENDPOINT.into()),
         };
         j.finish()?;
         root.finish()?;
 
-        Ok(Config {
-            path: path.to_path_buf(),
-            state_dir,
-            result_file,
-            docker,
-            image,
-            container,
-            jupyter,
-        })
+        Ok(Config { path: path.to_path_buf(), state_dir, result_file, docker, image, container, jupyter })
     }
 
     pub fn state_file(&self) -> PathBuf {
@@ -274,9 +261,9 @@ fn image_config(mut s: Section) -> Result<ImageConfig, ConfigError> {
         Some(v) => {
             let t = s.expect_table("build", v)?;
             let mut b = Section::new(s.file, "image.build", t);
-            let context = b
-                .abs_path("context")?
-                .ok_or_else(|| b.err("context", None, "missing; expected the absolute path of the build context directory"))?;
+            let context = b.abs_path("context")?.ok_or_else(|| {
+                b.err("context", None, "missing; expected the absolute path of the build context directory")
+            })?;
             let dockerfile = b.string("dockerfile")?.unwrap_or_else(|| "Dockerfile".into());
             if dockerfile.is_empty() || dockerfile.starts_with('/') || dockerfile.split('/').any(|p| p == "..") {
                 return Err(b.err(
@@ -292,12 +279,8 @@ fn image_config(mut s: Section) -> Result<ImageConfig, ConfigError> {
     };
     let sources = [name.is_some(), archive.is_some(), build.is_some()];
     if sources.iter().filter(|x| **x).count() != 1 {
-        let found: Vec<&str> = ["name", "archive", "build"]
-            .iter()
-            .zip(sources)
-            .filter(|(_, on)| *on)
-            .map(|(k, _)| *k)
-            .collect();
+        let found: Vec<&str> =
+            ["name", "archive", "build"].iter().zip(sources).filter(|(_, on)| *on).map(|(k, _)| *k).collect();
         let found = if found.is_empty() { "none".to_string() } else { found.join(" and ") };
         return Err(s.err(
             "[image]",
@@ -307,15 +290,27 @@ fn image_config(mut s: Section) -> Result<ImageConfig, ConfigError> {
     }
     let out = if let Some(reference) = name {
         if tag.is_some() {
-            return Err(s.err("tag", None, "only goes with archive or build; with name, the tag is part of the name (name = \"repo:tag\")"));
+            return Err(s.err(
+                "tag",
+                None,
+                "only goes with archive or build; with name, the tag is part of the name (name = \"repo:tag\")",
+            ));
         }
         ImageConfig { reference, source: ImageSource::Pull(pull.unwrap_or(PullPolicy::IfNotPresent)) }
     } else {
         if pull.is_some() {
-            return Err(s.err("pull", None, "only goes with name; an archive is loaded and a build is built, never pulled"));
+            return Err(s.err(
+                "pull",
+                None,
+                "only goes with name; an archive is loaded and a build is built, never pulled",
+            ));
         }
         let reference = tag.ok_or_else(|| {
-            s.err("tag", None, "missing; expected the name:tag the loaded or built image gets, e.g. tag = \"notebook:latest\"")
+            s.err(
+                "tag",
+                None,
+                "missing; expected the name:tag the loaded or built image gets, e.g. tag = \"notebook:latest\"",
+            )
         })?;
         match (archive, build) {
             (Some(a), _) => ImageConfig { reference, source: ImageSource::Archive(a) },
@@ -349,9 +344,7 @@ impl<'a> Section<'a> {
     }
 
     fn key_label(&self, key: &str) -> String {
-        if key.starts_with('[') {
-            key.to_string()
-        } else if self.name.is_empty() {
+        if key.starts_with('[') || self.name.is_empty() {
             key.to_string()
         } else {
             format!("[{}] {key}", self.name)
@@ -359,12 +352,7 @@ impl<'a> Section<'a> {
     }
 
     fn err(&self, key: &str, value: Option<String>, expected: &str) -> ConfigError {
-        ConfigError {
-            file: self.file.to_path_buf(),
-            key: self.key_label(key),
-            value,
-            expected: expected.to_string(),
-        }
+        ConfigError { file: self.file.to_path_buf(), key: self.key_label(key), value, expected: expected.to_string() }
     }
 
     fn take(&mut self, key: &'static str) -> Option<toml::Value> {
@@ -486,7 +474,8 @@ impl<'a> Section<'a> {
     }
 
     fn port(&mut self, key: &'static str, zero_ok: bool) -> Result<Option<u16>, ConfigError> {
-        let expected = if zero_ok { "expected an integer from 0 to 65535" } else { "expected an integer from 1 to 65535" };
+        let expected =
+            if zero_ok { "expected an integer from 0 to 65535" } else { "expected an integer from 1 to 65535" };
         let min = if zero_ok { 0 } else { 1 };
         match self.integer(key, expected)? {
             None => Ok(None),
@@ -534,7 +523,11 @@ impl<'a> Section<'a> {
             "if-not-present" => PullPolicy::IfNotPresent,
             "never" => PullPolicy::Never,
             _ => {
-                return Err(self.err(key, Some(toml_str(&s)), "expected one of \"always\", \"if-not-present\", \"never\""))
+                return Err(self.err(
+                    key,
+                    Some(toml_str(&s)),
+                    "expected one of \"always\", \"if-not-present\", \"never\"",
+                ))
             }
         };
         Ok(Some(p))
@@ -559,7 +552,11 @@ impl<'a> Section<'a> {
         let valid = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
             && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
         if !valid {
-            return Err(self.err(key, Some(toml_str(&s)), "expected a container name: letters, digits, '_', '.' and '-', starting with a letter or digit"));
+            return Err(self.err(
+                key,
+                Some(toml_str(&s)),
+                "expected a container name: letters, digits, '_', '.' and '-', starting with a letter or digit",
+            ));
         }
         Ok(Some(s))
     }
@@ -589,7 +586,11 @@ impl<'a> Section<'a> {
         let Some(s) = self.string(key)? else { return Ok(None) };
         let ok = ["unix:///", "tcp://", "http://"].iter().any(|p| s.starts_with(p) && s.len() > p.len());
         if !ok {
-            return Err(self.err(key, Some(toml_str(&s)), "expected unix:///path/to/docker.sock, tcp://HOST:PORT or http://HOST:PORT"));
+            return Err(self.err(
+                key,
+                Some(toml_str(&s)),
+                "expected unix:///path/to/docker.sock, tcp://HOST:PORT or http://HOST:PORT",
+            ));
         }
         Ok(Some(s))
     }

@@ -7,7 +7,9 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
-use bollard::models::{ContainerCreateBody, ContainerInspectResponse, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum};
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+};
 use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
 use bollard::Docker;
 use serde::Serialize;
@@ -95,7 +97,8 @@ impl Spec {
             host_ip: Some(self.publish_address.to_string()),
             host_port: Some(if self.publish_port == 0 { String::new() } else { self.publish_port.to_string() }),
         };
-        let labels = HashMap::from([(LABEL_MANAGED.to_string(), "true".to_string()), (LABEL_HASH.to_string(), self.hash())]);
+        let labels =
+            HashMap::from([(LABEL_MANAGED.to_string(), "true".to_string()), (LABEL_HASH.to_string(), self.hash())]);
         ContainerCreateBody {
             image: Some(self.image.clone()),
             cmd: self.command.clone(),
@@ -295,7 +298,8 @@ mod tests {
     #[test]
     fn env_files_follow_docker_and_hide_values() {
         let mut f = tempfile::NamedTempFile::new().unwrap();
-        writeln!(f, "# comment\n\nKEY_ID=abc=def\n  REGION=cn-beijing\nEMPTY=\nJA_TEST_FROM_ENV\nJA_TEST_UNSET").unwrap();
+        writeln!(f, "# comment\n\nKEY_ID=abc=def\n  REGION=cn-beijing\nEMPTY=\nJA_TEST_FROM_ENV\nJA_TEST_UNSET")
+            .unwrap();
         std::env::set_var("JA_TEST_FROM_ENV", "inherited");
         let vars = read_env_file(f.path()).unwrap();
         assert_eq!(

@@ -9,13 +9,13 @@ use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::container::{self, Spec};
+use crate::engine;
 use crate::image;
 use crate::jupyter::{self, Endpoint};
 use crate::result_file;
 use crate::state::{ContainerState, Failure, ImageState, JupyterState, Phase, State, StateStore, StepStatus};
 use crate::token::redact;
 use crate::url;
-use crate::engine;
 
 /// Keeps the state and writes it at every change.
 struct Tracker<'a> {
@@ -84,7 +84,8 @@ async fn steps(cfg: &Config, t: &mut Tracker<'_>) -> Result<()> {
         crate::config::ImageSource::Archive(_) => "archive",
         crate::config::ImageSource::Build(_) => "build",
     };
-    t.state.image = Some(ImageState { reference: cfg.image.reference.clone(), source: source.into(), ..Default::default() });
+    t.state.image =
+        Some(ImageState { reference: cfg.image.reference.clone(), source: source.into(), ..Default::default() });
     let prepared = {
         let mut on_layer = |layer: &str, progress: crate::state::LayerProgress| {
             let image = t.state.image.as_mut().expect("set above");
@@ -116,9 +117,15 @@ async fn steps(cfg: &Config, t: &mut Tracker<'_>) -> Result<()> {
 
     t.begin("token", Phase::WaitingForToken);
     let endpoint = Endpoint { address: running.host_address, port: running.host_port };
-    let proven = jupyter::wait_for_token(&docker, &running.id, running.started_at.as_deref(), endpoint, cfg.jupyter.ready_timeout)
-        .await
-        .context("waiting for Jupyter's login token")?;
+    let proven = jupyter::wait_for_token(
+        &docker,
+        &running.id,
+        running.started_at.as_deref(),
+        endpoint,
+        cfg.jupyter.ready_timeout,
+    )
+    .await
+    .context("waiting for Jupyter's login token")?;
     t.done("token", format!("from the {}, proven against /api/status", proven.source));
 
     let host = url::resolve_host(&cfg.jupyter.url_host, &cfg.jupyter.metadata_endpoint).await;

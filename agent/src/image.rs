@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
-use bollard::query_parameters::{BuildImageOptionsBuilder, CreateImageOptionsBuilder, ImportImageOptionsBuilder, TagImageOptionsBuilder};
+use bollard::query_parameters::{
+    BuildImageOptionsBuilder, CreateImageOptionsBuilder, ImportImageOptionsBuilder, TagImageOptionsBuilder,
+};
 use bollard::Docker;
 use futures_util::StreamExt;
 use tokio_util::io::ReaderStream;
@@ -46,7 +48,11 @@ pub async fn image_id(docker: &Docker, reference: &str) -> Result<Option<String>
 
 /// Makes `cfg.reference` present, by the configured source.
 /// `on_layer` receives pull progress as layers change status.
-pub async fn ensure(docker: &Docker, cfg: &ImageConfig, on_layer: &mut dyn FnMut(&str, LayerProgress)) -> Result<Prepared> {
+pub async fn ensure(
+    docker: &Docker,
+    cfg: &ImageConfig,
+    on_layer: &mut dyn FnMut(&str, LayerProgress),
+) -> Result<Prepared> {
     let reference = cfg.reference.as_str();
     let detail = match &cfg.source {
         ImageSource::Pull(policy) => {
@@ -184,7 +190,9 @@ async fn build_image(docker: &Docker, cfg: &BuildConfig, reference: &str) -> Res
     while let Some(item) = stream.next().await {
         let info = match item {
             Ok(info) => info,
-            Err(bollard::errors::Error::DockerStreamError { error }) => bail!("building {reference}: {error}; last output:\n{}", tail.join("\n")),
+            Err(bollard::errors::Error::DockerStreamError { error }) => {
+                bail!("building {reference}: {error}; last output:\n{}", tail.join("\n"))
+            }
             Err(e) => return Err(e).with_context(|| format!("building {reference}")),
         };
         if let Some(detail) = info.error_detail {

@@ -66,9 +66,7 @@ pub async fn wait_for_token(
     let deadline = tokio::time::Instant::now() + timeout;
     // Only this run's lines: a restarted container's log still holds the
     // tokens of its earlier runs (and the proof would refuse them anyway).
-    let since = since
-        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-        .map_or(0, |t| t.timestamp() as i32);
+    let since = since.and_then(|s| DateTime::parse_from_rfc3339(s).ok()).map_or(0, |t| t.timestamp() as i32);
     let options = LogsOptionsBuilder::new().follow(true).stdout(true).stderr(true).since(since).build();
     let mut stream = docker.logs(container, Some(options));
     let mut lines = LineAssembler::new();
@@ -99,7 +97,17 @@ pub async fn wait_for_token(
                     }
                     listed
                         .into_iter()
-                        .map(|s| (s.token, if s.base_url == "/" { path.clone() } else { format!("{}{}", s.base_url.trim_end_matches('/'), path) }, "server-list"))
+                        .map(|s| {
+                            (
+                                s.token,
+                                if s.base_url == "/" {
+                                    path.clone()
+                                } else {
+                                    format!("{}{}", s.base_url.trim_end_matches('/'), path)
+                                },
+                                "server-list",
+                            )
+                        })
                         .collect()
                 }
             };
@@ -123,7 +131,9 @@ pub async fn wait_for_token(
 /// for Notebook 5/6) inside the container.
 async fn ask_server(docker: &Docker, container: &str) -> Result<Vec<crate::token::ListedServer>> {
     for cmd in [["jupyter", "server", "list", "--json"], ["jupyter", "notebook", "list", "--json"]] {
-        let output = exec_output(docker, container, &cmd).await.with_context(|| format!("running `{}` in the container", cmd.join(" ")))?;
+        let output = exec_output(docker, container, &cmd)
+            .await
+            .with_context(|| format!("running `{}` in the container", cmd.join(" ")))?;
         let servers: Vec<_> = parse_server_list(&output).into_iter().filter(|s| !s.token.is_empty()).collect();
         if !servers.is_empty() {
             return Ok(servers);
@@ -136,7 +146,12 @@ async fn exec_output(docker: &Docker, container: &str, cmd: &[&str]) -> Result<S
     let exec = docker
         .create_exec(
             container,
-            CreateExecOptions { cmd: Some(cmd.to_vec()), attach_stdout: Some(true), attach_stderr: Some(false), ..Default::default() },
+            CreateExecOptions {
+                cmd: Some(cmd.to_vec()),
+                attach_stdout: Some(true),
+                attach_stderr: Some(false),
+                ..Default::default()
+            },
         )
         .await?;
     let StartExecResults::Attached { mut output, .. } = docker.start_exec(&exec.id, None).await? else {
@@ -157,17 +172,19 @@ enum Proof {
 }
 
 fn http_client() -> Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .context("building the HTTP client")
+    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build().context("building the HTTP client")
 }
 
 /// `GET /api/status` with the token must answer 200, and with a wrong token
 /// must be refused. Connection errors are retried briefly (the published
 /// port can lag the log line by a moment).
-async fn prove(client: &reqwest::Client, endpoint: Endpoint, base: &str, token: &str, within: Duration) -> Result<Proof> {
+async fn prove(
+    client: &reqwest::Client,
+    endpoint: Endpoint,
+    base: &str,
+    token: &str,
+    within: Duration,
+) -> Result<Proof> {
     let url = endpoint.url(&format!("{base}api/status"));
     let deadline = Instant::now() + within.min(Duration::from_secs(30));
     let mut delay = Duration::from_millis(50);

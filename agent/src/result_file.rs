@@ -59,9 +59,16 @@ mod tests {
 
     #[test]
     fn failure_text_names_step_cause_code_and_tail() {
-        let f = Failure { step: "token".into(), cause: "the container stopped".into(), exit_code: Some(3), log_tail: vec!["boom".into()] };
+        let f = Failure {
+            step: "token".into(),
+            cause: "the container stopped".into(),
+            exit_code: Some(3),
+            log_tail: vec!["boom".into()],
+        };
         let text = failed_text(&f, Utc::now());
-        for want in ["## failed step: token", "## cause: the container stopped", "## container exit code: 3", "    boom"] {
+        for want in
+            ["## failed step: token", "## cause: the container stopped", "## container exit code: 3", "    boom"]
+        {
             assert!(text.contains(want), "{text}");
         }
     }

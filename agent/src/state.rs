@@ -350,7 +350,12 @@ mod tests {
     #[test]
     fn ready_clears_an_old_error_and_redaction_hides_the_token() {
         let mut s = State::new();
-        s.fail(Failure { step: "token".into(), cause: "x".into(), log_tail: vec!["http://h/?token=abc".into()], ..Default::default() });
+        s.fail(Failure {
+            step: "token".into(),
+            cause: "x".into(),
+            log_tail: vec!["http://h/?token=abc".into()],
+            ..Default::default()
+        });
         assert_eq!(s.redacted().error.unwrap().log_tail, vec!["http://h/?token=<redacted>".to_string()]);
         s.ready(JupyterState {
             url: "http://h:8888/tree?token=s3cret".into(),

@@ -183,7 +183,10 @@ mod tests {
     fn lines_of_every_server_generation() {
         let cases: Vec<(String, Option<Finding>)> = vec![
             // Notebook 5
-            (format!("[I 10:00:00.123 NotebookApp] http://(3f1c2b9a8d7e or 127.0.0.1):8888/?token={HEX}"), tok(HEX, "/")),
+            (
+                format!("[I 10:00:00.123 NotebookApp] http://(3f1c2b9a8d7e or 127.0.0.1):8888/?token={HEX}"),
+                tok(HEX, "/"),
+            ),
             (format!("        http://0.0.0.0:8888/?token={HEX}"), tok(HEX, "/")),
             // Notebook 6
             (format!("[I 10:00:00.123 NotebookApp] http://3f1c2b9a8d7e:8888/?token={HEX}"), tok(HEX, "/")),
@@ -191,12 +194,18 @@ mod tests {
             (format!("     or http://127.0.0.1:8888/?token={HEX}"), tok(HEX, "/")),
             // jupyter_server 1 and 2
             (format!("[I 2026-11-27 10:00:00.123 ServerApp] http://localhost:8888/lab?token={HEX}"), tok(HEX, "/lab")),
-            (format!("[I 2026-11-27 10:00:00.123 ServerApp]     http://127.0.0.1:8888/lab?token={HEX}"), tok(HEX, "/lab")),
+            (
+                format!("[I 2026-11-27 10:00:00.123 ServerApp]     http://127.0.0.1:8888/lab?token={HEX}"),
+                tok(HEX, "/lab"),
+            ),
             (format!("        http://127.0.0.1:8888/tree?token={HEX}"), tok(HEX, "/tree")),
             (format!("    http://[::1]:8888/lab?token={HEX}"), tok(HEX, "/lab")),
             (format!("    http://127.0.0.1:8888/jupyter/lab?token={HEX}"), tok(HEX, "/jupyter/lab")),
             // A configured token: the log shows the placeholder.
-            ("[I 10:00:00.123 NotebookApp] http://127.0.0.1:8888/?token=...".into(), Some(Finding::Placeholder { path: "/".into() })),
+            (
+                "[I 10:00:00.123 NotebookApp] http://127.0.0.1:8888/?token=...".into(),
+                Some(Finding::Placeholder { path: "/".into() }),
+            ),
             ("    http://127.0.0.1:8888/lab?token=...".into(), Some(Finding::Placeholder { path: "/lab".into() })),
             // Things that look like tokens but are not.
             ("        file:///root/.local/share/jupyter/runtime/nbserver-1-open.html".into(), None),

@@ -1,0 +1,214 @@
+//! Helpers for the end-to-end tests: each test gets its own temporary
+//! directory, state directory and container name, and removes what it
+//! created from the engine when it ends (also when it fails).
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+/// The Jupyter image built by `scripts/build-test-image`.
+pub fn test_image() -> String {
+    std::env::var("JUPYTER_TEST_IMAGE").unwrap_or_else(|_| "jupyter-agent/notebook:local".into())
+}
+
+/// A binary of this workspace, next to the test executable's `deps/` folder.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target directory");
+    let path = dir.join(name);
+    assert!(path.exists(), "{} is missing: build the workspace first (cargo build --workspace)", path.display());
+    path
+}
+
+pub fn docker(args: &[&str]) -> Output {
+    Command::new("docker").args(args).output().expect("the docker CLI runs")
+}
+
+/// `docker inspect -f FORMAT NAME`, trimmed.
+pub fn inspect(name: &str, format: &str) -> String {
+    let out = docker(&["inspect", "-f", format, name]);
+    assert!(out.status.success(), "docker inspect {name}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// One test's world: a directory, a config file in it, a container name.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub name: String,
+    /// Images the test created, removed at the end.
+    pub images: Vec<String>,
+}
+
+/// What one run of the agent did.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Env {
+    pub fn new(test: &str) -> Env {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let name = format!("ja-test-{test}-{}-{n}", std::process::id());
+        Env { dir: tempfile::tempdir().expect("temp dir"), name, images: Vec::new() }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.path("config.toml")
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.path("state")
+    }
+
+    /// A configuration for the local test image on a free loopback port;
+    /// `extra` is appended inside `[container]` (and may open later sections).
+    pub fn base_config(&self, container_extra: &str) -> String {
+        format!(
+            "state_dir = \"{state}\"\nresult_file = \"{result}\"\n\n[image]\nname = \"{image}\"\npull = \"never\"\n\n\
+             [jupyter]\nready_timeout = \"90s\"\nurl_host = \"127.0.0.1\"\n\n\
+             [container]\nname = \"{name}\"\npublish = \"127.0.0.1:0\"\n{container_extra}\n",
+            state = self.state_dir().display(),
+            result = self.path("result.txt").display(),
+            image = test_image(),
+            name = self.name,
+        )
+    }
+
+    pub fn write_config(&self, text: &str) {
+        std::fs::write(self.config_path(), text).expect("write config");
+    }
+
+    /// Runs `jupyter-agent --config <this config> ARGS`.
+    pub fn agent(&self, args: &[&str]) -> Run {
+        let out = Command::new(bin("jupyter-agent"))
+            .arg("--config")
+            .arg(self.config_path())
+            .args(args)
+            .env("JUPYTER_AGENT_LOG", "info")
+            .output()
+            .expect("jupyter-agent runs");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// `status --json --show-token` parsed.
+    pub fn state(&self) -> serde_json::Value {
+        let run = self.agent(&["status", "--json", "--show-token"]);
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("status --json: {e}\n{}", run.stderr))
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = docker(&["rm", "-f", &self.name]);
+        for image in &self.images {
+            let _ = docker(&["rmi", "-f", image]);
+        }
+    }
+}
+
+impl Run {
+    /// Panics with everything the agent said unless it exited with `code`.
+    pub fn expect(self, code: i32) -> Run {
+        assert_eq!(self.code, code, "exit code\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+        self
+    }
+}
+
+/// Splits a login URL into (base `http://host:port`, path, token).
+pub fn split_url(url: &str) -> (String, String, String) {
+    let (before, token) = url.split_once("?token=").expect("URL has a token");
+    let rest = before.strip_prefix("http://").expect("http URL");
+    let slash = rest.find('/').unwrap_or(rest.len());
+    (format!("http://{}", &rest[..slash]), rest[slash..].to_string(), token.to_string())
+}
+
+/// `GET base + path` with `Authorization: token T`; the status code.
+pub fn get_status(url: &str, token: &str) -> u16 {
+    let client = reqwest::blocking::Client::builder().no_proxy().build().unwrap();
+    client.get(url).header("Authorization", format!("token {token}")).send().map(|r| r.status().as_u16()).unwrap_or(0)
+}
+
+/// An HTTP server on 127.0.0.1 playing the ECS metadata service in hardened
+/// mode, as documented: `PUT /latest/api/token` with
+/// `X-aliyun-ecs-metadata-token-ttl-seconds` returns a session token, and
+/// `GET /latest/meta-data/<key>` answers only with that token in
+/// `X-aliyun-ecs-metadata-token`. Records each request line.
+pub struct FakeMetadata {
+    pub url: String,
+    pub requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl FakeMetadata {
+    pub fn start(values: &[(&str, &str)]) -> FakeMetadata {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let values: Vec<(String, String)> = values.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let log = requests.clone();
+        thread::spawn(move || {
+            const SESSION: &str = "session-token-1";
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request_line = String::new();
+                if reader.read_line(&mut request_line).is_err() {
+                    continue;
+                }
+                let mut headers = Vec::new();
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
+                        break;
+                    }
+                    headers.push(h.trim().to_ascii_lowercase());
+                }
+                log.lock().unwrap().push(request_line.trim().to_string());
+                let mut parts = request_line.split_whitespace();
+                let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                let has = |name: &str| headers.iter().any(|h| h.starts_with(name));
+                let (status, body) = if method == "PUT" && path == "/latest/api/token" {
+                    if has("x-aliyun-ecs-metadata-token-ttl-seconds:") {
+                        ("200 OK", SESSION.to_string())
+                    } else {
+                        ("400 Bad Request", String::new())
+                    }
+                } else if method == "GET" {
+                    let authorized = headers.iter().any(|h| h == &format!("x-aliyun-ecs-metadata-token: {SESSION}"));
+                    match path.strip_prefix("/latest/meta-data/") {
+                        _ if !authorized => ("401 Unauthorized", String::new()),
+                        Some(key) => match values.iter().find(|(k, _)| k == key) {
+                            Some((_, v)) => ("200 OK", v.clone()),
+                            None => ("404 Not Found", String::new()),
+                        },
+                        None => ("404 Not Found", String::new()),
+                    }
+                } else {
+                    ("405 Method Not Allowed", String::new())
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        FakeMetadata { url, requests }
+    }
+}
