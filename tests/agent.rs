@@ -321,3 +321,22 @@ fn an_image_archive_is_loaded_and_tagged() {
     assert_eq!(inspect(&tag, "{{.Id}}"), inspect(&common::test_image(), "{{.Id}}"));
     assert_eq!(env.state()["steps"][1]["detail"], "loaded");
 }
+
+#[test]
+fn a_pull_from_an_unreachable_registry_fails_at_the_image_step() {
+    let env = Env::new("pull");
+    // A registry address on loopback where nothing listens.
+    let cfg = env.base_config("").replace(
+        &format!("[image]\nname = \"{}\"\npull = \"never\"", common::test_image()),
+        "[image]\nname = \"127.0.0.1:9/nobody/notebook\"\npull = \"always\"",
+    );
+    env.write_config(&cfg);
+    let run = env.agent(&["run", "--once"]).expect(1);
+    let state = env.state();
+    assert_eq!(state["error"]["step"], "image");
+    assert_eq!(state["image"]["reference"], "127.0.0.1:9/nobody/notebook:latest", "the tag is always named");
+    let cause = state["error"]["cause"].as_str().unwrap();
+    assert!(cause.starts_with("preparing the image: pulling 127.0.0.1:9/nobody/notebook:latest"), "{cause}");
+    assert!(run.stderr.contains("converge failed"), "{}", run.stderr);
+    assert!(!docker(&["inspect", &env.name]).status.success(), "no container was created");
+}
