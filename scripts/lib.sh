@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by scripts/test and scripts/run-local: make this Debian machine able
 # to run the agent and its tests. Source it; it defines functions only.
 #
@@ -38,8 +39,8 @@ ensure_engine() {
         STARTED_DOCKERD=$!
         echo "$STARTED_DOCKERD" >/run/jupyter-agent-dockerd.pid
     fi
-    local i
-    for i in $(seq 1 120); do
+
+    for _ in $(seq 1 120); do
         engine_answers && return 0
         if [ -n "$STARTED_DOCKERD" ] && ! kill -0 "$STARTED_DOCKERD" 2>/dev/null; then
             echo "dockerd exited; its log:" >&2
@@ -57,8 +58,8 @@ stop_started_engine() {
     [ -n "$STARTED_DOCKERD" ] || return 0
     echo "== stopping the dockerd this script started"
     kill -TERM "$STARTED_DOCKERD" 2>/dev/null || true
-    local i
-    for i in $(seq 1 60); do
+
+    for _ in $(seq 1 60); do
         kill -0 "$STARTED_DOCKERD" 2>/dev/null || break
         sleep 0.5
     done

@@ -284,6 +284,82 @@ mod tests {
         );
     }
 
+    /// Reads a whole captured log the way the agent does, in chunks of
+    /// `chunk` bytes (Docker's frames split lines anywhere); every finding.
+    fn findings(bytes: &[u8], chunk: usize) -> Vec<Finding> {
+        let mut a = LineAssembler::new();
+        let mut lines: Vec<String> = bytes.chunks(chunk).flat_map(|c| a.push(c)).collect();
+        lines.extend(a.finish());
+        lines.iter().filter_map(|l| parse_line(l)).collect()
+    }
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = format!("{}/../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// Logs captured from real servers (tests/fixtures/README.md says how).
+    const FIXTURES: &[(&str, &str, &str)] = &[
+        ("notebook-5.7.16.log", "30d9a968166df46c005ad254cad5d5a8193a305d4c7bda48", "/"),
+        ("notebook-6.4-debian12.log", "13a71efb49a19ebbb0e5104e448d579f342fa5aa79246771", "/"),
+        ("notebook-6.4-debian12-tty.log", "1d59d5232e7f74e4769c926809347b1c9f85d4d68bae7eb1", "/"),
+        ("notebook-6.4-debian12-token-from-env.log", "...", "/"),
+        ("jupyter_server-1.24.0-lab-3.6.8.log", "7262d816b3bcee152891f395eb5e567ded8847410dfed8c4", "/lab"),
+        ("jupyter_server-2.21.1-lab-4.6.6.log", "41517dec1333b8fa193d005c00a84b3419f5d55d2eb8f2ee", "/lab"),
+        ("jupyter_server-2.21.1-notebook-7.6.5.log", "c8b759f4bdcc0ab13275cf9c3fad8554fdf4756e43e59460", "/tree"),
+        ("jupyter_server-2.21.1-lab-4.6.6-token-from-env.log", "...", "/lab"),
+    ];
+
+    fn expected(token: &str, path: &str) -> Finding {
+        if token == "..." {
+            Finding::Placeholder { path: path.into() }
+        } else {
+            Finding::Token { token: token.into(), path: path.into() }
+        }
+    }
+
+    #[test]
+    fn every_real_server_log_yields_its_token_and_nothing_else() {
+        for (name, token, path) in FIXTURES {
+            let bytes = fixture(name);
+            for chunk in [1, 3, 8, 13, 64, bytes.len()] {
+                let found = findings(&bytes, chunk);
+                assert!(!found.is_empty(), "{name} (chunks of {chunk}): no finding");
+                // Every URL line of a log names the same token: no false positives.
+                for f in &found {
+                    assert_eq!(f, &expected(token, path), "{name} (chunks of {chunk})");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn two_servers_worth_of_noise_keep_their_order() {
+        let mut both = fixture("jupyter_server-1.24.0-lab-3.6.8.log");
+        both.extend(fixture("notebook-6.4-debian12-tty.log"));
+        let found = findings(&both, 5);
+        assert_eq!(found.first(), Some(&expected(FIXTURES[4].1, "/lab")));
+        assert_eq!(found.last(), Some(&expected(FIXTURES[2].1, "/")));
+    }
+
+    #[test]
+    fn the_tty_capture_really_has_colour_codes_and_crlf() {
+        let raw = fixture("notebook-6.4-debian12-tty.log");
+        assert!(raw.windows(2).any(|w| w == b"\r\n") && raw.contains(&0x1b), "the fixture lost its TTY bytes");
+    }
+
+    #[test]
+    fn server_lists_from_real_servers() {
+        for name in ["jupyter_server-2.21.1-server-list.json", "notebook-6.4-debian12-notebook-list.json"] {
+            let text = String::from_utf8(fixture(name)).unwrap();
+            let servers = parse_server_list(&text);
+            assert_eq!(servers.len(), 1, "{name}");
+            assert_eq!(servers[0].token, "0123456789abcdef0123456789abcdef0123456789abcdef", "{name}");
+            assert_eq!(servers[0].port, 8888, "{name}");
+            assert_eq!(servers[0].base_url, "/", "{name}");
+        }
+    }
+
     #[test]
     fn server_list_output() {
         let out = "{\"base_url\": \"/\", \"hostname\": \"0.0.0.0\", \"password\": false, \"pid\": 7, \"port\": 8888, \"secure\": false, \"sock\": \"\", \"token\": \"s3cret\", \"url\": \"http://abc:8888/\", \"version\": \"2.14.2\", \"root_dir\": \"/root\"}\n";
