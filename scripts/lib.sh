@@ -67,6 +67,60 @@ stop_started_engine() {
     STARTED_DOCKERD=
 }
 
+# The codename of this machine's Debian release (bookworm).
+debian_suite() {
+    local suite
+    # shellcheck disable=SC1091
+    suite=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+    [ -n "$suite" ] && echo "$suite"
+}
+
+# The first URI of an enabled 'deb' source for suite $1 in the machine's own
+# apt configuration: deb822 (*.sources) first, then one-line format.
+debian_mirror_candidates() {
+    local f
+    for f in /etc/apt/sources.list.d/*.sources; do
+        [ -r "$f" ] || continue
+        awk -v suite="$1" '
+            function flush() {
+                if (types ~ /(^| )deb( |$)/ && (" " suites " ") ~ (" " suite " ") &&
+                    tolower(enabled) != "no" && uris != "") {
+                    split(uris, u, " "); print u[1]; found = 1; exit
+                }
+                types = ""; suites = ""; uris = ""; enabled = ""
+            }
+            /^[ \t]*#/ { next }
+            /^[ \t]*$/ { flush(); next }
+            {
+                line = $0; sub(/^[ \t]+/, "", line)
+                key = tolower(line); sub(/:.*/, "", key)
+                val = line; sub(/^[^:]*:[ \t]*/, "", val); gsub(/[ \t]+/, " ", val)
+                if (key == "types") types = val
+                else if (key == "suites") suites = val
+                else if (key == "uris") uris = val
+                else if (key == "enabled") enabled = val
+            }
+            END { if (!found) flush() }
+        ' "$f"
+    done
+    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+        [ -r "$f" ] || continue
+        awk -v suite="$1" '
+            /^[ \t]*deb[ \t]/ {
+                i = 2
+                if ($2 ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
+                if ($(i + 1) == suite) { print $i; exit }
+            }
+        ' "$f"
+    done
+}
+
+debian_mirror() {
+    local m
+    m=$(debian_mirror_candidates "$1" | head -n1)
+    [ -n "$m" ] && echo "$m"
+}
+
 # Everything the agent needs on a fresh Debian machine: Docker and
 # debootstrap (for the local Jupyter image), an engine, and the image.
 prepare_host() {

@@ -22,6 +22,8 @@ pub mod exit {
     pub const NO_STATE: u8 = 4;
     /// Another agent holds the lock on the state directory.
     pub const LOCKED: u8 = 5;
+    /// Docker cannot be installed on this distribution (or with this source); nothing was changed.
+    pub const UNSUPPORTED: u8 = 6;
 }
 
 const EXIT_CODES: &str = "\
@@ -30,7 +32,9 @@ Exit codes:
   1  the converge failed, or Jupyter is not ready yet (token, url)
   2  bad command line or configuration; nothing on the host was changed
   4  no state: the agent has not run here (status, token, url)
-  5  another jupyter-agent is converging this host";
+  5  another jupyter-agent is converging this host
+  6  Docker cannot be installed on this distribution (or from this source);
+     nothing on the host was changed (run, install-docker)";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -72,6 +76,22 @@ pub enum Command {
         #[arg(long)]
         show_token: bool,
     },
+    /// Install and start Docker when no engine answers: the installing-docker phase of `run`, alone.
+    ///
+    /// Detects the distribution from /etc/os-release, installs Docker with its package
+    /// manager (never a whole-system upgrade), merges [docker] registry_mirrors into
+    /// /etc/docker/daemon.json, and starts the engine (systemd, else a detached dockerd).
+    /// Does nothing when an engine already answers.
+    #[command(after_help = EXIT_CODES)]
+    InstallDocker {
+        /// Print the exact plan (every command and file) and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Install into this mounted root file system instead (commands run in `chroot DIR`,
+        /// nothing is started): how images are pre-baked.
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+    },
     /// Print the proven login token, on one line.
     #[command(after_help = EXIT_CODES)]
     Token,
@@ -93,6 +113,7 @@ pub fn main() -> ExitCode {
     ExitCode::from(match cli.command {
         Command::Run { once } => run(&cli.config, once),
         Command::Status { json, show_token } => status(&cli.config, json, show_token),
+        Command::InstallDocker { dry_run, root } => install_docker(&cli.config, dry_run, root.as_deref()),
         Command::Token => print_one(&cli.config, |s| s.jupyter.as_ref().map(|j| j.token.clone())),
         Command::Url => print_one(&cli.config, |s| s.jupyter.as_ref().map(|j| j.url.clone())),
     })
@@ -113,20 +134,92 @@ fn run(config_path: &std::path::Path, once: bool) -> u8 {
         Err(e @ state::LockError::Busy { .. }) => return fail(exit::LOCKED, e),
         Err(e) => return fail(exit::FAILED, e),
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = match runtime() {
         Ok(rt) => rt,
-        Err(e) => return fail(exit::FAILED, format!("cannot start the async runtime: {e}")),
+        Err(code) => return code,
     };
     rt.block_on(async {
-        let state = crate::converge::converge(&cfg, &store).await;
-        if state.phase != Phase::Ready {
-            return exit::FAILED;
+        if let (_, Some(err)) = crate::converge::converge(&cfg, &store).await {
+            return install_failure_code(&err);
         }
         if !once {
             tracing::info!("ready; staying in the foreground (stop with Ctrl-C or SIGTERM)");
             wait_for_stop().await;
         }
         exit::OK
+    })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, u8> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| fail(exit::FAILED, format!("cannot start the async runtime: {e}")))
+}
+
+/// The exit code for a failed install: refused (nothing changed) or failed.
+fn install_failure_code(err: &anyhow::Error) -> u8 {
+    if err.chain().any(|e| e.is::<crate::docker_install::Refused>()) {
+        exit::UNSUPPORTED
+    } else {
+        exit::FAILED
+    }
+}
+
+fn install_docker(config_path: &std::path::Path, dry_run: bool, root: Option<&std::path::Path>) -> u8 {
+    use crate::docker_install as di;
+    let cfg = match Config::load_or_default(config_path) {
+        Ok(c) => c,
+        Err(e) => return fail(exit::USAGE, e),
+    };
+    let root = root.unwrap_or(std::path::Path::new("/"));
+    if !root.is_absolute() || !root.is_dir() {
+        return fail(
+            exit::USAGE,
+            format!("--root {}: expected the absolute path of a mounted root file system", root.display()),
+        );
+    }
+    let chrooted = root != std::path::Path::new("/");
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    if dry_run {
+        return match rt.block_on(di::dry_run(&cfg, root)) {
+            Ok(text) => {
+                print!("{text}");
+                exit::OK
+            }
+            Err(e) => fail(install_failure_code(&e), format!("{e:#}")),
+        };
+    }
+    let store = match StateStore::lock(&cfg.state_dir) {
+        Ok(s) => s,
+        Err(e @ state::LockError::Busy { .. }) => return fail(exit::LOCKED, e),
+        Err(e) => return fail(exit::FAILED, e),
+    };
+    rt.block_on(async {
+        let mut rec = state::Recorder::new(&store);
+        let mut progress = di::RecordProgress(&mut rec);
+        let result = if chrooted {
+            di::install(&cfg, root, &mut progress).await.map(|_| ())
+        } else {
+            di::ensure_engine(&cfg, &mut progress).await.map(|_| ())
+        };
+        match result {
+            Ok(()) => {
+                // Docker is there; Jupyter is not converged yet.
+                rec.state.phase = Phase::Pending;
+                rec.save();
+                exit::OK
+            }
+            Err(e) => {
+                let code = install_failure_code(&e);
+                let failure = rec.fail("docker", format!("{e:#}"), None, Vec::new());
+                fail(code, format!("{}: {}", failure.step, failure.cause))
+            }
+        }
     })
 }
 

@@ -15,6 +15,10 @@ use std::time::Duration;
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/jupyter-agent/config.toml";
 /// Where state lives when `state_dir` is not set.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/jupyter-agent";
+/// Where the agent writes logs of its own (the install log, dockerd's log).
+pub const DEFAULT_LOG_DIR: &str = "/var/log/jupyter-agent";
+/// Alibaba's mirror of Docker CE, reachable from every Alibaba Cloud region.
+pub const DEFAULT_DOCKER_MIRROR: &str = "https://mirrors.aliyun.com/docker-ce";
 /// The ECS instance metadata service (REFERENCE.md section 3).
 pub const DEFAULT_METADATA_ENDPOINT: &str = "http://100.100.100.200";
 
@@ -46,6 +50,7 @@ pub struct Config {
     /// The file this came from (or the default path when the built-in defaults are used).
     pub path: PathBuf,
     pub state_dir: PathBuf,
+    pub log_dir: PathBuf,
     /// The legacy result file of the hands-on (`/root/userdata-result.txt`).
     pub result_file: Option<PathBuf>,
     pub docker: DockerConfig,
@@ -61,6 +66,24 @@ pub struct DockerConfig {
     pub host: Option<String>,
     /// How long to wait for the engine to answer a ping.
     pub ping_timeout: Duration,
+    /// Install and start Docker when the local engine does not answer.
+    pub install: bool,
+    pub source: DockerSource,
+    /// The Docker CE package mirror (`<mirror>/linux/centos/docker-ce.repo`, `<mirror>/linux/debian`).
+    pub mirror: String,
+    /// Docker Hub mirrors merged into `/etc/docker/daemon.json`.
+    pub registry_mirrors: Vec<String>,
+}
+
+/// Where Docker's packages come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DockerSource {
+    /// The distribution's `docker.io` on Debian and Ubuntu, docker-ce elsewhere.
+    Auto,
+    /// The distribution's own package (Debian and Ubuntu only).
+    Distro,
+    /// Docker CE from `mirror`.
+    DockerCe,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -174,24 +197,30 @@ impl Config {
         Config::parse(path, &text)
     }
 
-    /// Reads `path` if it exists, else returns the built-in defaults; used by the
-    /// read-only commands (`status`, `token`, `url`) that only need `state_dir`.
+    /// For the commands that do not converge (`status`, `token`, `url`,
+    /// `install-docker`): reads `path` if it exists, else takes the built-in
+    /// defaults, and does not require an `[image]` section. Still rejects
+    /// unknown keys and bad values.
     pub fn load_or_default(path: &Path) -> Result<Config, ConfigError> {
-        if path.exists() {
-            Config::load(path)
+        let text = if path.exists() {
+            std::fs::read_to_string(path).map_err(|e| ConfigError {
+                file: path.to_path_buf(),
+                key: String::new(),
+                value: None,
+                expected: format!("cannot read the configuration file: {e}"),
+            })?
         } else {
-            Ok(Config::defaults(path))
-        }
-    }
-
-    /// The built-in defaults, with an image that must already be present.
-    fn defaults(path: &Path) -> Config {
-        Config::parse(path, "[image]\nname = \"jupyter-agent/notebook:local\"\npull = \"never\"\n")
-            .expect("built-in defaults are valid")
+            String::new()
+        };
+        Config::parse_inner(path, &text, false)
     }
 
     /// Validates `text`, reporting errors against `path`.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        Config::parse_inner(path, text, true)
+    }
+
+    fn parse_inner(path: &Path, text: &str, image_required: bool) -> Result<Config, ConfigError> {
         let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError {
             file: path.to_path_buf(),
             key: String::new(),
@@ -201,16 +230,24 @@ impl Config {
         let mut root = Section::new(path, "", table);
 
         let state_dir = root.abs_path("state_dir")?.unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+        let log_dir = root.abs_path("log_dir")?.unwrap_or_else(|| PathBuf::from(DEFAULT_LOG_DIR));
         let result_file = root.abs_path("result_file")?;
 
         let mut d = root.section("docker")?;
         let docker = DockerConfig {
             host: d.docker_host("host")?,
             ping_timeout: d.duration("ping_timeout")?.unwrap_or(Duration::from_secs(60)),
+            install: d.boolean("install")?.unwrap_or(true),
+            source: d.docker_source("source")?.unwrap_or(DockerSource::Auto),
+            mirror: d.https_url("mirror")?.unwrap_or_else(|| DEFAULT_DOCKER_MIRROR.into()),
+            registry_mirrors: d.url_array("registry_mirrors")?,
         };
         d.finish()?;
 
         let image = match root.take("image") {
+            None if !image_required => {
+                ImageConfig { reference: "jupyter-agent/notebook:local".into(), source: ImageSource::Pull(PullPolicy::Never) }
+            }
             None => {
                 return Err(root.err("[image]", None, "missing; expected a section with one of name, archive or build"))
             }
@@ -243,7 +280,7 @@ impl Config {
         j.finish()?;
         root.finish()?;
 
-        Ok(Config { path: path.to_path_buf(), state_dir, result_file, docker, image, container, jupyter })
+        Ok(Config { path: path.to_path_buf(), state_dir, log_dir, result_file, docker, image, container, jupyter })
     }
 
     pub fn state_file(&self) -> PathBuf {
@@ -396,6 +433,41 @@ impl<'a> Section<'a> {
             Some(toml::Value::String(s)) => Ok(Some(s)),
             Some(v) => Err(self.err(key, Some(v.to_string()), "expected a string")),
         }
+    }
+
+    fn boolean(&mut self, key: &'static str) -> Result<Option<bool>, ConfigError> {
+        match self.take(key) {
+            None => Ok(None),
+            Some(toml::Value::Boolean(b)) => Ok(Some(b)),
+            Some(v) => Err(self.err(key, Some(v.to_string()), "expected true or false")),
+        }
+    }
+
+    fn docker_source(&mut self, key: &'static str) -> Result<Option<DockerSource>, ConfigError> {
+        let Some(s) = self.string(key)? else { return Ok(None) };
+        match s.as_str() {
+            "auto" => Ok(Some(DockerSource::Auto)),
+            "distro" => Ok(Some(DockerSource::Distro)),
+            "docker-ce" => Ok(Some(DockerSource::DockerCe)),
+            _ => Err(self.err(key, Some(toml_str(&s)), "expected one of \"auto\", \"distro\", \"docker-ce\"")),
+        }
+    }
+
+    /// An http:// or https:// URL without spaces.
+    fn https_url(&mut self, key: &'static str) -> Result<Option<String>, ConfigError> {
+        let Some(s) = self.string(key)? else { return Ok(None) };
+        if !is_web_url(&s) {
+            return Err(self.err(key, Some(toml_str(&s)), "expected an https:// (or http://) URL"));
+        }
+        Ok(Some(s.trim_end_matches('/').to_string()))
+    }
+
+    fn url_array(&mut self, key: &'static str) -> Result<Vec<String>, ConfigError> {
+        let Some(items) = self.str_array(key)? else { return Ok(Vec::new()) };
+        if let Some(bad) = items.iter().find(|s| !is_web_url(s)) {
+            return Err(self.err(key, Some(toml_str(bad)), "expected https:// (or http://) URLs of registry mirrors"));
+        }
+        Ok(items)
     }
 
     fn abs_path(&mut self, key: &'static str) -> Result<Option<PathBuf>, ConfigError> {
@@ -616,6 +688,10 @@ impl<'a> Section<'a> {
     }
 }
 
+fn is_web_url(s: &str) -> bool {
+    ["https://", "http://"].iter().any(|p| s.starts_with(p) && s.len() > p.len()) && !s.contains(char::is_whitespace)
+}
+
 /// `name` with `:latest` appended when it names no tag or digest.
 pub fn with_tag(name: &str) -> String {
     let last = name.rsplit('/').next().unwrap_or(name);
@@ -650,6 +726,24 @@ mod tests {
         assert_eq!(c.jupyter.ready_timeout, Duration::from_secs(600));
         assert_eq!(c.jupyter.url_host, UrlHost::Auto);
         assert_eq!(c.docker.host, None);
+        assert!(c.docker.install);
+        assert_eq!(c.docker.source, DockerSource::Auto);
+        assert_eq!(c.docker.mirror, DEFAULT_DOCKER_MIRROR);
+        assert!(c.docker.registry_mirrors.is_empty());
+        assert_eq!(c.log_dir, PathBuf::from("/var/log/jupyter-agent"));
+    }
+
+    #[test]
+    fn commands_that_do_not_converge_need_no_image_but_still_refuse_bad_keys() {
+        let missing = Path::new("/nonexistent/jupyter-agent/config.toml");
+        assert_eq!(Config::load_or_default(missing).unwrap().state_dir, PathBuf::from(DEFAULT_STATE_DIR));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "state_dir = \"/srv/state\"\n").unwrap();
+        assert_eq!(Config::load_or_default(&path).unwrap().state_dir, PathBuf::from("/srv/state"));
+        std::fs::write(&path, "[docker]\nsorce = \"auto\"\n").unwrap();
+        assert!(Config::load_or_default(&path).unwrap_err().to_string().contains("[docker] sorce: unknown key"));
+        assert!(Config::load(&path).is_err());
     }
 
     #[test]
@@ -676,7 +770,7 @@ mod tests {
             ("[container]\nport = 70000\n", format!("{f}: [container] port = 70000: expected an integer from 1 to 65535")),
             ("[container]\nport = \"8888\"\n", format!("{f}: [container] port = \"8888\": expected an integer from 1 to 65535")),
             ("[container]\nprot = 1\n", format!("{f}: [container] prot: unknown key; expected one of: name, command, user, env, env_file, volumes, port, publish, restart")),
-            ("colour = 1\n", format!("{f}: colour: unknown key; expected one of: state_dir, result_file, docker, image, container, jupyter")),
+            ("colour = 1\n", format!("{f}: colour: unknown key; expected one of: state_dir, log_dir, result_file, docker, image, container, jupyter")),
             ("[jupyter]\nready_timeout = \"soon\"\n", format!("{f}: [jupyter] ready_timeout = \"soon\": expected a duration such as \"90s\", \"10m\" or \"1h\"")),
             ("[jupyter]\nready_timeout = 600\n", format!("{f}: [jupyter] ready_timeout = 600: expected a duration such as \"90s\", \"10m\" or \"1h\"")),
             ("state_dir = \"relative/dir\"\n", format!("{f}: state_dir = \"relative/dir\": expected an absolute path (starting with /)")),
@@ -685,6 +779,9 @@ mod tests {
             ("[container]\nvolumes = [\"data:/data\"]\n", format!("{f}: [container] volumes = \"data:/data\": expected \"/host/path:/container/path\" or \"/host/path:/container/path:ro\"")),
             ("[container]\nenv = { SECRET = 42 }\n", format!("{f}: [container] env.SECRET: expected a string value (the value is not shown: it may be a secret)")),
             ("[docker]\nhost = \"docker.sock\"\n", format!("{f}: [docker] host = \"docker.sock\": expected unix:///path/to/docker.sock, tcp://HOST:PORT or http://HOST:PORT")),
+            ("[docker]\nsource = \"snap\"\n", format!("{f}: [docker] source = \"snap\": expected one of \"auto\", \"distro\", \"docker-ce\"")),
+            ("[docker]\ninstall = \"yes\"\n", format!("{f}: [docker] install = \"yes\": expected true or false")),
+            ("[docker]\nregistry_mirrors = [\"mirror.example\"]\n", format!("{f}: [docker] registry_mirrors = \"mirror.example\": expected https:// (or http://) URLs of registry mirrors")),
             ("[image]\npull = \"sometimes\"\nname = \"x\"\n", format!("{f}: [image] pull = \"sometimes\": expected one of \"always\", \"if-not-present\", \"never\"")),
         ];
         for (body, want) in cases {

@@ -9,74 +9,44 @@ use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::container::{self, Spec};
-use crate::engine;
+use crate::docker_install;
 use crate::image;
 use crate::jupyter::{self, Endpoint};
 use crate::result_file;
-use crate::state::{ContainerState, Failure, ImageState, JupyterState, Phase, State, StateStore, StepStatus};
+use crate::state::{ContainerState, ImageState, JupyterState, Phase, Recorder, State, StateStore};
 use crate::token::redact;
 use crate::url;
 
-/// Keeps the state and writes it at every change.
-struct Tracker<'a> {
-    state: State,
-    store: &'a StateStore,
-    /// Set once the engine answers, to read a failed container's log.
-    docker: Option<Docker>,
-}
-
-impl Tracker<'_> {
-    fn save(&self) {
-        if let Err(e) = self.store.save(&self.state) {
-            warn!(path = %self.store.path().display(), error = %e, "cannot write the state file");
-        }
-    }
-
-    fn begin(&mut self, step: &str, phase: Phase) {
-        info!(step, phase = phase.as_str(), "step started");
-        self.state.begin(step, phase);
-        self.save();
-    }
-
-    fn done(&mut self, step: &str, detail: String) {
-        info!(step, detail = %detail, "step done");
-        self.state.end(step, StepStatus::Done, Some(detail));
-        self.save();
-    }
-}
-
-/// Converges the host; the returned state is `ready` or `failed`.
-pub async fn converge(cfg: &Config, store: &StateStore) -> State {
-    let mut t = Tracker { state: State::new(), store, docker: None };
-    t.save();
-    if let Err(err) = steps(cfg, &mut t).await {
-        let step = t.state.running_step().map_or_else(|| "converge".to_string(), |s| s.name.clone());
+/// Converges the host; the returned state is `ready`, or `failed` with the error.
+pub async fn converge(cfg: &Config, store: &StateStore) -> (State, Option<anyhow::Error>) {
+    let mut t = Recorder::new(store);
+    let mut docker = None;
+    let result = steps(cfg, &mut t, &mut docker).await;
+    if let Err(err) = &result {
         let (mut exit_code, mut log_tail) = (None, Vec::new());
-        if let (Some(docker), Some(c)) = (&t.docker, &t.state.container) {
+        if let (Some(docker), Some(c)) = (&docker, &t.state.container) {
             exit_code = jupyter::exit_code(docker, &c.id).await;
             log_tail = jupyter::log_tail(docker, &c.id).await;
         }
-        let failure = Failure { step: step.clone(), cause: redact(&format!("{err:#}")), exit_code, log_tail };
-        error!(step = %step, exit_code = ?exit_code, "converge failed: {}", failure.cause);
+        let failure = t.fail("converge", format!("{err:#}"), exit_code, log_tail);
+        error!(step = %failure.step, exit_code = ?exit_code, "converge failed: {}", failure.cause);
         for line in &failure.log_tail {
-            error!(step = %step, "container log: {line}");
+            error!(step = %failure.step, "container log: {line}");
         }
-        t.state.fail(failure.clone());
-        t.save();
         if let Some(path) = &cfg.result_file {
             if let Err(e) = result_file::write(path, &result_file::failed_text(&failure, Utc::now())) {
                 warn!("{e:#}");
             }
         }
     }
-    t.state
+    (t.state, result.err())
 }
 
-async fn steps(cfg: &Config, t: &mut Tracker<'_>) -> Result<()> {
-    t.begin("engine", Phase::InstallingDocker);
-    let docker = engine::connect(&cfg.docker).await.context("connecting to the Docker engine")?;
-    t.docker = Some(docker.clone());
-    t.done("engine", format!("answered at {}", engine::engine_address(&cfg.docker)));
+async fn steps(cfg: &Config, t: &mut Recorder<'_>, engine: &mut Option<Docker>) -> Result<()> {
+    let docker = docker_install::ensure_engine(cfg, &mut docker_install::RecordProgress(t))
+        .await
+        .context("connecting to the Docker engine")?;
+    *engine = Some(docker.clone());
 
     t.begin("image", Phase::PreparingImage);
     let source = match &cfg.image.source {

@@ -19,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod container;
 pub mod converge;
+pub mod docker_install;
 pub mod engine;
 pub mod image;
 pub mod jupyter;

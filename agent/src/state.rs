@@ -285,6 +285,49 @@ impl StateStore {
     }
 }
 
+/// The state of one run, written to the store at every change.
+pub struct Recorder<'a> {
+    pub state: State,
+    store: &'a StateStore,
+}
+
+impl<'a> Recorder<'a> {
+    /// Starts a fresh state and writes it.
+    pub fn new(store: &'a StateStore) -> Recorder<'a> {
+        let r = Recorder { state: State::new(), store };
+        r.save();
+        r
+    }
+
+    /// Writes the state; a failure is logged, never fatal (the converge goes on).
+    pub fn save(&self) {
+        if let Err(e) = self.store.save(&self.state) {
+            tracing::warn!(path = %self.store.path().display(), error = %e, "cannot write the state file");
+        }
+    }
+
+    pub fn begin(&mut self, step: &str, phase: Phase) {
+        tracing::info!(step, phase = phase.as_str(), "step started");
+        self.state.begin(step, phase);
+        self.save();
+    }
+
+    pub fn done(&mut self, step: &str, detail: String) {
+        tracing::info!(step, detail = %detail, "step done");
+        self.state.end(step, StepStatus::Done, Some(detail));
+        self.save();
+    }
+
+    /// Records a failure of the running step (or of `fallback` when none runs).
+    pub fn fail(&mut self, fallback: &str, cause: String, exit_code: Option<i64>, log_tail: Vec<String>) -> Failure {
+        let step = self.state.running_step().map_or_else(|| fallback.to_string(), |s| s.name.clone());
+        let failure = Failure { step, cause: redact(&cause), exit_code, log_tail };
+        self.state.fail(failure.clone());
+        self.save();
+        failure
+    }
+}
+
 /// Reads a state file; `Ok(None)` when there is none yet.
 pub fn load(path: &Path) -> anyhow::Result<Option<State>> {
     use anyhow::Context;

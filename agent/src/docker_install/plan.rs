@@ -1,0 +1,496 @@
+//! The install plan: for a distribution and the `[docker]` settings, the exact
+//! commands and files, as data that tests read and `--dry-run` prints
+//! (recipes from REFERENCE.md section 4 and Docker's install docs). Never a
+//! whole-system upgrade.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::distro::{Distro, Family};
+use crate::config::DockerSource;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PackageManager {
+    Apt,
+    Yum,
+    Dnf,
+}
+
+impl PackageManager {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PackageManager::Apt => "apt",
+            PackageManager::Yum => "yum",
+            PackageManager::Dnf => "dnf",
+        }
+    }
+
+    /// Lock files another package-manager process holds while it works,
+    /// relative to the root.
+    pub fn lock_files(self) -> &'static [&'static str] {
+        match self {
+            PackageManager::Apt => &["var/lib/dpkg/lock-frontend", "var/lib/dpkg/lock", "var/lib/apt/lists/lock"],
+            PackageManager::Yum => &["var/run/yum.pid", "var/lib/rpm/.rpm.lock"],
+            PackageManager::Dnf => &["var/lib/rpm/.rpm.lock", "var/cache/dnf/metadata_lock.pid"],
+        }
+    }
+}
+
+/// One thing the installer does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Runs a command (inside `chroot ROOT` with `--root`).
+    Run {
+        argv: Vec<String>,
+        /// Extra environment.
+        env: Vec<(String, String)>,
+        timeout: Duration,
+        /// It talks to the network and package managers: a transient failure is retried.
+        retry: bool,
+        /// It uses the package manager: wait for its lock first.
+        needs_lock: bool,
+    },
+    /// Writes a file (below the root), creating its directory.
+    Write { path: PathBuf, content: String, mode: u32 },
+    /// Removes a file the plan wrote earlier.
+    Remove { path: PathBuf },
+}
+
+impl Action {
+    /// The step name recorded in the state: `docker: apt-get update`.
+    pub fn name(&self) -> String {
+        match self {
+            Action::Run { argv, .. } => {
+                // The program and its first operands, without options (nor `-o VALUE`).
+                let mut words = Vec::new();
+                let mut skip_next = false;
+                for w in argv {
+                    if std::mem::take(&mut skip_next) {
+                        continue;
+                    }
+                    if w == "-o" {
+                        skip_next = true;
+                    } else if !w.starts_with('-') {
+                        words.push(w.as_str());
+                    }
+                }
+                format!("docker: {}", words[..words.len().min(3)].join(" "))
+            }
+            Action::Write { path, .. } => format!("docker: write {}", path.display()),
+            Action::Remove { path } => format!("docker: remove {}", path.display()),
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Run { argv, env, timeout, retry, .. } => {
+                write!(f, "run   ")?;
+                for (k, v) in env {
+                    write!(f, "{k}={v} ")?;
+                }
+                write!(f, "{}", argv.join(" "))?;
+                write!(
+                    f,
+                    "   (timeout {}{})",
+                    humantime::format_duration(*timeout),
+                    if *retry { ", retried" } else { "" }
+                )
+            }
+            Action::Write { path, content, mode } => {
+                write!(f, "write {} (mode {mode:04o}):", path.display())?;
+                for line in content.lines() {
+                    write!(f, "\n        {line}")?;
+                }
+                Ok(())
+            }
+            Action::Remove { path } => write!(f, "remove {}", path.display()),
+        }
+    }
+}
+
+/// The plan for one distribution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub distro: Distro,
+    pub package_manager: PackageManager,
+    /// `distro` or `docker-ce`, after `auto` is resolved.
+    pub source: &'static str,
+    pub packages: Vec<String>,
+    pub actions: Vec<Action>,
+}
+
+/// Why no plan can be made for these settings.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NoPlan(pub String);
+
+const UPDATE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+const INSTALL_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+const SHORT_TIMEOUT: Duration = Duration::from_secs(2 * 60);
+
+fn argv(words: &[&str]) -> Vec<String> {
+    words.iter().map(|w| w.to_string()).collect()
+}
+
+fn pm_run(words: &[&str], timeout: Duration) -> Action {
+    Action::Run { argv: argv(words), env: Vec::new(), timeout, retry: true, needs_lock: true }
+}
+
+fn apt(words: &[&str], timeout: Duration) -> Action {
+    // apt waits for its own lock too, so a lock taken between our check and
+    // its start does not fail the install.
+    let mut all = vec!["apt-get", "-o", "DPkg::Lock::Timeout=600"];
+    all.extend_from_slice(words);
+    Action::Run {
+        argv: argv(&all),
+        env: vec![("DEBIAN_FRONTEND".into(), "noninteractive".into())],
+        timeout,
+        retry: true,
+        needs_lock: true,
+    }
+}
+
+/// The CPU architecture as dpkg names it.
+pub fn dpkg_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "arm" => "armhf",
+        other => other,
+    }
+}
+
+/// Makes the plan. `chrooted`: the install goes into another root file system,
+/// where no service may be started.
+pub fn plan(distro: &Distro, source: DockerSource, mirror: &str, chrooted: bool) -> Result<Plan, NoPlan> {
+    let mirror = mirror.trim_end_matches('/');
+    let rpm_repo = format!("{mirror}/linux/centos/docker-ce.repo");
+    // docker-ce.repo points at Docker's own site; point it at the mirror.
+    let rewrite_repo = || Action::Run {
+        argv: argv(&[
+            "sed",
+            "-i",
+            &format!("s|https://download.docker.com|{mirror}|g"),
+            "/etc/yum.repos.d/docker-ce.repo",
+        ]),
+        env: Vec::new(),
+        timeout: SHORT_TIMEOUT,
+        retry: false,
+        needs_lock: false,
+    };
+    let ce_packages = vec!["docker-ce".to_string(), "docker-ce-cli".to_string(), "containerd.io".to_string()];
+    let rpm_only = |what: &str| {
+        NoPlan(format!(
+            "{} has no Docker package of its own; set [docker] source = \"auto\" or \"docker-ce\" (installing {what})",
+            distro.name
+        ))
+    };
+
+    let (package_manager, source_used, packages, mut actions) = match distro.family {
+        Family::Debian | Family::Ubuntu => {
+            let codename = distro.codename.clone().unwrap_or_default();
+            match source {
+                DockerSource::Auto | DockerSource::Distro => {
+                    let packages = vec!["docker.io".to_string(), "ca-certificates".to_string()];
+                    let mut install = vec!["install", "-y", "--no-install-recommends"];
+                    install.extend(packages.iter().map(String::as_str));
+                    (
+                        PackageManager::Apt,
+                        "distro",
+                        packages.clone(),
+                        vec![apt(&["update"], UPDATE_TIMEOUT), apt(&install, INSTALL_TIMEOUT)],
+                    )
+                }
+                DockerSource::DockerCe => {
+                    let key = "/etc/apt/keyrings/docker.asc";
+                    let repo = format!(
+                        "deb [arch={} signed-by={key}] {mirror}/linux/{} {codename} stable\n",
+                        dpkg_arch(),
+                        distro.id
+                    );
+                    let mut install = vec!["install", "-y", "--no-install-recommends"];
+                    install.extend(ce_packages.iter().map(String::as_str));
+                    (
+                        PackageManager::Apt,
+                        "docker-ce",
+                        ce_packages.clone(),
+                        vec![
+                            apt(&["update"], UPDATE_TIMEOUT),
+                            apt(
+                                &["install", "-y", "--no-install-recommends", "ca-certificates", "curl"],
+                                INSTALL_TIMEOUT,
+                            ),
+                            Action::Run {
+                                argv: argv(&[
+                                    "curl",
+                                    "-fsSL",
+                                    "--retry",
+                                    "3",
+                                    "--create-dirs",
+                                    "-o",
+                                    key,
+                                    &format!("{mirror}/linux/{}/gpg", distro.id),
+                                ]),
+                                env: Vec::new(),
+                                timeout: SHORT_TIMEOUT,
+                                retry: true,
+                                needs_lock: false,
+                            },
+                            Action::Write {
+                                path: PathBuf::from("/etc/apt/sources.list.d/docker.list"),
+                                content: repo,
+                                mode: 0o644,
+                            },
+                            apt(&["update"], UPDATE_TIMEOUT),
+                            apt(&install, INSTALL_TIMEOUT),
+                        ],
+                    )
+                }
+            }
+        }
+        Family::Alinux3 => {
+            if source == DockerSource::Distro {
+                return Err(rpm_only("from Alibaba Cloud Linux 3's own repositories"));
+            }
+            (
+                PackageManager::Dnf,
+                "docker-ce",
+                vec!["docker-ce".to_string()],
+                vec![
+                    pm_run(&["dnf", "-y", "install", "dnf-plugins-core"], INSTALL_TIMEOUT),
+                    pm_run(&["dnf", "config-manager", "--add-repo", &rpm_repo], SHORT_TIMEOUT),
+                    rewrite_repo(),
+                    // docker-ce.repo asks for $releasever 3, which Docker does not
+                    // publish; the adapter maps it to the matching CentOS release.
+                    pm_run(
+                        &["dnf", "-y", "install", "dnf-plugin-releasever-adapter", "--repo", "alinux3-plus"],
+                        INSTALL_TIMEOUT,
+                    ),
+                    pm_run(&["dnf", "-y", "install", "docker-ce", "--nobest"], INSTALL_TIMEOUT),
+                ],
+            )
+        }
+        Family::Alinux2 => {
+            if source == DockerSource::Distro {
+                return Err(rpm_only("from Alibaba Cloud Linux 2's own repositories"));
+            }
+            (
+                PackageManager::Yum,
+                "docker-ce",
+                vec!["docker-ce".to_string()],
+                vec![
+                    pm_run(&["yum", "-y", "install", "yum-utils"], INSTALL_TIMEOUT),
+                    pm_run(&["yum-config-manager", "--add-repo", &rpm_repo], SHORT_TIMEOUT),
+                    rewrite_repo(),
+                    pm_run(
+                        &[
+                            "yum",
+                            "-y",
+                            "install",
+                            "yum-plugin-releasever-adapter",
+                            "--disablerepo=*",
+                            "--enablerepo=plus",
+                        ],
+                        INSTALL_TIMEOUT,
+                    ),
+                    pm_run(&["yum", "-y", "install", "docker-ce"], INSTALL_TIMEOUT),
+                ],
+            )
+        }
+        Family::Rhel7 => {
+            if source == DockerSource::Distro {
+                return Err(rpm_only("from the distribution's own repositories"));
+            }
+            let mut install = vec!["yum", "-y", "install"];
+            install.extend(ce_packages.iter().map(String::as_str));
+            (
+                PackageManager::Yum,
+                "docker-ce",
+                ce_packages.clone(),
+                vec![
+                    pm_run(&["yum", "-y", "install", "yum-utils"], INSTALL_TIMEOUT),
+                    pm_run(&["yum-config-manager", "--add-repo", &rpm_repo], SHORT_TIMEOUT),
+                    rewrite_repo(),
+                    pm_run(&install, INSTALL_TIMEOUT),
+                ],
+            )
+        }
+        Family::Rhel8Plus => {
+            if source == DockerSource::Distro {
+                return Err(rpm_only("from the distribution's own repositories"));
+            }
+            let mut install = vec!["dnf", "-y", "install"];
+            install.extend(ce_packages.iter().map(String::as_str));
+            install.push("--nobest");
+            (
+                PackageManager::Dnf,
+                "docker-ce",
+                ce_packages.clone(),
+                vec![
+                    pm_run(&["dnf", "-y", "install", "dnf-plugins-core"], INSTALL_TIMEOUT),
+                    pm_run(&["dnf", "config-manager", "--add-repo", &rpm_repo], SHORT_TIMEOUT),
+                    rewrite_repo(),
+                    pm_run(&install, INSTALL_TIMEOUT),
+                ],
+            )
+        }
+    };
+
+    if chrooted {
+        // Package scripts must not start a daemon inside another root: the
+        // Debian policy layer (invoke-rc.d) asks policy-rc.d, 101 = refuse.
+        let policy = PathBuf::from("/usr/sbin/policy-rc.d");
+        actions.insert(0, Action::Write { path: policy.clone(), content: "#!/bin/sh\nexit 101\n".into(), mode: 0o755 });
+        actions.push(Action::Remove { path: policy });
+    }
+    Ok(Plan { distro: distro.clone(), package_manager, source: source_used, packages, actions })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::distro::{detect, parse_os_release};
+    use super::*;
+
+    const MIRROR: &str = "https://mirrors.aliyun.com/docker-ce";
+
+    fn plan_for(os_release: &str, source: DockerSource) -> Result<Plan, String> {
+        let distro = detect(&parse_os_release(os_release)).map_err(|e| e.to_string())?;
+        plan(&distro, source, MIRROR, false).map_err(|e| e.to_string())
+    }
+
+    fn commands(p: &Plan) -> Vec<String> {
+        p.actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Run { argv, .. } => Some(argv.join(" ")),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn no_plan_ever_upgrades_the_whole_system() {
+        for (name, text) in super::super::tests::OS_RELEASES {
+            for source in [DockerSource::Auto, DockerSource::Distro, DockerSource::DockerCe] {
+                let Ok(p) = plan_for(text, source) else { continue };
+                for cmd in commands(&p) {
+                    let words: Vec<&str> = cmd.split_whitespace().collect();
+                    for forbidden in ["upgrade", "dist-upgrade", "full-upgrade", "distro-sync"] {
+                        assert!(!words.contains(&forbidden), "{name}: {cmd}");
+                    }
+                    assert!(!(words.contains(&"update") && (words[0] == "yum" || words[0] == "dnf")), "{name}: {cmd}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn debian_and_ubuntu_use_docker_io_under_auto() {
+        let p = plan_for(super::super::tests::os_release("debian-12"), DockerSource::Auto).unwrap();
+        assert_eq!(p.package_manager, PackageManager::Apt);
+        assert_eq!(p.source, "distro");
+        assert_eq!(
+            commands(&p),
+            [
+                "apt-get -o DPkg::Lock::Timeout=600 update",
+                "apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends docker.io ca-certificates"
+            ]
+        );
+    }
+
+    #[test]
+    fn docker_ce_on_apt_adds_the_mirror_repository() {
+        let p = plan_for(super::super::tests::os_release("ubuntu-22.04"), DockerSource::DockerCe).unwrap();
+        let repo = p
+            .actions
+            .iter()
+            .find_map(|a| match a {
+                Action::Write { path, content, .. } if path.ends_with("docker.list") => Some(content.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(
+            repo,
+            format!(
+                "deb [arch={} signed-by=/etc/apt/keyrings/docker.asc] {MIRROR}/linux/ubuntu jammy stable\n",
+                dpkg_arch()
+            )
+        );
+        assert!(commands(&p).contains(&format!(
+            "curl -fsSL --retry 3 --create-dirs -o /etc/apt/keyrings/docker.asc {MIRROR}/linux/ubuntu/gpg"
+        )));
+        assert_eq!(p.packages, ["docker-ce", "docker-ce-cli", "containerd.io"]);
+    }
+
+    #[test]
+    fn alibaba_cloud_linux_needs_the_releasever_adapter_first() {
+        let p = plan_for(super::super::tests::os_release("alinux-3"), DockerSource::Auto).unwrap();
+        assert_eq!(p.package_manager, PackageManager::Dnf);
+        assert_eq!(
+            commands(&p),
+            [
+                "dnf -y install dnf-plugins-core".to_string(),
+                format!("dnf config-manager --add-repo {MIRROR}/linux/centos/docker-ce.repo"),
+                format!("sed -i s|https://download.docker.com|{MIRROR}|g /etc/yum.repos.d/docker-ce.repo"),
+                "dnf -y install dnf-plugin-releasever-adapter --repo alinux3-plus".to_string(),
+                "dnf -y install docker-ce --nobest".to_string(),
+            ]
+        );
+        let p = plan_for(super::super::tests::os_release("alinux-2"), DockerSource::Auto).unwrap();
+        assert_eq!(p.package_manager, PackageManager::Yum);
+        let cmds = commands(&p);
+        let adapter = cmds.iter().position(|c| c.contains("yum-plugin-releasever-adapter")).unwrap();
+        let docker = cmds.iter().position(|c| c == "yum -y install docker-ce").unwrap();
+        assert!(adapter < docker, "{cmds:?}");
+        assert!(cmds[adapter].ends_with("--disablerepo=* --enablerepo=plus"));
+        let err = plan_for(super::super::tests::os_release("alinux-3"), DockerSource::Distro).unwrap_err();
+        assert!(
+            err.contains("has no Docker package of its own; set [docker] source = \"auto\" or \"docker-ce\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn every_supported_release_gets_a_plan_and_every_other_none() {
+        use super::super::tests::OS_RELEASES;
+        let mut seen = 0;
+        for (name, text) in OS_RELEASES {
+            let result = plan_for(text, DockerSource::Auto);
+            let want_supported = !super::super::tests::UNSUPPORTED.contains(name);
+            match (&result, want_supported) {
+                (Ok(p), true) => {
+                    let expected_pm = match name.split('-').next().unwrap() {
+                        "debian" | "ubuntu" => PackageManager::Apt,
+                        "alinux" if name.ends_with("-2") => PackageManager::Yum,
+                        _ if name.ends_with("-7") => PackageManager::Yum,
+                        _ => PackageManager::Dnf,
+                    };
+                    assert_eq!(p.package_manager, expected_pm, "{name}");
+                    assert!(!p.actions.is_empty(), "{name}");
+                    seen += 1;
+                }
+                (Err(e), false) => assert!(e.starts_with("cannot install Docker on ID="), "{name}: {e}"),
+                (r, _) => panic!("{name}: unexpected {r:?}"),
+            }
+        }
+        assert!(seen >= 15, "{seen} supported fixtures");
+    }
+
+    #[test]
+    fn step_names_are_the_command_without_options() {
+        let p = plan_for(super::super::tests::os_release("debian-12"), DockerSource::Auto).unwrap();
+        let names: Vec<String> = p.actions.iter().map(Action::name).collect();
+        assert_eq!(names, ["docker: apt-get update", "docker: apt-get install docker.io"]);
+    }
+
+    #[test]
+    fn a_chrooted_install_forbids_starting_services_and_cleans_up() {
+        let distro = detect(&parse_os_release(super::super::tests::os_release("debian-12"))).unwrap();
+        let p = plan(&distro, DockerSource::Auto, MIRROR, true).unwrap();
+        assert!(matches!(&p.actions[0], Action::Write { path, mode: 0o755, .. } if path.ends_with("policy-rc.d")));
+        assert!(matches!(p.actions.last().unwrap(), Action::Remove { path } if path.ends_with("policy-rc.d")));
+    }
+}

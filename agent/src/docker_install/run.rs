@@ -1,0 +1,341 @@
+//! Carrying out a plan: each command with a timeout and its output captured,
+//! transient failures retried with backoff within a budget, a held
+//! package-manager lock waited for (bounded, and said), files written below
+//! the root.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use nix::fcntl::{Flock, FlockArg};
+use tracing::{info, warn};
+
+use super::plan::{Action, PackageManager};
+
+/// How long a transient failure of one command is retried.
+const RETRY_BUDGET: Duration = Duration::from_secs(10 * 60);
+const MAX_ATTEMPTS: u32 = 5;
+/// The PATH commands run with (cloud-init's may lack the sbin directories).
+const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Runs actions against a root file system (`/`, or another root with `chroot`).
+pub struct Executor {
+    pub root: PathBuf,
+    pub package_manager: PackageManager,
+    /// Every command's output is appended here.
+    pub log: Option<PathBuf>,
+    /// How long to wait for another process's package-manager lock.
+    pub lock_timeout: Duration,
+}
+
+impl Executor {
+    fn chrooted(&self) -> bool {
+        self.root != Path::new("/")
+    }
+
+    /// A path of the plan, below the root.
+    pub fn host_path(&self, path: &Path) -> PathBuf {
+        self.root.join(path.strip_prefix("/").unwrap_or(path))
+    }
+
+    fn log_output(&self, cmd: &str, output: &[u8]) {
+        let Some(log) = &self.log else { return };
+        let write = || -> std::io::Result<()> {
+            if let Some(dir) = log.parent() {
+                fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+            }
+            let mut f = OpenOptions::new().create(true).append(true).open(log)?;
+            f.set_permissions(fs::Permissions::from_mode(0o600))?;
+            writeln!(f, "$ {cmd}")?;
+            f.write_all(output)?;
+            Ok(())
+        };
+        if let Err(e) = write() {
+            warn!(log = %log.display(), error = %e, "cannot write the install log");
+        }
+    }
+
+    /// Carries out one action; returns a short detail for the state.
+    pub async fn run(&self, action: &Action) -> Result<String> {
+        match action {
+            Action::Write { path, content, mode } => {
+                let target = self.host_path(path);
+                if let Some(dir) = target.parent() {
+                    fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o755)
+                        .create(dir)
+                        .with_context(|| format!("creating {}", dir.display()))?;
+                }
+                crate::state::write_atomic(&target, content.as_bytes(), *mode)
+                    .with_context(|| format!("writing {}", target.display()))?;
+                Ok("written".into())
+            }
+            Action::Remove { path } => {
+                let target = self.host_path(path);
+                match fs::remove_file(&target) {
+                    Ok(()) => Ok("removed".into()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok("already gone".into()),
+                    Err(e) => Err(e).with_context(|| format!("removing {}", target.display())),
+                }
+            }
+            Action::Run { argv, env, timeout, retry, needs_lock } => {
+                let cmd = argv.join(" ");
+                let started = Instant::now();
+                let mut delay = Duration::from_secs(2);
+                let mut attempt = 1;
+                loop {
+                    if *needs_lock {
+                        self.wait_for_locks().await?;
+                    }
+                    let failure = match self.run_once(argv, env, *timeout).await {
+                        Ok(output) if output.status.success() => {
+                            self.log_output(&cmd, &[output.stdout.as_slice(), output.stderr.as_slice()].concat());
+                            return Ok(if attempt == 1 {
+                                "done".into()
+                            } else {
+                                format!("done after {attempt} attempts")
+                            });
+                        }
+                        Ok(output) => {
+                            self.log_output(&cmd, &[output.stdout.as_slice(), output.stderr.as_slice()].concat());
+                            let code = output.status.code().map_or_else(|| "a signal".to_string(), |c| c.to_string());
+                            let text =
+                                String::from_utf8_lossy(&[output.stdout, output.stderr.clone()].concat()).into_owned();
+                            let transient = is_transient(&argv[0], output.status.code(), &text);
+                            let tail = tail_lines(&String::from_utf8_lossy(&output.stderr), 10);
+                            (format!("`{cmd}` exited with {code}: {tail}"), transient)
+                        }
+                        Err(RunError::Timeout) => {
+                            (format!("`{cmd}` did not finish within {}", humantime::format_duration(*timeout)), true)
+                        }
+                        Err(RunError::Spawn(e)) => return Err(e),
+                    };
+                    let (message, transient) = failure;
+                    if !(*retry && transient) || attempt >= MAX_ATTEMPTS || started.elapsed() + delay > RETRY_BUDGET {
+                        bail!(message);
+                    }
+                    warn!(command = %cmd, attempt, "transient failure, retrying in {}s: {message}", delay.as_secs());
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(60));
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    async fn run_once(
+        &self,
+        argv: &[String],
+        env: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<std::process::Output, RunError> {
+        let mut command = if self.chrooted() {
+            let mut c = tokio::process::Command::new("chroot");
+            c.arg(&self.root).args(argv);
+            c
+        } else {
+            let mut c = tokio::process::Command::new(&argv[0]);
+            c.args(&argv[1..]);
+            c
+        };
+        command
+            .env("PATH", PATH)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let child = command
+            .spawn()
+            .map_err(|e| RunError::Spawn(anyhow!(e).context(format!("starting `{}`", argv.join(" ")))))?;
+        match tokio::time::timeout(timeout, child.wait_with_output()).await {
+            Ok(Ok(output)) => Ok(output),
+            Ok(Err(e)) => Err(RunError::Spawn(anyhow!(e).context(format!("waiting for `{}`", argv.join(" "))))),
+            Err(_) => Err(RunError::Timeout),
+        }
+    }
+
+    /// Waits, bounded, until no other process holds the package manager's locks.
+    async fn wait_for_locks(&self) -> Result<()> {
+        let started = Instant::now();
+        let mut said = false;
+        loop {
+            let held =
+                self.package_manager.lock_files().iter().map(|rel| self.root.join(rel)).find(|path| lock_is_held(path));
+            let Some(path) = held else {
+                if said {
+                    info!(waited = %humantime::format_duration(Duration::from_secs(started.elapsed().as_secs())), "the package manager lock was released; going on");
+                }
+                return Ok(());
+            };
+            if started.elapsed() > self.lock_timeout {
+                bail!(
+                    "another process held the package manager lock {} for more than {}; find it with `fuser -v {}` and let it finish or stop it",
+                    path.display(),
+                    humantime::format_duration(self.lock_timeout),
+                    path.display()
+                );
+            }
+            if !said {
+                info!(
+                    lock = %path.display(),
+                    "waiting for the package manager lock, held by another process (at first boot often unattended upgrades); waiting up to {}",
+                    humantime::format_duration(self.lock_timeout)
+                );
+                said = true;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+enum RunError {
+    Timeout,
+    Spawn(anyhow::Error),
+}
+
+/// Whether another process holds `path`: a pid file naming a live process,
+/// or a file locked with flock(2) or with a POSIX record lock (dpkg and apt
+/// use the latter).
+pub fn lock_is_held(path: &Path) -> bool {
+    if path.extension().is_some_and(|e| e == "pid") {
+        return fs::read_to_string(path)
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+            .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+    }
+    let Ok(file) = OpenOptions::new().read(true).write(true).open(path) else { return false };
+    let file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(locked) => match locked.unlock() {
+            Ok(file) => file,
+            Err((_, _)) => return false,
+        },
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => return true,
+        Err(_) => return false,
+    };
+    // A POSIX record lock: ask whether one would conflict, without taking it.
+    let mut probe = nix::libc::flock {
+        l_type: nix::libc::F_WRLCK as i16,
+        l_whence: nix::libc::SEEK_SET as i16,
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+    };
+    match nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_GETLK(&mut probe)) {
+        Ok(_) => probe.l_type != nix::libc::F_UNLCK as i16,
+        Err(_) => false,
+    }
+}
+
+/// Whether a failure looks like the network or a mirror, worth another try.
+pub fn is_transient(program: &str, code: Option<i32>, output: &str) -> bool {
+    const PATTERNS: &[&str] = &[
+        "temporary failure resolving",
+        "could not resolve",
+        "failed to fetch",
+        "connection timed out",
+        "connection refused",
+        "connection reset",
+        "could not connect",
+        "network is unreachable",
+        "hash sum mismatch",
+        "cannot find a valid baseurl",
+        "curl error",
+        "failed to download",
+        "errors during downloading metadata",
+        "timed out",
+        "503 service unavailable",
+        "502 bad gateway",
+        "504 gateway",
+        "could not get lock",
+        "unable to acquire",
+        "mirror sync in progress",
+    ];
+    // curl: resolve, connect, timeout, TLS handshake, empty reply, receive errors.
+    if program == "curl" && matches!(code, Some(6 | 7 | 28 | 35 | 52 | 56)) {
+        return true;
+    }
+    let lower = output.to_lowercase();
+    PATTERNS.iter().any(|p| lower.contains(p))
+}
+
+fn tail_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().map(str::trim_end).filter(|l| !l.is_empty()).collect();
+    let tail = &lines[lines.len().saturating_sub(n)..];
+    if tail.is_empty() {
+        "(no error output)".into()
+    } else {
+        tail.join(" | ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_failures_are_told_apart() {
+        assert!(is_transient(
+            "apt-get",
+            Some(100),
+            "E: Failed to fetch http://mirror/x  Temporary failure resolving 'mirror'"
+        ));
+        assert!(is_transient("dnf", Some(1), "Errors during downloading metadata for repository 'docker-ce-stable'"));
+        assert!(is_transient("curl", Some(28), ""));
+        assert!(!is_transient("apt-get", Some(100), "E: Unable to locate package docker.io"));
+        assert!(!is_transient("curl", Some(22), "The requested URL returned error: 404"));
+    }
+
+    #[test]
+    fn locks_held_by_flock_by_record_locks_and_by_pid_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock-frontend");
+        fs::write(&path, "").unwrap();
+        assert!(!lock_is_held(&path));
+        assert!(!lock_is_held(&dir.path().join("missing")));
+
+        // flock(1) from another process, as the test of a held dpkg lock does.
+        let mut holder =
+            std::process::Command::new("flock").arg("--no-fork").arg(&path).args(["sleep", "30"]).spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !lock_is_held(&path) {
+            assert!(Instant::now() < deadline, "flock never seen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        holder.kill().unwrap();
+        holder.wait().unwrap();
+        assert!(!lock_is_held(&path));
+
+        // A POSIX record lock (what dpkg and apt take), from another process.
+        let script = format!("import fcntl, time\nf = open({path:?}, 'r+')\nfcntl.lockf(f, fcntl.LOCK_EX)\nprint('locked', flush=True)\ntime.sleep(30)");
+        let mut holder = std::process::Command::new("python3")
+            .args(["-c", &script])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(holder.stdout.take().unwrap()), &mut line).unwrap();
+        assert_eq!(line.trim(), "locked");
+        assert!(lock_is_held(&path));
+        holder.kill().unwrap();
+        holder.wait().unwrap();
+        assert!(!lock_is_held(&path));
+
+        let pid_file = dir.path().join("yum.pid");
+        fs::write(&pid_file, std::process::id().to_string()).unwrap();
+        assert!(lock_is_held(&pid_file));
+        fs::write(&pid_file, "999999999").unwrap();
+        assert!(!lock_is_held(&pid_file));
+    }
+
+    #[test]
+    fn tails_are_short() {
+        assert_eq!(tail_lines("a\n\nb\nc\n", 2), "b | c");
+        assert_eq!(tail_lines("", 2), "(no error output)");
+    }
+}
