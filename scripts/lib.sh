@@ -22,49 +22,27 @@ engine_answers() {
     timeout 10 docker version --format '{{.Server.Version}}' >/dev/null 2>&1
 }
 
-# Starts dockerd when no engine answers (there is no systemd on these
-# machines). Sets STARTED_DOCKERD to its pid when it started one.
-STARTED_DOCKERD=
-ensure_engine() {
-    if engine_answers; then
+# Set when an engine already answered before prepare_host ran.
+ENGINE_WAS_UP=
+
+# Stops the engine if prepare_host found none answering (CI stops what it
+# started). With systemd through docker.service, else dockerd's pid file.
+stop_engine_if_started() {
+    [ -z "$ENGINE_WAS_UP" ] || return 0
+    engine_answers || return 0
+    echo "== stopping the Docker engine this run started"
+    if [ -d /run/systemd/system ]; then
+        systemctl stop docker.socket docker || true
         return 0
     fi
-    if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
-        echo "== starting docker.service"
-        systemctl start docker
-    else
-        local log=/var/log/jupyter-agent-dockerd.log
-        echo "== starting dockerd (log: $log)"
-        dockerd >"$log" 2>&1 &
-        STARTED_DOCKERD=$!
-        echo "$STARTED_DOCKERD" >/run/jupyter-agent-dockerd.pid
-    fi
-
+    local pid
+    pid=$(cat /var/run/docker.pid 2>/dev/null) || return 0
+    kill -TERM "$pid" 2>/dev/null || return 0
     for _ in $(seq 1 120); do
-        engine_answers && return 0
-        if [ -n "$STARTED_DOCKERD" ] && ! kill -0 "$STARTED_DOCKERD" 2>/dev/null; then
-            echo "dockerd exited; its log:" >&2
-            tail -n 30 /var/log/jupyter-agent-dockerd.log >&2
-            return 1
-        fi
+        kill -0 "$pid" 2>/dev/null || return 0
         sleep 0.5
     done
-    echo "the Docker engine did not answer within 60s" >&2
-    return 1
-}
-
-# Stops the dockerd that ensure_engine started, if any.
-stop_started_engine() {
-    [ -n "$STARTED_DOCKERD" ] || return 0
-    echo "== stopping the dockerd this script started"
-    kill -TERM "$STARTED_DOCKERD" 2>/dev/null || true
-
-    for _ in $(seq 1 60); do
-        kill -0 "$STARTED_DOCKERD" 2>/dev/null || break
-        sleep 0.5
-    done
-    rm -f /run/jupyter-agent-dockerd.pid
-    STARTED_DOCKERD=
+    echo "dockerd (pid $pid) did not stop within 60s" >&2
 }
 
 # The codename of this machine's Debian release (bookworm).
@@ -121,10 +99,18 @@ debian_mirror() {
     [ -n "$m" ] && echo "$m"
 }
 
-# Everything the agent needs on a fresh Debian machine: Docker and
-# debootstrap (for the local Jupyter image), an engine, and the image.
+# Everything the agent needs on a fresh Debian machine, with the agent's
+# own installer: Docker (installed and started by `jupyter-agent
+# install-docker` when no engine answers), then the local Jupyter image
+# (debootstrap). $1: the jupyter-agent binary.
 prepare_host() {
-    ensure_packages dockerd:docker.io debootstrap:debootstrap curl:curl
-    ensure_engine
+    local agent=$1 config
+    ensure_packages debootstrap:debootstrap curl:curl flock:util-linux
+    engine_answers && ENGINE_WAS_UP=1
+    config=$(mktemp /tmp/jupyter-agent-host.XXXXXX.toml)
+    printf 'state_dir = "/var/lib/jupyter-agent-host"\nlog_dir = "/var/log/jupyter-agent-host"\n' >"$config"
+    echo "== $agent install-docker"
+    "$agent" --config "$config" install-docker
+    rm -f "$config"
     "$(dirname "${BASH_SOURCE[0]}")/build-test-image"
 }

@@ -245,9 +245,10 @@ impl Config {
         d.finish()?;
 
         let image = match root.take("image") {
-            None if !image_required => {
-                ImageConfig { reference: "jupyter-agent/notebook:local".into(), source: ImageSource::Pull(PullPolicy::Never) }
-            }
+            None if !image_required => ImageConfig {
+                reference: "jupyter-agent/notebook:local".into(),
+                source: ImageSource::Pull(PullPolicy::Never),
+            },
             None => {
                 return Err(root.err("[image]", None, "missing; expected a section with one of name, archive or build"))
             }

@@ -1,0 +1,200 @@
+//! `jupyter-agent install-docker` end to end: plans printed for published
+//! os-release files, refusals that change nothing, and a real install with
+//! Debian's package manager into a freshly bootstrapped Debian root.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Env;
+
+/// A directory that looks like a root file system of the named os-release fixture.
+fn fake_root(env: &Env, fixture: &str) -> PathBuf {
+    let root = env.path("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/os-release").join(fixture);
+    std::fs::copy(&src, root.join("etc/os-release")).unwrap();
+    root
+}
+
+/// Every file below `dir` with its content, to show nothing changed.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p.clone());
+                out.push((p, Vec::new()));
+            } else {
+                out.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn config(env: &Env, docker_section: &str) {
+    env.write_config(&format!(
+        "state_dir = \"{}\"\nlog_dir = \"{}\"\n\n[docker]\n{docker_section}\n",
+        env.state_dir().display(),
+        env.path("log").display()
+    ));
+}
+
+#[test]
+fn dry_runs_print_the_exact_plan_and_change_nothing() {
+    let env = Env::new("dryrun");
+    config(&env, "registry_mirrors = [\"https://registry-mirror.example\"]");
+    let root = fake_root(&env, "alinux-3");
+    let before = snapshot(&root);
+    let run = env.agent(&["install-docker", "--dry-run", "--root", root.to_str().unwrap()]).expect(0);
+    let mirror = "https://mirrors.aliyun.com/docker-ce";
+    for line in [
+        "distribution: Alibaba Cloud Linux 3 (Soaring Falcon) (alinux 3); package manager: dnf; source: docker-ce; packages: docker-ce".to_string(),
+        format!("every command runs as: chroot {} COMMAND", root.display()),
+        format!("run   dnf config-manager --add-repo {mirror}/linux/centos/docker-ce.repo   (timeout 2m, retried)"),
+        "run   dnf -y install dnf-plugin-releasever-adapter --repo alinux3-plus   (timeout 20m, retried)".to_string(),
+        "run   dnf -y install docker-ce --nobest   (timeout 20m, retried)".to_string(),
+        "write /etc/docker/daemon.json (mode 0644):".to_string(),
+        "            \"https://registry-mirror.example\"".to_string(),
+    ] {
+        assert!(run.stdout.lines().any(|l| l == line), "missing line {line:?} in:\n{}", run.stdout);
+    }
+    assert_eq!(snapshot(&root), before, "a dry run changes nothing");
+    assert!(!env.state_dir().exists(), "a dry run writes no state");
+
+    // Ubuntu with docker-ce from the mirror: the repository line is shown.
+    let env = Env::new("dryrun-ubuntu");
+    config(&env, "source = \"docker-ce\"");
+    let root = fake_root(&env, "ubuntu-24.04");
+    let run = env.agent(&["install-docker", "--dry-run", "--root", root.to_str().unwrap()]).expect(0);
+    assert!(
+        run.stdout.contains(&format!("signed-by=/etc/apt/keyrings/docker.asc] {mirror}/linux/ubuntu noble stable")),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn an_unsupported_distribution_is_refused_before_anything_changes() {
+    let env = Env::new("unsupported");
+    config(&env, "");
+    let root = fake_root(&env, "fedora-40");
+    let before = snapshot(&root);
+    for args in [vec!["install-docker", "--dry-run"], vec!["install-docker"]] {
+        let mut args = args.clone();
+        args.extend(["--root", root.to_str().unwrap()]);
+        let run = env.agent(&args).expect(6);
+        assert!(
+            run.stderr.contains("cannot install Docker on ID=fedora VERSION_ID=40: this distribution is not one the installer knows; supported: Alibaba Cloud Linux 2 and 3 (alinux)"),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(snapshot(&root), before, "nothing was written into the root");
+    }
+    // Debian's own package only: not on Alibaba Cloud Linux.
+    let env = Env::new("nodistro");
+    config(&env, "source = \"distro\"");
+    let root = fake_root(&env, "alinux-3");
+    let run = env.agent(&["install-docker", "--root", root.to_str().unwrap()]).expect(6);
+    assert!(
+        run.stderr.contains("has no Docker package of its own; set [docker] source = \"auto\" or \"docker-ce\""),
+        "{}",
+        run.stderr
+    );
+    // A root that is not a directory is a usage error.
+    env.agent(&["install-docker", "--root", "/nonexistent/root"]).expect(2);
+}
+
+#[test]
+fn an_invalid_daemon_json_is_left_untouched_and_reported() {
+    let env = Env::new("daemonjson");
+    config(&env, "registry_mirrors = [\"https://registry-mirror.example\"]");
+    let root = fake_root(&env, "debian-12");
+    std::fs::create_dir_all(root.join("etc/docker")).unwrap();
+    std::fs::write(root.join("etc/docker/daemon.json"), "{ \"log-level\": \"warn\", oops }").unwrap();
+    let run = env.agent(&["install-docker", "--dry-run", "--root", root.to_str().unwrap()]).expect(0);
+    assert!(run.stderr.contains("left untouched, so the registry mirrors are NOT applied"), "{}", run.stderr);
+    assert!(!run.stdout.contains("write /etc/docker/daemon.json"), "{}", run.stdout);
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/docker/daemon.json")).unwrap(),
+        "{ \"log-level\": \"warn\", oops }"
+    );
+}
+
+/// The real thing: debootstrap a Debian root without Docker, hold its dpkg
+/// lock for a while, and install Docker into it with the agent.
+#[test]
+fn a_real_install_into_a_fresh_debian_root_waits_for_the_lock_and_installs_docker() {
+    let env = Env::new("realinstall");
+    config(&env, "registry_mirrors = [\"https://registry-mirror.example\"]");
+    let root = env.path("debian");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/make-debian-root");
+    let out = Command::new(&script).arg(&root).output().unwrap();
+    assert!(out.status.success(), "make-debian-root: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(!root.join("usr/sbin/dockerd").exists(), "the fresh root has no Docker");
+    // Another key that the merge must keep.
+    std::fs::create_dir_all(root.join("etc/docker")).unwrap();
+    std::fs::write(root.join("etc/docker/daemon.json"), "{\"log-level\": \"warn\"}\n").unwrap();
+
+    // Another process holds the dpkg lock, as unattended upgrades do at first boot.
+    let lock = root.join("var/lib/dpkg/lock-frontend");
+    let mut holder =
+        Command::new("flock").arg("--no-fork").arg(&lock).args(["sleep", "3"]).stdout(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Command::new("flock").args(["--nonblock", "--no-fork"]).arg(&lock).arg("true").status().unwrap().success() {
+        assert!(Instant::now() < deadline, "the lock was never taken");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let run = env.agent(&["install-docker", "--root", root.to_str().unwrap()]).expect(0);
+    holder.wait().unwrap();
+    assert!(
+        run.stderr.contains("waiting for the package manager lock, held by another process"),
+        "the installer says that it waits:\n{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("the package manager lock was released; going on"), "{}", run.stderr);
+
+    // Docker is installed inside the root, and nothing was started from it.
+    assert!(root.join("usr/sbin/dockerd").is_file(), "dockerd is installed in the root");
+    assert!(root.join("usr/bin/containerd").is_file(), "containerd is installed in the root");
+    assert!(!root.join("usr/sbin/policy-rc.d").exists(), "the temporary policy-rc.d is removed");
+    let daemon: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("etc/docker/daemon.json")).unwrap()).unwrap();
+    assert_eq!(
+        daemon,
+        serde_json::json!({"log-level": "warn", "registry-mirrors": ["https://registry-mirror.example"]})
+    );
+
+    // The plan's steps are in the state, each done with its times.
+    let state = env.state();
+    assert_eq!(state["phase"], "pending", "Docker is there; Jupyter is not converged yet");
+    let steps = state["steps"].as_array().unwrap();
+    let names: Vec<&str> = steps.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "docker: plan",
+            "docker: write /usr/sbin/policy-rc.d",
+            "docker: apt-get update",
+            "docker: apt-get install docker.io",
+            "docker: remove /usr/sbin/policy-rc.d",
+            "docker: daemon.json registry mirrors"
+        ]
+    );
+    for s in steps {
+        assert_eq!(s["status"], "done", "{s}");
+        assert_eq!(s["phase"], "installing-docker", "{s}");
+        assert!(s["ended_at"].is_string(), "{s}");
+    }
+    // The commands' output was captured in the install log.
+    let log = std::fs::read_to_string(env.path("log/install-docker.log")).unwrap();
+    assert!(log.contains("$ apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends docker.io"), "{log}");
+    assert!(log.contains("Setting up docker.io"), "apt's own output is in the log");
+}

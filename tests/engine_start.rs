@@ -1,0 +1,66 @@
+//! The real start path: Docker is installed but its engine is stopped, and
+//! `jupyter-agent run` starts it itself (no systemd here: a detached dockerd
+//! with its log in the agent's log directory) before converging.
+//!
+//! This test stops the machine's Docker engine. It is its own test binary,
+//! and cargo runs test binaries one after the other, so no other test's
+//! containers are running meanwhile; it leaves the engine running.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{get_status, split_url, Env};
+
+fn engine_answers() -> bool {
+    Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn stop_engine() {
+    if Path::new("/run/systemd/system").is_dir() {
+        assert!(Command::new("systemctl").args(["stop", "docker.socket", "docker"]).status().unwrap().success());
+    } else {
+        let pid = std::fs::read_to_string("/var/run/docker.pid").expect("dockerd writes /var/run/docker.pid");
+        assert!(Command::new("kill").args(["-TERM", pid.trim()]).status().unwrap().success());
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while engine_answers() || Path::new("/var/run/docker.pid").exists() {
+        assert!(Instant::now() < deadline, "the engine did not stop");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn the_agent_starts_an_installed_but_stopped_engine_and_converges() {
+    assert!(engine_answers(), "precondition: an engine answers (scripts/test starts one)");
+    stop_engine();
+
+    let env = Env::new("start");
+    // The engine's log must outlive this test's temporary directory.
+    let log_dir = "/var/log/jupyter-agent-tests";
+    env.write_config(&format!("log_dir = \"{log_dir}\"\n{}\n[docker]\nping_timeout = \"90s\"\n", env.base_config("")));
+    let run = env.agent(&["run", "--once"]);
+    assert!(engine_answers(), "the engine answers again");
+    let run = run.expect(0);
+
+    let state = env.state();
+    let steps: Vec<(&str, &str)> = state["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap(), s["detail"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(steps[0].0, "docker: start", "only started, nothing installed: {steps:?}");
+    assert!(steps[0].1.starts_with("dockerd started, pid "), "{steps:?}");
+    assert_eq!(steps[1].0, "engine");
+    assert!(Path::new(log_dir).join("dockerd.log").is_file());
+    assert!(run.stderr.contains("no Docker engine answers: installing and starting Docker"), "{}", run.stderr);
+
+    let (base, _, token) = split_url(env.agent(&["url"]).expect(0).stdout.trim());
+    assert_eq!(get_status(&format!("{base}/api/status"), &token), 200);
+}
