@@ -48,8 +48,7 @@ stop_engine_if_started() {
 # The codename of this machine's Debian release (bookworm).
 debian_suite() {
     local suite
-    # shellcheck disable=SC1091
-    suite=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+    suite=$(sed -n 's/^VERSION_CODENAME="\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' /etc/os-release | head -n1)
     [ -n "$suite" ] && echo "$suite"
 }
 

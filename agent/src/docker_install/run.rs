@@ -333,6 +333,81 @@ mod tests {
         assert!(!lock_is_held(&pid_file));
     }
 
+    fn executor(dir: &Path) -> Executor {
+        Executor {
+            root: PathBuf::from("/"),
+            package_manager: PackageManager::Apt,
+            log: Some(dir.join("log/install.log")),
+            lock_timeout: Duration::from_secs(5),
+        }
+    }
+
+    fn sh(script: &str, retry: bool) -> Action {
+        Action::Run {
+            argv: vec!["sh".into(), "-c".into(), script.into()],
+            env: vec![("GREETING".into(), "hello".into())],
+            timeout: Duration::from_secs(5),
+            retry,
+            needs_lock: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_command_is_named_with_its_exit_code_and_stderr_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = executor(dir.path())
+            .run(&sh("echo noise; echo first >&2; echo E: no such package >&2; exit 3", true))
+            .await;
+        assert_eq!(
+            err.unwrap_err().to_string(),
+            "`sh -c echo noise; echo first >&2; echo E: no such package >&2; exit 3` exited with 3: first | E: no such package"
+        );
+        // The output is captured in the install log, mode 0600.
+        let log = std::fs::read_to_string(dir.path().join("log/install.log")).unwrap();
+        assert!(log.contains("noise") && log.contains("E: no such package"), "{log}");
+        let mode = std::fs::metadata(dir.path().join("log/install.log")).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[tokio::test]
+    async fn transient_failures_are_retried_and_timeouts_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("tried");
+        let script = format!(
+            "if [ -e {m} ]; then echo $GREETING; else touch {m}; echo 'Temporary failure resolving mirror' >&2; exit 100; fi",
+            m = marker.display()
+        );
+        assert_eq!(executor(dir.path()).run(&sh(&script, true)).await.unwrap(), "done after 2 attempts");
+        // Not retried when the action says so.
+        std::fs::remove_file(&marker).unwrap();
+        assert!(executor(dir.path()).run(&sh(&script, false)).await.is_err());
+        let slow = Action::Run {
+            argv: vec!["sleep".into(), "10".into()],
+            env: vec![],
+            timeout: Duration::from_millis(200),
+            retry: false,
+            needs_lock: false,
+        };
+        assert_eq!(
+            executor(dir.path()).run(&slow).await.unwrap_err().to_string(),
+            "`sleep 10` did not finish within 200ms"
+        );
+    }
+
+    #[tokio::test]
+    async fn files_are_written_and_removed_below_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ex = executor(dir.path());
+        ex.root = dir.path().to_path_buf();
+        let path = PathBuf::from("/etc/apt/sources.list.d/docker.list");
+        ex.run(&Action::Write { path: path.clone(), content: "deb x y\n".into(), mode: 0o644 }).await.unwrap();
+        let target = dir.path().join("etc/apt/sources.list.d/docker.list");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "deb x y\n");
+        assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o644);
+        assert_eq!(ex.run(&Action::Remove { path: path.clone() }).await.unwrap(), "removed");
+        assert_eq!(ex.run(&Action::Remove { path }).await.unwrap(), "already gone");
+    }
+
     #[test]
     fn tails_are_short() {
         assert_eq!(tail_lines("a\n\nb\nc\n", 2), "b | c");
