@@ -1,0 +1,302 @@
+//! Signals an `ALIYUN::ROS::WaitCondition` (REFERENCE.md section 2): one
+//! JSON POST to the handle's signed URL. SUCCESS carries the login URL as
+//! `data` (the stack output); FAILURE fails the stack at once with a
+//! `reason` shown in its events, so nobody waits out the wait condition's
+//! `Timeout` for a converge that already failed.
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+use reqwest::{StatusCode, Url};
+use serde::Serialize;
+
+use crate::redact::{bound, redact};
+use crate::retry::{self, Policy, Transient};
+use crate::state::Failure;
+
+/// ROS shows the reason in the stack's events: keep it readable.
+pub const MAX_REASON: usize = 1000;
+/// How many log lines a FAILURE reason carries.
+pub const REASON_LOG_LINES: usize = 5;
+/// The longest single attempt.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(20);
+pub const FIRST_DELAY: Duration = Duration::from_millis(500);
+/// Before jitter, which may double it: no single delay exceeds 30 s.
+pub const MAX_DELAY: Duration = Duration::from_secs(15);
+
+/// Where and how to signal: the handle's URL and the headers its CurlCli sends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub url: Url,
+    /// In order; `Content-Type` is always sent as `application/json`.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Target {
+    /// Checks the URL (http:// only) and the `Name: value` headers.
+    pub fn new(url: &str, headers: &[String]) -> Result<Target, String> {
+        let shown = without_query(url);
+        let lower = url.to_ascii_lowercase();
+        if lower.starts_with("https://") {
+            return Err(format!(
+                "`{shown}`: https:// is not supported (this build has no TLS); ROS hands instances \
+                 http://100.100.100.110/waitcondition?... in the handle's CurlCli"
+            ));
+        }
+        if !lower.starts_with("http://") {
+            return Err(format!("`{shown}`: expected an http:// URL (the wait condition handle's URL)"));
+        }
+        let url = Url::parse(url).map_err(|e| format!("`{shown}`: not a valid URL: {e}"))?;
+        let headers = headers.iter().map(|h| parse_header(h)).collect::<Result<_, _>>()?;
+        Ok(Target { url, headers })
+    }
+
+    /// The URL without its query (which holds the signature), for messages.
+    pub fn shown(&self) -> String {
+        without_query(self.url.as_str())
+    }
+
+    fn header_map(&self) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in &self.headers {
+            if k != CONTENT_TYPE {
+                map.append(k.clone(), v.clone());
+            }
+        }
+        map.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        map
+    }
+}
+
+fn parse_header(h: &str) -> Result<(HeaderName, HeaderValue), String> {
+    let (name, value) = h.split_once(':').ok_or_else(|| format!("header `{h}`: expected `Name: value`"))?;
+    let name =
+        HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| format!("header `{h}`: invalid header name"))?;
+    let value = HeaderValue::from_str(value.trim()).map_err(|_| format!("header `{h}`: invalid header value"))?;
+    Ok((name, value))
+}
+
+/// `scheme://host/path` of a URL, without the query and fragment.
+pub fn without_query(url: &str) -> String {
+    url.split(['?', '#']).next().unwrap_or_default().to_string()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Status {
+    Success,
+    Failure,
+}
+
+/// The signal body, fields in the documented order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Signal {
+    pub status: Status,
+    /// A later signal with the same id replaces this one.
+    pub id: String,
+    /// The wait condition's `Data[id]`: the login URL, or absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+    pub reason: String,
+}
+
+impl Signal {
+    /// SUCCESS; `data` is the login URL unless the organiser keeps it out of the stack.
+    pub fn success(id: &str, data: Option<&str>) -> Signal {
+        Signal { status: Status::Success, id: id.into(), data: data.map(Into::into), reason: "Jupyter is ready".into() }
+    }
+
+    /// FAILURE, its reason redacted and bounded.
+    pub fn failure(id: &str, reason: &str) -> Signal {
+        Signal { status: Status::Failure, id: id.into(), data: None, reason: bound(&redact(reason), MAX_REASON) }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a signal serializes")
+    }
+}
+
+/// `<step>: <cause>; container exit code N; log: <last lines>`.
+pub fn failure_reason(f: &Failure) -> String {
+    let mut reason = format!("{}: {}", f.step, f.cause);
+    if let Some(code) = f.exit_code {
+        reason.push_str(&format!("; container exit code {code}"));
+    }
+    let lines: Vec<&str> = f.log_tail.iter().map(|l| l.trim()).filter(|l| !l.is_empty()).collect();
+    if !lines.is_empty() {
+        let tail = &lines[lines.len().saturating_sub(REASON_LOG_LINES)..];
+        reason.push_str("; log: ");
+        reason.push_str(&tail.join(" | "));
+    }
+    reason
+}
+
+/// Why one attempt failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptError {
+    /// No answer: connect error, reset, timeout.
+    Transport(String),
+    /// An answer other than 2xx; `body` is its start.
+    Status { status: StatusCode, body: String },
+}
+
+impl Transient for AttemptError {
+    fn is_transient(&self) -> bool {
+        match self {
+            AttemptError::Transport(_) => true,
+            AttemptError::Status { status, .. } => {
+                status.is_server_error()
+                    || *status == StatusCode::REQUEST_TIMEOUT
+                    || *status == StatusCode::TOO_MANY_REQUESTS
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for AttemptError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AttemptError::Transport(m) => f.write_str(m),
+            AttemptError::Status { status, body } if body.is_empty() => write!(f, "HTTP {status}"),
+            AttemptError::Status { status, body } => write!(f, "HTTP {status}: {body}"),
+        }
+    }
+}
+
+/// Sends `signal` to `target`, retrying transport errors, 408, 429 and 5xx
+/// within `budget`. `Err` is a message for the operator: the signal was not
+/// delivered.
+pub async fn send(target: &Target, signal: &Signal, budget: Duration) -> Result<u32, String> {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {}", crate::agent::chain(&e)))?;
+    let body = signal.to_json();
+    let headers = target.header_map();
+    let policy = Policy { first_delay: FIRST_DELAY, max_delay: MAX_DELAY, budget };
+    let mut attempts = 0u32;
+    let result = retry::retry(
+        &policy,
+        |left| {
+            attempts += 1;
+            let request = client
+                .post(target.url.clone())
+                .headers(headers.clone())
+                .body(body.clone())
+                .timeout(left.min(ATTEMPT_TIMEOUT));
+            attempt(request)
+        },
+        |e, delay| {
+            eprintln!("jupyter-bootstrap: ROS signal: {e}; retrying in {}", crate::duration::show(delay));
+        },
+    )
+    .await;
+    let status = match signal.status {
+        Status::Success => "SUCCESS",
+        Status::Failure => "FAILURE",
+    };
+    match result {
+        Ok(()) => Ok(attempts),
+        Err(retry::Error::Permanent(e)) => Err(format!(
+            "ROS refused the {status} signal to {}: {e}; the signed wait-condition URL has probably expired \
+             (or the CurlCli was changed on its way here)",
+            target.shown()
+        )),
+        Err(retry::Error::Exhausted { attempts, last }) => Err(format!(
+            "could not deliver the {status} signal to {} within the {} budget ({attempts} attempt{}; last: {})",
+            target.shown(),
+            crate::duration::show(budget),
+            if attempts == 1 { "" } else { "s" },
+            last.unwrap_or_else(|| "no answer".into()),
+        )),
+    }
+}
+
+async fn attempt(request: reqwest::RequestBuilder) -> Result<(), AttemptError> {
+    let resp = request.send().await.map_err(|e| {
+        AttemptError::Transport(if e.is_timeout() { "no answer in time".into() } else { crate::agent::chain(&e) })
+    })?;
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let body = resp.text().await.unwrap_or_default();
+    // A body may echo the request, and with it the URL's token.
+    let body = bound(&redact(&body.split_whitespace().collect::<Vec<_>>().join(" ")), 200);
+    Err(AttemptError::Status { status, body })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_bodies_have_the_exact_documented_shape() {
+        let url = "http://203.0.113.7:8888/tree?token=abc";
+        assert_eq!(
+            Signal::success("jupyter", Some(url)).to_json(),
+            r#"{"status":"SUCCESS","id":"jupyter","data":"http://203.0.113.7:8888/tree?token=abc","reason":"Jupyter is ready"}"#
+        );
+        assert_eq!(
+            Signal::success("nb", None).to_json(),
+            r#"{"status":"SUCCESS","id":"nb","reason":"Jupyter is ready"}"#
+        );
+        assert_eq!(
+            Signal::failure("jupyter", "image: pull failed: manifest unknown").to_json(),
+            r#"{"status":"FAILURE","id":"jupyter","reason":"image: pull failed: manifest unknown"}"#
+        );
+    }
+
+    #[test]
+    fn failure_reasons_are_redacted_and_bounded() {
+        let s = Signal::failure("jupyter", "token: proof failed for http://h:8888/?token=s3cret");
+        assert_eq!(s.reason, "token: proof failed for http://h:8888/?token=<redacted>");
+        let long = format!("token: {}", "ü".repeat(5000));
+        let s = Signal::failure("jupyter", &long);
+        assert_eq!(s.reason.chars().count(), MAX_REASON);
+        assert!(s.reason.ends_with('…') && s.reason.starts_with("token: üü"));
+    }
+
+    #[test]
+    fn a_failure_reason_names_step_cause_code_and_the_last_lines() {
+        let f = Failure {
+            step: "token".into(),
+            cause: "the container stopped".into(),
+            exit_code: Some(3),
+            log_tail: (1..=8).map(|i| format!("line {i}")).chain(["  ".to_string()]).collect(),
+        };
+        assert_eq!(
+            failure_reason(&f),
+            "token: the container stopped; container exit code 3; log: line 4 | line 5 | line 6 | line 7 | line 8"
+        );
+        let bare = Failure { step: "image".into(), cause: "no such image".into(), ..Failure::default() };
+        assert_eq!(failure_reason(&bare), "image: no such image");
+    }
+
+    #[test]
+    fn only_transport_errors_408_429_and_5xx_are_retried() {
+        let status = |code| AttemptError::Status { status: StatusCode::from_u16(code).unwrap(), body: String::new() };
+        assert!(AttemptError::Transport("reset".into()).is_transient());
+        for code in [408, 429, 500, 502, 503, 504] {
+            assert!(status(code).is_transient(), "{code}");
+        }
+        for code in [301, 400, 401, 403, 404, 410] {
+            assert!(!status(code).is_transient(), "{code}");
+        }
+    }
+
+    #[test]
+    fn content_type_is_always_json_and_other_headers_are_kept() {
+        let t = Target::new(
+            "http://100.100.100.110/waitcondition?signature=x",
+            &["Content-Type: text/plain".into(), "x-acs-region-id: cn-beijing".into()],
+        )
+        .unwrap();
+        let map = t.header_map();
+        assert_eq!(map.get(CONTENT_TYPE).unwrap(), "application/json");
+        assert_eq!(map.get("x-acs-region-id").unwrap(), "cn-beijing");
+        assert_eq!(map.len(), 2);
+        assert_eq!(t.shown(), "http://100.100.100.110/waitcondition");
+    }
+}

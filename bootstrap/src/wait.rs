@@ -1,0 +1,364 @@
+//! `jupyter-bootstrap wait`, the runbook: wait for the agent's verdict (long
+//! polls, never a fixed-interval poll), then pass it on in this order:
+//! terminal, stdout (the URL), result file, ROS wait condition.
+
+use std::future::Future;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use backon::BackoffBuilder;
+use chrono::Utc;
+use tokio::time::Instant;
+
+use crate::agent::{AgentClient, AgentError};
+use crate::cli::exit;
+use crate::progress::Progress;
+use crate::redact::redact;
+use crate::ros::{self, Signal, Target};
+use crate::state::{Failure, State};
+use crate::{duration, result_file};
+
+/// What `wait` was asked to do (the validated command line).
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub socket: PathBuf,
+    pub timeout: Duration,
+    pub result_file: Option<PathBuf>,
+    pub ros: Option<RosOptions>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RosOptions {
+    pub target: Target,
+    pub id: String,
+    /// Whether SUCCESS carries the login URL as `data`.
+    pub send_url: bool,
+    pub budget: Duration,
+}
+
+/// How the wait ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Ready; the URL holds the token.
+    Ready { url: String },
+    /// The converge failed.
+    Failed(Failure),
+    /// The timeout ran out; `last` is the last state seen, `lost` why the
+    /// agent was not answering at the end, if it was not.
+    TimedOut { last: State, lost: Option<String> },
+    /// The timeout ran out before the agent ever answered.
+    NeverAppeared { why: Option<String> },
+    /// The agent answered something this client cannot use, or may not be asked.
+    Broken(String),
+}
+
+/// Backoff while the agent is not there: short, capped at 1 s.
+const CONNECT_FIRST_DELAY: Duration = Duration::from_millis(50);
+const CONNECT_MAX_DELAY: Duration = Duration::from_secs(1);
+
+/// Runs the whole command; returns the exit code.
+pub async fn run(opts: &Options) -> u8 {
+    let live = {
+        use std::io::IsTerminal;
+        std::io::stderr().is_terminal() && std::env::var("TERM").map_or(true, |t| t != "dumb")
+    };
+    let mut progress = Progress::new(std::io::stderr(), live);
+    let outcome = match AgentClient::new(&opts.socket) {
+        Ok(client) => watch(&client, opts.timeout, &mut progress).await,
+        Err(e) => Outcome::Broken(format!("{e:#}")),
+    };
+    progress.finish();
+    report(opts, &outcome).await
+}
+
+/// Waits for the verdict, showing progress, for at most `timeout`.
+pub async fn watch<W: Write>(client: &AgentClient, timeout: Duration, progress: &mut Progress<W>) -> Outcome {
+    let deadline = Instant::now() + timeout;
+    let mut lost = None;
+    match tokio::time::timeout_at(deadline, follow(client, deadline, progress, &mut lost)).await {
+        Ok(outcome) => outcome,
+        Err(_) => match progress.last() {
+            Some(last) => Outcome::TimedOut { last: last.clone(), lost },
+            None => Outcome::NeverAppeared { why: lost },
+        },
+    }
+}
+
+/// What to ask the agent next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ask {
+    /// `/v1/status`: (re)connecting.
+    Status,
+    /// `/v1/wait?until=change&after=REV`.
+    Change(u64),
+    /// `/v1/status?show_token=true`, once ready.
+    Url,
+}
+
+/// Follows the state until ready or failed; the caller bounds it in time.
+/// `lost` holds why the agent is not answering, while it is not.
+async fn follow<W: Write>(
+    client: &AgentClient,
+    deadline: Instant,
+    progress: &mut Progress<W>,
+    lost: &mut Option<String>,
+) -> Outcome {
+    let connect_backoff = || {
+        backon::ExponentialBuilder::default()
+            .with_min_delay(CONNECT_FIRST_DELAY)
+            .with_max_delay(CONNECT_MAX_DELAY)
+            .without_max_times()
+            .build()
+    };
+    let mut backoff = connect_backoff();
+    let socket = client.socket().display().to_string();
+    let mut ask = Ask::Status;
+    loop {
+        let answer = match ask {
+            Ask::Status => ticking(progress, client.status(false)).await.map(|s| (s, false)),
+            Ask::Url => client.status(true).await.map(|s| (s, false)),
+            Ask::Change(after) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                ticking(progress, client.wait_change(after, left)).await.map(|w| (w.state, w.timed_out))
+            }
+        };
+        let (state, timed_out) = match answer {
+            Ok(answer) => answer,
+            Err(AgentError::Broken(why)) => return Outcome::Broken(why),
+            Err(AgentError::Unavailable(why)) => {
+                progress.agent_unavailable(&socket, &why);
+                *lost = Some(why);
+                // A restarted agent counts revisions afresh: start over.
+                ask = Ask::Status;
+                let delay = backoff.next().unwrap_or(CONNECT_MAX_DELAY);
+                ticking(progress, tokio::time::sleep(delay)).await;
+                continue;
+            }
+        };
+        if lost.take().is_some() {
+            backoff = connect_backoff();
+        }
+        if ask == Ask::Url && state.is_ready() {
+            return match state.jupyter {
+                Some(j) if !j.url.contains("<redacted>") => Outcome::Ready { url: j.url },
+                Some(_) => Outcome::Broken("the agent redacted the token although show_token=true was asked".into()),
+                None => Outcome::Broken("the agent is ready but its state has no jupyter.url".into()),
+            };
+        }
+        let stalled = matches!(ask, Ask::Change(after) if state.revision <= after) && !timed_out;
+        progress.update(&state);
+        if state.is_failed() {
+            return Outcome::Failed(state.failure());
+        }
+        ask = if state.is_ready() { Ask::Url } else { Ask::Change(state.revision) };
+        if stalled {
+            // An answer "changed" without a change: do not spin on it.
+            ticking(progress, tokio::time::sleep(Duration::from_millis(250))).await;
+        }
+    }
+}
+
+/// Awaits `fut`, redrawing a live progress line every second meanwhile
+/// (its clock moves; the agent is not asked).
+async fn ticking<W: Write, F: Future>(progress: &mut Progress<W>, fut: F) -> F::Output {
+    if !progress.is_live() {
+        return fut.await;
+    }
+    tokio::pin!(fut);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            out = &mut fut => return out,
+            _ = tick.tick() => progress.tick(),
+        }
+    }
+}
+
+impl Outcome {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Outcome::Ready { .. } => exit::OK,
+            Outcome::Failed(_) | Outcome::Broken(_) => exit::FAILED,
+            Outcome::TimedOut { .. } | Outcome::NeverAppeared { .. } => exit::TIMED_OUT,
+        }
+    }
+
+    /// One line on why Jupyter is not ready (the FAILURE reason, the result
+    /// file's line); `None` when it is.
+    pub fn reason(&self, opts: &Options) -> Option<String> {
+        let timeout = duration::show(opts.timeout);
+        let socket = opts.socket.display();
+        Some(match self {
+            Outcome::Ready { .. } => return None,
+            Outcome::Failed(f) => ros::failure_reason(f),
+            Outcome::TimedOut { last, lost } => {
+                let mut r = format!("timeout: Jupyter was not ready after {timeout} (phase {}", last.phase);
+                if let Some(step) = last.current_step() {
+                    r.push_str(&format!("; {}: {}", step.name, step.status));
+                }
+                r.push(')');
+                if let Some(why) = lost {
+                    r.push_str(&format!("; the agent stopped answering: {why}"));
+                }
+                r
+            }
+            Outcome::NeverAppeared { why } => {
+                let mut r = format!("agent: jupyter-agent never appeared at {socket} within {timeout}");
+                if let Some(why) = why {
+                    r.push_str(&format!(" ({why})"));
+                }
+                r
+            }
+            Outcome::Broken(why) => format!("bootstrap: {why}"),
+        })
+    }
+}
+
+/// Passes the outcome on; returns the exit code.
+async fn report(opts: &Options, outcome: &Outcome) -> u8 {
+    let mut code = outcome.exit_code();
+    match outcome {
+        Outcome::Ready { url } => {
+            eprintln!("jupyter-bootstrap: Jupyter is ready (the login URL is on stdout)");
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{url}");
+            let _ = out.flush();
+        }
+        Outcome::Failed(f) => eprint!("{}", failure_message(f)),
+        Outcome::TimedOut { .. } | Outcome::NeverAppeared { .. } => {
+            let mut msg = outcome.reason(opts).unwrap_or_default();
+            if matches!(outcome, Outcome::NeverAppeared { .. }) {
+                msg.push_str("; is `jupyter-agent run` started, with this socket?");
+            }
+            eprintln!("jupyter-bootstrap: {}", redact(&msg));
+        }
+        Outcome::Broken(why) => eprintln!("jupyter-bootstrap: {}", redact(why)),
+    }
+
+    if let Some(path) = &opts.result_file {
+        let now = Utc::now();
+        let text = match outcome {
+            Outcome::Ready { url } => result_file::ready_text(url, now),
+            Outcome::Failed(f) => result_file::failed_text(f, now),
+            _ => result_file::not_ready_text(&outcome.reason(opts).unwrap_or_default(), now),
+        };
+        if let Err(e) = result_file::write(path, &text) {
+            eprintln!("jupyter-bootstrap: {e:#}");
+            code = exit::RESULT_FILE;
+        }
+    }
+
+    if let Some(ros) = &opts.ros {
+        let signal = match outcome {
+            Outcome::Ready { url } => Signal::success(&ros.id, ros.send_url.then_some(url.as_str())),
+            _ => Signal::failure(&ros.id, &outcome.reason(opts).unwrap_or_default()),
+        };
+        match ros::send(&ros.target, &signal, ros.budget).await {
+            Ok(attempts) => eprintln!(
+                "jupyter-bootstrap: signalled {} to the ROS wait condition{}",
+                if outcome.exit_code() == exit::OK { "SUCCESS" } else { "FAILURE" },
+                if attempts > 1 { format!(" (after {attempts} attempts)") } else { String::new() }
+            ),
+            Err(e) => {
+                eprintln!("jupyter-bootstrap: {e}");
+                code = exit::SIGNAL;
+            }
+        }
+    }
+    code
+}
+
+/// The failure for a person: step, cause, exit code, log tail.
+pub fn failure_message(f: &Failure) -> String {
+    let mut s =
+        format!("jupyter-bootstrap: Jupyter is NOT ready: the step `{}` failed: {}\n", f.step, redact(&f.cause));
+    if let Some(code) = f.exit_code {
+        s.push_str(&format!("  container exit code: {code}\n"));
+    }
+    if !f.log_tail.is_empty() {
+        s.push_str("  last log lines:\n");
+        for line in &f.log_tail {
+            s.push_str(&format!("    {}\n", redact(line)));
+        }
+    }
+    s.push_str("  more: jupyter-agent status; jupyter-agent logs\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> Options {
+        Options {
+            socket: "/run/jupyter-agent.sock".into(),
+            timeout: Duration::from_secs(1800),
+            result_file: None,
+            ros: None,
+        }
+    }
+
+    #[test]
+    fn reasons_say_what_ended_the_wait() {
+        let last: State = serde_json::from_str(
+            r#"{"version":1,"revision":7,"phase":"waiting-for-token",
+                "steps":[{"name":"token","status":"running"}]}"#,
+        )
+        .unwrap();
+        let cases = [
+            (Outcome::Ready { url: "u".into() }, None),
+            (
+                Outcome::Failed(Failure { step: "image".into(), cause: "pull failed".into(), ..Default::default() }),
+                Some("image: pull failed"),
+            ),
+            (
+                Outcome::TimedOut { last: last.clone(), lost: None },
+                Some("timeout: Jupyter was not ready after 30m (phase waiting-for-token; token: running)"),
+            ),
+            (
+                Outcome::TimedOut { last, lost: Some("no socket at /s".into()) },
+                Some(
+                    "timeout: Jupyter was not ready after 30m (phase waiting-for-token; token: running); \
+                     the agent stopped answering: no socket at /s",
+                ),
+            ),
+            (
+                Outcome::NeverAppeared { why: Some("no socket at /run/jupyter-agent.sock".into()) },
+                Some(
+                    "agent: jupyter-agent never appeared at /run/jupyter-agent.sock within 30m \
+                     (no socket at /run/jupyter-agent.sock)",
+                ),
+            ),
+            (Outcome::Broken("GET /v1/wait: 404".into()), Some("bootstrap: GET /v1/wait: 404")),
+        ];
+        for (outcome, want) in cases {
+            assert_eq!(outcome.reason(&opts()).as_deref(), want, "{outcome:?}");
+        }
+    }
+
+    #[test]
+    fn exit_codes_follow_the_outcome() {
+        assert_eq!(Outcome::Ready { url: "u".into() }.exit_code(), 0);
+        assert_eq!(Outcome::Failed(Failure::default()).exit_code(), 1);
+        assert_eq!(Outcome::Broken("x".into()).exit_code(), 1);
+        assert_eq!(Outcome::NeverAppeared { why: None }.exit_code(), 3);
+    }
+
+    #[test]
+    fn the_failure_message_is_redacted() {
+        let f = Failure {
+            step: "token".into(),
+            cause: "proof failed".into(),
+            exit_code: Some(137),
+            log_tail: vec!["http://0.0.0.0:8888/?token=abc".into()],
+        };
+        assert_eq!(
+            failure_message(&f),
+            "jupyter-bootstrap: Jupyter is NOT ready: the step `token` failed: proof failed\n  \
+             container exit code: 137\n  last log lines:\n    http://0.0.0.0:8888/?token=<redacted>\n  \
+             more: jupyter-agent status; jupyter-agent logs\n"
+        );
+    }
+}

@@ -1,0 +1,278 @@
+//! A fake ROS wait-condition endpoint: the HTTP side of an
+//! `ALIYUN::ROS::WaitConditionHandle` (REFERENCE.md section 2), on
+//! 127.0.0.1 only. It checks each request against the documented protocol
+//! (a POST to the signed `/waitcondition?...` URL, a JSON body whose
+//! `status` is SUCCESS, FAILURE or WARNING, with optional string `reason`,
+//! `data` and `id`), records it, and answers as scripted: a sequence of
+//! statuses (`500, 500, 200`), a refusal (`403`), or no answer at all.
+//!
+//! Self-contained (std and serde_json only) so that any test crate can
+//! include it: `#[path = "../../tests/common/ros.rs"] mod ros;` from
+//! `bootstrap/tests/`, `mod ros;` from `tests/common/mod.rs`.
+
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// How the endpoint answers one valid request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// This status with a small JSON body.
+    Status(u16),
+    /// This status and body.
+    Body(u16, String),
+    /// Accept, read the request, never answer (until the fake is dropped).
+    Hang,
+}
+
+/// One request as received.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    /// Path and query, as sent.
+    pub target: String,
+    /// In order; names lowercased.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    /// The body as JSON, when it is JSON.
+    pub json: Option<serde_json::Value>,
+    /// Why the request breaks the protocol (it was answered 400), if it does.
+    pub problem: Option<String>,
+    pub at: Instant,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or_default()
+    }
+
+    /// A query parameter, not decoded.
+    pub fn query(&self, name: &str) -> Option<&str> {
+        let query = self.target.split_once('?')?.1;
+        query.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| v)
+    }
+
+    /// A string field of the JSON body.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.json.as_ref()?.get(name)?.as_str()
+    }
+}
+
+struct Inner {
+    script: VecDeque<Reply>,
+    /// What answers once the script is used up.
+    then: Reply,
+    requests: Vec<Request>,
+    stopping: bool,
+}
+
+struct Shared {
+    inner: Mutex<Inner>,
+    changed: Condvar,
+}
+
+/// The endpoint; it stops when dropped (hanging requests are then closed).
+pub struct FakeRos {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+/// The query of a signed handle URL, shaped like ROS's.
+pub const QUERY: &str = "stackname=handson&stackid=0f5a1c2e-fake&resource=WaitConditionHandle&expire=1893456000&signature=c2lnbmF0dXJl%2Bfake";
+
+impl FakeRos {
+    /// Answers 200 to every valid request.
+    pub fn start() -> FakeRos {
+        FakeRos::scripted([], Reply::Status(200))
+    }
+
+    /// Answers valid requests with `script` in order, then with `then`.
+    pub fn scripted(script: impl IntoIterator<Item = Reply>, then: Reply) -> FakeRos {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        let addr = listener.local_addr().expect("local address");
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner {
+                script: script.into_iter().collect(),
+                then,
+                requests: Vec::new(),
+                stopping: false,
+            }),
+            changed: Condvar::new(),
+        });
+        let s = shared.clone();
+        let acceptor = thread::spawn(move || {
+            for stream in listener.incoming() {
+                if s.inner.lock().unwrap().stopping {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let s = s.clone();
+                thread::spawn(move || handle(stream, &s));
+            }
+        });
+        FakeRos { addr, shared, acceptor: Some(acceptor) }
+    }
+
+    /// The handle's signed URL.
+    pub fn url(&self) -> String {
+        format!("http://{}/waitcondition?{QUERY}", self.addr)
+    }
+
+    /// The handle's `CurlCli` attribute, as ROS writes it.
+    pub fn curl_cli(&self) -> String {
+        format!(
+            "curl -i -X POST -H 'Content-Type: application/json' -H 'Accept: application/json' \
+             -H 'x-acs-region-id: cn-beijing' {}",
+            self.url()
+        )
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.shared.inner.lock().unwrap().requests.clone()
+    }
+
+    /// Waits (at most `timeout`) until `n` requests have arrived; returns them all.
+    pub fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Request> {
+        let deadline = Instant::now() + timeout;
+        let mut inner = self.shared.inner.lock().unwrap();
+        while inner.requests.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "the fake ROS got {} requests, expected {n}", inner.requests.len());
+            inner = self.shared.changed.wait_timeout(inner, left).unwrap().0;
+        }
+        inner.requests.clone()
+    }
+}
+
+impl Drop for FakeRos {
+    fn drop(&mut self) {
+        self.shared.inner.lock().unwrap().stopping = true;
+        self.shared.changed.notify_all();
+        // Wake the acceptor so that it sees `stopping`.
+        let _ = TcpStream::connect(self.addr);
+        if let Some(t) = self.acceptor.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn handle(stream: TcpStream, shared: &Shared) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let Some(request) = read_request(&stream) else { return };
+    let problem = check(&request);
+    let reply = {
+        let mut inner = shared.inner.lock().unwrap();
+        if inner.stopping {
+            return;
+        }
+        let reply = match &problem {
+            Some(p) => Reply::Body(400, serde_json::json!({ "Code": "InvalidParameter", "Message": p }).to_string()),
+            None => inner.script.pop_front().unwrap_or_else(|| inner.then.clone()),
+        };
+        inner.requests.push(Request { problem, ..request });
+        shared.changed.notify_all();
+        reply
+    };
+    let (code, body) = match reply {
+        Reply::Status(code) => (code, serde_json::json!({ "status": code }).to_string()),
+        Reply::Body(code, body) => (code, body),
+        Reply::Hang => {
+            // Hold the connection open, unanswered, until the fake stops.
+            let mut inner = shared.inner.lock().unwrap();
+            while !inner.stopping {
+                inner = shared.changed.wait(inner).unwrap();
+            }
+            return;
+        }
+    };
+    let mut stream = stream;
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {code} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        reason(code),
+        body.len()
+    );
+    let _ = stream.flush();
+}
+
+fn read_request(stream: &TcpStream) -> Option<Request> {
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let mut parts = line.split_whitespace();
+    let (method, target) = (parts.next()?.to_string(), parts.next()?.to_string());
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let (k, v) = line.split_once(':')?;
+        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+    }
+    let len: usize = headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).ok()?;
+    let body = String::from_utf8_lossy(&body).into_owned();
+    let json = serde_json::from_str(&body).ok();
+    Some(Request { method, target, headers, body, json, problem: None, at: Instant::now() })
+}
+
+/// What the documented protocol requires of a signal.
+fn check(r: &Request) -> Option<String> {
+    if r.method != "POST" {
+        return Some(format!("method {}: expected POST", r.method));
+    }
+    if r.path() != "/waitcondition" || r.query("signature").is_none() || r.query("stackname").is_none() {
+        return Some(format!("{}: expected the signed /waitcondition URL", r.path()));
+    }
+    if !r.header("content-type").is_some_and(|t| t.starts_with("application/json")) {
+        return Some(format!("content-type {:?}: expected application/json", r.header("content-type")));
+    }
+    let Some(serde_json::Value::Object(body)) = &r.json else {
+        return Some("the body is not a JSON object".into());
+    };
+    match body.get("status").and_then(|s| s.as_str()) {
+        Some("SUCCESS" | "FAILURE" | "WARNING") => {}
+        other => return Some(format!("status {other:?}: expected SUCCESS, FAILURE or WARNING")),
+    }
+    for (key, value) in body {
+        match key.as_str() {
+            "status" => {}
+            "reason" | "data" | "id" if value.is_string() => {}
+            "reason" | "data" | "id" => return Some(format!("{key}: expected a string")),
+            _ => return Some(format!("{key}: unknown field")),
+        }
+    }
+    None
+}
+
+fn reason(code: u16) -> &'static str {
+    match code {
+        200 => "OK",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        408 => "Request Timeout",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
