@@ -40,8 +40,9 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 
 fn config(env: &Env, docker_section: &str) {
     env.write_config(&format!(
-        "state_dir = \"{}\"\nlog_dir = \"{}\"\n\n[docker]\n{docker_section}\n",
+        "state_dir = \"{}\"\nsocket = \"{}\"\nlog_dir = \"{}\"\n\n[docker]\n{docker_section}\n",
         env.state_dir().display(),
+        env.socket().display(),
         env.path("log").display()
     ));
 }

@@ -18,7 +18,9 @@ pub mod exit {
     pub const FAILED: u8 = 1;
     /// Bad command line or configuration: nothing was changed.
     pub const USAGE: u8 = 2;
-    /// No state: the agent has not run on this host (with this state_dir).
+    /// `wait` timed out.
+    pub const TIMED_OUT: u8 = 3;
+    /// The agent is not reachable and there is no state: it has not run here.
     pub const NO_STATE: u8 = 4;
     /// Another agent holds the lock on the state directory.
     pub const LOCKED: u8 = 5;
@@ -28,10 +30,12 @@ pub mod exit {
 
 const EXIT_CODES: &str = "\
 Exit codes:
-  0  ready (status: the agent has not failed)
-  1  the converge failed, or Jupyter is not ready yet (token, url)
+  0  ready (status: not failed; doctor: no check failed; install: done)
+  1  the converge failed, or Jupyter is not ready (token, url, wait), or a
+     doctor check failed
   2  bad command line or configuration; nothing on the host was changed
-  4  no state: the agent has not run here (status, token, url)
+  3  wait timed out
+  4  the agent is not reachable and there is no state: it has not run here
   5  another jupyter-agent is converging this host
   6  Docker cannot be installed on this distribution (or from this source);
      nothing on the host was changed (run, install-docker)";
@@ -45,7 +49,9 @@ Exit codes:
         `run` converges: it waits for the Docker engine, prepares the image (pull, load or build), \
         starts the container with a hash of its configuration, follows its log until the login \
         token appears, and proves the token against Jupyter's /api/status. The state is kept in \
-        <state_dir>/state.json (mode 0600); `status`, `token` and `url` read it.",
+        <state_dir>/state.json (mode 0600). While it runs, the agent answers on a Unix socket \
+        (docs/api.md); `status`, `token`, `url`, `wait` and `logs` ask it there, and read the \
+        state file when no agent runs.",
     after_help = EXIT_CODES
 )]
 pub struct Cli {
@@ -59,12 +65,57 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Converge: engine, image, container, token, proof.
+    /// Converge (Docker, image, container, token, proof), then keep watching the container.
+    ///
+    /// While it runs it serves the local API on [socket]. Without --once it stays in the
+    /// foreground: when the container dies the state says so; when it starts again (restart
+    /// policy, reboot) its new token is proven and the URL updated. Stop it with SIGTERM.
     #[command(after_help = EXIT_CODES)]
     Run {
         /// Exit when ready (0) or failed (1) instead of staying in the foreground.
         #[arg(long)]
         once: bool,
+    },
+    /// Wait until Jupyter is ready (exit 0) or the converge failed (exit 1).
+    #[command(after_help = EXIT_CODES)]
+    Wait {
+        /// How long to wait: seconds, or a duration such as 10m.
+        #[arg(long, value_name = "D", default_value = "10m", value_parser = parse_duration)]
+        timeout: std::time::Duration,
+        /// Print the final state document as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the container's log (tokens shown: the socket and this command are root's).
+    #[command(after_help = EXIT_CODES)]
+    Logs {
+        /// Keep printing new lines as they come.
+        #[arg(short, long)]
+        follow: bool,
+        /// How many of the last lines.
+        #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 100)]
+        lines: u64,
+        /// One JSON object per line: {"line": "..."}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Install the agent as a systemd service (binary to /usr/local/bin, unit, enabled, started).
+    ///
+    /// The service runs `jupyter-agent --config <this config> run` after the network is online,
+    /// restarts it when it fails, and so converges again at every boot. Without systemd it
+    /// explains how to run the agent in the foreground and changes nothing.
+    #[command(after_help = EXIT_CODES)]
+    Install {
+        /// Print what was done as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check what a participant or organiser would check by hand; one line per check with its fix.
+    #[command(after_help = EXIT_CODES)]
+    Doctor {
+        /// Print the checks as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Show the converge's phase, steps, URL (token redacted) and any error.
     #[command(after_help = EXIT_CODES)]
@@ -94,10 +145,26 @@ pub enum Command {
     },
     /// Print the proven login token, on one line.
     #[command(after_help = EXIT_CODES)]
-    Token,
+    Token {
+        /// Print {"token": "..."}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the login URL with its token, on one line.
     #[command(after_help = EXIT_CODES)]
-    Url,
+    Url {
+        /// Print {"url": "..."}.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Seconds (`600`) or a duration (`10m`, `1h30m`).
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(std::time::Duration::from_secs(secs));
+    }
+    humantime::parse_duration(s).map_err(|_| format!("{s:?}: expected seconds (600) or a duration such as 10m"))
 }
 
 /// Runs the parsed command line.
@@ -114,8 +181,14 @@ pub fn main() -> ExitCode {
         Command::Run { once } => run(&cli.config, once),
         Command::Status { json, show_token } => status(&cli.config, json, show_token),
         Command::InstallDocker { dry_run, root } => install_docker(&cli.config, dry_run, root.as_deref()),
-        Command::Token => print_one(&cli.config, |s| s.jupyter.as_ref().map(|j| j.token.clone())),
-        Command::Url => print_one(&cli.config, |s| s.jupyter.as_ref().map(|j| j.url.clone())),
+        Command::Token { json } => {
+            print_one(&cli.config, json, "token", |s| s.jupyter.as_ref().map(|j| j.token.clone()))
+        }
+        Command::Url { json } => print_one(&cli.config, json, "url", |s| s.jupyter.as_ref().map(|j| j.url.clone())),
+        Command::Wait { timeout, json } => wait(&cli.config, timeout, json),
+        Command::Logs { follow, lines, json } => logs(&cli.config, follow, lines, json),
+        Command::Install { json } => install(&cli.config, json),
+        Command::Doctor { json } => doctor(&cli.config, json),
     })
 }
 
@@ -139,14 +212,40 @@ fn run(config_path: &std::path::Path, once: bool) -> u8 {
         Err(code) => return code,
     };
     rt.block_on(async {
-        if let (_, Some(err)) = crate::converge::converge(&cfg, &store).await {
-            return install_failure_code(&err);
+        // Revisions go on from the last run's, so that they only ever grow.
+        let mut seed = State::new();
+        seed.revision = state::load(&cfg.state_file()).ok().flatten().map_or(0, |s| s.revision);
+        let (publish, watched) = tokio::sync::watch::channel(seed);
+        let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = match crate::api::bind(&cfg.socket) {
+            Ok(listener) => {
+                let shared = std::sync::Arc::new(crate::api::Shared { state: watched, docker: cfg.docker.clone() });
+                Some(tokio::spawn(crate::api::serve(listener, shared, async move {
+                    let _ = server_stopped.await;
+                })))
+            }
+            Err(e) => {
+                tracing::warn!(socket = %cfg.socket.display(), error = %e, "cannot serve the local API; status and wait read the state file instead");
+                None
+            }
+        };
+        let mut converger = crate::converge::Converger::new(&cfg, &store, Some(publish));
+        let result = converger.converge().await;
+        let code = match (&result, once) {
+            (Err(e), true) => install_failure_code(e),
+            (Ok(()), true) => exit::OK,
+            (_, false) => {
+                tracing::info!("staying in the foreground, watching the container (stop with SIGTERM or Ctrl-C)");
+                converger.watch(Box::pin(wait_for_stop())).await;
+                exit::OK
+            }
+        };
+        if let Some(server) = server {
+            let _ = stop_server.send(());
+            let _ = server.await;
+            let _ = std::fs::remove_file(&cfg.socket);
         }
-        if !once {
-            tracing::info!("ready; staying in the foreground (stop with Ctrl-C or SIGTERM)");
-            wait_for_stop().await;
-        }
-        exit::OK
+        code
     })
 }
 
@@ -200,7 +299,7 @@ fn install_docker(config_path: &std::path::Path, dry_run: bool, root: Option<&st
         Err(e) => return fail(exit::FAILED, e),
     };
     rt.block_on(async {
-        let mut rec = state::Recorder::new(&store);
+        let mut rec = state::Recorder::new(&store, None);
         let mut progress = di::RecordProgress(&mut rec);
         let result = if chrooted {
             di::install(&cfg, root, &mut progress).await.map(|_| ())
@@ -232,29 +331,38 @@ async fn wait_for_stop() {
     }
 }
 
-/// Loads the state named by the configuration; `Err(code)` after printing why.
-fn load_state(config_path: &std::path::Path) -> Result<State, u8> {
-    let cfg = Config::load_or_default(config_path).map_err(|e| fail(exit::USAGE, e))?;
-    let path = cfg.state_file();
-    match state::load(&path) {
-        Ok(Some(s)) => Ok(s),
-        Ok(None) => Err(fail(
-            exit::NO_STATE,
-            format!(
-                "no state at {}: the agent has not run on this host (start it with jupyter-agent run)",
-                path.display()
-            ),
-        )),
+/// Loads the configuration for a command that does not converge.
+fn lenient_config(config_path: &std::path::Path) -> Result<Config, u8> {
+    Config::load_or_default(config_path).map_err(|e| fail(exit::USAGE, e))
+}
+
+/// Asks the agent (or the state file) for the state; `Err(code)` after printing why.
+fn fetch_state(rt: &tokio::runtime::Runtime, cfg: &Config, show_token: bool) -> Result<State, u8> {
+    match rt.block_on(crate::client::state(cfg, show_token)) {
+        Ok((s, _)) => Ok(s),
+        Err(e) if e.is::<crate::client::Unreachable>() => Err(fail(exit::NO_STATE, e)),
         Err(e) => Err(fail(exit::FAILED, format!("{e:#}"))),
     }
 }
 
-fn print_one(config_path: &std::path::Path, pick: impl Fn(&State) -> Option<String>) -> u8 {
-    let state = match load_state(config_path) {
+fn print_one(config_path: &std::path::Path, json: bool, key: &str, pick: impl Fn(&State) -> Option<String>) -> u8 {
+    let cfg = match lenient_config(config_path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let state = match fetch_state(&rt, &cfg, true) {
         Ok(s) => s,
         Err(code) => return code,
     };
     match (state.phase, pick(&state)) {
+        (Phase::Ready, Some(v)) if json => {
+            println!("{}", serde_json::json!({ key: v }));
+            exit::OK
+        }
         (Phase::Ready, Some(v)) => {
             println!("{v}");
             exit::OK
@@ -266,18 +374,123 @@ fn print_one(config_path: &std::path::Path, pick: impl Fn(&State) -> Option<Stri
 }
 
 fn status(config_path: &std::path::Path, json: bool, show_token: bool) -> u8 {
-    let state = match load_state(config_path) {
+    let cfg = match lenient_config(config_path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let state = match fetch_state(&rt, &cfg, show_token) {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let shown = if show_token { state.clone() } else { state.redacted() };
     let mut out = std::io::stdout().lock();
     let _ = if json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&shown).expect("state serializes"))
+        writeln!(out, "{}", serde_json::to_string_pretty(&state).expect("state serializes"))
     } else {
-        write!(out, "{}", render(&shown))
+        write!(out, "{}", render(&state))
     };
     if state.phase == Phase::Failed {
+        exit::FAILED
+    } else {
+        exit::OK
+    }
+}
+
+fn wait(config_path: &std::path::Path, timeout: std::time::Duration, json: bool) -> u8 {
+    let cfg = match lenient_config(config_path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let (state, timed_out) = match rt.block_on(crate::client::wait(&cfg, timeout)) {
+        Ok(answer) => answer,
+        Err(e) if e.is::<crate::client::Unreachable>() => return fail(exit::NO_STATE, e),
+        Err(e) => return fail(exit::FAILED, format!("{e:#}")),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&state).expect("state serializes"));
+    } else {
+        print!("{}", render(&state));
+    }
+    match state.phase {
+        Phase::Ready => exit::OK,
+        Phase::Failed => exit::FAILED,
+        _ if timed_out => fail(exit::TIMED_OUT, format!("not ready after {}", humantime::format_duration(timeout))),
+        _ => exit::FAILED,
+    }
+}
+
+fn logs(config_path: &std::path::Path, follow: bool, lines: u64, json: bool) -> u8 {
+    let cfg = match lenient_config(config_path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let mut print = |line: &str| {
+        let mut out = std::io::stdout().lock();
+        let _ = if json { writeln!(out, "{}", serde_json::json!({ "line": line })) } else { writeln!(out, "{line}") };
+        let _ = out.flush();
+    };
+    match rt.block_on(crate::client::logs(&cfg, lines, follow, &mut print)) {
+        Ok(()) => exit::OK,
+        Err(e) if e.is::<crate::client::Unreachable>() => fail(exit::NO_STATE, e),
+        Err(e) => fail(exit::FAILED, format!("{e:#}")),
+    }
+}
+
+fn install(config_path: &std::path::Path, json: bool) -> u8 {
+    match crate::service::install(config_path) {
+        Ok(crate::service::Installed::Foreground(how)) => {
+            if json {
+                println!("{}", serde_json::json!({ "installed": false, "systemd": false, "instructions": how }));
+            } else {
+                println!("{how}");
+            }
+            exit::OK
+        }
+        Ok(crate::service::Installed::Service { binary, unit }) => {
+            if json {
+                println!("{}", serde_json::json!({ "installed": true, "binary": binary, "unit": unit }));
+            } else {
+                println!(
+                    "installed {} and {}; {} is enabled and started",
+                    binary.display(),
+                    unit.display(),
+                    crate::service::UNIT_NAME
+                );
+            }
+            exit::OK
+        }
+        Err(e) => fail(exit::FAILED, format!("{e:#}")),
+    }
+}
+
+fn doctor(config_path: &std::path::Path, json: bool) -> u8 {
+    let cfg = match lenient_config(config_path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let state = rt.block_on(crate::client::state(&cfg, true)).ok().map(|(s, _)| s);
+    let checks = rt.block_on(crate::doctor::run(&cfg, state.as_ref()));
+    if json {
+        println!("{}", serde_json::to_string_pretty(&checks).expect("checks serialize"));
+    } else {
+        print!("{}", crate::doctor::render(&checks));
+    }
+    if checks.iter().any(|c| c.verdict == crate::doctor::Verdict::Fail) {
         exit::FAILED
     } else {
         exit::OK

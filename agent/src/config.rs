@@ -15,6 +15,8 @@ use std::time::Duration;
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/jupyter-agent/config.toml";
 /// Where state lives when `state_dir` is not set.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/jupyter-agent";
+/// The local API's Unix socket (docs/api.md).
+pub const DEFAULT_SOCKET: &str = "/run/jupyter-agent.sock";
 /// Where the agent writes logs of its own (the install log, dockerd's log).
 pub const DEFAULT_LOG_DIR: &str = "/var/log/jupyter-agent";
 /// Alibaba's mirror of Docker CE, reachable from every Alibaba Cloud region.
@@ -51,6 +53,8 @@ pub struct Config {
     pub path: PathBuf,
     pub state_dir: PathBuf,
     pub log_dir: PathBuf,
+    /// The local API's Unix socket.
+    pub socket: PathBuf,
     /// The legacy result file of the hands-on (`/root/userdata-result.txt`).
     pub result_file: Option<PathBuf>,
     pub docker: DockerConfig,
@@ -231,6 +235,7 @@ impl Config {
 
         let state_dir = root.abs_path("state_dir")?.unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
         let log_dir = root.abs_path("log_dir")?.unwrap_or_else(|| PathBuf::from(DEFAULT_LOG_DIR));
+        let socket = root.abs_path("socket")?.unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
         let result_file = root.abs_path("result_file")?;
 
         let mut d = root.section("docker")?;
@@ -281,7 +286,17 @@ impl Config {
         j.finish()?;
         root.finish()?;
 
-        Ok(Config { path: path.to_path_buf(), state_dir, log_dir, result_file, docker, image, container, jupyter })
+        Ok(Config {
+            path: path.to_path_buf(),
+            state_dir,
+            log_dir,
+            socket,
+            result_file,
+            docker,
+            image,
+            container,
+            jupyter,
+        })
     }
 
     pub fn state_file(&self) -> PathBuf {
@@ -771,7 +786,7 @@ mod tests {
             ("[container]\nport = 70000\n", format!("{f}: [container] port = 70000: expected an integer from 1 to 65535")),
             ("[container]\nport = \"8888\"\n", format!("{f}: [container] port = \"8888\": expected an integer from 1 to 65535")),
             ("[container]\nprot = 1\n", format!("{f}: [container] prot: unknown key; expected one of: name, command, user, env, env_file, volumes, port, publish, restart")),
-            ("colour = 1\n", format!("{f}: colour: unknown key; expected one of: state_dir, log_dir, result_file, docker, image, container, jupyter")),
+            ("colour = 1\n", format!("{f}: colour: unknown key; expected one of: state_dir, log_dir, socket, result_file, docker, image, container, jupyter")),
             ("[jupyter]\nready_timeout = \"soon\"\n", format!("{f}: [jupyter] ready_timeout = \"soon\": expected a duration such as \"90s\", \"10m\" or \"1h\"")),
             ("[jupyter]\nready_timeout = 600\n", format!("{f}: [jupyter] ready_timeout = 600: expected a duration such as \"90s\", \"10m\" or \"1h\"")),
             ("state_dir = \"relative/dir\"\n", format!("{f}: state_dir = \"relative/dir\": expected an absolute path (starting with /)")),

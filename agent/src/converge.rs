@@ -1,10 +1,17 @@
-//! The converge: the runbook from "a bare host with Docker" to "a Jupyter
-//! container is running and its login URL is proven", one step after the
-//! other, each recorded in the state file as it starts and ends.
+//! The converge: the runbook from "a bare host" to "a Jupyter container is
+//! running and its login URL is proven", one step after the other, each
+//! recorded in the state as it starts and ends; then, for a long-running
+//! agent, watching the container through Docker's event stream so that the
+//! state follows it when it dies or starts again.
+
+use std::collections::HashMap;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
+use bollard::query_parameters::EventsOptionsBuilder;
 use bollard::Docker;
 use chrono::Utc;
+use futures_util::StreamExt;
 use tracing::{error, info, warn};
 
 use crate::config::Config;
@@ -13,104 +20,228 @@ use crate::docker_install;
 use crate::image;
 use crate::jupyter::{self, Endpoint};
 use crate::result_file;
-use crate::state::{ContainerState, ImageState, JupyterState, Phase, Recorder, State, StateStore};
+use crate::state::{ContainerState, Failure, ImageState, JupyterState, Phase, Recorder, State, StateStore};
 use crate::token::redact;
 use crate::url;
 
-/// Converges the host; the returned state is `ready`, or `failed` with the error.
-pub async fn converge(cfg: &Config, store: &StateStore) -> (State, Option<anyhow::Error>) {
-    let mut t = Recorder::new(store);
-    let mut docker = None;
-    let result = steps(cfg, &mut t, &mut docker).await;
-    if let Err(err) = &result {
+/// One agent's converge and watch, with the state it keeps.
+pub struct Converger<'a> {
+    cfg: &'a Config,
+    rec: Recorder<'a>,
+    docker: Option<Docker>,
+}
+
+impl<'a> Converger<'a> {
+    /// Starts a fresh state; `publish` receives every change (the local API).
+    pub fn new(cfg: &'a Config, store: &'a StateStore, publish: Option<tokio::sync::watch::Sender<State>>) -> Self {
+        Converger { cfg, rec: Recorder::new(store, publish), docker: None }
+    }
+
+    pub fn state(&self) -> &State {
+        &self.rec.state
+    }
+
+    /// Converges the host. On failure the state is `failed` with the step,
+    /// the cause, the container's exit code and log tail, and the error is
+    /// returned too.
+    pub async fn converge(&mut self) -> Result<()> {
+        let result = self.steps().await;
+        if let Err(err) = &result {
+            self.record_failure("converge", format!("{err:#}")).await;
+        }
+        result
+    }
+
+    async fn record_failure(&mut self, fallback_step: &str, cause: String) -> Failure {
         let (mut exit_code, mut log_tail) = (None, Vec::new());
-        if let (Some(docker), Some(c)) = (&docker, &t.state.container) {
+        if let (Some(docker), Some(c)) = (&self.docker, &self.rec.state.container) {
             exit_code = jupyter::exit_code(docker, &c.id).await;
             log_tail = jupyter::log_tail(docker, &c.id).await;
         }
-        let failure = t.fail("converge", format!("{err:#}"), exit_code, log_tail);
+        let failure = self.rec.fail(fallback_step, cause, exit_code, log_tail);
         error!(step = %failure.step, exit_code = ?exit_code, "converge failed: {}", failure.cause);
         for line in &failure.log_tail {
             error!(step = %failure.step, "container log: {line}");
         }
-        if let Some(path) = &cfg.result_file {
+        if let Some(path) = &self.cfg.result_file {
             if let Err(e) = result_file::write(path, &result_file::failed_text(&failure, Utc::now())) {
                 warn!("{e:#}");
             }
         }
+        failure
     }
-    (t.state, result.err())
+
+    async fn steps(&mut self) -> Result<()> {
+        let cfg = self.cfg;
+        let docker = docker_install::ensure_engine(cfg, &mut docker_install::RecordProgress(&mut self.rec))
+            .await
+            .context("connecting to the Docker engine")?;
+        self.docker = Some(docker.clone());
+        let t = &mut self.rec;
+
+        t.begin("image", Phase::PreparingImage);
+        let source = match &cfg.image.source {
+            crate::config::ImageSource::Pull(_) => "pull",
+            crate::config::ImageSource::Archive(_) => "archive",
+            crate::config::ImageSource::Build(_) => "build",
+        };
+        t.state.image =
+            Some(ImageState { reference: cfg.image.reference.clone(), source: source.into(), ..Default::default() });
+        let prepared = {
+            let mut on_layer = |layer: &str, progress: crate::state::LayerProgress| {
+                let image = t.state.image.as_mut().expect("set above");
+                let changed = image.layers.get(layer).is_none_or(|old| old.status != progress.status);
+                image.layers.insert(layer.to_string(), progress);
+                if changed {
+                    t.save();
+                }
+            };
+            image::ensure(&docker, &cfg.image, &mut on_layer).await.context("preparing the image")?
+        };
+        if let Some(image) = t.state.image.as_mut() {
+            image.id = Some(prepared.id.clone());
+        }
+        t.done("image", prepared.detail);
+
+        t.begin("container", Phase::StartingContainer);
+        let spec = Spec::new(&cfg.container, &cfg.image.reference, &prepared.id).context("preparing the container")?;
+        let running = container::ensure(&docker, &spec).await.context("starting the container")?;
+        t.state.container = Some(ContainerState {
+            id: running.id.clone(),
+            name: running.name.clone(),
+            config_hash: running.hash.clone(),
+            started_at: running.started_at.clone(),
+            host_address: running.host_address.to_string(),
+            host_port: running.host_port,
+        });
+        t.done("container", running.action.clone());
+        self.token().await
+    }
+
+    /// Follows the log of the container in the state until its token is
+    /// proven, then records the URL: the `token` step and `ready`.
+    async fn token(&mut self) -> Result<()> {
+        let cfg = self.cfg;
+        let docker = self.docker.clone().expect("the engine answered");
+        let c = self.rec.state.container.clone().expect("the container step ran");
+        self.rec.begin("token", Phase::WaitingForToken);
+        let endpoint =
+            Endpoint { address: c.host_address.parse().context("the published address")?, port: c.host_port };
+        let proven =
+            jupyter::wait_for_token(&docker, &c.id, c.started_at.as_deref(), endpoint, cfg.jupyter.ready_timeout)
+                .await
+                .context("waiting for Jupyter's login token")?;
+        self.rec.done("token", format!("from the {}, proven against /api/status", proven.source));
+
+        let host = url::resolve_host(&cfg.jupyter.url_host, &cfg.jupyter.metadata_endpoint).await;
+        let login = url::login_url(&host, c.host_port, &proven.path, &proven.token);
+        self.rec.state.ready(JupyterState {
+            url: login.clone(),
+            token: proven.token.clone(),
+            token_source: proven.source.to_string(),
+            token_seen_at: proven.seen_at,
+            proven_at: proven.proven_at,
+        });
+        self.rec.save();
+        if let Some(path) = &cfg.result_file {
+            result_file::write(path, &result_file::ready_text(&login, Utc::now()))?;
+        }
+        info!(url = %redact(&login), "Jupyter is ready (jupyter-agent url prints the URL with its token)");
+        Ok(())
+    }
+
+    /// Watches the container through Docker's event stream until `stop`
+    /// resolves: a death is recorded as `failed` with the exit code and log
+    /// tail; a start (restart policy, reboot, `docker start`) is followed by
+    /// a new token, proven, and a new URL. No polling: the engine pushes.
+    pub async fn watch(&mut self, mut stop: impl std::future::Future<Output = ()> + Unpin) {
+        let Some(docker) = self.docker.clone() else {
+            stop.await;
+            return;
+        };
+        let mut retry = Duration::from_millis(500);
+        loop {
+            let Some(id) = self.rec.state.container.as_ref().map(|c| c.id.clone()) else {
+                stop.await;
+                return;
+            };
+            let filters = HashMap::from([
+                ("type".to_string(), vec!["container".to_string()]),
+                ("container".to_string(), vec![id.clone()]),
+                ("event".to_string(), vec!["die".to_string(), "start".to_string(), "destroy".to_string()]),
+            ]);
+            let mut events = docker.events(Some(EventsOptionsBuilder::new().filters(&filters).build()));
+            loop {
+                let event = tokio::select! {
+                    _ = &mut stop => return,
+                    event = events.next() => event,
+                };
+                let Some(Ok(event)) = event else { break };
+                retry = Duration::from_millis(500);
+                let action = event.action.unwrap_or_default();
+                let attributes = event.actor.and_then(|a| a.attributes).unwrap_or_default();
+                match action.as_str() {
+                    "die" => {
+                        let code = attributes.get("exitCode").and_then(|c| c.parse::<i64>().ok());
+                        info!(exit_code = ?code, "the container died");
+                        let cause = match code {
+                            Some(code) => format!("the container exited with code {code}"),
+                            None => "the container exited".to_string(),
+                        };
+                        self.record_failure("container", cause).await;
+                    }
+                    "start" => {
+                        info!("the container started again: proving its new token");
+                        if let Err(err) = self.restarted(&docker, &id).await {
+                            self.record_failure("token", format!("{err:#}")).await;
+                        }
+                    }
+                    "destroy" => {
+                        self.record_failure(
+                            "container",
+                            "the container was removed; run jupyter-agent again (or restart its service) to converge"
+                                .into(),
+                        )
+                        .await;
+                        self.rec.state.container = None;
+                        self.rec.save();
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            // The stream ended: the engine restarted or went away. Try again, bounded backoff.
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tokio::time::sleep(retry) => {}
+            }
+            retry = (retry * 2).min(Duration::from_secs(10));
+        }
+    }
+
+    /// The container started again: its start time and published port are new.
+    async fn restarted(&mut self, docker: &Docker, id: &str) -> Result<()> {
+        let now = docker.inspect_container(id, None).await.context("inspecting the restarted container")?;
+        if let Some(c) = self.rec.state.container.as_mut() {
+            c.started_at = now.state.and_then(|s| s.started_at);
+            let key = format!("{}/tcp", self.cfg.container.port);
+            if let Some(port) = now
+                .network_settings
+                .and_then(|n| n.ports)
+                .and_then(|p| p.get(&key).cloned().flatten())
+                .and_then(|b| b.into_iter().find_map(|b| b.host_port?.parse().ok()))
+            {
+                c.host_port = port;
+            }
+        }
+        self.rec.state.error = None;
+        self.token().await
+    }
 }
 
-async fn steps(cfg: &Config, t: &mut Recorder<'_>, engine: &mut Option<Docker>) -> Result<()> {
-    let docker = docker_install::ensure_engine(cfg, &mut docker_install::RecordProgress(t))
-        .await
-        .context("connecting to the Docker engine")?;
-    *engine = Some(docker.clone());
-
-    t.begin("image", Phase::PreparingImage);
-    let source = match &cfg.image.source {
-        crate::config::ImageSource::Pull(_) => "pull",
-        crate::config::ImageSource::Archive(_) => "archive",
-        crate::config::ImageSource::Build(_) => "build",
-    };
-    t.state.image =
-        Some(ImageState { reference: cfg.image.reference.clone(), source: source.into(), ..Default::default() });
-    let prepared = {
-        let mut on_layer = |layer: &str, progress: crate::state::LayerProgress| {
-            let image = t.state.image.as_mut().expect("set above");
-            let changed = image.layers.get(layer).is_none_or(|old| old.status != progress.status);
-            image.layers.insert(layer.to_string(), progress);
-            if changed {
-                t.save();
-            }
-        };
-        image::ensure(&docker, &cfg.image, &mut on_layer).await.context("preparing the image")?
-    };
-    if let Some(image) = t.state.image.as_mut() {
-        image.id = Some(prepared.id.clone());
-    }
-    t.done("image", prepared.detail);
-
-    t.begin("container", Phase::StartingContainer);
-    let spec = Spec::new(&cfg.container, &cfg.image.reference, &prepared.id).context("preparing the container")?;
-    let running = container::ensure(&docker, &spec).await.context("starting the container")?;
-    t.state.container = Some(ContainerState {
-        id: running.id.clone(),
-        name: running.name.clone(),
-        config_hash: running.hash.clone(),
-        started_at: running.started_at.clone(),
-        host_address: running.host_address.to_string(),
-        host_port: running.host_port,
-    });
-    t.done("container", running.action.clone());
-
-    t.begin("token", Phase::WaitingForToken);
-    let endpoint = Endpoint { address: running.host_address, port: running.host_port };
-    let proven = jupyter::wait_for_token(
-        &docker,
-        &running.id,
-        running.started_at.as_deref(),
-        endpoint,
-        cfg.jupyter.ready_timeout,
-    )
-    .await
-    .context("waiting for Jupyter's login token")?;
-    t.done("token", format!("from the {}, proven against /api/status", proven.source));
-
-    let host = url::resolve_host(&cfg.jupyter.url_host, &cfg.jupyter.metadata_endpoint).await;
-    let login = url::login_url(&host, running.host_port, &proven.path, &proven.token);
-    t.state.ready(JupyterState {
-        url: login.clone(),
-        token: proven.token.clone(),
-        token_source: proven.source.to_string(),
-        token_seen_at: proven.seen_at,
-        proven_at: proven.proven_at,
-    });
-    t.save();
-    if let Some(path) = &cfg.result_file {
-        result_file::write(path, &result_file::ready_text(&login, Utc::now()))?;
-    }
-    info!(url = %redact(&login), "Jupyter is ready (jupyter-agent url prints the URL with its token)");
-    Ok(())
+/// Converges once; the returned state is `ready`, or `failed` with the error.
+pub async fn converge(cfg: &Config, store: &StateStore) -> (State, Option<anyhow::Error>) {
+    let mut c = Converger::new(cfg, store, None);
+    let result = c.converge().await;
+    (c.rec.state, result.err())
 }

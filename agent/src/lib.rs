@@ -15,16 +15,20 @@
 //! versioned state file and its lock), [`result_file`] (the hands-on's legacy
 //! result file), [`cli`] (commands and exit codes) and [`logging`].
 
+pub mod api;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod container;
 pub mod converge;
 pub mod docker_install;
+pub mod doctor;
 pub mod engine;
 pub mod image;
 pub mod jupyter;
 pub mod logging;
 pub mod result_file;
+pub mod service;
 pub mod state;
 pub mod token;
 pub mod url;

@@ -129,6 +129,9 @@ pub struct Failure {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct State {
     pub version: u32,
+    /// Grows by one at every change of the document.
+    #[serde(default)]
+    pub revision: u64,
     pub phase: Phase,
     pub agent_version: String,
     pub started_at: DateTime<Utc>,
@@ -145,6 +148,7 @@ impl State {
         let now = Utc::now();
         State {
             version: STATE_VERSION,
+            revision: 0,
             phase: Phase::Pending,
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
             started_at: now,
@@ -285,24 +289,36 @@ impl StateStore {
     }
 }
 
-/// The state of one run, written to the store at every change.
+/// The state of one run, written to the store at every change and published
+/// to the local API's watchers.
 pub struct Recorder<'a> {
     pub state: State,
     store: &'a StateStore,
+    publish: Option<tokio::sync::watch::Sender<State>>,
 }
 
 impl<'a> Recorder<'a> {
-    /// Starts a fresh state and writes it.
-    pub fn new(store: &'a StateStore) -> Recorder<'a> {
-        let r = Recorder { state: State::new(), store };
+    /// Starts a fresh state and writes it; its revision continues the
+    /// published one, so that watchers see every change as newer.
+    pub fn new(store: &'a StateStore, publish: Option<tokio::sync::watch::Sender<State>>) -> Recorder<'a> {
+        let mut state = State::new();
+        if let Some(tx) = &publish {
+            state.revision = tx.borrow().revision;
+        }
+        let mut r = Recorder { state, store, publish };
         r.save();
         r
     }
 
-    /// Writes the state; a failure is logged, never fatal (the converge goes on).
-    pub fn save(&self) {
+    /// Writes the state and publishes it; a write failure is logged, never
+    /// fatal (the converge goes on).
+    pub fn save(&mut self) {
+        self.state.revision += 1;
         if let Err(e) = self.store.save(&self.state) {
             tracing::warn!(path = %self.store.path().display(), error = %e, "cannot write the state file");
+        }
+        if let Some(tx) = &self.publish {
+            tx.send_replace(self.state.clone());
         }
     }
 

@@ -73,14 +73,20 @@ impl Env {
         self.path("state")
     }
 
+    /// The agent's local API socket, one per test.
+    pub fn socket(&self) -> PathBuf {
+        self.path("agent.sock")
+    }
+
     /// A configuration for the local test image on a free loopback port;
     /// `extra` is appended inside `[container]` (and may open later sections).
     pub fn base_config(&self, container_extra: &str) -> String {
         format!(
-            "state_dir = \"{state}\"\nresult_file = \"{result}\"\n\n[image]\nname = \"{image}\"\npull = \"never\"\n\n\
+            "state_dir = \"{state}\"\nsocket = \"{socket}\"\nresult_file = \"{result}\"\n\n[image]\nname = \"{image}\"\npull = \"never\"\n\n\
              [jupyter]\nready_timeout = \"90s\"\nurl_host = \"127.0.0.1\"\n\n\
              [container]\nname = \"{name}\"\npublish = \"127.0.0.1:0\"\n{container_extra}\n",
             state = self.state_dir().display(),
+            socket = self.socket().display(),
             result = self.path("result.txt").display(),
             image = test_image(),
             name = self.name,

@@ -1,0 +1,367 @@
+//! The local API (docs/api.md): HTTP/1.1 on a Unix socket, mode 0600, so that
+//! `curl --unix-socket`, the CLI and `jupyter-bootstrap` can ask the running
+//! agent. `serve` takes a bound listener and a shutdown future, so tests can
+//! start it on a socket of their own.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::UnixListener;
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+use crate::config::DockerConfig;
+use crate::state::{Phase, State};
+use crate::token::{redact, LineAssembler};
+
+type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+/// What the handlers share: the published state, and how to reach the engine for logs.
+pub struct Shared {
+    pub state: watch::Receiver<State>,
+    pub docker: DockerConfig,
+}
+
+/// Binds the socket at `path` with mode 0600: bound under a temporary name,
+/// restricted, then renamed over any stale socket, so that it is never
+/// reachable with wider permissions.
+pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("jupyter-agent.sock");
+    let tmp: PathBuf = path.with_file_name(format!(".{name}.{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let listener = std::os::unix::net::UnixListener::bind(&tmp)?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::rename(&tmp, path)?;
+    listener.set_nonblocking(true)?;
+    UnixListener::from_std(listener)
+}
+
+/// Serves connections until `shutdown` resolves; then lets the connections
+/// in flight finish their answers (at most two seconds) and closes them.
+pub async fn serve(listener: UnixListener, shared: Arc<Shared>, shutdown: impl std::future::Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    let (closing_tx, closing) = watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let stream = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    warn!(error = %e, "accepting a connection on the local API socket");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let shared = shared.clone();
+        let mut closing = closing.clone();
+        connections.spawn(async move {
+            let service = hyper::service::service_fn(move |req| handle(shared.clone(), req));
+            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                result = conn.as_mut() => result,
+                _ = async { let _ = closing.wait_for(|c| *c).await; } => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
+                debug!(error = %e, "local API connection ended");
+            }
+        });
+        // Reap finished connections as we go.
+        while connections.try_join_next().is_some() {}
+    }
+    let _ = closing_tx.send(true);
+    let _ =
+        tokio::time::timeout(Duration::from_secs(2), async { while connections.join_next().await.is_some() {} }).await;
+}
+
+fn full(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("Content-Type", content_type)
+        .body(Full::new(body.into()).boxed_unsync())
+        .expect("a valid response")
+}
+
+fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
+    let mut body = serde_json::to_vec(value).expect("serializable");
+    body.push(b'\n');
+    full(status, "application/json", body)
+}
+
+/// A refused request: its status and the message naming what is wrong.
+struct ApiError(StatusCode, String);
+
+fn error(status: StatusCode, message: impl Into<String>) -> ApiError {
+    ApiError(status, message.into())
+}
+
+impl ApiError {
+    fn into_response(self) -> Response<Body> {
+        json(self.0, &serde_json::json!({ "error": self.1 }))
+    }
+}
+
+type Answer = Result<Response<Body>, ApiError>;
+
+fn streaming(content_type: &str, lines: impl Stream<Item = Bytes> + Send + 'static) -> Response<Body> {
+    let body = StreamBody::new(lines.map(|b| Ok::<_, Infallible>(Frame::data(b))));
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("Content-Type", content_type)
+        .body(BodyExt::boxed_unsync(body))
+        .expect("a valid response")
+}
+
+/// The query string as a map; values are plain words and numbers here.
+fn query(req: &Request<hyper::body::Incoming>) -> HashMap<String, String> {
+    req.uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (p.to_string(), String::new()),
+        })
+        .collect()
+}
+
+/// A numeric parameter in `min..=max`, or a 400 naming it.
+fn number(q: &HashMap<String, String>, key: &str, default: u64, min: u64, max: u64) -> Result<u64, ApiError> {
+    match q.get(key) {
+        None => Ok(default),
+        Some(v) => match v.parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(error(StatusCode::BAD_REQUEST, format!("{key}={v}: expected a whole number from {min} to {max}"))),
+        },
+    }
+}
+
+fn flag(q: &HashMap<String, String>, key: &str) -> Result<bool, ApiError> {
+    match q.get(key).map(String::as_str) {
+        None | Some("false") => Ok(false),
+        Some("true") | Some("") => Ok(true),
+        Some(v) => Err(error(StatusCode::BAD_REQUEST, format!("{key}={v}: expected true or false"))),
+    }
+}
+
+fn shown(state: &State, show_token: bool) -> State {
+    if show_token {
+        state.clone()
+    } else {
+        state.redacted()
+    }
+}
+
+async fn handle(shared: Arc<Shared>, req: Request<hyper::body::Incoming>) -> Result<Response<Body>, Infallible> {
+    if req.method() != Method::GET {
+        let message = format!("{} {}: only GET is served", req.method(), req.uri().path());
+        return Ok(error(StatusCode::METHOD_NOT_ALLOWED, message).into_response());
+    }
+    let q = query(&req);
+    let response = match req.uri().path() {
+        "/v1/status" => status(&shared, &q),
+        "/v1/wait" => wait(&shared, &q).await,
+        "/v1/events" => events(&shared, &q),
+        "/v1/logs" => logs(&shared, &q).await,
+        other => Err(error(
+            StatusCode::NOT_FOUND,
+            format!("{other}: no such endpoint; see /v1/status, /v1/wait, /v1/events, /v1/logs"),
+        )),
+    };
+    Ok(response.unwrap_or_else(ApiError::into_response))
+}
+
+fn status(shared: &Shared, q: &HashMap<String, String>) -> Answer {
+    let show = flag(q, "show_token")?;
+    Ok(json(StatusCode::OK, &shown(&shared.state.borrow(), show)))
+}
+
+async fn wait(shared: &Shared, q: &HashMap<String, String>) -> Answer {
+    let show = flag(q, "show_token")?;
+    let timeout = Duration::from_secs(number(q, "timeout", 300, 0, 3600)?);
+    let mut rx = shared.state.clone();
+    let current = rx.borrow_and_update().revision;
+    let after = number(q, "after", current, 0, u64::MAX)?;
+    let until = q.get("until").map_or("ready", String::as_str);
+    let reached: Box<dyn FnMut(&State) -> bool + Send> = match until {
+        "ready" => Box::new(|s: &State| matches!(s.phase, Phase::Ready | Phase::Failed)),
+        // A revision from before this agent started (it is newer than ours)
+        // answers at once: the client should start over from our state.
+        "change" if after > current => Box::new(|_: &State| true),
+        "change" => Box::new(move |s: &State| s.revision > after),
+        other => return Err(error(StatusCode::BAD_REQUEST, format!("until={other}: expected ready or change"))),
+    };
+    let timed_out = tokio::time::timeout(timeout, rx.wait_for(reached)).await.is_err();
+    let state = shown(&rx.borrow(), show);
+    Ok(json(StatusCode::OK, &serde_json::json!({ "timed_out": timed_out, "state": state })))
+}
+
+fn events(shared: &Shared, q: &HashMap<String, String>) -> Answer {
+    let show = flag(q, "show_token")?;
+    let rx = shared.state.clone();
+    // The current document first, then one per change, for as long as the agent runs.
+    let lines = futures_util::stream::unfold((rx, true), move |(mut rx, first)| async move {
+        if !first && rx.changed().await.is_err() {
+            return None;
+        }
+        let state = shown(&rx.borrow_and_update(), show);
+        let mut line = serde_json::to_vec(&state).expect("serializable");
+        line.push(b'\n');
+        Some((Bytes::from(line), (rx, false)))
+    });
+    Ok(streaming("application/x-ndjson", lines))
+}
+
+async fn logs(shared: &Shared, q: &HashMap<String, String>) -> Answer {
+    let show = flag(q, "show_token")?;
+    let follow = flag(q, "follow")?;
+    let tail = number(q, "tail", 100, 0, 10_000)?;
+    let Some(id) = shared.state.borrow().container.as_ref().map(|c| c.id.clone()) else {
+        return Err(error(StatusCode::NOT_FOUND, "no container yet: the converge has not reached it"));
+    };
+    let quick = DockerConfig { ping_timeout: Duration::from_secs(3), ..shared.docker.clone() };
+    let docker =
+        crate::engine::connect(&quick).await.map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")))?;
+    let options = bollard::query_parameters::LogsOptionsBuilder::new()
+        .stdout(true)
+        .stderr(true)
+        .follow(follow)
+        .tail(&tail.to_string())
+        .build();
+    let mut assembler = LineAssembler::new();
+    let stream = docker.logs(&id, Some(options)).filter_map(move |item| {
+        let out = match item {
+            Ok(chunk) => {
+                let lines = assembler.push(&chunk.into_bytes());
+                let text: String =
+                    lines.into_iter().map(|l| format!("{}\n", if show { l } else { redact(&l) })).collect();
+                (!text.is_empty()).then(|| Bytes::from(text))
+            }
+            Err(_) => None,
+        };
+        std::future::ready(out)
+    });
+    // Keep the engine handle alive as long as the stream.
+    let stream = stream.map(move |b| {
+        let _ = &docker;
+        b
+    });
+    Ok(streaming("text/plain; charset=utf-8", stream))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn get(path: &Path, uri: &str) -> (u16, String) {
+        let client = reqwest::Client::builder().unix_socket(path).build().unwrap();
+        let resp = client.get(format!("http://localhost{uri}")).send().await.unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    }
+
+    fn start() -> (tempfile::TempDir, PathBuf, watch::Sender<State>, tokio::sync::oneshot::Sender<()>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.sock");
+        let listener = bind(&path).unwrap();
+        let (tx, rx) = watch::channel(State::new());
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let shared = Arc::new(Shared {
+            state: rx,
+            docker: crate::config::Config::load_or_default(Path::new("/nonexistent")).unwrap().docker,
+        });
+        tokio::spawn(serve(listener, shared, async move {
+            let _ = stop_rx.await;
+        }));
+        (dir, path, tx, stop_tx)
+    }
+
+    #[tokio::test]
+    async fn the_socket_is_0600_and_status_redacts_the_token() {
+        let (_dir, path, tx, _stop) = start();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        let mut s = State::new();
+        s.ready(crate::state::JupyterState {
+            url: "http://h:8888/?token=s3cret".into(),
+            token: "s3cret".into(),
+            ..Default::default()
+        });
+        tx.send_replace(s);
+        let (code, body) = get(&path, "/v1/status").await;
+        assert_eq!(code, 200);
+        assert!(body.contains("\"phase\":\"ready\"") && !body.contains("s3cret"), "{body}");
+        let (_, body) = get(&path, "/v1/status?show_token=true").await;
+        assert!(body.contains("s3cret"));
+    }
+
+    #[tokio::test]
+    async fn bad_requests_name_the_parameter() {
+        let (_dir, path, _tx, _stop) = start();
+        assert_eq!(
+            get(&path, "/v1/wait?timeout=abc").await,
+            (400, "{\"error\":\"timeout=abc: expected a whole number from 0 to 3600\"}\n".into())
+        );
+        assert_eq!(
+            get(&path, "/v1/wait?until=soon").await,
+            (400, "{\"error\":\"until=soon: expected ready or change\"}\n".into())
+        );
+        assert_eq!(get(&path, "/v1/status?show_token=maybe").await.0, 400);
+        assert_eq!(get(&path, "/v2/status").await.0, 404);
+        assert_eq!(get(&path, "/v1/logs").await.0, 404, "no container yet");
+    }
+
+    #[tokio::test]
+    async fn the_long_poll_answers_at_the_change_or_at_the_timeout() {
+        let (_dir, path, tx, _stop) = start();
+        let (_, body) = get(&path, "/v1/wait?until=ready&timeout=0").await;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!((v["timed_out"].as_bool(), v["state"]["phase"].as_str()), (Some(true), Some("pending")), "{body}");
+        let waiter = tokio::spawn({
+            let path = path.clone();
+            async move { get(&path, "/v1/wait?until=change&after=0&timeout=30").await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut s = State::new();
+        s.revision = 1;
+        s.phase = Phase::PreparingImage;
+        tx.send_replace(s);
+        let (code, body) = waiter.await.unwrap();
+        assert_eq!(code, 200);
+        assert!(body.contains("\"timed_out\":false") && body.contains("\"phase\":\"preparing-image\""), "{body}");
+    }
+
+    #[tokio::test]
+    async fn events_start_with_the_current_state_and_follow_changes() {
+        let (_dir, path, tx, _stop) = start();
+        let client = reqwest::Client::builder().unix_socket(path.as_path()).build().unwrap();
+        let mut resp = client.get("http://localhost/v1/events").send().await.unwrap();
+        let first = resp.chunk().await.unwrap().unwrap();
+        assert!(String::from_utf8_lossy(&first).contains("\"phase\":\"pending\""));
+        let mut s = State::new();
+        s.revision = 7;
+        s.phase = Phase::WaitingForToken;
+        tx.send_replace(s);
+        let next = resp.chunk().await.unwrap().unwrap();
+        let line = String::from_utf8_lossy(&next);
+        assert!(line.contains("\"revision\":7") && line.ends_with('\n'), "{line}");
+    }
+}

@@ -1,0 +1,248 @@
+//! `jupyter-agent doctor`: what a participant or an organiser would check by
+//! hand, one line per check, each failure with its fix.
+
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::config::{Config, DockerConfig};
+use crate::state::{Phase, State};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Ok,
+    /// Worth knowing, not broken (no metadata service off the cloud).
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub verdict: Verdict,
+    pub detail: String,
+    /// What to do about it, when it is not ok.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+fn ok(name: &'static str, detail: impl Into<String>) -> Check {
+    Check { name, verdict: Verdict::Ok, detail: detail.into(), fix: None }
+}
+
+fn bad(name: &'static str, verdict: Verdict, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+    Check { name, verdict, detail: detail.into(), fix: Some(fix.into()) }
+}
+
+/// Runs every check. `state` is what the agent (or its state file) says.
+pub async fn run(cfg: &Config, state: Option<&State>) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let address = crate::engine::engine_address(&cfg.docker);
+    let quick = DockerConfig { ping_timeout: Duration::from_secs(3), ..cfg.docker.clone() };
+    let docker = crate::engine::connect(&quick).await;
+    checks.push(match &docker {
+        Ok(d) => ok("engine", format!("the Docker engine answers at {address} (API {})", d.client_version())),
+        Err(_) => bad(
+            "engine",
+            Verdict::Fail,
+            format!("no Docker engine answers at {address}"),
+            "jupyter-agent install-docker (or systemctl start docker)",
+        ),
+    });
+
+    let name = state.and_then(|s| s.container.as_ref()).map_or(cfg.container.name.clone(), |c| c.name.clone());
+    let mut published: Option<u16> = None;
+    if let Ok(d) = &docker {
+        match d.inspect_container(&name, None).await {
+            Ok(c) => {
+                let s = c.state.unwrap_or_default();
+                if s.running == Some(true) && s.restarting != Some(true) {
+                    checks
+                        .push(ok("container", format!("{name} is running since {}", s.started_at.unwrap_or_default())));
+                } else {
+                    checks.push(bad(
+                        "container",
+                        Verdict::Fail,
+                        format!("{name} is not running (exit code {})", s.exit_code.unwrap_or_default()),
+                        format!("jupyter-agent logs -n 50, then jupyter-agent run (or docker start {name})"),
+                    ));
+                }
+                let key = format!("{}/tcp", cfg.container.port);
+                published = c
+                    .network_settings
+                    .and_then(|n| n.ports)
+                    .and_then(|p| p.get(&key).cloned().flatten())
+                    .and_then(|b| b.into_iter().find_map(|b| b.host_port?.parse().ok()));
+                checks.push(match published {
+                    Some(p) => ok("port", format!("container port {key} is published on host port {p}")),
+                    None => bad(
+                        "port",
+                        Verdict::Fail,
+                        format!("container port {key} is not published"),
+                        "check [container] port and publish, then jupyter-agent run",
+                    ),
+                });
+            }
+            Err(_) => checks.push(bad(
+                "container",
+                Verdict::Fail,
+                format!("there is no container named {name}"),
+                "jupyter-agent run",
+            )),
+        }
+    }
+
+    checks.push(token_check(state, published).await);
+    if let Some(port) = published {
+        checks.push(own_address_check(cfg, port).await);
+    }
+    checks.push(disk_check(cfg));
+    checks.push(metadata_check(cfg).await);
+    checks
+}
+
+async fn token_check(state: Option<&State>, published: Option<u16>) -> Check {
+    let Some(s) = state else {
+        return bad("token", Verdict::Fail, "the agent has no state: it has not run", "jupyter-agent run");
+    };
+    let (Phase::Ready, Some(j), Some(port)) = (s.phase, s.jupyter.as_ref(), published) else {
+        return bad(
+            "token",
+            Verdict::Fail,
+            format!("Jupyter is not ready (phase: {})", s.phase.as_str()),
+            "jupyter-agent status, then jupyter-agent run",
+        );
+    };
+    let url = format!("http://127.0.0.1:{port}/api/status");
+    let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build();
+    let status = match client {
+        Ok(c) => {
+            c.get(&url).header("Authorization", format!("token {}", j.token)).send().await.map(|r| r.status().as_u16())
+        }
+        Err(e) => Err(e),
+    };
+    match status {
+        Ok(200) => ok("token", "the reported token opens /api/status now"),
+        Ok(code) => bad(
+            "token",
+            Verdict::Fail,
+            format!("/api/status answered {code} to the reported token"),
+            "the server restarted with a new token: jupyter-agent run",
+        ),
+        Err(e) => bad("token", Verdict::Fail, format!("{url} does not answer: {e}"), "jupyter-agent logs -n 50"),
+    }
+}
+
+/// The published port from the instance's own address, as participants reach it.
+async fn own_address_check(cfg: &Config, port: u16) -> Check {
+    let addr = match cfg.container.publish.address {
+        a if !a.is_unspecified() => Some(a),
+        _ => crate::url::primary_address(),
+    };
+    let Some(addr) = addr else {
+        return bad("reachable", Verdict::Warn, "this host has no primary address", "check the network configuration");
+    };
+    let target = SocketAddr::new(addr, port);
+    let connected = tokio::task::spawn_blocking(move || TcpStream::connect_timeout(&target, Duration::from_secs(2)))
+        .await
+        .map(|r| r.is_ok())
+        .unwrap_or(false);
+    if connected {
+        ok("reachable", format!("{target} accepts connections"))
+    } else {
+        bad(
+            "reachable",
+            Verdict::Fail,
+            format!("{target} refuses connections"),
+            "publish on this address ([container] publish) and check the host firewall",
+        )
+    }
+}
+
+fn disk_check(cfg: &Config) -> Check {
+    let dir = ["/var/lib/docker", cfg.state_dir.to_str().unwrap_or("/")]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or("/");
+    match nix::sys::statvfs::statvfs(dir) {
+        Ok(s) => {
+            let free = s.blocks_available() * s.fragment_size();
+            let gib = free as f64 / (1u64 << 30) as f64;
+            if gib >= 2.0 {
+                ok("disk", format!("{gib:.1} GiB free under {dir}"))
+            } else {
+                bad(
+                    "disk",
+                    Verdict::Fail,
+                    format!("only {gib:.1} GiB free under {dir}"),
+                    "docker system prune, or a larger disk",
+                )
+            }
+        }
+        Err(e) => bad("disk", Verdict::Warn, format!("cannot tell the free space under {dir}: {e}"), "df -h"),
+    }
+}
+
+async fn metadata_check(cfg: &Config) -> Check {
+    let endpoint = &cfg.jupyter.metadata_endpoint;
+    let client = match reqwest::Client::builder()
+        .no_proxy()
+        .connect_timeout(Duration::from_millis(300))
+        .timeout(Duration::from_secs(1))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => return bad("metadata", Verdict::Warn, e.to_string(), "-"),
+    };
+    let token = client
+        .put(format!("{endpoint}/latest/api/token"))
+        .header("X-aliyun-ecs-metadata-token-ttl-seconds", "60")
+        .send()
+        .await;
+    let mut req = client.get(format!("{endpoint}/latest/meta-data/instance-id"));
+    if let Ok(resp) = token {
+        if resp.status().is_success() {
+            if let Ok(t) = resp.text().await {
+                req = req.header("X-aliyun-ecs-metadata-token", t.trim());
+            }
+        }
+    }
+    match req.send().await {
+        Ok(r) if r.status().is_success() => ok(
+            "metadata",
+            format!("the ECS metadata service answers (instance {})", r.text().await.unwrap_or_default().trim()),
+        ),
+        Ok(r) => bad(
+            "metadata",
+            Verdict::Warn,
+            format!("the metadata service answered {}", r.status().as_u16()),
+            "set [jupyter] url_host to the public address",
+        ),
+        Err(_) => bad(
+            "metadata",
+            Verdict::Warn,
+            format!("no ECS metadata service at {endpoint} (not on Alibaba Cloud?)"),
+            "set [jupyter] url_host to the address participants use",
+        ),
+    }
+}
+
+/// One line per check: `ok    engine     ...`, `FAIL  container  ...; fix: ...`.
+pub fn render(checks: &[Check]) -> String {
+    checks
+        .iter()
+        .map(|c| {
+            let verdict = match c.verdict {
+                Verdict::Ok => "ok",
+                Verdict::Warn => "warn",
+                Verdict::Fail => "FAIL",
+            };
+            match &c.fix {
+                Some(fix) => format!("{verdict:<5} {:<10} {}; fix: {fix}\n", c.name, c.detail),
+                None => format!("{verdict:<5} {:<10} {}\n", c.name, c.detail),
+            }
+        })
+        .collect()
+}
