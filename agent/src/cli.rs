@@ -110,6 +110,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The workshop materials ([workspace]): what was fetched, what changed, and reset.
+    #[command(subcommand, after_help = EXIT_CODES)]
+    Workspace(WorkspaceCommand),
     /// Check what a participant or organiser would check by hand; one line per check with its fix.
     #[command(after_help = EXIT_CODES)]
     Doctor {
@@ -159,6 +162,22 @@ pub enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum WorkspaceCommand {
+    /// What was fetched, from where, and the difference when the source has changed since.
+    Status {
+        /// Print the record as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace the participant's copy with the configured source's version.
+    ///
+    /// The copy is first moved aside to <path>.bak-<UTC timestamp>, never deleted. Then
+    /// restart the agent (systemctl restart jupyter-agent, or jupyter-agent run) so that
+    /// Jupyter is rebuilt and restarted on the new copy.
+    Reset,
+}
+
 /// Seconds (`600`) or a duration (`10m`, `1h30m`).
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     if let Ok(secs) = s.parse::<u64>() {
@@ -189,6 +208,8 @@ pub fn main() -> ExitCode {
         Command::Logs { follow, lines, json } => logs(&cli.config, follow, lines, json),
         Command::Install { json } => install(&cli.config, json),
         Command::Doctor { json } => doctor(&cli.config, json),
+        Command::Workspace(WorkspaceCommand::Status { json }) => workspace_status(&cli.config, json),
+        Command::Workspace(WorkspaceCommand::Reset) => workspace_reset(&cli.config),
     })
 }
 
@@ -468,6 +489,90 @@ fn install(config_path: &std::path::Path, json: bool) -> u8 {
                     crate::service::UNIT_NAME
                 );
             }
+            exit::OK
+        }
+        Err(e) => fail(exit::FAILED, format!("{e:#}")),
+    }
+}
+
+/// The `[workspace]` section, or exit 2 saying there is none.
+fn workspace_config(config_path: &std::path::Path) -> Result<(Config, crate::config::WorkspaceConfig), u8> {
+    let cfg = lenient_config(config_path)?;
+    match cfg.workspace.clone() {
+        Some(w) => Ok((cfg, w)),
+        None => Err(fail(
+            exit::USAGE,
+            format!("{}: no [workspace] section: there are no materials to manage", config_path.display()),
+        )),
+    }
+}
+
+fn workspace_status(config_path: &std::path::Path, json: bool) -> u8 {
+    let (cfg, w) = match workspace_config(config_path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let record = match crate::workspace::pending(&cfg.state_dir) {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            return fail(exit::NO_STATE, format!("{} has not been fetched yet: jupyter-agent run", w.path.display()))
+        }
+        Err(e) => return fail(exit::FAILED, format!("{e:#}")),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&record).expect("serializable"));
+        return exit::OK;
+    }
+    println!(
+        "{}: {} from {}, fetched {}",
+        w.path.display(),
+        record.copy.identity,
+        record.copy.source,
+        record.copy.fetched_at
+    );
+    match &record.pending {
+        None => println!("the configured source is the one fetched: nothing pending"),
+        Some(p) => {
+            println!(
+                "the source changed to {}: the new version {} is in {}",
+                p.copy.source,
+                p.copy.identity,
+                p.copy.path.display()
+            );
+            println!("  {}", p.difference.summary());
+            for (label, files) in [
+                ("added upstream", &p.difference.added),
+                ("removed upstream", &p.difference.removed),
+                ("changed upstream", &p.difference.changed),
+                ("edited here", &p.difference.edited_here),
+            ] {
+                for f in files {
+                    println!("  {label}: {f}");
+                }
+            }
+            println!("jupyter-agent workspace reset replaces your copy with it, moving yours aside first");
+        }
+    }
+    exit::OK
+}
+
+fn workspace_reset(config_path: &std::path::Path) -> u8 {
+    let (cfg, w) = match workspace_config(config_path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    match rt.block_on(crate::workspace::reset(&w, &cfg.state_dir)) {
+        Ok(reset) => {
+            println!(
+                "your copy was moved to {}; {} now holds {}.\nRestart the agent (systemctl restart jupyter-agent, or jupyter-agent run) to restart Jupyter on it.",
+                reset.aside.display(),
+                w.path.display(),
+                reset.identity
+            );
             exit::OK
         }
         Err(e) => fail(exit::FAILED, format!("{e:#}")),

@@ -58,6 +58,8 @@ pub struct Config {
     /// The legacy result file of the hands-on (`/root/userdata-result.txt`).
     pub result_file: Option<PathBuf>,
     pub docker: DockerConfig,
+    /// The workshop materials, when the instance fetches them itself.
+    pub workspace: Option<WorkspaceConfig>,
     pub image: ImageConfig,
     pub container: ContainerConfig,
     pub jupyter: JupyterConfig,
@@ -88,6 +90,32 @@ pub enum DockerSource {
     Distro,
     /// Docker CE from `mirror`.
     DockerCe,
+}
+
+/// The `[workspace]` section: materials fetched once into `path`, never overwritten.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkspaceConfig {
+    pub source: crate::workspace::fetch::Source,
+    /// The host directory (the hands-on: `/root/imagesearchhandson`).
+    pub path: PathBuf,
+    /// Where the container's env file is written (mode 0600) from `env`.
+    pub env_file: Option<PathBuf>,
+    /// Values are secrets: never logged, never in the state.
+    pub env: BTreeMap<String, String>,
+}
+
+impl WorkspaceConfig {
+    /// The source as a person wrote it, for messages and the record (no secrets: userinfo removed).
+    pub fn source_label(&self) -> String {
+        match &self.source {
+            crate::workspace::fetch::Source::Tarball { url, sha256 } => {
+                format!("{} (sha256 {sha256})", crate::workspace::fetch::redact_url(url))
+            }
+            crate::workspace::fetch::Source::Git { url, reference } => {
+                format!("{} (ref {reference})", crate::workspace::fetch::redact_url(url))
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -249,6 +277,15 @@ impl Config {
         };
         d.finish()?;
 
+        let workspace = match root.take("workspace") {
+            None => None,
+            Some(v) => {
+                let t = root.expect_table("[workspace]", v)?;
+                Some(workspace_config(Section::new(path, "workspace", t))?)
+            }
+        };
+        let workspace_path = workspace.as_ref().map(|w| w.path.clone());
+
         let image = match root.take("image") {
             None if !image_required => ImageConfig {
                 reference: "jupyter-agent/notebook:local".into(),
@@ -259,7 +296,7 @@ impl Config {
             }
             Some(v) => {
                 let t = root.expect_table("image", v)?;
-                image_config(Section::new(path, "image", t))?
+                image_config(Section::new(path, "image", t), workspace_path.as_deref())?
             }
         };
 
@@ -269,8 +306,8 @@ impl Config {
             command: c.str_array("command")?,
             user: c.string("user")?,
             env: c.string_map("env")?.unwrap_or_default(),
-            env_file: c.abs_path("env_file")?,
-            volumes: c.volumes("volumes")?,
+            env_file: c.abs_path("env_file")?.or_else(|| workspace.as_ref().and_then(|w| w.env_file.clone())),
+            volumes: c.volumes("volumes", workspace_path.as_deref())?,
             port: c.port("port", false)?.unwrap_or(8888),
             publish: c.publish("publish")?.unwrap_or(Publish { address: IpAddr::from([0, 0, 0, 0]), port: 8888 }),
             restart: c.restart("restart")?.unwrap_or(RestartPolicy::UnlessStopped),
@@ -293,6 +330,7 @@ impl Config {
             socket,
             result_file,
             docker,
+            workspace,
             image,
             container,
             jupyter,
@@ -304,7 +342,103 @@ impl Config {
     }
 }
 
-fn image_config(mut s: Section) -> Result<ImageConfig, ConfigError> {
+fn workspace_config(mut s: Section) -> Result<WorkspaceConfig, ConfigError> {
+    use crate::workspace::fetch::Source;
+    let url = s.string("source")?.ok_or_else(|| {
+        s.err("source", None, "missing; expected the URL of a tarball (with sha256) or of a git repository (with ref)")
+    })?;
+    let sha256 = s.string("sha256")?;
+    let reference = s.string("ref")?;
+    let path = s.abs_path("path")?.ok_or_else(|| {
+        s.err("path", None, "missing; expected the host directory, e.g. path = \"/root/imagesearchhandson\"")
+    })?;
+    if path.parent().is_none() || path.components().any(|c| c == std::path::Component::ParentDir) {
+        return Err(s.err(
+            "path",
+            Some(toml_str(&path.display().to_string())),
+            "expected a directory below /, without ..",
+        ));
+    }
+    let env_file = match s.string("env_file")? {
+        None => None,
+        Some(f) if f.is_empty() || f.split('/').any(|p| p == "..") => {
+            return Err(s.err(
+                "env_file",
+                Some(toml_str(&f)),
+                "expected a file name inside the workspace (env) or an absolute path",
+            ))
+        }
+        Some(f) if f.starts_with('/') => Some(PathBuf::from(f)),
+        Some(f) => Some(path.join(f)),
+    };
+    let env = s.string_map("env")?.unwrap_or_default();
+    if let Some(k) = env.iter().find(|(_, v)| v.contains(['\n', '\r'])).map(|(k, _)| k) {
+        return Err(s.err(
+            &format!("env.{k}"),
+            None,
+            "expected a value on one line (the value is not shown: it may be a secret)",
+        ));
+    }
+    if !env.is_empty() && env_file.is_none() {
+        return Err(s.err(
+            "env_file",
+            None,
+            "missing; [workspace.env] needs a file to be written to, e.g. env_file = \"env\"",
+        ));
+    }
+    let shown = crate::workspace::fetch::redact_url(&url);
+    let source = match (sha256, reference) {
+        (Some(_), Some(_)) => {
+            return Err(s.err(
+                "[workspace]",
+                None,
+                "has both sha256 and ref; expected sha256 for a tarball or ref for a git repository",
+            ))
+        }
+        (None, None) => {
+            return Err(s.err(
+                "[workspace]",
+                None,
+                "expected sha256 (the source is a tarball) or ref (the source is a git repository)",
+            ))
+        }
+        (Some(sha), None) => {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(s.err(
+                    "source",
+                    Some(toml_str(&shown)),
+                    "expected an http:// or https:// URL of a tarball",
+                ));
+            }
+            if sha.len() != 64 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(s.err(
+                    "sha256",
+                    Some(toml_str(&sha)),
+                    "expected 64 hexadecimal digits (sha256sum of the tarball)",
+                ));
+            }
+            Source::Tarball { url, sha256: sha.to_ascii_lowercase() }
+        }
+        (None, Some(reference)) => {
+            let ok = ["https://", "http://", "file://", "ssh://", "git://", "/"].iter().any(|p| url.starts_with(p));
+            if !ok || url.contains(char::is_whitespace) {
+                return Err(s.err(
+                    "source",
+                    Some(toml_str(&shown)),
+                    "expected a git repository URL (https://, file://, ssh://) or an absolute path",
+                ));
+            }
+            if reference.is_empty() || reference.starts_with('-') || reference.contains(char::is_whitespace) {
+                return Err(s.err("ref", Some(toml_str(&reference)), "expected a branch, a tag or a commit"));
+            }
+            Source::Git { url, reference }
+        }
+    };
+    s.finish()?;
+    Ok(WorkspaceConfig { source, path, env_file, env })
+}
+
+fn image_config(mut s: Section, workspace: Option<&Path>) -> Result<ImageConfig, ConfigError> {
     let name = s.image_ref("name")?;
     let pull = s.pull("pull")?;
     let archive = s.abs_path("archive")?;
@@ -314,9 +448,30 @@ fn image_config(mut s: Section) -> Result<ImageConfig, ConfigError> {
         Some(v) => {
             let t = s.expect_table("build", v)?;
             let mut b = Section::new(s.file, "image.build", t);
-            let context = b.abs_path("context")?.ok_or_else(|| {
-                b.err("context", None, "missing; expected the absolute path of the build context directory")
-            })?;
+            let context = match b.string("context")?.as_deref() {
+                None => {
+                    return Err(b.err(
+                        "context",
+                        None,
+                        "missing; expected the absolute path of the build context directory, or \"workspace\"",
+                    ))
+                }
+                Some("workspace") => workspace.map(Path::to_path_buf).ok_or_else(|| {
+                    b.err(
+                        "context",
+                        Some(toml_str("workspace")),
+                        "names the workspace, but there is no [workspace] section",
+                    )
+                })?,
+                Some(p) if p.starts_with('/') => PathBuf::from(p),
+                Some(p) => {
+                    return Err(b.err(
+                        "context",
+                        Some(toml_str(p)),
+                        "expected an absolute path (starting with /) or \"workspace\"",
+                    ))
+                }
+            };
             let dockerfile = b.string("dockerfile")?.unwrap_or_else(|| "Dockerfile".into());
             if dockerfile.is_empty() || dockerfile.starts_with('/') || dockerfile.split('/').any(|p| p == "..") {
                 return Err(b.err(
@@ -649,8 +804,9 @@ impl<'a> Section<'a> {
         Ok(Some(s))
     }
 
-    fn volumes(&mut self, key: &'static str) -> Result<Vec<Volume>, ConfigError> {
-        const EXPECTED: &str = "expected \"/host/path:/container/path\" or \"/host/path:/container/path:ro\"";
+    fn volumes(&mut self, key: &'static str, workspace: Option<&Path>) -> Result<Vec<Volume>, ConfigError> {
+        const EXPECTED: &str =
+            "expected \"/host/path:/container/path\" or \"/host/path:/container/path:ro\" (the host path may be \"workspace\")";
         let Some(items) = self.str_array(key)? else { return Ok(Vec::new()) };
         let mut out = Vec::new();
         for item in items {
@@ -662,10 +818,22 @@ impl<'a> Section<'a> {
                 [h, c, "rw"] => (*h, *c, false),
                 _ => return Err(bad()),
             };
-            if !host.starts_with('/') || !container.starts_with('/') {
+            let host = match (host, workspace) {
+                ("workspace", Some(w)) => w.to_path_buf(),
+                ("workspace", None) => {
+                    return Err(self.err(
+                        key,
+                        Some(toml_str(&item)),
+                        "names the workspace, but there is no [workspace] section",
+                    ))
+                }
+                (h, _) if h.starts_with('/') => PathBuf::from(h),
+                _ => return Err(bad()),
+            };
+            if !container.starts_with('/') {
                 return Err(bad());
             }
-            out.push(Volume { host: PathBuf::from(host), container: container.to_string(), read_only });
+            out.push(Volume { host, container: container.to_string(), read_only });
         }
         Ok(out)
     }
@@ -768,8 +936,12 @@ mod tests {
         let c = parse(text).unwrap();
         assert_eq!(c.container.user.as_deref(), Some("root"));
         assert_eq!(c.container.volumes[0].container, "/home/jupyter/jupyter-working");
-        assert!(matches!(c.image.source, ImageSource::Build(_)));
-        assert_eq!(c.result_file, Some(PathBuf::from("/root/userdata-result.txt")));
+        let w = c.workspace.as_ref().unwrap();
+        assert_eq!(w.path, PathBuf::from("/root/imagesearchhandson"));
+        assert_eq!(c.container.volumes[0].host, w.path, "the repository is mounted");
+        assert!(matches!(&c.image.source, ImageSource::Build(b) if b.context == w.path), "built from its Dockerfile");
+        assert_eq!(c.container.env_file.as_deref(), Some(Path::new("/root/imagesearchhandson/env")));
+        assert!(w.env.contains_key("IMAGESEARCH_INSTANCE_NAME"), "the name the notebooks read");
     }
 
     #[test]
@@ -786,13 +958,13 @@ mod tests {
             ("[container]\nport = 70000\n", format!("{f}: [container] port = 70000: expected an integer from 1 to 65535")),
             ("[container]\nport = \"8888\"\n", format!("{f}: [container] port = \"8888\": expected an integer from 1 to 65535")),
             ("[container]\nprot = 1\n", format!("{f}: [container] prot: unknown key; expected one of: name, command, user, env, env_file, volumes, port, publish, restart")),
-            ("colour = 1\n", format!("{f}: colour: unknown key; expected one of: state_dir, log_dir, socket, result_file, docker, image, container, jupyter")),
+            ("colour = 1\n", format!("{f}: colour: unknown key; expected one of: state_dir, log_dir, socket, result_file, docker, workspace, image, container, jupyter")),
             ("[jupyter]\nready_timeout = \"soon\"\n", format!("{f}: [jupyter] ready_timeout = \"soon\": expected a duration such as \"90s\", \"10m\" or \"1h\"")),
             ("[jupyter]\nready_timeout = 600\n", format!("{f}: [jupyter] ready_timeout = 600: expected a duration such as \"90s\", \"10m\" or \"1h\"")),
             ("state_dir = \"relative/dir\"\n", format!("{f}: state_dir = \"relative/dir\": expected an absolute path (starting with /)")),
             ("[container]\nrestart = \"sometimes\"\n", format!("{f}: [container] restart = \"sometimes\": expected one of \"no\", \"always\", \"unless-stopped\", \"on-failure\"")),
             ("[container]\npublish = \"0.0.0.0:99999\"\n", format!("{f}: [container] publish = \"0.0.0.0:99999\": expected \"ADDRESS:PORT\" or \"PORT\" with an IP address and a port from 0 to 65535 (0: Docker picks one), e.g. \"0.0.0.0:8888\"")),
-            ("[container]\nvolumes = [\"data:/data\"]\n", format!("{f}: [container] volumes = \"data:/data\": expected \"/host/path:/container/path\" or \"/host/path:/container/path:ro\"")),
+            ("[container]\nvolumes = [\"data:/data\"]\n", format!("{f}: [container] volumes = \"data:/data\": expected \"/host/path:/container/path\" or \"/host/path:/container/path:ro\" (the host path may be \"workspace\")")),
             ("[container]\nenv = { SECRET = 42 }\n", format!("{f}: [container] env.SECRET: expected a string value (the value is not shown: it may be a secret)")),
             ("[docker]\nhost = \"docker.sock\"\n", format!("{f}: [docker] host = \"docker.sock\": expected unix:///path/to/docker.sock, tcp://HOST:PORT or http://HOST:PORT")),
             ("[docker]\nsource = \"snap\"\n", format!("{f}: [docker] source = \"snap\": expected one of \"auto\", \"distro\", \"docker-ce\"")),
@@ -804,6 +976,52 @@ mod tests {
             let text = if body.contains("[image]") { body.to_string() } else { format!("{body}{MINIMAL}") };
             assert_eq!(parse(&text).unwrap_err(), *want, "config:\n{text}");
         }
+    }
+
+    #[test]
+    fn a_workspace_is_a_tarball_or_a_git_repository_and_can_be_named() {
+        use crate::workspace::fetch::Source;
+        let sha = "ab".repeat(32);
+        let c = parse(&format!(
+            "[workspace]\nsource = \"https://example.com/h.tar.gz\"\nsha256 = \"{}\"\npath = \"/root/handson\"\nenv_file = \"env\"\n\
+             [workspace.env]\nREGION = \"cn-beijing\"\n\
+             [image]\ntag = \"notebook:latest\"\n[image.build]\ncontext = \"workspace\"\n\
+             [container]\nvolumes = [\"workspace:/home/jupyter/jupyter-working\"]\n",
+            sha.to_uppercase()
+        ))
+        .unwrap();
+        let w = c.workspace.as_ref().unwrap();
+        assert_eq!(w.source, Source::Tarball { url: "https://example.com/h.tar.gz".into(), sha256: sha.clone() });
+        assert_eq!(w.env_file.as_deref(), Some(Path::new("/root/handson/env")));
+        assert_eq!(c.container.env_file.as_deref(), Some(Path::new("/root/handson/env")), "the container gets it");
+        assert_eq!(c.container.volumes[0].host, PathBuf::from("/root/handson"));
+        assert!(matches!(&c.image.source, ImageSource::Build(b) if b.context == Path::new("/root/handson")));
+        let g = parse("[workspace]\nsource = \"file:///srv/repo.git\"\nref = \"main\"\npath = \"/root/w\"\n[image]\nname = \"x\"\n").unwrap();
+        assert_eq!(
+            g.workspace.unwrap().source,
+            Source::Git { url: "file:///srv/repo.git".into(), reference: "main".into() }
+        );
+
+        let f = "/etc/jupyter-agent/config.toml";
+        let cases = [
+            ("source = \"https://x/a.tgz\"\npath = \"/w\"", format!("{f}: [workspace]: expected sha256 (the source is a tarball) or ref (the source is a git repository)")),
+            ("source = \"https://x/a.tgz\"\nsha256 = \"abc\"\npath = \"/w\"", format!("{f}: [workspace] sha256 = \"abc\": expected 64 hexadecimal digits (sha256sum of the tarball)")),
+            ("source = \"https://u:pw@x/a.git\"\nref = \"main\"\nsha256 = \"abc\"\npath = \"/w\"", format!("{f}: [workspace]: has both sha256 and ref; expected sha256 for a tarball or ref for a git repository")),
+            ("source = \"ftp://u:pw@x/a.tgz\"\nsha256 = \"{sha}\"\npath = \"/w\"", format!("{f}: [workspace] source = \"ftp://***@x/a.tgz\": expected an http:// or https:// URL of a tarball")),
+            ("source = \"/srv/repo\"\nref = \"main\"", format!("{f}: [workspace] path: missing; expected the host directory, e.g. path = \"/root/imagesearchhandson\"")),
+            ("source = \"/srv/repo\"\nref = \"main\"\npath = \"/w\"\nenv = { A = \"1\" }", format!("{f}: [workspace] env_file: missing; [workspace.env] needs a file to be written to, e.g. env_file = \"env\"")),
+            ("source = \"/srv/repo\"\nref = \"main\"\npath = \"/w\"\nenv_file = \"../env\"", format!("{f}: [workspace] env_file = \"../env\": expected a file name inside the workspace (env) or an absolute path")),
+        ];
+        for (body, want) in cases {
+            let body = body.replace("{sha}", &sha);
+            assert_eq!(parse(&format!("[workspace]\n{body}\n[image]\nname = \"x\"\n")).unwrap_err(), want, "{body}");
+        }
+        assert_eq!(
+            parse("[image]\ntag = \"nb\"\n[image.build]\ncontext = \"workspace\"\n").unwrap_err(),
+            format!(
+                "{f}: [image.build] context = \"workspace\": names the workspace, but there is no [workspace] section"
+            )
+        );
     }
 
     #[test]

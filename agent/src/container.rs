@@ -39,6 +39,9 @@ pub struct Spec {
     pub publish_port: u16,
     pub binds: Vec<String>,
     pub restart: String,
+    /// The workspace copy the container mounts: a reset replaces the
+    /// directory, and a bind mount would keep the old one.
+    pub workspace: Option<String>,
 }
 
 impl std::fmt::Debug for Spec {
@@ -54,7 +57,7 @@ impl std::fmt::Debug for Spec {
 
 impl Spec {
     /// Builds the specification; reads `env_file`.
-    pub fn new(cfg: &ContainerConfig, image: &str, image_id: &str) -> Result<Spec> {
+    pub fn new(cfg: &ContainerConfig, image: &str, image_id: &str, workspace: Option<&str>) -> Result<Spec> {
         let mut env: BTreeMap<String, String> = BTreeMap::new();
         if let Some(path) = &cfg.env_file {
             env.extend(read_env_file(path)?);
@@ -73,6 +76,7 @@ impl Spec {
             publish_port: cfg.publish.port,
             binds: cfg.volumes.iter().map(config::Volume::bind).collect(),
             restart: cfg.restart.as_str().to_string(),
+            workspace: workspace.map(str::to_string),
         })
     }
 
@@ -284,15 +288,16 @@ mod tests {
 
     #[test]
     fn the_hash_follows_every_setting() {
-        let base = Spec::new(&cfg(), "nb:latest", "sha256:1").unwrap();
-        assert_eq!(base.hash(), Spec::new(&cfg(), "nb:latest", "sha256:1").unwrap().hash());
-        assert_ne!(base.hash(), Spec::new(&cfg(), "nb:latest", "sha256:2").unwrap().hash());
+        let base = Spec::new(&cfg(), "nb:latest", "sha256:1", None).unwrap();
+        assert_eq!(base.hash(), Spec::new(&cfg(), "nb:latest", "sha256:1", None).unwrap().hash());
+        assert_ne!(base.hash(), Spec::new(&cfg(), "nb:latest", "sha256:2", None).unwrap().hash());
         let mut c = cfg();
         c.env.insert("A".into(), "1".into());
-        assert_ne!(base.hash(), Spec::new(&c, "nb:latest", "sha256:1").unwrap().hash());
+        assert_ne!(base.hash(), Spec::new(&c, "nb:latest", "sha256:1", None).unwrap().hash());
         let mut c = cfg();
         c.port = 9999;
-        assert_ne!(base.hash(), Spec::new(&c, "nb:latest", "sha256:1").unwrap().hash());
+        assert_ne!(base.hash(), Spec::new(&c, "nb:latest", "sha256:1", None).unwrap().hash());
+        assert_ne!(base.hash(), Spec::new(&cfg(), "nb:latest", "sha256:1", Some("abc@t")).unwrap().hash());
     }
 
     #[test]
@@ -318,7 +323,7 @@ mod tests {
         assert!(!err.contains("s3cr3t"));
         let mut c = cfg();
         c.env_file = Some(PathBuf::from(f.path()));
-        let spec = Spec::new(&c, "nb", "id").unwrap();
+        let spec = Spec::new(&c, "nb", "id", None).unwrap();
         assert!(!format!("{spec:?}").contains("cn-beijing"));
     }
 

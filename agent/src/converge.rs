@@ -79,6 +79,14 @@ impl<'a> Converger<'a> {
         self.docker = Some(docker.clone());
         let t = &mut self.rec;
 
+        let mut workspace = None;
+        if let Some(w) = &cfg.workspace {
+            t.begin("workspace", Phase::FetchingWorkspace);
+            let ensured = crate::workspace::ensure(w, &cfg.state_dir).await.context("fetching the workspace")?;
+            t.done("workspace", ensured.detail);
+            workspace = Some(ensured.identity);
+        }
+
         t.begin("image", Phase::PreparingImage);
         let source = match &cfg.image.source {
             crate::config::ImageSource::Pull(_) => "pull",
@@ -104,7 +112,8 @@ impl<'a> Converger<'a> {
         t.done("image", prepared.detail);
 
         t.begin("container", Phase::StartingContainer);
-        let spec = Spec::new(&cfg.container, &cfg.image.reference, &prepared.id).context("preparing the container")?;
+        let spec = Spec::new(&cfg.container, &cfg.image.reference, &prepared.id, workspace.as_deref())
+            .context("preparing the container")?;
         let running = container::ensure(&docker, &spec).await.context("starting the container")?;
         t.state.container = Some(ContainerState {
             id: running.id.clone(),

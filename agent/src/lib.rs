@@ -5,7 +5,8 @@
 //!
 //! | step | module | what it does |
 //! |---|---|---|
-//! | engine | [`engine`] | connect to Docker, wait (bounded) for a ping |
+//! | docker, engine | [`docker_install`], [`engine`] | install and start Docker when absent; wait (bounded) for a ping |
+//! | workspace | [`workspace`] | fetch the workshop materials once, never overwrite them |
 //! | image | [`image`] | pull, load or build the image, always tagged |
 //! | container | [`container`] | create, reuse, start or recreate it by configuration hash |
 //! | token | [`jupyter`], [`token`] | follow the log, parse the token, prove it on `/api/status` |
@@ -32,3 +33,4 @@ pub mod service;
 pub mod state;
 pub mod token;
 pub mod url;
+pub mod workspace;

@@ -24,6 +24,7 @@ pub const LOG_TAIL_LINES: usize = 20;
 pub enum Phase {
     Pending,
     InstallingDocker,
+    FetchingWorkspace,
     PreparingImage,
     StartingContainer,
     WaitingForToken,
@@ -36,6 +37,7 @@ impl Phase {
         match self {
             Phase::Pending => "pending",
             Phase::InstallingDocker => "installing-docker",
+            Phase::FetchingWorkspace => "fetching-workspace",
             Phase::PreparingImage => "preparing-image",
             Phase::StartingContainer => "starting-container",
             Phase::WaitingForToken => "waiting-for-token",

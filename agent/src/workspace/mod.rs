@@ -1,0 +1,385 @@
+//! The workshop materials (the `[workspace]` section): fetched onto the
+//! instance once ([`fetch`]), never overwritten afterwards.
+//!
+//! The first converge populates `path` and remembers what it fetched (every
+//! file's sha256) in `<state_dir>/workspace.json`. Later converges leave
+//! `path` alone whatever happens to it. When the configured source changes,
+//! the new version is fetched beside the old one (`<path>.new`) and the
+//! difference is reported; only `jupyter-agent workspace reset` replaces the
+//! participant's copy, and it first moves that copy aside with a timestamp.
+
+pub mod fetch;
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tracing::{info, warn};
+
+use crate::config::WorkspaceConfig;
+
+/// How long transient fetch failures are retried.
+const RETRY_BUDGET: Duration = Duration::from_secs(5 * 60);
+
+/// A fetched copy: where it came from and every file as it was fetched.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Copy {
+    /// The source as configured (userinfo removed).
+    pub source: String,
+    /// The commit (git) or the verified sha256 (tarball).
+    pub identity: String,
+    pub path: PathBuf,
+    pub fetched_at: DateTime<Utc>,
+    /// Relative path -> sha256 of the content as fetched (`.git` and the env file left out).
+    pub files: BTreeMap<String, String>,
+}
+
+/// What the agent remembers: the participant's copy, and a newer version
+/// fetched beside it when the source changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub copy: Copy,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Pending>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pending {
+    pub copy: Copy,
+    pub difference: Difference,
+}
+
+/// How a newer version differs, and what the participant changed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Difference {
+    /// Files the new version adds, removes or changes, against the copy as fetched.
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+    /// Files the participant created or edited in their copy (kept by any reset, moved aside).
+    pub edited_here: Vec<String>,
+}
+
+impl Difference {
+    pub fn summary(&self) -> String {
+        format!(
+            "{} added, {} removed, {} changed upstream; {} file(s) edited here",
+            self.added.len(),
+            self.removed.len(),
+            self.changed.len(),
+            self.edited_here.len()
+        )
+    }
+}
+
+/// What `ensure` did, for the step's detail.
+#[derive(Debug, Clone)]
+pub struct Ensured {
+    /// Identifies the copy the container mounts (changes only when it is replaced).
+    pub identity: String,
+    pub detail: String,
+}
+
+fn record_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("workspace.json")
+}
+
+fn load_record(state_dir: &Path) -> Result<Option<Record>> {
+    let path = record_path(state_dir);
+    match fs::read(&path) {
+        Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| format!("reading {}", path.display()))?)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+fn save_record(state_dir: &Path, record: &Record) -> Result<()> {
+    let mut json = serde_json::to_vec_pretty(record)?;
+    json.push(b'\n');
+    fs::create_dir_all(state_dir)?;
+    crate::state::write_atomic(&record_path(state_dir), &json, 0o600).context("writing the workspace record")
+}
+
+/// Workspace changes (a converge's fetch, a reset) take turns.
+fn lock(state_dir: &Path) -> Result<Flock<File>> {
+    fs::create_dir_all(state_dir)?;
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(state_dir.join("workspace.lock"))?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|_| {
+        anyhow::anyhow!("another jupyter-agent is changing the workspace right now; try again in a moment")
+    })
+}
+
+/// `<path>` with a suffix on its file name: `/root/x` -> `/root/x.new`.
+fn beside(path: &Path, suffix: &str) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!("{name}{suffix}"))
+}
+
+/// Every regular file (and link) below `root` with the sha256 of its content;
+/// `skip` (relative to `root`: the env file) and the top-level `.git` left out.
+pub fn manifest(root: &Path, skip: Option<&Path>) -> io::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            let rel_path = path.strip_prefix(root).expect("below root");
+            if Some(rel_path) == skip || (dir == root && entry.file_name() == ".git") {
+                continue;
+            }
+            let kind = entry.file_type()?;
+            let rel = rel_path.to_string_lossy().into_owned();
+            if kind.is_dir() {
+                stack.push(path);
+            } else if kind.is_symlink() {
+                out.insert(rel, format!("link:{}", fs::read_link(&path)?.display()));
+            } else if kind.is_file() {
+                let mut hasher = Sha256::new();
+                let mut f = File::open(&path)?;
+                let mut buf = [0u8; 64 * 1024];
+                loop {
+                    let n = f.read(&mut buf)?;
+                    if n == 0 {
+                        break;
+                    }
+                    hasher.update(&buf[..n]);
+                }
+                out.insert(rel, hex::encode(hasher.finalize()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Files of `new` that are not in `old`, files of `old` not in `new`, and files in both that differ.
+pub fn compare(
+    old: &BTreeMap<String, String>,
+    new: &BTreeMap<String, String>,
+) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let added = new.keys().filter(|k| !old.contains_key(*k)).cloned().collect();
+    let removed = old.keys().filter(|k| !new.contains_key(*k)).cloned().collect();
+    let changed = new.iter().filter(|(k, v)| old.get(*k).is_some_and(|o| o != *v)).map(|(k, _)| k.clone()).collect();
+    (added, removed, changed)
+}
+
+/// The env file relative to the workspace, when it lives inside it.
+fn env_rel(cfg: &WorkspaceConfig) -> Option<&Path> {
+    cfg.env_file.as_deref().and_then(|f| f.strip_prefix(&cfg.path).ok())
+}
+
+async fn fetch_copy(cfg: &WorkspaceConfig, dest: &Path) -> Result<Copy> {
+    let identity = fetch::fetch(&cfg.source, dest, RETRY_BUDGET).await?;
+    let files = manifest(dest, env_rel(cfg)).with_context(|| format!("reading {}", dest.display()))?;
+    Ok(Copy { source: cfg.source_label(), identity, path: cfg.path.clone(), fetched_at: Utc::now(), files })
+}
+
+fn is_empty_dir(path: &Path) -> bool {
+    fs::read_dir(path).is_ok_and(|mut d| d.next().is_none())
+}
+
+/// Makes sure the participant's copy exists; never overwrites it.
+pub async fn ensure(cfg: &WorkspaceConfig, state_dir: &Path) -> Result<Ensured> {
+    let _lock = lock(state_dir)?;
+    let record = load_record(state_dir)?;
+    let path = &cfg.path;
+    let source = cfg.source_label();
+
+    if !path.exists() || is_empty_dir(path) {
+        if path.exists() {
+            fs::remove_dir(path).with_context(|| format!("replacing the empty directory {}", path.display()))?;
+        }
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
+        info!(source = %source, path = %path.display(), "fetching the workspace");
+        let copy = fetch_copy(cfg, path).await?;
+        let detail = format!("fetched {} into {} ({} files)", copy.identity, path.display(), copy.files.len());
+        let identity = copy_identity(&copy);
+        save_record(state_dir, &Record { copy, pending: None })?;
+        write_env_file(cfg)?;
+        return Ok(Ensured { identity, detail });
+    }
+
+    let Some(mut record) = record else {
+        write_env_file(cfg)?;
+        return Ok(Ensured {
+            identity: format!("unmanaged:{}", path.display()),
+            detail: format!("{} exists and was not fetched by the agent: left as it is", path.display()),
+        });
+    };
+    let identity = copy_identity(&record.copy);
+    if record.copy.source == source {
+        write_env_file(cfg)?;
+        return Ok(Ensured { identity, detail: format!("present ({}), left as it is", record.copy.identity) });
+    }
+
+    // The source changed: fetch the new version beside the participant's copy.
+    let new_path = beside(path, ".new");
+    let already = record.pending.as_ref().is_some_and(|p| p.copy.source == source) && new_path.exists();
+    if !already {
+        if new_path.exists() {
+            // An older pending version, the agent's own: replaced.
+            fs::remove_dir_all(&new_path).with_context(|| format!("replacing {}", new_path.display()))?;
+        }
+        info!(source = %source, path = %new_path.display(), "the workspace source changed: fetching the new version beside the copy");
+        let mut new_copy = fetch_copy(cfg, &new_path).await?;
+        new_copy.path = new_path.clone();
+        let here = manifest(path, env_rel(cfg)).with_context(|| format!("reading {}", path.display()))?;
+        let (added, removed, changed) = compare(&record.copy.files, &new_copy.files);
+        let (created, _, edited) = compare(&record.copy.files, &here);
+        let mut edited_here: Vec<String> = created.into_iter().chain(edited).collect();
+        edited_here.sort();
+        record.pending =
+            Some(Pending { copy: new_copy, difference: Difference { added, removed, changed, edited_here } });
+        save_record(state_dir, &record)?;
+    }
+    write_env_file(cfg)?;
+    let pending = record.pending.as_ref().expect("set above");
+    warn!(
+        "the workspace source changed; {} holds the new version ({}); {} is left as it is; jupyter-agent workspace reset replaces it, moving it aside first",
+        new_path.display(),
+        pending.difference.summary(),
+        path.display()
+    );
+    Ok(Ensured {
+        identity,
+        detail: format!(
+            "source changed: new version {} in {} ({}); your copy is left as it is (jupyter-agent workspace reset replaces it)",
+            pending.copy.identity,
+            new_path.display(),
+            pending.difference.summary()
+        ),
+    })
+}
+
+fn copy_identity(copy: &Copy) -> String {
+    format!("{}@{}", copy.identity, copy.fetched_at.to_rfc3339())
+}
+
+/// What a reset did.
+#[derive(Debug, Clone)]
+pub struct Reset {
+    /// Where the participant's copy went.
+    pub aside: PathBuf,
+    pub identity: String,
+}
+
+/// Replaces the participant's copy with the configured source's version:
+/// the copy is first moved aside (`<path>.bak-<UTC timestamp>`), never deleted.
+pub async fn reset(cfg: &WorkspaceConfig, state_dir: &Path) -> Result<Reset> {
+    let _lock = lock(state_dir)?;
+    let record = load_record(state_dir)?;
+    let path = &cfg.path;
+    let source = cfg.source_label();
+    let stamp = Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+    let mut aside = beside(path, &format!(".bak-{stamp}"));
+    let mut n = 1;
+    while aside.exists() {
+        aside = beside(path, &format!(".bak-{stamp}-{n}"));
+        n += 1;
+    }
+    let new_path = beside(path, ".new");
+    let pending = record.and_then(|r| r.pending).filter(|p| p.copy.source == source && new_path.exists());
+    // Fetch first (when nothing is pending), so that a failed fetch leaves the copy in place.
+    let staged = match pending {
+        Some(p) => p.copy,
+        None => {
+            if new_path.exists() {
+                fs::remove_dir_all(&new_path).with_context(|| format!("replacing {}", new_path.display()))?;
+            }
+            let mut copy = fetch_copy(cfg, &new_path).await?;
+            copy.path = new_path.clone();
+            copy
+        }
+    };
+    if path.exists() {
+        fs::rename(path, &aside).with_context(|| format!("moving {} aside to {}", path.display(), aside.display()))?;
+        info!(from = %path.display(), to = %aside.display(), "moved the participant's copy aside");
+    }
+    fs::rename(&new_path, path).with_context(|| format!("moving {} to {}", new_path.display(), path.display()))?;
+    let copy = Copy { path: path.clone(), fetched_at: Utc::now(), ..staged };
+    let identity = copy.identity.clone();
+    save_record(state_dir, &Record { copy, pending: None })?;
+    write_env_file(cfg)?;
+    Ok(Reset { aside, identity })
+}
+
+/// The pending difference, if the source changed since the copy was fetched.
+pub fn pending(state_dir: &Path) -> Result<Option<Record>> {
+    load_record(state_dir)
+}
+
+/// Writes the container's env file from `[workspace.env]` (mode 0600), when
+/// its content differs. Values never reach a log.
+pub fn write_env_file(cfg: &WorkspaceConfig) -> Result<bool> {
+    let Some(path) = &cfg.env_file else { return Ok(false) };
+    let content: String = cfg.env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    if fs::read_to_string(path).is_ok_and(|old| old == content) {
+        return Ok(false);
+    }
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    crate::state::write_atomic(path, content.as_bytes(), 0o600)
+        .with_context(|| format!("writing the env file {} ([workspace] env_file)", path.display()))?;
+    info!(file = %path.display(), variables = cfg.env.len(), "wrote the env file (values not shown)");
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comparing_manifests() {
+        let m = |v: &[(&str, &str)]| v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<BTreeMap<_, _>>();
+        let old = m(&[("a", "1"), ("b", "2"), ("c", "3")]);
+        let new = m(&[("a", "1"), ("b", "9"), ("d", "4")]);
+        assert_eq!(compare(&old, &new), (vec!["d".into()], vec!["c".into()], vec!["b".into()]));
+    }
+
+    #[test]
+    fn manifests_skip_git_and_the_env_file() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join(".git/objects")).unwrap();
+        fs::write(dir.path().join(".git/HEAD"), "x").unwrap();
+        fs::create_dir(dir.path().join("nb")).unwrap();
+        fs::write(dir.path().join("nb/a.ipynb"), "{}").unwrap();
+        fs::write(dir.path().join("env"), "SECRET=1").unwrap();
+        let m = manifest(dir.path(), Some(Path::new("env"))).unwrap();
+        assert_eq!(m.keys().collect::<Vec<_>>(), ["nb/a.ipynb"]);
+        assert_eq!(m["nb/a.ipynb"], hex::encode(Sha256::digest(b"{}")));
+    }
+
+    #[test]
+    fn the_env_file_is_0600_and_rewritten_only_when_it_changes() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = WorkspaceConfig {
+            source: fetch::Source::Git { url: "/x".into(), reference: "main".into() },
+            path: dir.path().to_path_buf(),
+            env_file: Some(dir.path().join("env")),
+            env: BTreeMap::from([("B".into(), "2".into()), ("A".into(), "1".into())]),
+        };
+        assert!(write_env_file(&cfg).unwrap());
+        assert_eq!(fs::read_to_string(dir.path().join("env")).unwrap(), "A=1\nB=2\n");
+        assert_eq!(fs::metadata(dir.path().join("env")).unwrap().permissions().mode() & 0o777, 0o600);
+        assert!(!write_env_file(&cfg).unwrap());
+        cfg.env.insert("A".into(), "changed".into());
+        assert!(write_env_file(&cfg).unwrap());
+    }
+}

@@ -1,0 +1,293 @@
+//! The workshop materials end to end: a git repository over file:// and a
+//! tarball from a local HTTP server, each holding a Dockerfile whose FROM is
+//! the local Jupyter image and a sample notebook; fetched, built, mounted,
+//! seen through Jupyter's contents API, and a participant's work never lost.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{docker, sh, split_url, Env, StaticServer};
+
+const NOTEBOOK: &str = r#"{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}"#;
+const SECRET: &str = "s3cr3t-access-key-value";
+
+/// The materials: a Dockerfile building on the local image, serving / so
+/// that the mounted workspace is visible through the contents API.
+fn write_materials(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("Dockerfile"),
+        format!(
+            "FROM {}\nCOPY requirements.txt /opt/requirements.txt\nWORKDIR /\n\
+             CMD [\"jupyter-notebook\", \"--ip=0.0.0.0\", \"--port=8888\", \"--allow-root\", \"--no-browser\", \"--notebook-dir=/\"]\n",
+            common::test_image()
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.join("requirements.txt"), "numpy\n").unwrap();
+    std::fs::write(dir.join("hello.ipynb"), NOTEBOOK).unwrap();
+}
+
+fn git(repo: &Path, args: &[&str]) -> String {
+    sh(Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["-c", "user.name=Test", "-c", "user.email=test@example.invalid"])
+        .args(args))
+}
+
+fn make_repo(dir: &Path) -> PathBuf {
+    let repo = dir.join("repo");
+    write_materials(&repo);
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "materials"]);
+    repo
+}
+
+fn config(env: &Env, tag: &str, workspace: &str) -> String {
+    let base = env.base_config("user = \"root\"\nvolumes = [\"workspace:/home/jupyter/jupyter-working\"]");
+    let base = base.replace(
+        &format!("[image]\nname = \"{}\"\npull = \"never\"", common::test_image()),
+        &format!("[image]\ntag = \"{tag}\"\n\n[image.build]\ncontext = \"workspace\""),
+    );
+    format!(
+        "{base}\n[workspace]\n{workspace}\npath = \"{}\"\nenv_file = \"env\"\n\n[workspace.env]\nACCESS_KEY_SECRET = \"{SECRET}\"\nREGION = \"cn-beijing\"\n",
+        env.path("handson").display()
+    )
+}
+
+/// Jupyter's contents API: (status, body).
+fn contents(env: &Env, method: &str, path: &str, body: Option<serde_json::Value>) -> (u16, String) {
+    let url = env.agent(&["url"]).expect(0).stdout;
+    let (base, _, token) = split_url(url.trim());
+    let client = reqwest::blocking::Client::builder().no_proxy().build().unwrap();
+    let req = client
+        .request(method.parse().unwrap(), format!("{base}/api/contents/{path}"))
+        .header("Authorization", format!("token {token}"));
+    let req = match body {
+        Some(b) => req.json(&b),
+        None => req,
+    };
+    let resp = req.send().unwrap();
+    (resp.status().as_u16(), resp.text().unwrap())
+}
+
+const MOUNT: &str = "home/jupyter/jupyter-working";
+
+#[test]
+fn a_git_workspace_is_fetched_built_mounted_and_a_participants_work_survives() {
+    let mut env = Env::new("ws-git");
+    let tag = format!("{}:latest", env.name);
+    env.images.push(tag.clone());
+    let repo = make_repo(env.dir.path());
+    let source = |r: &str| format!("source = \"file://{}\"\nref = \"{r}\"", repo.display());
+    env.write_config(&config(&env, &tag, &source("main")));
+    let run = env.agent(&["run", "--once"]).expect(0);
+    let head = git(&repo, &["rev-parse", "HEAD"]).trim().to_string();
+    let state = env.state();
+    let step = state["steps"].as_array().unwrap().iter().find(|s| s["name"] == "workspace").unwrap().clone();
+    assert_eq!(step["phase"], "fetching-workspace");
+    assert!(step["detail"].as_str().unwrap().starts_with(&format!("fetched {head} into ")), "{step}");
+
+    // Built from the workspace's Dockerfile, mounted, visible through Jupyter.
+    assert_eq!(
+        String::from_utf8_lossy(&docker(&["exec", &env.name, "cat", "/opt/requirements.txt"]).stdout),
+        "numpy\n"
+    );
+    let (code, body) = contents(&env, "GET", &format!("{MOUNT}/hello.ipynb"), None);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["name"], "hello.ipynb");
+
+    // The env file: 0600, its values in the container and nowhere else.
+    let env_file = env.path("handson/env");
+    assert_eq!(std::fs::metadata(&env_file).unwrap().permissions().mode() & 0o777, 0o600);
+    let vars = String::from_utf8_lossy(&docker(&["exec", &env.name, "env"]).stdout).into_owned();
+    assert!(vars.contains(&format!("ACCESS_KEY_SECRET={SECRET}")) && vars.contains("REGION=cn-beijing"), "{vars}");
+    assert!(!run.stderr.contains(SECRET), "the value leaked into the log");
+    assert!(!std::fs::read_to_string(env.state_dir().join("state.json")).unwrap().contains(SECRET));
+    assert!(!std::fs::read_to_string(env.state_dir().join("workspace.json")).unwrap().contains(SECRET));
+    assert!(!env.agent(&["status", "--json", "--show-token"]).stdout.contains(SECRET));
+
+    // A participant writes a new file and edits the notebook, through Jupyter.
+    let (code, body) = contents(
+        &env,
+        "PUT",
+        &format!("{MOUNT}/notes.txt"),
+        Some(serde_json::json!({"type": "file", "format": "text", "content": "my notes\n"})),
+    );
+    assert!(code == 200 || code == 201, "{code} {body}");
+    let edited = serde_json::json!({"cells": [{"cell_type": "markdown", "metadata": {}, "source": "mine"}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5});
+    let (code, body) = contents(
+        &env,
+        "PUT",
+        &format!("{MOUNT}/hello.ipynb"),
+        Some(serde_json::json!({"type": "notebook", "content": edited})),
+    );
+    assert_eq!(code, 200, "{body}");
+    let notes = env.path("handson/notes.txt");
+    let hello = env.path("handson/hello.ipynb");
+    let edited_hello = std::fs::read_to_string(&hello).unwrap();
+    assert!(edited_hello.contains("mine"));
+
+    // A re-run and a container restart leave the work alone.
+    env.agent(&["run", "--once"]).expect(0);
+    assert!(docker(&["restart", "-t", "1", &env.name]).status.success());
+    env.agent(&["run", "--once"]).expect(0);
+    assert_eq!(std::fs::read_to_string(&notes).unwrap(), "my notes\n");
+    assert_eq!(std::fs::read_to_string(&hello).unwrap(), edited_hello);
+
+    // The source changes (a new version, tagged v2): fetched beside, reported, nothing replaced.
+    std::fs::write(repo.join("hello.ipynb"), NOTEBOOK.replace("\"cells\": []", "\"cells\": [], \"upstream\": 2"))
+        .unwrap();
+    std::fs::write(repo.join("new.ipynb"), NOTEBOOK).unwrap();
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "v2"]);
+    git(&repo, &["tag", "v2"]);
+    let v2 = git(&repo, &["rev-parse", "HEAD"]).trim().to_string();
+    let id = common::inspect(&env.name, "{{.Id}}");
+    env.write_config(&config(&env, &tag, &source("v2")));
+    env.agent(&["run", "--once"]).expect(0);
+    assert_eq!(common::inspect(&env.name, "{{.Id}}"), id, "the copy did not change: neither did the container");
+    let detail =
+        env.state()["steps"].as_array().unwrap().iter().find(|s| s["name"] == "workspace").unwrap()["detail"].clone();
+    let detail = detail.as_str().unwrap();
+    assert!(detail.starts_with(&format!("source changed: new version {v2} in ")), "{detail}");
+    // Edited here: notes.txt, hello.ipynb, and the checkpoint Jupyter saved beside it.
+    assert!(detail.contains("1 added, 0 removed, 1 changed upstream; 3 file(s) edited here"), "{detail}");
+    assert_eq!(std::fs::read_to_string(&notes).unwrap(), "my notes\n");
+    assert_eq!(std::fs::read_to_string(&hello).unwrap(), edited_hello);
+    assert!(env.path("handson.new/new.ipynb").exists());
+    let status = env.agent(&["workspace", "status"]).expect(0).stdout;
+    assert!(status.contains("edited here: notes.txt") && status.contains("edited here: hello.ipynb"), "{status}");
+    assert!(status.contains("edited here: .ipynb_checkpoints/hello-checkpoint.ipynb"), "{status}");
+    assert!(status.contains("added upstream: new.ipynb"), "{status}");
+
+    // Reset: the participant's copy moves aside, never deleted; the new version takes its place.
+    let reset = env.agent(&["workspace", "reset"]).expect(0).stdout;
+    let aside: Vec<PathBuf> = std::fs::read_dir(env.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("handson.bak-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{reset}");
+    assert_eq!(std::fs::read_to_string(aside[0].join("notes.txt")).unwrap(), "my notes\n");
+    assert_eq!(std::fs::read_to_string(aside[0].join("hello.ipynb")).unwrap(), edited_hello);
+    assert!(env.path("handson/new.ipynb").exists() && !notes.exists());
+    assert!(!env.path("handson.new").exists());
+    assert_eq!(
+        std::fs::metadata(&env_file).unwrap().permissions().mode() & 0o777,
+        0o600,
+        "the env file is written again"
+    );
+    // The next converge mounts the new copy.
+    env.agent(&["run", "--once"]).expect(0);
+    assert_ne!(common::inspect(&env.name, "{{.Id}}"), id, "recreated on the new copy");
+    let (code, _) = contents(&env, "GET", &format!("{MOUNT}/new.ipynb"), None);
+    assert_eq!(code, 200);
+}
+
+#[test]
+fn an_unknown_ref_fails_clearly_and_writes_nothing() {
+    let mut env = Env::new("ws-ref");
+    let tag = format!("{}:latest", env.name);
+    env.images.push(tag.clone());
+    let repo = make_repo(env.dir.path());
+    env.write_config(&config(&env, &tag, &format!("source = \"file://{}\"\nref = \"no-such-branch\"", repo.display())));
+    env.agent(&["run", "--once"]).expect(1);
+    let state = env.state();
+    assert_eq!(state["error"]["step"], "workspace");
+    let cause = state["error"]["cause"].as_str().unwrap();
+    assert!(cause.contains("no-such-branch"), "{cause}");
+    assert!(!env.path("handson").exists(), "nothing written");
+}
+
+/// A gzipped tarball of `dir`'s contents under one top-level directory, as GitHub serves them.
+fn tarball(dir: &Path) -> Vec<u8> {
+    let out = Command::new("tar")
+        .arg("-C")
+        .arg(dir.parent().unwrap())
+        .args(["-czf", "-"])
+        .arg(dir.file_name().unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    let mut child = Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_string()
+}
+
+#[test]
+fn a_tarball_workspace_is_verified_before_anything_is_written() {
+    let mut env = Env::new("ws-tar");
+    let tag = format!("{}:latest", env.name);
+    env.images.push(tag.clone());
+    let materials = env.path("imagesearchhandson-0123abc");
+    write_materials(&materials);
+    let good = tarball(&materials);
+    // An archive that would write outside the workspace.
+    let evil_dir = env.path("evil");
+    std::fs::create_dir_all(&evil_dir).unwrap();
+    std::fs::write(evil_dir.join("x"), "x").unwrap();
+    let evil = sh(Command::new("python3").args([
+        "-c",
+        "import io, sys, tarfile\nb = io.BytesIO()\nt = tarfile.open(fileobj=b, mode='w:gz')\n\
+         i = tarfile.TarInfo('../escaped.txt'); d = b'pwned'; i.size = len(d); t.addfile(i, io.BytesIO(d))\n\
+         t.close(); sys.stdout.write(b.getvalue().hex())",
+    ]));
+    let evil = hex_decode(&evil);
+    let server =
+        StaticServer::start(vec![("/good.tar.gz".into(), good.clone()), ("/evil.tar.gz".into(), evil.clone())]);
+
+    // Wrong checksum: a clear error, nothing written.
+    let wrong = "0".repeat(64);
+    env.write_config(&config(&env, &tag, &format!("source = \"{}/good.tar.gz\"\nsha256 = \"{wrong}\"", server.url)));
+    env.agent(&["run", "--once"]).expect(1);
+    let state = env.state();
+    assert_eq!(state["error"]["step"], "workspace");
+    let cause = state["error"]["cause"].as_str().unwrap();
+    assert!(cause.contains(&wrong) && cause.contains(&sha256(&good)), "names both checksums: {cause}");
+    assert!(!env.path("handson").exists(), "nothing written");
+
+    // An archive escaping the workspace: refused, nothing written.
+    env.write_config(&config(
+        &env,
+        &tag,
+        &format!("source = \"{}/evil.tar.gz\"\nsha256 = \"{}\"", server.url, sha256(&evil)),
+    ));
+    env.agent(&["run", "--once"]).expect(1);
+    let cause = env.state()["error"]["cause"].as_str().unwrap().to_string();
+    assert!(cause.contains("../escaped.txt"), "{cause}");
+    assert!(
+        !env.path("handson").exists()
+            && !env.path("escaped.txt").exists()
+            && !env.dir.path().join("../escaped.txt").exists()
+    );
+
+    // The right checksum: fetched (the top directory stripped), built, mounted.
+    env.write_config(&config(
+        &env,
+        &tag,
+        &format!("source = \"{}/good.tar.gz\"\nsha256 = \"{}\"", server.url, sha256(&good)),
+    ));
+    env.agent(&["run", "--once"]).expect(0);
+    assert!(env.path("handson/Dockerfile").exists());
+    let (code, body) = contents(&env, "GET", &format!("{MOUNT}/hello.ipynb"), None);
+    assert_eq!(code, 200, "{body}");
+}
+
+fn hex_decode(s: &str) -> Vec<u8> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+}
