@@ -1,0 +1,276 @@
+//! The first boot of an instance, played on this machine: the rendered user
+//! data runs as root with this host's paths; a local HTTP server serves the
+//! release bundle, another plays the ROS wait-condition endpoint, a third the
+//! ECS metadata service; the agent fetches the materials from a local git
+//! repository, builds the notebook image from them (FROM the local Jupyter
+//! image) and converges against the real engine.
+//!
+//! The user data installs into /usr/local/bin, writes /etc/jupyter-agent and
+//! runs a container named `notebook` on port 8888, as on an instance: the
+//! tests here run one at a time and clean up after themselves.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use common::ros::FakeRos;
+use common::{docker, get_status, sh, split_url, FakeMetadata, StaticServer};
+
+/// One boot at a time: they share the host's paths.
+static BOOT: Mutex<()> = Mutex::new(());
+
+const BIN_DIR: &str = "/usr/local/bin";
+
+/// The release bundle: from `JA_RELEASE_DIR` (scripts/test builds it with
+/// scripts/release), else packed here from this build's binaries.
+fn bundle(dir: &Path) -> Vec<u8> {
+    if let Ok(release) = std::env::var("JA_RELEASE_DIR") {
+        let tarball = std::fs::read_dir(&release)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().ends_with("-x86_64-linux.tar.gz"))
+            .unwrap_or_else(|| panic!("no release tarball in {release}"));
+        return std::fs::read(tarball).unwrap();
+    }
+    let stage = dir.join("bundle/jupyter-agent-test-x86_64-linux");
+    std::fs::create_dir_all(&stage).unwrap();
+    for bin in ["jupyter-agent", "jupyter-bootstrap"] {
+        std::fs::copy(common::bin(bin), stage.join(bin)).unwrap();
+    }
+    let out = Command::new("tar").arg("-C").arg(dir.join("bundle")).args(["-czf", "-", "."]).output().unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    let mut child =
+        Command::new("sha256sum").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("sha256sum runs");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_string()
+}
+
+/// The hands-on's materials as a git repository: a Dockerfile building on
+/// the local image (serving / so the mount shows in the tree) and a notebook.
+fn materials(dir: &Path, dockerfile_extra: &str) -> PathBuf {
+    let repo = dir.join("materials");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::write(
+        repo.join("Dockerfile"),
+        format!(
+            "FROM {}\n{dockerfile_extra}WORKDIR /\nCMD [\"jupyter-notebook\", \"--ip=0.0.0.0\", \"--port=8888\", \"--allow-root\", \"--no-browser\", \"--notebook-dir=/\"]\n",
+            common::test_image()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        repo.join("imagesearch.ipynb"),
+        r#"{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}"#,
+    )
+    .unwrap();
+    let git = |args: &[&str]| {
+        sh(Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(["-c", "user.name=T", "-c", "user.email=t@example.invalid"])
+            .args(args))
+    };
+    git(&["init", "-q", "-b", "master"]);
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "hands-on"]);
+    repo
+}
+
+/// Everything a boot leaves on the host, removed before and after each test.
+fn clean_host() {
+    let _ = Command::new("pkill")
+        .args(["-TERM", "-f", "jupyter-agent --config /etc/jupyter-agent/config.toml run"])
+        .status();
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = docker(&["rm", "-f", "notebook"]);
+    for p in ["/etc/jupyter-agent", "/var/lib/jupyter-agent", "/var/log/jupyter-agent"] {
+        let _ = std::fs::remove_dir_all(p);
+    }
+    for bin in ["jupyter-agent", "jupyter-bootstrap"] {
+        let _ = std::fs::remove_file(Path::new(BIN_DIR).join(bin));
+    }
+    let _ = std::fs::remove_file("/run/jupyter-agent.sock");
+}
+
+struct Boot {
+    dir: tempfile::TempDir,
+    ros: FakeRos,
+    _meta: FakeMetadata,
+    image: String,
+}
+
+impl Drop for Boot {
+    fn drop(&mut self) {
+        clean_host();
+        let _ = docker(&["rmi", "-f", &self.image]);
+    }
+}
+
+impl Boot {
+    fn new() -> Boot {
+        clean_host();
+        let image = format!("ja-boot-{}:latest", std::process::id());
+        Boot {
+            dir: tempfile::tempdir().unwrap(),
+            ros: FakeRos::start(),
+            _meta: FakeMetadata::start(&[("eipv4", "127.0.0.1")]),
+            image,
+        }
+    }
+
+    /// Renders the user data with these values and runs it under `sh`.
+    fn run(&self, bundle_url: &str, bundle_sha: &str, repo: &Path, wait: &str) -> Output {
+        let render = |pairs: Vec<(&str, String)>| {
+            let mut cmd = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/render-userdata"));
+            cmd.arg("values");
+            for (k, v) in pairs {
+                cmd.arg(format!("{k}={v}"));
+            }
+            sh(&mut cmd)
+        };
+        let script = render(vec![
+            ("BundleUrl", bundle_url.to_string()),
+            ("BundleSha256", bundle_sha.to_string()),
+            ("WaitConditionCurlCli", self.ros.curl_cli()),
+            ("MaterialsSource", format!("file://{}", repo.display())),
+            ("MaterialsRef", "master".into()),
+            ("JupyterImage", self.image.clone()),
+            ("AccessKeyId", "LTAI-test-id".into()),
+            ("AccessKeySecret", "test-secret-value".into()),
+            ("Region", "cn-beijing".into()),
+            ("BucketName", "handson-bucket".into()),
+            ("ImageSearchInstanceName", "imagesearchhandson".into()),
+            ("WaitTimeout", wait.into()),
+        ]);
+        let path = self.dir.path().join("userdata.sh");
+        std::fs::write(&path, script).unwrap();
+        Command::new("sh")
+            .arg(&path)
+            .env("JA_WORKSPACE", self.dir.path().join("imagesearchhandson"))
+            .env("JA_RESULT_FILE", self.dir.path().join("userdata-result.txt"))
+            .env("JA_METADATA_ENDPOINT", &self._meta.url)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn signals(&self) -> Vec<common::ros::Request> {
+        self.ros.wait_for(1, Duration::from_secs(10))
+    }
+}
+
+#[test]
+fn a_first_boot_ends_in_exactly_one_success_whose_url_opens_jupyter() {
+    let _one = BOOT.lock().unwrap_or_else(|e| e.into_inner());
+    let boot = Boot::new();
+    let repo = materials(boot.dir.path(), "");
+    let bundle = bundle(boot.dir.path());
+    let server = StaticServer::start(vec![("/jupyter-agent.tar.gz".into(), bundle.clone())]);
+    let out = boot.run(&format!("{}/jupyter-agent.tar.gz", server.url), &sha256(&bundle), &repo, "10m");
+    assert_eq!(out.status.code(), Some(0), "user data:\n{}", String::from_utf8_lossy(&out.stderr));
+
+    let signals = boot.signals();
+    assert_eq!(signals.len(), 1, "exactly one signal: {signals:?}");
+    assert_eq!(signals[0].field("status"), Some("SUCCESS"));
+    let url = signals[0].field("data").unwrap().to_string();
+    assert!(url.starts_with("http://127.0.0.1:8888/?token="), "the URL names the public address: {url}");
+    let (base, _, token) = split_url(&url);
+    assert_eq!(get_status(&format!("{base}/api/status"), &token), 200, "the signalled URL opens Jupyter");
+    assert_eq!(get_status(&format!("{base}/api/status"), "wrong"), 403);
+
+    // As the hands-on instructions say: tail the result file for the URL.
+    let result = std::fs::read_to_string(boot.dir.path().join("userdata-result.txt")).unwrap();
+    assert_eq!(result.lines().last().unwrap().trim(), url);
+    // The configuration holds the access key: 0600.
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata("/etc/jupyter-agent/config.toml").unwrap().permissions().mode() & 0o777, 0o600);
+    // The materials are mounted where the hands-on put them.
+    let ls = docker(&["exec", "notebook", "ls", "/home/jupyter/jupyter-working"]);
+    assert!(String::from_utf8_lossy(&ls.stdout).contains("imagesearch.ipynb"));
+}
+
+#[test]
+fn a_wrong_checksum_sends_failure_naming_it_and_installs_nothing() {
+    let _one = BOOT.lock().unwrap_or_else(|e| e.into_inner());
+    let boot = Boot::new();
+    let repo = materials(boot.dir.path(), "");
+    let bundle = bundle(boot.dir.path());
+    let server = StaticServer::start(vec![("/b.tar.gz".into(), bundle.clone())]);
+    let wrong = "f".repeat(64);
+    let out = boot.run(&format!("{}/b.tar.gz", server.url), &wrong, &repo, "10m");
+    assert_ne!(out.status.code(), Some(0));
+    let signals = boot.signals();
+    assert_eq!(signals.len(), 1);
+    assert_eq!(signals[0].field("status"), Some("FAILURE"));
+    let reason = signals[0].field("reason").unwrap();
+    assert!(reason.starts_with("verify: "), "{reason}");
+    assert!(reason.contains(&sha256(&bundle)) && reason.contains(&wrong), "names both checksums: {reason}");
+    assert!(!Path::new(BIN_DIR).join("jupyter-agent").exists(), "nothing was installed");
+    assert!(!Path::new("/etc/jupyter-agent").exists());
+}
+
+#[test]
+fn an_unreachable_bundle_sends_failure_after_its_retries() {
+    let _one = BOOT.lock().unwrap_or_else(|e| e.into_inner());
+    let boot = Boot::new();
+    let repo = materials(boot.dir.path(), "");
+    // A loopback port where nothing listens.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let out = boot.run(&format!("http://127.0.0.1:{port}/b.tar.gz"), &"0".repeat(64), &repo, "10m");
+    assert_ne!(out.status.code(), Some(0));
+    let signals = boot.signals();
+    assert_eq!(signals.len(), 1);
+    assert_eq!(signals[0].field("status"), Some("FAILURE"));
+    let reason = signals[0].field("reason").unwrap();
+    assert!(
+        reason.starts_with("download: could not download the bundle") && reason.contains("after 5 attempts"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn an_image_that_cannot_be_prepared_sends_failure_with_the_agents_reason() {
+    let _one = BOOT.lock().unwrap_or_else(|e| e.into_inner());
+    let boot = Boot::new();
+    let repo = materials(boot.dir.path(), "COPY no-such-file /x\n");
+    let bundle = bundle(boot.dir.path());
+    let server = StaticServer::start(vec![("/b.tar.gz".into(), bundle.clone())]);
+    let out = boot.run(&format!("{}/b.tar.gz", server.url), &sha256(&bundle), &repo, "10m");
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let signals = boot.signals();
+    assert_eq!(signals.len(), 1);
+    assert_eq!(signals[0].field("status"), Some("FAILURE"));
+    let reason = signals[0].field("reason").unwrap();
+    assert!(reason.starts_with("image: preparing the image: building"), "{reason}");
+    assert!(reason.contains("no-such-file"), "{reason}");
+}
+
+#[test]
+fn the_user_data_is_posix_sh_that_dash_busybox_and_shellcheck_accept() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../userdata/userdata.sh");
+    let text = std::fs::read_to_string(&script).unwrap();
+    assert!(text.is_ascii(), "plain ASCII only (full-width spaces once broke the original template)");
+    for (what, cmd) in [
+        ("dash", vec!["dash", "-n"]),
+        ("busybox sh", vec!["busybox", "sh", "-n"]),
+        ("shellcheck", vec!["shellcheck", "-s", "sh"]),
+    ] {
+        let out = Command::new(cmd[0]).args(&cmd[1..]).arg(&script).output().unwrap_or_else(|e| {
+            panic!("{what} is needed for this test ({e}); scripts/test installs it from Debian's packages")
+        });
+        assert!(
+            out.status.success(),
+            "{what} refuses userdata.sh:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

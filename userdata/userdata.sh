@@ -1,0 +1,249 @@
+#!/bin/sh
+# User data of the Image Search hands-on instance (ROS template, userdata/).
+# Downloads the jupyter-agent bundle, verifies it, installs it, writes the
+# agent's configuration and starts it, then hands over to jupyter-bootstrap,
+# which tells the ROS wait condition when Jupyter works (or why it does not).
+# Any error before that hand-over sends a FAILURE itself, so that the stack
+# never waits out its timeout for a script that died.
+#
+# POSIX sh (dash, busybox sh). The markers (a name between two pairs of
+# at-signs) are filled in by scripts/render-userdata: with ${Name} for the
+# template's Fn::Sub, or with values for a test.
+
+set -u
+umask 077
+STEP=start
+HANDED_OVER=0
+
+# --- Filled in by the template -------------------------------------------
+BUNDLE_URL=$(cat <<'END_OF_PARAM'
+@@BundleUrl@@
+END_OF_PARAM
+)
+BUNDLE_SHA256=$(cat <<'END_OF_PARAM'
+@@BundleSha256@@
+END_OF_PARAM
+)
+ROS_NOTIFY=$(cat <<'END_OF_PARAM'
+@@WaitConditionCurlCli@@
+END_OF_PARAM
+)
+MATERIALS_SOURCE=$(cat <<'END_OF_PARAM'
+@@MaterialsSource@@
+END_OF_PARAM
+)
+MATERIALS_REF=$(cat <<'END_OF_PARAM'
+@@MaterialsRef@@
+END_OF_PARAM
+)
+JUPYTER_IMAGE=$(cat <<'END_OF_PARAM'
+@@JupyterImage@@
+END_OF_PARAM
+)
+ACCESS_KEY_ID=$(cat <<'END_OF_PARAM'
+@@AccessKeyId@@
+END_OF_PARAM
+)
+ACCESS_KEY_SECRET=$(cat <<'END_OF_PARAM'
+@@AccessKeySecret@@
+END_OF_PARAM
+)
+REGION=$(cat <<'END_OF_PARAM'
+@@Region@@
+END_OF_PARAM
+)
+BUCKET_NAME=$(cat <<'END_OF_PARAM'
+@@BucketName@@
+END_OF_PARAM
+)
+IMAGESEARCH_INSTANCE_NAME=$(cat <<'END_OF_PARAM'
+@@ImageSearchInstanceName@@
+END_OF_PARAM
+)
+WAIT_TIMEOUT=$(cat <<'END_OF_PARAM'
+@@WaitTimeout@@
+END_OF_PARAM
+)
+
+# --- Fixed for the hands-on (the environment may override, for tests) ----
+WORKSPACE=${JA_WORKSPACE:-/root/imagesearchhandson}
+RESULT_FILE=${JA_RESULT_FILE:-/root/userdata-result.txt}
+METADATA_ENDPOINT=${JA_METADATA_ENDPOINT:-http://100.100.100.200}
+BIN_DIR=/usr/local/bin
+CONFIG=/etc/jupyter-agent/config.toml
+LOG_DIR=/var/log/jupyter-agent
+
+say() { printf 'jupyter-userdata: %s\n' "$*" >&2; }
+
+# Sends a ROS signal with the handle's URL and headers (parsed from CurlCli,
+# shell quoting and all), with curl or else wget, retried a few times.
+ros_signal() {
+    status=$1
+    # JSON-safe: no quotes, backslashes or control characters in the reason.
+    reason=$(printf '%s' "$2" | tr -d "\"\\\\" | tr '\n\r\t' '   ' | cut -c1-900)
+    body=$(printf '{"status":"%s","id":"jupyter","reason":"%s"}' "$status" "$reason")
+    # Not eval: the signed URL is often unquoted, and its & would split a command.
+    url=$(printf '%s\n' "$ROS_NOTIFY" | grep -oE "https?://[^'\" ]+" | head -n 1)
+    headers=$(printf '%s\n' "$ROS_NOTIFY" | grep -oE "(-H|--header) ('[^']*'|\"[^\"]*\")" |
+        sed -E "s/^(-H|--header) ['\"]//; s/['\"]\$//")
+    if [ -z "$url" ]; then
+        say "no URL in the wait condition's CurlCli: cannot signal $status"
+        return 1
+    fi
+    n=0
+    while [ $n -lt 5 ]; do
+        n=$((n + 1))
+        if command -v curl >/dev/null 2>&1; then
+            set -- curl -fsS --connect-timeout 10 --max-time 30 -X POST
+            oldifs=$IFS
+            IFS='
+'
+            for h in $headers; do set -- "$@" -H "$h"; done
+            IFS=$oldifs
+            "$@" -d "$body" "$url" >/dev/null && return 0
+        elif command -v wget >/dev/null 2>&1; then
+            set -- wget -q -O /dev/null --timeout=30 --post-data="$body"
+            oldifs=$IFS
+            IFS='
+'
+            for h in $headers; do set -- "$@" --header="$h"; done
+            IFS=$oldifs
+            "$@" "$url" && return 0
+        else
+            say "neither curl nor wget: cannot signal $status"
+            return 1
+        fi
+        sleep $((n * 2))
+    done
+    say "could not deliver the $status signal"
+    return 1
+}
+
+# Any exit before the hand-over is a failure the stack must hear about.
+on_exit() {
+    rc=$?
+    if [ "$HANDED_OVER" != 1 ]; then
+        [ -n "${FAILURE:-}" ] || FAILURE="the user data script stopped (exit code $rc)"
+        say "FAILED at $STEP: $FAILURE"
+        printf '# jupyter-userdata: FAILED at %s: %s\n' "$STEP" "$FAILURE" >>"$RESULT_FILE"
+        ros_signal FAILURE "$STEP: $FAILURE" || true
+    fi
+    [ -n "${TMP:-}" ] && rm -rf "$TMP"
+}
+trap on_exit EXIT
+trap 'FAILURE="interrupted"; exit 130' INT TERM HUP
+
+fail() {
+    FAILURE=$1
+    exit 1
+}
+
+# --- Download ---------------------------------------------------------------
+STEP=download
+TMP=$(mktemp -d /tmp/jupyter-userdata.XXXXXX) || fail "cannot create a temporary directory"
+if command -v curl >/dev/null 2>&1; then
+    curl -fsSL --retry 5 --retry-delay 2 --retry-connrefused --connect-timeout 10 --max-time 600 \
+        -o "$TMP/bundle.tar.gz" "$BUNDLE_URL" ||
+        fail "could not download the bundle $BUNDLE_URL after 5 attempts"
+elif command -v wget >/dev/null 2>&1; then
+    wget -q --tries=5 --waitretry=2 --retry-connrefused --timeout=30 -O "$TMP/bundle.tar.gz" "$BUNDLE_URL" ||
+        fail "could not download the bundle $BUNDLE_URL after 5 attempts"
+else
+    fail "neither curl nor wget is installed"
+fi
+
+# --- Verify before anything is unpacked or run ------------------------------
+STEP=verify
+actual=$(sha256sum "$TMP/bundle.tar.gz" | cut -d' ' -f1)
+expected=$(printf '%s' "$BUNDLE_SHA256" | tr 'A-F' 'a-f')
+[ "$actual" = "$expected" ] ||
+    fail "the bundle's SHA-256 checksum is $actual, the template expects $expected; nothing was installed"
+
+# --- Install ------------------------------------------------------------------
+STEP=install
+mkdir -p "$TMP/bundle" || fail "cannot create $TMP/bundle"
+tar -xzf "$TMP/bundle.tar.gz" -C "$TMP/bundle" || fail "cannot unpack the bundle"
+for bin in jupyter-agent jupyter-bootstrap; do
+    found=$(find "$TMP/bundle" -type f -name "$bin" | head -n 1)
+    [ -n "$found" ] || fail "the bundle holds no $bin"
+    if ! { mkdir -p "$BIN_DIR" && cp "$found" "$BIN_DIR/$bin.new" && chmod 0755 "$BIN_DIR/$bin.new" &&
+        mv -f "$BIN_DIR/$bin.new" "$BIN_DIR/$bin"; }; then
+        fail "cannot install $BIN_DIR/$bin"
+    fi
+done
+
+# --- Configure ----------------------------------------------------------------
+STEP=configure
+# TOML literal strings take anything but a single quote or a line break.
+for value in "$MATERIALS_SOURCE" "$MATERIALS_REF" "$JUPYTER_IMAGE" "$ACCESS_KEY_ID" "$ACCESS_KEY_SECRET" \
+    "$REGION" "$BUCKET_NAME" "$IMAGESEARCH_INSTANCE_NAME"; do
+    case $value in
+        *"'"* | *'
+'*) fail "a template parameter holds a single quote or a line break, which the configuration cannot take" ;;
+    esac
+done
+case $MATERIALS_REF in
+    sha256:*) materials_key="sha256 = '${MATERIALS_REF#sha256:}'" ;;
+    *) materials_key="ref = '$MATERIALS_REF'" ;;
+esac
+mkdir -p "$(dirname "$CONFIG")" || fail "cannot create $(dirname "$CONFIG")"
+# umask 077: the file (which holds the access key) is 0600.
+cat >"$CONFIG" <<EOF || fail "cannot write $CONFIG"
+# Written by the hands-on's user data; see jupyter-agent --help.
+state_dir = "/var/lib/jupyter-agent"
+log_dir = "$LOG_DIR"
+
+[docker]
+ping_timeout = "5m"
+
+[workspace]
+source = '$MATERIALS_SOURCE'
+$materials_key
+path = '$WORKSPACE'
+env_file = "env"
+
+[workspace.env]
+# The names the hands-on's notebooks read (its repository's env file).
+ACCESS_KEY_ID = '$ACCESS_KEY_ID'
+ACCESS_KEY_SECRET = '$ACCESS_KEY_SECRET'
+REGION = '$REGION'
+BUCKET_NAME = '$BUCKET_NAME'
+IMAGESEARCH_INSTANCE_NAME = '$IMAGESEARCH_INSTANCE_NAME'
+
+[image]
+tag = '$JUPYTER_IMAGE'
+
+[image.build]
+context = "workspace"
+
+[container]
+name = "notebook"
+user = "root"
+volumes = ["workspace:/home/jupyter/jupyter-working"]
+publish = "0.0.0.0:8888"
+restart = "unless-stopped"
+
+[jupyter]
+ready_timeout = "30m"
+url_host = "auto"
+metadata_endpoint = "$METADATA_ENDPOINT"
+EOF
+chmod 0600 "$CONFIG"
+
+# --- Start the agent ------------------------------------------------------------
+STEP=start
+if [ -d /run/systemd/system ]; then
+    "$BIN_DIR/jupyter-agent" --config "$CONFIG" install || fail "jupyter-agent install failed"
+else
+    # No systemd (a container, a minimal image): the agent in the background.
+    mkdir -p "$LOG_DIR"
+    nohup "$BIN_DIR/jupyter-agent" --config "$CONFIG" run >>"$LOG_DIR/agent.log" 2>&1 </dev/null &
+fi
+
+# --- Hand over: jupyter-bootstrap signals ROS from here on ----------------------
+STEP="wait"
+HANDED_OVER=1
+rm -rf "$TMP"
+TMP=
+exec "$BIN_DIR/jupyter-bootstrap" wait --timeout "$WAIT_TIMEOUT" \
+    --result-file "$RESULT_FILE" --ros-notify "$ROS_NOTIFY"
