@@ -76,7 +76,7 @@ pub enum Command {
         #[arg(long)]
         once: bool,
     },
-    /// Wait until Jupyter is ready (exit 0) or the converge failed (exit 1).
+    /// Wait until Jupyter is ready (exit 0) or the converge failed (exit 1); waits for a starting agent too.
     #[command(after_help = EXIT_CODES)]
     Wait {
         /// How long to wait: seconds, or a duration such as 10m.
@@ -213,6 +213,16 @@ pub fn main() -> ExitCode {
     })
 }
 
+/// The value of a `Result<T, u8>`, or return its exit code (the error is already reported).
+macro_rules! or_exit {
+    ($result:expr) => {
+        match $result {
+            Ok(value) => value,
+            Err(code) => return code,
+        }
+    };
+}
+
 fn fail(code: u8, msg: impl std::fmt::Display) -> u8 {
     eprintln!("jupyter-agent: {msg}");
     code
@@ -228,10 +238,7 @@ fn run(config_path: &std::path::Path, once: bool) -> u8 {
         Err(e @ state::LockError::Busy { .. }) => return fail(exit::LOCKED, e),
         Err(e) => return fail(exit::FAILED, e),
     };
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
+    let rt = or_exit!(runtime());
     rt.block_on(async {
         // Revisions go on from the last run's, so that they only ever grow.
         let mut seed = State::new();
@@ -301,10 +308,7 @@ fn install_docker(config_path: &std::path::Path, dry_run: bool, root: Option<&st
         );
     }
     let chrooted = root != std::path::Path::new("/");
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
+    let rt = or_exit!(runtime());
     if dry_run {
         return match rt.block_on(di::dry_run(&cfg, root)) {
             Ok(text) => {
@@ -367,18 +371,9 @@ fn fetch_state(rt: &tokio::runtime::Runtime, cfg: &Config, show_token: bool) -> 
 }
 
 fn print_one(config_path: &std::path::Path, json: bool, key: &str, pick: impl Fn(&State) -> Option<String>) -> u8 {
-    let cfg = match lenient_config(config_path) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    let state = match fetch_state(&rt, &cfg, true) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
+    let cfg = or_exit!(lenient_config(config_path));
+    let rt = or_exit!(runtime());
+    let state = or_exit!(fetch_state(&rt, &cfg, true));
     match (state.phase, pick(&state)) {
         (Phase::Ready, Some(v)) if json => {
             println!("{}", serde_json::json!({ key: v }));
@@ -395,18 +390,9 @@ fn print_one(config_path: &std::path::Path, json: bool, key: &str, pick: impl Fn
 }
 
 fn status(config_path: &std::path::Path, json: bool, show_token: bool) -> u8 {
-    let cfg = match lenient_config(config_path) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    let state = match fetch_state(&rt, &cfg, show_token) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
+    let cfg = or_exit!(lenient_config(config_path));
+    let rt = or_exit!(runtime());
+    let state = or_exit!(fetch_state(&rt, &cfg, show_token));
     let mut out = std::io::stdout().lock();
     let _ = if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&state).expect("state serializes"))
@@ -421,14 +407,8 @@ fn status(config_path: &std::path::Path, json: bool, show_token: bool) -> u8 {
 }
 
 fn wait(config_path: &std::path::Path, timeout: std::time::Duration, json: bool) -> u8 {
-    let cfg = match lenient_config(config_path) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
+    let cfg = or_exit!(lenient_config(config_path));
+    let rt = or_exit!(runtime());
     let (state, timed_out) = match rt.block_on(crate::client::wait(&cfg, timeout)) {
         Ok(answer) => answer,
         Err(e) if e.is::<crate::client::Unreachable>() => return fail(exit::NO_STATE, e),
@@ -448,14 +428,8 @@ fn wait(config_path: &std::path::Path, timeout: std::time::Duration, json: bool)
 }
 
 fn logs(config_path: &std::path::Path, follow: bool, lines: u64, json: bool) -> u8 {
-    let cfg = match lenient_config(config_path) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
+    let cfg = or_exit!(lenient_config(config_path));
+    let rt = or_exit!(runtime());
     let mut print = |line: &str| {
         let mut out = std::io::stdout().lock();
         let _ = if json { writeln!(out, "{}", serde_json::json!({ "line": line })) } else { writeln!(out, "{line}") };
@@ -508,10 +482,7 @@ fn workspace_config(config_path: &std::path::Path) -> Result<(Config, crate::con
 }
 
 fn workspace_status(config_path: &std::path::Path, json: bool) -> u8 {
-    let (cfg, w) = match workspace_config(config_path) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+    let (cfg, w) = or_exit!(workspace_config(config_path));
     let record = match crate::workspace::pending(&cfg.state_dir) {
         Ok(Some(r)) => r,
         Ok(None) => {
@@ -557,14 +528,8 @@ fn workspace_status(config_path: &std::path::Path, json: bool) -> u8 {
 }
 
 fn workspace_reset(config_path: &std::path::Path) -> u8 {
-    let (cfg, w) = match workspace_config(config_path) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
+    let (cfg, w) = or_exit!(workspace_config(config_path));
+    let rt = or_exit!(runtime());
     match rt.block_on(crate::workspace::reset(&w, &cfg.state_dir)) {
         Ok(reset) => {
             println!(
@@ -580,14 +545,8 @@ fn workspace_reset(config_path: &std::path::Path) -> u8 {
 }
 
 fn doctor(config_path: &std::path::Path, json: bool) -> u8 {
-    let cfg = match lenient_config(config_path) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
+    let cfg = or_exit!(lenient_config(config_path));
+    let rt = or_exit!(runtime());
     let state = rt.block_on(crate::client::state(&cfg, true)).ok().map(|(s, _)| s);
     let checks = rt.block_on(crate::doctor::run(&cfg, state.as_ref()));
     if json {

@@ -67,17 +67,32 @@ struct WaitAnswer {
 }
 
 /// Waits until the converge is ready or failed, at most `timeout`; returns
-/// the state and whether the wait timed out. Without a running agent, the
-/// state file answers only when it is already final.
+/// the state and whether the wait timed out. While no agent answers yet (it
+/// may be starting) it looks again with a short backoff; a final state file
+/// answers at once.
 pub async fn wait(cfg: &Config, timeout: Duration) -> Result<(State, bool)> {
-    let Some(client) = agent(cfg).await else {
-        let Some(s) = state::load(&cfg.state_file())? else { return Err(unreachable(cfg).into()) };
-        if matches!(s.phase, state::Phase::Ready | state::Phase::Failed) {
-            return Ok((s.redacted(), false));
-        }
-        return Err(unreachable(cfg).into());
-    };
     let deadline = tokio::time::Instant::now() + timeout;
+    let mut delay = Duration::from_millis(50);
+    let client = loop {
+        if let Some(client) = agent(cfg).await {
+            break client;
+        }
+        let saved = state::load(&cfg.state_file())?;
+        if let Some(s) = &saved {
+            if matches!(s.phase, state::Phase::Ready | state::Phase::Failed) {
+                return Ok((s.redacted(), false));
+            }
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return match saved {
+                Some(s) => Ok((s.redacted(), true)),
+                None => Err(unreachable(cfg).into()),
+            };
+        }
+        tokio::time::sleep(delay.min(deadline - now)).await;
+        delay = (delay * 2).min(Duration::from_secs(1));
+    };
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now()).as_secs().min(3600);
         let answer: WaitAnswer = client

@@ -58,16 +58,18 @@ impl<'a> Converger<'a> {
             exit_code = jupyter::exit_code(docker, &c.id).await;
             log_tail = jupyter::log_tail(docker, &c.id).await;
         }
-        let failure = self.rec.fail(fallback_step, cause, exit_code, log_tail);
+        let failure = self.rec.failure(fallback_step, cause, exit_code, log_tail);
         error!(step = %failure.step, exit_code = ?exit_code, "converge failed: {}", failure.cause);
         for line in &failure.log_tail {
             error!(step = %failure.step, "container log: {line}");
         }
+        // The result file first: whoever sees the published state may read it at once.
         if let Some(path) = &self.cfg.result_file {
             if let Err(e) = result_file::write(path, &result_file::failed_text(&failure, Utc::now())) {
                 warn!("{e:#}");
             }
         }
+        self.rec.record_failure(failure.clone());
         failure
     }
 
@@ -144,6 +146,10 @@ impl<'a> Converger<'a> {
 
         let host = url::resolve_host(&cfg.jupyter.url_host, &cfg.jupyter.metadata_endpoint).await;
         let login = url::login_url(&host, c.host_port, &proven.path, &proven.token);
+        // The result file first: whoever sees the published state may read it at once.
+        if let Some(path) = &cfg.result_file {
+            result_file::write(path, &result_file::ready_text(&login, Utc::now()))?;
+        }
         self.rec.state.ready(JupyterState {
             url: login.clone(),
             token: proven.token.clone(),
@@ -152,9 +158,6 @@ impl<'a> Converger<'a> {
             proven_at: proven.proven_at,
         });
         self.rec.save();
-        if let Some(path) = &cfg.result_file {
-            result_file::write(path, &result_file::ready_text(&login, Utc::now()))?;
-        }
         info!(url = %redact(&login), "Jupyter is ready (jupyter-agent url prints the URL with its token)");
         Ok(())
     }

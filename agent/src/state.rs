@@ -336,12 +336,23 @@ impl<'a> Recorder<'a> {
         self.save();
     }
 
+    /// The failure of the running step (or of `fallback` when none runs),
+    /// not yet recorded: see [`Recorder::record_failure`].
+    pub fn failure(&self, fallback: &str, cause: String, exit_code: Option<i64>, log_tail: Vec<String>) -> Failure {
+        let step = self.state.running_step().map_or_else(|| fallback.to_string(), |s| s.name.clone());
+        Failure { step, cause: redact(&cause), exit_code, log_tail }
+    }
+
+    /// Records `failure` as the state's and publishes it.
+    pub fn record_failure(&mut self, failure: Failure) {
+        self.state.fail(failure);
+        self.save();
+    }
+
     /// Records a failure of the running step (or of `fallback` when none runs).
     pub fn fail(&mut self, fallback: &str, cause: String, exit_code: Option<i64>, log_tail: Vec<String>) -> Failure {
-        let step = self.state.running_step().map_or_else(|| fallback.to_string(), |s| s.name.clone());
-        let failure = Failure { step, cause: redact(&cause), exit_code, log_tail };
-        self.state.fail(failure.clone());
-        self.save();
+        let failure = self.failure(fallback, cause, exit_code, log_tail);
+        self.record_failure(failure.clone());
         failure
     }
 }
