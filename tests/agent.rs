@@ -4,7 +4,6 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{docker, get_status, inspect, split_url, Env, FakeMetadata};
@@ -198,33 +197,13 @@ fn a_second_agent_is_refused_while_the_first_converges() {
     let env = Env::new("lock");
     env.write_config(&env.base_config(""));
     // Without --once the agent stays in the foreground, holding the lock.
-    let mut first = Command::new(common::bin("jupyter-agent"))
-        .arg("--config")
-        .arg(env.config_path())
-        .args(["run"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let run = env.agent(&["status", "--json"]);
-        if run.code == 0 && run.stdout.contains("\"phase\": \"ready\"") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the first agent never got ready");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let mut first = common::ForegroundAgent::start(&env);
+    env.agent(&["wait", "--timeout", "90s"]).expect(0);
     let second = env.agent(&["run", "--once"]).expect(5);
     assert!(second.stderr.contains(&format!("another jupyter-agent (pid {})", first.id())), "{}", second.stderr);
-    nix_kill(first.id());
-    let status = first.wait().unwrap();
+    let status = first.stop();
     assert!(status.success(), "SIGTERM stops the foreground agent cleanly: {status:?}");
     env.agent(&["run", "--once"]).expect(0);
-}
-
-fn nix_kill(pid: u32) {
-    assert!(Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap().success());
 }
 
 #[test]

@@ -6,27 +6,11 @@
 
 mod common;
 
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::ros::FakeRos;
-use common::{get_status, split_url, Env};
-
-fn agent(env: &Env) -> Child {
-    Command::new(common::bin("jupyter-agent"))
-        .arg("--config")
-        .arg(env.config_path())
-        .arg("run")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-fn stop(mut child: Child) {
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    let _ = child.wait();
-}
+use common::{get_status, split_url, Env, ForegroundAgent};
 
 fn bootstrap(env: &Env, args: &[&str]) -> Output {
     Command::new(common::bin("jupyter-bootstrap"))
@@ -59,9 +43,9 @@ fn a_converge_delivers_one_success_whose_url_opens_jupyter() {
                 .unwrap()
         }
     });
-    let child = agent(&env);
+    let agent = ForegroundAgent::start(&env);
     let out = waiter.join().unwrap();
-    stop(child);
+    drop(agent);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
 
@@ -84,9 +68,9 @@ fn a_failing_converge_delivers_one_failure_with_the_reason() {
         &env.base_config("command = [\"sh\", \"-c\", \"echo kernel-panic-in-notebook >&2; exit 7\"]\nrestart = \"no\""),
     );
     let ros = FakeRos::start();
-    let child = agent(&env);
+    let agent = ForegroundAgent::start(&env);
     let out = bootstrap(&env, &["--timeout", "3m", "--ros-notify", &ros.curl_cli()]);
-    stop(child);
+    drop(agent);
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
     let requests = ros.wait_for(1, Duration::from_secs(5));
     assert_eq!(requests.len(), 1);

@@ -6,40 +6,10 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{docker, get_status, split_url, Env};
-
-/// `jupyter-agent run` in the foreground, stopped (SIGTERM) when dropped.
-struct Agent(Child);
-
-impl Agent {
-    fn start(env: &Env) -> Agent {
-        let child = Command::new(common::bin("jupyter-agent"))
-            .arg("--config")
-            .arg(env.config_path())
-            .arg("run")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        Agent(child)
-    }
-
-    fn stop(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
-        self.0.wait().unwrap()
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            self.stop();
-        }
-    }
-}
+use common::{docker, get_status, split_url, Env, ForegroundAgent as Agent};
 
 fn curl(socket: &Path, path: &str) -> Output {
     Command::new("curl")

@@ -69,6 +69,7 @@ END_OF_PARAM
 WORKSPACE=${JA_WORKSPACE:-/root/imagesearchhandson}
 RESULT_FILE=${JA_RESULT_FILE:-/root/userdata-result.txt}
 METADATA_ENDPOINT=${JA_METADATA_ENDPOINT:-http://100.100.100.200}
+PUBLISH=${JA_PUBLISH:-0.0.0.0:8888}
 BIN_DIR=/usr/local/bin
 CONFIG=/etc/jupyter-agent/config.toml
 LOG_DIR=/var/log/jupyter-agent
@@ -220,7 +221,7 @@ context = "workspace"
 name = "notebook"
 user = "root"
 volumes = ["workspace:/home/jupyter/jupyter-working"]
-publish = "0.0.0.0:8888"
+publish = "$PUBLISH"
 restart = "unless-stopped"
 
 [jupyter]

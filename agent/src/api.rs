@@ -242,12 +242,7 @@ async fn logs(shared: &Shared, q: &HashMap<String, String>) -> Answer {
     let quick = DockerConfig { ping_timeout: Duration::from_secs(3), ..shared.docker.clone() };
     let docker =
         crate::engine::connect(&quick).await.map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")))?;
-    let options = bollard::query_parameters::LogsOptionsBuilder::new()
-        .stdout(true)
-        .stderr(true)
-        .follow(follow)
-        .tail(&tail.to_string())
-        .build();
+    let options = crate::jupyter::logs_options(tail, follow);
     let mut assembler = LineAssembler::new();
     let stream = docker.logs(&id, Some(options)).filter_map(move |item| {
         let out = match item {

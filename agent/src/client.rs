@@ -141,12 +141,7 @@ pub async fn logs(cfg: &Config, tail: u64, follow: bool, out: &mut dyn FnMut(&st
         ..cfg.docker.clone()
     })
     .await?;
-    let options = bollard::query_parameters::LogsOptionsBuilder::new()
-        .stdout(true)
-        .stderr(true)
-        .follow(follow)
-        .tail(&tail.to_string())
-        .build();
+    let options = crate::jupyter::logs_options(tail, follow);
     let mut stream = docker.logs(&c.id, Some(options));
     let mut assembler = crate::token::LineAssembler::new();
     while let Some(item) = stream.next().await {

@@ -217,10 +217,15 @@ async fn prove(
     }
 }
 
+/// Both streams of the container's log: the last `tail` lines, and with
+/// `follow` whatever comes after.
+pub fn logs_options(tail: u64, follow: bool) -> bollard::query_parameters::LogsOptions {
+    LogsOptionsBuilder::new().stdout(true).stderr(true).follow(follow).tail(&tail.to_string()).build()
+}
+
 /// The container's last lines (tokens redacted), for failure reports.
 pub async fn log_tail(docker: &Docker, container: &str) -> Vec<String> {
-    let options = LogsOptionsBuilder::new().stdout(true).stderr(true).tail(&LOG_TAIL_LINES.to_string()).build();
-    let mut stream = docker.logs(container, Some(options));
+    let mut stream = docker.logs(container, Some(logs_options(LOG_TAIL_LINES as u64, false)));
     let mut lines = LineAssembler::new();
     let mut out: VecDeque<String> = VecDeque::new();
     while let Some(Ok(item)) = stream.next().await {

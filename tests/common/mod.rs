@@ -139,6 +139,41 @@ impl Run {
     }
 }
 
+/// `jupyter-agent run` in the foreground for `env`, stopped with SIGTERM when dropped.
+pub struct ForegroundAgent(std::process::Child);
+
+impl ForegroundAgent {
+    pub fn start(env: &Env) -> ForegroundAgent {
+        let child = Command::new(bin("jupyter-agent"))
+            .arg("--config")
+            .arg(env.config_path())
+            .arg("run")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("jupyter-agent starts");
+        ForegroundAgent(child)
+    }
+
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// SIGTERM, then its exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        self.0.wait().expect("the agent exits")
+    }
+}
+
+impl Drop for ForegroundAgent {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            self.stop();
+        }
+    }
+}
+
 /// Splits a login URL into (base `http://host:port`, path, token).
 pub fn split_url(url: &str) -> (String, String, String) {
     let (before, token) = url.split_once("?token=").expect("URL has a token");
@@ -151,6 +186,22 @@ pub fn split_url(url: &str) -> (String, String, String) {
 pub fn get_status(url: &str, token: &str) -> u16 {
     let client = reqwest::blocking::Client::builder().no_proxy().build().unwrap();
     client.get(url).header("Authorization", format!("token {token}")).send().map(|r| r.status().as_u16()).unwrap_or(0)
+}
+
+/// Reads one request's line and headers (lowercased) from a test server's connection.
+fn read_request(stream: &std::net::TcpStream) -> Option<(String, Vec<String>)> {
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line).ok()?;
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
+            break;
+        }
+        headers.push(h.trim().to_ascii_lowercase());
+    }
+    Some((request_line, headers))
 }
 
 /// An HTTP server on 127.0.0.1 playing the ECS metadata service in hardened
@@ -174,19 +225,7 @@ impl FakeMetadata {
             const SESSION: &str = "session-token-1";
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { return };
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut request_line = String::new();
-                if reader.read_line(&mut request_line).is_err() {
-                    continue;
-                }
-                let mut headers = Vec::new();
-                loop {
-                    let mut h = String::new();
-                    if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
-                        break;
-                    }
-                    headers.push(h.trim().to_ascii_lowercase());
-                }
+                let Some((request_line, headers)) = read_request(&stream) else { continue };
                 log.lock().unwrap().push(request_line.trim().to_string());
                 let mut parts = request_line.split_whitespace();
                 let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
@@ -233,17 +272,7 @@ impl StaticServer {
         thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { return };
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut request_line = String::new();
-                if reader.read_line(&mut request_line).is_err() {
-                    continue;
-                }
-                loop {
-                    let mut h = String::new();
-                    if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
-                        break;
-                    }
-                }
+                let Some((request_line, _)) = read_request(&stream) else { continue };
                 let path = request_line.split_whitespace().nth(1).unwrap_or("").to_string();
                 match files.iter().find(|(p, _)| *p == path) {
                     Some((_, body)) => {
