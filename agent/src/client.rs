@@ -38,16 +38,20 @@ pub async fn agent(cfg: &Config) -> Option<reqwest::Client> {
 
 /// The state, from the running agent or else from the state file.
 pub async fn state(cfg: &Config, show_token: bool) -> Result<(State, Source)> {
-    if let Some(client) = agent(cfg).await {
-        let state = client
+    // One request: the answer itself tells whether an agent runs (a stale
+    // socket file refuses the connection), so no separate probe.
+    let asked = match reqwest::Client::builder().unix_socket(cfg.socket.as_path()).build() {
+        Ok(client) if cfg.socket.exists() => client
             .get(format!("http://localhost/v1/status?show_token={show_token}"))
+            .timeout(Duration::from_secs(5))
             .send()
             .await
-            .and_then(|r| r.error_for_status())
-            .context("asking the agent for its status")?
-            .json::<State>()
-            .await
-            .context("reading the agent's status")?;
+            .ok()
+            .filter(|r| r.status().is_success()),
+        _ => None,
+    };
+    if let Some(resp) = asked {
+        let state = resp.json::<State>().await.context("reading the agent's status")?;
         return Ok((state, Source::Agent));
     }
     match state::load(&cfg.state_file())? {
