@@ -1,0 +1,378 @@
+//! Git sources: the `git` command line run without the user's configuration,
+//! the clone (retried when the failure is transient), resolving a branch, tag
+//! or commit, and checking it out.
+
+use std::ffi::OsStr;
+use std::io;
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+
+use super::credentials::redact_text;
+use super::fetch::{seconds, with_retry, Attempt, FetchError};
+use super::staging::{publish, remove_tree, Staging};
+
+const CLONE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// `git rev-parse` and `git checkout` on the clone.
+const LOCAL_GIT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// Environment variables that would point git at another repository or configuration.
+const GIT_ENV_REMOVED: &[&str] = &[
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_COMMON_DIR",
+    "GIT_NAMESPACE",
+    "GIT_CONFIG",
+    "GIT_CONFIG_PARAMETERS",
+    "GIT_CONFIG_COUNT",
+    "SSH_ASKPASS",
+    "LANGUAGE",
+];
+/// Configuration for every git command, so that nothing of the user's (helpers, hooks, prompts) takes part.
+const GIT_CONFIG: &[&str] = &[
+    "credential.helper=",
+    "core.askPass=",
+    "core.hooksPath=/dev/null",
+    "advice.detachedHead=false",
+    // A transfer slower than 1 kB/s for a minute is a stall: give up (and retry) long before the timeout.
+    "http.lowSpeedLimit=1000",
+    "http.lowSpeedTime=60",
+];
+
+/// The `git` command line, for one repository URL.
+pub(super) struct Git<'a> {
+    pub(super) program: &'a str,
+    /// The URL as given, credentials included: only ever an argument of git.
+    pub(super) raw_url: &'a str,
+    /// The URL for messages and logs.
+    pub(super) url: &'a str,
+}
+
+enum GitFailure {
+    Timeout,
+    Fatal(FetchError),
+}
+
+pub(super) async fn fetch_git(
+    git: &Git<'_>,
+    reference: &str,
+    staging: &Staging,
+    dest: &Path,
+    deadline: Instant,
+) -> Result<String, FetchError> {
+    let url = git.url;
+    if git.raw_url.is_empty() {
+        return Err(anyhow!("no repository URL given").into());
+    }
+    if reference.is_empty() {
+        return Err(anyhow!("no branch, tag or commit given for {url}").into());
+    }
+    if reference.starts_with('-') || reference.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(anyhow!("`{reference}` is not a branch, tag or commit name (for {url})").into());
+    }
+    let repo = staging.dir.join("repo");
+    with_retry(deadline, "cloning the repository", url, || git.clone_into(&repo)).await?;
+    let (commit, branch) = match git.resolve(&repo, reference, deadline).await? {
+        Some(found) => found,
+        None => return Err(FetchError::UnknownRef { url: url.to_string(), reference: reference.to_string() }),
+    };
+    let checkout: Vec<String> = match &branch {
+        // A branch stays a branch (tracking its remote one) so that participants can pull.
+        Some(name) => {
+            vec!["checkout".into(), "--quiet".into(), "-B".into(), name.clone(), format!("refs/remotes/origin/{name}")]
+        }
+        None => vec!["checkout".into(), "--quiet".into(), "--detach".into(), commit.clone()],
+    };
+    git.check(&repo, &checkout, LOCAL_GIT_TIMEOUT).await?;
+    let head = git.check(&repo, &["rev-parse".into(), "HEAD".into()], LOCAL_GIT_TIMEOUT).await?;
+    let head = String::from_utf8_lossy(&head.stdout).trim().to_string();
+    if head != commit {
+        return Err(anyhow!("after checking out {commit} from {url}, HEAD is {head}").into());
+    }
+    publish(&repo, dest)?;
+    Ok(commit)
+}
+
+impl Git<'_> {
+    /// Runs git; `Ok` whatever its exit status, which the caller judges.
+    async fn run(&self, cwd: Option<&Path>, args: &[&OsStr], timeout: Duration) -> Result<Output, GitFailure> {
+        let mut command = tokio::process::Command::new(self.program);
+        for setting in GIT_CONFIG {
+            command.arg("-c").arg(setting);
+        }
+        command.args(args);
+        if let Some(dir) = cwd {
+            command.current_dir(dir);
+        }
+        for name in GIT_ENV_REMOVED {
+            command.env_remove(name);
+        }
+        command
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_ASKPASS", "")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("LC_ALL", "C");
+        if std::env::var_os("GIT_SSH_COMMAND").is_none() && std::env::var_os("GIT_SSH").is_none() {
+            command.env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes");
+        }
+        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+        let child = command.spawn().map_err(|e| {
+            GitFailure::Fatal(if e.kind() == io::ErrorKind::NotFound {
+                anyhow!(
+                    "the `git` command was not found; install git (`apt-get install git`) to fetch the workspace from {}",
+                    self.url
+                )
+                .into()
+            } else {
+                anyhow!(e).context("starting `git`").into()
+            })
+        })?;
+        match tokio::time::timeout(timeout, child.wait_with_output()).await {
+            Ok(Ok(output)) => Ok(output),
+            Ok(Err(e)) => Err(GitFailure::Fatal(anyhow!(e).context("waiting for `git`").into())),
+            Err(_) => Err(GitFailure::Timeout),
+        }
+    }
+
+    /// Runs git in the clone; its exit status must be 0.
+    async fn check(&self, repo: &Path, args: &[String], timeout: Duration) -> Result<Output, FetchError> {
+        let shown = format!("git {}", args.join(" "));
+        let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+        match self.run(Some(repo), &args, timeout).await {
+            Ok(output) if output.status.success() => Ok(output),
+            Ok(output) => Err(anyhow!("{}", self.failure(&shown, &output)).into()),
+            Err(GitFailure::Timeout) => Err(anyhow!("`{shown}` did not finish within {}", seconds(timeout)).into()),
+            Err(GitFailure::Fatal(e)) => Err(e),
+        }
+    }
+
+    /// `git clone --no-checkout` into `repo`, replacing what an earlier attempt left.
+    async fn clone_into(&self, repo: &Path) -> Result<(), Attempt> {
+        remove_tree(repo);
+        let shown = format!("git clone {}", self.url);
+        let args = ["clone", "--no-checkout", "--quiet", "--", self.raw_url].map(OsStr::new);
+        let args = [&args[..], &[repo.as_os_str()]].concat();
+        match self.run(None, &args, CLONE_TIMEOUT).await {
+            Ok(output) if output.status.success() => Ok(()),
+            Ok(output) => Err(Attempt {
+                transient: is_transient_git(&String::from_utf8_lossy(&output.stderr)),
+                error: anyhow!("{}", self.failure(&shown, &output)).into(),
+            }),
+            Err(GitFailure::Timeout) => {
+                Err(Attempt::transient(anyhow!("`{shown}` did not finish within {}", seconds(CLONE_TIMEOUT))))
+            }
+            Err(GitFailure::Fatal(e)) => Err(Attempt::permanent(e)),
+        }
+    }
+
+    /// The commit `reference` names (a tag, then a branch, then anything `git rev-parse` takes, as git
+    /// itself ranks them), and the branch when it is one; `None` when the repository has no such thing.
+    async fn resolve(
+        &self,
+        repo: &Path,
+        reference: &str,
+        deadline: Instant,
+    ) -> Result<Option<(String, Option<String>)>, FetchError> {
+        let candidates =
+            [(format!("refs/tags/{reference}"), false), (format!("refs/remotes/origin/{reference}"), true)];
+        for (name, is_branch) in candidates {
+            if let Some(commit) = self.commit_of(repo, &name).await? {
+                return Ok(Some((commit, is_branch.then(|| reference.to_string()))));
+            }
+        }
+        if let Some(commit) = self.commit_of(repo, reference).await? {
+            return Ok(Some((commit, None)));
+        }
+        // A full commit id on no branch or tag: servers such as GitHub's hand out any commit they hold.
+        if is_full_commit_id(reference) && self.fetch_commit(repo, reference, deadline).await? {
+            return Ok(self.commit_of(repo, reference).await?.map(|c| (c, None)));
+        }
+        Ok(None)
+    }
+
+    async fn commit_of(&self, repo: &Path, name: &str) -> Result<Option<String>, FetchError> {
+        let spec = format!("{name}^{{commit}}");
+        let args = ["rev-parse", "--verify", "--quiet", &spec].map(OsStr::new);
+        match self.run(Some(repo), &args, LOCAL_GIT_TIMEOUT).await {
+            Ok(output) if output.status.success() => {
+                Ok(Some(String::from_utf8_lossy(&output.stdout).trim().to_string()))
+            }
+            // --verify --quiet: 1 for "no such object", and for an ambiguous abbreviation.
+            Ok(output) if output.status.code() == Some(1) => Ok(None),
+            Ok(output) => Err(anyhow!("{}", self.failure(&format!("git rev-parse --verify {spec}"), &output)).into()),
+            Err(GitFailure::Timeout) => {
+                Err(anyhow!("`git rev-parse` did not finish within {}", seconds(LOCAL_GIT_TIMEOUT)).into())
+            }
+            Err(GitFailure::Fatal(e)) => Err(e),
+        }
+    }
+
+    /// Asks the server for one commit; `false` when it will not hand it out.
+    async fn fetch_commit(&self, repo: &Path, commit: &str, deadline: Instant) -> Result<bool, FetchError> {
+        let args = &["fetch", "--quiet", "origin", commit].map(OsStr::new);
+        with_retry(deadline, "fetching the commit", self.url, || async move {
+            let args = &args[..];
+            match self.run(Some(repo), args, CLONE_TIMEOUT).await {
+                Ok(output) if output.status.success() => Ok(true),
+                Ok(output) if is_transient_git(&String::from_utf8_lossy(&output.stderr)) => Err(Attempt::transient(
+                    anyhow!("{}", self.failure(&format!("git fetch {} {commit}", self.url), &output)),
+                )),
+                Ok(_) => Ok(false),
+                Err(GitFailure::Timeout) => {
+                    Err(Attempt::transient(anyhow!("`git fetch` did not finish within {}", seconds(CLONE_TIMEOUT))))
+                }
+                Err(GitFailure::Fatal(e)) => Err(Attempt::permanent(e)),
+            }
+        })
+        .await
+    }
+
+    /// "`git clone URL` failed (exit status: 128): fatal: ..." with credentials removed.
+    fn failure(&self, shown: &str, output: &Output) -> String {
+        let mut stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        if self.raw_url != self.url {
+            stderr = stderr.replace(self.raw_url, self.url);
+        }
+        let lines: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        let tail = lines[lines.len().saturating_sub(5)..].join("; ");
+        let tail = if tail.is_empty() { "no message".to_string() } else { redact_text(&tail) };
+        format!("`{shown}` failed ({}): {tail}", output.status)
+    }
+}
+
+fn is_full_commit_id(reference: &str) -> bool {
+    matches!(reference.len(), 40 | 64) && reference.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Whether git's message (in the C locale) looks like the network, worth another try.
+fn is_transient_git(stderr: &str) -> bool {
+    const PATTERNS: &[&str] = &[
+        "could not resolve host",
+        "couldn't resolve host",
+        "temporary failure in name resolution",
+        "failed to connect",
+        "couldn't connect",
+        "could not connect",
+        "connection",
+        "timed out",
+        "operation too slow",
+        "network is unreachable",
+        "early eof",
+        "the remote end hung up",
+        "rpc failed",
+        "returned error: 5",
+        "returned error: 408",
+        "returned error: 429",
+        "gnutls",
+        "ssl_connect",
+        "ssl_read",
+    ];
+    let stderr = stderr.to_ascii_lowercase();
+    PATTERNS.iter().any(|p| stderr.contains(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use std::fs;
+
+    use crate::workspace::fetch::{fetch, fetch_with, Source};
+    use crate::workspace::test_support::{destination, git, message, names, repository, BUDGET};
+
+    #[tokio::test]
+    async fn git_checks_out_branches_tags_and_commits() {
+        let repo = repository();
+        let file_url = format!("file://{}", repo.path.display());
+        let path_url = repo.path.display().to_string();
+        // (reference, url, commit, a.txt, b.txt present, the branch checked out)
+        let cases = [
+            ("workshop", &file_url, &repo.workshop, "one\n", true, Some("workshop")),
+            ("main", &path_url, &repo.two, "two\n", false, Some("main")),
+            ("v1", &file_url, &repo.one, "one\n", false, None),
+            (repo.two.as_str(), &file_url, &repo.two, "two\n", false, None),
+            (&repo.two[..7], &path_url, &repo.two, "two\n", false, None),
+            (&repo.workshop[..10], &file_url, &repo.workshop, "one\n", true, None),
+        ];
+        for (reference, url, commit, a, has_b, branch) in cases {
+            let (tmp, dest) = destination();
+            let source = Source::Git { url: url.clone(), reference: reference.to_string() };
+
+            let identity = fetch(&source, &dest, BUDGET).await.unwrap();
+
+            assert_eq!(&identity, commit, "{reference}");
+            assert_eq!(fs::read_to_string(dest.join("a.txt")).unwrap(), a, "{reference}");
+            assert_eq!(dest.join("b.txt").exists(), has_b, "{reference}");
+            assert!(dest.join(".git").is_dir(), "{reference}: .git kept");
+            assert_eq!(git(&dest, &["rev-parse", "HEAD"]), *commit, "{reference}");
+            assert_eq!(git(&dest, &["status", "--porcelain"]), "", "{reference}: a clean checkout");
+            let head = git(&dest, &["rev-parse", "--symbolic-full-name", "HEAD"]);
+            assert_eq!(head, branch.map_or("HEAD".to_string(), |b| format!("refs/heads/{b}")), "{reference}");
+            assert_eq!(names(&tmp.path().join("home")), ["work"], "{reference}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unknown_git_reference_leaves_nothing() {
+        let repo = repository();
+        let url = format!("file://{}", repo.path.display());
+        for reference in ["no-such-branch", "0123456789abcdef0123456789abcdef01234567", "v2"] {
+            let (tmp, dest) = destination();
+            let source = Source::Git { url: url.clone(), reference: reference.into() };
+
+            let err = fetch(&source, &dest, BUDGET).await.unwrap_err();
+
+            assert!(matches!(err, FetchError::UnknownRef { .. }), "{err:?}");
+            assert_eq!(err.to_string(), format!("the repository {url} has no branch, tag or commit `{reference}`"));
+            assert!(!dest.exists());
+            assert_eq!(names(&tmp.path().join("home")), Vec::<String>::new());
+        }
+    }
+
+    #[tokio::test]
+    async fn git_failures_are_explained() {
+        let (tmp, dest) = destination();
+        let missing = tmp.path().join("no-repo");
+        let source = Source::Git { url: missing.display().to_string(), reference: "main".into() };
+
+        let err = message(fetch(&source, &dest, BUDGET).await.unwrap_err());
+        assert_eq!(
+            err,
+            format!(
+                "`git clone {0}` failed (exit status: 128): fatal: repository '{0}' does not exist",
+                missing.display()
+            )
+        );
+
+        let err = message(fetch_with("/nonexistent/bin/git", &source, &dest, BUDGET).await.unwrap_err());
+        assert_eq!(
+            err,
+            format!(
+                "the `git` command was not found; install git (`apt-get install git`) to fetch the workspace from {}",
+                missing.display()
+            )
+        );
+        assert_eq!(names(&tmp.path().join("home")), Vec::<String>::new());
+    }
+
+    #[test]
+    fn transient_git_failures() {
+        let cases = [
+            ("fatal: unable to access 'https://h/r/': Could not resolve host: h", true),
+            ("fatal: unable to access 'https://h/r/': Failed to connect to h port 443: Connection refused", true),
+            ("error: RPC failed; curl 56 GnuTLS recv error (-9)", true),
+            ("fatal: unable to access 'https://h/r/': The requested URL returned error: 503", true),
+            ("remote: Repository not found.\nfatal: repository 'https://h/r/' not found", false),
+            ("fatal: Authentication failed for 'https://h/r/'", false),
+            ("fatal: could not read Username for 'https://h': terminal prompts disabled", false),
+        ];
+        for (stderr, transient) in cases {
+            assert_eq!(is_transient_git(stderr), transient, "{stderr}");
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! Tarball sources: the download over http(s) (retried when the failure is
+//! transient), the sha256 check, and the unpacking once the entry guard has
+//! passed every entry.
+
+use std::fs;
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use super::credentials::{redact_text, redact_url};
+use super::entries::{check_entries, list_entries};
+use super::fetch::{with_retry, Attempt, FetchError};
+use super::staging::{publish, Staging};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A whole download; materials can be a few hundred MB on a slow link.
+const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// A transfer that stalls this long is given up (and retried), long before the whole timeout.
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// How much of an error page goes into a message.
+const ERROR_BODY_CHARS: usize = 200;
+const USER_AGENT: &str = concat!("jupyter-agent/", env!("CARGO_PKG_VERSION"));
+
+pub(super) async fn fetch_tarball(
+    raw_url: &str,
+    sha256: &str,
+    staging: &Staging,
+    dest: &Path,
+    deadline: Instant,
+) -> Result<String, FetchError> {
+    let url = redact_url(raw_url);
+    let expected = sha256.to_ascii_lowercase();
+    if expected.len() != 64 || !expected.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(anyhow!("the sha256 of {url} must be 64 hexadecimal digits, not {sha256:?}").into());
+    }
+    let scheme = raw_url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    if !matches!(scheme.as_deref(), Some("http" | "https")) {
+        return Err(anyhow!("cannot download {url}: a tarball is fetched over http:// or https:// only").into());
+    }
+    let client = http_client()?;
+    let download = staging.dir.join("download");
+    let actual =
+        with_retry(deadline, "downloading the tarball", &url, || download_once(&client, raw_url, &url, &download))
+            .await?;
+    if actual != expected {
+        return Err(FetchError::Checksum { url, expected, actual });
+    }
+    let tree = staging.dir.join("tree");
+    let root = tokio::task::spawn_blocking(move || unpack_checked(&download, &tree, &url))
+        .await
+        .context("unpacking the tarball")??;
+    publish(&root, dest)?;
+    Ok(actual)
+}
+
+fn http_client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .read_timeout(READ_TIMEOUT)
+        .timeout(DOWNLOAD_TIMEOUT)
+        .build()
+        .context("building the HTTP client")
+}
+
+/// Downloads into `path` (replacing what an earlier attempt left), returning the sha256 of what was written.
+async fn download_once(client: &reqwest::Client, raw_url: &str, url: &str, path: &Path) -> Result<String, Attempt> {
+    // reqwest names the URL, credentials and all, in its messages: drop it and name the redacted one.
+    let failed = |e: reqwest::Error| Attempt {
+        transient: !(e.is_builder() || e.is_redirect()),
+        error: anyhow!(e.without_url()).context(format!("downloading {url}")).into(),
+    };
+    let mut response = client.get(raw_url).send().await.map_err(failed)?;
+    let status = response.status();
+    if !status.is_success() {
+        let transient = status.is_server_error()
+            || status == reqwest::StatusCode::REQUEST_TIMEOUT
+            || status == reqwest::StatusCode::TOO_MANY_REQUESTS;
+        // The start of the error page, which often says why.
+        let mut page = Vec::new();
+        while page.len() < 4 * ERROR_BODY_CHARS {
+            match response.chunk().await {
+                Ok(Some(chunk)) => page.extend_from_slice(&chunk),
+                _ => break,
+            }
+        }
+        let page = String::from_utf8_lossy(&page);
+        let body: String =
+            page.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(ERROR_BODY_CHARS).collect();
+        let message = if body.is_empty() {
+            format!("downloading {url}: the server answered {status}")
+        } else {
+            format!("downloading {url}: the server answered {status}: {}", redact_text(&body))
+        };
+        return Err(Attempt { error: anyhow!(message).into(), transient });
+    }
+    let write_failed = |e: io::Error| Attempt::permanent(anyhow!(e).context(format!("writing {}", path.display())));
+    let mut file = tokio::fs::File::create(path).await.map_err(write_failed)?;
+    let mut hasher = Sha256::new();
+    while let Some(chunk) = response.chunk().await.map_err(failed)? {
+        hasher.update(&chunk);
+        file.write_all(&chunk).await.map_err(write_failed)?;
+    }
+    file.flush().await.map_err(write_failed)?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Checks every entry of the archive, then unpacks it into `tree`; returns the directory to publish
+/// (the single top-level directory of a GitHub-style archive, or `tree`).
+fn unpack_checked(archive: &Path, tree: &Path, url: &str) -> Result<PathBuf, FetchError> {
+    let listed = list_entries(archive).with_context(|| format!("reading the tarball from {url}"))?;
+    check_entries(&listed)?;
+    fs::create_dir(tree).with_context(|| format!("creating {}", tree.display()))?;
+    fs::set_permissions(tree, fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("setting the mode of {}", tree.display()))?;
+    let mut unpacker =
+        tar::Archive::new(open_archive(archive).with_context(|| format!("reading {}", archive.display()))?);
+    // Modes are kept without the setuid, setgid and sticky bits; files belong to the agent's user.
+    unpacker.set_preserve_permissions(false);
+    unpacker.set_preserve_ownerships(false);
+    unpacker.set_unpack_xattrs(false);
+    unpacker.unpack(tree).with_context(|| format!("unpacking the tarball from {url}"))?;
+    Ok(single_top_dir(tree).with_context(|| format!("listing {}", tree.display()))?)
+}
+
+/// The archive's reader: gzip by its magic bytes, else plain tar.
+pub(super) fn open_archive(path: &Path) -> io::Result<Box<dyn Read>> {
+    let mut file = fs::File::open(path)?;
+    let mut magic = Vec::with_capacity(2);
+    (&mut file).take(2).read_to_end(&mut magic)?;
+    file.seek(SeekFrom::Start(0))?;
+    Ok(if magic == [0x1f, 0x8b] {
+        Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(BufReader::new(file))))
+    } else {
+        Box::new(BufReader::new(file))
+    })
+}
+
+/// GitHub-style archives hold one top-level directory (`repo-<sha>/`): its contents are the materials.
+fn single_top_dir(tree: &Path) -> io::Result<PathBuf> {
+    let entries = fs::read_dir(tree)?.collect::<io::Result<Vec<_>>>()?;
+    match entries.as_slice() {
+        [only] if only.file_type()?.is_dir() => Ok(only.path()),
+        _ => Ok(tree.to_path_buf()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use std::os::unix::fs::MetadataExt;
+    use std::process::Command;
+    use std::sync::atomic::Ordering;
+
+    use crate::workspace::fetch::{fetch, Source};
+    use crate::workspace::test_support::{
+        destination, gzip, message, names, repository, serve, sha256_hex, tar_bytes, Item, BUDGET,
+    };
+
+    fn mode(path: &Path) -> u32 {
+        fs::symlink_metadata(path).unwrap().mode() & 0o7777
+    }
+
+    #[tokio::test]
+    async fn a_github_style_tarball_is_retried_verified_and_stripped_of_its_top_directory() {
+        let archive = gzip(&tar_bytes(&[
+            Item::GlobalPax,
+            Item::Dir("repo-0123abc/"),
+            Item::File("repo-0123abc/README.md", b"hello\n", 0o644),
+            Item::Dir("repo-0123abc/bin/"),
+            Item::File("repo-0123abc/bin/run.sh", b"#!/bin/sh\necho hi\n", 0o755),
+            Item::File("repo-0123abc/bin/setuid", b"x", 0o6755),
+            Item::Symlink("repo-0123abc/docs", "README.md"),
+            Item::Symlink("repo-0123abc/bin/readme", "../README.md"),
+            Item::HardLink("repo-0123abc/copy.md", "repo-0123abc/README.md"),
+        ]));
+        let sha = sha256_hex(&archive);
+        let server = serve(vec![(503, b"busy".to_vec()), (200, archive)]);
+        let (tmp, dest) = destination();
+        // The expected sha256 is compared without regard to case.
+        let source = Source::Tarball { url: format!("{}/materials.tgz", server.base), sha256: sha.to_uppercase() };
+
+        let identity = fetch(&source, &dest, BUDGET).await.unwrap();
+
+        assert_eq!(identity, sha);
+        assert_eq!(server.hits.load(Ordering::SeqCst), 2, "one 503, then the tarball");
+        assert_eq!(names(&dest), ["README.md", "bin", "copy.md", "docs"]);
+        assert_eq!(fs::read_to_string(dest.join("README.md")).unwrap(), "hello\n");
+        assert_eq!(fs::read_to_string(dest.join("copy.md")).unwrap(), "hello\n");
+        assert_eq!(fs::read_to_string(dest.join("bin/readme")).unwrap(), "hello\n");
+        assert_eq!(fs::read_link(dest.join("docs")).unwrap(), Path::new("README.md"));
+        assert_eq!(mode(&dest.join("README.md")), 0o644);
+        assert_eq!(mode(&dest.join("bin/run.sh")), 0o755);
+        assert_eq!(mode(&dest.join("bin/setuid")), 0o755, "setuid and setgid dropped");
+        assert_eq!(names(&tmp.path().join("home")), ["work"], "no staging left beside the destination");
+    }
+
+    #[tokio::test]
+    async fn archives_without_a_single_top_directory_are_kept_as_they_are() {
+        let cases: &[(&str, bool, &[Item], &[&str])] = &[
+            (
+                "plain tar, two top entries",
+                false,
+                &[Item::File("a.txt", b"a", 0o644), Item::Dir("b/")],
+                &["a.txt", "b"],
+            ),
+            ("gzip, one top file", true, &[Item::File("only.txt", b"o", 0o600)], &["only.txt"]),
+            (
+                "gzip, ./ prefixed",
+                true,
+                &[Item::Dir("./"), Item::File("./x/y.txt", b"y", 0o644), Item::File("./z", b"z", 0o644)],
+                &["x", "z"],
+            ),
+        ];
+        for (name, gzipped, items, expected) in cases {
+            let tar = tar_bytes(items);
+            let archive = if *gzipped { gzip(&tar) } else { tar };
+            let sha = sha256_hex(&archive);
+            let server = serve(vec![(200, archive)]);
+            let (_tmp, dest) = destination();
+            let source = Source::Tarball { url: format!("{}/m.tar", server.base), sha256: sha.clone() };
+            assert_eq!(fetch(&source, &dest, BUDGET).await.unwrap(), sha, "{name}");
+            assert_eq!(names(&dest), *expected, "{name}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_wrong_checksum_writes_nothing() {
+        let archive = gzip(&tar_bytes(&[Item::File("a.txt", b"a", 0o644)]));
+        let actual = sha256_hex(&archive);
+        let server = serve(vec![(200, archive)]);
+        let (tmp, dest) = destination();
+        let expected = "0".repeat(64);
+        let url = format!("{}/m.tgz", server.base);
+        let source = Source::Tarball { url: url.clone(), sha256: expected.clone() };
+
+        let err = fetch(&source, &dest, BUDGET).await.unwrap_err();
+
+        assert!(matches!(err, FetchError::Checksum { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!("the tarball at {url} has sha256 {actual}, not the expected {expected}; nothing was written")
+        );
+        assert!(!dest.exists());
+        assert_eq!(names(&tmp.path().join("home")), Vec::<String>::new());
+        assert_eq!(server.hits.load(Ordering::SeqCst), 1, "a checksum mismatch is not retried");
+    }
+
+    #[tokio::test]
+    async fn http_errors_other_than_transient_ones_fail_at_once() {
+        let server = serve(vec![(404, b"<html>\n  no such\n  file\n</html>".to_vec())]);
+        let (tmp, dest) = destination();
+        let url = format!("{}/m.tgz", server.base);
+        let source = Source::Tarball { url: url.clone(), sha256: "a".repeat(64) };
+
+        let err = fetch(&source, &dest, BUDGET).await.unwrap_err();
+
+        assert_eq!(
+            message(err),
+            format!("downloading {url}: the server answered 404 Not Found: <html> no such file </html>")
+        );
+        assert_eq!(server.hits.load(Ordering::SeqCst), 1);
+        assert_eq!(names(&tmp.path().join("home")), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn a_tarball_made_by_git_archive_is_unpacked() {
+        let repo = repository();
+        let output = Command::new("git")
+            .args(["archive", "--format=tar.gz", "--prefix=src-1234567/", "workshop"])
+            .current_dir(&repo.path)
+            .output()
+            .unwrap();
+        assert!(output.status.success());
+        let sha = sha256_hex(&output.stdout);
+        let server = serve(vec![(200, output.stdout)]);
+        let (tmp, dest) = destination();
+        let source = Source::Tarball { url: format!("{}/workshop.tar.gz", server.base), sha256: sha.clone() };
+
+        assert_eq!(fetch(&source, &dest, BUDGET).await.unwrap(), sha);
+        assert_eq!(names(&dest), ["a.txt", "b.txt"]);
+        assert_eq!(fs::read_to_string(dest.join("b.txt")).unwrap(), "workshop\n");
+        assert_eq!(names(&tmp.path().join("home")), ["work"]);
+    }
+}
