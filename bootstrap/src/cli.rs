@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::curl_cli;
 use crate::ros::Target;
 use crate::wait::{Options, RosOptions};
-use crate::{curl_cli, duration};
+use jupyter_proto::duration;
 
 /// Exit codes of `wait`.
 pub mod exit {

@@ -1,5 +1,5 @@
 //! The `CurlCli` attribute of an `ALIYUN::ROS::WaitConditionHandle`: a whole
-//! curl command line (REFERENCE.md section 2), for example
+//! curl command line (docs/ros.md), for example
 //!
 //! ```text
 //! curl -i -X POST -H 'Content-Type: application/json' -H 'Accept: application/json' \
@@ -107,7 +107,8 @@ pub fn parse(cli: &str) -> Result<Target, String> {
             )
         }
         [..] => {
-            let shown: Vec<String> = urls.iter().map(|u| format!("`{}`", crate::ros::without_query(u))).collect();
+            let shown: Vec<String> =
+                urls.iter().map(|u| format!("`{}`", jupyter_proto::redact::without_query(u))).collect();
             return Err(format!("more than one URL in the curl command line: {}", shown.join(", ")));
         }
     };

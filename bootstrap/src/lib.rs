@@ -8,24 +8,16 @@
 //! |---|---|
 //! | [`cli`] | the command line and the exit codes |
 //! | [`wait`] | the runbook: follow the agent, then report: stdout, result file, ROS |
-//! | [`agent`] | the agent's API on its Unix socket: status and the long poll |
-//! | [`state`] | the agent's state document, as read here |
 //! | [`progress`] | the live line on a terminal, plain lines elsewhere |
-//! | [`result_file`] | the legacy `/root/userdata-result.txt` |
 //! | [`ros`] | the wait-condition signal: body, reason, delivery |
 //! | [`curl_cli`] | the handle's `CurlCli` string: URL and headers |
-//! | [`retry`] | the one retry helper: backoff within a budget |
-//! | [`redact`] | no token where it does not belong; bounded text |
-//! | [`duration`] | `600` or `30m` on the command line |
+//!
+//! The state document, the API client, redaction, durations, the result
+//! file's format and the retry helper are `jupyter_proto`'s, shared with
+//! the agent.
 
-pub mod agent;
 pub mod cli;
 pub mod curl_cli;
-pub mod duration;
 pub mod progress;
-pub mod redact;
-pub mod result_file;
-pub mod retry;
 pub mod ros;
-pub mod state;
 pub mod wait;

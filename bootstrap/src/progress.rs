@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use crate::redact::redact;
-use crate::state::{State, Step};
+use jupyter_proto::redact::{bound, redact};
+use jupyter_proto::state::{State, Step, StepStatus};
 
 /// The live line is cut to this many characters: a wrapped line cannot be rewritten in place.
 pub const LIVE_WIDTH: usize = 79;
@@ -20,7 +20,7 @@ pub fn live_line(state: &State, now: DateTime<Utc>) -> String {
         line.push(' ');
         line.push_str(&step.name);
         line.push_str(": ");
-        line.push_str(&step.status);
+        line.push_str(step.status.as_str());
         if let Some(took) = took(step, now) {
             line.push_str(&format!(" ({took})"));
         }
@@ -29,12 +29,12 @@ pub fn live_line(state: &State, now: DateTime<Utc>) -> String {
             line.push_str(detail);
         }
     }
-    fit(&redact(&line), LIVE_WIDTH)
+    bound(&redact(&line), LIVE_WIDTH)
 }
 
 /// The line for the wait before the agent answers.
 pub fn agent_line(socket: &str, waited: Duration) -> String {
-    fit(&format!("[agent] waiting for jupyter-agent at {socket} ({}s)", waited.as_secs()), LIVE_WIDTH)
+    bound(&format!("[agent] waiting for jupyter-agent at {socket} ({}s)", waited.as_secs()), LIVE_WIDTH)
 }
 
 /// One plain line for what changed from `prev` to `next`: the phase and each
@@ -71,9 +71,9 @@ fn step_summary(step: &Step) -> String {
         let took = if ms < 60_000 {
             format!("{:.1}s", ms as f64 / 1000.0)
         } else {
-            crate::duration::show(Duration::from_millis(ms as u64))
+            jupyter_proto::duration::show(Duration::from_millis(ms as u64))
         };
-        s.push_str(if step.status == "failed" { " after " } else { " in " });
+        s.push_str(if step.status == StepStatus::Failed { " after " } else { " in " });
         s.push_str(&took);
     }
     if let Some(detail) = step.detail.as_deref().filter(|d| !d.is_empty()) {
@@ -84,15 +84,11 @@ fn step_summary(step: &Step) -> String {
 
 /// How long a running step has run, in whole seconds (`12s`, `3m 5s`).
 fn took(step: &Step, now: DateTime<Utc>) -> Option<String> {
-    if step.status != "running" {
+    if step.status != StepStatus::Running {
         return None;
     }
     let secs = (now - step.started_at?).num_seconds().max(0) as u64;
-    Some(humantime::format_duration(Duration::from_secs(secs)).to_string().replace(' ', ""))
-}
-
-fn fit(s: &str, width: usize) -> String {
-    crate::redact::bound(s, width)
+    Some(jupyter_proto::duration::show(Duration::from_secs(secs)).replace(' ', ""))
 }
 
 /// Where progress goes and how: live on a terminal, plain lines otherwise.
@@ -209,23 +205,21 @@ mod tests {
     }
 
     fn state(phase: &str, steps: &[(&str, &str, Option<&str>)]) -> State {
-        State {
-            version: 1,
-            revision: 1,
-            phase: phase.into(),
-            steps: steps
-                .iter()
-                .map(|(name, status, detail)| Step {
-                    name: name.to_string(),
-                    status: status.to_string(),
-                    started_at: Some(at("2026-11-27T04:17:00Z")),
-                    ended_at: (*status != "running").then(|| at("2026-11-27T04:17:01.250Z")),
-                    detail: detail.map(Into::into),
-                })
-                .collect(),
-            jupyter: None,
-            error: None,
-        }
+        let mut s = State::new("0.1.0");
+        s.revision = 1;
+        s.phase = phase.to_string().into();
+        s.steps = steps
+            .iter()
+            .map(|(name, status, detail)| Step {
+                name: name.to_string(),
+                phase: s.phase.clone(),
+                status: status.to_string().into(),
+                started_at: Some(at("2026-11-27T04:17:00Z")),
+                ended_at: (*status != "running").then(|| at("2026-11-27T04:17:01.250Z")),
+                detail: detail.map(Into::into),
+            })
+            .collect();
+        s
     }
 
     #[test]

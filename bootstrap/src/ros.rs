@@ -1,4 +1,4 @@
-//! Signals an `ALIYUN::ROS::WaitCondition` (REFERENCE.md section 2): one
+//! Signals an `ALIYUN::ROS::WaitCondition` (docs/ros.md): one
 //! JSON POST to the handle's signed URL. SUCCESS carries the login URL as
 //! `data` (the stack output); FAILURE fails the stack at once with a
 //! `reason` shown in its events, so nobody waits out the wait condition's
@@ -10,14 +10,11 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use reqwest::{StatusCode, Url};
 use serde::Serialize;
 
-use crate::redact::{bound, redact};
-use crate::retry::{self, Policy, Transient};
-use crate::state::Failure;
+use jupyter_proto::redact::{bound, redact, without_query};
+use jupyter_proto::retry::{self, Policy, Transient};
 
 /// ROS shows the reason in the stack's events: keep it readable.
 pub const MAX_REASON: usize = 1000;
-/// How many log lines a FAILURE reason carries.
-pub const REASON_LOG_LINES: usize = 5;
 /// The longest single attempt.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(20);
 pub const FIRST_DELAY: Duration = Duration::from_millis(500);
@@ -76,11 +73,6 @@ fn parse_header(h: &str) -> Result<(HeaderName, HeaderValue), String> {
     Ok((name, value))
 }
 
-/// `scheme://host/path` of a URL, without the query and fragment.
-pub fn without_query(url: &str) -> String {
-    url.split(['?', '#']).next().unwrap_or_default().to_string()
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Status {
@@ -114,21 +106,6 @@ impl Signal {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("a signal serializes")
     }
-}
-
-/// `<step>: <cause>; container exit code N; log: <last lines>`.
-pub fn failure_reason(f: &Failure) -> String {
-    let mut reason = format!("{}: {}", f.step, f.cause);
-    if let Some(code) = f.exit_code {
-        reason.push_str(&format!("; container exit code {code}"));
-    }
-    let lines: Vec<&str> = f.log_tail.iter().map(|l| l.trim()).filter(|l| !l.is_empty()).collect();
-    if !lines.is_empty() {
-        let tail = &lines[lines.len().saturating_sub(REASON_LOG_LINES)..];
-        reason.push_str("; log: ");
-        reason.push_str(&tail.join(" | "));
-    }
-    reason
 }
 
 /// Why one attempt failed.
@@ -171,10 +148,10 @@ pub async fn send(target: &Target, signal: &Signal, budget: Duration) -> Result<
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .map_err(|e| format!("cannot build the HTTP client: {}", crate::agent::chain(&e)))?;
+        .map_err(|e| format!("cannot build the HTTP client: {}", chain(&e)))?;
     let body = signal.to_json();
     let headers = target.header_map();
-    let policy = Policy { first_delay: FIRST_DELAY, max_delay: MAX_DELAY, budget };
+    let policy = Policy::new(FIRST_DELAY, MAX_DELAY, budget);
     let mut attempts = 0u32;
     let result = retry::retry(
         &policy,
@@ -188,7 +165,7 @@ pub async fn send(target: &Target, signal: &Signal, budget: Duration) -> Result<
             attempt(request)
         },
         |e, delay| {
-            eprintln!("jupyter-bootstrap: ROS signal: {e}; retrying in {}", crate::duration::show(delay));
+            eprintln!("jupyter-bootstrap: ROS signal: {e}; retrying in {}", jupyter_proto::duration::show(delay));
         },
     )
     .await;
@@ -206,7 +183,7 @@ pub async fn send(target: &Target, signal: &Signal, budget: Duration) -> Result<
         Err(retry::Error::Exhausted { attempts, last }) => Err(format!(
             "could not deliver the {status} signal to {} within the {} budget ({attempts} attempt{}; last: {})",
             target.shown(),
-            crate::duration::show(budget),
+            jupyter_proto::duration::show(budget),
             if attempts == 1 { "" } else { "s" },
             last.unwrap_or_else(|| "no answer".into()),
         )),
@@ -214,9 +191,10 @@ pub async fn send(target: &Target, signal: &Signal, budget: Duration) -> Result<
 }
 
 async fn attempt(request: reqwest::RequestBuilder) -> Result<(), AttemptError> {
-    let resp = request.send().await.map_err(|e| {
-        AttemptError::Transport(if e.is_timeout() { "no answer in time".into() } else { crate::agent::chain(&e) })
-    })?;
+    let resp = request
+        .send()
+        .await
+        .map_err(|e| AttemptError::Transport(if e.is_timeout() { "no answer in time".into() } else { chain(&e) }))?;
     let status = resp.status();
     if status.is_success() {
         return Ok(());
@@ -225,6 +203,30 @@ async fn attempt(request: reqwest::RequestBuilder) -> Result<(), AttemptError> {
     // A body may echo the request, and with it the URL's token.
     let body = bound(&redact(&body.split_whitespace().collect::<Vec<_>>().join(" ")), 200);
     Err(AttemptError::Status { status, body })
+}
+
+/// An error and its causes on one line, without the URL reqwest adds (its
+/// query holds the signature).
+fn chain(e: &reqwest::Error) -> String {
+    let mut out = String::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        let text = match err.downcast_ref::<reqwest::Error>() {
+            Some(r) => match r.url() {
+                Some(url) => r.to_string().replace(&format!(" for url ({url})"), "").replace(&format!(" ({url})"), ""),
+                None => r.to_string(),
+            },
+            None => err.to_string(),
+        };
+        if !out.ends_with(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+        cur = err.source();
+    }
+    out
 }
 
 #[cfg(test)]
@@ -256,22 +258,6 @@ mod tests {
         let s = Signal::failure("jupyter", &long);
         assert_eq!(s.reason.chars().count(), MAX_REASON);
         assert!(s.reason.ends_with('…') && s.reason.starts_with("token: üü"));
-    }
-
-    #[test]
-    fn a_failure_reason_names_step_cause_code_and_the_last_lines() {
-        let f = Failure {
-            step: "token".into(),
-            cause: "the container stopped".into(),
-            exit_code: Some(3),
-            log_tail: (1..=8).map(|i| format!("line {i}")).chain(["  ".to_string()]).collect(),
-        };
-        assert_eq!(
-            failure_reason(&f),
-            "token: the container stopped; container exit code 3; log: line 4 | line 5 | line 6 | line 7 | line 8"
-        );
-        let bare = Failure { step: "image".into(), cause: "no such image".into(), ..Failure::default() };
-        assert_eq!(failure_reason(&bare), "image: no such image");
     }
 
     #[test]

@@ -7,17 +7,17 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use backon::BackoffBuilder;
 use chrono::Utc;
+use jupyter_proto::client::{AgentError, Client, Until};
+use jupyter_proto::redact::{is_redacted, redact};
+use jupyter_proto::retry::{deadline_after, Policy};
+use jupyter_proto::state::{Failure, State};
+use jupyter_proto::{duration, report};
 use tokio::time::Instant;
 
-use crate::agent::{AgentClient, AgentError};
 use crate::cli::exit;
 use crate::progress::Progress;
-use crate::redact::redact;
 use crate::ros::{self, Signal, Target};
-use crate::state::{Failure, State};
-use crate::{duration, result_file};
 
 /// What `wait` was asked to do (the validated command line).
 #[derive(Debug, Clone)]
@@ -46,16 +46,21 @@ pub enum Outcome {
     Failed(Failure),
     /// The timeout ran out; `last` is the last state seen, `lost` why the
     /// agent was not answering at the end, if it was not.
-    TimedOut { last: State, lost: Option<String> },
+    TimedOut { last: Box<State>, lost: Option<String> },
     /// The timeout ran out before the agent ever answered.
     NeverAppeared { why: Option<String> },
     /// The agent answered something this client cannot use, or may not be asked.
     Broken(String),
 }
 
-/// Backoff while the agent is not there: short, capped at 1 s.
+/// Backoff while the agent is not there: 50 ms at first, at most 1 s with
+/// jitter; the wait's own timeout is its budget.
 const CONNECT_FIRST_DELAY: Duration = Duration::from_millis(50);
-const CONNECT_MAX_DELAY: Duration = Duration::from_secs(1);
+const CONNECT_MAX_DELAY: Duration = Duration::from_millis(500);
+/// The longest long poll asked for: a dead agent is noticed within it.
+pub const MAX_LONG_POLL: Duration = Duration::from_secs(300);
+/// Who asks, in the agent client's messages.
+const PROGRAM: &str = "jupyter-bootstrap";
 
 /// Runs the whole command; returns the exit code.
 pub async fn run(opts: &Options) -> u8 {
@@ -64,22 +69,20 @@ pub async fn run(opts: &Options) -> u8 {
         std::io::stderr().is_terminal() && std::env::var("TERM").map_or(true, |t| t != "dumb")
     };
     let mut progress = Progress::new(std::io::stderr(), live);
-    let outcome = match AgentClient::new(&opts.socket) {
-        Ok(client) => watch(&client, opts.timeout, &mut progress).await,
-        Err(e) => Outcome::Broken(format!("{e:#}")),
-    };
+    let client = Client::new(&opts.socket, PROGRAM);
+    let outcome = watch(&client, opts.timeout, &mut progress).await;
     progress.finish();
     report(opts, &outcome).await
 }
 
 /// Waits for the verdict, showing progress, for at most `timeout`.
-pub async fn watch<W: Write>(client: &AgentClient, timeout: Duration, progress: &mut Progress<W>) -> Outcome {
-    let deadline = Instant::now() + timeout;
+pub async fn watch<W: Write>(client: &Client, timeout: Duration, progress: &mut Progress<W>) -> Outcome {
+    let deadline = deadline_after(timeout);
     let mut lost = None;
     match tokio::time::timeout_at(deadline, follow(client, deadline, progress, &mut lost)).await {
         Ok(outcome) => outcome,
         Err(_) => match progress.last() {
-            Some(last) => Outcome::TimedOut { last: last.clone(), lost },
+            Some(last) => Outcome::TimedOut { last: Box::new(last.clone()), lost },
             None => Outcome::NeverAppeared { why: lost },
         },
     }
@@ -99,19 +102,14 @@ enum Ask {
 /// Follows the state until ready or failed; the caller bounds it in time.
 /// `lost` holds why the agent is not answering, while it is not.
 async fn follow<W: Write>(
-    client: &AgentClient,
+    client: &Client,
     deadline: Instant,
     progress: &mut Progress<W>,
     lost: &mut Option<String>,
 ) -> Outcome {
-    let connect_backoff = || {
-        backon::ExponentialBuilder::default()
-            .with_min_delay(CONNECT_FIRST_DELAY)
-            .with_max_delay(CONNECT_MAX_DELAY)
-            .without_max_times()
-            .build()
-    };
-    let mut backoff = connect_backoff();
+    let connect =
+        Policy::new(CONNECT_FIRST_DELAY, CONNECT_MAX_DELAY, deadline.saturating_duration_since(Instant::now()));
+    let mut backoff = connect.delays();
     let socket = client.socket().display().to_string();
     let mut ask = Ask::Status;
     loop {
@@ -120,7 +118,8 @@ async fn follow<W: Write>(
             Ask::Url => client.status(true).await.map(|s| (s, false)),
             Ask::Change(after) => {
                 let left = deadline.saturating_duration_since(Instant::now());
-                ticking(progress, client.wait_change(after, left)).await.map(|w| (w.state, w.timed_out))
+                let poll = left.clamp(Duration::from_secs(1), MAX_LONG_POLL);
+                ticking(progress, client.wait(Until::Change(after), poll, false)).await.map(|w| (w.state, w.timed_out))
             }
         };
         let (state, timed_out) = match answer {
@@ -137,11 +136,11 @@ async fn follow<W: Write>(
             }
         };
         if lost.take().is_some() {
-            backoff = connect_backoff();
+            backoff = connect.delays();
         }
         if ask == Ask::Url && state.is_ready() {
             return match state.jupyter {
-                Some(j) if !j.url.contains("<redacted>") => Outcome::Ready { url: j.url },
+                Some(j) if !is_redacted(&j.url) => Outcome::Ready { url: j.url },
                 Some(_) => Outcome::Broken("the agent redacted the token although show_token=true was asked".into()),
                 None => Outcome::Broken("the agent is ready but its state has no jupyter.url".into()),
             };
@@ -192,7 +191,7 @@ impl Outcome {
         let socket = opts.socket.display();
         Some(match self {
             Outcome::Ready { .. } => return None,
-            Outcome::Failed(f) => ros::failure_reason(f),
+            Outcome::Failed(f) => report::failure_reason(f),
             Outcome::TimedOut { last, lost } => {
                 let mut r = format!("timeout: Jupyter was not ready after {timeout} (phase {}", last.phase);
                 if let Some(step) = last.current_step() {
@@ -240,12 +239,12 @@ async fn report(opts: &Options, outcome: &Outcome) -> u8 {
     if let Some(path) = &opts.result_file {
         let now = Utc::now();
         let text = match outcome {
-            Outcome::Ready { url } => result_file::ready_text(url, now),
-            Outcome::Failed(f) => result_file::failed_text(f, now),
-            _ => result_file::not_ready_text(&outcome.reason(opts).unwrap_or_default(), now),
+            Outcome::Ready { url } => report::ready_text(PROGRAM, url, now),
+            Outcome::Failed(f) => report::failed_text(PROGRAM, f, now),
+            _ => report::not_ready_text(PROGRAM, &outcome.reason(opts).unwrap_or_default(), now),
         };
-        if let Err(e) = result_file::write(path, &text) {
-            eprintln!("jupyter-bootstrap: {e:#}");
+        if let Err(e) = report::write_result_file(path, &text) {
+            eprintln!("jupyter-bootstrap: {e}");
             code = exit::RESULT_FILE;
         }
     }
@@ -314,11 +313,11 @@ mod tests {
                 Some("image: pull failed"),
             ),
             (
-                Outcome::TimedOut { last: last.clone(), lost: None },
+                Outcome::TimedOut { last: Box::new(last.clone()), lost: None },
                 Some("timeout: Jupyter was not ready after 30m (phase waiting-for-token; token: running)"),
             ),
             (
-                Outcome::TimedOut { last, lost: Some("no socket at /s".into()) },
+                Outcome::TimedOut { last: Box::new(last), lost: Some("no socket at /s".into()) },
                 Some(
                     "timeout: Jupyter was not ready after 30m (phase waiting-for-token; token: running); \
                      the agent stopped answering: no socket at /s",

@@ -1,0 +1,304 @@
+//! The client of the agent's local API (docs/api.md): HTTP/1.1 on a Unix
+//! socket, one connection per request, JSON answers. Both binaries ask the
+//! agent through here: `status`, `token`, `url`, `wait` and `logs` of the
+//! agent's CLI, and `jupyter-bootstrap wait`.
+//!
+//! It is built on hyper's client connection alone (no pool, no resolver, no
+//! TLS), so that a `status` call costs a connect, a write and a read.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
+use tokio::net::UnixStream;
+
+use crate::redact::bound;
+use crate::state::{check_version, State, WaitAnswer};
+
+/// How long the agent may take to answer a plain request.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+/// What a long poll may take beyond the timeout it asked for.
+const LONG_POLL_GRACE: Duration = Duration::from_secs(15);
+/// The API's own cap on a long poll's `timeout` (docs/api.md).
+pub const MAX_LONG_POLL: Duration = Duration::from_secs(3600);
+
+/// Why a request got no usable answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AgentError {
+    /// Not there (yet), or went away: no socket, connection refused, no or a
+    /// cut answer, a 5xx. Worth waiting for.
+    #[error("{0}")]
+    Unavailable(String),
+    /// It answered, but not as docs/api.md says (or we may not ask): waiting
+    /// longer will not help.
+    #[error("{0}")]
+    Broken(String),
+}
+
+/// What a long poll waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    /// The phase is `ready` or `failed`.
+    Ready,
+    /// The revision passes this one.
+    Change(u64),
+}
+
+/// The agent's API on its socket; `program` names the caller in messages.
+#[derive(Debug, Clone)]
+pub struct Client {
+    socket: PathBuf,
+    program: &'static str,
+}
+
+impl Client {
+    pub fn new(socket: &Path, program: &'static str) -> Client {
+        Client { socket: socket.to_path_buf(), program }
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// `GET /v1/status`, with the token only when asked.
+    pub async fn status(&self, show_token: bool) -> Result<State, AgentError> {
+        let body = self.get_bytes(&format!("/v1/status?show_token={show_token}"), REQUEST_TIMEOUT).await?;
+        State::from_json(&body, self.program).map_err(|e| self.broken("/v1/status", &e))
+    }
+
+    /// `GET /v1/wait?until=...&timeout=S`: blocks until the condition holds or
+    /// `timeout` (rounded up to whole seconds, at most [`MAX_LONG_POLL`]) runs out.
+    pub async fn wait(&self, until: Until, timeout: Duration, show_token: bool) -> Result<WaitAnswer, AgentError> {
+        let secs = timeout.min(MAX_LONG_POLL).as_secs_f64().ceil() as u64;
+        let until = match until {
+            Until::Ready => "until=ready".to_string(),
+            Until::Change(after) => format!("until=change&after={after}"),
+        };
+        let path = format!("/v1/wait?{until}&timeout={secs}&show_token={show_token}");
+        let body = self.get_bytes(&path, Duration::from_secs(secs) + LONG_POLL_GRACE).await?;
+        #[derive(serde::Deserialize)]
+        struct Versioned {
+            state: VersionOnly,
+        }
+        #[derive(serde::Deserialize)]
+        struct VersionOnly {
+            version: u32,
+        }
+        let v: Versioned = self.decode(&path, &body)?;
+        check_version(v.state.version, self.program).map_err(|e| self.broken(&path, &e))?;
+        self.decode(&path, &body)
+    }
+
+    /// `GET /v1/logs`: the container's last `tail` lines, and with `follow`
+    /// what comes after, as the body arrives (chunks do not align with lines).
+    pub async fn logs(&self, tail: u64, follow: bool, show_token: bool) -> Result<LogStream, AgentError> {
+        let path = format!("/v1/logs?tail={tail}&follow={follow}&show_token={show_token}");
+        let (status, body) =
+            tokio::time::timeout(REQUEST_TIMEOUT, self.request(&path)).await.map_err(|_| self.timed_out())??;
+        if status.is_success() {
+            return Ok(LogStream { body, what: self.what(&path) });
+        }
+        let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        Err(self.refused(&path, status, &bytes))
+    }
+
+    async fn get_bytes(&self, path: &str, timeout: Duration) -> Result<Bytes, AgentError> {
+        let exchange = async {
+            let (status, body) = self.request(path).await?;
+            let bytes = body
+                .collect()
+                .await
+                .map_err(|e| AgentError::Unavailable(format!("{}: {e}", self.what(path))))?
+                .to_bytes();
+            if status.is_success() {
+                Ok(bytes)
+            } else {
+                Err(self.refused(path, status, &bytes))
+            }
+        };
+        tokio::time::timeout(timeout, exchange).await.map_err(|_| self.timed_out())?
+    }
+
+    /// Connects, sends `GET path`, and returns the status and the body to read.
+    async fn request(&self, path: &str) -> Result<(StatusCode, Incoming), AgentError> {
+        let stream = UnixStream::connect(&self.socket).await.map_err(|e| self.connect_error(&e))?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| AgentError::Unavailable(format!("{}: {e}", self.what(path))))?;
+        // Drives the connection until the body is read; ends with it.
+        tokio::spawn(connection);
+        // The host is ignored on a Unix socket; `localhost` is what curl users write.
+        let request = Request::get(path)
+            .header(hyper::header::HOST, "localhost")
+            .body(Empty::<Bytes>::new())
+            .expect("a valid request");
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| AgentError::Unavailable(format!("{}: {e}", self.what(path))))?;
+        Ok((response.status(), response.into_body()))
+    }
+
+    fn decode<T: DeserializeOwned>(&self, path: &str, body: &[u8]) -> Result<T, AgentError> {
+        serde_json::from_slice(body)
+            .map_err(|e| self.broken(path, &format!("the answer is not the documented JSON: {e}")))
+    }
+
+    fn what(&self, path: &str) -> String {
+        let path = path.split('?').next().unwrap_or(path);
+        format!("GET {path} on {}", self.socket.display())
+    }
+
+    fn broken(&self, path: &str, why: &str) -> AgentError {
+        AgentError::Broken(format!("{}: {why}", self.what(path)))
+    }
+
+    fn timed_out(&self) -> AgentError {
+        AgentError::Unavailable(format!("the agent at {} did not answer in time", self.socket.display()))
+    }
+
+    /// A 5xx is worth waiting for; any other refusal is not.
+    fn refused(&self, path: &str, status: StatusCode, body: &[u8]) -> AgentError {
+        let what = self.what(path);
+        if status.is_server_error() {
+            return AgentError::Unavailable(format!("{what}: {status}: {}", error_message(body)));
+        }
+        AgentError::Broken(format!(
+            "{what}: {status}: {} (is this {} as new as the agent?)",
+            error_message(body),
+            self.program
+        ))
+    }
+
+    /// Sorts a failed connect: nobody there yet (wait), or we may not ask (stop).
+    fn connect_error(&self, e: &io::Error) -> AgentError {
+        let socket = self.socket.display();
+        match e.kind() {
+            io::ErrorKind::NotFound => AgentError::Unavailable(format!("no socket at {socket}")),
+            io::ErrorKind::ConnectionRefused => {
+                AgentError::Unavailable(format!("nobody listens on {socket} (connection refused)"))
+            }
+            io::ErrorKind::PermissionDenied => AgentError::Broken(format!(
+                "permission denied on {socket}: the agent's socket is root's only (mode 0600); run as root"
+            )),
+            _ => AgentError::Unavailable(format!("the agent at {socket}: {e}")),
+        }
+    }
+}
+
+/// The body of `/v1/logs`, chunk by chunk.
+pub struct LogStream {
+    body: Incoming,
+    what: String,
+}
+
+impl LogStream {
+    /// The next chunk of the log, or `None` at its end.
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, AgentError> {
+        loop {
+            match self.body.frame().await {
+                None => return Ok(None),
+                Some(Err(e)) => return Err(AgentError::Unavailable(format!("{}: {e}", self.what))),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        return Ok(Some(data));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The `error` of an `{"error": ...}` answer, else the body itself, short.
+fn error_message(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct ApiError {
+        error: String,
+    }
+    match serde_json::from_slice::<ApiError>(body) {
+        Ok(e) => e.error,
+        Err(_) => bound(String::from_utf8_lossy(body).trim(), 200),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_messages_come_from_the_documented_error_object() {
+        assert_eq!(error_message(br#"{"error": "after: expected a number"}"#), "after: expected a number");
+        assert_eq!(error_message(b"  plain text\n"), "plain text");
+    }
+
+    #[tokio::test]
+    async fn a_missing_socket_is_unavailable_not_broken() {
+        let dir = tempfile::tempdir().unwrap();
+        let client = Client::new(&dir.path().join("agent.sock"), "test");
+        let err = client.status(false).await.unwrap_err();
+        assert!(matches!(&err, AgentError::Unavailable(m) if m.starts_with("no socket at ")), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_socket_nobody_listens_on_is_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.sock");
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        let client = Client::new(&path, "test");
+        let err = client.status(false).await.unwrap_err();
+        assert!(matches!(&err, AgentError::Unavailable(m) if m.contains("connection refused")), "{err:?}");
+    }
+
+    /// A one-shot server that answers every request with `reply`.
+    fn serve_once(path: &Path, reply: &'static str) {
+        let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            conn.write_all(reply.as_bytes()).unwrap();
+        });
+    }
+
+    #[tokio::test]
+    async fn answers_are_sorted_by_what_waiting_can_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            (
+                "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 18\r\n\r\n{\"error\":\"later\"}\n",
+                AgentError::Unavailable(String::new()),
+                "503 Service Unavailable: later",
+            ),
+            (
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 17\r\n\r\n{\"error\":\"gone\"}\n",
+                AgentError::Broken(String::new()),
+                "404 Not Found: gone (is this test as new as the agent?)",
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 16\r\n\r\n{\"version\": 99}\n",
+                AgentError::Broken(String::new()),
+                "version 99, newer than this test understands",
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnope",
+                AgentError::Broken(String::new()),
+                "not a jupyter-agent",
+            ),
+        ];
+        for (i, (reply, kind, want)) in cases.into_iter().enumerate() {
+            let path = dir.path().join(format!("s{i}.sock"));
+            serve_once(&path, reply);
+            let err = Client::new(&path, "test").status(false).await.unwrap_err();
+            assert_eq!(std::mem::discriminant(&err), std::mem::discriminant(&kind), "{err:?}");
+            assert!(err.to_string().contains(want), "{err}");
+            assert!(err.to_string().starts_with("GET /v1/status on "), "{err}");
+        }
+    }
+}

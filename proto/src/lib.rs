@@ -1,0 +1,24 @@
+//! What `jupyter-agent` and `jupyter-bootstrap` share, so that each rule
+//! exists once: the agent writes and serves the state document, the
+//! bootstrap and the agent's own CLI read it.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`state`] | the versioned state document (docs/api.md), its transitions and version check |
+//! | [`client`] | the local API's client: status, long polls and logs over the Unix socket |
+//! | [`redact`] | one set of rules that keep tokens, secrets and credentials out of text |
+//! | [`report`] | the failure in one line, and the hands-on's legacy result file |
+//! | [`duration`] | durations on command lines and in the configuration, bounded |
+//! | [`fs`] | atomic file writes |
+//! | [`retry`] | the one retry helper: exponential backoff within a budget |
+//!
+//! Nothing here links bollard or a TLS stack: `jupyter-bootstrap` depends on
+//! this crate and stays small.
+
+pub mod client;
+pub mod duration;
+pub mod fs;
+pub mod redact;
+pub mod report;
+pub mod retry;
+pub mod state;

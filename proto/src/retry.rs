@@ -1,0 +1,254 @@
+//! The one retry helper: exponential backoff (backon) with a cap on single
+//! delays and jitter, inside a budget that also counts the attempts
+//! themselves, optionally with a cap on the number of attempts. Only errors
+//! that say "try again" are retried; any other ends at once.
+//!
+//! Every retry and reconnect loop of both binaries goes through here, with
+//! its budget named where it is used: [`retry`] for an operation that
+//! succeeds or fails, [`Policy::delays`] for a loop that reconnects for as
+//! long as it runs (the container watch, the bootstrap's wait for the agent).
+
+use std::cell::{Cell, RefCell};
+use std::fmt::Display;
+use std::future::Future;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
+use tokio::time::Instant;
+
+/// Whether an error is worth another attempt.
+pub trait Transient {
+    fn is_transient(&self) -> bool;
+}
+
+/// How to retry: delays that double from `first_delay` up to `max_delay`
+/// (jitter adds up to as much again), all within `budget`, and at most
+/// `max_attempts` attempts when set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    pub first_delay: Duration,
+    pub max_delay: Duration,
+    pub budget: Duration,
+    pub max_attempts: Option<u32>,
+}
+
+impl Policy {
+    pub const fn new(first_delay: Duration, max_delay: Duration, budget: Duration) -> Policy {
+        Policy { first_delay, max_delay, budget, max_attempts: None }
+    }
+
+    /// The same policy, ending after `n` attempts at the latest.
+    pub const fn attempts(self, n: u32) -> Policy {
+        Policy { max_attempts: Some(n), ..self }
+    }
+
+    fn backoff(&self) -> ExponentialBuilder {
+        let b = ExponentialBuilder::default()
+            .with_min_delay(self.first_delay)
+            .with_max_delay(self.max_delay)
+            .with_factor(2.0)
+            .with_jitter();
+        match self.max_attempts {
+            Some(n) => b.with_max_times(n.saturating_sub(1) as usize),
+            None => b.without_max_times(),
+        }
+    }
+
+    /// The delays between attempts, for a loop that reconnects for as long
+    /// as it runs (the budget is the caller's: such loops end on a stop
+    /// signal, not on time). Start a new iterator after a success.
+    pub fn delays(&self) -> impl Iterator<Item = Duration> {
+        let max = self.max_delay * 2;
+        self.backoff().build().chain(std::iter::repeat(max))
+    }
+}
+
+/// How a retried operation ended without success.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Error<E> {
+    /// An error that retrying would not fix.
+    Permanent(E),
+    /// The budget or the attempts ran out; `last` is the last error seen,
+    /// if any attempt ended.
+    Exhausted { attempts: u32, last: Option<String> },
+}
+
+/// Runs `op` until it succeeds, fails for good, or the budget runs out.
+/// `op` receives what is left of the budget, to bound its own attempt;
+/// `on_retry` hears each transient error and the delay before the next try.
+pub async fn retry<T, E, F, Fut>(
+    policy: &Policy,
+    mut op: F,
+    mut on_retry: impl FnMut(&E, Duration),
+) -> Result<T, Error<E>>
+where
+    E: Transient + Display,
+    F: FnMut(Duration) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let deadline = deadline_after(policy.budget);
+    let attempts = Cell::new(0u32);
+    let last = RefCell::new(None::<String>);
+    let attempt = || {
+        attempts.set(attempts.get() + 1);
+        let fut = op(deadline.saturating_duration_since(Instant::now()));
+        let last = &last;
+        async move {
+            let r = fut.await;
+            if let Err(e) = &r {
+                *last.borrow_mut() = Some(e.to_string());
+            }
+            r
+        }
+    };
+    let retried = attempt
+        .retry(policy.backoff())
+        .sleep(tokio::time::sleep)
+        .when(|e: &E| e.is_transient())
+        .notify(|e: &E, delay| on_retry(e, delay));
+    match tokio::time::timeout_at(deadline, retried).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) if !e.is_transient() => Err(Error::Permanent(e)),
+        Ok(Err(e)) => Err(Error::Exhausted { attempts: attempts.get(), last: Some(e.to_string()) }),
+        Err(_) => Err(Error::Exhausted { attempts: attempts.get(), last: last.take() }),
+    }
+}
+
+/// `now + d`, or the far future when that does not fit (it always fits for
+/// durations parsed by [`crate::duration`]).
+pub fn deadline_after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d).unwrap_or_else(|| now + crate::duration::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, Eq)]
+    enum Fake {
+        Again(u32),
+        Stop,
+    }
+
+    impl Transient for Fake {
+        fn is_transient(&self) -> bool {
+            matches!(self, Fake::Again(_))
+        }
+    }
+
+    impl Display for Fake {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{self:?}")
+        }
+    }
+
+    const POLICY: Policy = Policy::new(Duration::from_secs(1), Duration::from_secs(15), Duration::from_secs(300));
+
+    #[test]
+    fn delays_double_up_to_the_cap_with_jitter_at_most_doubling() {
+        let delays: Vec<Duration> = POLICY.delays().take(8).collect();
+        let bases = [1, 2, 4, 8, 15, 15, 15, 15];
+        for (d, base) in delays.iter().zip(bases) {
+            let base = Duration::from_secs(base);
+            assert!(*d >= base && *d <= base * 2, "{delays:?}");
+        }
+        // A policy with few attempts still yields delays for a reconnect loop.
+        assert_eq!(POLICY.attempts(2).delays().take(5).count(), 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn transient_errors_are_retried_until_success() {
+        let mut calls = 0;
+        let mut heard = Vec::new();
+        let r = retry(
+            &POLICY,
+            |_| {
+                calls += 1;
+                let n = calls;
+                async move {
+                    if n < 3 {
+                        Err(Fake::Again(n))
+                    } else {
+                        Ok(n)
+                    }
+                }
+            },
+            |e, _| heard.push(e.to_string()),
+        )
+        .await;
+        assert_eq!(r, Ok(3));
+        assert_eq!(heard, ["Again(1)", "Again(2)"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_permanent_error_ends_at_once() {
+        let start = Instant::now();
+        let mut calls = 0;
+        let r: Result<(), _> = retry(
+            &POLICY,
+            |_| {
+                calls += 1;
+                async { Err(Fake::Stop) }
+            },
+            |_, _| {},
+        )
+        .await;
+        assert_eq!(r, Err(Error::Permanent(Fake::Stop)));
+        assert_eq!(calls, 1);
+        assert!(start.elapsed() < Duration::from_millis(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_budget_bounds_everything_and_keeps_the_last_error() {
+        let start = Instant::now();
+        let policy = Policy { budget: Duration::from_secs(10), ..POLICY };
+        let mut budgets = Vec::new();
+        let r: Result<(), _> = retry(
+            &policy,
+            |left| {
+                budgets.push(left);
+                let n = budgets.len() as u32;
+                async move { Err(Fake::Again(n)) }
+            },
+            |_, _| {},
+        )
+        .await;
+        let Err(Error::Exhausted { attempts, last }) = r else { panic!("{r:?}") };
+        assert!((2..=4).contains(&attempts), "{attempts}");
+        assert_eq!(last, Some(format!("Again({attempts})")));
+        assert_eq!(start.elapsed(), Duration::from_secs(10));
+        assert_eq!(budgets[0], Duration::from_secs(10));
+        assert!(budgets.windows(2).all(|w| w[1] < w[0]), "{budgets:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_attempts_cap_ends_early_with_the_last_error() {
+        let mut calls = 0u32;
+        let r: Result<(), _> = retry(
+            &POLICY.attempts(3),
+            |_| {
+                calls += 1;
+                let n = calls;
+                async move { Err(Fake::Again(n)) }
+            },
+            |_, _| {},
+        )
+        .await;
+        assert_eq!(r, Err(Error::Exhausted { attempts: 3, last: Some("Again(3)".into()) }));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_attempt_that_never_ends_is_cut_at_the_budget() {
+        let start = Instant::now();
+        let policy = Policy { budget: Duration::from_secs(3), ..POLICY };
+        let r: Result<(), Error<Fake>> = retry(&policy, |_| std::future::pending(), |_, _| {}).await;
+        assert_eq!(r, Err(Error::Exhausted { attempts: 1, last: None }));
+        assert_eq!(start.elapsed(), Duration::from_secs(3));
+    }
+
+    #[test]
+    fn deadlines_never_overflow() {
+        let _ = deadline_after(Duration::MAX);
+    }
+}

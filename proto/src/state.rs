@@ -1,0 +1,488 @@
+//! The state document (docs/api.md, "The state document"): where the
+//! converge is, versioned. The agent writes it (its state file, its local
+//! API); the CLI and `jupyter-bootstrap` read it. Readers take what they
+//! know and keep the rest as it came: a phase or step status that a newer
+//! agent adds reads as [`Phase::Other`], shown by name, not refused.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::redact::{redact, MARK};
+
+/// Bumped when a field changes meaning; readers refuse a newer version.
+pub const STATE_VERSION: u32 = 1;
+/// How many log lines a failure keeps.
+pub const LOG_TAIL_LINES: usize = 20;
+
+/// Where the converge is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(from = "String", into = "String")]
+pub enum Phase {
+    #[default]
+    Pending,
+    InstallingDocker,
+    FetchingWorkspace,
+    PreparingImage,
+    StartingContainer,
+    WaitingForToken,
+    Ready,
+    Failed,
+    /// A phase this reader does not know (a newer agent's), by its name.
+    Other(String),
+}
+
+const PHASES: [(Phase, &str); 8] = [
+    (Phase::Pending, "pending"),
+    (Phase::InstallingDocker, "installing-docker"),
+    (Phase::FetchingWorkspace, "fetching-workspace"),
+    (Phase::PreparingImage, "preparing-image"),
+    (Phase::StartingContainer, "starting-container"),
+    (Phase::WaitingForToken, "waiting-for-token"),
+    (Phase::Ready, "ready"),
+    (Phase::Failed, "failed"),
+];
+
+impl Phase {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Phase::Other(name) => name,
+            known => PHASES.iter().find(|(p, _)| p == known).map_or("unknown", |(_, name)| name),
+        }
+    }
+
+    /// `ready` and `failed` end a converge.
+    pub fn is_final(&self) -> bool {
+        matches!(self, Phase::Ready | Phase::Failed)
+    }
+}
+
+impl From<String> for Phase {
+    fn from(name: String) -> Phase {
+        PHASES.iter().find(|(_, n)| *n == name).map_or(Phase::Other(name), |(p, _)| p.clone())
+    }
+}
+
+impl From<Phase> for String {
+    fn from(p: Phase) -> String {
+        p.as_str().to_string()
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum StepStatus {
+    Running,
+    Done,
+    Failed,
+    /// A status this reader does not know, by its name.
+    Other(String),
+}
+
+impl StepStatus {
+    pub fn as_str(&self) -> &str {
+        match self {
+            StepStatus::Running => "running",
+            StepStatus::Done => "done",
+            StepStatus::Failed => "failed",
+            StepStatus::Other(name) => name,
+        }
+    }
+}
+
+impl From<String> for StepStatus {
+    fn from(name: String) -> StepStatus {
+        match name.as_str() {
+            "running" => StepStatus::Running,
+            "done" => StepStatus::Done,
+            "failed" => StepStatus::Failed,
+            _ => StepStatus::Other(name),
+        }
+    }
+}
+
+impl From<StepStatus> for String {
+    fn from(s: StepStatus) -> String {
+        s.as_str().to_string()
+    }
+}
+
+impl std::fmt::Display for StepStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One step of the converge, as it ran.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    /// `engine`, `image`, `container`, `token`, `docker: ...`.
+    pub name: String,
+    #[serde(default)]
+    pub phase: Phase,
+    pub status: StepStatus,
+    #[serde(default)]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub ended_at: Option<DateTime<Utc>>,
+    /// What the step did, in a few words (`reused`, `recreated: configuration changed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ImageState {
+    pub reference: String,
+    /// `pull`, `archive` or `build`.
+    pub source: String,
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Per-layer pull progress, keyed by layer id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub layers: BTreeMap<String, LayerProgress>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LayerProgress {
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContainerState {
+    pub id: String,
+    pub name: String,
+    /// The hash recorded in the container's label.
+    #[serde(default)]
+    pub config_hash: String,
+    /// Docker's own start time of the running container.
+    #[serde(default)]
+    pub started_at: Option<String>,
+    /// The host address and port the Jupyter port is published on.
+    pub host_address: String,
+    pub host_port: u16,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JupyterState {
+    /// The login URL, with the token (`<redacted>` unless asked for).
+    pub url: String,
+    #[serde(default)]
+    pub token: String,
+    /// Where the token came from: `log` or `server-list`.
+    #[serde(default)]
+    pub token_source: String,
+    /// When the agent read the token (to compare with Docker's timestamp of the log line).
+    #[serde(default)]
+    pub token_seen_at: DateTime<Utc>,
+    /// When `/api/status` accepted the token and refused a wrong one.
+    #[serde(default)]
+    pub proven_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    /// The step that failed.
+    pub step: String,
+    /// The error chain, outermost first.
+    pub cause: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i64>,
+    /// The container's last log lines, secrets redacted.
+    #[serde(default)]
+    pub log_tail: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    pub version: u32,
+    /// Grows by one at every change of the document.
+    #[serde(default)]
+    pub revision: u64,
+    pub phase: Phase,
+    #[serde(default)]
+    pub agent_version: String,
+    #[serde(default)]
+    pub started_at: DateTime<Utc>,
+    #[serde(default)]
+    pub updated_at: DateTime<Utc>,
+    #[serde(default)]
+    pub steps: Vec<Step>,
+    /// Present once the image step began.
+    #[serde(default)]
+    pub image: Option<ImageState>,
+    #[serde(default)]
+    pub container: Option<ContainerState>,
+    /// Present only when ready.
+    #[serde(default)]
+    pub jupyter: Option<JupyterState>,
+    /// Present only when failed.
+    #[serde(default)]
+    pub error: Option<Failure>,
+}
+
+/// The answer of `GET /v1/wait`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WaitAnswer {
+    pub timed_out: bool,
+    pub state: State,
+}
+
+impl State {
+    /// A fresh document of this version, `pending`, revision 0.
+    pub fn new(agent_version: &str) -> State {
+        let now = Utc::now();
+        State {
+            version: STATE_VERSION,
+            revision: 0,
+            phase: Phase::Pending,
+            agent_version: agent_version.to_string(),
+            started_at: now,
+            updated_at: now,
+            steps: Vec::new(),
+            image: None,
+            container: None,
+            jupyter: None,
+            error: None,
+        }
+    }
+
+    /// Reads a document, refusing one newer than this reader (`program`,
+    /// named in the message) understands.
+    pub fn from_json(bytes: &[u8], program: &str) -> Result<State, String> {
+        #[derive(Deserialize)]
+        struct Versioned {
+            version: u32,
+        }
+        let v: Versioned =
+            serde_json::from_slice(bytes).map_err(|e| format!("not a jupyter-agent state document: {e}"))?;
+        check_version(v.version, program)?;
+        serde_json::from_slice(bytes).map_err(|e| format!("not a jupyter-agent state document: {e}"))
+    }
+
+    /// Starts a step and moves to its phase.
+    pub fn begin(&mut self, name: &str, phase: Phase) {
+        let now = Utc::now();
+        self.phase = phase.clone();
+        self.updated_at = now;
+        self.steps.push(Step {
+            name: name.to_string(),
+            phase,
+            status: StepStatus::Running,
+            started_at: Some(now),
+            ended_at: None,
+            detail: None,
+        });
+    }
+
+    /// Ends the running step named `name`.
+    pub fn end(&mut self, name: &str, status: StepStatus, detail: Option<String>) {
+        let now = Utc::now();
+        self.updated_at = now;
+        if let Some(step) = self.steps.iter_mut().rev().find(|s| s.name == name && s.status == StepStatus::Running) {
+            step.status = status;
+            step.ended_at = Some(now);
+            if detail.is_some() {
+                step.detail = detail;
+            }
+        }
+    }
+
+    pub fn ready(&mut self, jupyter: JupyterState) {
+        self.phase = Phase::Ready;
+        self.updated_at = Utc::now();
+        self.jupyter = Some(jupyter);
+        self.error = None;
+    }
+
+    /// Marks the converge failed; a step still running is the one that failed.
+    pub fn fail(&mut self, failure: Failure) {
+        self.end(&failure.step.clone(), StepStatus::Failed, None);
+        self.phase = Phase::Failed;
+        self.updated_at = Utc::now();
+        self.jupyter = None;
+        self.error = Some(failure);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.phase == Phase::Ready
+    }
+
+    pub fn is_failed(&self) -> bool {
+        self.phase == Phase::Failed
+    }
+
+    /// The step running now, if any.
+    pub fn running_step(&self) -> Option<&Step> {
+        self.steps.iter().rev().find(|s| s.status == StepStatus::Running)
+    }
+
+    /// The step running now, else the last one.
+    pub fn current_step(&self) -> Option<&Step> {
+        self.running_step().or(self.steps.last())
+    }
+
+    /// The failure, or one made from the failed step when the agent sent none.
+    pub fn failure(&self) -> Failure {
+        self.error.clone().unwrap_or_else(|| Failure {
+            step: self
+                .steps
+                .iter()
+                .rev()
+                .find(|s| s.status == StepStatus::Failed)
+                .map_or_else(|| "unknown".to_string(), |s| s.name.clone()),
+            cause: "the agent reported a failure without details (see jupyter-agent status)".into(),
+            ..Failure::default()
+        })
+    }
+
+    /// A copy fit to show: no token anywhere.
+    pub fn redacted(&self) -> State {
+        let mut s = self.clone();
+        if let Some(j) = &mut s.jupyter {
+            j.token = MARK.into();
+            j.url = redact(&j.url);
+        }
+        if let Some(e) = &mut s.error {
+            e.log_tail = e.log_tail.iter().map(|l| redact(l)).collect();
+            e.cause = redact(&e.cause);
+        }
+        s
+    }
+}
+
+/// Refuses a document newer than `program` understands.
+pub fn check_version(v: u32, program: &str) -> Result<(), String> {
+    if v > STATE_VERSION {
+        return Err(format!(
+            "the state document has version {v}, newer than this {program} understands ({STATE_VERSION}): \
+             use the {program} that came with the agent"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new() -> State {
+        State::new("0.1.0")
+    }
+
+    #[test]
+    fn transitions_record_each_step() {
+        let mut s = new();
+        assert_eq!(s.phase, Phase::Pending);
+        s.begin("engine", Phase::InstallingDocker);
+        assert_eq!(s.running_step().unwrap().name, "engine");
+        s.end("engine", StepStatus::Done, Some("answered".into()));
+        s.begin("image", Phase::PreparingImage);
+        assert_eq!(s.phase, Phase::PreparingImage);
+        s.fail(Failure { step: "image".into(), cause: "no such image".into(), ..Default::default() });
+        assert_eq!(s.phase, Phase::Failed);
+        assert_eq!(s.steps[0].status, StepStatus::Done);
+        assert_eq!(s.steps[0].detail.as_deref(), Some("answered"));
+        assert_eq!(s.steps[1].status, StepStatus::Failed);
+        assert!(s.steps[1].ended_at.is_some());
+        assert!(s.running_step().is_none());
+    }
+
+    #[test]
+    fn ready_clears_an_old_error_and_redaction_hides_the_token() {
+        let mut s = new();
+        s.fail(Failure {
+            step: "token".into(),
+            cause: "x".into(),
+            log_tail: vec!["http://h/?token=abc".into()],
+            ..Default::default()
+        });
+        assert_eq!(s.redacted().error.unwrap().log_tail, vec!["http://h/?token=<redacted>".to_string()]);
+        s.ready(JupyterState {
+            url: "http://h:8888/tree?token=s3cret".into(),
+            token: "s3cret".into(),
+            token_source: "log".into(),
+            token_seen_at: Utc::now(),
+            proven_at: Utc::now(),
+        });
+        assert_eq!(s.phase, Phase::Ready);
+        assert!(s.error.is_none());
+        let shown = serde_json::to_string(&s.redacted()).unwrap();
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("http://h:8888/tree?token=<redacted>"));
+    }
+
+    #[test]
+    fn reads_the_documented_example_and_ignores_unknown_fields() {
+        let doc = r#"{
+          "version": 1, "revision": 12, "phase": "ready", "agent_version": "0.1.0",
+          "started_at": "2026-11-27T04:17:37.406Z", "updated_at": "2026-11-27T04:17:38.658Z",
+          "steps": [
+            {"name": "image", "phase": "preparing-image", "status": "done",
+             "started_at": "2026-11-27T04:17:37.5Z", "ended_at": "2026-11-27T04:17:37.6Z", "detail": "present"},
+            {"name": "token", "phase": "waiting-for-token", "status": "done",
+             "started_at": "2026-11-27T04:17:37.7Z", "ended_at": "2026-11-27T04:17:38.6Z"}
+          ],
+          "jupyter": {"url": "http://203.0.113.7:8888/tree?token=<redacted>", "token": "<redacted>",
+                      "token_source": "log"},
+          "error": null,
+          "some_future_field": [1, 2]
+        }"#;
+        let s = State::from_json(doc.as_bytes(), "test").unwrap();
+        assert_eq!(s.revision, 12);
+        assert!(s.is_ready());
+        assert_eq!(s.steps.len(), 2);
+        assert_eq!(s.current_step().unwrap().name, "token");
+        assert_eq!(s.jupyter.unwrap().url, "http://203.0.113.7:8888/tree?token=<redacted>");
+    }
+
+    #[test]
+    fn unknown_phases_and_statuses_read_as_such_and_round_trip() {
+        let s: State = serde_json::from_str(
+            r#"{"version":1,"phase":"verifying-tls","steps":[{"name":"tls","status":"waiting"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(s.phase, Phase::Other("verifying-tls".into()));
+        assert_eq!(s.phase.to_string(), "verifying-tls");
+        assert_eq!(s.steps[0].status.as_str(), "waiting");
+        assert!(!s.is_ready() && !s.is_failed() && !s.phase.is_final());
+        let again: State = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(again, s);
+        for (phase, name) in PHASES {
+            assert_eq!(Phase::from(name.to_string()), phase);
+            assert_eq!(serde_json::to_string(&phase).unwrap(), format!("\"{name}\""));
+        }
+    }
+
+    #[test]
+    fn a_failure_without_details_names_the_failed_step() {
+        let s: State = serde_json::from_str(
+            r#"{"version":1,"revision":3,"phase":"failed","steps":[{"name":"image","status":"failed"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(s.failure().step, "image");
+        assert!(s.failure().cause.contains("without details"));
+    }
+
+    #[test]
+    fn newer_versions_and_garbage_are_refused() {
+        assert!(check_version(1, "x").is_ok());
+        let err = State::from_json(br#"{"version": 99}"#, "jupyter-bootstrap").unwrap_err();
+        assert_eq!(
+            err,
+            "the state document has version 99, newer than this jupyter-bootstrap understands (1): \
+             use the jupyter-bootstrap that came with the agent"
+        );
+        assert!(State::from_json(b"not json", "x").unwrap_err().starts_with("not a jupyter-agent state document"));
+    }
+}
