@@ -1,12 +1,11 @@
 //! `jupyter-agent` end to end: the real binary against the real Docker engine
 //! and the real Jupyter server of `scripts/build-test-image`.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use common::{docker, get_status, inspect, split_url, Env, FakeMetadata};
+use crate::common;
+use crate::common::{docker, get_status, inspect, split_url, Env, FakeMetadata};
 
 fn mode(path: &std::path::Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777

@@ -7,20 +7,18 @@
 //!
 //! The user data installs into /usr/local/bin, writes /etc/jupyter-agent and
 //! runs a container named `notebook`, as on an instance (published on
-//! loopback here): the tests run one at a time and clean up after themselves.
-
-mod common;
+//! loopback here): the tests run one at a time (`common::host_paths`) and
+//! clean up after themselves. Each holds the engine lock's read guard
+//! (`common::engine_shared`) for its whole duration, cleanup included.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::Mutex;
+use std::sync::MutexGuard;
 use std::time::Duration;
 
-use common::ros::FakeRos;
-use common::{docker, get_status, sh, split_url, FakeMetadata, StaticServer};
-
-/// One boot at a time: they share the host's paths.
-static BOOT: Mutex<()> = Mutex::new(());
+use crate::common;
+use crate::common::ros::FakeRos;
+use crate::common::{docker, get_status, sh, split_url, EngineShared, FakeMetadata, StaticServer};
 
 const BIN_DIR: &str = "/usr/local/bin";
 
@@ -100,11 +98,15 @@ fn clean_host() {
     let _ = std::fs::remove_file("/run/jupyter-agent.sock");
 }
 
+/// One boot: its files, fakes and image, and (dropped last, after the
+/// host is cleaned) its use of the engine and of the host's paths.
 struct Boot {
     dir: tempfile::TempDir,
     ros: FakeRos,
     _meta: FakeMetadata,
     image: String,
+    _engine: EngineShared,
+    _host: MutexGuard<'static, ()>,
 }
 
 impl Drop for Boot {
@@ -115,7 +117,10 @@ impl Drop for Boot {
 }
 
 impl Boot {
+    /// One boot at a time: they share the host's paths (and the engine).
     fn new() -> Boot {
+        let host = common::host_paths();
+        let engine = common::engine_shared();
         clean_host();
         let image = format!("ja-boot-{}:latest", std::process::id());
         Boot {
@@ -123,6 +128,8 @@ impl Boot {
             ros: FakeRos::start(),
             _meta: FakeMetadata::start(&[("eipv4", "127.0.0.1")]),
             image,
+            _engine: engine,
+            _host: host,
         }
     }
 
@@ -171,7 +178,6 @@ impl Boot {
 
 #[test]
 fn a_first_boot_ends_in_exactly_one_success_whose_url_opens_jupyter() {
-    let _one = BOOT.lock().unwrap_or_else(|e| e.into_inner());
     let boot = Boot::new();
     let repo = materials(boot.dir.path(), "");
     let bundle = bundle(boot.dir.path());
@@ -201,7 +207,6 @@ fn a_first_boot_ends_in_exactly_one_success_whose_url_opens_jupyter() {
 
 #[test]
 fn a_wrong_checksum_sends_failure_naming_it_and_installs_nothing() {
-    let _one = BOOT.lock().unwrap_or_else(|e| e.into_inner());
     let boot = Boot::new();
     let repo = materials(boot.dir.path(), "");
     let bundle = bundle(boot.dir.path());
@@ -221,7 +226,6 @@ fn a_wrong_checksum_sends_failure_naming_it_and_installs_nothing() {
 
 #[test]
 fn an_unreachable_bundle_sends_failure_after_its_retries() {
-    let _one = BOOT.lock().unwrap_or_else(|e| e.into_inner());
     let boot = Boot::new();
     let repo = materials(boot.dir.path(), "");
     // A loopback port where nothing listens.
@@ -240,7 +244,6 @@ fn an_unreachable_bundle_sends_failure_after_its_retries() {
 
 #[test]
 fn an_image_that_cannot_be_prepared_sends_failure_with_the_agents_reason() {
-    let _one = BOOT.lock().unwrap_or_else(|e| e.into_inner());
     let boot = Boot::new();
     let repo = materials(boot.dir.path(), "COPY no-such-file /x\n");
     let bundle = bundle(boot.dir.path());

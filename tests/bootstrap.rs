@@ -2,15 +2,14 @@
 //! real agent converges a real container while the bootstrap waits on its
 //! socket and signals a local endpoint that plays the ROS wait condition.
 //! (The bootstrap's retry and refusal paths against the same fake endpoint
-//! are in bootstrap/tests/, with a scripted agent.)
-
-mod common;
+//! are in bootstrap_fake_agent.rs, with a scripted agent.)
 
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::ros::FakeRos;
-use common::{get_status, split_url, Env, ForegroundAgent};
+use crate::common;
+use crate::common::ros::FakeRos;
+use crate::common::{get_status, split_url, Env, ForegroundAgent};
 
 fn bootstrap(env: &Env, args: &[&str]) -> Output {
     Command::new(common::bin("jupyter-bootstrap"))

@@ -2,13 +2,11 @@
 //! os-release files, refusals that change nothing, and a real install with
 //! Debian's package manager into a freshly bootstrapped Debian root.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Env;
+use crate::common::Env;
 
 /// A directory that looks like a root file system of the named os-release fixture.
 fn fake_root(env: &Env, fixture: &str) -> PathBuf {

@@ -2,17 +2,16 @@
 //! `jupyter-agent run` starts it itself (no systemd here: a detached dockerd
 //! with its log in the agent's log directory) before converging.
 //!
-//! This test stops the machine's Docker engine. It is its own test binary,
-//! and cargo runs test binaries one after the other, so no other test's
-//! containers are running meanwhile; it leaves the engine running.
-
-mod common;
+//! This test stops the machine's Docker engine. It holds the engine lock's
+//! write guard from its start to its end (`common::engine_exclusive`), so it
+//! waits until no other test uses the engine, and none starts meanwhile; it
+//! leaves the engine running.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{get_status, split_url, Env};
+use crate::common::{engine_exclusive, get_status, split_url, Env};
 
 fn engine_answers() -> bool {
     Command::new("docker")
@@ -37,10 +36,11 @@ fn stop_engine() {
 
 #[test]
 fn the_agent_starts_an_installed_but_stopped_engine_and_converges() {
+    let engine = engine_exclusive();
     assert!(engine_answers(), "precondition: an engine answers (scripts/test starts one)");
     stop_engine();
 
-    let env = Env::new("start");
+    let env = Env::with_engine_exclusive("start", &engine);
     // The engine's log must outlive this test's temporary directory.
     let log_dir = "/var/log/jupyter-agent-tests";
     env.write_config(&format!("log_dir = \"{log_dir}\"\n{}\n[docker]\nping_timeout = \"90s\"\n", env.base_config("")));

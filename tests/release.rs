@@ -4,11 +4,8 @@
 //! that the binaries are static, and that they run in an empty root file
 //! system (a directory holding only the binary: no /lib, no /etc).
 //!
-//! Needs root (chroot). `cargo test -p e2e --test release -- --nocapture`
-//! shows the build's summary and the sizes.
-
-#[path = "common/ros.rs"]
-mod ros;
+//! Needs root (chroot); no Docker engine. `cargo test -p e2e --test tests
+//! release:: -- --nocapture` shows the build's summary and the sizes.
 
 use std::fs;
 use std::os::unix::process::ExitStatusExt;
@@ -16,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use crate::common::ros;
 
 const BINARIES: [&str; 2] = ["jupyter-agent", "jupyter-bootstrap"];
 

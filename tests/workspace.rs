@@ -3,13 +3,12 @@
 //! the local Jupyter image and a sample notebook; fetched, built, mounted,
 //! seen through Jupyter's contents API, and a participant's work never lost.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{docker, sh, split_url, Env, StaticServer};
+use crate::common;
+use crate::common::{docker, sh, split_url, Env, StaticServer};
 
 const NOTEBOOK: &str = r#"{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}"#;
 const SECRET: &str = "s3cr3t-access-key-value";

@@ -5,12 +5,6 @@
 //! `status` is SUCCESS, FAILURE or WARNING, with optional string `reason`,
 //! `data` and `id`), records it, and answers as scripted: a sequence of
 //! statuses (`500, 500, 200`), a refusal (`403`), or no answer at all.
-//!
-//! Self-contained (std and serde_json only) so that any test crate can
-//! include it: `#[path = "../../tests/common/ros.rs"] mod ros;` from
-//! `bootstrap/tests/`, `mod ros;` from `tests/common/mod.rs`.
-
-#![allow(dead_code)]
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -1,11 +1,7 @@
 //! The real `jupyter-bootstrap` binary against a fake agent (its documented
-//! API on a Unix socket in a temporary directory) and a fake ROS
-//! wait-condition endpoint on 127.0.0.1. Nothing else is contacted.
-
-#[path = "common/agent.rs"]
-mod agent;
-#[path = "../../tests/common/ros.rs"]
-mod ros;
+//! API on a Unix socket in a temporary directory, `common::fake_agent`) and a
+//! fake ROS wait-condition endpoint on 127.0.0.1 (`common::ros`). Nothing
+//! else is contacted: no Docker engine, so no engine lock.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -13,8 +9,8 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use agent::{login_url, FakeAgent, TOKEN};
-use ros::{FakeRos, Reply};
+use crate::common::fake_agent::{login_url, FakeAgent, TOKEN};
+use crate::common::ros::{self, FakeRos, Reply};
 
 /// A test's directory and the agent socket path in it.
 fn world() -> (tempfile::TempDir, PathBuf) {
@@ -39,7 +35,7 @@ struct Done {
 
 /// Starts `jupyter-bootstrap wait --socket SOCKET ARGS...`, stdout and stderr piped (not a terminal).
 fn spawn(socket: &Path, args: &[&str]) -> Running {
-    let child = Command::new(env!("CARGO_BIN_EXE_jupyter-bootstrap"))
+    let child = Command::new(crate::common::bin("jupyter-bootstrap"))
         .arg("wait")
         .arg("--socket")
         .arg(socket)

@@ -5,8 +5,6 @@
 //! the test can wait until one is pending before it makes the change: that
 //! proves the client waits on the agent instead of polling it.
 
-#![allow(dead_code)]
-
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -78,10 +76,6 @@ impl FakeAgent {
             }
         });
         FakeAgent { path: path.to_path_buf(), shared, acceptor: Some(acceptor) }
-    }
-
-    pub fn revision(&self) -> u64 {
-        self.shared.inner.lock().unwrap().doc["revision"].as_u64().unwrap()
     }
 
     /// Changes the document (one revision) and wakes the long polls.

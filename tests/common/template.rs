@@ -1,0 +1,604 @@
+//! The ROS template checker behind the template tests: YAML access to
+//! `userdata/template.yml`, `Fn::Sub` rendering, reference resolution
+//! (`Ref`, `Fn::GetAtt`, `${...}`, `DependsOn`, parameter groups), required
+//! properties per resource type from ROS's reference pages, and the bounds
+//! of the user data once substituted. Reads files only: no cloud account,
+//! Docker or network.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use yaml_rust2::{Yaml, YamlLoader};
+
+/// ROS's limit on `ALIYUN::ECS::Instance` `UserData` (REFERENCE.md section 2;
+/// the resource's reference page: "The user data can be up to 16 KB in size").
+pub const USER_DATA_LIMIT: usize = 16 * 1024;
+
+/// https://www.alibabacloud.com/help/en/ros/user-guide/pseudo-parameters
+const PSEUDO_PARAMETERS: &[&str] = &[
+    "ALIYUN::StackName",
+    "ALIYUN::StackId",
+    "ALIYUN::Region",
+    "ALIYUN::AccountId",
+    "ALIYUN::TenantId",
+    "ALIYUN::ResourceGroupId",
+    "ALIYUN::NoValue",
+    "ALIYUN::Index",
+];
+
+/// What the ROS reference says about a resource type the template uses.
+struct ResourceType {
+    name: &'static str,
+    /// Required properties; an inner list with several names means "at least
+    /// one of these".
+    required: &'static [&'static [&'static str]],
+    /// What `Fn::GetAtt` can read ("Return values").
+    attributes: &'static [&'static str],
+    /// The page under https://www.alibabacloud.com/help/en/ros/developer-reference/
+    page: &'static str,
+}
+
+/// Every type the template uses, from its ROS reference page (the page's
+/// "Properties" table, column "Required", and "Return values"; also kept in
+/// the AlibabaCloudDocs/ros repository as `intl.en-US/.../<type>.md`). A
+/// resource of a type missing here fails the test
+/// `template::resources_have_their_required_properties`:
+/// read its page and add it.
+const RESOURCE_TYPES: &[ResourceType] = &[
+    ResourceType {
+        name: "ALIYUN::ECS::VPC",
+        required: &[],
+        attributes: &["VpcId", "VRouterId", "RouteTableId"],
+        page: "aliyun-ecs-vpc",
+    },
+    ResourceType {
+        name: "ALIYUN::ECS::VSwitch",
+        required: &[&["VpcId"], &["ZoneId"], &["CidrBlock"]],
+        attributes: &["VSwitchId"],
+        page: "aliyun-ecs-vswitch",
+    },
+    ResourceType {
+        name: "ALIYUN::ECS::SecurityGroup",
+        required: &[],
+        attributes: &["SecurityGroupId"],
+        page: "aliyun-ecs-securitygroup",
+    },
+    ResourceType {
+        name: "ALIYUN::ECS::SecurityGroupIngress",
+        // "You must specify at least one of the SourceGroupId and SourceCidrIp
+        // parameters."
+        required: &[&["IpProtocol"], &["PortRange"], &["SourceCidrIp", "SourceGroupId"]],
+        attributes: &[],
+        page: "aliyun-ecs-securitygroupingress",
+    },
+    ResourceType {
+        name: "ALIYUN::ECS::Instance",
+        required: &[&["ImageId"], &["InstanceType"]],
+        attributes: &[
+            "InstanceId",
+            "PrivateIp",
+            "InnerIp",
+            "PublicIp",
+            "ZoneId",
+            "HostName",
+            "PrimaryNetworkInterfaceId",
+        ],
+        page: "aliyun-ecs-instance",
+    },
+    ResourceType {
+        name: "ALIYUN::OSS::Bucket",
+        required: &[&["BucketName"]],
+        attributes: &["Name", "DomainName", "InternalDomainName"],
+        page: "aliyun-oss-bucket",
+    },
+    ResourceType {
+        name: "ALIYUN::RAM::User",
+        required: &[&["UserName"]],
+        attributes: &["UserName", "UserId", "CreateDate", "LastLoginDate"],
+        page: "aliyun-ram-user",
+    },
+    ResourceType {
+        name: "ALIYUN::RAM::AccessKey",
+        required: &[&["UserName"]],
+        attributes: &["AccessKeyId", "AccessKeySecret", "Status"],
+        page: "aliyun-ram-accesskey",
+    },
+    ResourceType {
+        name: "ALIYUN::RAM::AttachPolicyToUser",
+        required: &[&["PolicyType"], &["UserName"], &["PolicyName"]],
+        attributes: &[],
+        page: "aliyun-ram-attachpolicytouser",
+    },
+    ResourceType {
+        name: "ALIYUN::RAM::ManagedPolicy",
+        // The page marks only PolicyName required; a policy without a
+        // document grants nothing (RAM's CreatePolicy needs one).
+        required: &[&["PolicyName"], &["PolicyDocument", "PolicyDocumentUnchecked"]],
+        attributes: &["PolicyName"],
+        page: "aliyun-ram-managedpolicy",
+    },
+    ResourceType {
+        name: "ALIYUN::ROS::WaitConditionHandle",
+        required: &[],
+        attributes: &["CurlCli", "WindowsCurlCli", "PowerShellCurlCli", "URL", "Headers"],
+        page: "aliyun-ros-waitconditionhandle",
+    },
+    ResourceType {
+        name: "ALIYUN::ROS::WaitCondition",
+        required: &[&["Handle"], &["Timeout"]],
+        attributes: &["Data", "ErrorData", "JoinedErrorData", "LastData", "LastErrorData", "JoinedLastErrorData"],
+        page: "aliyun-ros-waitcondition",
+    },
+];
+
+fn resource_type(name: &str) -> Option<&'static ResourceType> {
+    RESOURCE_TYPES.iter().find(|t| t.name == name)
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn read(rel: &str) -> String {
+    std::fs::read_to_string(repo().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+pub fn render_userdata() -> Command {
+    Command::new(repo().join("scripts/render-userdata"))
+}
+
+// --- YAML access ---------------------------------------------------------------
+
+/// `node[key]`, or None when absent (or when `node` is not a mapping).
+pub fn get<'a>(node: &'a Yaml, key: &str) -> Option<&'a Yaml> {
+    let value = &node[key];
+    (!value.is_badvalue()).then_some(value)
+}
+
+/// The string-keyed entries of a mapping, in order.
+pub fn entries(node: &Yaml) -> Vec<(&str, &Yaml)> {
+    node.as_hash().map(|h| h.iter().filter_map(|(k, v)| Some((k.as_str()?, v))).collect()).unwrap_or_default()
+}
+
+/// A function call: a one-entry mapping whose key is `Ref` or `Fn::...`.
+pub fn function(node: &Yaml) -> Option<(&str, &Yaml)> {
+    let h = node.as_hash()?;
+    if h.len() != 1 {
+        return None;
+    }
+    let (k, v) = h.iter().next()?;
+    let name = k.as_str()?;
+    (name == "Ref" || name.starts_with("Fn::")).then_some((name, v))
+}
+
+/// `{Ref: X}` -> X.
+pub fn as_ref(node: &Yaml) -> Option<&str> {
+    match function(node)? {
+        ("Ref", Yaml::String(name)) => Some(name),
+        _ => None,
+    }
+}
+
+/// `{Fn::GetAtt: [R, A]}` (or `R.A`) -> (R, A).
+pub fn as_get_att(node: &Yaml) -> Option<(&str, &str)> {
+    match function(node)? {
+        ("Fn::GetAtt", Yaml::Array(a)) if a.len() == 2 => Some((a[0].as_str()?, a[1].as_str()?)),
+        ("Fn::GetAtt", Yaml::String(s)) => s.split_once('.'),
+        _ => None,
+    }
+}
+
+/// An integer, written as one or as a string of digits.
+pub fn as_int(node: &Yaml) -> Option<i64> {
+    match node {
+        Yaml::Integer(i) => Some(*i),
+        Yaml::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// A DependsOn value: one name or a list of names.
+pub fn depends_on(resource: &Yaml) -> Vec<&str> {
+    match get(resource, "DependsOn") {
+        Some(Yaml::String(s)) => vec![s.as_str()],
+        Some(Yaml::Array(a)) => a.iter().filter_map(Yaml::as_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Walks an `Fn::Sub` string: `${!X}` becomes the literal `${X}`; for each
+/// `${Name}` the closure gives the text that replaces it. Err on a `${`
+/// without its `}`.
+pub fn sub_render(s: &str, mut var: impl FnMut(&str) -> Result<String, String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        if let Some(literal) = after.strip_prefix('!') {
+            out.push_str("${");
+            rest = literal;
+            continue;
+        }
+        let end = after.find('}').ok_or_else(|| format!("unterminated ${{ at byte {}", s.len() - rest.len() + i))?;
+        out.push_str(&var(&after[..end])?);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// The variables an `Fn::Sub` string names (in order, repeats included).
+pub fn sub_names(s: &str) -> Result<Vec<String>, String> {
+    let mut names = Vec::new();
+    sub_render(s, |name| {
+        names.push(name.to_string());
+        Ok(String::new())
+    })?;
+    Ok(names)
+}
+
+/// A duration as jupyter-bootstrap's --timeout takes it: seconds, or a
+/// number with s, m or h.
+pub fn duration_secs(s: &str) -> Option<i64> {
+    let (digits, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: i64 = digits.parse().ok()?;
+    Some(match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return None,
+    })
+}
+
+// --- The template ----------------------------------------------------------------
+
+pub struct Template {
+    pub root: Yaml,
+}
+
+impl Template {
+    pub fn load() -> Self {
+        let text = read("userdata/template.yml");
+        let mut docs =
+            YamlLoader::load_from_str(&text).unwrap_or_else(|e| panic!("userdata/template.yml does not parse: {e}"));
+        assert_eq!(docs.len(), 1, "userdata/template.yml holds {} YAML documents, expected 1", docs.len());
+        Template { root: docs.remove(0) }
+    }
+
+    pub fn section(&self, name: &str) -> Vec<(&str, &Yaml)> {
+        entries(&self.root[name])
+    }
+
+    pub fn parameter(&self, name: &str) -> Option<&Yaml> {
+        get(&self.root["Parameters"], name)
+    }
+
+    pub fn resource(&self, name: &str) -> Option<&Yaml> {
+        get(&self.root["Resources"], name)
+    }
+
+    pub fn type_of(&self, resource: &str) -> Option<&str> {
+        self.resource(resource)?["Type"].as_str()
+    }
+
+    pub fn resources_of(&self, ty: &str) -> Vec<(&str, &Yaml)> {
+        self.section("Resources").into_iter().filter(|(_, r)| r["Type"].as_str() == Some(ty)).collect()
+    }
+
+    /// The one resource of a type; panics when there are none or several.
+    pub fn only(&self, ty: &str) -> (&str, &Yaml) {
+        let all = self.resources_of(ty);
+        assert_eq!(
+            all.len(),
+            1,
+            "expected exactly one {ty}, found {:?}",
+            all.iter().map(|(n, _)| n).collect::<Vec<_>>()
+        );
+        all[0]
+    }
+
+    /// The instance's `UserData`: the `Fn::Sub` string and its variable map.
+    pub fn user_data(&self) -> (&str, Vec<(&str, &Yaml)>) {
+        let (name, instance) = self.only("ALIYUN::ECS::Instance");
+        let user_data = get(&instance["Properties"], "UserData").unwrap_or_else(|| panic!("{name} has no UserData"));
+        match function(user_data) {
+            Some(("Fn::Sub", Yaml::Array(args))) if args.len() == 2 => {
+                let text = args[0]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{name}.UserData: Fn::Sub's first argument is not a string"));
+                assert!(args[1].is_hash(), "{name}.UserData: Fn::Sub's second argument is not a mapping");
+                (text, entries(&args[1]))
+            }
+            _ => panic!("{name}.UserData is not the two-argument Fn::Sub [string, variables]: {user_data:?}"),
+        }
+    }
+
+    /// The literal value of a UserData variable.
+    pub fn user_data_literal(&self, var: &str) -> String {
+        let (_, vars) = self.user_data();
+        let value = vars.iter().find(|(k, _)| *k == var).unwrap_or_else(|| panic!("UserData maps no {var}")).1;
+        value.as_str().unwrap_or_else(|| panic!("UserData's {var} is not a literal string: {value:?}")).to_string()
+    }
+}
+
+// --- References ------------------------------------------------------------------
+
+/// Collects every broken reference, with where it is.
+struct References<'t> {
+    t: &'t Template,
+    errors: Vec<String>,
+    /// Parameters something refers to.
+    used: BTreeSet<String>,
+}
+
+impl<'t> References<'t> {
+    /// `Ref` (and a `${Name}` outside a variable map): a parameter, a resource
+    /// or a pseudo parameter.
+    fn name(&mut self, name: &str, at: &str) {
+        if self.t.parameter(name).is_some() {
+            self.used.insert(name.to_string());
+        } else if self.t.resource(name).is_none() && !PSEUDO_PARAMETERS.contains(&name) {
+            self.errors.push(format!("{at}: `{name}` is neither a parameter, a resource nor a pseudo parameter"));
+        }
+    }
+
+    /// `Fn::GetAtt` (and `${Resource.Attribute}`): a resource and one of its
+    /// type's attributes.
+    fn attribute(&mut self, resource: &str, attribute: &str, at: &str) {
+        let Some(ty) = self.t.type_of(resource) else {
+            self.errors.push(format!("{at}: GetAtt of `{resource}`, which is not a resource"));
+            return;
+        };
+        match resource_type(ty) {
+            Some(t) if !t.attributes.contains(&attribute) => {
+                self.errors.push(format!("{at}: {ty} has no attribute `{attribute}` (it has {:?})", t.attributes))
+            }
+            // Unknown types are reported by resources_have_their_required_properties.
+            _ => {}
+        }
+    }
+
+    fn sub_string(&mut self, s: &str, vars: &BTreeSet<&str>, at: &str) {
+        match sub_names(s) {
+            Err(e) => self.errors.push(format!("{at}: Fn::Sub string: {e}")),
+            Ok(names) => {
+                for name in names {
+                    if vars.contains(name.as_str()) {
+                        continue;
+                    }
+                    match name.split_once('.') {
+                        Some((resource, attribute)) => self.attribute(resource, attribute, at),
+                        None => self.name(&name, at),
+                    }
+                }
+            }
+        }
+    }
+
+    fn walk(&mut self, node: &Yaml, at: &str) {
+        if let Some((f, arg)) = function(node) {
+            match f {
+                "Ref" => {
+                    match arg.as_str() {
+                        Some(name) => self.name(name, at),
+                        None => self.errors.push(format!("{at}: Ref of a non-string {arg:?}")),
+                    }
+                    return;
+                }
+                "Fn::GetAtt" => {
+                    match as_get_att(node) {
+                        Some((resource, attribute)) => self.attribute(resource, attribute, at),
+                        None => self.errors.push(format!("{at}: Fn::GetAtt wants [resource, attribute], got {arg:?}")),
+                    }
+                    return;
+                }
+                "Fn::Sub" => {
+                    match arg {
+                        Yaml::String(s) => self.sub_string(s, &BTreeSet::new(), at),
+                        Yaml::Array(a) if a.len() == 2 && a[0].as_str().is_some() && a[1].is_hash() => {
+                            let vars = entries(&a[1]);
+                            for (key, value) in &vars {
+                                self.walk(value, &format!("{at}.Fn::Sub[1].{key}"));
+                            }
+                            let s = a[0].as_str().unwrap_or_default();
+                            let keys: BTreeSet<&str> = vars.iter().map(|(k, _)| *k).collect();
+                            self.sub_string(s, &keys, at);
+                            // A variable the string never names is a mistake too.
+                            let named: BTreeSet<String> = sub_names(s).unwrap_or_default().into_iter().collect();
+                            for key in keys.iter().filter(|k| !named.contains(**k)) {
+                                self.errors.push(format!("{at}: Fn::Sub variable `{key}` is not used in the string"));
+                            }
+                        }
+                        _ => self
+                            .errors
+                            .push(format!("{at}: Fn::Sub wants a string or [string, variables], got {arg:?}")),
+                    }
+                    return;
+                }
+                _ => {}
+            }
+        }
+        match node {
+            Yaml::Hash(_) => {
+                for (key, value) in entries(node) {
+                    self.walk(value, &format!("{at}.{key}"));
+                }
+            }
+            Yaml::Array(items) => {
+                for (i, value) in items.iter().enumerate() {
+                    self.walk(value, &format!("{at}[{i}]"));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+// --- Checks ----------------------------------------------------------------------
+
+impl Template {
+    /// Every `Ref`, `Fn::GetAtt`, `${...}` of `Fn::Sub` and `DependsOn` that
+    /// names nothing; every parameter never used, or not in exactly one of
+    /// the console's parameter groups; each with where it is.
+    pub fn broken_references(&self) -> Vec<String> {
+        let mut refs = References { t: self, errors: Vec::new(), used: BTreeSet::new() };
+
+        for (name, resource) in self.section("Resources") {
+            if let Some(properties) = get(resource, "Properties") {
+                refs.walk(properties, &format!("Resources.{name}.Properties"));
+            }
+            for dep in depends_on(resource) {
+                if dep == name || self.resource(dep).is_none() {
+                    refs.errors.push(format!("Resources.{name}.DependsOn: `{dep}` is not another resource"));
+                }
+            }
+        }
+        for section in ["Outputs", "Conditions"] {
+            for (name, node) in self.section(section) {
+                refs.walk(node, &format!("{section}.{name}"));
+            }
+        }
+
+        // The console's metadata: groups list defined parameters, each parameter
+        // once; AssociationPropertyMetadata's ${X} name parameters.
+        let parameters: Vec<&str> = self.section("Parameters").into_iter().map(|(n, _)| n).collect();
+        let mut grouped: BTreeMap<&str, usize> = BTreeMap::new();
+        let groups = &self.root["Metadata"]["ALIYUN::ROS::Interface"]["ParameterGroups"];
+        for group in groups.as_vec().map(Vec::as_slice).unwrap_or_default() {
+            for p in group["Parameters"].as_vec().map(Vec::as_slice).unwrap_or_default() {
+                let p = p.as_str().unwrap_or_default();
+                if !parameters.contains(&p) {
+                    refs.errors.push(format!("Metadata ParameterGroups: `{p}` is not a parameter"));
+                }
+                *grouped.entry(p).or_default() += 1;
+            }
+        }
+        for p in &parameters {
+            match grouped.get(p) {
+                Some(1) => {}
+                n => refs.errors.push(format!("parameter `{p}` is in {} ParameterGroups, expected 1", n.unwrap_or(&0))),
+            }
+            for (key, value) in entries(&self.root["Parameters"][*p]["AssociationPropertyMetadata"]) {
+                for name in value.as_str().map(sub_names).and_then(Result::ok).unwrap_or_default() {
+                    if !parameters.contains(&name.as_str()) {
+                        refs.errors.push(format!(
+                            "Parameters.{p}.AssociationPropertyMetadata.{key}: `{name}` is not a parameter"
+                        ));
+                    }
+                }
+            }
+        }
+
+        for p in &parameters {
+            if !refs.used.contains(*p) {
+                refs.errors.push(format!("parameter `{p}` is never used"));
+            }
+        }
+        refs.errors
+    }
+
+    /// Every property a resource lacks that its type's ROS reference page
+    /// requires, and every resource of a type not in `RESOURCE_TYPES`.
+    pub fn missing_properties(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        for (name, resource) in self.section("Resources") {
+            let ty = resource["Type"].as_str().unwrap_or_default();
+            let Some(known) = resource_type(ty) else {
+                errors.push(format!(
+                    "{name}: type `{ty}` is not in RESOURCE_TYPES; add its required properties and attributes from its ROS \
+                     reference page"
+                ));
+                continue;
+            };
+            let properties = &resource["Properties"];
+            for alternatives in known.required {
+                let present = alternatives.iter().any(|p| get(properties, p).is_some_and(|v| !v.is_null()));
+                if !present {
+                    errors.push(format!(
+                        "{name} ({ty}): missing required property {} \
+                         (https://www.alibabacloud.com/help/en/ros/developer-reference/{})",
+                        alternatives.join(" or "),
+                        known.page
+                    ));
+                }
+            }
+        }
+        errors
+    }
+}
+
+// --- Helpers of the user data checks -----------------------------------------------
+
+/// Markers (`@@Name@@`) of userdata.sh, as render-userdata finds them.
+pub fn markers(script: &str) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let mut rest = script;
+    while let Some(i) = rest.find("@@") {
+        let after = &rest[i + 2..];
+        let name_len = after.find(|c: char| !c.is_ascii_alphanumeric()).unwrap_or(after.len());
+        let name = &after[..name_len];
+        if name.starts_with(|c: char| c.is_ascii_alphabetic()) && after[name_len..].starts_with("@@") {
+            found.insert(name.to_string());
+            rest = &after[name_len + 2..];
+        } else {
+            rest = &rest[i + 1..];
+        }
+    }
+    found
+}
+
+/// A CurlCli as ROS hands it out (REFERENCE.md section 2), at its realistic length.
+pub fn realistic_curl_cli() -> String {
+    format!(
+        "curl -i -X POST -H 'Content-Type: application/json' -H 'Accept: application/json' \
+         -H 'x-acs-region-id: ap-northeast-1' \
+         http://100.100.100.110/waitcondition?stackname=stack-imagesearchhandson-taro\
+         &stackid=4a6c9851-3b0f-4f5f-b4ca-a14bf6910a2c&resource=JupyterWaitConditionHandle\
+         &expire=1893456000&signature={}",
+        "Zm9vYmFyYmF6cXV4".repeat(3)
+    )
+}
+
+/// What each UserData variable is at its longest, so that the substituted
+/// script has a bound: a parameter's MaxLength (or its longest allowed
+/// value), or the attribute's documented maximum.
+pub fn longest_value(t: &Template, var: &str, value: &Yaml) -> Result<usize, String> {
+    if let Some(literal) = value.as_str() {
+        return Ok(literal.len());
+    }
+    if let Some(name) = as_ref(value) {
+        if name == "ALIYUN::Region" {
+            return Ok(32);
+        }
+        let p = t.parameter(name).ok_or_else(|| format!("{var}: Ref of `{name}`, not a parameter"))?;
+        if let Some(max) = get(p, "MaxLength").and_then(as_int) {
+            return Ok(usize::try_from(max).unwrap_or(0));
+        }
+        if let Some(values) = get(p, "AllowedValues").and_then(Yaml::as_vec) {
+            return Ok(values.iter().filter_map(Yaml::as_str).map(str::len).max().unwrap_or(0));
+        }
+        return Err(format!("{var}: parameter `{name}` has neither MaxLength nor AllowedValues; give it a MaxLength"));
+    }
+    match as_get_att(value).map(|(r, a)| (t.type_of(r).unwrap_or_default(), a)) {
+        // A signed URL plus three headers: about 350 bytes in practice.
+        Some(("ALIYUN::ROS::WaitConditionHandle", "CurlCli")) => Ok(1024),
+        Some(("ALIYUN::RAM::AccessKey", "AccessKeyId" | "AccessKeySecret")) => Ok(64),
+        // OSS bucket names are at most 63 characters.
+        Some(("ALIYUN::OSS::Bucket", "Name")) => Ok(63),
+        _ => Err(format!("{var}: no length bound known for {value:?}; add one to longest_value")),
+    }
+}
+
+/// Whether a PortRange ("22/22", "1/65535", "-1/-1") includes a port.
+pub fn covers(range: &str, port: i64) -> bool {
+    match range.split_once('/').map(|(a, b)| (a.parse::<i64>(), b.parse::<i64>())) {
+        Some((Ok(-1), Ok(-1))) => true,
+        Some((Ok(from), Ok(to))) => from <= port && port <= to,
+        _ => false,
+    }
+}

@@ -1,0 +1,30 @@
+//! Every end-to-end test, in one test binary (as ripgrep does): one module
+//! per area, and the helpers in `common/` compiled once, so that a helper no
+//! test uses is a warning instead of something each binary must allow.
+//!
+//! All tests of this binary run in parallel threads. Most use the machine's
+//! Docker engine, and `engine_start` stops it, so they coordinate through a
+//! process-wide read-write lock (`common` explains it): a test that uses the
+//! engine holds a read guard for its whole duration (`common::Env` and the
+//! boot tests take it), and `engine_start` holds the write guard, so it runs
+//! while no other test uses the engine and no such test starts meanwhile.
+//! Likewise the tests that touch the host's own install paths (the boot
+//! tests, `service`'s install test) take turns through `common::host_paths`.
+//! Tests that use neither (template, release, bootstrap_fake_agent) need no
+//! Docker engine at all.
+//!
+//! `cargo test -p e2e --test tests` runs them all; a module alone, e.g.
+//! `cargo test -p e2e --test tests template::`.
+
+mod common;
+
+mod agent;
+mod boot;
+mod bootstrap;
+mod bootstrap_fake_agent;
+mod docker_install;
+mod engine_start;
+mod release;
+mod service;
+mod template;
+mod workspace;
