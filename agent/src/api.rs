@@ -23,7 +23,9 @@ use tracing::{debug, warn};
 
 use crate::config::DockerConfig;
 use crate::state::{Phase, State};
-use crate::token::{redact, LineAssembler};
+use jupyter_proto::redact::redact;
+
+use crate::token::LineAssembler;
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
 
@@ -278,7 +280,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("agent.sock");
         let listener = bind(&path).unwrap();
-        let (tx, rx) = watch::channel(State::new());
+        let (tx, rx) = watch::channel(crate::state::fresh());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let shared = Arc::new(Shared {
             state: rx,
@@ -294,7 +296,7 @@ mod tests {
     async fn the_socket_is_0600_and_status_redacts_the_token() {
         let (_dir, path, tx, _stop) = start();
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-        let mut s = State::new();
+        let mut s = crate::state::fresh();
         s.ready(crate::state::JupyterState {
             url: "http://h:8888/?token=s3cret".into(),
             token: "s3cret".into(),
@@ -335,7 +337,7 @@ mod tests {
             async move { get(&path, "/v1/wait?until=change&after=0&timeout=30").await }
         });
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let mut s = State::new();
+        let mut s = crate::state::fresh();
         s.revision = 1;
         s.phase = Phase::PreparingImage;
         tx.send_replace(s);
@@ -351,7 +353,7 @@ mod tests {
         let mut resp = client.get("http://localhost/v1/events").send().await.unwrap();
         let first = resp.chunk().await.unwrap().unwrap();
         assert!(String::from_utf8_lossy(&first).contains("\"phase\":\"pending\""));
-        let mut s = State::new();
+        let mut s = crate::state::fresh();
         s.revision = 7;
         s.phase = Phase::WaitingForToken;
         tx.send_replace(s);

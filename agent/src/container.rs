@@ -35,10 +35,9 @@ pub struct Spec {
     pub user: Option<String>,
     pub env: Vec<String>,
     pub port: u16,
-    pub publish_address: IpAddr,
-    pub publish_port: u16,
+    pub publish: Publish,
     pub binds: Vec<String>,
-    pub restart: String,
+    pub restart: config::RestartPolicy,
     /// The workspace copy the container mounts: a reset replaces the
     /// directory, and a bind mount would keep the old one.
     pub workspace: Option<String>,
@@ -72,10 +71,9 @@ impl Spec {
             user: cfg.user.clone(),
             env: env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
             port: cfg.port,
-            publish_address: cfg.publish.address,
-            publish_port: cfg.publish.port,
+            publish: cfg.publish,
             binds: cfg.volumes.iter().map(config::Volume::bind).collect(),
-            restart: cfg.restart.as_str().to_string(),
+            restart: cfg.restart,
             workspace: workspace.map(str::to_string),
         })
     }
@@ -86,20 +84,25 @@ impl Spec {
         hex::encode(Sha256::digest(json))
     }
 
+    /// The values of its environment: secrets, for the redactor.
+    pub fn env_values(&self) -> impl Iterator<Item = &str> {
+        self.env.iter().filter_map(|kv| kv.split_once('=').map(|(_, v)| v))
+    }
+
     fn port_key(&self) -> String {
-        format!("{}/tcp", self.port)
+        port_key(self.port)
     }
 
     fn body(&self) -> ContainerCreateBody {
-        let restart = match self.restart.as_str() {
-            "always" => RestartPolicyNameEnum::ALWAYS,
-            "unless-stopped" => RestartPolicyNameEnum::UNLESS_STOPPED,
-            "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
-            _ => RestartPolicyNameEnum::NO,
+        let restart = match self.restart {
+            config::RestartPolicy::Always => RestartPolicyNameEnum::ALWAYS,
+            config::RestartPolicy::UnlessStopped => RestartPolicyNameEnum::UNLESS_STOPPED,
+            config::RestartPolicy::OnFailure => RestartPolicyNameEnum::ON_FAILURE,
+            config::RestartPolicy::No => RestartPolicyNameEnum::NO,
         };
         let binding = PortBinding {
-            host_ip: Some(self.publish_address.to_string()),
-            host_port: Some(if self.publish_port == 0 { String::new() } else { self.publish_port.to_string() }),
+            host_ip: Some(self.publish.address.to_string()),
+            host_port: Some(if self.publish.port == 0 { String::new() } else { self.publish.port.to_string() }),
         };
         let labels =
             HashMap::from([(LABEL_MANAGED.to_string(), "true".to_string()), (LABEL_HASH.to_string(), self.hash())]);
@@ -166,8 +169,41 @@ pub struct Running {
     /// What was done: `created`, `started`, `reused`, `recreated: ...`.
     pub action: String,
     /// Where to reach the published port from this host.
-    pub host_address: IpAddr,
-    pub host_port: u16,
+    pub endpoint: Endpoint,
+}
+
+/// Where the container's published port answers on this host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoint {
+    pub address: IpAddr,
+    pub port: u16,
+}
+
+impl Endpoint {
+    /// `http://address:port<path>`.
+    pub fn url(&self, path: &str) -> String {
+        match self.address {
+            IpAddr::V6(a) => format!("http://[{a}]:{}{path}", self.port),
+            IpAddr::V4(a) => format!("http://{a}:{}{path}", self.port),
+        }
+    }
+
+    /// Where the port `port` of a container, published as `publish`, is
+    /// reached: the port Docker bound (it picks one for port 0), on the
+    /// publish address or loopback for a wildcard. The one place that says so.
+    pub fn of(c: &ContainerInspectResponse, port: u16, publish: &Publish) -> Endpoint {
+        let bound = c
+            .network_settings
+            .as_ref()
+            .and_then(|n| n.ports.as_ref())
+            .and_then(|p| p.get(&port_key(port))?.as_ref())
+            .and_then(|bindings| bindings.iter().find_map(|b| b.host_port.as_deref()?.parse().ok()));
+        Endpoint { address: publish.reachable_address(), port: bound.unwrap_or(publish.port) }
+    }
+}
+
+fn port_key(port: u16) -> String {
+    format!("{port}/tcp")
 }
 
 async fn inspect(docker: &Docker, name: &str) -> Result<Option<ContainerInspectResponse>> {
@@ -223,17 +259,16 @@ pub async fn ensure(docker: &Docker, spec: &Spec) -> Result<Running> {
     let now = inspect(docker, &spec.name)
         .await?
         .ok_or_else(|| anyhow!("the container {} vanished right after it was started", spec.name))?;
-    let host_port = published_port(&now, &spec.port_key()).unwrap_or(spec.publish_port);
+    let endpoint = Endpoint::of(&now, spec.port, &spec.publish);
     let running = Running {
         id: now.id.unwrap_or_default(),
         name: spec.name.clone(),
         hash,
         started_at: now.state.and_then(|s| s.started_at),
         action,
-        host_address: reachable_address(spec.publish_address),
-        host_port,
+        endpoint,
     };
-    info!(container = %running.name, id = %&running.id[..running.id.len().min(12)], port = running.host_port, "container {}", running.action);
+    info!(container = %running.name, id = %&running.id[..running.id.len().min(12)], port = running.endpoint.port, "container {}", running.action);
     Ok(running)
 }
 
@@ -244,35 +279,12 @@ async fn create_and_start(docker: &Docker, spec: &Spec) -> Result<()> {
         .await
         .with_context(|| format!("creating the container {} from {}", spec.name, spec.image))?;
     docker.start_container(&created.id, None).await.map_err(|e| {
-        let publish = format!("{}:{}", spec.publish_address, spec.publish_port);
         anyhow!(e).context(format!(
-            "starting the container {} (publishing {publish}; is that port taken? set [container] publish)",
-            spec.name
+            "starting the container {} (publishing {}; is that port taken? set [container] publish)",
+            spec.name, spec.publish
         ))
     })?;
     Ok(())
-}
-
-/// The host port Docker bound for `key` (`8888/tcp`).
-fn published_port(c: &ContainerInspectResponse, key: &str) -> Option<u16> {
-    let ports = c.network_settings.as_ref()?.ports.as_ref()?;
-    let bindings = ports.get(key)?.as_ref()?;
-    bindings.iter().find_map(|b| b.host_port.as_deref()?.parse().ok())
-}
-
-/// The address to reach a port published on `addr` from this host: a
-/// wildcard is reached on loopback.
-pub fn reachable_address(addr: IpAddr) -> IpAddr {
-    match addr {
-        IpAddr::V4(a) if a.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
-        IpAddr::V6(a) if a.is_unspecified() => IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
-        other => other,
-    }
-}
-
-/// The publish setting as written, for messages.
-pub fn publish_label(p: &Publish) -> String {
-    format!("{}:{}", p.address, p.port)
 }
 
 #[cfg(test)]
@@ -325,12 +337,5 @@ mod tests {
         c.env_file = Some(PathBuf::from(f.path()));
         let spec = Spec::new(&c, "nb", "id", None).unwrap();
         assert!(!format!("{spec:?}").contains("cn-beijing"));
-    }
-
-    #[test]
-    fn wildcards_are_reached_on_loopback() {
-        assert_eq!(reachable_address("0.0.0.0".parse().unwrap()), "127.0.0.1".parse::<IpAddr>().unwrap());
-        assert_eq!(reachable_address("::".parse().unwrap()), "::1".parse::<IpAddr>().unwrap());
-        assert_eq!(reachable_address("10.1.2.3".parse().unwrap()), "10.1.2.3".parse::<IpAddr>().unwrap());
     }
 }

@@ -14,15 +14,31 @@ use chrono::Utc;
 use futures_util::StreamExt;
 use tracing::{error, info, warn};
 
-use crate::config::Config;
-use crate::container::{self, Spec};
+use jupyter_proto::redact::{redact, Redactor};
+use jupyter_proto::report;
+use jupyter_proto::retry::Policy;
+
+use crate::config::{Config, ImageSource};
+use crate::container::{self, Endpoint, Spec};
 use crate::docker_install;
 use crate::image;
-use crate::jupyter::{self, Endpoint};
-use crate::result_file;
+use crate::jupyter;
 use crate::state::{ContainerState, Failure, ImageState, JupyterState, Phase, Recorder, State, StateStore};
-use crate::token::redact;
 use crate::url;
+
+/// Reconnecting to the engine's event stream after it ended (the engine
+/// restarted or went away): from 0.5 s, at most 10 s apart (20 s with
+/// jitter), for as long as the agent runs.
+const WATCH_RECONNECT: Policy = Policy::new(Duration::from_millis(500), Duration::from_secs(10), Duration::MAX);
+
+/// Who writes the result file, in its first line.
+const PROGRAM: &str = "jupyter-agent";
+
+/// The configured secrets: what the redactor hides besides tokens.
+fn secrets(cfg: &Config) -> Redactor {
+    let workspace = cfg.workspace.iter().flat_map(|w| w.env.values());
+    Redactor::new(cfg.container.env.values().chain(workspace))
+}
 
 /// One agent's converge and watch, with the state it keeps.
 pub struct Converger<'a> {
@@ -34,7 +50,9 @@ pub struct Converger<'a> {
 impl<'a> Converger<'a> {
     /// Starts a fresh state; `publish` receives every change (the local API).
     pub fn new(cfg: &'a Config, store: &'a StateStore, publish: Option<tokio::sync::watch::Sender<State>>) -> Self {
-        Converger { cfg, rec: Recorder::new(store, publish), docker: None }
+        let mut rec = Recorder::new(store, publish);
+        rec.redact_secrets(secrets(cfg));
+        Converger { cfg, rec, docker: None }
     }
 
     pub fn state(&self) -> &State {
@@ -65,8 +83,8 @@ impl<'a> Converger<'a> {
         }
         // The result file first: whoever sees the published state may read it at once.
         if let Some(path) = &self.cfg.result_file {
-            if let Err(e) = result_file::write(path, &result_file::failed_text(&failure, Utc::now())) {
-                warn!("{e:#}");
+            if let Err(e) = report::write_result_file(path, &report::failed_text(PROGRAM, &failure, Utc::now())) {
+                warn!("{e}");
             }
         }
         self.rec.record_failure(failure.clone());
@@ -91,9 +109,9 @@ impl<'a> Converger<'a> {
 
         t.begin("image", Phase::PreparingImage);
         let source = match &cfg.image.source {
-            crate::config::ImageSource::Pull(_) => "pull",
-            crate::config::ImageSource::Archive(_) => "archive",
-            crate::config::ImageSource::Build(_) => "build",
+            ImageSource::Pull(_) => "pull",
+            ImageSource::Archive(_) => "archive",
+            ImageSource::Build(_) => "build",
         };
         t.state.image =
             Some(ImageState { reference: cfg.image.reference.clone(), source: source.into(), ..Default::default() });
@@ -116,14 +134,18 @@ impl<'a> Converger<'a> {
         t.begin("container", Phase::StartingContainer);
         let spec = Spec::new(&cfg.container, &cfg.image.reference, &prepared.id, workspace.as_deref())
             .context("preparing the container")?;
+        // The env file's values are secrets too, from now on.
+        t.redact_secrets(Redactor::new(
+            spec.env_values().chain(cfg.workspace.iter().flat_map(|w| w.env.values().map(String::as_str))),
+        ));
         let running = container::ensure(&docker, &spec).await.context("starting the container")?;
         t.state.container = Some(ContainerState {
             id: running.id.clone(),
             name: running.name.clone(),
             config_hash: running.hash.clone(),
             started_at: running.started_at.clone(),
-            host_address: running.host_address.to_string(),
-            host_port: running.host_port,
+            host_address: running.endpoint.address.to_string(),
+            host_port: running.endpoint.port,
         });
         t.done("container", running.action.clone());
         self.token().await
@@ -148,7 +170,8 @@ impl<'a> Converger<'a> {
         let login = url::login_url(&host, c.host_port, &proven.path, &proven.token);
         // The result file first: whoever sees the published state may read it at once.
         if let Some(path) = &cfg.result_file {
-            result_file::write(path, &result_file::ready_text(&login, Utc::now()))?;
+            report::write_result_file(path, &report::ready_text(PROGRAM, &login, Utc::now()))
+                .map_err(anyhow::Error::msg)?;
         }
         self.rec.state.ready(JupyterState {
             url: login.clone(),
@@ -171,7 +194,7 @@ impl<'a> Converger<'a> {
             stop.await;
             return;
         };
-        let mut retry = Duration::from_millis(500);
+        let mut reconnect = WATCH_RECONNECT.delays();
         loop {
             let Some(id) = self.rec.state.container.as_ref().map(|c| c.id.clone()) else {
                 stop.await;
@@ -189,7 +212,7 @@ impl<'a> Converger<'a> {
                     event = events.next() => event,
                 };
                 let Some(Ok(event)) = event else { break };
-                retry = Duration::from_millis(500);
+                reconnect = WATCH_RECONNECT.delays();
                 let action = event.action.unwrap_or_default();
                 let attributes = event.actor.and_then(|a| a.attributes).unwrap_or_default();
                 match action.as_str() {
@@ -222,12 +245,12 @@ impl<'a> Converger<'a> {
                     _ => {}
                 }
             }
-            // The stream ended: the engine restarted or went away. Try again, bounded backoff.
+            // The stream ended: the engine restarted or went away. Try again after a delay.
+            let delay = reconnect.next().unwrap_or(WATCH_RECONNECT.max_delay);
             tokio::select! {
                 _ = &mut stop => return,
-                _ = tokio::time::sleep(retry) => {}
+                _ = tokio::time::sleep(delay) => {}
             }
-            retry = (retry * 2).min(Duration::from_secs(10));
         }
     }
 
@@ -235,16 +258,9 @@ impl<'a> Converger<'a> {
     async fn restarted(&mut self, docker: &Docker, id: &str) -> Result<()> {
         let now = docker.inspect_container(id, None).await.context("inspecting the restarted container")?;
         if let Some(c) = self.rec.state.container.as_mut() {
+            let endpoint = Endpoint::of(&now, self.cfg.container.port, &self.cfg.container.publish);
             c.started_at = now.state.and_then(|s| s.started_at);
-            let key = format!("{}/tcp", self.cfg.container.port);
-            if let Some(port) = now
-                .network_settings
-                .and_then(|n| n.ports)
-                .and_then(|p| p.get(&key).cloned().flatten())
-                .and_then(|b| b.into_iter().find_map(|b| b.host_port?.parse().ok()))
-            {
-                c.host_port = port;
-            }
+            c.host_port = endpoint.port;
         }
         self.rec.state.error = None;
         self.token().await

@@ -107,7 +107,7 @@ async fn token_check(state: Option<&State>, published: Option<u16>) -> Check {
     let Some(s) = state else {
         return bad("token", Verdict::Fail, "the agent has no state: it has not run", "jupyter-agent run");
     };
-    let (Phase::Ready, Some(j), Some(port)) = (s.phase, s.jupyter.as_ref(), published) else {
+    let (&Phase::Ready, Some(j), Some(port)) = (&s.phase, s.jupyter.as_ref(), published) else {
         return bad(
             "token",
             Verdict::Fail,

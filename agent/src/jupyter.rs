@@ -1,11 +1,10 @@
 //! Waiting for Jupyter: follow the container's log stream (no polling) until
 //! a login URL appears, ask the server itself when the log hides a
 //! configured token, and prove the token against `/api/status` before it is
-//! reported (REFERENCE.md section 5).
+//! reported (docs/jupyter.md).
 
 use std::collections::VecDeque;
-use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use bollard::container::LogOutput;
@@ -16,24 +15,17 @@ use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use tracing::{debug, info};
 
+use jupyter_proto::redact::{redact, MARK};
+use jupyter_proto::retry::{self, Policy, Transient};
+
+use crate::container::Endpoint;
 use crate::state::LOG_TAIL_LINES;
-use crate::token::{base_url, parse_line, parse_server_list, redact, Finding, LineAssembler};
+use crate::token::{base_url, parse_line, parse_server_list, Finding, LineAssembler};
 
-/// Where the published Jupyter port answers on this host.
-#[derive(Debug, Clone, Copy)]
-pub struct Endpoint {
-    pub address: IpAddr,
-    pub port: u16,
-}
-
-impl Endpoint {
-    fn url(&self, path: &str) -> String {
-        match self.address {
-            IpAddr::V6(a) => format!("http://[{a}]:{}{path}", self.port),
-            IpAddr::V4(a) => format!("http://{a}:{}{path}", self.port),
-        }
-    }
-}
+/// The proof's wait for the published port to answer: it can lag the log
+/// line by a moment. Retried from 50 ms, at most 1 s apart (2 s with jitter),
+/// within 30 s or what is left of `ready_timeout`.
+const PROOF_RETRY: Policy = Policy::new(Duration::from_millis(50), Duration::from_secs(1), Duration::from_secs(30));
 
 /// A token the server accepted.
 #[derive(Clone)]
@@ -49,7 +41,7 @@ pub struct Proven {
 
 impl std::fmt::Debug for Proven {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Proven").field("token", &"<redacted>").field("path", &self.path).finish()
+        f.debug_struct("Proven").field("token", &MARK).field("path", &self.path).finish()
     }
 }
 
@@ -63,7 +55,7 @@ pub async fn wait_for_token(
     endpoint: Endpoint,
     timeout: Duration,
 ) -> Result<Proven> {
-    let deadline = tokio::time::Instant::now() + timeout;
+    let deadline = retry::deadline_after(timeout);
     // Only this run's lines: a restarted container's log still holds the
     // tokens of its earlier runs (and the proof would refuse them anyway).
     let since = since.and_then(|s| DateTime::parse_from_rfc3339(s).ok()).map_or(0, |t| t.timestamp() as i32);
@@ -175,9 +167,23 @@ fn http_client() -> Result<reqwest::Client> {
     reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build().context("building the HTTP client")
 }
 
+/// The server does not answer yet (connection refused, reset, timed out).
+struct NotUp(String);
+
+impl Transient for NotUp {
+    fn is_transient(&self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Display for NotUp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// `GET /api/status` with the token must answer 200, and with a wrong token
-/// must be refused. Connection errors are retried briefly (the published
-/// port can lag the log line by a moment).
+/// must be refused. Connection errors are retried ([`PROOF_RETRY`]).
 async fn prove(
     client: &reqwest::Client,
     endpoint: Endpoint,
@@ -186,17 +192,21 @@ async fn prove(
     within: Duration,
 ) -> Result<Proof> {
     let url = endpoint.url(&format!("{base}api/status"));
-    let deadline = Instant::now() + within.min(Duration::from_secs(30));
-    let mut delay = Duration::from_millis(50);
-    let status = loop {
-        match client.get(&url).header("Authorization", format!("token {token}")).send().await {
-            Ok(resp) => break resp.status().as_u16(),
-            Err(e) if Instant::now() + delay < deadline => {
-                debug!(url = %url, error = %e, "Jupyter does not answer yet");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(1));
-            }
-            Err(e) => return Err(anyhow!(e).context(format!("asking {url} whether the token works"))),
+    let policy = Policy { budget: within.min(PROOF_RETRY.budget), ..PROOF_RETRY };
+    let asked = retry::retry(
+        &policy,
+        |_| async {
+            let resp = client.get(&url).header("Authorization", format!("token {token}")).send().await;
+            resp.map(|r| r.status().as_u16()).map_err(|e| NotUp(format!("{:#}", anyhow!(e))))
+        },
+        |e, _| debug!(url = %url, error = %e, "Jupyter does not answer yet"),
+    )
+    .await;
+    let status = match asked {
+        Ok(status) => status,
+        Err(retry::Error::Permanent(e)) => bail!("asking {url} whether the token works: {e}"),
+        Err(retry::Error::Exhausted { last, .. }) => {
+            bail!("asking {url} whether the token works: {}", last.unwrap_or_else(|| "no answer".into()))
         }
     };
     match status {

@@ -12,9 +12,13 @@
 //! | token | [`jupyter`], [`token`] | follow the log, parse the token, prove it on `/api/status` |
 //! | url | [`url`] | the host from the ECS metadata service, the login URL |
 //!
-//! Around them: [`config`] (the validated TOML file), [`state`] (the
-//! versioned state file and its lock), [`result_file`] (the hands-on's legacy
-//! result file), [`cli`] (commands and exit codes) and [`logging`].
+//! Around them: [`config`] (the validated TOML file), [`state`] (the state
+//! file, its lock and the recorder), [`daemon`] (`run`: the API served
+//! beside the converge and the watch), [`api`] (the local API), [`client`]
+//! (the CLI's side of it), [`cli`] (commands and exit codes), [`doctor`],
+//! [`service`] (the systemd unit) and [`logging`]. What the agent shares
+//! with `jupyter-bootstrap` (the state document, the API client, redaction,
+//! durations, the result file, the retry helper) is `jupyter_proto`'s.
 
 pub mod api;
 pub mod cli;
@@ -22,13 +26,13 @@ pub mod client;
 pub mod config;
 pub mod container;
 pub mod converge;
+pub mod daemon;
 pub mod docker_install;
 pub mod doctor;
 pub mod engine;
 pub mod image;
 pub mod jupyter;
 pub mod logging;
-pub mod result_file;
 pub mod service;
 pub mod state;
 pub mod token;

@@ -1,4 +1,4 @@
-//! Finding the login token in what Jupyter prints (REFERENCE.md section 5).
+//! Finding the login token in what Jupyter prints (docs/jupyter.md).
 //!
 //! Pure functions only: [`LineAssembler`] turns the byte chunks of Docker's
 //! log stream (whose frames do not align with lines) into clean lines, and
@@ -38,10 +38,6 @@ static ANSI: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]").expect("valid regex")
 });
 
-/// `token=<value>` anywhere, for redacting lines before they are stored or shown.
-static TOKEN_PARAM: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"([?&]token=)([A-Za-z0-9_\-.~%]+)").expect("valid regex"));
-
 /// Parses one clean log line (see [`LineAssembler`]).
 pub fn parse_line(line: &str) -> Option<Finding> {
     // A file:// URL (Notebook 6's "open this file in a browser") never has a
@@ -67,11 +63,6 @@ pub fn strip_ansi(s: &str) -> std::borrow::Cow<'_, str> {
     } else {
         std::borrow::Cow::Borrowed(s)
     }
-}
-
-/// Replaces every `token=<value>` with `token=<redacted>`.
-pub fn redact(line: &str) -> String {
-    TOKEN_PARAM.replace_all(line, "${1}<redacted>").into_owned()
 }
 
 /// Longest line kept whole; a longer one is cut (a runaway line without a
@@ -274,14 +265,6 @@ mod tests {
         assert_eq!(base_url("/tree"), "/");
         assert_eq!(base_url("/jupyter/lab"), "/jupyter/");
         assert_eq!(base_url("/jupyter/"), "/jupyter/");
-    }
-
-    #[test]
-    fn redaction_hides_every_token() {
-        assert_eq!(
-            redact(&format!("http://h:8888/lab?token={HEX} and /api?x=1&token=abc")),
-            "http://h:8888/lab?token=<redacted> and /api?x=1&token=<redacted>"
-        );
     }
 
     /// Reads a whole captured log the way the agent does, in chunks of

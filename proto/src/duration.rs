@@ -12,21 +12,40 @@ pub const MAX: Duration = Duration::from_secs(30 * 24 * 3600);
 /// How [`MAX`] is written in messages.
 pub const MAX_SHOWN: &str = "30 days";
 
+/// Why a duration was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// Not a number of seconds nor a humantime duration (its message).
+    Invalid(String),
+    Zero,
+    /// Above [`MAX`].
+    TooLong,
+}
+
 /// Parses `600` (seconds) or a humantime duration such as `30m` or `1h 30m`.
 /// Zero and anything above [`MAX`] are refused; the message starts with the
 /// value as given, in backquotes.
 pub fn parse(s: &str) -> Result<Duration, String> {
     let s = s.trim();
+    check(s).map_err(|why| match why {
+        Refused::Invalid(e) => format!("`{s}`: {e}; expected seconds (600) or a duration such as 30m or 1h30m"),
+        Refused::Zero => format!("`{s}`: expected a duration greater than zero"),
+        Refused::TooLong => format!("`{s}`: expected at most {MAX_SHOWN} (30d)"),
+    })
+}
+
+/// [`parse`], telling why a value is refused without naming it.
+pub fn check(s: &str) -> Result<Duration, Refused> {
+    let s = s.trim();
     let d = match s.parse::<u64>() {
         Ok(secs) => Duration::from_secs(secs.min(MAX.as_secs() + 1)),
-        Err(_) => humantime::parse_duration(s)
-            .map_err(|e| format!("`{s}`: {e}; expected seconds (600) or a duration such as 30m or 1h30m"))?,
+        Err(_) => humantime::parse_duration(s).map_err(|e| Refused::Invalid(e.to_string()))?,
     };
     if d.is_zero() {
-        return Err(format!("`{s}`: expected a duration greater than zero"));
+        return Err(Refused::Zero);
     }
     if d > MAX {
-        return Err(format!("`{s}`: expected at most {MAX_SHOWN} (30d)"));
+        return Err(Refused::TooLong);
     }
     Ok(d)
 }

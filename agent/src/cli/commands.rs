@@ -1,0 +1,252 @@
+//! One function per command: load what it needs, do it, print the answer.
+//! Each returns `anyhow::Result`; `cli::main` turns an error into its exit
+//! code.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use super::{exit, Command, Exit, WorkspaceCommand};
+use crate::config::{Config, WorkspaceConfig};
+use crate::state::{self, Phase, State, StateStore};
+
+/// Runs `command` with the configuration file at `config`.
+pub fn dispatch(config: &Path, command: Command) -> Result<()> {
+    match command {
+        Command::Run { once } => run(config, once),
+        Command::Status { json, show_token } => status(config, json, show_token),
+        Command::InstallDocker { dry_run, root } => install_docker(config, dry_run, root.as_deref()),
+        Command::Token { json } => print_one(config, json, "token", |s| s.jupyter.as_ref().map(|j| j.token.clone())),
+        Command::Url { json } => print_one(config, json, "url", |s| s.jupyter.as_ref().map(|j| j.url.clone())),
+        Command::Wait { timeout, json } => wait(config, timeout, json),
+        Command::Logs { follow, lines, json } => logs(config, follow, lines, json),
+        Command::Install { json } => install(config, json),
+        Command::Doctor { json } => doctor(config, json),
+        Command::Workspace(WorkspaceCommand::Status { json }) => workspace_status(config, json),
+        Command::Workspace(WorkspaceCommand::Reset) => workspace_reset(config),
+    }
+}
+
+/// The converge and its watch: a multi-threaded runtime, for the API's
+/// connections beside the converge.
+fn daemon_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Every other command: one thread, nothing started that it does not need.
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")
+}
+
+/// Loads the configuration for a command that does not converge: the
+/// defaults when the file does not exist, and no `[image]` needed.
+fn lenient_config(config: &Path) -> Result<Config> {
+    Ok(Config::load_or_default(config)?)
+}
+
+fn run(config: &Path, once: bool) -> Result<()> {
+    let cfg = Config::load(config)?;
+    daemon_runtime()?.block_on(crate::daemon::run(&cfg, once, Box::pin(wait_for_stop())))
+}
+
+/// SIGTERM or Ctrl-C.
+async fn wait_for_stop() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut term) = signal(SignalKind::terminate()) else { return };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+fn install_docker(config: &Path, dry_run: bool, root: Option<&Path>) -> Result<()> {
+    use crate::docker_install as di;
+    let cfg = lenient_config(config)?;
+    let root = root.unwrap_or(Path::new("/"));
+    if !root.is_absolute() || !root.is_dir() {
+        return Err(Exit::new(
+            exit::USAGE,
+            format!("--root {}: expected the absolute path of a mounted root file system", root.display()),
+        )
+        .into());
+    }
+    let chrooted = root != Path::new("/");
+    let rt = runtime()?;
+    if dry_run {
+        print!("{}", rt.block_on(di::dry_run(&cfg, root))?);
+        return Ok(());
+    }
+    let store = StateStore::lock(&cfg.state_dir)?;
+    rt.block_on(async {
+        let mut rec = state::Recorder::new(&store, None);
+        let mut progress = di::RecordProgress(&mut rec);
+        let result = if chrooted {
+            di::install(&cfg, root, &mut progress).await.map(|_| ())
+        } else {
+            di::ensure_engine(&cfg, &mut progress).await.map(|_| ())
+        };
+        match result {
+            Ok(()) => {
+                // Docker is there; Jupyter is not converged yet.
+                rec.state.phase = Phase::Pending;
+                rec.save();
+                Ok(())
+            }
+            Err(e) => {
+                let code = super::exit_code(&e);
+                let failure = rec.fail("docker", format!("{e:#}"), None, Vec::new());
+                Err(Exit::new(code, format!("{}: {}", failure.step, failure.cause)).into())
+            }
+        }
+    })
+}
+
+fn print_one(config: &Path, json: bool, key: &str, pick: impl Fn(&State) -> Option<String>) -> Result<()> {
+    let cfg = lenient_config(config)?;
+    let state = runtime()?.block_on(crate::client::state(&cfg, true))?;
+    match (&state.phase, pick(&state)) {
+        (Phase::Ready, Some(v)) if json => println!("{}", serde_json::json!({ key: v })),
+        (Phase::Ready, Some(v)) => println!("{v}"),
+        (phase, _) => {
+            return Err(Exit::new(
+                exit::FAILED,
+                format!("Jupyter is not ready (phase: {phase}); see jupyter-agent status"),
+            )
+            .into())
+        }
+    }
+    Ok(())
+}
+
+fn status(config: &Path, json: bool, show_token: bool) -> Result<()> {
+    let cfg = lenient_config(config)?;
+    let state = runtime()?.block_on(crate::client::state(&cfg, show_token))?;
+    let mut out = std::io::stdout().lock();
+    let _ = if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&state).expect("state serializes"))
+    } else {
+        write!(out, "{}", super::render(&state))
+    };
+    if state.phase == Phase::Failed {
+        return Err(Exit::silent(exit::FAILED).into());
+    }
+    Ok(())
+}
+
+fn wait(config: &Path, timeout: Duration, json: bool) -> Result<()> {
+    let cfg = lenient_config(config)?;
+    let (state, timed_out) = runtime()?.block_on(crate::client::wait(&cfg, timeout))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&state).expect("state serializes"));
+    } else {
+        print!("{}", super::render(&state));
+    }
+    match state.phase {
+        Phase::Ready => Ok(()),
+        Phase::Failed => Err(Exit::silent(exit::FAILED).into()),
+        _ if timed_out => {
+            Err(Exit::new(exit::TIMED_OUT, format!("not ready after {}", jupyter_proto::duration::show(timeout)))
+                .into())
+        }
+        _ => Err(Exit::silent(exit::FAILED).into()),
+    }
+}
+
+fn logs(config: &Path, follow: bool, lines: u64, json: bool) -> Result<()> {
+    let cfg = lenient_config(config)?;
+    let mut print = |line: &str| {
+        let mut out = std::io::stdout().lock();
+        let _ = if json { writeln!(out, "{}", serde_json::json!({ "line": line })) } else { writeln!(out, "{line}") };
+        let _ = out.flush();
+    };
+    runtime()?.block_on(crate::client::logs(&cfg, lines, follow, &mut print))
+}
+
+fn install(config: &Path, json: bool) -> Result<()> {
+    match crate::service::install(config)? {
+        crate::service::Installed::Foreground(how) => {
+            if json {
+                println!("{}", serde_json::json!({ "installed": false, "systemd": false, "instructions": how }));
+            } else {
+                println!("{how}");
+            }
+        }
+        crate::service::Installed::Service { binary, unit } => {
+            if json {
+                println!("{}", serde_json::json!({ "installed": true, "binary": binary, "unit": unit }));
+            } else {
+                println!(
+                    "installed {} and {}; {} is enabled and started",
+                    binary.display(),
+                    unit.display(),
+                    crate::service::UNIT_NAME
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The `[workspace]` section, or exit 2 saying there is none.
+fn workspace_config(config: &Path) -> Result<(Config, WorkspaceConfig)> {
+    let cfg = lenient_config(config)?;
+    match cfg.workspace.clone() {
+        Some(w) => Ok((cfg, w)),
+        None => Err(Exit::new(
+            exit::USAGE,
+            format!("{}: no [workspace] section: there are no materials to manage", config.display()),
+        )
+        .into()),
+    }
+}
+
+fn workspace_status(config: &Path, json: bool) -> Result<()> {
+    let (cfg, w) = workspace_config(config)?;
+    let Some(record) = crate::workspace::pending(&cfg.state_dir)? else {
+        return Err(Exit::new(
+            exit::NO_STATE,
+            format!("{} has not been fetched yet: jupyter-agent run", w.path.display()),
+        )
+        .into());
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&record).expect("serializable"));
+    } else {
+        print!("{}", super::render::workspace(&w, &record));
+    }
+    Ok(())
+}
+
+fn workspace_reset(config: &Path) -> Result<()> {
+    let (cfg, w) = workspace_config(config)?;
+    let reset = runtime()?.block_on(crate::workspace::reset(&w, &cfg.state_dir))?;
+    println!(
+        "your copy was moved to {}; {} now holds {}.\nRestart the agent (systemctl restart jupyter-agent, or jupyter-agent run) to restart Jupyter on it.",
+        reset.aside.display(),
+        w.path.display(),
+        reset.identity
+    );
+    Ok(())
+}
+
+fn doctor(config: &Path, json: bool) -> Result<()> {
+    let cfg = lenient_config(config)?;
+    let rt = runtime()?;
+    let state = rt.block_on(crate::client::state(&cfg, true)).ok();
+    let checks = rt.block_on(crate::doctor::run(&cfg, state.as_ref()));
+    if json {
+        println!("{}", serde_json::to_string_pretty(&checks).expect("checks serialize"));
+    } else {
+        print!("{}", crate::doctor::render(&checks));
+    }
+    if checks.iter().any(|c| c.verdict == crate::doctor::Verdict::Fail) {
+        return Err(Exit::silent(exit::FAILED).into());
+    }
+    Ok(())
+}

@@ -1,0 +1,300 @@
+//! The command line: the commands (clap), and the one place where an
+//! outcome becomes a documented exit code. Each command is a function in
+//! [`commands`] that returns `anyhow::Result`; [`main`] prints the error
+//! chain and maps it with [`exit_code`].
+
+mod commands;
+mod render;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::DEFAULT_CONFIG_PATH;
+
+pub use render::render;
+
+/// Exit codes, shared by every command.
+pub mod exit {
+    /// Ready (or, for `status`, not failed).
+    pub const OK: u8 = 0;
+    /// The converge failed, or Jupyter is not ready.
+    pub const FAILED: u8 = 1;
+    /// Bad command line or configuration: nothing was changed.
+    pub const USAGE: u8 = 2;
+    /// `wait` timed out.
+    pub const TIMED_OUT: u8 = 3;
+    /// The agent is not reachable and there is no state: it has not run here.
+    pub const NO_STATE: u8 = 4;
+    /// Another agent holds the lock on the state directory.
+    pub const LOCKED: u8 = 5;
+    /// Docker cannot be installed on this distribution (or with this source); nothing was changed.
+    pub const UNSUPPORTED: u8 = 6;
+}
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  ready (status: not failed; doctor: no check failed; install: done)
+  1  the converge failed, or Jupyter is not ready (token, url, wait), or a
+     doctor check failed
+  2  bad command line or configuration; nothing on the host was changed
+  3  wait timed out
+  4  the agent is not reachable and there is no state: it has not run here
+  5  another jupyter-agent is converging this host
+  6  Docker cannot be installed on this distribution (or from this source);
+     nothing on the host was changed (run, install-docker)";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "jupyter-agent",
+    version,
+    about = "Turns this host into a working Jupyter container and reports its proven login URL",
+    long_about = "Turns this host into a working Jupyter container and reports its proven login URL.\n\n\
+        `run` converges: it waits for the Docker engine, prepares the image (pull, load or build), \
+        starts the container with a hash of its configuration, follows its log until the login \
+        token appears, and proves the token against Jupyter's /api/status. The state is kept in \
+        <state_dir>/state.json (mode 0600). While it runs, the agent answers on a Unix socket \
+        (docs/api.md); `status`, `token`, `url`, `wait` and `logs` ask it there, and read the \
+        state file when no agent runs.",
+    after_help = EXIT_CODES
+)]
+pub struct Cli {
+    /// The configuration file (TOML); it also says where the state lives.
+    #[arg(long, global = true, value_name = "FILE", default_value = DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Converge (Docker, image, container, token, proof), then keep watching the container.
+    ///
+    /// While it runs it serves the local API on [socket]. Without --once it stays in the
+    /// foreground: when the container dies the state says so; when it starts again (restart
+    /// policy, reboot) its new token is proven and the URL updated. Stop it with SIGTERM.
+    #[command(after_help = EXIT_CODES)]
+    Run {
+        /// Exit when ready (0) or failed (1) instead of staying in the foreground.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Wait until Jupyter is ready (exit 0) or the converge failed (exit 1); waits for a starting agent too.
+    #[command(after_help = EXIT_CODES)]
+    Wait {
+        /// How long to wait: seconds, or a duration such as 10m.
+        #[arg(long, value_name = "D", default_value = "10m", value_parser = jupyter_proto::duration::parse)]
+        timeout: std::time::Duration,
+        /// Print the final state document as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the container's log (tokens shown: the socket and this command are root's).
+    #[command(after_help = EXIT_CODES)]
+    Logs {
+        /// Keep printing new lines as they come.
+        #[arg(short, long)]
+        follow: bool,
+        /// How many of the last lines.
+        #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 100)]
+        lines: u64,
+        /// One JSON object per line: {"line": "..."}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Install the agent as a systemd service (binary to /usr/local/bin, unit, enabled, started).
+    ///
+    /// The service runs `jupyter-agent --config <this config> run` after the network is online,
+    /// restarts it when it fails, and so converges again at every boot. Without systemd it
+    /// explains how to run the agent in the foreground and changes nothing.
+    #[command(after_help = EXIT_CODES)]
+    Install {
+        /// Print what was done as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The workshop materials ([workspace]): what was fetched, what changed, and reset.
+    #[command(subcommand, after_help = EXIT_CODES)]
+    Workspace(WorkspaceCommand),
+    /// Check what a participant or organiser would check by hand; one line per check with its fix.
+    #[command(after_help = EXIT_CODES)]
+    Doctor {
+        /// Print the checks as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the converge's phase, steps, URL (token redacted) and any error.
+    #[command(after_help = EXIT_CODES)]
+    Status {
+        /// Print the state document as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Show the token instead of <redacted>.
+        #[arg(long)]
+        show_token: bool,
+    },
+    /// Install and start Docker when no engine answers: the installing-docker phase of `run`, alone.
+    ///
+    /// Detects the distribution from /etc/os-release, installs Docker with its package
+    /// manager (never a whole-system upgrade), merges [docker] registry_mirrors into
+    /// /etc/docker/daemon.json, and starts the engine (systemd, else a detached dockerd).
+    /// Does nothing when an engine already answers.
+    #[command(after_help = EXIT_CODES)]
+    InstallDocker {
+        /// Print the exact plan (every command and file) and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Install into this mounted root file system instead (commands run in `chroot DIR`,
+        /// nothing is started): how images are pre-baked.
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+    },
+    /// Print the proven login token, on one line.
+    #[command(after_help = EXIT_CODES)]
+    Token {
+        /// Print {"token": "..."}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the login URL with its token, on one line.
+    #[command(after_help = EXIT_CODES)]
+    Url {
+        /// Print {"url": "..."}.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkspaceCommand {
+    /// What was fetched, from where, and the difference when the source has changed since.
+    Status {
+        /// Print the record as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace the participant's copy with the configured source's version.
+    ///
+    /// The copy is first moved aside to <path>.bak-<UTC timestamp>, never deleted. Then
+    /// restart the agent (systemctl restart jupyter-agent, or jupyter-agent run) so that
+    /// Jupyter is rebuilt and restarted on the new copy.
+    Reset,
+}
+
+/// An outcome that is not success, with its exit code. Its message, when
+/// not empty, is printed like any error; an empty one was already reported
+/// (the state was printed, or the converge logged its failure).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Exit {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Exit {
+    pub fn new(code: u8, message: impl Into<String>) -> Exit {
+        Exit { code, message: message.into() }
+    }
+
+    /// The code alone: what the user needs to know is already on screen.
+    pub fn silent(code: u8) -> Exit {
+        Exit { code, message: String::new() }
+    }
+}
+
+/// The documented exit code of an error: the one place that decides it.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<Exit>() {
+            return e.code;
+        }
+        if cause.is::<crate::config::ConfigError>() {
+            return exit::USAGE;
+        }
+        if let Some(crate::state::LockError::Busy { .. }) = cause.downcast_ref::<crate::state::LockError>() {
+            return exit::LOCKED;
+        }
+        if cause.is::<crate::docker_install::Refused>() {
+            return exit::UNSUPPORTED;
+        }
+        if let Some(failed) = cause.downcast_ref::<crate::daemon::ConvergeFailed>() {
+            return if failed.refused { exit::UNSUPPORTED } else { exit::FAILED };
+        }
+        if cause.is::<crate::client::Unreachable>() {
+            return exit::NO_STATE;
+        }
+    }
+    exit::FAILED
+}
+
+impl Command {
+    /// Whether the command logs as it works (the others print an answer and
+    /// nothing else, and start as little as they can).
+    fn logs(&self) -> bool {
+        matches!(
+            self,
+            Command::Run { .. }
+                | Command::InstallDocker { .. }
+                | Command::Install { .. }
+                | Command::Doctor { .. }
+                | Command::Workspace(_)
+        )
+    }
+}
+
+/// Runs the parsed command line.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { exit::OK });
+        }
+    };
+    if cli.command.logs() {
+        crate::logging::init();
+    }
+    match commands::dispatch(&cli.config, cli.command) {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(e) => {
+            let silent = e.downcast_ref::<Exit>().is_some_and(|x| x.message.is_empty())
+                || e.is::<crate::daemon::ConvergeFailed>();
+            if !silent {
+                eprintln!("jupyter-agent: {e:#}");
+            }
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_map_to_their_documented_codes() {
+        let cases: Vec<(anyhow::Error, u8)> = vec![
+            (anyhow::anyhow!("boom"), exit::FAILED),
+            (Exit::new(exit::TIMED_OUT, "not ready after 1s").into(), exit::TIMED_OUT),
+            (crate::config::Config::parse(std::path::Path::new("c.toml"), "x = 1").unwrap_err().into(), exit::USAGE),
+            (crate::client::Unreachable { socket: "s".into(), state: "t".into() }.into(), exit::NO_STATE),
+            (crate::daemon::ConvergeFailed { cause: "x".into(), refused: true }.into(), exit::UNSUPPORTED),
+            (anyhow::Error::new(Exit::silent(exit::FAILED)).context("while asking"), exit::FAILED),
+        ];
+        for (err, code) in cases {
+            assert_eq!(exit_code(&err), code, "{err:#}");
+        }
+    }
+
+    #[test]
+    fn help_documents_every_exit_code() {
+        use clap::CommandFactory;
+        let help = Cli::command().render_long_help().to_string();
+        for code in ["  0  ", "  1  ", "  2  ", "  3  ", "  4  ", "  5  ", "  6  "] {
+            assert!(help.contains(code), "{help}");
+        }
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,93 @@
+//! The human forms of what the commands print: the state (`status`,
+//! `wait`) and the workspace record (`workspace status`).
+
+use crate::config::WorkspaceConfig;
+use crate::state::{State, StepStatus};
+use crate::workspace::Record;
+
+/// The human form of `status`.
+pub fn render(s: &State) -> String {
+    let mut out = format!("phase: {}\n", s.phase);
+    if let Some(j) = &s.jupyter {
+        out.push_str(&format!("url: {}\n", j.url));
+    }
+    if let Some(c) = &s.container {
+        out.push_str(&format!(
+            "container: {} ({}) on {}:{}\n",
+            c.name,
+            &c.id[..c.id.len().min(12)],
+            c.host_address,
+            c.host_port
+        ));
+    }
+    if let Some(i) = &s.image {
+        let id = i.id.as_deref().map(crate::image::short_id).unwrap_or("-");
+        out.push_str(&format!("image: {} ({id}, {})\n", i.reference, i.source));
+    }
+    out.push_str("steps:\n");
+    for step in &s.steps {
+        let took = match (step.started_at, step.ended_at) {
+            (Some(start), Some(end)) => format!("{:.1}s", (end - start).num_milliseconds() as f64 / 1000.0),
+            _ => "running".to_string(),
+        };
+        let status = match &step.status {
+            StepStatus::Failed => "FAILED",
+            other => other.as_str(),
+        };
+        out.push_str(&format!(
+            "  {:<10} {:<8} {:>8}  {}\n",
+            step.name,
+            status,
+            took,
+            step.detail.as_deref().unwrap_or("")
+        ));
+    }
+    if let Some(e) = &s.error {
+        out.push_str(&format!("error: {}: {}\n", e.step, e.cause));
+        if let Some(code) = e.exit_code {
+            out.push_str(&format!("container exit code: {code}\n"));
+        }
+        if !e.log_tail.is_empty() {
+            out.push_str("last log lines:\n");
+            for line in &e.log_tail {
+                out.push_str(&format!("  {line}\n"));
+            }
+        }
+    }
+    out
+}
+
+/// The human form of `workspace status`: what was fetched, and what changed upstream.
+pub fn workspace(w: &WorkspaceConfig, record: &Record) -> String {
+    let mut out = format!(
+        "{}: {} from {}, fetched {}\n",
+        w.path.display(),
+        record.copy.identity,
+        record.copy.source,
+        record.copy.fetched_at
+    );
+    match &record.pending {
+        None => out.push_str("the configured source is the one fetched: nothing pending\n"),
+        Some(p) => {
+            out.push_str(&format!(
+                "the source changed to {}: the new version {} is in {}\n",
+                p.copy.source,
+                p.copy.identity,
+                p.copy.path.display()
+            ));
+            out.push_str(&format!("  {}\n", p.difference.summary()));
+            for (label, files) in [
+                ("added upstream", &p.difference.added),
+                ("removed upstream", &p.difference.removed),
+                ("changed upstream", &p.difference.changed),
+                ("edited here", &p.difference.edited_here),
+            ] {
+                for f in files {
+                    out.push_str(&format!("  {label}: {f}\n"));
+                }
+            }
+            out.push_str("jupyter-agent workspace reset replaces your copy with it, moving yours aside first\n");
+        }
+    }
+    out
+}

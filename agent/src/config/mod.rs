@@ -1,0 +1,464 @@
+//! Configuration: the TOML file that says what "converged" means on this host.
+//!
+//! The file is read into a `toml::Table` and walked key by key
+//! ([`section`]), each value into its type ([`values`]), so that every
+//! rejection names the file, the key, the value found and what is expected
+//! (`config.toml: [container] port = 70000: expected an integer from 1 to
+//! 65535`). Nothing on the host changes before the whole file is valid.
+
+mod section;
+#[cfg(test)]
+mod tests;
+pub mod values;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use jupyter_proto::redact::redact_url;
+use section::{toml_str, Section};
+pub use values::{
+    with_tag, ContainerName, DockerHost, DockerSource, ImageRef, Publish, PullPolicy, RestartPolicy, UrlHost, Volume,
+};
+
+/// Where the agent looks for its configuration when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/jupyter-agent/config.toml";
+/// Where state lives when `state_dir` is not set.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/jupyter-agent";
+/// The local API's Unix socket (docs/api.md).
+pub const DEFAULT_SOCKET: &str = "/run/jupyter-agent.sock";
+/// Where the agent writes logs of its own (the install log, dockerd's log).
+pub const DEFAULT_LOG_DIR: &str = "/var/log/jupyter-agent";
+/// Alibaba's mirror of Docker CE, reachable from every Alibaba Cloud region.
+pub const DEFAULT_DOCKER_MIRROR: &str = "https://mirrors.aliyun.com/docker-ce";
+/// The ECS instance metadata service (docs/metadata.md).
+pub const DEFAULT_METADATA_ENDPOINT: &str = "http://100.100.100.200";
+
+/// A rejected configuration: which file, which key, what was found, what is expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// The key as a person finds it in the file: `[container] port`, or `state_dir`.
+    pub key: String,
+    /// The offending value, written as TOML; `None` for a missing or unknown key.
+    pub value: Option<String>,
+    pub expected: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = self.file.display();
+        match &self.value {
+            Some(v) => write!(f, "{file}: {} = {v}: {}", self.key, self.expected),
+            None if self.key.is_empty() => write!(f, "{file}: {}", self.expected),
+            None => write!(f, "{file}: {}: {}", self.key, self.expected),
+        }
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub state_dir: PathBuf,
+    pub log_dir: PathBuf,
+    /// The local API's Unix socket.
+    pub socket: PathBuf,
+    /// The legacy result file of the hands-on (`/root/userdata-result.txt`).
+    pub result_file: Option<PathBuf>,
+    pub docker: DockerConfig,
+    /// The workshop materials, when the instance fetches them itself.
+    pub workspace: Option<WorkspaceConfig>,
+    pub image: ImageConfig,
+    pub container: ContainerConfig,
+    pub jupyter: JupyterConfig,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DockerConfig {
+    /// `unix:///path`, `tcp://host:port` or `http://host:port`; `None` means
+    /// `DOCKER_HOST`, else the local socket.
+    pub host: Option<String>,
+    /// How long to wait for the engine to answer a ping.
+    pub ping_timeout: Duration,
+    /// Install and start Docker when the local engine does not answer.
+    pub install: bool,
+    pub source: DockerSource,
+    /// The Docker CE package mirror (`<mirror>/linux/centos/docker-ce.repo`, `<mirror>/linux/debian`).
+    pub mirror: String,
+    /// Docker Hub mirrors merged into `/etc/docker/daemon.json`.
+    pub registry_mirrors: Vec<String>,
+}
+
+/// The `[workspace]` section: materials fetched once into `path`, never overwritten.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkspaceConfig {
+    pub source: crate::workspace::fetch::Source,
+    /// The host directory (the hands-on: `/root/imagesearchhandson`).
+    pub path: PathBuf,
+    /// Where the container's env file is written (mode 0600) from `env`.
+    pub env_file: Option<PathBuf>,
+    /// Values are secrets: never logged, never in the state.
+    pub env: BTreeMap<String, String>,
+}
+
+impl WorkspaceConfig {
+    /// The source as a person wrote it, for messages and the record (no secrets: userinfo removed).
+    pub fn source_label(&self) -> String {
+        match &self.source {
+            crate::workspace::fetch::Source::Tarball { url, sha256 } => {
+                format!("{} (sha256 {sha256})", redact_url(url))
+            }
+            crate::workspace::fetch::Source::Git { url, reference } => {
+                format!("{} (ref {reference})", redact_url(url))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageConfig {
+    /// The reference the container runs, always with a tag.
+    pub reference: String,
+    pub source: ImageSource,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ImageSource {
+    Pull(PullPolicy),
+    Archive(PathBuf),
+    Build(BuildConfig),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuildConfig {
+    pub context: PathBuf,
+    /// Relative to the context.
+    pub dockerfile: String,
+    pub args: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerConfig {
+    pub name: String,
+    pub command: Option<Vec<String>>,
+    pub user: Option<String>,
+    /// Values are secrets: they never reach a log.
+    pub env: BTreeMap<String, String>,
+    pub env_file: Option<PathBuf>,
+    pub volumes: Vec<Volume>,
+    pub port: u16,
+    pub publish: Publish,
+    pub restart: RestartPolicy,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JupyterConfig {
+    pub ready_timeout: Duration,
+    pub url_host: UrlHost,
+    pub metadata_endpoint: String,
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            key: String::new(),
+            value: None,
+            expected: format!("cannot read the configuration file: {e}"),
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// For the commands that do not converge (`status`, `token`, `url`,
+    /// `install-docker`): reads `path` if it exists, else takes the built-in
+    /// defaults, and does not require an `[image]` section. Still rejects
+    /// unknown keys and bad values.
+    pub fn load_or_default(path: &Path) -> Result<Config, ConfigError> {
+        let text = if path.exists() {
+            std::fs::read_to_string(path).map_err(|e| ConfigError {
+                file: path.to_path_buf(),
+                key: String::new(),
+                value: None,
+                expected: format!("cannot read the configuration file: {e}"),
+            })?
+        } else {
+            String::new()
+        };
+        Config::parse_inner(path, &text, false)
+    }
+
+    /// Validates `text`, reporting errors against `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        Config::parse_inner(path, text, true)
+    }
+
+    fn parse_inner(path: &Path, text: &str, image_required: bool) -> Result<Config, ConfigError> {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError {
+            file: path.to_path_buf(),
+            key: String::new(),
+            value: None,
+            expected: format!("not valid TOML: {}", e.to_string().trim_end()),
+        })?;
+        let mut root = Section::new(path, "", table);
+
+        let state_dir = root.abs_path("state_dir")?.unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+        let log_dir = root.abs_path("log_dir")?.unwrap_or_else(|| PathBuf::from(DEFAULT_LOG_DIR));
+        let socket = root.abs_path("socket")?.unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
+        let result_file = root.abs_path("result_file")?;
+
+        let mut d = root.section("docker")?;
+        let docker = DockerConfig {
+            host: d.parsed::<DockerHost>("host")?.map(|h| h.0),
+            ping_timeout: d.duration("ping_timeout")?.unwrap_or(Duration::from_secs(60)),
+            install: d.boolean("install")?.unwrap_or(true),
+            source: d.parsed("source")?.unwrap_or(DockerSource::Auto),
+            mirror: d.https_url("mirror")?.unwrap_or_else(|| DEFAULT_DOCKER_MIRROR.into()),
+            registry_mirrors: d.url_array("registry_mirrors")?,
+        };
+        d.finish()?;
+
+        let workspace = match root.take("workspace") {
+            None => None,
+            Some(v) => {
+                let t = root.expect_table("[workspace]", v)?;
+                Some(workspace_config(Section::new(path, "workspace", t))?)
+            }
+        };
+        let workspace_path = workspace.as_ref().map(|w| w.path.clone());
+
+        let image = match root.take("image") {
+            None if !image_required => ImageConfig {
+                reference: "jupyter-agent/notebook:local".into(),
+                source: ImageSource::Pull(PullPolicy::Never),
+            },
+            None => {
+                return Err(root.err("[image]", None, "missing; expected a section with one of name, archive or build"))
+            }
+            Some(v) => {
+                let t = root.expect_table("image", v)?;
+                image_config(Section::new(path, "image", t), workspace_path.as_deref())?
+            }
+        };
+
+        let mut c = root.section("container")?;
+        let container = ContainerConfig {
+            name: c.parsed::<ContainerName>("name")?.map_or_else(|| "jupyter".into(), |n| n.0),
+            command: c.str_array("command")?,
+            user: c.string("user")?,
+            env: c.string_map("env")?.unwrap_or_default(),
+            env_file: c.abs_path("env_file")?.or_else(|| workspace.as_ref().and_then(|w| w.env_file.clone())),
+            volumes: c.volumes("volumes", workspace_path.as_deref())?,
+            port: c.port("port", false)?.unwrap_or(8888),
+            publish: c.parsed("publish")?.unwrap_or(Publish { address: IpAddr::from([0, 0, 0, 0]), port: 8888 }),
+            restart: c.parsed("restart")?.unwrap_or(RestartPolicy::UnlessStopped),
+        };
+        c.finish()?;
+
+        let mut j = root.section("jupyter")?;
+        let jupyter = JupyterConfig {
+            ready_timeout: j.duration("ready_timeout")?.unwrap_or(Duration::from_secs(600)),
+            url_host: j.parsed("url_host")?.unwrap_or(UrlHost::Auto),
+            metadata_endpoint: j.http_url("metadata_endpoint")?.unwrap_or_else(|| DEFAULT_METADATA_ENDPOINT.into()),
+        };
+        j.finish()?;
+        root.finish()?;
+
+        Ok(Config { state_dir, log_dir, socket, result_file, docker, workspace, image, container, jupyter })
+    }
+
+    /// `<state_dir>/state.json`.
+    pub fn state_file(&self) -> PathBuf {
+        self.state_dir.join("state.json")
+    }
+}
+
+fn workspace_config(mut s: Section) -> Result<WorkspaceConfig, ConfigError> {
+    use crate::workspace::fetch::Source;
+    let url = s.string("source")?.ok_or_else(|| {
+        s.err("source", None, "missing; expected the URL of a tarball (with sha256) or of a git repository (with ref)")
+    })?;
+    let sha256 = s.string("sha256")?;
+    let reference = s.string("ref")?;
+    let path = s.abs_path("path")?.ok_or_else(|| {
+        s.err("path", None, "missing; expected the host directory, e.g. path = \"/root/imagesearchhandson\"")
+    })?;
+    if path.parent().is_none() || path.components().any(|c| c == std::path::Component::ParentDir) {
+        return Err(s.err(
+            "path",
+            Some(toml_str(&path.display().to_string())),
+            "expected a directory below /, without ..",
+        ));
+    }
+    let env_file = match s.string("env_file")? {
+        None => None,
+        Some(f) if f.is_empty() || f.split('/').any(|p| p == "..") => {
+            return Err(s.err(
+                "env_file",
+                Some(toml_str(&f)),
+                "expected a file name inside the workspace (env) or an absolute path",
+            ))
+        }
+        Some(f) if f.starts_with('/') => Some(PathBuf::from(f)),
+        Some(f) => Some(path.join(f)),
+    };
+    let env = s.string_map("env")?.unwrap_or_default();
+    if let Some(k) = env.iter().find(|(_, v)| v.contains(['\n', '\r'])).map(|(k, _)| k) {
+        return Err(s.err(
+            &format!("env.{k}"),
+            None,
+            "expected a value on one line (the value is not shown: it may be a secret)",
+        ));
+    }
+    if !env.is_empty() && env_file.is_none() {
+        return Err(s.err(
+            "env_file",
+            None,
+            "missing; [workspace.env] needs a file to be written to, e.g. env_file = \"env\"",
+        ));
+    }
+    let shown = redact_url(&url);
+    let source = match (sha256, reference) {
+        (Some(_), Some(_)) => {
+            return Err(s.err(
+                "[workspace]",
+                None,
+                "has both sha256 and ref; expected sha256 for a tarball or ref for a git repository",
+            ))
+        }
+        (None, None) => {
+            return Err(s.err(
+                "[workspace]",
+                None,
+                "expected sha256 (the source is a tarball) or ref (the source is a git repository)",
+            ))
+        }
+        (Some(sha), None) => {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(s.err(
+                    "source",
+                    Some(toml_str(&shown)),
+                    "expected an http:// or https:// URL of a tarball",
+                ));
+            }
+            if sha.len() != 64 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(s.err(
+                    "sha256",
+                    Some(toml_str(&sha)),
+                    "expected 64 hexadecimal digits (sha256sum of the tarball)",
+                ));
+            }
+            Source::Tarball { url, sha256: sha.to_ascii_lowercase() }
+        }
+        (None, Some(reference)) => {
+            let ok = ["https://", "http://", "file://", "ssh://", "git://", "/"].iter().any(|p| url.starts_with(p));
+            if !ok || url.contains(char::is_whitespace) {
+                return Err(s.err(
+                    "source",
+                    Some(toml_str(&shown)),
+                    "expected a git repository URL (https://, file://, ssh://) or an absolute path",
+                ));
+            }
+            if reference.is_empty() || reference.starts_with('-') || reference.contains(char::is_whitespace) {
+                return Err(s.err("ref", Some(toml_str(&reference)), "expected a branch, a tag or a commit"));
+            }
+            Source::Git { url, reference }
+        }
+    };
+    s.finish()?;
+    Ok(WorkspaceConfig { source, path, env_file, env })
+}
+
+fn image_config(mut s: Section, workspace: Option<&Path>) -> Result<ImageConfig, ConfigError> {
+    let name = s.parsed::<ImageRef>("name")?.map(|r| r.0);
+    let pull = s.parsed::<PullPolicy>("pull")?;
+    let archive = s.abs_path("archive")?;
+    let tag = s.parsed::<ImageRef>("tag")?.map(|r| r.0);
+    let build = match s.take("build") {
+        None => None,
+        Some(v) => {
+            let t = s.expect_table("build", v)?;
+            let mut b = Section::new(s.file, "image.build", t);
+            let context = match b.string("context")?.as_deref() {
+                None => {
+                    return Err(b.err(
+                        "context",
+                        None,
+                        "missing; expected the absolute path of the build context directory, or \"workspace\"",
+                    ))
+                }
+                Some("workspace") => workspace.map(Path::to_path_buf).ok_or_else(|| {
+                    b.err(
+                        "context",
+                        Some(toml_str("workspace")),
+                        "names the workspace, but there is no [workspace] section",
+                    )
+                })?,
+                Some(p) if p.starts_with('/') => PathBuf::from(p),
+                Some(p) => {
+                    return Err(b.err(
+                        "context",
+                        Some(toml_str(p)),
+                        "expected an absolute path (starting with /) or \"workspace\"",
+                    ))
+                }
+            };
+            let dockerfile = b.string("dockerfile")?.unwrap_or_else(|| "Dockerfile".into());
+            if dockerfile.is_empty() || dockerfile.starts_with('/') || dockerfile.split('/').any(|p| p == "..") {
+                return Err(b.err(
+                    "dockerfile",
+                    Some(toml_str(&dockerfile)),
+                    "expected a path relative to the build context, inside it",
+                ));
+            }
+            let args = b.string_map("args")?.unwrap_or_default();
+            b.finish()?;
+            Some(BuildConfig { context, dockerfile, args })
+        }
+    };
+    let sources = [name.is_some(), archive.is_some(), build.is_some()];
+    if sources.iter().filter(|x| **x).count() != 1 {
+        let found: Vec<&str> =
+            ["name", "archive", "build"].iter().zip(sources).filter(|(_, on)| *on).map(|(k, _)| *k).collect();
+        let found = if found.is_empty() { "none".to_string() } else { found.join(" and ") };
+        return Err(s.err(
+            "[image]",
+            None,
+            &format!("found {found}; expected exactly one image source: name (pull), archive (docker load) or build"),
+        ));
+    }
+    let out = if let Some(reference) = name {
+        if tag.is_some() {
+            return Err(s.err(
+                "tag",
+                None,
+                "only goes with archive or build; with name, the tag is part of the name (name = \"repo:tag\")",
+            ));
+        }
+        ImageConfig { reference, source: ImageSource::Pull(pull.unwrap_or(PullPolicy::IfNotPresent)) }
+    } else {
+        if pull.is_some() {
+            return Err(s.err(
+                "pull",
+                None,
+                "only goes with name; an archive is loaded and a build is built, never pulled",
+            ));
+        }
+        let reference = tag.ok_or_else(|| {
+            s.err(
+                "tag",
+                None,
+                "missing; expected the name:tag the loaded or built image gets, e.g. tag = \"notebook:latest\"",
+            )
+        })?;
+        match (archive, build) {
+            (Some(a), _) => ImageConfig { reference, source: ImageSource::Archive(a) },
+            (_, Some(b)) => ImageConfig { reference, source: ImageSource::Build(b) },
+            _ => unreachable!("exactly one source was checked above"),
+        }
+    };
+    s.finish()?;
+    Ok(out)
+}

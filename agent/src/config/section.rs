@@ -1,0 +1,235 @@
+//! Reading the TOML file key by key: a [`Section`] hands out each key's
+//! value as the type it must have, and reports anything else with the file,
+//! the key, the value found and what was expected. Keys are removed as they
+//! are read, so that whatever is left at [`Section::finish`] is unknown.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use jupyter_proto::duration::{Refused, MAX_SHOWN};
+
+use super::values::Volume;
+use super::ConfigError;
+
+/// A TOML string literal, for messages.
+pub fn toml_str(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+/// One table of the file being validated; keys are removed as they are read,
+/// so that whatever is left at `finish` is unknown.
+pub struct Section<'a> {
+    pub file: &'a Path,
+    /// Dotted name (`image.build`), empty for the top level.
+    name: &'static str,
+    table: toml::Table,
+    /// Keys already read, to list in the "unknown key" message.
+    known: Vec<&'static str>,
+}
+
+impl<'a> Section<'a> {
+    pub fn new(file: &'a Path, name: &'static str, table: toml::Table) -> Self {
+        Section { file, name, table, known: Vec::new() }
+    }
+
+    pub fn key_label(&self, key: &str) -> String {
+        if key.starts_with('[') || self.name.is_empty() {
+            key.to_string()
+        } else {
+            format!("[{}] {key}", self.name)
+        }
+    }
+
+    pub fn err(&self, key: &str, value: Option<String>, expected: &str) -> ConfigError {
+        ConfigError { file: self.file.to_path_buf(), key: self.key_label(key), value, expected: expected.to_string() }
+    }
+
+    pub fn take(&mut self, key: &'static str) -> Option<toml::Value> {
+        self.known.push(key);
+        self.table.remove(key)
+    }
+
+    pub fn expect_table(&self, key: &str, v: toml::Value) -> Result<toml::Table, ConfigError> {
+        match v {
+            toml::Value::Table(t) => Ok(t),
+            other => Err(self.err(key, Some(other.to_string()), "expected a table (a [section])")),
+        }
+    }
+
+    /// A child section that may be absent; its keys are checked by its own `finish`.
+    pub fn section(&mut self, key: &'static str) -> Result<Section<'a>, ConfigError> {
+        self.known.push(key);
+        let table = match self.table.remove(key) {
+            None => toml::Table::new(),
+            Some(v) => self.expect_table(&format!("[{key}]"), v)?,
+        };
+        Ok(Section::new(self.file, key, table))
+    }
+
+    pub fn finish(self) -> Result<(), ConfigError> {
+        let known = &self.known;
+        if let Some((key, _)) = self.table.iter().next() {
+            let expected = if known.is_empty() {
+                "unknown key".to_string()
+            } else {
+                format!("unknown key; expected one of: {}", known.join(", "))
+            };
+            return Err(self.err(key, None, &expected));
+        }
+        Ok(())
+    }
+
+    pub fn string(&mut self, key: &'static str) -> Result<Option<String>, ConfigError> {
+        match self.take(key) {
+            None => Ok(None),
+            Some(toml::Value::String(s)) => Ok(Some(s)),
+            Some(v) => Err(self.err(key, Some(v.to_string()), "expected a string")),
+        }
+    }
+
+    pub fn boolean(&mut self, key: &'static str) -> Result<Option<bool>, ConfigError> {
+        match self.take(key) {
+            None => Ok(None),
+            Some(toml::Value::Boolean(b)) => Ok(Some(b)),
+            Some(v) => Err(self.err(key, Some(v.to_string()), "expected true or false")),
+        }
+    }
+
+    /// An http:// or https:// URL without spaces.
+    pub fn https_url(&mut self, key: &'static str) -> Result<Option<String>, ConfigError> {
+        let Some(s) = self.string(key)? else { return Ok(None) };
+        if !is_web_url(&s) {
+            return Err(self.err(key, Some(toml_str(&s)), "expected an https:// (or http://) URL"));
+        }
+        Ok(Some(s.trim_end_matches('/').to_string()))
+    }
+
+    pub fn url_array(&mut self, key: &'static str) -> Result<Vec<String>, ConfigError> {
+        let Some(items) = self.str_array(key)? else { return Ok(Vec::new()) };
+        if let Some(bad) = items.iter().find(|s| !is_web_url(s)) {
+            return Err(self.err(key, Some(toml_str(bad)), "expected https:// (or http://) URLs of registry mirrors"));
+        }
+        Ok(items)
+    }
+
+    pub fn abs_path(&mut self, key: &'static str) -> Result<Option<PathBuf>, ConfigError> {
+        match self.string(key)? {
+            None => Ok(None),
+            Some(s) if s.starts_with('/') => Ok(Some(PathBuf::from(s))),
+            Some(s) => Err(self.err(key, Some(toml_str(&s)), "expected an absolute path (starting with /)")),
+        }
+    }
+
+    /// A duration string (`"90s"`, `"10m"`), bounded by `jupyter_proto::duration::MAX`.
+    pub fn duration(&mut self, key: &'static str) -> Result<Option<Duration>, ConfigError> {
+        const EXPECTED: &str = "expected a duration such as \"90s\", \"10m\" or \"1h\"";
+        match self.take(key) {
+            None => Ok(None),
+            Some(toml::Value::String(s)) => match jupyter_proto::duration::check(&s) {
+                Ok(d) => Ok(Some(d)),
+                Err(Refused::TooLong) => {
+                    Err(self.err(key, Some(toml_str(&s)), &format!("expected at most {MAX_SHOWN}")))
+                }
+                Err(_) => Err(self.err(key, Some(toml_str(&s)), EXPECTED)),
+            },
+            Some(v) => Err(self.err(key, Some(v.to_string()), EXPECTED)),
+        }
+    }
+
+    pub fn str_array(&mut self, key: &'static str) -> Result<Option<Vec<String>>, ConfigError> {
+        const EXPECTED: &str = "expected a non-empty array of strings, e.g. [\"jupyter\", \"notebook\"]";
+        match self.take(key) {
+            None => Ok(None),
+            Some(toml::Value::Array(items)) if !items.is_empty() => {
+                let mut out = Vec::with_capacity(items.len());
+                for item in &items {
+                    match item {
+                        toml::Value::String(s) => out.push(s.clone()),
+                        _ => return Err(self.err(key, Some(toml::Value::Array(items.clone()).to_string()), EXPECTED)),
+                    }
+                }
+                Ok(Some(out))
+            }
+            Some(v) => Err(self.err(key, Some(v.to_string()), EXPECTED)),
+        }
+    }
+
+    /// A table of strings; values are secrets, so messages never show them.
+    pub fn string_map(&mut self, key: &'static str) -> Result<Option<BTreeMap<String, String>>, ConfigError> {
+        match self.take(key) {
+            None => Ok(None),
+            Some(toml::Value::Table(t)) => {
+                let mut out = BTreeMap::new();
+                for (k, v) in t {
+                    if k.is_empty() || k.contains('=') {
+                        return Err(self.err(&format!("{key}.{k}"), None, "expected a variable name without '='"));
+                    }
+                    match v {
+                        toml::Value::String(s) => {
+                            out.insert(k, s);
+                        }
+                        _ => {
+                            return Err(self.err(
+                                &format!("{key}.{k}"),
+                                None,
+                                "expected a string value (the value is not shown: it may be a secret)",
+                            ))
+                        }
+                    }
+                }
+                Ok(Some(out))
+            }
+            Some(_) => Err(self.err(key, None, "expected a table of strings, e.g. env = { REGION = \"cn-beijing\" }")),
+        }
+    }
+
+    pub fn integer(&mut self, key: &'static str, expected: &str) -> Result<Option<i64>, ConfigError> {
+        match self.take(key) {
+            None => Ok(None),
+            Some(toml::Value::Integer(i)) => Ok(Some(i)),
+            Some(v) => Err(self.err(key, Some(v.to_string()), expected)),
+        }
+    }
+
+    pub fn port(&mut self, key: &'static str, zero_ok: bool) -> Result<Option<u16>, ConfigError> {
+        let expected =
+            if zero_ok { "expected an integer from 0 to 65535" } else { "expected an integer from 1 to 65535" };
+        let min = if zero_ok { 0 } else { 1 };
+        match self.integer(key, expected)? {
+            None => Ok(None),
+            Some(i) if (min..=65535).contains(&i) => Ok(Some(i as u16)),
+            Some(i) => Err(self.err(key, Some(i.to_string()), expected)),
+        }
+    }
+
+    /// A string read into a typed value (`FromStr`); a value it refuses is
+    /// reported with what it expected.
+    pub fn parsed<T: FromStr<Err = String>>(&mut self, key: &'static str) -> Result<Option<T>, ConfigError> {
+        let Some(s) = self.string(key)? else { return Ok(None) };
+        s.parse().map(Some).map_err(|expected: String| self.err(key, Some(toml_str(&s)), &expected))
+    }
+
+    pub fn volumes(&mut self, key: &'static str, workspace: Option<&Path>) -> Result<Vec<Volume>, ConfigError> {
+        let Some(items) = self.str_array(key)? else { return Ok(Vec::new()) };
+        let mut out = Vec::new();
+        for item in items {
+            let volume = item.parse::<Volume>().and_then(|v| v.resolve(workspace));
+            out.push(volume.map_err(|expected| self.err(key, Some(toml_str(&item)), &expected))?);
+        }
+        Ok(out)
+    }
+
+    pub fn http_url(&mut self, key: &'static str) -> Result<Option<String>, ConfigError> {
+        let Some(s) = self.string(key)? else { return Ok(None) };
+        if !s.starts_with("http://") || s.len() <= "http://".len() {
+            return Err(self.err(key, Some(toml_str(&s)), "expected an http:// URL"));
+        }
+        Ok(Some(s.trim_end_matches('/').to_string()))
+    }
+}
+
+fn is_web_url(s: &str) -> bool {
+    ["https://", "http://"].iter().any(|p| s.starts_with(p) && s.len() > p.len()) && !s.contains(char::is_whitespace)
+}

@@ -1,0 +1,184 @@
+//! The configuration's table-driven tests: exact messages for every refusal.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::*;
+
+fn parse(text: &str) -> Result<Config, String> {
+    Config::parse(Path::new("/etc/jupyter-agent/config.toml"), text).map_err(|e| e.to_string())
+}
+
+const MINIMAL: &str = "[image]\nname = \"notebook\"\n";
+
+#[test]
+fn defaults_fill_everything_but_the_image() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.state_dir, PathBuf::from("/var/lib/jupyter-agent"));
+    assert_eq!(c.result_file, None);
+    assert_eq!(c.image.reference, "notebook:latest");
+    assert_eq!(c.image.source, ImageSource::Pull(PullPolicy::IfNotPresent));
+    assert_eq!(c.container.name, "jupyter");
+    assert_eq!(c.container.port, 8888);
+    assert_eq!(c.container.publish, Publish { address: "0.0.0.0".parse().unwrap(), port: 8888 });
+    assert_eq!(c.container.restart, RestartPolicy::UnlessStopped);
+    assert_eq!(c.jupyter.ready_timeout, Duration::from_secs(600));
+    assert_eq!(c.jupyter.url_host, UrlHost::Auto);
+    assert_eq!(c.docker.host, None);
+    assert!(c.docker.install);
+    assert_eq!(c.docker.source, DockerSource::Auto);
+    assert_eq!(c.docker.mirror, DEFAULT_DOCKER_MIRROR);
+    assert!(c.docker.registry_mirrors.is_empty());
+    assert_eq!(c.log_dir, PathBuf::from("/var/log/jupyter-agent"));
+}
+
+#[test]
+fn commands_that_do_not_converge_need_no_image_but_still_refuse_bad_keys() {
+    let missing = Path::new("/nonexistent/jupyter-agent/config.toml");
+    assert_eq!(Config::load_or_default(missing).unwrap().state_dir, PathBuf::from(DEFAULT_STATE_DIR));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, "state_dir = \"/srv/state\"\n").unwrap();
+    assert_eq!(Config::load_or_default(&path).unwrap().state_dir, PathBuf::from("/srv/state"));
+    std::fs::write(&path, "[docker]\nsorce = \"auto\"\n").unwrap();
+    assert!(Config::load_or_default(&path).unwrap_err().to_string().contains("[docker] sorce: unknown key"));
+    assert!(Config::load(&path).is_err());
+}
+
+#[test]
+fn the_handson_example_parses() {
+    let text = include_str!("../../../examples/handson.toml");
+    let c = parse(text).unwrap();
+    assert_eq!(c.container.user.as_deref(), Some("root"));
+    assert_eq!(c.container.volumes[0].container, "/home/jupyter/jupyter-working");
+    let w = c.workspace.as_ref().unwrap();
+    assert_eq!(w.path, PathBuf::from("/root/imagesearchhandson"));
+    assert_eq!(c.container.volumes[0].host, w.path, "the repository is mounted");
+    assert!(matches!(&c.image.source, ImageSource::Build(b) if b.context == w.path), "built from its Dockerfile");
+    assert_eq!(c.container.env_file.as_deref(), Some(Path::new("/root/imagesearchhandson/env")));
+    assert!(w.env.contains_key("IMAGESEARCH_INSTANCE_NAME"), "the name the notebooks read");
+}
+
+#[test]
+fn every_example_parses() {
+    for text in [include_str!("../../../examples/local.toml"), include_str!("../../../examples/pull.toml")] {
+        parse(text).unwrap();
+    }
+}
+
+#[test]
+fn rejections_name_file_key_value_and_expectation() {
+    let f = "/etc/jupyter-agent/config.toml";
+    let cases: &[(&str, String)] = &[
+        ("[container]\nport = 70000\n", format!("{f}: [container] port = 70000: expected an integer from 1 to 65535")),
+        ("[container]\nport = \"8888\"\n", format!("{f}: [container] port = \"8888\": expected an integer from 1 to 65535")),
+        ("[container]\nprot = 1\n", format!("{f}: [container] prot: unknown key; expected one of: name, command, user, env, env_file, volumes, port, publish, restart")),
+        ("colour = 1\n", format!("{f}: colour: unknown key; expected one of: state_dir, log_dir, socket, result_file, docker, workspace, image, container, jupyter")),
+        ("[jupyter]\nready_timeout = \"soon\"\n", format!("{f}: [jupyter] ready_timeout = \"soon\": expected a duration such as \"90s\", \"10m\" or \"1h\"")),
+        ("[jupyter]\nready_timeout = 600\n", format!("{f}: [jupyter] ready_timeout = 600: expected a duration such as \"90s\", \"10m\" or \"1h\"")),
+        ("state_dir = \"relative/dir\"\n", format!("{f}: state_dir = \"relative/dir\": expected an absolute path (starting with /)")),
+        ("[container]\nrestart = \"sometimes\"\n", format!("{f}: [container] restart = \"sometimes\": expected one of \"no\", \"always\", \"unless-stopped\", \"on-failure\"")),
+        ("[container]\npublish = \"0.0.0.0:99999\"\n", format!("{f}: [container] publish = \"0.0.0.0:99999\": expected \"ADDRESS:PORT\" or \"PORT\" with an IP address and a port from 0 to 65535 (0: Docker picks one), e.g. \"0.0.0.0:8888\"")),
+        ("[container]\nvolumes = [\"data:/data\"]\n", format!("{f}: [container] volumes = \"data:/data\": expected \"/host/path:/container/path\" or \"/host/path:/container/path:ro\" (the host path may be \"workspace\")")),
+        ("[container]\nenv = { SECRET = 42 }\n", format!("{f}: [container] env.SECRET: expected a string value (the value is not shown: it may be a secret)")),
+        ("[docker]\nhost = \"docker.sock\"\n", format!("{f}: [docker] host = \"docker.sock\": expected unix:///path/to/docker.sock, tcp://HOST:PORT or http://HOST:PORT")),
+        ("[docker]\nsource = \"snap\"\n", format!("{f}: [docker] source = \"snap\": expected one of \"auto\", \"distro\", \"docker-ce\"")),
+        ("[docker]\ninstall = \"yes\"\n", format!("{f}: [docker] install = \"yes\": expected true or false")),
+        ("[docker]\nregistry_mirrors = [\"mirror.example\"]\n", format!("{f}: [docker] registry_mirrors = \"mirror.example\": expected https:// (or http://) URLs of registry mirrors")),
+        ("[image]\npull = \"sometimes\"\nname = \"x\"\n", format!("{f}: [image] pull = \"sometimes\": expected one of \"always\", \"if-not-present\", \"never\"")),
+    ];
+    for (body, want) in cases {
+        let text = if body.contains("[image]") { body.to_string() } else { format!("{body}{MINIMAL}") };
+        assert_eq!(parse(&text).unwrap_err(), *want, "config:\n{text}");
+    }
+}
+
+#[test]
+fn a_workspace_is_a_tarball_or_a_git_repository_and_can_be_named() {
+    use crate::workspace::fetch::Source;
+    let sha = "ab".repeat(32);
+    let c = parse(&format!(
+        "[workspace]\nsource = \"https://example.com/h.tar.gz\"\nsha256 = \"{}\"\npath = \"/root/handson\"\nenv_file = \"env\"\n\
+         [workspace.env]\nREGION = \"cn-beijing\"\n\
+         [image]\ntag = \"notebook:latest\"\n[image.build]\ncontext = \"workspace\"\n\
+         [container]\nvolumes = [\"workspace:/home/jupyter/jupyter-working\"]\n",
+        sha.to_uppercase()
+    ))
+    .unwrap();
+    let w = c.workspace.as_ref().unwrap();
+    assert_eq!(w.source, Source::Tarball { url: "https://example.com/h.tar.gz".into(), sha256: sha.clone() });
+    assert_eq!(w.env_file.as_deref(), Some(Path::new("/root/handson/env")));
+    assert_eq!(c.container.env_file.as_deref(), Some(Path::new("/root/handson/env")), "the container gets it");
+    assert_eq!(c.container.volumes[0].host, PathBuf::from("/root/handson"));
+    assert!(matches!(&c.image.source, ImageSource::Build(b) if b.context == Path::new("/root/handson")));
+    let g = parse(
+        "[workspace]\nsource = \"file:///srv/repo.git\"\nref = \"main\"\npath = \"/root/w\"\n[image]\nname = \"x\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        g.workspace.unwrap().source,
+        Source::Git { url: "file:///srv/repo.git".into(), reference: "main".into() }
+    );
+
+    let f = "/etc/jupyter-agent/config.toml";
+    let cases = [
+        ("source = \"https://x/a.tgz\"\npath = \"/w\"", format!("{f}: [workspace]: expected sha256 (the source is a tarball) or ref (the source is a git repository)")),
+        ("source = \"https://x/a.tgz\"\nsha256 = \"abc\"\npath = \"/w\"", format!("{f}: [workspace] sha256 = \"abc\": expected 64 hexadecimal digits (sha256sum of the tarball)")),
+        ("source = \"https://u:pw@x/a.git\"\nref = \"main\"\nsha256 = \"abc\"\npath = \"/w\"", format!("{f}: [workspace]: has both sha256 and ref; expected sha256 for a tarball or ref for a git repository")),
+        ("source = \"ftp://u:pw@x/a.tgz\"\nsha256 = \"{sha}\"\npath = \"/w\"", format!("{f}: [workspace] source = \"ftp://***@x/a.tgz\": expected an http:// or https:// URL of a tarball")),
+        ("source = \"/srv/repo\"\nref = \"main\"", format!("{f}: [workspace] path: missing; expected the host directory, e.g. path = \"/root/imagesearchhandson\"")),
+        ("source = \"/srv/repo\"\nref = \"main\"\npath = \"/w\"\nenv = { A = \"1\" }", format!("{f}: [workspace] env_file: missing; [workspace.env] needs a file to be written to, e.g. env_file = \"env\"")),
+        ("source = \"/srv/repo\"\nref = \"main\"\npath = \"/w\"\nenv_file = \"../env\"", format!("{f}: [workspace] env_file = \"../env\": expected a file name inside the workspace (env) or an absolute path")),
+    ];
+    for (body, want) in cases {
+        let body = body.replace("{sha}", &sha);
+        assert_eq!(parse(&format!("[workspace]\n{body}\n[image]\nname = \"x\"\n")).unwrap_err(), want, "{body}");
+    }
+    assert_eq!(
+        parse("[image]\ntag = \"nb\"\n[image.build]\ncontext = \"workspace\"\n").unwrap_err(),
+        format!("{f}: [image.build] context = \"workspace\": names the workspace, but there is no [workspace] section")
+    );
+}
+
+#[test]
+fn image_needs_exactly_one_source() {
+    let f = "/etc/jupyter-agent/config.toml";
+    assert_eq!(
+        parse("[container]\nport = 8888\n").unwrap_err(),
+        format!("{f}: [image]: missing; expected a section with one of name, archive or build")
+    );
+    assert_eq!(
+        parse("[image]\nname = \"a\"\narchive = \"/a.tar\"\n").unwrap_err(),
+        format!("{f}: [image]: found name and archive; expected exactly one image source: name (pull), archive (docker load) or build")
+    );
+    assert_eq!(
+        parse("[image]\narchive = \"/a.tar\"\n").unwrap_err(),
+        format!("{f}: [image] tag: missing; expected the name:tag the loaded or built image gets, e.g. tag = \"notebook:latest\"")
+    );
+    assert_eq!(
+        parse("[image]\nname = \"a\"\ntag = \"b\"\n").unwrap_err(),
+        format!("{f}: [image] tag: only goes with archive or build; with name, the tag is part of the name (name = \"repo:tag\")")
+    );
+    assert_eq!(
+        parse("[image]\ntag = \"nb\"\n[image.build]\ncontext = \"/ctx\"\ndockerfile = \"../Dockerfile\"\n").unwrap_err(),
+        format!("{f}: [image.build] dockerfile = \"../Dockerfile\": expected a path relative to the build context, inside it")
+    );
+}
+
+#[test]
+fn secrets_never_reach_a_message() {
+    let err = parse("[image]\nname = \"a\"\n[container]\nenv = { KEY = [\"s3cr3t\"] }\n").unwrap_err();
+    assert!(!err.contains("s3cr3t"), "{err}");
+}
+
+#[test]
+fn invalid_toml_is_reported_with_the_file() {
+    let err = parse("[image\nname = 1").unwrap_err();
+    assert!(err.starts_with("/etc/jupyter-agent/config.toml: not valid TOML:"), "{err}");
+}
+
+#[test]
+fn publish_forms() {
+    let c = parse(&format!("{MINIMAL}[container]\npublish = \"127.0.0.1:0\"\n")).unwrap();
+    assert_eq!(c.container.publish, Publish { address: "127.0.0.1".parse().unwrap(), port: 0 });
+}

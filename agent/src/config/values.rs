@@ -1,0 +1,312 @@
+//! The typed values of the configuration, each parsed from the string a
+//! person writes (`FromStr`, whose error is what was expected) and kept
+//! typed until it reaches the engine: no enum goes back to a string and
+//! forward again on its way to bollard.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// Where Docker's packages come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DockerSource {
+    /// The distribution's `docker.io` on Debian and Ubuntu, docker-ce elsewhere.
+    Auto,
+    /// The distribution's own package (Debian and Ubuntu only).
+    Distro,
+    /// Docker CE from `mirror`.
+    DockerCe,
+}
+
+impl FromStr for DockerSource {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(DockerSource::Auto),
+            "distro" => Ok(DockerSource::Distro),
+            "docker-ce" => Ok(DockerSource::DockerCe),
+            _ => Err("expected one of \"auto\", \"distro\", \"docker-ce\"".into()),
+        }
+    }
+}
+
+/// When the image is pulled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+impl FromStr for PullPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "always" => Ok(PullPolicy::Always),
+            "if-not-present" => Ok(PullPolicy::IfNotPresent),
+            "never" => Ok(PullPolicy::Never),
+            _ => Err("expected one of \"always\", \"if-not-present\", \"never\"".into()),
+        }
+    }
+}
+
+/// Docker's restart policy for the container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    No,
+    Always,
+    UnlessStopped,
+    OnFailure,
+}
+
+impl FromStr for RestartPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "no" => Ok(RestartPolicy::No),
+            "always" => Ok(RestartPolicy::Always),
+            "unless-stopped" => Ok(RestartPolicy::UnlessStopped),
+            "on-failure" => Ok(RestartPolicy::OnFailure),
+            _ => Err("expected one of \"no\", \"always\", \"unless-stopped\", \"on-failure\"".into()),
+        }
+    }
+}
+
+/// Host address and port the container port is published on. Port 0 lets
+/// Docker choose a free port (useful for tests and for several agents on one host).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Publish {
+    pub address: IpAddr,
+    pub port: u16,
+}
+
+impl Publish {
+    /// Where this host reaches the published port: a wildcard address is
+    /// reached on loopback.
+    pub fn reachable_address(&self) -> IpAddr {
+        match self.address {
+            IpAddr::V4(a) if a.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
+            IpAddr::V6(a) if a.is_unspecified() => IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            other => other,
+        }
+    }
+}
+
+impl FromStr for Publish {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let expected = || {
+            "expected \"ADDRESS:PORT\" or \"PORT\" with an IP address and a port from 0 to 65535 (0: Docker picks one), e.g. \"0.0.0.0:8888\"".to_string()
+        };
+        let (addr, port) = match s.rsplit_once(':') {
+            Some((a, p)) => (a.trim_start_matches('[').trim_end_matches(']'), p),
+            None => ("0.0.0.0", s),
+        };
+        let address: IpAddr = addr.parse().map_err(|_| expected())?;
+        let port: u16 = port.parse().map_err(|_| expected())?;
+        Ok(Publish { address, port })
+    }
+}
+
+impl fmt::Display for Publish {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.address {
+            IpAddr::V6(a) => write!(f, "[{a}]:{}", self.port),
+            IpAddr::V4(a) => write!(f, "{a}:{}", self.port),
+        }
+    }
+}
+
+/// A bind mount: `"/host:/container"`, `"/host:/container:ro"`; the host
+/// may be the word `workspace` (the materials' directory), resolved by
+/// [`Volume::resolve`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    pub host: PathBuf,
+    pub container: String,
+    pub read_only: bool,
+}
+
+/// What stands for the workspace directory as a volume's host path.
+const WORKSPACE: &str = "workspace";
+
+impl Volume {
+    /// The form Docker's `HostConfig.Binds` takes.
+    pub fn bind(&self) -> String {
+        let mode = if self.read_only { ":ro" } else { "" };
+        format!("{}:{}{mode}", self.host.display(), self.container)
+    }
+
+    /// The volume with `workspace` as its host replaced by the workspace
+    /// directory; `Err` when there is none.
+    pub fn resolve(self, workspace: Option<&Path>) -> Result<Volume, String> {
+        if self.host != Path::new(WORKSPACE) {
+            return Ok(self);
+        }
+        match workspace {
+            Some(w) => Ok(Volume { host: w.to_path_buf(), ..self }),
+            None => Err("names the workspace, but there is no [workspace] section".into()),
+        }
+    }
+}
+
+impl FromStr for Volume {
+    type Err = String;
+
+    fn from_str(item: &str) -> Result<Self, String> {
+        let expected = || {
+            "expected \"/host/path:/container/path\" or \"/host/path:/container/path:ro\" (the host path may be \"workspace\")"
+                .to_string()
+        };
+        let parts: Vec<&str> = item.split(':').collect();
+        let (host, container, read_only) = match parts.as_slice() {
+            [h, c] => (*h, *c, false),
+            [h, c, "ro"] => (*h, *c, true),
+            [h, c, "rw"] => (*h, *c, false),
+            _ => return Err(expected()),
+        };
+        if !(host == WORKSPACE || host.starts_with('/')) || !container.starts_with('/') {
+            return Err(expected());
+        }
+        Ok(Volume { host: PathBuf::from(host), container: container.to_string(), read_only })
+    }
+}
+
+/// The host in the login URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UrlHost {
+    /// Ask the ECS metadata service, else use the machine's primary address.
+    Auto,
+    Explicit(String),
+}
+
+impl FromStr for UrlHost {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "auto" {
+            return Ok(UrlHost::Auto);
+        }
+        let valid = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c));
+        if !valid {
+            return Err("expected \"auto\", a host name or an IP address".into());
+        }
+        Ok(UrlHost::Explicit(s.to_string()))
+    }
+}
+
+/// An image reference, always with a tag (an empty tag would pull every tag).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRef(pub String);
+
+impl FromStr for ImageRef {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let valid = !s.is_empty()
+            && !s.starts_with(['-', ':', '/', '@'])
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || "._-/:@".contains(c))
+            && !s.ends_with([':', '/', '@']);
+        if !valid {
+            return Err("expected an image reference such as \"notebook:latest\" or \"registry.example:5000/team/notebook:1.0\"".into());
+        }
+        Ok(ImageRef(with_tag(s)))
+    }
+}
+
+/// `name` with `:latest` appended when it names no tag or digest.
+pub fn with_tag(name: &str) -> String {
+    let last = name.rsplit('/').next().unwrap_or(name);
+    if last.contains(':') || name.contains('@') {
+        name.to_string()
+    } else {
+        format!("{name}:latest")
+    }
+}
+
+/// A container name as Docker accepts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerName(pub String);
+
+impl FromStr for ContainerName {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut chars = s.chars();
+        let valid = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        if !valid {
+            return Err(
+                "expected a container name: letters, digits, '_', '.' and '-', starting with a letter or digit".into(),
+            );
+        }
+        Ok(ContainerName(s.to_string()))
+    }
+}
+
+/// The engine's address: `unix:///path`, `tcp://host:port` or `http://host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerHost(pub String);
+
+impl FromStr for DockerHost {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let ok = ["unix:///", "tcp://", "http://"].iter().any(|p| s.starts_with(p) && s.len() > p.len());
+        if !ok {
+            return Err("expected unix:///path/to/docker.sock, tcp://HOST:PORT or http://HOST:PORT".into());
+        }
+        Ok(DockerHost(s.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_are_always_named() {
+        assert_eq!(with_tag("notebook"), "notebook:latest");
+        assert_eq!(with_tag("notebook:6"), "notebook:6");
+        assert_eq!(with_tag("localhost:5000/notebook"), "localhost:5000/notebook:latest");
+        assert_eq!(with_tag("localhost:5000/notebook:1"), "localhost:5000/notebook:1");
+        assert_eq!(with_tag("nb@sha256:abc"), "nb@sha256:abc");
+    }
+
+    #[test]
+    fn publish_forms_and_where_they_are_reached() {
+        let p: Publish = "127.0.0.1:0".parse().unwrap();
+        assert_eq!(p, Publish { address: "127.0.0.1".parse().unwrap(), port: 0 });
+        assert_eq!("9999".parse::<Publish>().unwrap().port, 9999);
+        assert_eq!("[::1]:8888".parse::<Publish>().unwrap().to_string(), "[::1]:8888");
+        assert!("0.0.0.0:99999".parse::<Publish>().is_err());
+        let reach = |s: &str| s.parse::<Publish>().unwrap().reachable_address().to_string();
+        assert_eq!(reach("0.0.0.0:1"), "127.0.0.1");
+        assert_eq!(reach("[::]:1"), "::1");
+        assert_eq!(reach("10.1.2.3:1"), "10.1.2.3");
+    }
+
+    #[test]
+    fn volumes_and_the_workspace() {
+        let v: Volume = "workspace:/home/jupyter/w:ro".parse().unwrap();
+        assert_eq!(v.clone().resolve(Some(Path::new("/root/w"))).unwrap().bind(), "/root/w:/home/jupyter/w:ro");
+        assert!(v.resolve(None).unwrap_err().contains("no [workspace] section"));
+        assert!("data:/data".parse::<Volume>().is_err());
+        assert!("/a:b".parse::<Volume>().is_err());
+        assert_eq!("/a:/b:rw".parse::<Volume>().unwrap().bind(), "/a:/b");
+    }
+
+    #[test]
+    fn restart_policies_serialize_as_docker_names_them() {
+        for name in ["no", "always", "unless-stopped", "on-failure"] {
+            let p: RestartPolicy = name.parse().unwrap();
+            assert_eq!(serde_json::to_string(&p).unwrap(), format!("\"{name}\""));
+        }
+    }
+}
