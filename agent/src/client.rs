@@ -111,7 +111,7 @@ pub async fn wait(cfg: &Config, timeout: Duration) -> Result<(State, bool)> {
         }
         Ok(answer) => Ok(answer),
         Err(retry::Error::Permanent(e)) => bail!("waiting on the agent: {e}"),
-        Err(retry::Error::Exhausted { .. }) => match state::load(&cfg.state_file())? {
+        Err(retry::Error::GaveUp { .. } | retry::Error::OutOfTime { .. }) => match state::load(&cfg.state_file())? {
             Some(s) => Ok((s.redacted(), true)),
             None => Err(unreachable(cfg).into()),
         },

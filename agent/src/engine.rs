@@ -1,10 +1,11 @@
 //! Reaching the Docker engine: connect with bollard, wait (bounded) for it to
 //! answer a ping, and agree on an API version the engine speaks.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use bollard::Docker;
+use jupyter_proto::retry::{retry, Policy, Transient};
 use tracing::{debug, info};
 
 use crate::config::DockerConfig;
@@ -31,46 +32,69 @@ fn connect_once(address: &str) -> Result<Docker, bollard::errors::Error> {
     }
 }
 
+/// The engine does not answer (yet): no socket, refused, no answer in time.
+struct NoAnswer(String);
+
+impl Transient for NoAnswer {
+    fn is_transient(&self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Display for NoAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Pinging an engine that may still be starting: from 100 ms, at most 1 s
+/// apart (2 s with jitter), within `[docker] ping_timeout`.
+const PING_RETRY: Policy = Policy::new(Duration::from_millis(100), Duration::from_secs(1), Duration::ZERO);
+
 /// Connects and waits until the engine answers a ping, at most `cfg.ping_timeout`.
 pub async fn connect(cfg: &DockerConfig) -> Result<Docker> {
     let address = engine_address(cfg);
-    let deadline = Instant::now() + cfg.ping_timeout;
-    let mut delay = Duration::from_millis(100);
-    let mut attempts = 0u32;
-    let last_error = loop {
-        attempts += 1;
-        let attempt = async {
-            let docker = connect_once(&address)?;
-            docker.ping().await?;
-            Ok::<_, bollard::errors::Error>(docker)
-        };
-        let left = deadline.saturating_duration_since(Instant::now());
-        let err = match tokio::time::timeout(left.max(Duration::from_millis(100)), attempt).await {
-            Ok(Ok(docker)) => {
-                let docker = docker
-                    .negotiate_version()
-                    .await
-                    .with_context(|| format!("agreeing on an API version with the Docker engine at {address}"))?;
-                info!(engine = %address, api = %docker.client_version(), "Docker engine answers");
-                return Ok(docker);
+    let mut said = false;
+    let pinged = retry(
+        &Policy { budget: cfg.ping_timeout, ..PING_RETRY },
+        |left| {
+            let address = &address;
+            async move {
+                let attempt = async {
+                    let docker = connect_once(address)?;
+                    docker.ping().await?;
+                    Ok::<_, bollard::errors::Error>(docker)
+                };
+                match tokio::time::timeout(left.max(Duration::from_millis(100)), attempt).await {
+                    Ok(Ok(docker)) => Ok(docker),
+                    Ok(Err(e)) => Err(NoAnswer(e.to_string())),
+                    Err(_) => Err(NoAnswer("no answer".into())),
+                }
             }
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => "no answer".to_string(),
-        };
-        if attempts == 1 {
-            info!(engine = %address, error = %err, "waiting for the Docker engine to answer");
-        } else {
-            debug!(engine = %address, error = %err, "Docker engine does not answer yet");
-        }
-        if Instant::now() + delay >= deadline {
-            break err;
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(2));
-    };
-    bail!(
-        "the Docker engine at {address} did not answer within {} ({last_error}); \
-         start Docker (systemctl start docker, or dockerd &), or point [docker] host or DOCKER_HOST at a running engine",
-        humantime::format_duration(cfg.ping_timeout)
+        },
+        |e, _| {
+            if !said {
+                info!(engine = %address, error = %e, "waiting for the Docker engine to answer");
+                said = true;
+            } else {
+                debug!(engine = %address, error = %e, "Docker engine does not answer yet");
+            }
+        },
     )
+    .await;
+    let docker = match pinged {
+        Ok(docker) => docker,
+        Err(e) => bail!(
+            "the Docker engine at {address} did not answer within {} ({}); \
+             start Docker (systemctl start docker, or dockerd &), or point [docker] host or DOCKER_HOST at a running engine",
+            jupyter_proto::duration::show(cfg.ping_timeout),
+            e.last_message().unwrap_or_else(|| "no answer".into())
+        ),
+    };
+    let docker = docker
+        .negotiate_version()
+        .await
+        .with_context(|| format!("agreeing on an API version with the Docker engine at {address}"))?;
+    info!(engine = %address, api = %docker.client_version(), "Docker engine answers");
+    Ok(docker)
 }

@@ -204,9 +204,8 @@ async fn prove(
     .await;
     let status = match asked {
         Ok(status) => status,
-        Err(retry::Error::Permanent(e)) => bail!("asking {url} whether the token works: {e}"),
-        Err(retry::Error::Exhausted { last, .. }) => {
-            bail!("asking {url} whether the token works: {}", last.unwrap_or_else(|| "no answer".into()))
+        Err(e) => {
+            bail!("asking {url} whether the token works: {}", e.last_message().unwrap_or_else(|| "no answer".into()))
         }
     };
     match status {

@@ -180,12 +180,13 @@ pub async fn send(target: &Target, signal: &Signal, budget: Duration) -> Result<
              (or the CurlCli was changed on its way here)",
             target.shown()
         )),
-        Err(retry::Error::Exhausted { attempts, last }) => Err(format!(
-            "could not deliver the {status} signal to {} within the {} budget ({attempts} attempt{}; last: {})",
+        Err(gave_up) => Err(format!(
+            "could not deliver the {status} signal to {} within the {} budget ({} attempt{}; last: {})",
             target.shown(),
             jupyter_proto::duration::show(budget),
-            if attempts == 1 { "" } else { "s" },
-            last.unwrap_or_else(|| "no answer".into()),
+            gave_up.attempts(),
+            if gave_up.attempts() == 1 { "" } else { "s" },
+            gave_up.last_message().unwrap_or_else(|| "no answer".into()),
         )),
     }
 }

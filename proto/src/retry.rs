@@ -1,16 +1,20 @@
 //! The one retry helper: exponential backoff (backon) with a cap on single
-//! delays and jitter, inside a budget that also counts the attempts
-//! themselves, optionally with a cap on the number of attempts. Only errors
-//! that say "try again" are retried; any other ends at once.
+//! delays and jitter, inside a budget, optionally with a cap on the number
+//! of attempts. The budget bounds everything, attempts included (a signal,
+//! a ping), or only the waiting (a download or a package install whose own
+//! timeout is longer than the budget: no retry starts after the budget, but
+//! a running attempt is never cut). Only errors that say "try again" are
+//! retried; any other ends at once.
 //!
 //! Every retry and reconnect loop of both binaries goes through here, with
 //! its budget named where it is used: [`retry`] for an operation that
 //! succeeds or fails, [`Policy::delays`] for a loop that reconnects for as
 //! long as it runs (the container watch, the bootstrap's wait for the agent).
 
-use std::cell::{Cell, RefCell};
 use std::fmt::Display;
 use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
@@ -22,7 +26,7 @@ pub trait Transient {
 }
 
 /// How to retry: delays that double from `first_delay` up to `max_delay`
-/// (jitter adds up to as much again), all within `budget`, and at most
+/// (jitter adds up to as much again), within `budget`, and at most
 /// `max_attempts` attempts when set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
@@ -30,16 +34,26 @@ pub struct Policy {
     pub max_delay: Duration,
     pub budget: Duration,
     pub max_attempts: Option<u32>,
+    /// Whether the budget cuts a running attempt ([`Policy::new`]) or only
+    /// decides whether another attempt starts ([`Policy::waits_only`]).
+    pub cuts_attempts: bool,
 }
 
 impl Policy {
+    /// Everything, attempts and waits, ends within `budget`.
     pub const fn new(first_delay: Duration, max_delay: Duration, budget: Duration) -> Policy {
-        Policy { first_delay, max_delay, budget, max_attempts: None }
+        Policy { first_delay, max_delay, budget, max_attempts: None, cuts_attempts: true }
     }
 
     /// The same policy, ending after `n` attempts at the latest.
     pub const fn attempts(self, n: u32) -> Policy {
         Policy { max_attempts: Some(n), ..self }
+    }
+
+    /// The same policy, where the budget bounds only the waiting: no
+    /// attempt starts after it, and a running one is never cut.
+    pub const fn waits_only(self) -> Policy {
+        Policy { cuts_attempts: false, ..self }
     }
 
     fn backoff(&self) -> ExponentialBuilder {
@@ -68,9 +82,30 @@ impl Policy {
 pub enum Error<E> {
     /// An error that retrying would not fix.
     Permanent(E),
-    /// The budget or the attempts ran out; `last` is the last error seen,
-    /// if any attempt ended.
-    Exhausted { attempts: u32, last: Option<String> },
+    /// No further attempt: the attempts cap was reached, or the next wait
+    /// would end past the budget. `last` is the last attempt's error.
+    GaveUp { attempts: u32, last: E },
+    /// The budget ran out during an attempt or a wait ([`Policy::new`]);
+    /// `last` is the last error seen, if any attempt ended.
+    OutOfTime { attempts: u32, last: Option<String> },
+}
+
+impl<E: Display> Error<E> {
+    /// How many attempts were made.
+    pub fn attempts(&self) -> u32 {
+        match self {
+            Error::Permanent(_) => 1,
+            Error::GaveUp { attempts, .. } | Error::OutOfTime { attempts, .. } => *attempts,
+        }
+    }
+
+    /// The last error's message, if there was one.
+    pub fn last_message(&self) -> Option<String> {
+        match self {
+            Error::Permanent(e) | Error::GaveUp { last: e, .. } => Some(e.to_string()),
+            Error::OutOfTime { last, .. } => last.clone(),
+        }
+    }
 }
 
 /// Runs `op` until it succeeds, fails for good, or the budget runs out.
@@ -87,16 +122,17 @@ where
     Fut: Future<Output = Result<T, E>>,
 {
     let deadline = deadline_after(policy.budget);
-    let attempts = Cell::new(0u32);
-    let last = RefCell::new(None::<String>);
+    // Atomics and a mutex, not cells: the retried future must stay `Send`.
+    let attempts = AtomicU32::new(0);
+    let last = Mutex::new(None::<String>);
     let attempt = || {
-        attempts.set(attempts.get() + 1);
+        attempts.fetch_add(1, Ordering::Relaxed);
         let fut = op(deadline.saturating_duration_since(Instant::now()));
         let last = &last;
         async move {
             let r = fut.await;
             if let Err(e) = &r {
-                *last.borrow_mut() = Some(e.to_string());
+                *last.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
             }
             r
         }
@@ -105,12 +141,26 @@ where
         .retry(policy.backoff())
         .sleep(tokio::time::sleep)
         .when(|e: &E| e.is_transient())
+        // No wait that would end past the budget: give up with the last error instead.
+        .adjust(|_: &E, delay: Option<Duration>| delay.filter(|d| Instant::now() + *d <= deadline))
         .notify(|e: &E, delay| on_retry(e, delay));
-    match tokio::time::timeout_at(deadline, retried).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) if !e.is_transient() => Err(Error::Permanent(e)),
-        Ok(Err(e)) => Err(Error::Exhausted { attempts: attempts.get(), last: Some(e.to_string()) }),
-        Err(_) => Err(Error::Exhausted { attempts: attempts.get(), last: last.take() }),
+    let ended = if policy.cuts_attempts {
+        match tokio::time::timeout_at(deadline, retried).await {
+            Ok(ended) => ended,
+            Err(_) => {
+                return Err(Error::OutOfTime {
+                    attempts: attempts.load(Ordering::Relaxed),
+                    last: last.lock().unwrap_or_else(|e| e.into_inner()).take(),
+                })
+            }
+        }
+    } else {
+        retried.await
+    };
+    match ended {
+        Ok(v) => Ok(v),
+        Err(e) if !e.is_transient() => Err(Error::Permanent(e)),
+        Err(e) => Err(Error::GaveUp { attempts: attempts.load(Ordering::Relaxed), last: e }),
     }
 }
 
@@ -214,10 +264,10 @@ mod tests {
             |_, _| {},
         )
         .await;
-        let Err(Error::Exhausted { attempts, last }) = r else { panic!("{r:?}") };
+        let Err(Error::GaveUp { attempts, last }) = r else { panic!("{r:?}") };
         assert!((2..=4).contains(&attempts), "{attempts}");
-        assert_eq!(last, Some(format!("Again({attempts})")));
-        assert_eq!(start.elapsed(), Duration::from_secs(10));
+        assert_eq!(last, Fake::Again(attempts));
+        assert!(start.elapsed() <= Duration::from_secs(10), "{:?}", start.elapsed());
         assert_eq!(budgets[0], Duration::from_secs(10));
         assert!(budgets.windows(2).all(|w| w[1] < w[0]), "{budgets:?}");
     }
@@ -235,7 +285,7 @@ mod tests {
             |_, _| {},
         )
         .await;
-        assert_eq!(r, Err(Error::Exhausted { attempts: 3, last: Some("Again(3)".into()) }));
+        assert_eq!(r, Err(Error::GaveUp { attempts: 3, last: Fake::Again(3) }));
     }
 
     #[tokio::test(start_paused = true)]
@@ -243,8 +293,30 @@ mod tests {
         let start = Instant::now();
         let policy = Policy { budget: Duration::from_secs(3), ..POLICY };
         let r: Result<(), Error<Fake>> = retry(&policy, |_| std::future::pending(), |_, _| {}).await;
-        assert_eq!(r, Err(Error::Exhausted { attempts: 1, last: None }));
+        assert_eq!(r, Err(Error::OutOfTime { attempts: 1, last: None }));
         assert_eq!(start.elapsed(), Duration::from_secs(3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_waits_only_a_long_attempt_is_never_cut_but_no_retry_starts_late() {
+        let start = Instant::now();
+        let policy = Policy { budget: Duration::from_secs(3), ..POLICY }.waits_only();
+        let mut calls = 0u32;
+        let r: Result<(), _> = retry(
+            &policy,
+            |_| {
+                calls += 1;
+                let n = calls;
+                async move {
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                    Err(Fake::Again(n))
+                }
+            },
+            |_, _| {},
+        )
+        .await;
+        assert_eq!(r, Err(Error::GaveUp { attempts: 1, last: Fake::Again(1) }));
+        assert_eq!(start.elapsed(), Duration::from_secs(10));
     }
 
     #[test]

@@ -8,17 +8,25 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use jupyter_proto::retry::{retry, Policy, Transient};
 use nix::fcntl::{Flock, FlockArg};
 use tracing::{info, warn};
 
 use super::plan::{Action, PackageManager};
 
-/// How long a transient failure of one command is retried.
-const RETRY_BUDGET: Duration = Duration::from_secs(10 * 60);
-const MAX_ATTEMPTS: u32 = 5;
+/// A command that failed for a transient reason (network, mirror, lock):
+/// at most 5 attempts, from 2 s apart up to 60 s (120 s with jitter), and no
+/// new attempt after 10 minutes; a running command is never cut by this
+/// budget (its own timeout bounds it).
+const COMMAND_RETRY: Policy =
+    Policy::new(Duration::from_secs(2), Duration::from_secs(60), Duration::from_secs(10 * 60)).attempts(5).waits_only();
+/// Looking again whether another process still holds the package manager's
+/// lock: every 0.5 to 1 s, within `Executor::lock_timeout`.
+const LOCK_POLL: Policy = Policy::new(Duration::from_millis(500), Duration::from_millis(500), Duration::ZERO);
 /// The PATH commands run with (cloud-init's may lack the sbin directories).
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -83,48 +91,63 @@ impl Executor {
                     Err(e) => Err(e).with_context(|| format!("removing {}", target.display())),
                 }
             }
-            Action::Run { argv, env, timeout, retry, needs_lock } => {
+            Action::Run { argv, env, timeout, retry: retried, needs_lock } => {
                 let cmd = argv.join(" ");
-                let started = Instant::now();
-                let mut delay = Duration::from_secs(2);
-                let mut attempt = 1;
-                loop {
-                    if *needs_lock {
-                        self.wait_for_locks().await?;
-                    }
-                    let failure = match self.run_once(argv, env, *timeout).await {
-                        Ok(output) if output.status.success() => {
-                            self.log_output(&cmd, &[output.stdout.as_slice(), output.stderr.as_slice()].concat());
-                            return Ok(if attempt == 1 {
-                                "done".into()
-                            } else {
-                                format!("done after {attempt} attempts")
-                            });
+                let attempts = AtomicU32::new(0);
+                let policy = if *retried { COMMAND_RETRY } else { COMMAND_RETRY.attempts(1) };
+                let outcome = retry(
+                    &policy,
+                    |_| async {
+                        attempts.fetch_add(1, Ordering::Relaxed);
+                        if *needs_lock {
+                            self.wait_for_locks().await.map_err(CommandFailed::Fatal)?;
                         }
-                        Ok(output) => {
-                            self.log_output(&cmd, &[output.stdout.as_slice(), output.stderr.as_slice()].concat());
-                            let code = output.status.code().map_or_else(|| "a signal".to_string(), |c| c.to_string());
-                            let text =
-                                String::from_utf8_lossy(&[output.stdout, output.stderr.clone()].concat()).into_owned();
-                            let transient = is_transient(&argv[0], output.status.code(), &text);
-                            let tail = tail_lines(&String::from_utf8_lossy(&output.stderr), 10);
-                            (format!("`{cmd}` exited with {code}: {tail}"), transient)
-                        }
-                        Err(RunError::Timeout) => {
-                            (format!("`{cmd}` did not finish within {}", humantime::format_duration(*timeout)), true)
-                        }
-                        Err(RunError::Spawn(e)) => return Err(e),
-                    };
-                    let (message, transient) = failure;
-                    if !(*retry && transient) || attempt >= MAX_ATTEMPTS || started.elapsed() + delay > RETRY_BUDGET {
-                        bail!(message);
-                    }
-                    warn!(command = %cmd, attempt, "transient failure, retrying in {}s: {message}", delay.as_secs());
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(60));
-                    attempt += 1;
+                        self.run_command(&cmd, argv, env, *timeout).await
+                    },
+                    |e, delay| {
+                        let attempt = attempts.load(Ordering::Relaxed);
+                        warn!(command = %cmd, attempt, "transient failure, retrying in {}s: {e}", delay.as_secs());
+                    },
+                )
+                .await;
+                match outcome {
+                    Ok(()) => match attempts.load(Ordering::Relaxed) {
+                        1 => Ok("done".into()),
+                        n => Ok(format!("done after {n} attempts")),
+                    },
+                    Err(jupyter_proto::retry::Error::Permanent(CommandFailed::Fatal(e))) => Err(e),
+                    Err(e) => Err(anyhow!(e.last_message().unwrap_or_else(|| format!("`{cmd}` failed")))),
                 }
             }
+        }
+    }
+
+    /// One run of a command: its output goes to the install log, a failure
+    /// says whether another attempt may do better.
+    async fn run_command(
+        &self,
+        cmd: &str,
+        argv: &[String],
+        env: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<(), CommandFailed> {
+        match self.run_once(argv, env, timeout).await {
+            Ok(output) => {
+                self.log_output(cmd, &[output.stdout.as_slice(), output.stderr.as_slice()].concat());
+                if output.status.success() {
+                    return Ok(());
+                }
+                let code = output.status.code().map_or_else(|| "a signal".to_string(), |c| c.to_string());
+                let text = String::from_utf8_lossy(&[output.stdout, output.stderr.clone()].concat()).into_owned();
+                let transient = is_transient(&argv[0], output.status.code(), &text);
+                let tail = tail_lines(&String::from_utf8_lossy(&output.stderr), 10);
+                Err(CommandFailed::Exited { message: format!("`{cmd}` exited with {code}: {tail}"), transient })
+            }
+            Err(RunError::Timeout) => Err(CommandFailed::Exited {
+                message: format!("`{cmd}` did not finish within {}", humantime::format_duration(timeout)),
+                transient: true,
+            }),
+            Err(RunError::Spawn(e)) => Err(CommandFailed::Fatal(e)),
         }
     }
 
@@ -162,34 +185,78 @@ impl Executor {
 
     /// Waits, bounded, until no other process holds the package manager's locks.
     async fn wait_for_locks(&self) -> Result<()> {
+        let held = || self.package_manager.lock_files().iter().map(|rel| self.root.join(rel)).find(|p| lock_is_held(p));
         let started = Instant::now();
         let mut said = false;
-        loop {
-            let held =
-                self.package_manager.lock_files().iter().map(|rel| self.root.join(rel)).find(|path| lock_is_held(path));
-            let Some(path) = held else {
-                if said {
-                    info!(waited = %humantime::format_duration(Duration::from_secs(started.elapsed().as_secs())), "the package manager lock was released; going on");
+        let waited = retry(
+            &Policy { budget: self.lock_timeout, ..LOCK_POLL },
+            |_| std::future::ready(held().map_or(Ok(()), |path| Err(LockHeld(path)))),
+            |LockHeld(path), _| {
+                if !said {
+                    info!(
+                        lock = %path.display(),
+                        "waiting for the package manager lock, held by another process (at first boot often unattended upgrades); waiting up to {}",
+                        humantime::format_duration(self.lock_timeout)
+                    );
+                    said = true;
                 }
-                return Ok(());
-            };
-            if started.elapsed() > self.lock_timeout {
+            },
+        )
+        .await;
+        match waited {
+            Ok(()) if said => {
+                info!(waited = %humantime::format_duration(Duration::from_secs(started.elapsed().as_secs())), "the package manager lock was released; going on");
+                Ok(())
+            }
+            Ok(()) => Ok(()),
+            Err(_) => {
+                let path = held().unwrap_or_default();
                 bail!(
                     "another process held the package manager lock {} for more than {}; find it with `fuser -v {}` and let it finish or stop it",
                     path.display(),
                     humantime::format_duration(self.lock_timeout),
                     path.display()
-                );
+                )
             }
-            if !said {
-                info!(
-                    lock = %path.display(),
-                    "waiting for the package manager lock, held by another process (at first boot often unattended upgrades); waiting up to {}",
-                    humantime::format_duration(self.lock_timeout)
-                );
-                said = true;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+/// Another process holds this lock.
+struct LockHeld(PathBuf);
+
+impl Transient for LockHeld {
+    fn is_transient(&self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Display for LockHeld {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} is held", self.0.display())
+    }
+}
+
+/// Why one run of a command failed.
+enum CommandFailed {
+    /// It ran and failed, or timed out; `transient` when the cause looks like
+    /// the network, a mirror or a lock.
+    Exited { message: String, transient: bool },
+    /// It could not be started (or the lock wait gave up): no retry.
+    Fatal(anyhow::Error),
+}
+
+impl Transient for CommandFailed {
+    fn is_transient(&self) -> bool {
+        matches!(self, CommandFailed::Exited { transient: true, .. })
+    }
+}
+
+impl std::fmt::Display for CommandFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CommandFailed::Exited { message, .. } => f.write_str(message),
+            CommandFailed::Fatal(e) => write!(f, "{e:#}"),
         }
     }
 }

@@ -14,14 +14,13 @@ use std::future::Future;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use backon::{ExponentialBuilder, Retryable};
+use jupyter_proto::redact::redact_url;
+use jupyter_proto::retry::{retry, Error as RetryError, Policy, Transient};
 use tracing::{info, warn};
 
 use super::git::{fetch_git, Git};
 use super::staging::Staging;
 use super::tarball::fetch_tarball;
-
-pub use super::credentials::redact_url;
 
 const FIRST_RETRY_DELAY: Duration = Duration::from_secs(1);
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
@@ -118,38 +117,49 @@ impl Attempt {
     }
 }
 
-/// Runs `op` until it succeeds, fails for good, or the next wait would pass `deadline`;
-/// waits grow exponentially (with jitter, so that a room of instances does not retry in step).
+impl Transient for Attempt {
+    fn is_transient(&self) -> bool {
+        self.transient
+    }
+}
+
+impl std::fmt::Display for Attempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&describe(&self.error))
+    }
+}
+
+/// Runs `op` until it succeeds, fails for good, or the next wait would pass
+/// `deadline` (a running attempt is never cut: downloads and clones have
+/// timeouts of their own); waits grow exponentially from 1 s up to 60 s, with
+/// jitter so that a room of instances does not retry in step.
 pub(super) async fn with_retry<T, F, Fut>(deadline: Instant, what: &str, url: &str, mut op: F) -> Result<T, FetchError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, Attempt>>,
 {
     let started = Instant::now();
-    let mut attempts = 0u32;
-    let backoff = ExponentialBuilder::default()
-        .with_min_delay(FIRST_RETRY_DELAY)
-        .with_max_delay(MAX_RETRY_DELAY)
-        .with_jitter()
-        .without_max_times();
-    let result = (|| {
-        attempts += 1;
-        op()
-    })
-    .retry(backoff)
-    .sleep(tokio::time::sleep)
-    .when(|a: &Attempt| a.transient)
-    .adjust(|_: &Attempt, delay: Option<Duration>| delay.filter(|d| Instant::now() + *d <= deadline))
-    .notify(|a: &Attempt, delay| {
-        warn!(url = %url, error = %describe(&a.error), "{what} failed; retrying in {}", seconds(delay));
-    })
+    let budget = deadline.saturating_duration_since(started);
+    let policy = Policy::new(FIRST_RETRY_DELAY, MAX_RETRY_DELAY, budget).waits_only();
+    let result = retry(
+        &policy,
+        |_| op(),
+        |a: &Attempt, delay| {
+            warn!(url = %url, error = %a, "{what} failed; retrying in {}", seconds(delay));
+        },
+    )
     .await;
-    result.map_err(|a| match a.error {
-        FetchError::Other(e) if a.transient && attempts > 1 => FetchError::Other(e.context(format!(
-            "{what}: gave up after {attempts} attempts in {} (retry budget spent)",
-            seconds(started.elapsed())
-        ))),
-        other => other,
+    result.map_err(|e| match e {
+        RetryError::Permanent(a) => a.error,
+        RetryError::GaveUp { attempts, last } => match last.error {
+            FetchError::Other(e) if attempts > 1 => FetchError::Other(e.context(format!(
+                "{what}: gave up after {attempts} attempts in {} (retry budget spent)",
+                seconds(started.elapsed())
+            ))),
+            other => other,
+        },
+        // A policy that only bounds the waits never cuts an attempt.
+        RetryError::OutOfTime { .. } => unreachable!("waits_only never runs out of time during an attempt"),
     })
 }
 
@@ -169,7 +179,7 @@ fn describe(e: &FetchError) -> String {
 mod tests {
     use super::*;
 
-    use crate::workspace::test_support::{destination, message, names, serve, BUDGET};
+    use crate::workspace::test_support::{destination, message, names, serve, tar_bytes, Item, BUDGET};
     use std::fs;
     use std::sync::atomic::Ordering;
 
@@ -257,5 +267,35 @@ mod tests {
         fn assert_send<T: Send>(_: T) {}
         let source = Source::Git { url: "/srv/repo".into(), reference: "main".into() };
         assert_send(fetch(&source, Path::new("/nonexistent/work"), BUDGET));
+    }
+
+    #[tokio::test]
+    async fn credentials_never_reach_a_message() {
+        let archive = tar_bytes(&[Item::File("a", b"a", 0o644)]);
+        let server = serve(vec![(200, archive), (404, b"gone".to_vec())]);
+        let (tmp, dest) = destination();
+        let port = server.base.rsplit(':').next().unwrap();
+        let secret = "s3cret-t0ken";
+
+        let tarball =
+            Source::Tarball { url: format!("http://alice:{secret}@127.0.0.1:{port}/m.tar"), sha256: "0".repeat(64) };
+        assert_eq!(tarball.display_url(), format!("http://***@127.0.0.1:{port}/m.tar"));
+        let checksum = fetch(&tarball, &dest, BUDGET).await.unwrap_err().to_string();
+        let not_found = message(fetch(&tarball, &dest, BUDGET).await.unwrap_err());
+        // Nothing listens on port 9 (discard): connection refused, and with no budget, no retry.
+        let refused =
+            Source::Tarball { url: format!("http://alice:{secret}@127.0.0.1:9/m.tar"), sha256: "0".repeat(64) };
+        let refused = message(fetch(&refused, &dest, Duration::ZERO).await.unwrap_err());
+        let git = Source::Git { url: format!("http://alice:{secret}@127.0.0.1:9/r.git"), reference: "main".into() };
+        let cloned = message(fetch(&git, &dest, Duration::ZERO).await.unwrap_err());
+
+        for text in [&checksum, &not_found, &refused, &cloned] {
+            assert!(!text.contains(secret), "{text}");
+            assert!(text.contains("http://***@127.0.0.1:"), "{text}");
+        }
+        assert!(checksum.starts_with("the tarball at http://***@127.0.0.1:"), "{checksum}");
+        assert!(refused.starts_with("downloading http://***@127.0.0.1:9/m.tar: error sending request"), "{refused}");
+        assert!(cloned.starts_with("`git clone http://***@127.0.0.1:9/r.git` failed (exit status: 128): "), "{cloned}");
+        assert_eq!(names(&tmp.path().join("home")), Vec::<String>::new());
     }
 }

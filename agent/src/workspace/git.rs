@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 
-use super::credentials::redact_text;
 use super::fetch::{seconds, with_retry, Attempt, FetchError};
 use super::staging::{publish, remove_tree, Staging};
+use jupyter_proto::redact::redact_url_credentials as redact_text;
 
 const CLONE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// `git rev-parse` and `git checkout` on the clone.

@@ -8,7 +8,6 @@
 //! difference is reported; only `jupyter-agent workspace reset` replaces the
 //! participant's copy, and it first moves that copy aside with a timestamp.
 
-mod credentials;
 mod entries;
 pub mod fetch;
 mod git;

@@ -12,10 +12,10 @@ use anyhow::{anyhow, Context};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use super::credentials::{redact_text, redact_url};
 use super::entries::{check_entries, list_entries};
 use super::fetch::{with_retry, Attempt, FetchError};
 use super::staging::{publish, Staging};
+use jupyter_proto::redact::{redact_url, redact_url_credentials as redact_text};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A whole download; materials can be a few hundred MB on a slow link.
