@@ -48,15 +48,11 @@ pub struct Converger<'a> {
 }
 
 impl<'a> Converger<'a> {
-    /// Starts a fresh state; `publish` receives every change (the local API).
-    pub fn new(cfg: &'a Config, store: &'a StateStore, publish: Option<tokio::sync::watch::Sender<State>>) -> Self {
-        let mut rec = Recorder::new(store, publish);
+    /// Starts a fresh state; `watchers` receives every change (the local API).
+    pub fn new(cfg: &'a Config, store: &'a StateStore, watchers: Option<tokio::sync::watch::Sender<State>>) -> Self {
+        let mut rec = Recorder::new(store, watchers);
         rec.redact_secrets(secrets(cfg));
         Converger { cfg, rec, docker: None }
-    }
-
-    pub fn state(&self) -> &State {
-        &self.rec.state
     }
 
     /// Converges the host. On failure the state is `failed` with the step,
@@ -265,11 +261,4 @@ impl<'a> Converger<'a> {
         self.rec.state.error = None;
         self.token().await
     }
-}
-
-/// Converges once; the returned state is `ready`, or `failed` with the error.
-pub async fn converge(cfg: &Config, store: &StateStore) -> (State, Option<anyhow::Error>) {
-    let mut c = Converger::new(cfg, store, None);
-    let result = c.converge().await;
-    (c.rec.state, result.err())
 }

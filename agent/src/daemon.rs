@@ -33,7 +33,7 @@ pub async fn run(cfg: &Config, once: bool, shutdown: impl Future<Output = ()> + 
     // Revisions go on from the last run's, so that they only ever grow.
     let mut seed = state::fresh();
     seed.revision = state::load(&cfg.state_file()).ok().flatten().map_or(0, |s| s.revision);
-    let (publish, watched) = tokio::sync::watch::channel(seed);
+    let (updates, watched) = tokio::sync::watch::channel(seed);
     let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = match api::bind(&cfg.socket) {
         Ok(listener) => {
@@ -47,7 +47,7 @@ pub async fn run(cfg: &Config, once: bool, shutdown: impl Future<Output = ()> + 
             None
         }
     };
-    let mut converger = Converger::new(cfg, &store, Some(publish));
+    let mut converger = Converger::new(cfg, &store, Some(updates));
     let converged = converger.converge().await;
     let result = match (converged, once) {
         (Err(e), true) => {

@@ -82,7 +82,8 @@ impl StateStore {
 pub struct Recorder<'a> {
     pub state: State,
     store: &'a StateStore,
-    publish: Option<tokio::sync::watch::Sender<State>>,
+    /// The local API's side of the state: every change is sent here.
+    watchers: Option<tokio::sync::watch::Sender<State>>,
     /// What a failure's cause and log tail are cleaned with before they are
     /// stored: the token rules and the configured secrets.
     redactor: Redactor,
@@ -91,12 +92,12 @@ pub struct Recorder<'a> {
 impl<'a> Recorder<'a> {
     /// Starts a fresh state and writes it; its revision continues the
     /// published one, so that watchers see every change as newer.
-    pub fn new(store: &'a StateStore, publish: Option<tokio::sync::watch::Sender<State>>) -> Recorder<'a> {
+    pub fn new(store: &'a StateStore, watchers: Option<tokio::sync::watch::Sender<State>>) -> Recorder<'a> {
         let mut state = fresh();
-        if let Some(tx) = &publish {
+        if let Some(tx) = &watchers {
             state.revision = tx.borrow().revision;
         }
-        let mut r = Recorder { state, store, publish, redactor: Redactor::default() };
+        let mut r = Recorder { state, store, watchers, redactor: Redactor::default() };
         r.save();
         r
     }
@@ -108,7 +109,7 @@ impl<'a> Recorder<'a> {
         if let Err(e) = self.store.save(&self.state) {
             tracing::warn!(path = %self.store.path().display(), error = %e, "cannot write the state file");
         }
-        if let Some(tx) = &self.publish {
+        if let Some(tx) = &self.watchers {
             tx.send_replace(self.state.clone());
         }
     }

@@ -1,5 +1,5 @@
 //! The login URL a participant opens: `http://<host>:<port><path>?token=<t>`,
-//! where the host comes from the ECS metadata service (REFERENCE.md section 3)
+//! where the host comes from the ECS metadata service (docs/metadata.md)
 //! when `url_host = "auto"`.
 
 use std::net::{IpAddr, UdpSocket};

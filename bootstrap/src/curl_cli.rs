@@ -143,7 +143,7 @@ fn unsupported(word: &str) -> String {
 mod tests {
     use super::*;
 
-    const REFERENCE: &str = "curl -i -X POST -H 'Content-Type: application/json' -H 'Accept: application/json' \
+    const DOCUMENTED: &str = "curl -i -X POST -H 'Content-Type: application/json' -H 'Accept: application/json' \
         -H 'x-acs-region-id: cn-beijing' \
         http://100.100.100.110/waitcondition?stackname=s1&stackid=abc&resource=Handle&expire=1700000000&signature=Zm9v%2B";
 
@@ -153,7 +153,7 @@ mod tests {
 
     #[test]
     fn the_reference_example() {
-        let t = parse(REFERENCE).unwrap();
+        let t = parse(DOCUMENTED).unwrap();
         assert_eq!(
             t.url.as_str(),
             "http://100.100.100.110/waitcondition?stackname=s1&stackid=abc&resource=Handle&expire=1700000000&signature=Zm9v%2B"

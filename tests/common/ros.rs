@@ -1,5 +1,5 @@
 //! A fake ROS wait-condition endpoint: the HTTP side of an
-//! `ALIYUN::ROS::WaitConditionHandle` (REFERENCE.md section 2), on
+//! `ALIYUN::ROS::WaitConditionHandle` (docs/ros.md#test-endpoint), on
 //! 127.0.0.1 only. It checks each request against the documented protocol
 //! (a POST to the signed `/waitcondition?...` URL, a JSON body whose
 //! `status` is SUCCESS, FAILURE or WARNING, with optional string `reason`,

@@ -11,7 +11,7 @@ use std::process::Command;
 
 use yaml_rust2::{Yaml, YamlLoader};
 
-/// ROS's limit on `ALIYUN::ECS::Instance` `UserData` (REFERENCE.md section 2;
+/// ROS's limit on `ALIYUN::ECS::Instance` `UserData` (docs/ros.md#user-data;
 /// the resource's reference page: "The user data can be up to 16 KB in size").
 pub const USER_DATA_LIMIT: usize = 16 * 1024;
 
@@ -552,7 +552,7 @@ pub fn markers(script: &str) -> BTreeSet<String> {
     found
 }
 
-/// A CurlCli as ROS hands it out (REFERENCE.md section 2), at its realistic length.
+/// A CurlCli as ROS hands it out (docs/ros.md#curlcli), at its realistic length.
 pub fn realistic_curl_cli() -> String {
     format!(
         "curl -i -X POST -H 'Content-Type: application/json' -H 'Accept: application/json' \

@@ -1,6 +1,6 @@
 //! Which distribution this is, from `/etc/os-release` (`ID`, `ID_LIKE`,
 //! `VERSION_ID`, `VERSION_CODENAME`), per the os-release(5) format, and
-//! whether the installer supports it (REFERENCE.md section 4).
+//! whether the installer supports it (docs/docker-install.md#distributions).
 
 use std::fmt;
 use std::path::Path;

@@ -1,4 +1,4 @@
-//! Installing and starting Docker on a bare instance (REFERENCE.md section 4):
+//! Installing and starting Docker on a bare instance (docs/docker-install.md):
 //! detect the distribution ([`distro`]), make a plan of commands and files
 //! ([`plan`]), carry it out with timeouts, retries and lock waits ([`run`]),
 //! merge registry mirrors into `daemon.json` ([`daemon_json`]), then start

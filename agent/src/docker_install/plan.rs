@@ -1,6 +1,6 @@
 //! The install plan: for a distribution and the `[docker]` settings, the exact
 //! commands and files, as data that tests read and `--dry-run` prints
-//! (recipes from REFERENCE.md section 4 and Docker's install docs). Never a
+//! (recipes in docs/docker-install.md#plans, from Docker's install docs). Never a
 //! whole-system upgrade.
 
 use std::fmt;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::anyhow;
 
 use super::fetch::{seconds, with_retry, Attempt, FetchError};
-use super::staging::{publish, remove_tree, Staging};
+use super::staging::{move_into_place, remove_tree, Staging};
 use jupyter_proto::redact::redact_url_credentials as redact_text;
 
 const CLONE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -93,7 +93,7 @@ pub(super) async fn fetch_git(
     if head != commit {
         return Err(anyhow!("after checking out {commit} from {url}, HEAD is {head}").into());
     }
-    publish(&repo, dest)?;
+    move_into_place(&repo, dest)?;
     Ok(commit)
 }
 

@@ -1,5 +1,5 @@
 //! The staging directory beside the destination, where the materials are assembled,
-//! and the no-replace rename that publishes them into place.
+//! and the no-replace rename that moves them into place.
 
 use std::fs;
 use std::io;
@@ -90,7 +90,7 @@ fn make_writable(path: &Path) {
 }
 
 /// Renames the assembled materials to `dest`, which must still not exist.
-pub(super) fn publish(root: &Path, dest: &Path) -> Result<(), FetchError> {
+pub(super) fn move_into_place(root: &Path, dest: &Path) -> Result<(), FetchError> {
     rename_no_replace(root, dest).map_err(|e| {
         if e.kind() == io::ErrorKind::AlreadyExists {
             anyhow!("{} appeared while the workspace was being fetched; it was left as it is", dest.display())
@@ -139,7 +139,7 @@ mod tests {
         fs::create_dir(&root).unwrap();
         fs::create_dir(&dest).unwrap();
 
-        let err = message(publish(&root, &dest).unwrap_err());
+        let err = message(move_into_place(&root, &dest).unwrap_err());
 
         assert_eq!(
             err,

@@ -14,7 +14,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::entries::{check_entries, list_entries};
 use super::fetch::{with_retry, Attempt, FetchError};
-use super::staging::{publish, Staging};
+use super::staging::{move_into_place, Staging};
 use jupyter_proto::redact::{redact_url, redact_url_credentials as redact_text};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -54,7 +54,7 @@ pub(super) async fn fetch_tarball(
     let root = tokio::task::spawn_blocking(move || unpack_checked(&download, &tree, &url))
         .await
         .context("unpacking the tarball")??;
-    publish(&root, dest)?;
+    move_into_place(&root, dest)?;
     Ok(actual)
 }
 
@@ -110,7 +110,7 @@ async fn download_once(client: &reqwest::Client, raw_url: &str, url: &str, path:
     Ok(hex::encode(hasher.finalize()))
 }
 
-/// Checks every entry of the archive, then unpacks it into `tree`; returns the directory to publish
+/// Checks every entry of the archive, then unpacks it into `tree`; returns the directory to move into place
 /// (the single top-level directory of a GitHub-style archive, or `tree`).
 fn unpack_checked(archive: &Path, tree: &Path, url: &str) -> Result<PathBuf, FetchError> {
     let listed = list_entries(archive).with_context(|| format!("reading the tarball from {url}"))?;
