@@ -63,7 +63,7 @@ fn config(env: &Env, tag: &str, workspace: &str) -> String {
 fn contents(env: &Env, method: &str, path: &str, body: Option<serde_json::Value>) -> (u16, String) {
     let url = env.agent(&["url"]).expect(0).stdout;
     let (base, _, token) = split_url(url.trim());
-    let client = reqwest::blocking::Client::builder().no_proxy().build().unwrap();
+    let client = common::http();
     let req = client
         .request(method.parse().unwrap(), format!("{base}/api/contents/{path}"))
         .header("Authorization", format!("token {token}"));

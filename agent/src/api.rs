@@ -271,7 +271,7 @@ mod tests {
     use super::*;
 
     async fn get(path: &Path, uri: &str) -> (u16, String) {
-        let client = reqwest::Client::builder().unix_socket(path).build().unwrap();
+        let client = crate::http::client().unix_socket(path).build().unwrap();
         let resp = client.get(format!("http://localhost{uri}")).send().await.unwrap();
         (resp.status().as_u16(), resp.text().await.unwrap())
     }
@@ -349,7 +349,7 @@ mod tests {
     #[tokio::test]
     async fn events_start_with_the_current_state_and_follow_changes() {
         let (_dir, path, tx, _stop) = start();
-        let client = reqwest::Client::builder().unix_socket(path.as_path()).build().unwrap();
+        let client = crate::http::client().unix_socket(path.as_path()).build().unwrap();
         let mut resp = client.get("http://localhost/v1/events").send().await.unwrap();
         let first = resp.chunk().await.unwrap().unwrap();
         assert!(String::from_utf8_lossy(&first).contains("\"phase\":\"pending\""));

@@ -116,7 +116,7 @@ async fn token_check(state: Option<&State>, published: Option<u16>) -> Check {
         );
     };
     let url = format!("http://127.0.0.1:{port}/api/status");
-    let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build();
+    let client = crate::http::client().no_proxy().timeout(Duration::from_secs(5)).build();
     let status = match client {
         Ok(c) => {
             c.get(&url).header("Authorization", format!("token {}", j.token)).send().await.map(|r| r.status().as_u16())
@@ -187,7 +187,7 @@ fn disk_check(cfg: &Config) -> Check {
 
 async fn metadata_check(cfg: &Config) -> Check {
     let endpoint = &cfg.jupyter.metadata_endpoint;
-    let client = match reqwest::Client::builder()
+    let client = match crate::http::client()
         .no_proxy()
         .connect_timeout(Duration::from_millis(300))
         .timeout(Duration::from_secs(1))

@@ -164,7 +164,7 @@ enum Proof {
 }
 
 fn http_client() -> Result<reqwest::Client> {
-    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build().context("building the HTTP client")
+    crate::http::client().no_proxy().timeout(Duration::from_secs(5)).build().context("building the HTTP client")
 }
 
 /// The server does not answer yet (connection refused, reset, timed out).

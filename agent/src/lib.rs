@@ -30,6 +30,7 @@ pub mod daemon;
 pub mod docker_install;
 pub mod doctor;
 pub mod engine;
+pub mod http;
 pub mod image;
 pub mod jupyter;
 pub mod logging;

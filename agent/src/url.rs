@@ -42,7 +42,7 @@ pub async fn resolve_host(setting: &UrlHost, metadata_endpoint: &str) -> String 
 
 /// Asks the metadata service, hardened mode first (a session token), then plain.
 async fn from_metadata(endpoint: &str) -> Option<(&'static str, String)> {
-    let client = reqwest::Client::builder()
+    let client = crate::http::client()
         .no_proxy()
         .connect_timeout(METADATA_CONNECT_TIMEOUT)
         .timeout(Duration::from_millis(700))

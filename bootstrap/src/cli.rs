@@ -211,7 +211,7 @@ mod tests {
     fn ros_options() {
         let o = parse(&["--ros-notify", "curl -H 'x-acs-region-id: cn-beijing' http://100.100.100.110/w?s=1"]).unwrap();
         let ros = o.ros.unwrap();
-        assert_eq!(ros.target.url.as_str(), "http://100.100.100.110/w?s=1");
+        assert_eq!(ros.target.url.to_string(), "http://100.100.100.110/w?s=1");
         assert_eq!((ros.id.as_str(), ros.send_url, ros.budget), ("jupyter", true, Duration::from_secs(300)));
         let o = parse(&[
             "--ros-url",

@@ -6,9 +6,13 @@
 
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
-use reqwest::{StatusCode, Url};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, HOST};
+use hyper::{Request, StatusCode, Uri};
+use hyper_util::rt::TokioIo;
 use serde::Serialize;
+use tokio::net::TcpStream;
 
 use jupyter_proto::redact::{bound, redact, without_query};
 use jupyter_proto::retry::{self, Policy, Transient};
@@ -24,7 +28,8 @@ pub const MAX_DELAY: Duration = Duration::from_secs(15);
 /// Where and how to signal: the handle's URL and the headers its CurlCli sends.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {
-    pub url: Url,
+    /// An `http://` URL with a host.
+    pub url: Uri,
     /// In order; `Content-Type` is always sent as `application/json`.
     pub headers: Vec<(HeaderName, HeaderValue)>,
 }
@@ -43,14 +48,17 @@ impl Target {
         if !lower.starts_with("http://") {
             return Err(format!("`{shown}`: expected an http:// URL (the wait condition handle's URL)"));
         }
-        let url = Url::parse(url).map_err(|e| format!("`{shown}`: not a valid URL: {e}"))?;
+        let url: Uri = url.parse().map_err(|e| format!("`{shown}`: not a valid URL: {e}"))?;
+        if url.host().is_none_or(str::is_empty) {
+            return Err(format!("`{shown}`: not a valid URL: no host"));
+        }
         let headers = headers.iter().map(|h| parse_header(h)).collect::<Result<_, _>>()?;
         Ok(Target { url, headers })
     }
 
     /// The URL without its query (which holds the signature), for messages.
     pub fn shown(&self) -> String {
-        without_query(self.url.as_str())
+        without_query(&self.url.to_string())
     }
 
     fn header_map(&self) -> HeaderMap {
@@ -144,12 +152,7 @@ impl std::fmt::Display for AttemptError {
 /// within `budget`. `Err` is a message for the operator: the signal was not
 /// delivered.
 pub async fn send(target: &Target, signal: &Signal, budget: Duration) -> Result<u32, String> {
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| format!("cannot build the HTTP client: {}", chain(&e)))?;
-    let body = signal.to_json();
+    let body = Bytes::from(signal.to_json());
     let headers = target.header_map();
     let policy = Policy::new(FIRST_DELAY, MAX_DELAY, budget);
     let mut attempts = 0u32;
@@ -157,12 +160,12 @@ pub async fn send(target: &Target, signal: &Signal, budget: Duration) -> Result<
         &policy,
         |left| {
             attempts += 1;
-            let request = client
-                .post(target.url.clone())
-                .headers(headers.clone())
-                .body(body.clone())
-                .timeout(left.min(ATTEMPT_TIMEOUT));
-            attempt(request)
+            let (headers, body) = (headers.clone(), body.clone());
+            async move {
+                tokio::time::timeout(left.min(ATTEMPT_TIMEOUT), attempt(&target.url, headers, body))
+                    .await
+                    .unwrap_or_else(|_| Err(AttemptError::Transport("no answer in time".into())))
+            }
         },
         |e, delay| {
             eprintln!("jupyter-bootstrap: ROS signal: {e}; retrying in {}", jupyter_proto::duration::show(delay));
@@ -191,43 +194,32 @@ pub async fn send(target: &Target, signal: &Signal, budget: Duration) -> Result<
     }
 }
 
-async fn attempt(request: reqwest::RequestBuilder) -> Result<(), AttemptError> {
-    let resp = request
-        .send()
-        .await
-        .map_err(|e| AttemptError::Transport(if e.is_timeout() { "no answer in time".into() } else { chain(&e) }))?;
-    let status = resp.status();
+/// One POST on a connection of its own (no proxy, no redirect followed).
+async fn attempt(url: &Uri, headers: HeaderMap, body: Bytes) -> Result<(), AttemptError> {
+    let transport = |e: &dyn std::fmt::Display| AttemptError::Transport(e.to_string());
+    let host = url.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+    let port = url.port_u16().unwrap_or(80);
+    // An IP address (ROS hands out 100.100.100.110) needs no resolver.
+    let stream = TcpStream::connect((host, port)).await.map_err(|e| transport(&e))?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| transport(&e))?;
+    tokio::spawn(connection);
+    let authority = url.authority().map_or_else(|| host.to_string(), |a| a.to_string());
+    let mut request = Request::post(url.path_and_query().map_or("/", |p| p.as_str()))
+        .header(HOST, authority)
+        .body(Full::new(body))
+        .map_err(|e| transport(&e))?;
+    request.headers_mut().extend(headers);
+    let response = sender.send_request(request).await.map_err(|e| transport(&e))?;
+    let status = response.status();
     if status.is_success() {
         return Ok(());
     }
-    let body = resp.text().await.unwrap_or_default();
+    let bytes = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     // A body may echo the request, and with it the URL's token.
-    let body = bound(&redact(&body.split_whitespace().collect::<Vec<_>>().join(" ")), 200);
+    let text = String::from_utf8_lossy(&bytes);
+    let body = bound(&redact(&text.split_whitespace().collect::<Vec<_>>().join(" ")), 200);
     Err(AttemptError::Status { status, body })
-}
-
-/// An error and its causes on one line, without the URL reqwest adds (its
-/// query holds the signature).
-fn chain(e: &reqwest::Error) -> String {
-    let mut out = String::new();
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        let text = match err.downcast_ref::<reqwest::Error>() {
-            Some(r) => match r.url() {
-                Some(url) => r.to_string().replace(&format!(" for url ({url})"), "").replace(&format!(" ({url})"), ""),
-                None => r.to_string(),
-            },
-            None => err.to_string(),
-        };
-        if !out.ends_with(&text) {
-            if !out.is_empty() {
-                out.push_str(": ");
-            }
-            out.push_str(&text);
-        }
-        cur = err.source();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -68,7 +68,8 @@ impl Client {
 
     /// `GET /v1/status`, with the token only when asked.
     pub async fn status(&self, show_token: bool) -> Result<State, AgentError> {
-        let body = self.get_bytes(&format!("/v1/status?show_token={show_token}"), REQUEST_TIMEOUT).await?;
+        let query = if show_token { "?show_token=true" } else { "" };
+        let body = self.get_bytes(&format!("/v1/status{query}"), REQUEST_TIMEOUT).await?;
         State::from_json(&body, self.program).map_err(|e| self.broken("/v1/status", &e))
     }
 
@@ -80,7 +81,8 @@ impl Client {
             Until::Ready => "until=ready".to_string(),
             Until::Change(after) => format!("until=change&after={after}"),
         };
-        let path = format!("/v1/wait?{until}&timeout={secs}&show_token={show_token}");
+        let show = if show_token { "&show_token=true" } else { "" };
+        let path = format!("/v1/wait?{until}&timeout={secs}{show}");
         let body = self.get_bytes(&path, Duration::from_secs(secs) + LONG_POLL_GRACE).await?;
         #[derive(serde::Deserialize)]
         struct Versioned {
@@ -98,7 +100,7 @@ impl Client {
     /// `GET /v1/logs`: the container's last `tail` lines, and with `follow`
     /// what comes after, as the body arrives (chunks do not align with lines).
     pub async fn logs(&self, tail: u64, follow: bool, show_token: bool) -> Result<LogStream, AgentError> {
-        let path = format!("/v1/logs?tail={tail}&follow={follow}&show_token={show_token}");
+        let path = format!("/v1/logs?tail={tail}&follow={follow}{}", if show_token { "&show_token=true" } else { "" });
         let (status, body) =
             tokio::time::timeout(REQUEST_TIMEOUT, self.request(&path)).await.map_err(|_| self.timed_out())??;
         if status.is_success() {

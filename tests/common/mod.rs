@@ -275,9 +275,20 @@ pub fn split_url(url: &str) -> (String, String, String) {
     (format!("http://{}", &rest[..slash]), rest[slash..].to_string(), token.to_string())
 }
 
+/// An HTTP client for the tests (plain http to 127.0.0.1). The workspace
+/// builds reqwest with rustls and no default crypto provider (the agent
+/// installs ring itself), so the tests install ring too, once.
+pub fn http() -> reqwest::blocking::Client {
+    static PROVIDER: std::sync::Once = std::sync::Once::new();
+    PROVIDER.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    reqwest::blocking::Client::builder().no_proxy().build().expect("an HTTP client")
+}
+
 /// `GET base + path` with `Authorization: token T`; the status code.
 pub fn get_status(url: &str, token: &str) -> u16 {
-    let client = reqwest::blocking::Client::builder().no_proxy().build().unwrap();
+    let client = http();
     client.get(url).header("Authorization", format!("token {token}")).send().map(|r| r.status().as_u16()).unwrap_or(0)
 }
 

@@ -59,7 +59,7 @@ pub(super) async fn fetch_tarball(
 }
 
 fn http_client() -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
+    crate::http::client()
         .user_agent(USER_AGENT)
         .connect_timeout(CONNECT_TIMEOUT)
         .read_timeout(READ_TIMEOUT)
