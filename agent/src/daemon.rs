@@ -68,3 +68,34 @@ pub async fn run(cfg: &Config, once: bool, shutdown: impl Future<Output = ()> + 
     }
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::state::Phase;
+
+    /// The daemon started in-process, as a test can: an engine that is not
+    /// there (and may not be installed) fails the converge at its first step;
+    /// the state says so, the error says how, and the socket is gone.
+    #[tokio::test]
+    async fn run_once_in_process_reports_a_failed_converge() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let text = format!(
+            "state_dir = \"{d}/state\"\nsocket = \"{d}/agent.sock\"\nlog_dir = \"{d}/log\"\n\
+             [docker]\nhost = \"unix://{d}/no-docker.sock\"\nping_timeout = \"1s\"\ninstall = false\n\
+             [image]\nname = \"nb\"\n"
+        );
+        let cfg = Config::parse(Path::new("t.toml"), &text).unwrap();
+        let err = run(&cfg, true, Box::pin(std::future::pending())).await.unwrap_err();
+        let failed = err.downcast_ref::<ConvergeFailed>().expect("a failed converge");
+        assert!(!failed.refused);
+        assert!(failed.cause.contains("did not answer within 1s"), "{}", failed.cause);
+        let state = state::load(&cfg.state_file()).unwrap().unwrap();
+        assert_eq!(state.phase, Phase::Failed);
+        assert_eq!(state.error.unwrap().step, "engine");
+        assert!(!cfg.socket.exists(), "the socket is removed on the way out");
+    }
+}

@@ -14,14 +14,8 @@ use jupyter_proto::duration;
 
 /// Exit codes of `wait`.
 pub mod exit {
-    /// Jupyter is ready (and the signal, if asked, was delivered).
-    pub const OK: u8 = 0;
-    /// The converge failed (or the agent answered something unusable).
-    pub const FAILED: u8 = 1;
-    /// Bad command line: nothing was waited for, nothing was signalled.
-    pub const USAGE: u8 = 2;
-    /// The timeout ran out, also when the agent never appeared.
-    pub const TIMED_OUT: u8 = 3;
+    pub use jupyter_proto::exit::{FAILED, OK, TIMED_OUT, USAGE};
+
     /// The result file could not be written (overrides 0, 1, 3).
     pub const RESULT_FILE: u8 = 4;
     /// The ROS signal could not be delivered (overrides 0, 1, 3, 4).
@@ -164,12 +158,9 @@ impl WaitArgs {
 
 /// Runs the parsed command line.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match jupyter_proto::exit::parse_command_line() {
         Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { exit::OK });
-        }
+        Err(code) => return ExitCode::from(code),
     };
     let Command::Wait(args) = cli.command;
     let opts = match args.validate() {

@@ -9,6 +9,7 @@
 //! | [`redact`] | one set of rules that keep tokens, secrets and credentials out of text |
 //! | [`report`] | the failure in one line, and the hands-on's legacy result file |
 //! | [`duration`] | durations on command lines and in the configuration, bounded |
+//! | [`exit`] | the exit codes both binaries share |
 //! | [`fs`] | atomic file writes |
 //! | [`retry`] | the one retry helper: exponential backoff within a budget |
 //!
@@ -17,6 +18,7 @@
 
 pub mod client;
 pub mod duration;
+pub mod exit;
 pub mod fs;
 pub mod redact;
 pub mod report;

@@ -17,14 +17,8 @@ pub use render::render;
 
 /// Exit codes, shared by every command.
 pub mod exit {
-    /// Ready (or, for `status`, not failed).
-    pub const OK: u8 = 0;
-    /// The converge failed, or Jupyter is not ready.
-    pub const FAILED: u8 = 1;
-    /// Bad command line or configuration: nothing was changed.
-    pub const USAGE: u8 = 2;
-    /// `wait` timed out.
-    pub const TIMED_OUT: u8 = 3;
+    pub use jupyter_proto::exit::{FAILED, OK, TIMED_OUT, USAGE};
+
     /// The agent is not reachable and there is no state: it has not run here.
     pub const NO_STATE: u8 = 4;
     /// Another agent holds the lock on the state directory.
@@ -246,12 +240,9 @@ impl Command {
 
 /// Runs the parsed command line.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match jupyter_proto::exit::parse_command_line() {
         Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { exit::OK });
-        }
+        Err(code) => return ExitCode::from(code),
     };
     if cli.command.logs() {
         crate::logging::init();
