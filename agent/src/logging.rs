@@ -1,16 +1,57 @@
 //! One tracing setup: human-readable lines on stderr, colour on a terminal,
-//! level from `JUPYTER_AGENT_LOG` (default `info`). No secret is ever a field.
+//! level from `JUPYTER_AGENT_LOG` (default `info`).
+//!
+//! The level asked for applies to this agent's own code only. Every other
+//! crate (bollard, hyper, reqwest, rustls, whose `log` records are forwarded
+//! here) is held at `info` whatever is asked: their debug output prints
+//! whole requests and answers, the container's environment among them, and
+//! no secret may reach a log line at any level. No secret is ever a field.
 
 use std::io::IsTerminal;
 
-use tracing_subscriber::EnvFilter;
+use tracing::level_filters::LevelFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// The crates whose logs follow `JUPYTER_AGENT_LOG` all the way down.
+const OWN: [&str; 2] = ["jupyter_agent", "jupyter_proto"];
+
+/// The filter for `JUPYTER_AGENT_LOG=<value>`: a level (`trace`, `debug`,
+/// `info`, `warn`, `error`, `off`); anything else reads as `info`.
+pub fn filter(value: Option<&str>) -> Targets {
+    let asked = value.and_then(|v| v.trim().parse::<LevelFilter>().ok()).unwrap_or(LevelFilter::INFO);
+    let others = asked.min(LevelFilter::INFO);
+    OWN.iter().fold(Targets::new().with_default(others), |t, own| t.with_target(*own, asked))
+}
 
 pub fn init() {
-    let filter = EnvFilter::try_from_env("JUPYTER_AGENT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let value = std::env::var("JUPYTER_AGENT_LOG").ok();
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let _ = tracing_subscriber::registry().with(fmt).with(filter(value.as_deref())).try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing::Level;
+
+    use super::*;
+
+    #[test]
+    fn other_crates_stay_at_info_whatever_is_asked() {
+        let f = filter(Some("trace"));
+        assert!(f.would_enable("jupyter_agent::converge", &Level::TRACE));
+        assert!(f.would_enable("jupyter_proto::retry", &Level::DEBUG));
+        assert!(!f.would_enable("bollard::docker", &Level::DEBUG));
+        assert!(!f.would_enable("hyper_util::client", &Level::TRACE));
+        assert!(f.would_enable("bollard::docker", &Level::INFO));
+        let quiet = filter(Some("warn"));
+        assert!(!quiet.would_enable("jupyter_agent::converge", &Level::INFO));
+        assert!(!quiet.would_enable("reqwest::connect", &Level::INFO));
+        assert!(filter(Some("nonsense")).would_enable("jupyter_agent", &Level::INFO));
+        assert!(!filter(None).would_enable("jupyter_agent", &Level::DEBUG));
+    }
 }

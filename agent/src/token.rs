@@ -7,7 +7,7 @@
 
 use std::sync::LazyLock;
 
-use regex::Regex;
+use regex_lite::Regex;
 
 /// What one log line says about the login URL.
 #[derive(Debug, Clone, PartialEq, Eq)]

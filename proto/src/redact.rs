@@ -6,7 +6,7 @@
 
 use std::sync::LazyLock;
 
-use regex::Regex;
+use regex_lite::Regex;
 
 /// What a secret is replaced with. Readers test for it with [`is_redacted`].
 pub const MARK: &str = "<redacted>";

@@ -240,6 +240,7 @@ impl Command {
 
 /// Runs the parsed command line.
 pub fn main() -> ExitCode {
+    quiet_backtraces();
     let cli: Cli = match jupyter_proto::exit::parse_command_line() {
         Ok(cli) => cli,
         Err(code) => return ExitCode::from(code),
@@ -257,6 +258,17 @@ pub fn main() -> ExitCode {
             }
             ExitCode::from(exit_code(&e))
         }
+    }
+}
+
+/// Errors here are outcomes with a message, never printed with a backtrace;
+/// with `RUST_BACKTRACE=1` in the environment, anyhow would still capture
+/// one for each (a walk of the whole unwind table: most of a `status` call's
+/// CPU time in a static binary). `RUST_LIB_BACKTRACE=1` still turns them on.
+pub fn quiet_backtraces() {
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        // Before any thread exists: nothing else reads the environment yet.
+        std::env::set_var("RUST_LIB_BACKTRACE", "0");
     }
 }
 
