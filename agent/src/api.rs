@@ -349,16 +349,39 @@ mod tests {
     #[tokio::test]
     async fn events_start_with_the_current_state_and_follow_changes() {
         let (_dir, path, tx, _stop) = start();
-        let client = crate::http::client().unix_socket(path.as_path()).build().unwrap();
-        let mut resp = client.get("http://localhost/v1/events").send().await.unwrap();
-        let first = resp.chunk().await.unwrap().unwrap();
-        assert!(String::from_utf8_lossy(&first).contains("\"phase\":\"pending\""));
+        let client = jupyter_proto::client::Client::new(&path, "test");
+        let mut events = client.events(false).await.unwrap();
+        assert_eq!(events.next_state().await.unwrap().unwrap().phase, Phase::Pending);
         let mut s = crate::state::fresh();
         s.revision = 7;
         s.phase = Phase::WaitingForToken;
         tx.send_replace(s);
-        let next = resp.chunk().await.unwrap().unwrap();
-        let line = String::from_utf8_lossy(&next);
-        assert!(line.contains("\"revision\":7") && line.ends_with('\n'), "{line}");
+        let next = events.next_state().await.unwrap().unwrap();
+        assert_eq!((next.revision, next.phase), (7, Phase::WaitingForToken));
+    }
+
+    /// The shared client against this server: status (redacted unless
+    /// asked), the long poll, and a refusal it cannot fix by waiting.
+    #[tokio::test]
+    async fn the_shared_client_reads_what_the_server_serves() {
+        use jupyter_proto::client::{AgentError, Client, Until};
+        let (_dir, path, tx, _stop) = start();
+        let client = Client::new(&path, "test");
+        let mut s = crate::state::fresh();
+        s.revision = 3;
+        s.ready(crate::state::JupyterState {
+            url: "http://h:8888/?token=s3cret".into(),
+            token: "s3cret".into(),
+            ..Default::default()
+        });
+        tx.send_replace(s);
+        assert_eq!(client.status(false).await.unwrap().jupyter.unwrap().url, "http://h:8888/?token=<redacted>");
+        assert_eq!(client.status(true).await.unwrap().jupyter.unwrap().token, "s3cret");
+        let answer = client.wait(Until::Ready, Duration::from_secs(5), false).await.unwrap();
+        assert!(!answer.timed_out && answer.state.is_ready());
+        let answer = client.wait(Until::Change(3), Duration::from_secs(1), false).await.unwrap();
+        assert!(answer.timed_out, "no change after revision 3");
+        let err = client.logs(10, false, false).await.err().expect("no container yet");
+        assert!(matches!(&err, AgentError::Broken(m) if m.contains("404")), "{err:?}");
     }
 }

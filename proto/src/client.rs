@@ -97,6 +97,19 @@ impl Client {
         self.decode(&path, &body)
     }
 
+    /// `GET /v1/events`: the state now, then one document per change, for
+    /// as long as the agent runs.
+    pub async fn events(&self, show_token: bool) -> Result<Events, AgentError> {
+        let path = format!("/v1/events{}", if show_token { "?show_token=true" } else { "" });
+        let (status, body) =
+            tokio::time::timeout(REQUEST_TIMEOUT, self.request(&path)).await.map_err(|_| self.timed_out())??;
+        if !status.is_success() {
+            let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            return Err(self.refused(&path, status, &bytes));
+        }
+        Ok(Events { body: LogStream { body, what: self.what(&path) }, partial: Vec::new(), program: self.program })
+    }
+
     /// `GET /v1/logs`: the container's last `tail` lines, and with `follow`
     /// what comes after, as the body arrives (chunks do not align with lines).
     pub async fn logs(&self, tail: u64, follow: bool, show_token: bool) -> Result<LogStream, AgentError> {
@@ -212,6 +225,32 @@ impl LogStream {
                         return Ok(Some(data));
                     }
                 }
+            }
+        }
+    }
+}
+
+/// The body of `/v1/events`: newline-delimited state documents.
+pub struct Events {
+    body: LogStream,
+    /// The start of a document whose newline has not arrived yet.
+    partial: Vec<u8>,
+    program: &'static str,
+}
+
+impl Events {
+    /// The next state document, or `None` when the agent ended the stream.
+    pub async fn next_state(&mut self) -> Result<Option<State>, AgentError> {
+        loop {
+            if let Some(end) = self.partial.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.partial.drain(..=end).collect();
+                return State::from_json(&line, self.program)
+                    .map(Some)
+                    .map_err(|e| AgentError::Broken(format!("{}: {e}", self.body.what)));
+            }
+            match self.body.next_chunk().await? {
+                Some(chunk) => self.partial.extend_from_slice(&chunk),
+                None => return Ok(None),
             }
         }
     }
