@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::common::{engine_exclusive, get_status, split_url, Env};
+use crate::common::{bin, engine_exclusive, get_status, split_url, Env, ForegroundAgent};
 
 fn engine_answers() -> bool {
     Command::new("docker")
@@ -63,4 +63,51 @@ fn the_agent_starts_an_installed_but_stopped_engine_and_converges() {
 
     let (base, _, token) = split_url(env.agent(&["url"]).expect(0).stdout.trim());
     assert_eq!(get_status(&format!("{base}/api/status"), &token), 200);
+}
+
+/// Starts the engine again the way scripts/test does: `jupyter-agent
+/// install-docker` (a detached dockerd when there is no systemd).
+fn start_engine(env: &Env) {
+    let config = env.path("host.toml");
+    std::fs::write(
+        &config,
+        format!("state_dir = \"{}\"\nlog_dir = \"/var/log/jupyter-agent-tests\"\n", env.path("host-state").display()),
+    )
+    .unwrap();
+    let out = Command::new(bin("jupyter-agent")).arg("--config").arg(&config).arg("install-docker").output().unwrap();
+    assert!(out.status.success(), "install-docker: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(engine_answers());
+}
+
+/// A long-running agent through a restart of dockerd: the container comes
+/// back (restart policy) with a new token while the agent's event stream is
+/// down. After reconnecting, the agent looks at the container, proves the
+/// new token and is ready again with a URL that opens Jupyter. Before, the
+/// `start` event fell in the gap and the state said "exited" for good.
+#[test]
+fn a_long_running_agent_follows_a_dockerd_restart() {
+    let engine = engine_exclusive();
+    assert!(engine_answers(), "precondition: an engine answers (scripts/test starts one)");
+    let env = Env::with_engine_exclusive("dockerd-restart", &engine);
+    env.write_config(&env.base_config(""));
+    let _agent = ForegroundAgent::start(&env);
+    env.agent(&["wait", "--timeout", "2m"]).expect(0);
+    let before = env.agent(&["token"]).expect(0).stdout.trim().to_string();
+
+    stop_engine();
+    start_engine(&env);
+
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let state = loop {
+        let state = env.state();
+        let token = state["jupyter"]["token"].as_str().unwrap_or_default().to_string();
+        if state["phase"] == "ready" && !token.is_empty() && token != before {
+            break state;
+        }
+        assert!(Instant::now() < deadline, "not ready again with the new token after the engine restarted: {state}");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let (base, _, token) = split_url(state["jupyter"]["url"].as_str().unwrap());
+    assert_eq!(get_status(&format!("{base}/api/status"), &token), 200, "the new URL opens Jupyter");
+    assert_eq!(env.agent(&["status"]).code, 0);
 }

@@ -24,6 +24,7 @@ mod bootstrap;
 mod bootstrap_fake_agent;
 mod docker_install;
 mod engine_start;
+mod hardening;
 mod release;
 mod service;
 mod template;

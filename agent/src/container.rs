@@ -14,7 +14,7 @@ use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOp
 use bollard::Docker;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use tracing::info;
+use tracing::{debug, info};
 
 use crate::config::{self, ContainerConfig, Publish};
 
@@ -218,6 +218,8 @@ async fn inspect(docker: &Docker, name: &str) -> Result<Option<ContainerInspectR
 /// A running container with the same hash is left alone (never restarted).
 pub async fn ensure(docker: &Docker, spec: &Spec) -> Result<Running> {
     let hash = spec.hash();
+    // `Spec`'s Debug form hides the environment's values.
+    debug!(spec = ?spec, hash = %hash, "the container's specification");
     let action = match inspect(docker, &spec.name).await? {
         None => {
             create_and_start(docker, spec).await?;

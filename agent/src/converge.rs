@@ -49,17 +49,27 @@ pub struct Converger<'a> {
 
 impl<'a> Converger<'a> {
     /// Starts a fresh state; `watchers` receives every change (the local API).
-    pub fn new(cfg: &'a Config, store: &'a StateStore, watchers: Option<tokio::sync::watch::Sender<State>>) -> Self {
-        let mut rec = Recorder::new(store, watchers);
+    /// `Err` when the state file cannot be written.
+    pub fn new(
+        cfg: &'a Config,
+        store: &'a StateStore,
+        watchers: Option<tokio::sync::watch::Sender<State>>,
+    ) -> Result<Self> {
+        let mut rec = Recorder::new(store, watchers)
+            .with_context(|| format!("writing the state file {}", store.path().display()))?;
         rec.redact_secrets(secrets(cfg));
-        Converger { cfg, rec, docker: None }
+        Ok(Converger { cfg, rec, docker: None })
     }
 
     /// Converges the host. On failure the state is `failed` with the step,
     /// the cause, the container's exit code and log tail, and the error is
     /// returned too.
     pub async fn converge(&mut self) -> Result<()> {
-        let result = self.steps().await;
+        let mut result = self.steps().await;
+        if let (Ok(()), Some(unsaved)) = (&result, self.rec.unsaved()) {
+            // Ready, but nobody could have followed it there: say so loudly.
+            result = Err(anyhow::anyhow!("{unsaved}; status, wait and jupyter-bootstrap cannot follow this agent"));
+        }
         if let Err(err) = &result {
             self.record_failure("converge", format!("{err:#}")).await;
         }
@@ -181,27 +191,64 @@ impl<'a> Converger<'a> {
         Ok(())
     }
 
+    /// Records that the agent was stopped (SIGTERM) in the middle of a step.
+    pub fn record_stop(&mut self) {
+        let step = self.rec.state.running_step().map(|s| s.name.clone());
+        warn!(step = ?step, "stopped before the step ended; the next start of the agent converges again");
+        self.rec.state.stop("stopped by SIGTERM before this step ended; the agent converges again when it starts");
+        self.rec.save();
+    }
+
     /// Watches the container through Docker's event stream until `stop`
     /// resolves: a death is recorded as `failed` with the exit code and log
     /// tail; a start (restart policy, reboot, `docker start`) is followed by
     /// a new token, proven, and a new URL. No polling: the engine pushes.
+    ///
+    /// Whenever the stream ends (the engine restarted or went away for a
+    /// while), events may have been missed: once the engine answers again,
+    /// the container itself is looked at (running with a new start time: its
+    /// token is proven again; stopped or gone: recorded), and the new stream
+    /// starts from that moment, so nothing falls in between.
     pub async fn watch(&mut self, mut stop: impl std::future::Future<Output = ()> + Unpin) {
         let Some(docker) = self.docker.clone() else {
             stop.await;
             return;
         };
         let mut reconnect = WATCH_RECONNECT.delays();
+        // Set once a stream has ended: from then on, look before listening.
+        let mut reconnected = false;
+        let mut since: Option<String> = None;
         loop {
             let Some(id) = self.rec.state.container.as_ref().map(|c| c.id.clone()) else {
                 stop.await;
                 return;
             };
+            if reconnected {
+                let from = Utc::now().timestamp().to_string();
+                match self.resync(&docker, &id, &mut stop).await {
+                    Resynced::Stopped => return,
+                    Resynced::EngineAway => {
+                        let delay = reconnect.next().unwrap_or(WATCH_RECONNECT.max_delay);
+                        tokio::select! {
+                            _ = &mut stop => return,
+                            _ = tokio::time::sleep(delay) => {}
+                        }
+                        continue;
+                    }
+                    Resynced::Done => since = Some(from),
+                }
+            }
             let filters = HashMap::from([
                 ("type".to_string(), vec!["container".to_string()]),
                 ("container".to_string(), vec![id.clone()]),
                 ("event".to_string(), vec!["die".to_string(), "start".to_string(), "destroy".to_string()]),
             ]);
-            let mut events = docker.events(Some(EventsOptionsBuilder::new().filters(&filters).build()));
+            let mut options = EventsOptionsBuilder::new().filters(&filters);
+            if let Some(since) = &since {
+                options = options.since(since);
+            }
+            let mut events = docker.events(Some(options.build()));
+            reconnected = true;
             loop {
                 let event = tokio::select! {
                     _ = &mut stop => return,
@@ -215,27 +262,16 @@ impl<'a> Converger<'a> {
                     "die" => {
                         let code = attributes.get("exitCode").and_then(|c| c.parse::<i64>().ok());
                         info!(exit_code = ?code, "the container died");
-                        let cause = match code {
-                            Some(code) => format!("the container exited with code {code}"),
-                            None => "the container exited".to_string(),
-                        };
-                        self.record_failure("container", cause).await;
+                        self.record_failure("container", exited(code)).await;
                     }
                     "start" => {
                         info!("the container started again: proving its new token");
-                        if let Err(err) = self.restarted(&docker, &id).await {
-                            self.record_failure("token", format!("{err:#}")).await;
+                        if self.prove_again(&docker, &id, &mut stop).await.is_none() {
+                            return;
                         }
                     }
                     "destroy" => {
-                        self.record_failure(
-                            "container",
-                            "the container was removed; run jupyter-agent again (or restart its service) to converge"
-                                .into(),
-                        )
-                        .await;
-                        self.rec.state.container = None;
-                        self.rec.save();
+                        self.record_removed().await;
                         break;
                     }
                     _ => {}
@@ -250,6 +286,76 @@ impl<'a> Converger<'a> {
         }
     }
 
+    /// Looks at the container after events may have been missed.
+    async fn resync(
+        &mut self,
+        docker: &Docker,
+        id: &str,
+        stop: &mut (impl std::future::Future<Output = ()> + Unpin),
+    ) -> Resynced {
+        let now = match docker.inspect_container(id, None).await {
+            Ok(now) => now,
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
+                self.record_removed().await;
+                return Resynced::Done;
+            }
+            Err(e) => {
+                info!(error = %e, "the Docker engine does not answer yet; looking again shortly");
+                return Resynced::EngineAway;
+            }
+        };
+        let state = now.state.unwrap_or_default();
+        let started_at = state.started_at.clone();
+        let known = self.rec.state.container.as_ref().and_then(|c| c.started_at.clone());
+        if state.running == Some(true) {
+            if started_at != known || !self.rec.state.is_ready() {
+                info!("the container runs since the engine came back: proving its token");
+                if self.prove_again(docker, id, stop).await.is_none() {
+                    return Resynced::Stopped;
+                }
+            }
+        } else if !self.rec.state.is_failed() {
+            info!(exit_code = ?state.exit_code, "the container stopped while the engine was away");
+            self.record_failure("container", exited(state.exit_code)).await;
+        }
+        Resynced::Done
+    }
+
+    /// Proves the token of a container that (re)started; `None` when `stop`
+    /// came first (the state then says `stopped`).
+    async fn prove_again(
+        &mut self,
+        docker: &Docker,
+        id: &str,
+        stop: &mut (impl std::future::Future<Output = ()> + Unpin),
+    ) -> Option<()> {
+        let proven = tokio::select! {
+            proven = self.restarted(docker, id) => Some(proven),
+            _ = stop => None,
+        };
+        match proven {
+            None => {
+                self.record_stop();
+                None
+            }
+            Some(Err(err)) => {
+                self.record_failure("token", format!("{err:#}")).await;
+                Some(())
+            }
+            Some(Ok(())) => Some(()),
+        }
+    }
+
+    async fn record_removed(&mut self) {
+        self.record_failure(
+            "container",
+            "the container was removed; run jupyter-agent again (or restart its service) to converge".into(),
+        )
+        .await;
+        self.rec.state.container = None;
+        self.rec.save();
+    }
+
     /// The container started again: its start time and published port are new.
     async fn restarted(&mut self, docker: &Docker, id: &str) -> Result<()> {
         let now = docker.inspect_container(id, None).await.context("inspecting the restarted container")?;
@@ -260,5 +366,22 @@ impl<'a> Converger<'a> {
         }
         self.rec.state.error = None;
         self.token().await
+    }
+}
+
+/// What looking at the container after a reconnect came to.
+enum Resynced {
+    Done,
+    /// The engine does not answer (yet).
+    EngineAway,
+    /// `stop` resolved meanwhile.
+    Stopped,
+}
+
+/// The cause recorded when the container exited.
+fn exited(code: Option<i64>) -> String {
+    match code {
+        Some(code) => format!("the container exited with code {code}"),
+        None => "the container exited".to_string(),
     }
 }

@@ -24,16 +24,25 @@ pub struct ConvergeFailed {
     pub refused: bool,
 }
 
+/// The agent was stopped before its converge ended (`run --once` only; the
+/// state says `stopped`).
+#[derive(Debug, thiserror::Error)]
+#[error("stopped before Jupyter was ready")]
+pub struct Stopped;
+
 /// Runs the agent: converges, then with `once` returns (`Err` of
 /// [`ConvergeFailed`] when the converge failed); else watches the container
-/// until `shutdown` resolves and returns `Ok`. The socket is removed on the
-/// way out.
-pub async fn run(cfg: &Config, once: bool, shutdown: impl Future<Output = ()> + Unpin) -> Result<()> {
+/// until `shutdown` resolves and returns `Ok`. `shutdown` also ends the
+/// converge itself, at once, whatever step runs: the state then says
+/// `stopped`. The socket is removed on the way out.
+pub async fn run(cfg: &Config, once: bool, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
     let store = StateStore::lock(&cfg.state_dir)?;
     // Revisions go on from the last run's, so that they only ever grow.
     let mut seed = state::fresh();
     seed.revision = state::load(&cfg.state_file()).ok().flatten().map_or(0, |s| s.revision);
     let (updates, watched) = tokio::sync::watch::channel(seed);
+    // The first write of the state file, before anything else starts.
+    let mut converger = Converger::new(cfg, &store, Some(updates))?;
     let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = match api::bind(&cfg.socket) {
         Ok(listener) => {
@@ -47,17 +56,41 @@ pub async fn run(cfg: &Config, once: bool, shutdown: impl Future<Output = ()> + 
             None
         }
     };
-    let mut converger = Converger::new(cfg, &store, Some(updates));
-    let converged = converger.converge().await;
+    // Every step is cancellable: dropping it kills its child processes and
+    // closes its connections.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let converged = {
+        let converge = converger.converge();
+        tokio::pin!(converge);
+        tokio::select! {
+            converged = &mut converge => Some(converged),
+            _ = stopped(stop_rx.clone()) => None,
+        }
+    };
     let result = match (converged, once) {
-        (Err(e), true) => {
+        (None, once) => {
+            converger.record_stop();
+            if once {
+                Err(Stopped.into())
+            } else {
+                Ok(())
+            }
+        }
+        (Some(Err(e)), true) => {
             let refused = e.chain().any(|c| c.is::<crate::docker_install::Refused>());
             Err(ConvergeFailed { cause: format!("{e:#}"), refused }.into())
         }
-        (Ok(()), true) => Ok(()),
-        (_, false) => {
+        (Some(Ok(())), true) => Ok(()),
+        (Some(_), false) => {
             info!("staying in the foreground, watching the container (stop with SIGTERM or Ctrl-C)");
-            converger.watch(shutdown).await;
+            converger.watch(Box::pin(stopped(stop_rx))).await;
             Ok(())
         }
     };
@@ -89,7 +122,7 @@ mod tests {
              [image]\nname = \"nb\"\n"
         );
         let cfg = Config::parse(Path::new("t.toml"), &text).unwrap();
-        let err = run(&cfg, true, Box::pin(std::future::pending())).await.unwrap_err();
+        let err = run(&cfg, true, std::future::pending()).await.unwrap_err();
         let failed = err.downcast_ref::<ConvergeFailed>().expect("a failed converge");
         assert!(!failed.refused);
         assert!(failed.cause.contains("did not answer within 1s"), "{}", failed.cause);
@@ -97,5 +130,24 @@ mod tests {
         assert_eq!(state.phase, Phase::Failed);
         assert_eq!(state.error.unwrap().step, "engine");
         assert!(!cfg.socket.exists(), "the socket is removed on the way out");
+    }
+
+    /// A state file that cannot be written fails the run at once, loudly:
+    /// before, it was a warning and the converge went on where nobody could
+    /// follow it.
+    #[tokio::test]
+    async fn a_state_file_that_cannot_be_written_fails_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let text = format!(
+            "state_dir = \"{d}/state\"\nsocket = \"{d}/agent.sock\"\n[docker]\nhost = \"unix://{d}/no.sock\"\n\
+             ping_timeout = \"1s\"\ninstall = false\n[image]\nname = \"nb\"\n"
+        );
+        let cfg = Config::parse(Path::new("t.toml"), &text).unwrap();
+        std::fs::create_dir_all(cfg.state_file()).unwrap();
+        let err = run(&cfg, true, std::future::pending()).await.unwrap_err();
+        let message = format!("{err:#}");
+        assert!(message.starts_with(&format!("writing the state file {d}/state/state.json: ")), "{message}");
+        assert!(!cfg.socket.exists());
     }
 }

@@ -23,9 +23,10 @@ use crate::state::LOG_TAIL_LINES;
 use crate::token::{base_url, parse_line, parse_server_list, Finding, LineAssembler};
 
 /// The proof's wait for the published port to answer: it can lag the log
-/// line by a moment. Retried from 50 ms, at most 1 s apart (2 s with jitter),
-/// within 30 s or what is left of `ready_timeout`.
-const PROOF_RETRY: Policy = Policy::new(Duration::from_millis(50), Duration::from_secs(1), Duration::from_secs(30));
+/// line by a moment, and a line may print a URL long before the server
+/// starts. Retried from 50 ms, at most 1 s apart (2 s with jitter), for what
+/// is left of `ready_timeout`; only that, or the container stopping, ends it.
+const PROOF_RETRY: Policy = Policy::new(Duration::from_millis(50), Duration::from_secs(1), Duration::ZERO);
 
 /// A token the server accepted.
 #[derive(Clone)]
@@ -105,13 +106,13 @@ pub async fn wait_for_token(
             };
             for (token, path, source) in candidates {
                 let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-                match prove(&client, endpoint, &base_url(&path), &token, remaining).await? {
+                match prove(&client, docker, container, endpoint, &base_url(&path), &token, remaining).await? {
                     Proof::Accepted => {
                         info!(source, "token proven against /api/status");
                         return Ok(Proven { token, path, source, seen_at, proven_at: Utc::now() });
                     }
                     Proof::Rejected(status) => {
-                        debug!(status, "a token from the log was refused (an earlier run's?); still following")
+                        info!(status, "a token URL from the log did not open /api/status (an earlier run's, or not the server's); still following")
                     }
                 }
             }
@@ -167,37 +168,57 @@ fn http_client() -> Result<reqwest::Client> {
     crate::http::client().no_proxy().timeout(Duration::from_secs(5)).build().context("building the HTTP client")
 }
 
-/// The server does not answer yet (connection refused, reset, timed out).
-struct NotUp(String);
+/// Why a proof's request got no answer.
+enum NotUp {
+    /// The server does not answer yet (connection refused, reset, timed out).
+    Yet(String),
+    /// The container is not running any more: no answer will come.
+    Stopped,
+}
 
 impl Transient for NotUp {
     fn is_transient(&self) -> bool {
-        true
+        matches!(self, NotUp::Yet(_))
     }
 }
 
 impl std::fmt::Display for NotUp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            NotUp::Yet(why) => f.write_str(why),
+            NotUp::Stopped => f.write_str("the container stopped before Jupyter was ready"),
+        }
     }
 }
 
+async fn is_running(docker: &Docker, container: &str) -> bool {
+    let state = docker.inspect_container(container, None).await.ok().and_then(|c| c.state);
+    state.is_some_and(|s| s.running == Some(true))
+}
+
 /// `GET /api/status` with the token must answer 200, and with a wrong token
-/// must be refused. Connection errors are retried ([`PROOF_RETRY`]).
+/// must be refused. Connection errors are retried ([`PROOF_RETRY`]) while
+/// the container runs; any answer but 200 rejects the candidate (a stray
+/// URL in the log), and the caller goes on following the log.
 async fn prove(
     client: &reqwest::Client,
+    docker: &Docker,
+    container: &str,
     endpoint: Endpoint,
     base: &str,
     token: &str,
     within: Duration,
 ) -> Result<Proof> {
     let url = endpoint.url(&format!("{base}api/status"));
-    let policy = Policy { budget: within.min(PROOF_RETRY.budget), ..PROOF_RETRY };
+    let policy = Policy { budget: within, ..PROOF_RETRY };
     let asked = retry::retry(
         &policy,
         |_| async {
-            let resp = client.get(&url).header("Authorization", format!("token {token}")).send().await;
-            resp.map(|r| r.status().as_u16()).map_err(|e| NotUp(format!("{:#}", anyhow!(e))))
+            match client.get(&url).header("Authorization", format!("token {token}")).send().await {
+                Ok(resp) => Ok(resp.status().as_u16()),
+                Err(_) if !is_running(docker, container).await => Err(NotUp::Stopped),
+                Err(e) => Err(NotUp::Yet(format!("{:#}", anyhow!(e)))),
+            }
         },
         |e, _| debug!(url = %url, error = %e, "Jupyter does not answer yet"),
     )
@@ -208,10 +229,8 @@ async fn prove(
             bail!("asking {url} whether the token works: {}", e.last_message().unwrap_or_else(|| "no answer".into()))
         }
     };
-    match status {
-        200 => {}
-        401 | 403 => return Ok(Proof::Rejected(status)),
-        other => bail!("{url} answered {other} to the token from the log; expected 200"),
+    if status != 200 {
+        return Ok(Proof::Rejected(status));
     }
     let wrong = format!("wrong-{}", &token.chars().rev().collect::<String>());
     let resp = client

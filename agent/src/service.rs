@@ -11,6 +11,9 @@ use anyhow::{bail, Context, Result};
 pub const BINARY: &str = "/usr/local/bin/jupyter-agent";
 pub const UNIT_PATH: &str = "/etc/systemd/system/jupyter-agent.service";
 pub const UNIT_NAME: &str = "jupyter-agent.service";
+/// How long systemd waits for the agent to stop: it stops within 10 s of
+/// SIGTERM in every phase (daemon.rs), and is killed after this.
+pub const STOP_TIMEOUT_SECS: u64 = 15;
 
 /// The unit: ordered after the network is online and after Docker (when
 /// Docker is a unit at all), restarted when it fails.
@@ -26,6 +29,7 @@ pub fn unit(config: &Path) -> String {
          ExecStart={BINARY} --config {} run\n\
          Restart=on-failure\n\
          RestartSec=10\n\
+         TimeoutStopSec={STOP_TIMEOUT_SECS}\n\
          \n\
          [Install]\n\
          WantedBy=multi-user.target\n",

@@ -87,31 +87,45 @@ pub struct Recorder<'a> {
     /// What a failure's cause and log tail are cleaned with before they are
     /// stored: the token rules and the configured secrets.
     redactor: Redactor,
+    /// The last write of the state file that failed, if any: the converge
+    /// fails on it (nobody could follow it).
+    unsaved: Option<String>,
 }
 
 impl<'a> Recorder<'a> {
     /// Starts a fresh state and writes it; its revision continues the
-    /// published one, so that watchers see every change as newer.
-    pub fn new(store: &'a StateStore, watchers: Option<tokio::sync::watch::Sender<State>>) -> Recorder<'a> {
+    /// published one, so that watchers see every change as newer. `Err`
+    /// when even this first write fails: nothing could follow the agent.
+    pub fn new(store: &'a StateStore, watchers: Option<tokio::sync::watch::Sender<State>>) -> io::Result<Recorder<'a>> {
         let mut state = fresh();
         if let Some(tx) = &watchers {
             state.revision = tx.borrow().revision;
         }
-        let mut r = Recorder { state, store, watchers, redactor: Redactor::default() };
+        let mut r = Recorder { state, store, watchers, redactor: Redactor::default(), unsaved: None };
         r.save();
-        r
+        match r.unsaved.take() {
+            Some(e) => Err(io::Error::other(e)),
+            None => Ok(r),
+        }
     }
 
-    /// Writes the state and publishes it; a write failure is logged, never
-    /// fatal (the converge goes on).
+    /// Writes the state and publishes it. A write that fails is logged as
+    /// an error and remembered ([`Recorder::unsaved`]); the step goes on.
     pub fn save(&mut self) {
         self.state.revision += 1;
         if let Err(e) = self.store.save(&self.state) {
-            tracing::warn!(path = %self.store.path().display(), error = %e, "cannot write the state file");
+            let path = self.store.path().display();
+            tracing::error!(path = %path, error = %e, "cannot write the state file");
+            self.unsaved = Some(format!("cannot write the state file {path}: {e}"));
         }
         if let Some(tx) = &self.watchers {
             tx.send_replace(self.state.clone());
         }
+    }
+
+    /// Why the state file could not be written, if a write failed.
+    pub fn unsaved(&self) -> Option<&str> {
+        self.unsaved.as_deref()
     }
 
     /// Redacts the configured secrets too from every failure recorded from now on.

@@ -29,11 +29,14 @@ pub enum Phase {
     WaitingForToken,
     Ready,
     Failed,
+    /// The agent was stopped (SIGTERM) before the converge ended; it goes
+    /// on when the agent starts again.
+    Stopped,
     /// A phase this reader does not know (a newer agent's), by its name.
     Other(String),
 }
 
-const PHASES: [(Phase, &str); 8] = [
+const PHASES: [(Phase, &str); 9] = [
     (Phase::Pending, "pending"),
     (Phase::InstallingDocker, "installing-docker"),
     (Phase::FetchingWorkspace, "fetching-workspace"),
@@ -42,6 +45,7 @@ const PHASES: [(Phase, &str); 8] = [
     (Phase::WaitingForToken, "waiting-for-token"),
     (Phase::Ready, "ready"),
     (Phase::Failed, "failed"),
+    (Phase::Stopped, "stopped"),
 ];
 
 impl Phase {
@@ -314,6 +318,17 @@ impl State {
         self.error = Some(failure);
     }
 
+    /// Marks the run stopped: the step running now ends as failed, and the
+    /// error names it with `cause`.
+    pub fn stop(&mut self, cause: &str) {
+        let step = self.running_step().map_or_else(|| "agent".to_string(), |s| s.name.clone());
+        self.end(&step, StepStatus::Failed, Some("stopped".into()));
+        self.phase = Phase::Stopped;
+        self.updated_at = Utc::now();
+        self.jupyter = None;
+        self.error = Some(Failure { step, cause: cause.to_string(), ..Failure::default() });
+    }
+
     pub fn is_ready(&self) -> bool {
         self.phase == Phase::Ready
     }
@@ -391,6 +406,11 @@ mod tests {
         assert_eq!(s.phase, Phase::PreparingImage);
         s.fail(Failure { step: "image".into(), cause: "no such image".into(), ..Default::default() });
         assert_eq!(s.phase, Phase::Failed);
+        let mut stopped = s.clone();
+        stopped.begin("token", Phase::WaitingForToken);
+        stopped.stop("stopped by SIGTERM");
+        assert_eq!((stopped.phase.as_str(), stopped.error.as_ref().unwrap().step.as_str()), ("stopped", "token"));
+        assert!(stopped.running_step().is_none());
         assert_eq!(s.steps[0].status, StepStatus::Done);
         assert_eq!(s.steps[0].detail.as_deref(), Some("answered"));
         assert_eq!(s.steps[1].status, StepStatus::Failed);

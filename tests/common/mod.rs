@@ -252,6 +252,20 @@ impl ForegroundAgent {
         self.0.id()
     }
 
+    /// Its exit status once it has exited, waiting at most `timeout`.
+    pub fn wait_until(&mut self, timeout: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     /// SIGTERM, then its exit status.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();

@@ -84,7 +84,8 @@ fn install_docker(config: &Path, dry_run: bool, root: Option<&Path>) -> Result<(
     }
     let store = StateStore::lock(&cfg.state_dir)?;
     rt.block_on(async {
-        let mut rec = state::Recorder::new(&store, None);
+        let mut rec = state::Recorder::new(&store, None)
+            .with_context(|| format!("writing the state file {}", store.path().display()))?;
         let mut progress = di::RecordProgress(&mut rec);
         let result = if chrooted {
             di::install(&cfg, root, &mut progress).await.map(|_| ())
@@ -133,7 +134,7 @@ fn status(config: &Path, json: bool, show_token: bool) -> Result<()> {
     } else {
         write!(out, "{}", super::render(&state))
     };
-    if state.phase == Phase::Failed {
+    if matches!(state.phase, Phase::Failed | Phase::Stopped) {
         return Err(Exit::silent(exit::FAILED).into());
     }
     Ok(())

@@ -29,7 +29,8 @@ pub mod exit {
 
 const EXIT_CODES: &str = "\
 Exit codes:
-  0  ready (status: not failed; doctor: no check failed; install: done)
+  0  ready (status: neither failed nor stopped; doctor: no check failed;
+     install: done)
   1  the converge failed, or Jupyter is not ready (token, url, wait), or a
      doctor check failed
   2  bad command line or configuration; nothing on the host was changed

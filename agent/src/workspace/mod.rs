@@ -107,6 +107,43 @@ fn load_record(state_dir: &Path) -> Result<Option<Record>> {
     }
 }
 
+/// Written before a first fetch moves the materials into place and removed
+/// once their record is saved: a run killed in between leaves it, and the
+/// next run adopts the copy as the agent's own instead of calling it
+/// unmanaged for ever.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Fetching {
+    source: String,
+    path: PathBuf,
+}
+
+fn fetching_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("workspace.fetching")
+}
+
+fn load_fetching(state_dir: &Path) -> Option<Fetching> {
+    serde_json::from_slice(&fs::read(fetching_path(state_dir)).ok()?).ok()
+}
+
+/// The record of a copy that an interrupted run fetched into `cfg.path`.
+fn adopt(cfg: &WorkspaceConfig) -> Result<Copy> {
+    let identity = match &cfg.source {
+        fetch::Source::Tarball { sha256, .. } => sha256.clone(),
+        fetch::Source::Git { .. } => {
+            let out = std::process::Command::new("git")
+                .arg("-C")
+                .arg(&cfg.path)
+                .args(["rev-parse", "HEAD"])
+                .output()
+                .context("running git rev-parse HEAD in the fetched copy")?;
+            anyhow::ensure!(out.status.success(), "git rev-parse HEAD failed in {}", cfg.path.display());
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        }
+    };
+    let files = manifest(&cfg.path, env_rel(cfg)).with_context(|| format!("reading {}", cfg.path.display()))?;
+    Ok(Copy { source: cfg.source_label(), identity, path: cfg.path.clone(), fetched_at: Utc::now(), files })
+}
+
 fn save_record(state_dir: &Path, record: &Record) -> Result<()> {
     let mut json = serde_json::to_vec_pretty(record)?;
     json.push(b'\n');
@@ -212,10 +249,24 @@ pub async fn ensure(cfg: &WorkspaceConfig, state_dir: &Path) -> Result<Ensured> 
             fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
         }
         info!(source = %source, path = %path.display(), "fetching the workspace");
+        let marker = serde_json::to_vec(&Fetching { source: source.clone(), path: path.clone() })?;
+        crate::state::write_atomic(&fetching_path(state_dir), &marker, 0o600).context("writing the fetch marker")?;
         let copy = fetch_copy(cfg, path).await?;
         let detail = format!("fetched {} into {} ({} files)", copy.identity, path.display(), copy.files.len());
         let identity = copy_identity(&copy);
         save_record(state_dir, &Record { copy, pending: None })?;
+        let _ = fs::remove_file(fetching_path(state_dir));
+        write_env_file(cfg)?;
+        return Ok(Ensured { identity, detail });
+    }
+
+    if record.is_none() && load_fetching(state_dir) == Some(Fetching { source: source.clone(), path: path.clone() }) {
+        // A run was killed between moving the materials into place and saving their record.
+        let copy = adopt(cfg)?;
+        let detail = format!("adopted {} in {}, fetched by an interrupted run", copy.identity, path.display());
+        let identity = copy_identity(&copy);
+        save_record(state_dir, &Record { copy, pending: None })?;
+        let _ = fs::remove_file(fetching_path(state_dir));
         write_env_file(cfg)?;
         return Ok(Ensured { identity, detail });
     }
@@ -387,5 +438,38 @@ mod tests {
         assert!(!write_env_file(&cfg).unwrap());
         cfg.env.insert("A".into(), "changed".into());
         assert!(write_env_file(&cfg).unwrap());
+    }
+
+    /// A run killed between moving a fetched copy into place and saving its
+    /// record: the next run adopts the copy (before, it stayed "unmanaged"
+    /// for ever, never updated and never reset).
+    #[tokio::test]
+    async fn a_copy_fetched_by_a_killed_run_is_adopted() {
+        use test_support::{serve, sha256_hex, tar_bytes, Item};
+        let archive = tar_bytes(&[Item::Dir("m/"), Item::File("m/nb.ipynb", b"{}", 0o644)]);
+        let server = serve(vec![(200, archive.clone())]);
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let sha = sha256_hex(&archive);
+        let cfg = WorkspaceConfig {
+            source: fetch::Source::Tarball { url: format!("{}/m.tar", server.base), sha256: sha.clone() },
+            path: dir.path().join("w"),
+            env_file: None,
+            env: BTreeMap::new(),
+        };
+        let first = ensure(&cfg, &state).await.unwrap();
+        // What a kill after the move and before the record leaves behind.
+        fs::remove_file(record_path(&state)).unwrap();
+        let marker = serde_json::to_vec(&Fetching { source: cfg.source_label(), path: cfg.path.clone() }).unwrap();
+        fs::write(fetching_path(&state), marker).unwrap();
+
+        let again = ensure(&cfg, &state).await.unwrap();
+        assert_eq!(again.identity.split('@').next(), first.identity.split('@').next(), "{}", again.detail);
+        assert!(again.detail.starts_with(&format!("adopted {sha} in ")), "{}", again.detail);
+        assert_eq!(load_record(&state).unwrap().unwrap().copy.files.keys().collect::<Vec<_>>(), ["nb.ipynb"]);
+        assert!(!fetching_path(&state).exists());
+        // Without the marker, a directory the agent did not fetch stays unmanaged.
+        fs::remove_file(record_path(&state)).unwrap();
+        assert!(ensure(&cfg, &state).await.unwrap().identity.starts_with("unmanaged:"));
     }
 }

@@ -43,6 +43,7 @@ impl Staging {
             )
             .into());
         }
+        remove_stale(parent, &name.to_string_lossy());
         let prefix = format!(".{}.fetch-{}-", name.to_string_lossy(), std::process::id());
         let dir = tempfile::Builder::new()
             .prefix(&prefix)
@@ -50,6 +51,22 @@ impl Staging {
             .with_context(|| format!("creating a staging directory in {}", parent.display()))?
             .keep();
         Ok(Staging { dir })
+    }
+}
+
+/// Removes the staging directories that a killed fetch left beside the
+/// destination: `.<name>.fetch-<pid>-*` whose process is gone.
+pub(super) fn remove_stale(parent: &Path, name: &str) {
+    let prefix = format!(".{name}.fetch-");
+    let Ok(entries) = fs::read_dir(parent) else { return };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(rest) = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)) else { continue };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            warn!(path = %entry.path().display(), "removing a staging directory that an interrupted fetch left");
+            remove_tree(&entry.path());
+        }
     }
 }
 
@@ -129,6 +146,22 @@ fn rename_if_absent(from: &Path, to: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn staging_directories_of_a_killed_fetch_are_removed_and_others_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        // A pid that cannot exist (above the kernel's maximum), ours, and another name's.
+        let dead = dir.path().join(".w.fetch-4294967295-abc");
+        let ours = dir.path().join(format!(".w.fetch-{}-def", std::process::id()));
+        let other = dir.path().join(".other.fetch-4294967295-ghi");
+        for d in [&dead, &ours, &other] {
+            fs::create_dir_all(d.join("sub")).unwrap();
+        }
+        fs::set_permissions(dead.join("sub"), fs::Permissions::from_mode(0o500)).unwrap();
+        remove_stale(dir.path(), "w");
+        assert!(!dead.exists(), "the dead fetch's staging directory is removed, read-only parts too");
+        assert!(ours.exists() && other.exists());
+    }
 
     use crate::workspace::test_support::{message, names};
 

@@ -1,0 +1,135 @@
+//! Faults an operator met with the real engine and the real binaries
+//! (issue: hardening), each reproduced here: durations that overflowed, a
+//! stray token URL or a slow server that failed the converge, a SIGTERM that
+//! went unheard, secrets in debug logs.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::common::{bin, docker, get_status, split_url, Env, ForegroundAgent};
+
+/// Durations beyond the documented maximum (30 days) are refused when they
+/// are parsed, with exit 2 and the value named: before, `Instant + Duration`
+/// overflowed and both binaries aborted (exit 134), one of them after the
+/// container was created.
+#[test]
+fn durations_beyond_the_maximum_are_refused_up_front() {
+    let env = Env::new("durations");
+    let wait = env.agent(&["wait", "--timeout", "18446744073709551615s"]);
+    assert_eq!(wait.code, 2, "{}", wait.stderr);
+    assert!(wait.stderr.contains("`18446744073709551615s`: expected at most 30 days"), "{}", wait.stderr);
+
+    let bootstrap = Command::new(bin("jupyter-bootstrap"))
+        .args(["wait", "--socket"])
+        .arg(env.socket())
+        .args(["--timeout", "300000000000y"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&bootstrap.stderr);
+    assert_eq!(bootstrap.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("300000000000y"), "{stderr}");
+
+    for (section, key) in [("jupyter", "ready_timeout"), ("docker", "ping_timeout")] {
+        let mut config = env.base_config("");
+        let line = format!("{key} = \"9223372036854775807s\"\n");
+        config = match section {
+            "jupyter" => config.replace("ready_timeout = \"90s\"\n", &line),
+            _ => format!("{config}\n[docker]\n{line}"),
+        };
+        env.write_config(&config);
+        let run = env.agent(&["run", "--once"]);
+        assert_eq!(run.code, 2, "{key}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(&format!("[{section}] {key} = \"9223372036854775807s\": expected at most 30 days")),
+            "{}",
+            run.stderr
+        );
+        assert!(!docker(&["inspect", &env.name]).status.success(), "{key}: a container was created");
+        assert!(!env.state_dir().exists(), "{key}: the state directory was created");
+    }
+}
+
+/// At `trace`, bollard's and hyper's own debug output printed the
+/// container's create request and inspect reply, environment included. The
+/// README promises no log line at any level carries an environment value or
+/// the token.
+#[test]
+fn no_log_line_at_trace_carries_a_secret_or_the_token() {
+    let env = Env::new("trace");
+    let secret = "s3cr3t-from-config-7f1d";
+    let from_file = "s3cr3t-from-env-file-9a2c";
+    std::fs::write(env.path("env"), format!("FROM_FILE={from_file}\n")).unwrap();
+    env.write_config(
+        &env.base_config(&format!("env = {{ SECRET = \"{secret}\" }}\nenv_file = \"{}\"", env.path("env").display())),
+    );
+    let out = Command::new(bin("jupyter-agent"))
+        .arg("--config")
+        .arg(env.config_path())
+        .args(["run", "--once"])
+        .env("JUPYTER_AGENT_LOG", "trace")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let token = env.agent(&["token"]).expect(0).stdout.trim().to_string();
+    assert!(stderr.contains("DEBUG"), "the agent's own debug lines are shown:\n{stderr}");
+    for (what, value) in [("[container] env", secret), ("the env file", from_file), ("the token", token.as_str())] {
+        assert!(!stderr.contains(value), "{what} leaked into the log at trace:\n{stderr}");
+    }
+}
+
+/// The phase in `status --json`, or "" while there is no state yet.
+fn phase(env: &Env) -> String {
+    let run = env.agent(&["status", "--json"]);
+    let state: serde_json::Value = serde_json::from_str(&run.stdout).unwrap_or_default();
+    state["phase"].as_str().unwrap_or_default().to_string()
+}
+
+/// SIGTERM while the token step runs (here it never ends: the server never
+/// starts) stops the agent within 10 s, and the state says it was stopped,
+/// not a running step: before, SIGTERM went unheard until `ready_timeout`
+/// and the state stayed `waiting-for-token`.
+#[test]
+fn sigterm_during_the_token_step_stops_within_10s_and_says_so() {
+    let env = Env::new("sigterm");
+    let config =
+        env.base_config("command = [\"sleep\", \"600\"]").replace("ready_timeout = \"90s\"", "ready_timeout = \"10m\"");
+    env.write_config(&config);
+    let mut agent = ForegroundAgent::start(&env);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while phase(&env) != "waiting-for-token" {
+        assert!(Instant::now() < deadline, "never reached the token step");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let asked = Instant::now();
+    let _ = Command::new("kill").args(["-TERM", &agent.id().to_string()]).status();
+    let status = agent.wait_until(Duration::from_secs(10));
+    assert!(status.is_some(), "still running 10 s after SIGTERM");
+    assert!(asked.elapsed() < Duration::from_secs(10));
+    let state = env.state();
+    assert_eq!(state["phase"], "stopped", "{state}");
+    assert_eq!(state["error"]["step"], "token", "{state}");
+    assert!(state["error"]["cause"].as_str().unwrap().contains("stopped"), "{state}");
+    assert!(state["steps"].as_array().unwrap().iter().all(|s| s["status"] != "running"), "{state}");
+    let status = env.agent(&["status"]);
+    assert_ne!(status.code, 0, "status must not call a stopped converge fine:\n{}", status.stdout);
+}
+
+/// A line with a stray `?token=` URL before the server starts, and a server
+/// that starts only after 32 s: the stray candidate is skipped (its proof is
+/// refused or answers 404), connection errors are retried until
+/// `ready_timeout`, and the real token is proven. Before, the 404 failed the
+/// converge at once, and the proof gave up after 30 s.
+#[test]
+fn a_stray_token_url_and_a_slow_server_still_converge() {
+    let env = Env::new("stray");
+    let command = "echo 'see http://127.0.0.1:8888/nope/?token=abc'; sleep 32; \
+                   exec jupyter-notebook --ip=0.0.0.0 --port=8888 --allow-root --no-browser";
+    env.write_config(&env.base_config(&format!("command = [\"sh\", \"-c\", \"{command}\"]")));
+    let run = env.agent(&["run", "--once"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let url = env.agent(&["url"]).expect(0).stdout;
+    let (base, _, token) = split_url(url.trim());
+    assert_ne!(token, "abc");
+    assert_eq!(get_status(&format!("{base}/api/status"), &token), 200);
+}
