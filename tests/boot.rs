@@ -17,7 +17,7 @@ use std::sync::MutexGuard;
 use std::time::Duration;
 
 use crate::common;
-use crate::common::ros::FakeRos;
+use crate::common::ros::{FakeRos, QUERY};
 use crate::common::{docker, get_status, sh, split_url, EngineShared, FakeMetadata, StaticServer};
 
 const BIN_DIR: &str = "/usr/local/bin";
@@ -135,6 +135,21 @@ impl Boot {
 
     /// Renders the user data with these values and runs it under `sh`.
     fn run(&self, bundle_url: &str, bundle_sha: &str, repo: &Path, wait: &str) -> Output {
+        self.run_with(bundle_url, bundle_sha, repo, wait, &self.ros.curl_cli(), None).0
+    }
+
+    /// [`Boot::run`] with this CurlCli, and `path` (if any) before the
+    /// PATH; also returns every command line seen, while it ran, that held
+    /// the wait condition's signature (none may: any local user can read them).
+    fn run_with(
+        &self,
+        bundle_url: &str,
+        bundle_sha: &str,
+        repo: &Path,
+        wait: &str,
+        curl_cli: &str,
+        path: Option<&Path>,
+    ) -> (Output, Vec<String>) {
         let render = |pairs: Vec<(&str, String)>| {
             let mut cmd = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/render-userdata"));
             cmd.arg("values");
@@ -146,7 +161,7 @@ impl Boot {
         let script = render(vec![
             ("BundleUrl", bundle_url.to_string()),
             ("BundleSha256", bundle_sha.to_string()),
-            ("WaitConditionCurlCli", self.ros.curl_cli()),
+            ("WaitConditionCurlCli", curl_cli.to_string()),
             ("MaterialsSource", format!("file://{}", repo.display())),
             ("MaterialsRef", "master".into()),
             ("JupyterImage", self.image.clone()),
@@ -157,18 +172,39 @@ impl Boot {
             ("ImageSearchInstanceName", "imagesearchhandson".into()),
             ("WaitTimeout", wait.into()),
         ]);
-        let path = self.dir.path().join("userdata.sh");
-        std::fs::write(&path, script).unwrap();
-        Command::new("sh")
-            .arg(&path)
+        let script_path = self.dir.path().join("userdata.sh");
+        std::fs::write(&script_path, script).unwrap();
+        let mut cmd = Command::new("sh");
+        cmd.arg(&script_path)
             .env("JA_WORKSPACE", self.dir.path().join("imagesearchhandson"))
             .env("JA_RESULT_FILE", self.dir.path().join("userdata-result.txt"))
             .env("JA_METADATA_ENDPOINT", &self._meta.url)
             // Loopback, on a port Docker picks: nothing else on this host is disturbed.
             .env("JA_PUBLISH", "127.0.0.1:0")
             .stdin(Stdio::null())
-            .output()
-            .unwrap()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(dir) = path {
+            cmd.env("PATH", format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default()));
+        }
+        let child = cmd.spawn().unwrap();
+        let (tx, done) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(child.wait_with_output()));
+        let signature = QUERY.rsplit("signature=").next().unwrap();
+        let mut exposed = Vec::new();
+        loop {
+            if let Ok(out) = done.recv_timeout(Duration::from_millis(50)) {
+                return (out.unwrap(), exposed);
+            }
+            for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+                if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+                    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+                    if cmdline.contains(signature) && !exposed.contains(&cmdline) {
+                        exposed.push(cmdline);
+                    }
+                }
+            }
+        }
     }
 
     fn signals(&self) -> Vec<common::ros::Request> {
@@ -182,8 +218,17 @@ fn a_first_boot_ends_in_exactly_one_success_whose_url_opens_jupyter() {
     let repo = materials(boot.dir.path(), "");
     let bundle = bundle(boot.dir.path());
     let server = StaticServer::start(vec![("/jupyter-agent.tar.gz".into(), bundle.clone())]);
-    let out = boot.run(&format!("{}/jupyter-agent.tar.gz", server.url), &sha256(&bundle), &repo, "10m");
+    let (out, exposed) = boot.run_with(
+        &format!("{}/jupyter-agent.tar.gz", server.url),
+        &sha256(&bundle),
+        &repo,
+        "10m",
+        &boot.ros.curl_cli(),
+        None,
+    );
     assert_eq!(out.status.code(), Some(0), "user data:\n{}", String::from_utf8_lossy(&out.stderr));
+    // The signed URL (ROS's CurlCli, with \& in it) never stood in a process's arguments.
+    assert_eq!(exposed, Vec::<String>::new(), "the wait condition's signature was in the process list");
 
     let signals = boot.signals();
     assert_eq!(signals.len(), 1, "exactly one signal: {signals:?}");
@@ -278,4 +323,54 @@ fn the_user_data_is_posix_sh_that_dash_busybox_and_shellcheck_accept() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// An arm64 instance (g8y and the other Yitian families): the bundle is
+/// x86_64 only. The user data names the architecture in a FAILURE before it
+/// downloads anything; before, the install died with an exec format error.
+#[test]
+fn an_arm64_instance_sends_failure_naming_the_architecture() {
+    let boot = Boot::new();
+    let repo = materials(boot.dir.path(), "");
+    let fake = boot.dir.path().join("fake-bin");
+    std::fs::create_dir(&fake).unwrap();
+    std::fs::write(fake.join("uname"), "#!/bin/sh\necho aarch64\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(fake.join("uname"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let server = StaticServer::start(vec![]);
+    let (out, _) = boot.run_with(
+        &format!("{}/b.tar.gz", server.url),
+        &"0".repeat(64),
+        &repo,
+        "10m",
+        &boot.ros.curl_cli(),
+        Some(&fake),
+    );
+    assert_ne!(out.status.code(), Some(0));
+    let signals = boot.signals();
+    assert_eq!(signals.len(), 1, "{signals:?}");
+    assert_eq!(signals[0].field("status"), Some("FAILURE"));
+    let reason = signals[0].field("reason").unwrap();
+    assert!(reason.starts_with("arch: this instance is aarch64") && reason.contains("x86_64"), "{reason}");
+    assert!(!Path::new(BIN_DIR).join("jupyter-agent").exists(), "nothing was installed");
+}
+
+/// A CurlCli that jupyter-bootstrap cannot use (here an option it does not
+/// know): it exits 2 without a signal, and the user data, which no longer
+/// hands over with `exec`, sends the FAILURE itself. Before, the stack
+/// waited out its whole timeout.
+#[test]
+fn a_curl_cli_the_bootstrap_refuses_still_ends_in_a_failure() {
+    let boot = Boot::new();
+    let repo = materials(boot.dir.path(), "");
+    let bundle = bundle(boot.dir.path());
+    let server = StaticServer::start(vec![("/b.tar.gz".into(), bundle.clone())]);
+    let curl_cli = format!("{} -u organiser:pw", boot.ros.curl_cli());
+    let (out, _) = boot.run_with(&format!("{}/b.tar.gz", server.url), &sha256(&bundle), &repo, "10m", &curl_cli, None);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let signals = boot.signals();
+    assert_eq!(signals.len(), 1, "{signals:?}");
+    assert_eq!(signals[0].field("status"), Some("FAILURE"));
+    let reason = signals[0].field("reason").unwrap();
+    assert!(reason.starts_with("wait: jupyter-bootstrap could not signal (exit 2)"), "{reason}");
 }

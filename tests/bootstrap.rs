@@ -36,7 +36,7 @@ fn a_converge_delivers_one_success_whose_url_opens_jupyter() {
                 .arg("wait")
                 .arg("--socket")
                 .arg(&socket)
-                .args(["--timeout", "3m", "--ros-notify", &cli, "--result-file"])
+                .args(["--timeout", "3m", "--show-token", "--ros-notify", &cli, "--result-file"])
                 .arg(&result)
                 .output()
                 .unwrap()

@@ -77,6 +77,11 @@ fn run(socket: &Path, args: &[&str]) -> Done {
 }
 
 /// The agent requests without the `timeout` (which depends on the clock).
+/// The login URL as stdout shows it without --show-token.
+fn redacted_url() -> String {
+    login_url().replace(TOKEN, "<redacted>")
+}
+
 fn asked(agent: &FakeAgent) -> Vec<String> {
     agent.requests().iter().map(|r| r.split("&timeout=").next().unwrap().to_string()).collect()
 }
@@ -98,7 +103,9 @@ fn ready_prints_the_url_and_delivers_exactly_one_success() {
     let done = running.finish();
 
     assert_eq!(done.code, 0, "{done:?}");
-    assert_eq!(done.stdout, format!("{}\n", login_url()));
+    // The token stays off stdout (cloud-init logs it) unless --show-token is asked.
+    assert_eq!(done.stdout, format!("{}\n", redacted_url()));
+    assert!(!done.stdout.contains(TOKEN));
     assert!(!done.stderr.contains(TOKEN), "{}", done.stderr);
     for want in [
         "[pending]\n",
@@ -217,7 +224,7 @@ fn a_refused_signal_fails_fast_with_exit_5_and_says_the_url_expired() {
         assert!(done.stderr.contains(want), "{want:?} in {}", done.stderr);
     }
     // The URL was still printed: Jupyter is ready, only the signal failed.
-    assert_eq!(done.stdout, format!("{}\n", login_url()));
+    assert_eq!(done.stdout, format!("{}\n", redacted_url()));
     assert!(!done.stderr.contains("signature=c2ln"), "the signed query stays out of messages");
     assert!(!done.stderr.contains(TOKEN), "{}", done.stderr);
 }
@@ -286,7 +293,7 @@ fn the_result_file_is_0600_and_its_last_line_is_the_url() {
 #[test]
 fn a_socket_that_appears_late_is_waited_for() {
     let (_dir, socket) = world();
-    let running = spawn(&socket, &["--timeout", "30s"]);
+    let running = spawn(&socket, &["--timeout", "30s", "--show-token"]);
     // The scenario itself: the agent starts a second after the bootstrap.
     std::thread::sleep(Duration::from_secs(1));
     let agent = FakeAgent::start(&socket);
@@ -346,7 +353,7 @@ fn usage_errors_exit_2_at_once_and_help_lists_the_exit_codes() {
 fn an_agent_that_restarts_is_followed_from_its_new_revisions() {
     let (_dir, socket) = world();
     let first = FakeAgent::start(&socket);
-    let running = spawn(&socket, &["--timeout", "30s"]);
+    let running = spawn(&socket, &["--timeout", "30s", "--show-token"]);
     first.wait_for_long_poll(1);
     first.begin("engine", "installing-docker");
     first.wait_for_long_poll(2);

@@ -84,7 +84,8 @@ ros_signal() {
     reason=$(printf '%s' "$2" | tr -d "\"\\\\" | tr '\n\r\t' '   ' | cut -c1-900)
     body=$(printf '{"status":"%s","id":"jupyter","reason":"%s"}' "$status" "$reason")
     # Not eval: the signed URL is often unquoted, and its & would split a command.
-    url=$(printf '%s\n' "$ROS_NOTIFY" | grep -oE "https?://[^'\" ]+" | head -n 1)
+    # ROS writes each & of the URL as \& for the shell (docs/ros.md): unescape.
+    url=$(printf '%s\n' "$ROS_NOTIFY" | grep -oE "https?://[^'\" ]+" | head -n 1 | tr -d '\134')
     headers=$(printf '%s\n' "$ROS_NOTIFY" | grep -oE "(-H|--header) ('[^']*'|\"[^\"]*\")" |
         sed -E "s/^(-H|--header) ['\"]//; s/['\"]\$//")
     if [ -z "$url" ]; then
@@ -121,6 +122,7 @@ ros_signal() {
 }
 
 # Any exit before the hand-over is a failure the stack must hear about.
+# shellcheck disable=SC2317 # called by the EXIT trap
 on_exit() {
     rc=$?
     if [ "$HANDED_OVER" != 1 ]; then
@@ -138,6 +140,14 @@ fail() {
     FAILURE=$1
     exit 1
 }
+
+# --- This instance can run the bundle ----------------------------------------
+STEP=arch
+ARCH=$(uname -m)
+case "$ARCH" in
+    x86_64 | amd64) ;;
+    *) fail "this instance is $ARCH; the jupyter-agent bundle is built for x86_64 only: choose an x86_64 instance type (not the arm64 g8y, c8y or r8y families)" ;;
+esac
 
 # --- Download ---------------------------------------------------------------
 STEP=download
@@ -242,9 +252,23 @@ else
 fi
 
 # --- Hand over: jupyter-bootstrap signals ROS from here on ----------------------
+# The signed URL goes in the environment, not in the process list. Its exit
+# code says whether it signalled: 0 (SUCCESS), 1 and 3 (FAILURE), 4 (the
+# result file failed, the signal went out), 5 (it tried within its budget);
+# anything else (2: it could not use the CurlCli; a crash) means no signal
+# went out, and the stack must still hear a FAILURE.
 STEP="wait"
 HANDED_OVER=1
 rm -rf "$TMP"
 TMP=
-exec "$BIN_DIR/jupyter-bootstrap" wait --timeout "$WAIT_TIMEOUT" \
-    --result-file "$RESULT_FILE" --ros-notify "$ROS_NOTIFY"
+rc=0
+JUPYTER_BOOTSTRAP_ROS_NOTIFY=$ROS_NOTIFY "$BIN_DIR/jupyter-bootstrap" wait --timeout "$WAIT_TIMEOUT" \
+    --result-file "$RESULT_FILE" || rc=$?
+case "$rc" in
+    0 | 1 | 3 | 4 | 5) ;;
+    *)
+        say "jupyter-bootstrap exited $rc without signalling; sending the FAILURE itself"
+        ros_signal FAILURE "wait: jupyter-bootstrap could not signal (exit $rc); see /var/log/cloud-init-output.log" || true
+        ;;
+esac
+exit "$rc"

@@ -41,7 +41,8 @@ or refuses connections (the agent may still be starting), then follows the conve
 (GET /v1/wait?until=change) and shows each step as it changes on stderr: one live line on a terminal, \
 else one plain line per change.
 
-Ready: prints the login URL (with its token) as one line on stdout; nothing else ever shows the token. \
+Ready: prints the login URL as one line on stdout, its token <redacted> unless --show-token; the result file \
+(0600) and the SUCCESS signal's data hold the full URL. \
 Failed: prints the failed step, the cause, the container's exit code and its last log lines on stderr.
 
 With --result-file it also writes the hands-on's result file (mode 0600, atomically): its last line is \
@@ -55,9 +56,9 @@ redacted). FAILURE is sent on a timeout too, and when the agent never appeared. 
 429 and 5xx are retried with exponential backoff within --ros-budget; any other answer fails at once. \
 The whole run takes at most --timeout plus --ros-budget.
 
-Typical user data:
-  jupyter-bootstrap wait --result-file /root/userdata-result.txt \\
-    --ros-notify \"${WaitConditionHandle.CurlCli}\"";
+Typical user data (the signed URL in the environment, not in the process list):
+  JUPYTER_BOOTSTRAP_ROS_NOTIFY=\"${WaitConditionHandle.CurlCli}\" \\
+    jupyter-bootstrap wait --result-file /root/userdata-result.txt";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -94,9 +95,23 @@ pub struct WaitArgs {
     #[arg(long, value_name = "FILE")]
     pub result_file: Option<PathBuf>,
 
+    /// Print the login URL on stdout with its token; without it the token reads <redacted>
+    /// (stdout often ends up in a log, cloud-init's among them).
+    #[arg(long)]
+    pub show_token: bool,
+
     /// Signal the wait condition described by this curl command line: the handle's CurlCli
     /// attribute, unchanged (its URL and -H headers are used; -i, -X POST, -s, -d ... are ignored).
-    #[arg(long, value_name = "CURLCLI", conflicts_with = "ros_url", help_heading = "ROS wait condition")]
+    /// The signed URL is a secret: pass it in the environment variable rather than as an
+    /// argument, which any local user can read in the process list.
+    #[arg(
+        long,
+        value_name = "CURLCLI",
+        env = "JUPYTER_BOOTSTRAP_ROS_NOTIFY",
+        hide_env_values = true,
+        conflicts_with = "ros_url",
+        help_heading = "ROS wait condition"
+    )]
     pub ros_notify: Option<String>,
 
     /// Signal the wait condition at this URL (the handle's URL attribute) instead.
@@ -146,6 +161,7 @@ impl WaitArgs {
             socket: self.socket,
             timeout: self.timeout,
             result_file: self.result_file,
+            show_token: self.show_token,
             ros: target.map(|target| RosOptions {
                 target,
                 id: self.ros_id,

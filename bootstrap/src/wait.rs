@@ -25,6 +25,8 @@ pub struct Options {
     pub socket: PathBuf,
     pub timeout: Duration,
     pub result_file: Option<PathBuf>,
+    /// Whether stdout shows the token.
+    pub show_token: bool,
     pub ros: Option<RosOptions>,
 }
 
@@ -222,7 +224,7 @@ async fn report(opts: &Options, outcome: &Outcome) -> u8 {
         Outcome::Ready { url } => {
             eprintln!("jupyter-bootstrap: Jupyter is ready (the login URL is on stdout)");
             let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{url}");
+            let _ = writeln!(out, "{}", if opts.show_token { url.clone() } else { redact(url) });
             let _ = out.flush();
         }
         Outcome::Failed(f) => eprint!("{}", failure_message(f)),
@@ -295,6 +297,7 @@ mod tests {
             socket: "/run/jupyter-agent.sock".into(),
             timeout: Duration::from_secs(1800),
             result_file: None,
+            show_token: false,
             ros: None,
         }
     }

@@ -123,12 +123,13 @@ impl FakeRos {
         format!("http://{}/waitcondition?{QUERY}", self.addr)
     }
 
-    /// The handle's `CurlCli` attribute, as ROS writes it.
+    /// The handle's `CurlCli` attribute, as ROS writes it: the URL unquoted,
+    /// each `&` escaped as `\&` for the shell (docs/ros.md#curlcli).
     pub fn curl_cli(&self) -> String {
         format!(
             "curl -i -X POST -H 'Content-Type: application/json' -H 'Accept: application/json' \
              -H 'x-acs-region-id: cn-beijing' {}",
-            self.url()
+            self.url().replace('&', "\\&")
         )
     }
 
