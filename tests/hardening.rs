@@ -133,3 +133,49 @@ fn a_stray_token_url_and_a_slow_server_still_converge() {
     assert_ne!(token, "abc");
     assert_eq!(get_status(&format!("{base}/api/status"), &token), 200);
 }
+
+/// A configuration broken under a service: `install` refuses it with exit
+/// 2 before anything is installed or enabled (before, it only checked that
+/// the file existed).
+#[test]
+fn install_refuses_a_bad_configuration_before_anything_changes() {
+    let _host = crate::common::host_paths();
+    let env = Env::new("install-bad");
+    env.write_config(&env.base_config("port = 70000"));
+    let existed = std::path::Path::new("/usr/local/bin/jupyter-agent").exists();
+    let run = env.agent(&["install"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("[container] port = 70000: expected an integer from 1 to 65535"), "{}", run.stderr);
+    assert_eq!(std::path::Path::new("/usr/local/bin/jupyter-agent").exists(), existed);
+    assert!(!std::path::Path::new("/etc/systemd/system/jupyter-agent.service").exists());
+}
+
+/// `run` (as a service runs it) with a configuration it cannot use: it
+/// publishes the refusal as a failed `config` step on its socket, so that
+/// jupyter-bootstrap reports it within seconds (before: no socket, and the
+/// bootstrap waited out its whole timeout), and exits 2 when stopped.
+#[test]
+fn a_run_with_a_bad_configuration_serves_the_refusal_and_the_bootstrap_reports_it() {
+    let env = Env::new("run-bad");
+    env.write_config(&env.base_config("port = 70000"));
+    let mut agent = ForegroundAgent::start(&env);
+    let asked = Instant::now();
+    let out = Command::new(bin("jupyter-bootstrap"))
+        .args(["wait", "--timeout", "2m", "--socket"])
+        .arg(env.socket())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(asked.elapsed() < Duration::from_secs(20), "took {:?}", asked.elapsed());
+    assert!(stderr.contains("the step `config` failed"), "{stderr}");
+    assert!(stderr.contains("[container] port = 70000: expected an integer from 1 to 65535"), "{stderr}");
+    // status with the same file refuses it too, naming the key.
+    let status = env.agent(&["status"]);
+    assert_eq!(status.code, 2, "{}", status.stdout);
+    assert!(status.stderr.contains("[container] port = 70000"), "{}", status.stderr);
+    let _ = Command::new("kill").args(["-TERM", &agent.id().to_string()]).status();
+    let exited = agent.wait_until(Duration::from_secs(10)).expect("it stops on SIGTERM");
+    assert_eq!(exited.code(), Some(2));
+    assert!(!env.socket().exists());
+}

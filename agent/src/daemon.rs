@@ -102,6 +102,34 @@ pub async fn run(cfg: &Config, once: bool, shutdown: impl Future<Output = ()> + 
     result
 }
 
+/// A long-running `run` whose configuration cannot be used: the refusal is
+/// recorded (a failed `config` step) and served on the socket until
+/// `shutdown`, so that `status`, `wait` and jupyter-bootstrap report it at
+/// once instead of waiting for an agent that never answers, and a service
+/// manager sees a process that stays, not a restart loop. The state and the
+/// socket go where the file says, when it can be read that far (see
+/// [`Config::locations`]). Returns the refusal.
+pub async fn serve_refusal(
+    config: &std::path::Path,
+    refusal: crate::config::ConfigError,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Error {
+    let (state_dir, socket) = Config::locations(config);
+    let Ok(store) = StateStore::lock(&state_dir) else { return refusal.into() };
+    let (updates, watched) = tokio::sync::watch::channel(state::fresh());
+    let Ok(mut rec) = state::Recorder::new(&store, Some(updates)) else { return refusal.into() };
+    rec.begin("config", crate::state::Phase::Pending);
+    rec.fail("config", refusal.to_string(), None, Vec::new());
+    tracing::error!("{refusal}; serving this failure on {} until stopped (SIGTERM)", socket.display());
+    let Ok(listener) = api::bind(&socket) else { return refusal.into() };
+    let docker = crate::config::Config::load_or_default(std::path::Path::new("/nonexistent")).map(|c| c.docker);
+    if let Ok(docker) = docker {
+        api::serve(listener, Arc::new(api::Shared { state: watched, docker }), shutdown).await;
+    }
+    let _ = std::fs::remove_file(&socket);
+    refusal.into()
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;

@@ -51,8 +51,14 @@ fn lenient_config(config: &Path) -> Result<Config> {
 }
 
 fn run(config: &Path, once: bool) -> Result<()> {
-    let cfg = Config::load(config)?;
-    daemon_runtime()?.block_on(crate::daemon::run(&cfg, once, Box::pin(wait_for_stop())))
+    match Config::load(config) {
+        Ok(cfg) => daemon_runtime()?.block_on(crate::daemon::run(&cfg, once, Box::pin(wait_for_stop()))),
+        // Refused before anything changed.
+        Err(refusal) if once => Err(refusal.into()),
+        Err(refusal) => {
+            Err(daemon_runtime()?.block_on(crate::daemon::serve_refusal(config, refusal, Box::pin(wait_for_stop()))))
+        }
+    }
 }
 
 /// SIGTERM or Ctrl-C.
@@ -170,6 +176,8 @@ fn logs(config: &Path, follow: bool, lines: u64, json: bool) -> Result<()> {
 }
 
 fn install(config: &Path, json: bool) -> Result<()> {
+    // Nothing is enabled for a configuration the service could not use.
+    Config::load(config)?;
     match crate::service::install(config)? {
         crate::service::Installed::Foreground(how) => {
             if json {

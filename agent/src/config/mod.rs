@@ -172,6 +172,18 @@ impl Config {
         Config::parse(path, &text)
     }
 
+    /// Where a file that failed validation puts the state and the socket:
+    /// its `state_dir` and `socket` when they read as absolute paths, else
+    /// the defaults. A long-running `run` publishes its refusal there.
+    pub fn locations(path: &Path) -> (PathBuf, PathBuf) {
+        let table: Option<toml::Table> = std::fs::read_to_string(path).ok().and_then(|t| t.parse().ok());
+        let get = |key: &str, default: &str| {
+            let value = table.as_ref().and_then(|t| t.get(key)).and_then(|v| v.as_str()).filter(|s| s.starts_with('/'));
+            PathBuf::from(value.unwrap_or(default))
+        };
+        (get("state_dir", DEFAULT_STATE_DIR), get("socket", DEFAULT_SOCKET))
+    }
+
     /// For the commands that do not converge (`status`, `token`, `url`,
     /// `install-docker`): reads `path` if it exists, else takes the built-in
     /// defaults, and does not require an `[image]` section. Still rejects
