@@ -262,7 +262,7 @@ impl Config {
             user: c.string("user")?,
             env: c.string_map("env")?.unwrap_or_default(),
             env_file: c.abs_path("env_file")?.or_else(|| workspace.as_ref().and_then(|w| w.env_file.clone())),
-            volumes: c.volumes("volumes", workspace_path.as_deref())?,
+            volumes: c.volumes("volumes", workspace_path.as_deref(), &state_dir)?,
             port: c.port("port", false)?.unwrap_or(8888),
             publish: c.parsed("publish")?.unwrap_or(Publish { address: IpAddr::from([0, 0, 0, 0]), port: 8888 }),
             restart: c.parsed("restart")?.unwrap_or(RestartPolicy::UnlessStopped),
@@ -271,7 +271,7 @@ impl Config {
 
         let mut j = root.section("jupyter")?;
         let jupyter = JupyterConfig {
-            ready_timeout: j.duration("ready_timeout")?.unwrap_or(Duration::from_secs(600)),
+            ready_timeout: j.at_least_a_second("ready_timeout")?.unwrap_or(Duration::from_secs(600)),
             url_host: j.parsed("url_host")?.unwrap_or(UrlHost::Auto),
             metadata_endpoint: j.http_url("metadata_endpoint")?.unwrap_or_else(|| DEFAULT_METADATA_ENDPOINT.into()),
         };
@@ -364,6 +364,13 @@ fn workspace_config(mut s: Section) -> Result<WorkspaceConfig, ConfigError> {
             }
             Source::Tarball { url, sha256: sha.to_ascii_lowercase() }
         }
+        (None, Some(_)) if is_archive(&url) => {
+            return Err(s.err(
+                "source",
+                Some(toml_str(&shown)),
+                "names a tarball, which takes sha256 (its sha256sum), not ref (a git branch, tag or commit)",
+            ))
+        }
         (None, Some(reference)) => {
             let ok = ["https://", "http://", "file://", "ssh://", "git://", "/"].iter().any(|p| url.starts_with(p));
             if !ok || url.contains(char::is_whitespace) {
@@ -381,6 +388,12 @@ fn workspace_config(mut s: Section) -> Result<WorkspaceConfig, ConfigError> {
     };
     s.finish()?;
     Ok(WorkspaceConfig { source, path, env_file, env })
+}
+
+/// Whether a URL names an archive by its ending (query and fragment aside).
+fn is_archive(url: &str) -> bool {
+    let path = jupyter_proto::redact::without_query(url).to_ascii_lowercase();
+    [".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip"].iter().any(|end| path.ends_with(end))
 }
 
 fn image_config(mut s: Section, workspace: Option<&Path>) -> Result<ImageConfig, ConfigError> {

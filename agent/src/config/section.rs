@@ -14,8 +14,20 @@ use super::values::Volume;
 use super::ConfigError;
 
 /// A TOML string literal, for messages.
+/// A string value, quoted and escaped on one line, for messages.
 pub fn toml_str(s: &str) -> String {
-    toml::Value::String(s.to_string()).to_string()
+    format!("{s:?}")
+}
+
+/// How much of a refused value a message echoes: a 10 MB value must not
+/// make a 10 MB message.
+pub const MAX_SHOWN_VALUE: usize = 200;
+
+/// A variable name as a shell and Docker's env files take it.
+pub fn is_variable_name(k: &str) -> bool {
+    let mut chars = k.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// One table of the file being validated; keys are removed as they are read,
@@ -43,7 +55,9 @@ impl<'a> Section<'a> {
     }
 
     pub fn err(&self, key: &str, value: Option<String>, expected: &str) -> ConfigError {
-        ConfigError { file: self.file.to_path_buf(), key: self.key_label(key), value, expected: expected.to_string() }
+        let value = value.map(|v| jupyter_proto::redact::bound(&v, MAX_SHOWN_VALUE));
+        let key = jupyter_proto::redact::bound(&self.key_label(key), MAX_SHOWN_VALUE);
+        ConfigError { file: self.file.to_path_buf(), key, value, expected: expected.to_string() }
     }
 
     pub fn take(&mut self, key: &'static str) -> Option<toml::Value> {
@@ -138,6 +152,16 @@ impl<'a> Section<'a> {
         }
     }
 
+    /// A duration of at least one second (anything shorter cannot cover
+    /// even a server's start).
+    pub fn at_least_a_second(&mut self, key: &'static str) -> Result<Option<Duration>, ConfigError> {
+        let shown = self.table.get(key).map(|v| v.to_string());
+        match self.duration(key)? {
+            Some(d) if d < Duration::from_secs(1) => Err(self.err(key, shown, "expected at least 1s")),
+            other => Ok(other),
+        }
+    }
+
     pub fn str_array(&mut self, key: &'static str) -> Result<Option<Vec<String>>, ConfigError> {
         const EXPECTED: &str = "expected a non-empty array of strings, e.g. [\"jupyter\", \"notebook\"]";
         match self.take(key) {
@@ -163,10 +187,21 @@ impl<'a> Section<'a> {
             Some(toml::Value::Table(t)) => {
                 let mut out = BTreeMap::new();
                 for (k, v) in t {
-                    if k.is_empty() || k.contains('=') {
-                        return Err(self.err(&format!("{key}.{k}"), None, "expected a variable name without '='"));
+                    if !is_variable_name(&k) {
+                        return Err(self.err(
+                            &format!("{key}.{k:?}"),
+                            None,
+                            "expected a variable name: letters, digits and '_', not starting with a digit",
+                        ));
                     }
                     match v {
+                        toml::Value::String(s) if s.contains('\0') => {
+                            return Err(self.err(
+                                &format!("{key}.{k}"),
+                                None,
+                                "expected a value without NUL characters (the value is not shown: it may be a secret)",
+                            ))
+                        }
                         toml::Value::String(s) => {
                             out.insert(k, s);
                         }
@@ -211,20 +246,40 @@ impl<'a> Section<'a> {
         s.parse().map(Some).map_err(|expected: String| self.err(key, Some(toml_str(&s)), &expected))
     }
 
-    pub fn volumes(&mut self, key: &'static str, workspace: Option<&Path>) -> Result<Vec<Volume>, ConfigError> {
+    /// Bind mounts; `/` and the agent's own state directory (or a directory
+    /// above it) are refused: a container would own the host, or forge the
+    /// agent's state.
+    pub fn volumes(
+        &mut self,
+        key: &'static str,
+        workspace: Option<&Path>,
+        state_dir: &Path,
+    ) -> Result<Vec<Volume>, ConfigError> {
         let Some(items) = self.str_array(key)? else { return Ok(Vec::new()) };
         let mut out = Vec::new();
         for item in items {
             let volume = item.parse::<Volume>().and_then(|v| v.resolve(workspace));
-            out.push(volume.map_err(|expected| self.err(key, Some(toml_str(&item)), &expected))?);
+            let volume = volume.map_err(|expected| self.err(key, Some(toml_str(&item)), &expected))?;
+            if volume.host == Path::new("/") || state_dir.starts_with(&volume.host) {
+                return Err(self.err(
+                    key,
+                    Some(toml_str(&item)),
+                    &format!(
+                        "expected a host path that is neither / nor holds the agent's state ({}): a container must not own the host",
+                        state_dir.display()
+                    ),
+                ));
+            }
+            out.push(volume);
         }
         Ok(out)
     }
 
     pub fn http_url(&mut self, key: &'static str) -> Result<Option<String>, ConfigError> {
         let Some(s) = self.string(key)? else { return Ok(None) };
-        if !s.starts_with("http://") || s.len() <= "http://".len() {
-            return Err(self.err(key, Some(toml_str(&s)), "expected an http:// URL"));
+        let host = s.strip_prefix("http://").unwrap_or_default();
+        if !s.starts_with("http://") || host.is_empty() || host.starts_with('/') || s.contains(char::is_whitespace) {
+            return Err(self.err(key, Some(toml_str(&s)), "expected an http:// URL with a host and no spaces"));
         }
         Ok(Some(s.trim_end_matches('/').to_string()))
     }

@@ -182,3 +182,81 @@ fn publish_forms() {
     let c = parse(&format!("{MINIMAL}[container]\npublish = \"127.0.0.1:0\"\n")).unwrap();
     assert_eq!(c.container.publish, Publish { address: "127.0.0.1".parse().unwrap(), port: 0 });
 }
+
+/// Bad input an operator tried (issue: hardening) that was accepted or
+/// failed late: each is refused when the file is read, naming file, key,
+/// value and expectation, and a long value is cut in the message.
+#[test]
+fn dangerous_or_malformed_values_are_refused_when_read() {
+    let f = "/etc/jupyter-agent/config.toml";
+    let long = "n".repeat(10_000);
+    let cases: Vec<(String, String)> = vec![
+        (
+            "[container]\nenv = { \"A B\" = \"1\" }\n".into(),
+            format!("{f}: [container] env.\"A B\": expected a variable name: letters, digits and '_', not starting with a digit"),
+        ),
+        (
+            "[container]\nenv = { \"A\\nB\" = \"1\" }\n".into(),
+            format!("{f}: [container] env.\"A\\nB\": expected a variable name: letters, digits and '_', not starting with a digit"),
+        ),
+        (
+            "[container]\nenv = { \"1A\" = \"1\" }\n".into(),
+            format!("{f}: [container] env.\"1A\": expected a variable name: letters, digits and '_', not starting with a digit"),
+        ),
+        (
+            "[container]\nenv = { A = \"x\\u0000y\" }\n".into(),
+            format!("{f}: [container] env.A: expected a value without NUL characters (the value is not shown: it may be a secret)"),
+        ),
+        (
+            "[jupyter]\nurl_host = \"1.2.3.4:9999\"\n".into(),
+            format!("{f}: [jupyter] url_host = \"1.2.3.4:9999\": expected \"auto\", a host name or an IP address, without a port (the port is [container] publish's)"),
+        ),
+        (
+            "[jupyter]\nmetadata_endpoint = \"http://x y\"\n".into(),
+            format!("{f}: [jupyter] metadata_endpoint = \"http://x y\": expected an http:// URL with a host and no spaces"),
+        ),
+        (
+            "[container]\nvolumes = [\"/:/host\"]\n".into(),
+            format!("{f}: [container] volumes = \"/:/host\": expected a host path that is neither / nor holds the agent's state (/var/lib/jupyter-agent): a container must not own the host"),
+        ),
+        (
+            "[container]\nvolumes = [\"/var/lib:/x\"]\n".into(),
+            format!("{f}: [container] volumes = \"/var/lib:/x\": expected a host path that is neither / nor holds the agent's state (/var/lib/jupyter-agent): a container must not own the host"),
+        ),
+        (
+            "[image]\nname = \"Notebook:latest\"\n".into(),
+            format!("{f}: [image] name = \"Notebook:latest\": expected a repository name in lowercase (Docker refuses capitals), e.g. \"notebook:latest\""),
+        ),
+        (
+            "[jupyter]\nready_timeout = \"500ms\"\n".into(),
+            format!("{f}: [jupyter] ready_timeout = \"500ms\": expected at least 1s"),
+        ),
+        (
+            "[workspace]\nsource = \"https://x/materials.tar.gz\"\nref = \"main\"\npath = \"/w\"\n".into(),
+            format!("{f}: [workspace] source = \"https://x/materials.tar.gz\": names a tarball, which takes sha256 (its sha256sum), not ref (a git branch, tag or commit)"),
+        ),
+        (
+            format!("[container]\nname = \"{long}!\"\n"),
+            format!(
+                "{f}: [container] name = \"{}…: expected a container name: letters, digits, '_', '.' and '-', starting with a letter or digit",
+                "n".repeat(198)
+            ),
+        ),
+    ];
+    for (body, want) in cases {
+        let text = if body.contains("[image]") { body.clone() } else { format!("{body}{MINIMAL}") };
+        assert_eq!(parse(&text).unwrap_err(), want, "config:\n{}", jupyter_proto::redact::bound(&text, 300));
+    }
+    // Legal neighbours stay legal.
+    for ok in [
+        "[jupyter]\nurl_host = \"[2001:db8::1]\"\n",
+        "[jupyter]\nurl_host = \"2001:db8::1\"\n",
+        "[image]\nname = \"registry.example:5000/team/nb:Tag1\"\n",
+        "[image]\nname = \"localhost:5000/nb\"\n",
+        "[container]\nenv = { _A1 = \"1\" }\nvolumes = [\"/srv/data:/data\"]\n",
+        "[jupyter]\nready_timeout = \"1s\"\n",
+    ] {
+        let text = if ok.contains("[image]") { ok.to_string() } else { format!("{ok}{MINIMAL}") };
+        parse(&text).unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+}

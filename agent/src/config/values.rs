@@ -193,9 +193,13 @@ impl FromStr for UrlHost {
         if s == "auto" {
             return Ok(UrlHost::Auto);
         }
-        let valid = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c));
-        if !valid {
-            return Err("expected \"auto\", a host name or an IP address".into());
+        let name = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || ".-".contains(c));
+        let ipv6 = s.trim_start_matches('[').trim_end_matches(']').parse::<std::net::Ipv6Addr>().is_ok();
+        if !(name || ipv6) {
+            return Err(
+                "expected \"auto\", a host name or an IP address, without a port (the port is [container] publish's)"
+                    .into(),
+            );
         }
         Ok(UrlHost::Explicit(s.to_string()))
     }
@@ -215,6 +219,21 @@ impl FromStr for ImageRef {
             && !s.ends_with([':', '/', '@']);
         if !valid {
             return Err("expected an image reference such as \"notebook:latest\" or \"registry.example:5000/team/notebook:1.0\"".into());
+        }
+        // Docker refuses capitals in the repository (the tag may have them).
+        let repository = match s.split_once('@') {
+            Some((repo, _)) => repo,
+            None => match s.rfind(':') {
+                Some(i) if !s[i..].contains('/') => &s[..i],
+                _ => s,
+            },
+        };
+        let path = repository.split_once('/').filter(|(first, _)| first.contains(['.', ':']) || *first == "localhost");
+        let path = path.map_or(repository, |(_, rest)| rest);
+        if path.chars().any(|c| c.is_ascii_uppercase()) {
+            return Err(
+                "expected a repository name in lowercase (Docker refuses capitals), e.g. \"notebook:latest\"".into()
+            );
         }
         Ok(ImageRef(with_tag(s)))
     }
