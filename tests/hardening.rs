@@ -179,3 +179,37 @@ fn a_run_with_a_bad_configuration_serves_the_refusal_and_the_bootstrap_reports_i
     assert_eq!(exited.code(), Some(2));
     assert!(!env.socket().exists());
 }
+
+/// A container that exits a few seconds after every start, with `restart =
+/// "always"`: the state names the restart loop (restarts, last exit code)
+/// and stays `failed`, and `wait` answers 1 every time. Before, `status`
+/// flipped between `waiting-for-token` and `failed` and `wait` returned 1 or
+/// 3 by chance.
+#[test]
+fn a_restart_loop_is_reported_as_such_and_the_answer_is_stable() {
+    let env = Env::new("loop");
+    env.write_config(&env.base_config("command = [\"sh\", \"-c\", \"sleep 3; exit 3\"]\nrestart = \"always\""));
+    let _agent = ForegroundAgent::start(&env);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let run = env.agent(&["status", "--json"]);
+        let state: serde_json::Value = serde_json::from_str(&run.stdout).unwrap_or_default();
+        let cause = state["error"]["cause"].as_str().unwrap_or_default();
+        if cause.contains("restart loop") {
+            assert!(cause.contains("exited with code 3"), "{cause}");
+            assert!(cause.contains("restarted "), "{cause}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no restart loop reported: {state}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // From now on the answer does not change with every restart.
+    let watch_until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < watch_until {
+        assert_eq!(phase(&env), "failed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for _ in 0..3 {
+        assert_eq!(env.agent(&["wait", "--timeout", "5s"]).code, 1);
+    }
+}

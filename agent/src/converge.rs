@@ -47,6 +47,14 @@ pub struct Converger<'a> {
     docker: Option<Docker>,
 }
 
+/// From this many restarts by its restart policy, the container is in a
+/// restart loop: the state stays `failed`, naming the loop, instead of
+/// flipping between `waiting-for-token` and `failed` at every start.
+const RESTART_LOOP_COUNT: i64 = 2;
+/// In a restart loop, a start is believed once the container has stayed up
+/// this long; then its token is proven.
+const RESTART_LOOP_QUIET: Duration = Duration::from_secs(60);
+
 impl<'a> Converger<'a> {
     /// Starts a fresh state; `watchers` receives every change (the local API).
     /// `Err` when the state file cannot be written.
@@ -249,10 +257,20 @@ impl<'a> Converger<'a> {
             }
             let mut events = docker.events(Some(options.build()));
             reconnected = true;
+            // In a restart loop: when a start that has stayed up is believed.
+            let mut believe_at: Option<tokio::time::Instant> = None;
             loop {
                 let event = tokio::select! {
                     _ = &mut stop => return,
                     event = events.next() => event,
+                    _ = sleep_until(believe_at) => {
+                        believe_at = None;
+                        info!("the container has stayed up since it started: proving its token");
+                        if self.prove_again(&docker, &id, &mut stop).await.is_none() {
+                            return;
+                        }
+                        continue;
+                    }
                 };
                 let Some(Ok(event)) = event else { break };
                 reconnect = WATCH_RECONNECT.delays();
@@ -262,7 +280,19 @@ impl<'a> Converger<'a> {
                     "die" => {
                         let code = attributes.get("exitCode").and_then(|c| c.parse::<i64>().ok());
                         info!(exit_code = ?code, "the container died");
-                        self.record_failure("container", exited(code)).await;
+                        believe_at = None;
+                        let cause = match restart_count(&docker, &id).await {
+                            n if n >= RESTART_LOOP_COUNT => format!(
+                                "the container is in a restart loop: restarted {n} times by its restart policy; last: {}",
+                                exited(code)
+                            ),
+                            _ => exited(code),
+                        };
+                        self.record_failure("container", cause).await;
+                    }
+                    "start" if restart_count(&docker, &id).await >= RESTART_LOOP_COUNT => {
+                        info!("the container started again, in a restart loop: its token is proven once it stays up");
+                        believe_at = Some(tokio::time::Instant::now() + RESTART_LOOP_QUIET);
                     }
                     "start" => {
                         info!("the container started again: proving its new token");
@@ -383,5 +413,19 @@ fn exited(code: Option<i64>) -> String {
     match code {
         Some(code) => format!("the container exited with code {code}"),
         None => "the container exited".to_string(),
+    }
+}
+
+/// How many times the restart policy restarted the container (0 when it
+/// cannot be asked).
+async fn restart_count(docker: &Docker, id: &str) -> i64 {
+    docker.inspect_container(id, None).await.ok().and_then(|c| c.restart_count).unwrap_or(0)
+}
+
+/// Sleeps until `at`, or for ever without one.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
