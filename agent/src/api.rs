@@ -282,10 +282,7 @@ mod tests {
         let listener = bind(&path).unwrap();
         let (tx, rx) = watch::channel(crate::state::fresh());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let shared = Arc::new(Shared {
-            state: rx,
-            docker: crate::config::Config::load_or_default(Path::new("/nonexistent")).unwrap().docker,
-        });
+        let shared = Arc::new(Shared { state: rx, docker: crate::config::Config::defaults().docker });
         tokio::spawn(serve(listener, shared, async move {
             let _ = stop_rx.await;
         }));

@@ -122,10 +122,8 @@ pub async fn serve_refusal(
     rec.fail("config", refusal.to_string(), None, Vec::new());
     tracing::error!("{refusal}; serving this failure on {} until stopped (SIGTERM)", socket.display());
     let Ok(listener) = api::bind(&socket) else { return refusal.into() };
-    let docker = crate::config::Config::load_or_default(std::path::Path::new("/nonexistent")).map(|c| c.docker);
-    if let Ok(docker) = docker {
-        api::serve(listener, Arc::new(api::Shared { state: watched, docker }), shutdown).await;
-    }
+    let shared = Arc::new(api::Shared { state: watched, docker: Config::defaults().docker });
+    api::serve(listener, shared, shutdown).await;
     let _ = std::fs::remove_file(&socket);
     refusal.into()
 }

@@ -172,6 +172,11 @@ impl Config {
         Config::parse(path, &text)
     }
 
+    /// The built-in defaults, as an empty file gives them (no `[image]`).
+    pub fn defaults() -> Config {
+        Config::parse_inner(Path::new(DEFAULT_CONFIG_PATH), "", false).expect("the built-in defaults are valid")
+    }
+
     /// Where a file that failed validation puts the state and the socket:
     /// its `state_dir` and `socket` when they read as absolute paths, else
     /// the defaults. A long-running `run` publishes its refusal there.
