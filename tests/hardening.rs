@@ -213,3 +213,40 @@ fn a_restart_loop_is_reported_as_such_and_the_answer_is_stable() {
         assert_eq!(env.agent(&["wait", "--timeout", "5s"]).code, 1);
     }
 }
+
+/// Paths that are not the agent's are refused with exit 2 and left as they
+/// were: a `socket` at an existing regular file (before, the socket was
+/// renamed over it), and a `[workspace] env_file` at a file the agent did not
+/// write (before, replaced: `/etc/passwd` would have been).
+#[test]
+fn paths_that_are_not_the_agents_are_refused_and_left_alone() {
+    let env = Env::new("host-paths");
+    let precious = env.path("precious");
+    std::fs::write(&precious, "keep me\n").unwrap();
+    let config = env
+        .base_config("")
+        .replace(&format!("socket = \"{}\"", env.socket().display()), &format!("socket = \"{}\"", precious.display()));
+    env.write_config(&config);
+    let run = env.agent(&["run", "--once"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("exists and is not a socket"), "{}", run.stderr);
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me\n");
+    assert!(!docker(&["inspect", &env.name]).status.success(), "no container was created");
+
+    let foreign = env.path("foreign-env");
+    std::fs::write(&foreign, "ROOT=x\n").unwrap();
+    let repo = env.path("repo");
+    std::fs::create_dir(&repo).unwrap();
+    let workspace = format!(
+        "\n[workspace]\nsource = \"{}\"\nref = \"main\"\npath = \"{}\"\nenv_file = \"{}\"\n[workspace.env]\nA = \"1\"\n",
+        repo.display(),
+        env.path("w").display(),
+        foreign.display()
+    );
+    env.write_config(&format!("{}{workspace}", env.base_config("")));
+    let run = env.agent(&["run", "--once"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("exists and was not written by jupyter-agent"), "{}", run.stderr);
+    assert_eq!(std::fs::read_to_string(&foreign).unwrap(), "ROOT=x\n");
+    assert!(!env.path("w").exists());
+}

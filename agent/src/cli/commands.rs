@@ -52,7 +52,11 @@ fn lenient_config(config: &Path) -> Result<Config> {
 
 fn run(config: &Path, once: bool) -> Result<()> {
     match Config::load(config) {
-        Ok(cfg) => daemon_runtime()?.block_on(crate::daemon::run(&cfg, once, Box::pin(wait_for_stop()))),
+        Ok(cfg) => {
+            // Nothing that is not the agent's may be replaced: refused before anything changes.
+            cfg.check_host(config)?;
+            daemon_runtime()?.block_on(crate::daemon::run(&cfg, once, Box::pin(wait_for_stop())))
+        }
         // Refused before anything changed.
         Err(refusal) if once => Err(refusal.into()),
         Err(refusal) => {
@@ -177,7 +181,7 @@ fn logs(config: &Path, follow: bool, lines: u64, json: bool) -> Result<()> {
 
 fn install(config: &Path, json: bool) -> Result<()> {
     // Nothing is enabled for a configuration the service could not use.
-    Config::load(config)?;
+    Config::load(config)?.check_host(config)?;
     match crate::service::install(config)? {
         crate::service::Installed::Foreground(how) => {
             if json {

@@ -6,6 +6,7 @@
 //! (`config.toml: [container] port = 70000: expected an integer from 1 to
 //! 65535`). Nothing on the host changes before the whole file is valid.
 
+pub mod host;
 mod section;
 #[cfg(test)]
 mod tests;

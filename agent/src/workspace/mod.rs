@@ -384,7 +384,10 @@ pub fn pending(state_dir: &Path) -> Result<Option<Record>> {
 /// its content differs. Values never reach a log.
 pub fn write_env_file(cfg: &WorkspaceConfig) -> Result<bool> {
     let Some(path) = &cfg.env_file else { return Ok(false) };
-    let content: String = cfg.env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    // The header marks the file as the agent's own to rewrite (config::host).
+    let content: String = std::iter::once(format!("{}\n", crate::config::host::ENV_FILE_HEADER))
+        .chain(cfg.env.iter().map(|(k, v)| format!("{k}={v}\n")))
+        .collect();
     if fs::read_to_string(path).is_ok_and(|old| old == content) {
         return Ok(false);
     }
@@ -433,7 +436,8 @@ mod tests {
             env: BTreeMap::from([("B".into(), "2".into()), ("A".into(), "1".into())]),
         };
         assert!(write_env_file(&cfg).unwrap());
-        assert_eq!(fs::read_to_string(dir.path().join("env")).unwrap(), "A=1\nB=2\n");
+        let header = crate::config::host::ENV_FILE_HEADER;
+        assert_eq!(fs::read_to_string(dir.path().join("env")).unwrap(), format!("{header}\nA=1\nB=2\n"));
         assert_eq!(fs::metadata(dir.path().join("env")).unwrap().permissions().mode() & 0o777, 0o600);
         assert!(!write_env_file(&cfg).unwrap());
         cfg.env.insert("A".into(), "changed".into());
