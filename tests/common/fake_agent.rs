@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
-use std::thread::{self, JoinHandle};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -65,16 +65,14 @@ impl FakeAgent {
             changed: Condvar::new(),
         });
         let s = shared.clone();
-        let acceptor = thread::spawn(move || {
-            for stream in listener.incoming() {
-                if s.inner.lock().unwrap().stopping {
-                    break;
-                }
-                let Ok(stream) = stream else { continue };
-                let s = s.clone();
-                thread::spawn(move || handle(stream, &s));
-            }
-        });
+        let acceptor = super::accept_each(
+            move || listener.accept().map(|(stream, _)| stream),
+            move || s.inner.lock().unwrap().stopping,
+            {
+                let s = shared.clone();
+                move |stream| handle(stream, &s)
+            },
+        );
         FakeAgent { path: path.to_path_buf(), shared, acceptor: Some(acceptor) }
     }
 

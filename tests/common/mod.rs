@@ -281,6 +281,26 @@ impl Drop for ForegroundAgent {
     }
 }
 
+/// A fake server's accept loop: each connection handled on a thread of its
+/// own, until `stopping` says so (checked at each connection: whoever stops
+/// the server connects once to wake the loop).
+pub fn accept_each<S: Send + 'static>(
+    mut accept: impl FnMut() -> std::io::Result<S> + Send + 'static,
+    stopping: impl Fn() -> bool + Send + 'static,
+    handle: impl Fn(S) + Send + Sync + 'static,
+) -> thread::JoinHandle<()> {
+    let handle = Arc::new(handle);
+    thread::spawn(move || loop {
+        let accepted = accept();
+        if stopping() {
+            break;
+        }
+        let Ok(stream) = accepted else { continue };
+        let handle = handle.clone();
+        thread::spawn(move || handle(stream));
+    })
+}
+
 /// Splits a login URL into (base `http://host:port`, path, token).
 pub fn split_url(url: &str) -> (String, String, String) {
     let (before, token) = url.split_once("?token=").expect("URL has a token");

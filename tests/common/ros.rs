@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Condvar, Mutex};
-use std::thread::{self, JoinHandle};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// How the endpoint answers one valid request.
@@ -105,16 +105,14 @@ impl FakeRos {
             changed: Condvar::new(),
         });
         let s = shared.clone();
-        let acceptor = thread::spawn(move || {
-            for stream in listener.incoming() {
-                if s.inner.lock().unwrap().stopping {
-                    break;
-                }
-                let Ok(stream) = stream else { continue };
-                let s = s.clone();
-                thread::spawn(move || handle(stream, &s));
-            }
-        });
+        let acceptor = super::accept_each(
+            move || listener.accept().map(|(stream, _)| stream),
+            move || s.inner.lock().unwrap().stopping,
+            {
+                let s = shared.clone();
+                move |stream| handle(stream, &s)
+            },
+        );
         FakeRos { addr, shared, acceptor: Some(acceptor) }
     }
 
