@@ -234,6 +234,11 @@ fn check(r: &Request) -> Option<String> {
     if r.path() != "/waitcondition" || r.query("signature").is_none() || r.query("stackname").is_none() {
         return Some(format!("{}: expected the signed /waitcondition URL", r.path()));
     }
+    // ROS checks the signature over the whole query: one changed byte (a
+    // backslash left from the CurlCli's `\&`) and the signal is refused.
+    if let Some((key, _)) = QUERY.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, v)| r.query(k) != Some(v)) {
+        return Some(format!("{key}: the signed query was altered (SignatureDoesNotMatch)"));
+    }
     if !r.header("content-type").is_some_and(|t| t.starts_with("application/json")) {
         return Some(format!("content-type {:?}: expected application/json", r.header("content-type")));
     }
