@@ -250,3 +250,51 @@ fn paths_that_are_not_the_agents_are_refused_and_left_alone() {
     assert_eq!(std::fs::read_to_string(&foreign).unwrap(), "ROOT=x\n");
     assert!(!env.path("w").exists());
 }
+
+/// A kill while the engine removed an outdated container left that removal
+/// running in dockerd; the next run's own removal got 409 "removal of
+/// container ... is already in progress" and failed. It now waits for the
+/// removal and creates the container.
+#[test]
+fn a_removal_already_in_progress_is_waited_for() {
+    let env = Env::new("removing");
+    env.write_config(&env.base_config(""));
+    // An outdated container of the agent's, with enough files in its layer
+    // that the engine takes seconds to remove it.
+    let run = docker(&[
+        "run",
+        "-d",
+        "--name",
+        &env.name,
+        "--label",
+        "io.jupyter-agent.managed=true",
+        "--label",
+        "io.jupyter-agent.config-hash=outdated",
+        &crate::common::test_image(),
+        "sh",
+        "-c",
+        "mkdir /d && cd /d && seq 1 50000 | xargs touch && touch /ready && exec sleep 1000",
+    ]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !docker(&["exec", &env.name, "test", "-e", "/ready"]).status.success() {
+        assert!(Instant::now() < deadline, "the files were never written");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Someone (the killed agent's request, which dockerd carries on) removes it.
+    let name = env.name.clone();
+    let remover = std::thread::spawn(move || docker(&["rm", "-f", &name]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while crate::common::inspect(&env.name, "{{.State.Status}}") != "removing" {
+        assert!(Instant::now() < deadline, "the removal was never seen in progress");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let run = env.agent(&["run", "--once"]);
+    remover.join().unwrap();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("waiting for the engine to finish removing it"), "{}", run.stderr);
+    assert_eq!(env.state()["phase"], "ready");
+    let url = env.agent(&["url"]).expect(0).stdout;
+    let (base, _, token) = split_url(url.trim());
+    assert_eq!(get_status(&format!("{base}/api/status"), &token), 200);
+}

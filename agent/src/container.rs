@@ -5,13 +5,16 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, HostConfig, PortBinding, RestartPolicy,
+    RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
 use bollard::Docker;
+use jupyter_proto::retry::{retry, Policy, Transient};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tracing::{debug, info};
@@ -214,13 +217,118 @@ async fn inspect(docker: &Docker, name: &str) -> Result<Option<ContainerInspectR
     }
 }
 
+/// Looking again whether the engine has finished removing a container that
+/// an earlier request (a killed agent's, someone's `docker rm`) is removing:
+/// every 0.2 to 2 s, for at most 2 minutes.
+const REMOVAL_WAIT: Policy = Policy::new(Duration::from_millis(200), Duration::from_secs(1), Duration::from_secs(120));
+
+/// The container exists and the engine is removing it, or left it `dead`
+/// (a removal that failed half-way).
+fn is_removing(c: &ContainerInspectResponse) -> bool {
+    matches!(c.state.as_ref().and_then(|s| s.status), Some(ContainerStateStatusEnum::REMOVING))
+}
+
+fn is_dead(c: &ContainerInspectResponse) -> bool {
+    matches!(c.state.as_ref().and_then(|s| s.status), Some(ContainerStateStatusEnum::DEAD))
+}
+
+/// Still being removed.
+struct StillRemoving;
+
+impl Transient for StillRemoving {
+    fn is_transient(&self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Display for StillRemoving {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("still being removed")
+    }
+}
+
+/// Waits until the engine has finished an earlier removal of `name`;
+/// returns what is left (`None`: gone; a `dead` container: the removal failed).
+async fn wait_for_removal(docker: &Docker, name: &str) -> Result<Option<ContainerInspectResponse>> {
+    info!(container = %name, "an earlier request is removing the container: waiting for the engine to finish removing it");
+    let left = std::sync::Mutex::new(None);
+    let waited = retry(
+        &REMOVAL_WAIT,
+        |_| async {
+            match inspect(docker, name).await {
+                Ok(Some(c)) if is_removing(&c) => Err(Waited::Still(StillRemoving)),
+                Ok(found) => {
+                    *left.lock().expect("not poisoned") = found;
+                    Ok(())
+                }
+                Err(e) => Err(Waited::Failed(e)),
+            }
+        },
+        |_, _| {},
+    )
+    .await;
+    match waited {
+        Ok(()) => Ok(left.into_inner().expect("not poisoned")),
+        Err(jupyter_proto::retry::Error::Permanent(Waited::Failed(e))) => Err(e),
+        Err(_) => bail!(
+            "the engine was still removing the container {name} after {}; see `docker ps -a` and the engine's log, then run the agent again",
+            humantime::format_duration(REMOVAL_WAIT.budget)
+        ),
+    }
+}
+
+enum Waited {
+    Still(StillRemoving),
+    Failed(anyhow::Error),
+}
+
+impl Transient for Waited {
+    fn is_transient(&self) -> bool {
+        matches!(self, Waited::Still(_))
+    }
+}
+
+impl std::fmt::Display for Waited {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Waited::Still(s) => s.fmt(f),
+            Waited::Failed(e) => write!(f, "{e:#}"),
+        }
+    }
+}
+
+/// Removes an outdated (or dead) container, waiting for a removal that is
+/// already in progress (409 from the engine) instead of failing on it.
+async fn remove(docker: &Docker, id: &str, name: &str) -> Result<()> {
+    let force = || Some(RemoveContainerOptionsBuilder::new().force(true).build());
+    match docker.remove_container(id, force()).await {
+        Ok(()) => Ok(()),
+        Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, message })
+            if message.contains("already in progress") =>
+        {
+            if wait_for_removal(docker, name).await?.is_some() {
+                docker
+                    .remove_container(name, force())
+                    .await
+                    .with_context(|| format!("removing the container {name} that an earlier removal left"))?;
+            }
+            Ok(())
+        }
+        Err(e) => Err(e).with_context(|| format!("removing the outdated container {name}")),
+    }
+}
+
 /// Makes the container named in `spec` exist, match `spec`, and run.
 /// A running container with the same hash is left alone (never restarted).
 pub async fn ensure(docker: &Docker, spec: &Spec) -> Result<Running> {
     let hash = spec.hash();
     // `Spec`'s Debug form hides the environment's values.
     debug!(spec = ?spec, hash = %hash, "the container's specification");
-    let action = match inspect(docker, &spec.name).await? {
+    let mut found = inspect(docker, &spec.name).await?;
+    if found.as_ref().is_some_and(is_removing) {
+        found = wait_for_removal(docker, &spec.name).await?;
+    }
+    let action = match found {
         None => {
             create_and_start(docker, spec).await?;
             "created".to_string()
@@ -237,7 +345,12 @@ pub async fn ensure(docker: &Docker, spec: &Spec) -> Result<Running> {
             let id = existing.id.clone().unwrap_or_default();
             let state = existing.state.as_ref();
             let running = state.and_then(|s| s.running).unwrap_or(false);
-            if labels.get(LABEL_HASH) == Some(&hash) {
+            if is_dead(&existing) {
+                info!(container = %spec.name, "the container is dead (a removal failed half-way): recreating it");
+                remove(docker, &id, &spec.name).await?;
+                create_and_start(docker, spec).await?;
+                "recreated: it was dead".to_string()
+            } else if labels.get(LABEL_HASH) == Some(&hash) {
                 if running {
                     "reused".to_string()
                 } else {
@@ -249,10 +362,7 @@ pub async fn ensure(docker: &Docker, spec: &Spec) -> Result<Running> {
                 }
             } else {
                 info!(container = %spec.name, "configuration changed: recreating the container");
-                docker
-                    .remove_container(&id, Some(RemoveContainerOptionsBuilder::new().force(true).build()))
-                    .await
-                    .with_context(|| format!("removing the outdated container {}", spec.name))?;
+                remove(docker, &id, &spec.name).await?;
                 create_and_start(docker, spec).await?;
                 "recreated: configuration changed".to_string()
             }
