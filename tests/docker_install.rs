@@ -126,10 +126,27 @@ fn an_invalid_daemon_json_is_left_untouched_and_reported() {
     );
 }
 
+/// Whether dpkg below `root` has recorded a package unpacked but not yet
+/// configured (its status file, or the journal it merges into it later).
+fn dpkg_has_unconfigured(root: &Path) -> bool {
+    let dpkg = root.join("var/lib/dpkg");
+    let mut files = vec![dpkg.join("status")];
+    if let Ok(entries) = std::fs::read_dir(dpkg.join("updates")) {
+        files.extend(entries.flatten().map(|e| e.path()));
+    }
+    files.iter().any(|f| {
+        std::fs::read_to_string(f)
+            .is_ok_and(|t| t.contains("Status: install ok unpacked") || t.contains("Status: install ok half-"))
+    })
+}
+
 /// The real thing: debootstrap a Debian root without Docker, hold its dpkg
-/// lock for a while, and install Docker into it with the agent.
+/// lock for a while, install Docker into it with the agent, and cut that
+/// install in the middle of dpkg's work (the agent and every process it
+/// started, as a reboot does); the next run rolls dpkg forward and finishes.
 #[test]
-fn a_real_install_into_a_fresh_debian_root_waits_for_the_lock_and_installs_docker() {
+fn a_real_install_into_a_fresh_debian_root_waits_for_the_lock_survives_a_kill_and_installs_docker() {
+    use std::os::unix::process::CommandExt;
     let env = Env::new("realinstall");
     config(&env, "registry_mirrors = [\"https://registry-mirror.example\"]");
     let root = env.path("debian");
@@ -151,14 +168,42 @@ fn a_real_install_into_a_fresh_debian_root_waits_for_the_lock_and_installs_docke
         std::thread::sleep(Duration::from_millis(20));
     }
 
-    let run = env.agent(&["install-docker", "--root", root.to_str().unwrap()]).expect(0);
+    // The first run, in a process group of its own so that the kill reaches
+    // apt-get and dpkg too.
+    let first_log = env.path("first-run.log");
+    let mut first = Command::new(crate::common::bin("jupyter-agent"))
+        .arg("--config")
+        .arg(env.config_path())
+        .args(["install-docker", "--root", root.to_str().unwrap()])
+        .env("JUPYTER_AGENT_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&first_log).unwrap())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !dpkg_has_unconfigured(&root) {
+        assert!(first.try_wait().unwrap().is_none(), "the install finished before dpkg was seen unpacking");
+        assert!(Instant::now() < deadline, "dpkg never unpacked anything");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let group = format!("-{}", first.id());
+    assert!(Command::new("kill").args(["-KILL", "--", &group]).status().unwrap().success());
+    first.wait().unwrap();
     holder.wait().unwrap();
+    let stderr = std::fs::read_to_string(&first_log).unwrap();
     assert!(
-        run.stderr.contains("waiting for the package manager lock, held by another process"),
-        "the installer says that it waits:\n{}",
-        run.stderr
+        stderr.contains("waiting for the package manager lock, held by another process"),
+        "the installer says that it waits:\n{stderr}"
     );
-    assert!(run.stderr.contains("the package manager lock was released; going on"), "{}", run.stderr);
+    assert!(stderr.contains("the package manager lock was released; going on"), "{stderr}");
+    // dpkg was cut in the middle: what apt-get would refuse to work on.
+    let audit = Command::new("chroot").arg(&root).args(["dpkg", "--audit"]).output().unwrap();
+    assert!(!audit.stdout.is_empty(), "dpkg --audit finds the interrupted packages");
+
+    let run = env.agent(&["install-docker", "--root", root.to_str().unwrap()]).expect(0);
+    let audit = Command::new("chroot").arg(&root).args(["dpkg", "--audit"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&audit.stdout), "", "nothing is left half-installed\n{}", run.stderr);
 
     // Docker is installed inside the root, and nothing was started from it.
     assert!(root.join("usr/sbin/dockerd").is_file(), "dockerd is installed in the root");
@@ -181,7 +226,9 @@ fn a_real_install_into_a_fresh_debian_root_waits_for_the_lock_and_installs_docke
         [
             "docker: plan",
             "docker: write /usr/sbin/policy-rc.d",
+            "docker: dpkg --configure -a",
             "docker: apt-get update",
+            "docker: apt-get install -y --fix-broken",
             "docker: apt-get install docker.io",
             "docker: remove /usr/sbin/policy-rc.d",
             "docker: daemon.json registry mirrors"

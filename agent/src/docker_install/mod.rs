@@ -232,6 +232,7 @@ pub async fn start(cfg: &Config, daemon_json_changed: bool, progress: &mut dyn P
         timeout: Duration::from_secs(180),
         retry: false,
         needs_lock: false,
+        may_fail: false,
     };
     let detail = if has_systemd() {
         executor.run(&systemctl(&["systemctl", "enable", "--now", "docker"])).await?;

@@ -50,6 +50,9 @@ pub enum Action {
         retry: bool,
         /// It uses the package manager: wait for its lock first.
         needs_lock: bool,
+        /// Its failure is reported and the plan goes on (a repair whose
+        /// leftovers a later step finishes).
+        may_fail: bool,
     },
     /// Writes a file (below the root), creating its directory.
     Write { path: PathBuf, content: String, mode: u32 },
@@ -63,7 +66,9 @@ impl Action {
         match self {
             Action::Run { argv, .. } => {
                 // The program and its first operands, without options (nor `-o VALUE`).
-                let mut words = Vec::new();
+                // With no operand after the subcommand, the options are the step
+                // (`dpkg --configure -a`, `apt-get install -y --fix-broken`).
+                let mut all = Vec::new();
                 let mut skip_next = false;
                 for w in argv {
                     if std::mem::take(&mut skip_next) {
@@ -71,11 +76,15 @@ impl Action {
                     }
                     if w == "-o" {
                         skip_next = true;
-                    } else if !w.starts_with('-') {
-                        words.push(w.as_str());
+                    } else {
+                        all.push(w.as_str());
                     }
                 }
-                format!("docker: {}", words[..words.len().min(3)].join(" "))
+                let words: Vec<&str> = all.iter().copied().filter(|w| !w.starts_with('-')).collect();
+                if words.len() <= 2 {
+                    return format!("docker: {}", all.join(" "));
+                }
+                format!("docker: {}", words[..3].join(" "))
             }
             Action::Write { path, .. } => format!("docker: write {}", path.display()),
             Action::Remove { path } => format!("docker: remove {}", path.display()),
@@ -86,7 +95,7 @@ impl Action {
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Action::Run { argv, env, timeout, retry, .. } => {
+            Action::Run { argv, env, timeout, retry, may_fail, .. } => {
                 write!(f, "run   ")?;
                 for (k, v) in env {
                     write!(f, "{k}={v} ")?;
@@ -94,9 +103,10 @@ impl fmt::Display for Action {
                 write!(f, "{}", argv.join(" "))?;
                 write!(
                     f,
-                    "   (timeout {}{})",
+                    "   (timeout {}{}{})",
                     humantime::format_duration(*timeout),
-                    if *retry { ", retried" } else { "" }
+                    if *retry { ", retried" } else { "" },
+                    if *may_fail { ", may fail" } else { "" }
                 )
             }
             Action::Write { path, content, mode } => {
@@ -136,7 +146,7 @@ fn argv(words: &[&str]) -> Vec<String> {
 }
 
 fn pm_run(words: &[&str], timeout: Duration) -> Action {
-    Action::Run { argv: argv(words), env: Vec::new(), timeout, retry: true, needs_lock: true }
+    Action::Run { argv: argv(words), env: Vec::new(), timeout, retry: true, needs_lock: true, may_fail: false }
 }
 
 fn apt(words: &[&str], timeout: Duration) -> Action {
@@ -150,7 +160,38 @@ fn apt(words: &[&str], timeout: Duration) -> Action {
         timeout,
         retry: true,
         needs_lock: true,
+        may_fail: false,
     }
+}
+
+/// Rolls forward what an interrupted dpkg run left (a kill, a reboot, a
+/// timeout in the middle of an install): without it every later apt-get
+/// refuses with "dpkg was interrupted". It configures what it can; packages
+/// whose dependencies were never unpacked stay for [`apt_fix_broken`], so its
+/// failure does not end the plan. A no-op when nothing is pending. See
+/// docs/docker-install.md#interrupted-installs.
+fn dpkg_roll_forward() -> Action {
+    Action::Run {
+        argv: argv(&["dpkg", "--configure", "-a"]),
+        env: vec![("DEBIAN_FRONTEND".into(), "noninteractive".into())],
+        timeout: INSTALL_TIMEOUT,
+        retry: false,
+        needs_lock: true,
+        may_fail: true,
+    }
+}
+
+/// Installs what unpacked packages still depend on (after an interrupted
+/// install); nothing on a healthy system. Never an upgrade.
+fn apt_fix_broken() -> Action {
+    apt(&["install", "-y", "--fix-broken"], INSTALL_TIMEOUT)
+}
+
+/// yum's journal of an unfinished transaction, finished (yum-utils, which
+/// the plan installs first, provides the command). dnf keeps no such
+/// journal: its next install redoes the transaction.
+fn yum_roll_forward() -> Action {
+    pm_run(&["yum-complete-transaction", "-y"], INSTALL_TIMEOUT)
 }
 
 /// The CPU architecture as dpkg names it.
@@ -180,6 +221,7 @@ pub fn plan(distro: &Distro, source: DockerSource, mirror: &str, chrooted: bool)
         timeout: SHORT_TIMEOUT,
         retry: false,
         needs_lock: false,
+        may_fail: false,
     };
     let ce_packages = vec!["docker-ce".to_string(), "docker-ce-cli".to_string(), "containerd.io".to_string()];
     let rpm_only = |what: &str| {
@@ -201,7 +243,12 @@ pub fn plan(distro: &Distro, source: DockerSource, mirror: &str, chrooted: bool)
                         PackageManager::Apt,
                         "distro",
                         packages.clone(),
-                        vec![apt(&["update"], UPDATE_TIMEOUT), apt(&install, INSTALL_TIMEOUT)],
+                        vec![
+                            dpkg_roll_forward(),
+                            apt(&["update"], UPDATE_TIMEOUT),
+                            apt_fix_broken(),
+                            apt(&install, INSTALL_TIMEOUT),
+                        ],
                     )
                 }
                 DockerSource::DockerCe => {
@@ -218,7 +265,9 @@ pub fn plan(distro: &Distro, source: DockerSource, mirror: &str, chrooted: bool)
                         "docker-ce",
                         ce_packages.clone(),
                         vec![
+                            dpkg_roll_forward(),
                             apt(&["update"], UPDATE_TIMEOUT),
+                            apt_fix_broken(),
                             apt(
                                 &["install", "-y", "--no-install-recommends", "ca-certificates", "curl"],
                                 INSTALL_TIMEOUT,
@@ -238,6 +287,7 @@ pub fn plan(distro: &Distro, source: DockerSource, mirror: &str, chrooted: bool)
                                 timeout: SHORT_TIMEOUT,
                                 retry: true,
                                 needs_lock: false,
+                                may_fail: false,
                             },
                             Action::Write {
                                 path: PathBuf::from("/etc/apt/sources.list.d/docker.list"),
@@ -283,6 +333,7 @@ pub fn plan(distro: &Distro, source: DockerSource, mirror: &str, chrooted: bool)
                 vec!["docker-ce".to_string()],
                 vec![
                     pm_run(&["yum", "-y", "install", "yum-utils"], INSTALL_TIMEOUT),
+                    yum_roll_forward(),
                     pm_run(&["yum-config-manager", "--add-repo", &rpm_repo], SHORT_TIMEOUT),
                     rewrite_repo(),
                     pm_run(
@@ -312,6 +363,7 @@ pub fn plan(distro: &Distro, source: DockerSource, mirror: &str, chrooted: bool)
                 ce_packages.clone(),
                 vec![
                     pm_run(&["yum", "-y", "install", "yum-utils"], INSTALL_TIMEOUT),
+                    yum_roll_forward(),
                     pm_run(&["yum-config-manager", "--add-repo", &rpm_repo], SHORT_TIMEOUT),
                     rewrite_repo(),
                     pm_run(&install, INSTALL_TIMEOUT),
@@ -395,7 +447,9 @@ mod tests {
         assert_eq!(
             commands(&p),
             [
+                "dpkg --configure -a",
                 "apt-get -o DPkg::Lock::Timeout=600 update",
+                "apt-get -o DPkg::Lock::Timeout=600 install -y --fix-broken",
                 "apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends docker.io ca-certificates"
             ]
         );
@@ -483,7 +537,15 @@ mod tests {
     fn step_names_are_the_command_without_options() {
         let p = plan_for(super::super::tests::os_release("debian-12"), DockerSource::Auto).unwrap();
         let names: Vec<String> = p.actions.iter().map(Action::name).collect();
-        assert_eq!(names, ["docker: apt-get update", "docker: apt-get install docker.io"]);
+        assert_eq!(
+            names,
+            [
+                "docker: dpkg --configure -a",
+                "docker: apt-get update",
+                "docker: apt-get install -y --fix-broken",
+                "docker: apt-get install docker.io"
+            ]
+        );
     }
 
     #[test]

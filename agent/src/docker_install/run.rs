@@ -91,7 +91,7 @@ impl Executor {
                     Err(e) => Err(e).with_context(|| format!("removing {}", target.display())),
                 }
             }
-            Action::Run { argv, env, timeout, retry: retried, needs_lock } => {
+            Action::Run { argv, env, timeout, retry: retried, needs_lock, may_fail } => {
                 let cmd = argv.join(" ");
                 let attempts = AtomicU32::new(0);
                 let policy = if *retried { COMMAND_RETRY } else { COMMAND_RETRY.attempts(1) };
@@ -116,7 +116,14 @@ impl Executor {
                         n => Ok(format!("done after {n} attempts")),
                     },
                     Err(jupyter_proto::retry::Error::Permanent(CommandFailed::Fatal(e))) => Err(e),
-                    Err(e) => Err(anyhow!(e.last_message().unwrap_or_else(|| format!("`{cmd}` failed")))),
+                    Err(e) => {
+                        let message = e.last_message().unwrap_or_else(|| format!("`{cmd}` failed"));
+                        if *may_fail {
+                            warn!("{message}; going on: a later step finishes what it left");
+                            return Ok(format!("left unfinished, going on: {message}"));
+                        }
+                        Err(anyhow!(message))
+                    }
                 }
             }
         }
@@ -416,6 +423,7 @@ mod tests {
             timeout: Duration::from_secs(5),
             retry,
             needs_lock: false,
+            may_fail: false,
         }
     }
 
@@ -454,6 +462,7 @@ mod tests {
             timeout: Duration::from_millis(200),
             retry: false,
             needs_lock: false,
+            may_fail: false,
         };
         assert_eq!(
             executor(dir.path()).run(&slow).await.unwrap_err().to_string(),
