@@ -45,7 +45,10 @@ fn a_first_run_converges_and_the_reported_url_opens_jupyter() {
         .iter()
         .map(|s| (s["name"].as_str().unwrap(), s["status"].as_str().unwrap()))
         .collect();
-    assert_eq!(steps, [("engine", "done"), ("image", "done"), ("container", "done"), ("token", "done")]);
+    assert_eq!(
+        steps,
+        [("engine", "done"), ("image", "done"), ("network", "done"), ("container", "done"), ("token", "done")]
+    );
     assert_eq!(state["container"]["name"], env.name.as_str());
     assert_eq!(mode(&env.state_dir().join("state.json")), 0o600);
 

@@ -298,3 +298,114 @@ fn a_removal_already_in_progress_is_waited_for() {
     let (base, _, token) = split_url(url.trim());
     assert_eq!(get_status(&format!("{base}/api/status"), &token), 200);
 }
+
+/// A test host in a network namespace of the test's own (a veth pair to
+/// this host), serving HTTP on `10.254.254.2:8080`: the metadata service's
+/// stand-in for a container, which cannot reach the host's loopback.
+struct NamespaceHost {
+    ns: String,
+    server: std::process::Child,
+}
+
+impl NamespaceHost {
+    const ADDRESS: &'static str = "10.254.254.2";
+
+    fn start() -> NamespaceHost {
+        let id = std::process::id();
+        let (ns, outer, inner) = (format!("ja-meta-{id}"), format!("jamh{id}"), format!("jamn{id}"));
+        let ip = |args: &[&str]| {
+            let out = Command::new("ip").args(args).output().unwrap();
+            assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        ip(&["netns", "add", &ns]);
+        ip(&["link", "add", &outer, "type", "veth", "peer", "name", &inner]);
+        ip(&["link", "set", &inner, "netns", &ns]);
+        ip(&["addr", "add", "10.254.254.1/30", "dev", &outer]);
+        ip(&["link", "set", &outer, "up"]);
+        ip(&["netns", "exec", &ns, "ip", "addr", "add", "10.254.254.2/30", "dev", &inner]);
+        ip(&["netns", "exec", &ns, "ip", "link", "set", &inner, "up"]);
+        let server = Command::new("ip")
+            .args(["netns", "exec", &ns, "python3", "-m", "http.server", "8080", "--bind", Self::ADDRESS])
+            .current_dir(std::env::temp_dir())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let host = NamespaceHost { ns, server };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect_timeout(&"10.254.254.2:8080".parse().unwrap(), Duration::from_secs(1))
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "the test host never answered");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        host
+    }
+}
+
+impl Drop for NamespaceHost {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        // Removing the namespace removes both ends of the veth pair.
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
+/// What a participant's notebook would try: an HTTP request from inside the
+/// container to `url`; its exit code and error.
+fn fetch_from_container(name: &str, url: &str) -> (bool, String) {
+    let script = format!("import urllib.request; urllib.request.urlopen('{url}', timeout=5).read()");
+    let out = docker(&["exec", name, "python3", "-c", &script]);
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn docker_user_rules() -> String {
+    String::from_utf8_lossy(&Command::new("iptables").args(["-w", "-S", "DOCKER-USER"]).output().unwrap().stdout)
+        .into_owned()
+}
+
+/// The container could read the instance's user data (access keys, the
+/// signed ROS URL) from the metadata service. By default the agent now
+/// rejects what its containers send to the metadata service's address;
+/// `[container] metadata_access = true` allows it, and removes the rule.
+/// The metadata service here is a test host in a network namespace (no
+/// packet goes to the real one's address).
+#[test]
+fn the_container_cannot_reach_the_metadata_service_unless_allowed() {
+    let host = NamespaceHost::start();
+    let env = Env::new("metadata-block");
+    let endpoint = format!("http://{}:8080", NamespaceHost::ADDRESS);
+    let config = |access: &str| {
+        let mut c = env.base_config(access);
+        c = c.replace("[jupyter]\n", &format!("[jupyter]\nmetadata_endpoint = \"{endpoint}\"\n"));
+        env.write_config(&c);
+    };
+    let rule = format!("-A DOCKER-USER -d {}/32 -i jupyter-agent0", NamespaceHost::ADDRESS);
+
+    // Allowed: the test host is reachable from the container, so a refusal
+    // later is the rule's doing.
+    config("metadata_access = true");
+    env.agent(&["run", "--once"]).expect(0);
+    let (ok, err) = fetch_from_container(&env.name, &endpoint);
+    assert!(ok, "reachable while allowed: {err}");
+    assert!(!docker_user_rules().contains(&rule));
+
+    // The default: rejected.
+    config("");
+    let run = env.agent(&["run", "--once"]).expect(0);
+    let network = &env.state()["steps"][2];
+    assert_eq!(network["name"], "network", "{network}");
+    assert_eq!(network["detail"], "jupyter-agent; metadata service: blocked", "{}", run.stderr);
+    let (ok, err) = fetch_from_container(&env.name, &endpoint);
+    assert!(!ok && err.contains("Connection refused"), "blocked: {err}");
+    assert!(docker_user_rules().contains(&rule), "{}", docker_user_rules());
+
+    // Allowed again: the rule is gone.
+    config("metadata_access = true");
+    env.agent(&["run", "--once"]).expect(0);
+    let (ok, err) = fetch_from_container(&env.name, &endpoint);
+    assert!(ok, "reachable once allowed again: {err}");
+    assert!(!docker_user_rules().contains(&rule));
+    drop(host);
+}

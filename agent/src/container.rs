@@ -41,6 +41,8 @@ pub struct Spec {
     pub publish: Publish,
     pub binds: Vec<String>,
     pub restart: config::RestartPolicy,
+    /// The Docker network it joins (the agent's own, crate::network).
+    pub network: String,
     /// The workspace copy the container mounts: a reset replaces the
     /// directory, and a bind mount would keep the old one.
     pub workspace: Option<String>,
@@ -77,6 +79,7 @@ impl Spec {
             publish: cfg.publish,
             binds: cfg.volumes.iter().map(config::Volume::bind).collect(),
             restart: cfg.restart,
+            network: crate::network::NETWORK.to_string(),
             workspace: workspace.map(str::to_string),
         })
     }
@@ -120,6 +123,7 @@ impl Spec {
                 binds: if self.binds.is_empty() { None } else { Some(self.binds.clone()) },
                 port_bindings: Some(HashMap::from([(self.port_key(), Some(vec![binding]))])),
                 restart_policy: Some(RestartPolicy { name: Some(restart), maximum_retry_count: None }),
+                network_mode: Some(self.network.clone()),
                 ..Default::default()
             }),
             ..Default::default()

@@ -145,6 +145,16 @@ impl<'a> Converger<'a> {
         }
         t.done("image", prepared.detail);
 
+        t.begin("network", Phase::StartingContainer);
+        crate::network::ensure(&docker).await?;
+        let access = match (cfg.container.metadata_access, cfg.jupyter.metadata_address()) {
+            (false, Some(address)) => crate::network::block(address).await?,
+            (true, Some(address)) => crate::network::allow(address).await?,
+            // Refused by the configuration's check; nothing to allow by address.
+            (_, None) => "allowed",
+        };
+        t.done("network", format!("{}; metadata service: {access}", crate::network::NETWORK));
+
         t.begin("container", Phase::StartingContainer);
         let spec = Spec::new(&cfg.container, &cfg.image.reference, &prepared.id, workspace.as_deref())
             .context("preparing the container")?;

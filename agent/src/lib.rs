@@ -34,6 +34,7 @@ pub mod http;
 pub mod image;
 pub mod jupyter;
 pub mod logging;
+pub mod network;
 pub mod service;
 pub mod state;
 pub mod token;

@@ -152,6 +152,9 @@ pub struct ContainerConfig {
     pub port: u16,
     pub publish: Publish,
     pub restart: RestartPolicy,
+    /// Whether the container may reach the metadata service (default: no;
+    /// docs/threat-model.md#the-metadata-service).
+    pub metadata_access: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -159,6 +162,14 @@ pub struct JupyterConfig {
     pub ready_timeout: Duration,
     pub url_host: UrlHost,
     pub metadata_endpoint: String,
+}
+
+impl JupyterConfig {
+    /// The metadata service's address: the host of `metadata_endpoint`, when
+    /// it is an IPv4 address.
+    pub fn metadata_address(&self) -> Option<std::net::Ipv4Addr> {
+        reqwest::Url::parse(&self.metadata_endpoint).ok()?.host_str()?.parse().ok()
+    }
 }
 
 impl Config {
@@ -272,6 +283,7 @@ impl Config {
             port: c.port("port", false)?.unwrap_or(8888),
             publish: c.parsed("publish")?.unwrap_or(Publish { address: IpAddr::from([0, 0, 0, 0]), port: 8888 }),
             restart: c.parsed("restart")?.unwrap_or(RestartPolicy::UnlessStopped),
+            metadata_access: c.boolean("metadata_access")?.unwrap_or(false),
         };
         c.finish()?;
 
@@ -281,6 +293,13 @@ impl Config {
             url_host: j.parsed("url_host")?.unwrap_or(UrlHost::Auto),
             metadata_endpoint: j.http_url("metadata_endpoint")?.unwrap_or_else(|| DEFAULT_METADATA_ENDPOINT.into()),
         };
+        if !container.metadata_access && jupyter.metadata_address().is_none() {
+            return Err(j.err(
+                "metadata_endpoint",
+                Some(toml_str(&jupyter.metadata_endpoint)),
+                "expected an IPv4 address as the host (the agent keeps the container from reaching it), unless [container] metadata_access = true",
+            ));
+        }
         j.finish()?;
         root.finish()?;
 

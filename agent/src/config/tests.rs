@@ -72,7 +72,7 @@ fn rejections_name_file_key_value_and_expectation() {
     let cases: &[(&str, String)] = &[
         ("[container]\nport = 70000\n", format!("{f}: [container] port = 70000: expected an integer from 1 to 65535")),
         ("[container]\nport = \"8888\"\n", format!("{f}: [container] port = \"8888\": expected an integer from 1 to 65535")),
-        ("[container]\nprot = 1\n", format!("{f}: [container] prot: unknown key; expected one of: name, command, user, env, env_file, volumes, port, publish, restart")),
+        ("[container]\nprot = 1\n", format!("{f}: [container] prot: unknown key; expected one of: name, command, user, env, env_file, volumes, port, publish, restart, metadata_access")),
         ("colour = 1\n", format!("{f}: colour: unknown key; expected one of: state_dir, log_dir, socket, result_file, docker, workspace, image, container, jupyter")),
         ("[jupyter]\nready_timeout = \"soon\"\n", format!("{f}: [jupyter] ready_timeout = \"soon\": expected a duration such as \"90s\", \"10m\" or \"1h\"")),
         ("[jupyter]\nready_timeout = 600\n", format!("{f}: [jupyter] ready_timeout = 600: expected a duration such as \"90s\", \"10m\" or \"1h\"")),
@@ -214,6 +214,10 @@ fn dangerous_or_malformed_values_are_refused_when_read() {
         (
             "[jupyter]\nmetadata_endpoint = \"http://x y\"\n".into(),
             format!("{f}: [jupyter] metadata_endpoint = \"http://x y\": expected an http:// URL with a host and no spaces"),
+        ),
+        (
+            "[jupyter]\nmetadata_endpoint = \"http://metadata.example\"\n".into(),
+            format!("{f}: [jupyter] metadata_endpoint = \"http://metadata.example\": expected an IPv4 address as the host (the agent keeps the container from reaching it), unless [container] metadata_access = true"),
         ),
         (
             "[container]\nvolumes = [\"/:/host\"]\n".into(),
