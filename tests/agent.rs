@@ -72,14 +72,13 @@ fn a_second_run_changes_nothing() {
     assert_eq!(inspect(&env.name, "{{.Id}}"), id, "same container");
     assert_eq!(inspect(&env.name, "{{.State.StartedAt}}"), started, "not restarted");
     assert_eq!(env.agent(&["url"]).expect(0).stdout, url, "same URL and token");
-    let state = env.state();
-    assert_eq!(state["steps"][2]["detail"], "reused");
+    assert_eq!(env.step_detail("container"), "reused");
 
     // Stopped from outside: the next run starts the same container again.
     assert!(docker(&["stop", "-t", "1", &env.name]).status.success());
     env.agent(&["run", "--once"]).expect(0);
     assert_eq!(inspect(&env.name, "{{.Id}}"), id, "same container, started again");
-    assert_eq!(env.state()["steps"][2]["detail"], "started");
+    assert_eq!(env.step_detail("container"), "started");
     let (base, _, token) = split_url(env.agent(&["url"]).expect(0).stdout.trim());
     assert_eq!(get_status(&format!("{base}/api/status"), &token), 200, "the new run's token is proven");
 }
@@ -99,7 +98,7 @@ fn a_changed_configuration_recreates_the_container_and_keeps_env_values_out_of_l
     let run = env.agent(&["run", "--once"]).expect(0);
     let new_id = inspect(&env.name, "{{.Id}}");
     assert_ne!(new_id, id, "recreated");
-    assert_eq!(env.state()["steps"][2]["detail"], "recreated: configuration changed");
+    assert_eq!(env.step_detail("container"), "recreated: configuration changed");
     let vars = inspect(&env.name, "{{json .Config.Env}}");
     assert!(
         vars.contains("ACCESS_KEY_SECRET=very-secret-value-1") && vars.contains("BUCKET=bucket-secret-2"),
@@ -242,7 +241,7 @@ fn an_image_is_built_from_a_context_and_rebuilt_only_when_it_changes() {
     env.agent(&["run", "--once"]).expect(0);
     let state = env.state();
     assert_eq!(state["image"]["source"], "build");
-    assert_eq!(state["steps"][1]["detail"], "built");
+    assert_eq!(env.step_detail("image"), "built");
     let image_id = inspect(&tag, "{{.Id}}");
     let id = inspect(&env.name, "{{.Id}}");
     let out = docker(&["exec", &env.name, "cat", "/hello.txt"]);
@@ -300,7 +299,7 @@ fn an_image_archive_is_loaded_and_tagged() {
     env.write_config(&cfg);
     env.agent(&["run", "--once"]).expect(0);
     assert_eq!(inspect(&tag, "{{.Id}}"), inspect(&common::test_image(), "{{.Id}}"));
-    assert_eq!(env.state()["steps"][1]["detail"], "loaded");
+    assert_eq!(env.step_detail("image"), "loaded");
 }
 
 #[test]

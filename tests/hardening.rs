@@ -394,9 +394,7 @@ fn the_container_cannot_reach_the_metadata_service_unless_allowed() {
     // The default: rejected.
     config("");
     let run = env.agent(&["run", "--once"]).expect(0);
-    let network = &env.state()["steps"][2];
-    assert_eq!(network["name"], "network", "{network}");
-    assert_eq!(network["detail"], "jupyter-agent; metadata service: blocked", "{}", run.stderr);
+    assert_eq!(env.step_detail("network"), "jupyter-agent; metadata service: blocked", "{}", run.stderr);
     let (ok, err) = fetch_from_container(&env.name, &endpoint);
     assert!(!ok && err.contains("Connection refused"), "blocked: {err}");
     assert!(docker_user_rules().contains(&rule), "{}", docker_user_rules());
