@@ -290,3 +290,62 @@ fn a_tarball_workspace_is_verified_before_anything_is_written() {
 fn hex_decode(s: &str) -> Vec<u8> {
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
 }
+
+/// The env file (access keys) was written into the workspace, which was the
+/// build context: sent to the engine and baked into a layer by any `COPY .`;
+/// and a participant's edit changed the image, so the next converge rebuilt
+/// it and recreated the container. The image is now built from the
+/// materials as fetched, honouring `.dockerignore`, without the env file.
+#[test]
+fn the_image_is_built_from_the_materials_as_fetched_without_secrets_or_ignored_files() {
+    let mut env = Env::new("ws-context");
+    let tag = format!("{}:latest", env.name);
+    env.images.push(tag.clone());
+    let repo = env.path("repo");
+    write_materials(&repo);
+    std::fs::write(
+        repo.join("Dockerfile"),
+        format!(
+            "FROM {}\nCOPY . /ctx\nWORKDIR /\n\
+             CMD [\"jupyter-notebook\", \"--ip=0.0.0.0\", \"--port=8888\", \"--allow-root\", \"--no-browser\", \"--notebook-dir=/\"]\n",
+            common::test_image()
+        ),
+    )
+    .unwrap();
+    std::fs::write(repo.join(".dockerignore"), "# the organiser's own\nprivate\n!private/keep.txt\n").unwrap();
+    std::fs::create_dir_all(repo.join("private")).unwrap();
+    std::fs::write(repo.join("private/key.pem"), "not for the image").unwrap();
+    std::fs::write(repo.join("private/keep.txt"), "kept").unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "materials"]);
+    env.write_config(&config(&env, &tag, &format!("source = \"file://{}\"\nref = \"main\"", repo.display())));
+    env.agent(&["run", "--once"]).expect(0);
+
+    let files = String::from_utf8_lossy(&docker(&["exec", &env.name, "find", "/ctx", "-type", "f"]).stdout)
+        .lines()
+        .map(str::to_string)
+        .collect::<std::collections::BTreeSet<_>>();
+    for present in ["/ctx/Dockerfile", "/ctx/hello.ipynb", "/ctx/requirements.txt", "/ctx/private/keep.txt"] {
+        assert!(files.contains(present), "{present} missing from {files:?}");
+    }
+    for absent in ["/ctx/env", "/ctx/private/key.pem"] {
+        assert!(!files.contains(absent), "{absent} is in the image: {files:?}");
+    }
+    assert!(files.iter().all(|f| !f.starts_with("/ctx/.git/")), "{files:?}");
+    let grep = docker(&["exec", &env.name, "grep", "-rl", SECRET, "/ctx"]);
+    assert!(grep.stdout.is_empty(), "the secret is in the image: {}", String::from_utf8_lossy(&grep.stdout));
+    // The participant's copy holds the env file, for the container.
+    assert!(env.path("handson/env").exists());
+
+    // A participant edits their copy: the next converge neither rebuilds
+    // nor recreates.
+    let image = common::inspect(&tag, "{{.Id}}");
+    let container = common::inspect(&env.name, "{{.Id}}");
+    std::fs::write(env.path("handson/hello.ipynb"), NOTEBOOK.replace("[]", "[{}]")).unwrap();
+    std::fs::write(env.path("handson/mine.py"), "print('mine')\n").unwrap();
+    env.agent(&["run", "--once"]).expect(0);
+    assert_eq!(common::inspect(&tag, "{{.Id}}"), image, "the image is the same");
+    assert_eq!(common::inspect(&env.name, "{{.Id}}"), container, "the container is the same");
+    assert_eq!(env.step_detail("container"), "reused");
+}

@@ -394,12 +394,27 @@ async fn create_and_start(docker: &Docker, spec: &Spec) -> Result<()> {
         .create_container(Some(options), spec.body())
         .await
         .with_context(|| format!("creating the container {} from {}", spec.name, spec.image))?;
-    docker.start_container(&created.id, None).await.map_err(|e| {
-        anyhow!(e).context(format!(
-            "starting the container {} (publishing {}; is that port taken? set [container] publish)",
+    if let Err(e) = docker.start_container(&created.id, None).await {
+        // A container that never started is removed: the next run starts clean
+        // and nothing is left behind by a refused setting.
+        let force = Some(RemoveContainerOptionsBuilder::new().force(true).build());
+        if let Err(removal) = docker.remove_container(&created.id, force).await {
+            tracing::warn!(container = %spec.name, "could not remove the container that failed to start: {removal}");
+        }
+        let text = e.to_string();
+        if let (Some(user), true) =
+            (&spec.user, text.contains("unable to find user") || text.contains("no matching entries"))
+        {
+            bail!(
+                "the image {} has no user {user} ([container] user); name a user the image has (or a numeric uid), or leave user unset; the container was removed",
+                spec.image
+            );
+        }
+        return Err(anyhow!(e).context(format!(
+            "starting the container {} (publishing {}; is that port taken? set [container] publish); the container was removed",
             spec.name, spec.publish
-        ))
-    })?;
+        )));
+    }
     Ok(())
 }
 

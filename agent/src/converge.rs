@@ -114,11 +114,18 @@ impl<'a> Converger<'a> {
         let t = &mut self.rec;
 
         let mut workspace = None;
+        let mut image_cfg = cfg.image.clone();
         if let Some(w) = &cfg.workspace {
             t.begin("workspace", Phase::FetchingWorkspace);
             let ensured = crate::workspace::ensure(w, &cfg.state_dir).await.context("fetching the workspace")?;
             t.done("workspace", ensured.detail);
             workspace = Some(ensured.identity);
+            // Built from the materials as fetched, not from the participant's copy.
+            if let (ImageSource::Build(build), Some(pristine)) = (&mut image_cfg.source, ensured.pristine) {
+                if build.context == w.path {
+                    build.context = pristine;
+                }
+            }
         }
 
         t.begin("image", Phase::PreparingImage);
@@ -138,7 +145,7 @@ impl<'a> Converger<'a> {
                     t.save();
                 }
             };
-            image::ensure(&docker, &cfg.image, &mut on_layer).await.context("preparing the image")?
+            image::ensure(&docker, &image_cfg, &mut on_layer).await.context("preparing the image")?
         };
         if let Some(image) = t.state.image.as_mut() {
             image.id = Some(prepared.id.clone());

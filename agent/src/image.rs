@@ -163,22 +163,16 @@ async fn build_image(docker: &Docker, cfg: &BuildConfig, reference: &str) -> Res
             cfg.context.display()
         );
     }
-    let context = cfg.context.clone();
-    let tar = tokio::task::spawn_blocking(move || -> Result<std::fs::File> {
-        let mut file = tempfile::tempfile().context("creating a temporary file for the build context")?;
-        {
-            let mut builder = tar::Builder::new(&mut file);
-            builder.follow_symlinks(false);
-            builder
-                .append_dir_all(".", &context)
-                .with_context(|| format!("packing the build context {}", context.display()))?;
-            builder.finish()?;
-        }
-        use std::io::Seek;
-        file.rewind()?;
-        Ok(file)
-    })
-    .await??;
+    let (context, dockerfile, withhold) = (cfg.context.clone(), cfg.dockerfile.clone(), cfg.withhold.clone());
+    let (tar, packed) =
+        tokio::task::spawn_blocking(move || crate::build_context::pack(&context, &dockerfile, &withhold)).await??;
+    info!(
+        image = %reference,
+        files = packed.files,
+        ignored = packed.ignored,
+        "build context packed (.dockerignore honoured{})",
+        if packed.withheld.is_empty() { String::new() } else { format!("; withheld: {}", packed.withheld.join(", ")) }
+    );
     info!(image = %reference, context = %cfg.context.display(), "building");
     let mut options = BuildImageOptionsBuilder::new().dockerfile(&cfg.dockerfile).t(reference).rm(true).forcerm(true);
     if !cfg.args.is_empty() {

@@ -21,6 +21,7 @@
 //! durations, the result file, the retry helper) is `jupyter_proto`'s.
 
 pub mod api;
+pub mod build_context;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -108,7 +108,7 @@ impl WorkspaceConfig {
     /// The source as a person wrote it, for messages and the record (no secrets: userinfo removed).
     pub fn source_label(&self) -> String {
         match &self.source {
-            crate::workspace::fetch::Source::Tarball { url, sha256 } => {
+            crate::workspace::fetch::Source::Tarball { url, sha256, .. } => {
                 format!("{} (sha256 {sha256})", redact_url(url))
             }
             crate::workspace::fetch::Source::Git { url, reference } => {
@@ -138,6 +138,8 @@ pub struct BuildConfig {
     /// Relative to the context.
     pub dockerfile: String,
     pub args: BTreeMap<String, String>,
+    /// Files never sent with the context (the env files, when inside it).
+    pub withhold: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -163,6 +165,9 @@ pub struct JupyterConfig {
     pub url_host: UrlHost,
     pub metadata_endpoint: String,
 }
+
+/// The longest Unix socket path the kernel takes.
+pub const MAX_SOCKET_PATH: usize = 107;
 
 impl JupyterConfig {
     /// The metadata service's address: the host of `metadata_endpoint`, when
@@ -236,6 +241,16 @@ impl Config {
         let state_dir = root.abs_path("state_dir")?.unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
         let log_dir = root.abs_path("log_dir")?.unwrap_or_else(|| PathBuf::from(DEFAULT_LOG_DIR));
         let socket = root.abs_path("socket")?.unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
+        // sun_path holds 108 bytes, the terminating NUL included (unix(7)).
+        if socket.as_os_str().len() > MAX_SOCKET_PATH {
+            return Err(root.err(
+                "socket",
+                Some(toml_str(&socket.display().to_string())),
+                &format!(
+                    "expected a path of at most {MAX_SOCKET_PATH} bytes (the kernel's limit for a Unix socket address)"
+                ),
+            ));
+        }
         let result_file = root.abs_path("result_file")?;
 
         let mut d = root.section("docker")?;
@@ -303,6 +318,17 @@ impl Config {
         j.finish()?;
         root.finish()?;
 
+        let mut image = image;
+        if let ImageSource::Build(build) = &mut image.source {
+            // Access keys must not reach the engine with the context, nor a layer.
+            build.withhold = container
+                .env_file
+                .iter()
+                .chain(workspace.as_ref().and_then(|w| w.env_file.as_ref()))
+                .cloned()
+                .collect();
+            build.withhold.dedup();
+        }
         Ok(Config { state_dir, log_dir, socket, result_file, docker, workspace, image, container, jupyter })
     }
 
@@ -357,6 +383,10 @@ fn workspace_config(mut s: Section) -> Result<WorkspaceConfig, ConfigError> {
         ));
     }
     let shown = redact_url(&url);
+    let max_size = s.parsed::<values::ByteSize>("max_size")?;
+    if max_size.is_some() && sha256.is_none() {
+        return Err(s.err("max_size", None, "applies to a tarball source (with sha256) only"));
+    }
     let source = match (sha256, reference) {
         (Some(_), Some(_)) => {
             return Err(s.err(
@@ -387,7 +417,8 @@ fn workspace_config(mut s: Section) -> Result<WorkspaceConfig, ConfigError> {
                     "expected 64 hexadecimal digits (sha256sum of the tarball)",
                 ));
             }
-            Source::Tarball { url, sha256: sha.to_ascii_lowercase() }
+            let max_size = max_size.map_or(crate::workspace::fetch::DEFAULT_MAX_SIZE, |b| b.0);
+            Source::Tarball { url, sha256: sha.to_ascii_lowercase(), max_size }
         }
         (None, Some(_)) if is_archive(&url) => {
             return Err(s.err(
@@ -465,7 +496,7 @@ fn image_config(mut s: Section, workspace: Option<&Path>) -> Result<ImageConfig,
             }
             let args = b.string_map("args")?.unwrap_or_default();
             b.finish()?;
-            Some(BuildConfig { context, dockerfile, args })
+            Some(BuildConfig { context, dockerfile, args, withhold: Vec::new() })
         }
     };
     let sources = [name.is_some(), archive.is_some(), build.is_some()];

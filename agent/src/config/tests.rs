@@ -106,7 +106,14 @@ fn a_workspace_is_a_tarball_or_a_git_repository_and_can_be_named() {
     ))
     .unwrap();
     let w = c.workspace.as_ref().unwrap();
-    assert_eq!(w.source, Source::Tarball { url: "https://example.com/h.tar.gz".into(), sha256: sha.clone() });
+    assert_eq!(
+        w.source,
+        Source::Tarball {
+            url: "https://example.com/h.tar.gz".into(),
+            sha256: sha.clone(),
+            max_size: crate::workspace::fetch::DEFAULT_MAX_SIZE
+        }
+    );
     assert_eq!(w.env_file.as_deref(), Some(Path::new("/root/handson/env")));
     assert_eq!(c.container.env_file.as_deref(), Some(Path::new("/root/handson/env")), "the container gets it");
     assert_eq!(c.container.volumes[0].host, PathBuf::from("/root/handson"));

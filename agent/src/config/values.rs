@@ -285,9 +285,50 @@ impl FromStr for DockerHost {
     }
 }
 
+/// A size in bytes, written with its unit: `"500MB"`, `"2GiB"`, `"1024KiB"`
+/// (decimal kB, MB, GB; binary KiB, MiB, GiB; `B` for bytes), at most 1 TiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        const EXPECTED: &str = "expected a size with its unit, such as \"500MB\" or \"2GiB\" (B, kB, MB, GB, KiB, MiB, GiB), from 1 byte to 1 TiB";
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (number, unit) = t.split_at(split);
+        let factor: u64 = match unit.trim() {
+            "B" => 1,
+            "kB" | "KB" => 1000,
+            "MB" => 1_000_000,
+            "GB" => 1_000_000_000,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            _ => return Err(EXPECTED.into()),
+        };
+        let n: u64 = number.parse().map_err(|_| EXPECTED.to_string())?;
+        match n.checked_mul(factor) {
+            Some(b) if b > 0 && b <= 1 << 40 => Ok(ByteSize(b)),
+            _ => Err(EXPECTED.into()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_need_a_unit_and_a_bound() {
+        assert_eq!("500MB".parse::<ByteSize>(), Ok(ByteSize(500_000_000)));
+        assert_eq!("2GiB".parse::<ByteSize>(), Ok(ByteSize(2 << 30)));
+        assert_eq!("1 KiB".parse::<ByteSize>(), Ok(ByteSize(1024)));
+        for bad in ["500", "0MB", "1TB", "2048GiB", "99999999999999999999GB", "-1MB", "1.5GB", "MB"] {
+            assert!(bad.parse::<ByteSize>().is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn tags_are_always_named() {

@@ -21,6 +21,8 @@ pub(super) struct Listed {
     path: PathBuf,
     kind: EntryType,
     link: Option<PathBuf>,
+    /// The content's size, as its header says.
+    pub(super) size: u64,
 }
 
 pub(super) fn list_entries(archive: &Path) -> io::Result<Vec<Listed>> {
@@ -32,6 +34,7 @@ pub(super) fn list_entries(archive: &Path) -> io::Result<Vec<Listed>> {
             path: bytes_path(&entry.path_bytes()),
             kind: entry.header().entry_type(),
             link: entry.link_name_bytes().map(|b| bytes_path(&b)),
+            size: entry.header().size().unwrap_or(0),
         });
     }
     Ok(listed)
@@ -274,7 +277,11 @@ mod tests {
             let archive = gzip(&tar_bytes(items));
             let server = serve(vec![(200, archive.clone())]);
             let (tmp, dest) = destination();
-            let source = Source::Tarball { url: format!("{}/m.tgz", server.base), sha256: sha256_hex(&archive) };
+            let source = Source::Tarball {
+                url: format!("{}/m.tgz", server.base),
+                sha256: sha256_hex(&archive),
+                max_size: crate::workspace::fetch::DEFAULT_MAX_SIZE,
+            };
 
             let err = fetch(&source, &dest, BUDGET).await.unwrap_err();
 
@@ -300,7 +307,7 @@ mod tests {
         let entries = |items: &[(&str, EntryType, Option<&str>)]| -> Vec<Listed> {
             items
                 .iter()
-                .map(|(p, kind, link)| Listed { path: p.into(), kind: *kind, link: link.map(PathBuf::from) })
+                .map(|(p, kind, link)| Listed { path: p.into(), kind: *kind, link: link.map(PathBuf::from), size: 0 })
                 .collect()
         };
         let cases: &[&[(&str, EntryType, Option<&str>)]] = &[

@@ -25,11 +25,19 @@ use super::tarball::fetch_tarball;
 const FIRST_RETRY_DELAY: Duration = Duration::from_secs(1);
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
 
+/// `[workspace] max_size` when not set: 1 GiB (README, Configuration).
+pub const DEFAULT_MAX_SIZE: u64 = 1 << 30;
+
 /// Where the materials come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     /// A tarball (.tar, .tar.gz / .tgz) at an http(s) URL, verified against its sha256 (hex, 64 chars).
-    Tarball { url: String, sha256: String },
+    Tarball {
+        url: String,
+        sha256: String,
+        /// The most the download, and the unpacked materials, may take (bytes).
+        max_size: u64,
+    },
     /// A git repository URL (https://, http://, file://, or a local path) at a branch, tag or commit.
     Git { url: String, reference: String },
 }
@@ -91,7 +99,9 @@ pub(super) async fn fetch_with(
     let staging = Staging::create(dest)?;
     info!(url = %url, dest = %dest.display(), "fetching the workspace");
     let identity = match source {
-        Source::Tarball { url: raw_url, sha256 } => fetch_tarball(raw_url, sha256, &staging, dest, deadline).await?,
+        Source::Tarball { url: raw_url, sha256, max_size } => {
+            fetch_tarball(raw_url, sha256, *max_size, &staging, dest, deadline).await?
+        }
         Source::Git { url: raw_url, reference } => {
             let git = Git { program: git, raw_url, url: &url };
             fetch_git(&git, reference, &staging, dest, deadline).await?
@@ -188,7 +198,11 @@ mod tests {
         let server = serve(vec![(503, Vec::new())]);
         let (tmp, dest) = destination();
         let url = format!("{}/m.tgz", server.base);
-        let source = Source::Tarball { url: url.clone(), sha256: "a".repeat(64) };
+        let source = Source::Tarball {
+            url: url.clone(),
+            sha256: "a".repeat(64),
+            max_size: crate::workspace::fetch::DEFAULT_MAX_SIZE,
+        };
 
         let err = fetch(&source, &dest, Duration::ZERO).await.unwrap_err();
 
@@ -214,7 +228,11 @@ mod tests {
         let (tmp, dest) = destination();
         fs::create_dir(&dest).unwrap();
         fs::write(dest.join("notes.txt"), "mine").unwrap();
-        let tarball = |url: &str, sha: &str| Source::Tarball { url: url.into(), sha256: sha.into() };
+        let tarball = |url: &str, sha: &str| Source::Tarball {
+            url: url.into(),
+            sha256: sha.into(),
+            max_size: crate::workspace::fetch::DEFAULT_MAX_SIZE,
+        };
         let git = |url: &str, reference: &str| Source::Git { url: url.into(), reference: reference.into() };
         let fresh = tmp.path().join("home/fresh");
         let cases = [
@@ -277,14 +295,20 @@ mod tests {
         let port = server.base.rsplit(':').next().unwrap();
         let secret = "s3cret-t0ken";
 
-        let tarball =
-            Source::Tarball { url: format!("http://alice:{secret}@127.0.0.1:{port}/m.tar"), sha256: "0".repeat(64) };
+        let tarball = Source::Tarball {
+            url: format!("http://alice:{secret}@127.0.0.1:{port}/m.tar"),
+            sha256: "0".repeat(64),
+            max_size: crate::workspace::fetch::DEFAULT_MAX_SIZE,
+        };
         assert_eq!(tarball.display_url(), format!("http://***@127.0.0.1:{port}/m.tar"));
         let checksum = fetch(&tarball, &dest, BUDGET).await.unwrap_err().to_string();
         let not_found = message(fetch(&tarball, &dest, BUDGET).await.unwrap_err());
         // Nothing listens on port 9 (discard): connection refused, and with no budget, no retry.
-        let refused =
-            Source::Tarball { url: format!("http://alice:{secret}@127.0.0.1:9/m.tar"), sha256: "0".repeat(64) };
+        let refused = Source::Tarball {
+            url: format!("http://alice:{secret}@127.0.0.1:9/m.tar"),
+            sha256: "0".repeat(64),
+            max_size: crate::workspace::fetch::DEFAULT_MAX_SIZE,
+        };
         let refused = message(fetch(&refused, &dest, Duration::ZERO).await.unwrap_err());
         let git = Source::Git { url: format!("http://alice:{secret}@127.0.0.1:9/r.git"), reference: "main".into() };
         let cloned = message(fetch(&git, &dest, Duration::ZERO).await.unwrap_err());

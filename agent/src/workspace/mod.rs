@@ -11,6 +11,7 @@
 mod entries;
 pub mod fetch;
 mod git;
+pub mod pristine;
 mod staging;
 mod tarball;
 #[cfg(test)]
@@ -92,6 +93,9 @@ pub struct Ensured {
     /// Identifies the copy the container mounts (changes only when it is replaced).
     pub identity: String,
     pub detail: String,
+    /// The materials as fetched, the build context (none for a copy the
+    /// agent did not fetch).
+    pub pristine: Option<PathBuf>,
 }
 
 fn record_path(state_dir: &Path) -> PathBuf {
@@ -254,10 +258,11 @@ pub async fn ensure(cfg: &WorkspaceConfig, state_dir: &Path) -> Result<Ensured> 
         let copy = fetch_copy(cfg, path).await?;
         let detail = format!("fetched {} into {} ({} files)", copy.identity, path.display(), copy.files.len());
         let identity = copy_identity(&copy);
+        let pristine = pristine::ensure(cfg, state_dir, &identity, Some(path)).await?;
         save_record(state_dir, &Record { copy, pending: None })?;
         let _ = fs::remove_file(fetching_path(state_dir));
         write_env_file(cfg)?;
-        return Ok(Ensured { identity, detail });
+        return Ok(Ensured { identity, detail, pristine: Some(pristine) });
     }
 
     if record.is_none() && load_fetching(state_dir) == Some(Fetching { source: source.clone(), path: path.clone() }) {
@@ -265,10 +270,11 @@ pub async fn ensure(cfg: &WorkspaceConfig, state_dir: &Path) -> Result<Ensured> 
         let copy = adopt(cfg)?;
         let detail = format!("adopted {} in {}, fetched by an interrupted run", copy.identity, path.display());
         let identity = copy_identity(&copy);
+        let pristine = pristine::ensure(cfg, state_dir, &identity, Some(path)).await?;
         save_record(state_dir, &Record { copy, pending: None })?;
         let _ = fs::remove_file(fetching_path(state_dir));
         write_env_file(cfg)?;
-        return Ok(Ensured { identity, detail });
+        return Ok(Ensured { identity, detail, pristine: Some(pristine) });
     }
 
     let Some(mut record) = record else {
@@ -276,12 +282,19 @@ pub async fn ensure(cfg: &WorkspaceConfig, state_dir: &Path) -> Result<Ensured> 
         return Ok(Ensured {
             identity: format!("unmanaged:{}", path.display()),
             detail: format!("{} exists and was not fetched by the agent: left as it is", path.display()),
+            pristine: None,
         });
     };
     let identity = copy_identity(&record.copy);
+    // The participant's copy stays what it is, and so does the build.
+    let pristine = Some(pristine::ensure(cfg, state_dir, &identity, None).await?);
     if record.copy.source == source {
         write_env_file(cfg)?;
-        return Ok(Ensured { identity, detail: format!("present ({}), left as it is", record.copy.identity) });
+        return Ok(Ensured {
+            identity,
+            detail: format!("present ({}), left as it is", record.copy.identity),
+            pristine,
+        });
     }
 
     // The source changed: fetch the new version beside the participant's copy.
@@ -314,6 +327,7 @@ pub async fn ensure(cfg: &WorkspaceConfig, state_dir: &Path) -> Result<Ensured> 
     );
     Ok(Ensured {
         identity,
+        pristine,
         detail: format!(
             "source changed: new version {} in {} ({}); your copy is left as it is (jupyter-agent workspace reset replaces it)",
             pending.copy.identity,
@@ -370,6 +384,7 @@ pub async fn reset(cfg: &WorkspaceConfig, state_dir: &Path) -> Result<Reset> {
     fs::rename(&new_path, path).with_context(|| format!("moving {} to {}", new_path.display(), path.display()))?;
     let copy = Copy { path: path.clone(), fetched_at: Utc::now(), ..staged };
     let identity = copy.identity.clone();
+    pristine::ensure(cfg, state_dir, &copy_identity(&copy), Some(path)).await?;
     save_record(state_dir, &Record { copy, pending: None })?;
     write_env_file(cfg)?;
     Ok(Reset { aside, identity })
@@ -456,7 +471,11 @@ mod tests {
         let state = dir.path().join("state");
         let sha = sha256_hex(&archive);
         let cfg = WorkspaceConfig {
-            source: fetch::Source::Tarball { url: format!("{}/m.tar", server.base), sha256: sha.clone() },
+            source: fetch::Source::Tarball {
+                url: format!("{}/m.tar", server.base),
+                sha256: sha.clone(),
+                max_size: crate::workspace::fetch::DEFAULT_MAX_SIZE,
+            },
             path: dir.path().join("w"),
             env_file: None,
             env: BTreeMap::new(),

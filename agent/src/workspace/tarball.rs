@@ -29,6 +29,7 @@ const USER_AGENT: &str = concat!("jupyter-agent/", env!("CARGO_PKG_VERSION"));
 pub(super) async fn fetch_tarball(
     raw_url: &str,
     sha256: &str,
+    max_size: u64,
     staging: &Staging,
     dest: &Path,
     deadline: Instant,
@@ -44,14 +45,15 @@ pub(super) async fn fetch_tarball(
     }
     let client = http_client()?;
     let download = staging.dir.join("download");
-    let actual =
-        with_retry(deadline, "downloading the tarball", &url, || download_once(&client, raw_url, &url, &download))
-            .await?;
+    let actual = with_retry(deadline, "downloading the tarball", &url, || {
+        download_once(&client, raw_url, &url, &download, max_size)
+    })
+    .await?;
     if actual != expected {
         return Err(FetchError::Checksum { url, expected, actual });
     }
     let tree = staging.dir.join("tree");
-    let root = tokio::task::spawn_blocking(move || unpack_checked(&download, &tree, &url))
+    let root = tokio::task::spawn_blocking(move || unpack_checked(&download, &tree, &url, max_size))
         .await
         .context("unpacking the tarball")??;
     move_into_place(&root, dest)?;
@@ -69,7 +71,21 @@ fn http_client() -> anyhow::Result<reqwest::Client> {
 }
 
 /// Downloads into `path` (replacing what an earlier attempt left), returning the sha256 of what was written.
-async fn download_once(client: &reqwest::Client, raw_url: &str, url: &str, path: &Path) -> Result<String, Attempt> {
+/// Refuses materials larger than `[workspace] max_size`: no retry, the same
+/// tarball would be as large again.
+fn too_large(url: &str, what: &str, max_size: u64) -> Attempt {
+    Attempt::permanent(anyhow!(
+        "the tarball from {url} {what} more than [workspace] max_size ({max_size} bytes); raise max_size if the materials really are that large"
+    ))
+}
+
+async fn download_once(
+    client: &reqwest::Client,
+    raw_url: &str,
+    url: &str,
+    path: &Path,
+    max_size: u64,
+) -> Result<String, Attempt> {
     // reqwest names the URL, credentials and all, in its messages: drop it and name the redacted one.
     let failed = |e: reqwest::Error| Attempt {
         transient: !(e.is_builder() || e.is_redirect()),
@@ -99,10 +115,18 @@ async fn download_once(client: &reqwest::Client, raw_url: &str, url: &str, path:
         };
         return Err(Attempt { error: anyhow!(message).into(), transient });
     }
+    if response.content_length().is_some_and(|n| n > max_size) {
+        return Err(too_large(url, "is announced as", max_size));
+    }
     let write_failed = |e: io::Error| Attempt::permanent(anyhow!(e).context(format!("writing {}", path.display())));
     let mut file = tokio::fs::File::create(path).await.map_err(write_failed)?;
     let mut hasher = Sha256::new();
+    let mut written: u64 = 0;
     while let Some(chunk) = response.chunk().await.map_err(failed)? {
+        written += chunk.len() as u64;
+        if written > max_size {
+            return Err(too_large(url, "sent", max_size));
+        }
         hasher.update(&chunk);
         file.write_all(&chunk).await.map_err(write_failed)?;
     }
@@ -112,9 +136,16 @@ async fn download_once(client: &reqwest::Client, raw_url: &str, url: &str, path:
 
 /// Checks every entry of the archive, then unpacks it into `tree`; returns the directory to move into place
 /// (the single top-level directory of a GitHub-style archive, or `tree`).
-fn unpack_checked(archive: &Path, tree: &Path, url: &str) -> Result<PathBuf, FetchError> {
+fn unpack_checked(archive: &Path, tree: &Path, url: &str, max_size: u64) -> Result<PathBuf, FetchError> {
     let listed = list_entries(archive).with_context(|| format!("reading the tarball from {url}"))?;
     check_entries(&listed)?;
+    let unpacked: u64 = listed.iter().map(|e| e.size).fold(0, u64::saturating_add);
+    if unpacked > max_size {
+        return Err(anyhow!(
+            "the tarball from {url} unpacks to {unpacked} bytes, more than [workspace] max_size ({max_size} bytes); raise max_size if the materials really are that large"
+        )
+        .into());
+    }
     fs::create_dir(tree).with_context(|| format!("creating {}", tree.display()))?;
     fs::set_permissions(tree, fs::Permissions::from_mode(0o755))
         .with_context(|| format!("setting the mode of {}", tree.display()))?;
@@ -184,7 +215,11 @@ mod tests {
         let server = serve(vec![(503, b"busy".to_vec()), (200, archive)]);
         let (tmp, dest) = destination();
         // The expected sha256 is compared without regard to case.
-        let source = Source::Tarball { url: format!("{}/materials.tgz", server.base), sha256: sha.to_uppercase() };
+        let source = Source::Tarball {
+            url: format!("{}/materials.tgz", server.base),
+            sha256: sha.to_uppercase(),
+            max_size: crate::workspace::fetch::DEFAULT_MAX_SIZE,
+        };
 
         let identity = fetch(&source, &dest, BUDGET).await.unwrap();
 
@@ -224,10 +259,38 @@ mod tests {
             let sha = sha256_hex(&archive);
             let server = serve(vec![(200, archive)]);
             let (_tmp, dest) = destination();
-            let source = Source::Tarball { url: format!("{}/m.tar", server.base), sha256: sha.clone() };
+            let source = Source::Tarball {
+                url: format!("{}/m.tar", server.base),
+                sha256: sha.clone(),
+                max_size: crate::workspace::fetch::DEFAULT_MAX_SIZE,
+            };
             assert_eq!(fetch(&source, &dest, BUDGET).await.unwrap(), sha, "{name}");
             assert_eq!(names(&dest), *expected, "{name}");
         }
+    }
+
+    #[tokio::test]
+    async fn materials_larger_than_max_size_are_refused_without_retry() {
+        // 4 KiB of zeros: a small gzip download that unpacks beyond the limit.
+        static ZEROS: [u8; 4096] = [0; 4096];
+        let zeros = &ZEROS;
+        let archive = gzip(&tar_bytes(&[Item::File("big.bin", zeros, 0o644)]));
+        let sha = sha256_hex(&archive);
+        let (tmp, dest) = destination();
+        let server = serve(vec![(200, archive.clone())]);
+        let url = format!("{}/m.tgz", server.base);
+        let source = Source::Tarball { url: url.clone(), sha256: sha.clone(), max_size: 2048 };
+        let err = fetch(&source, &dest, BUDGET).await.unwrap_err().to_string();
+        assert!(err.contains("unpacks to 4096 bytes, more than [workspace] max_size (2048 bytes)"), "{err}");
+        assert!(!dest.exists());
+        assert_eq!(names(tmp.path()), ["home"], "nothing left beside");
+        // A download larger than the limit stops at once (one request only).
+        let server = serve(vec![(200, archive.clone()), (200, archive.clone())]);
+        let url = format!("{}/m.tgz", server.base);
+        let source = Source::Tarball { url, sha256: sha, max_size: (archive.len() - 1) as u64 };
+        let err = fetch(&source, &dest, BUDGET).await.unwrap_err().to_string();
+        assert!(err.contains("more than [workspace] max_size"), "{err}");
+        assert_eq!(server.hits.load(std::sync::atomic::Ordering::SeqCst), 1, "not retried");
     }
 
     #[tokio::test]
@@ -238,7 +301,11 @@ mod tests {
         let (tmp, dest) = destination();
         let expected = "0".repeat(64);
         let url = format!("{}/m.tgz", server.base);
-        let source = Source::Tarball { url: url.clone(), sha256: expected.clone() };
+        let source = Source::Tarball {
+            url: url.clone(),
+            sha256: expected.clone(),
+            max_size: crate::workspace::fetch::DEFAULT_MAX_SIZE,
+        };
 
         let err = fetch(&source, &dest, BUDGET).await.unwrap_err();
 
@@ -257,7 +324,11 @@ mod tests {
         let server = serve(vec![(404, b"<html>\n  no such\n  file\n</html>".to_vec())]);
         let (tmp, dest) = destination();
         let url = format!("{}/m.tgz", server.base);
-        let source = Source::Tarball { url: url.clone(), sha256: "a".repeat(64) };
+        let source = Source::Tarball {
+            url: url.clone(),
+            sha256: "a".repeat(64),
+            max_size: crate::workspace::fetch::DEFAULT_MAX_SIZE,
+        };
 
         let err = fetch(&source, &dest, BUDGET).await.unwrap_err();
 
@@ -281,7 +352,11 @@ mod tests {
         let sha = sha256_hex(&output.stdout);
         let server = serve(vec![(200, output.stdout)]);
         let (tmp, dest) = destination();
-        let source = Source::Tarball { url: format!("{}/workshop.tar.gz", server.base), sha256: sha.clone() };
+        let source = Source::Tarball {
+            url: format!("{}/workshop.tar.gz", server.base),
+            sha256: sha.clone(),
+            max_size: crate::workspace::fetch::DEFAULT_MAX_SIZE,
+        };
 
         assert_eq!(fetch(&source, &dest, BUDGET).await.unwrap(), sha);
         assert_eq!(names(&dest), ["a.txt", "b.txt"]);
