@@ -407,3 +407,24 @@ fn the_container_cannot_reach_the_metadata_service_unless_allowed() {
     assert!(!docker_user_rules().contains(&rule));
     drop(host);
 }
+
+/// A `user` the image does not have: the engine creates the container and
+/// refuses to start it. Before, that container stayed behind (created, never
+/// started) and the message was the engine's; now it is removed and the
+/// message names the user and the image.
+#[test]
+fn a_user_the_image_lacks_is_named_and_leaves_no_container() {
+    let env = Env::new("nouser");
+    env.write_config(&env.base_config("user = \"nosuchuser\""));
+    let run = env.agent(&["run", "--once"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "the image {} has no user nosuchuser ([container] user); name a user the image has (or a numeric uid), or leave user unset; the container was removed",
+            crate::common::test_image()
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(!docker(&["inspect", &env.name]).status.success(), "the container was left behind");
+}

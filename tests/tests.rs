@@ -19,6 +19,7 @@
 mod common;
 
 mod agent;
+mod bad_config;
 mod boot;
 mod bootstrap;
 mod bootstrap_fake_agent;

@@ -163,7 +163,13 @@ impl<'a> Section<'a> {
     }
 
     pub fn str_array(&mut self, key: &'static str) -> Result<Option<Vec<String>>, ConfigError> {
-        const EXPECTED: &str = "expected a non-empty array of strings, e.g. [\"jupyter\", \"notebook\"]";
+        let example = match key {
+            "volumes" => "[\"/srv/data:/data\"]",
+            "registry_mirrors" => "[\"https://registry-mirror.example\"]",
+            _ => "[\"jupyter\", \"notebook\"]",
+        };
+        let expected = format!("expected a non-empty array of strings, e.g. {example}");
+        let expected = expected.as_str();
         match self.take(key) {
             None => Ok(None),
             Some(toml::Value::Array(items)) if !items.is_empty() => {
@@ -171,12 +177,12 @@ impl<'a> Section<'a> {
                 for item in &items {
                     match item {
                         toml::Value::String(s) => out.push(s.clone()),
-                        _ => return Err(self.err(key, Some(toml::Value::Array(items.clone()).to_string()), EXPECTED)),
+                        _ => return Err(self.err(key, Some(toml::Value::Array(items.clone()).to_string()), expected)),
                     }
                 }
                 Ok(Some(out))
             }
-            Some(v) => Err(self.err(key, Some(v.to_string()), EXPECTED)),
+            Some(v) => Err(self.err(key, Some(v.to_string()), expected)),
         }
     }
 

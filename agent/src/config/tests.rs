@@ -249,7 +249,7 @@ fn dangerous_or_malformed_values_are_refused_when_read() {
         (
             format!("[container]\nname = \"{long}!\"\n"),
             format!(
-                "{f}: [container] name = \"{}…: expected a container name: letters, digits, '_', '.' and '-', starting with a letter or digit",
+                "{f}: [container] name = \"{}…: expected a container name of at most 128 characters: letters, digits, '_', '.' and '-', starting with a letter or digit",
                 "n".repeat(198)
             ),
         ),

@@ -213,12 +213,14 @@ impl FromStr for ImageRef {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
+        // Docker's reference grammar caps a repository name at 255 characters.
         let valid = !s.is_empty()
+            && s.len() <= 255
             && !s.starts_with(['-', ':', '/', '@'])
             && s.chars().all(|c| c.is_ascii_alphanumeric() || "._-/:@".contains(c))
             && !s.ends_with([':', '/', '@']);
         if !valid {
-            return Err("expected an image reference such as \"notebook:latest\" or \"registry.example:5000/team/notebook:1.0\"".into());
+            return Err("expected an image reference of at most 255 characters such as \"notebook:latest\" or \"registry.example:5000/team/notebook:1.0\"".into());
         }
         // Docker refuses capitals in the repository (the tag may have them).
         let repository = match s.split_once('@') {
@@ -249,6 +251,11 @@ pub fn with_tag(name: &str) -> String {
     }
 }
 
+/// The longest container name the agent takes: Docker sets no limit of its
+/// own, but a name travels in every request's URL, where a very long one
+/// fails late ("URI too long") after the state was written.
+pub const MAX_CONTAINER_NAME: usize = 128;
+
 /// A container name as Docker accepts it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerName(pub String);
@@ -258,12 +265,13 @@ impl FromStr for ContainerName {
 
     fn from_str(s: &str) -> Result<Self, String> {
         let mut chars = s.chars();
-        let valid = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        let valid = s.len() <= MAX_CONTAINER_NAME
+            && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
             && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
         if !valid {
-            return Err(
-                "expected a container name: letters, digits, '_', '.' and '-', starting with a letter or digit".into(),
-            );
+            return Err(format!(
+                "expected a container name of at most {MAX_CONTAINER_NAME} characters: letters, digits, '_', '.' and '-', starting with a letter or digit"
+            ));
         }
         Ok(ContainerName(s.to_string()))
     }
