@@ -228,6 +228,7 @@ fn a_real_install_into_a_fresh_debian_root_waits_for_the_lock_survives_a_kill_an
             "docker: write /usr/sbin/policy-rc.d",
             "docker: dpkg --configure -a",
             "docker: apt-get update",
+            "docker: reinstall half-installed packages",
             "docker: apt-get install -y --fix-broken",
             "docker: apt-get install docker.io",
             "docker: remove /usr/sbin/policy-rc.d",

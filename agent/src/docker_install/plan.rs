@@ -64,6 +64,11 @@ impl Action {
     /// The step name recorded in the state: `docker: apt-get update`.
     pub fn name(&self) -> String {
         match self {
+            Action::Run { argv, .. } if argv.len() == 3 && argv[0] == "sh" && argv[1] == "-c" => {
+                // A script names itself in its first line, a `# comment`.
+                let first = argv[2].lines().next().unwrap_or_default();
+                format!("docker: {}", first.trim_start_matches('#').trim())
+            }
             Action::Run { argv, .. } => {
                 // The program and its first operands, without options (nor `-o VALUE`).
                 // With no operand after the subcommand, the options are the step
@@ -181,6 +186,25 @@ fn dpkg_roll_forward() -> Action {
     }
 }
 
+/// Reinstalls the packages an interrupted dpkg left half-installed or
+/// marked "reinstall required" (second letter `H`, or third `R`, of
+/// `dpkg-query`'s `db:Status-Abbrev`): dpkg refuses to configure them ("a
+/// very bad inconsistent state"), and --fix-broken does not repair them.
+/// Nothing on a healthy system.
+fn apt_reinstall_half_installed() -> Action {
+    let script = "# reinstall half-installed packages\n\
+        pkgs=$(dpkg-query -W -f='${db:Status-Abbrev} ${binary:Package}\\n' | awk 'substr($1,2,1)==\"H\" || substr($1,3,1)==\"R\" {print $2}')\n\
+        [ -z \"$pkgs\" ] || apt-get -o DPkg::Lock::Timeout=600 install -y --reinstall $pkgs\n";
+    Action::Run {
+        argv: argv(&["sh", "-c", script]),
+        env: vec![("DEBIAN_FRONTEND".into(), "noninteractive".into())],
+        timeout: INSTALL_TIMEOUT,
+        retry: true,
+        needs_lock: true,
+        may_fail: false,
+    }
+}
+
 /// Installs what unpacked packages still depend on (after an interrupted
 /// install); nothing on a healthy system. Never an upgrade.
 fn apt_fix_broken() -> Action {
@@ -246,6 +270,7 @@ pub fn plan(distro: &Distro, source: DockerSource, mirror: &str, chrooted: bool)
                         vec![
                             dpkg_roll_forward(),
                             apt(&["update"], UPDATE_TIMEOUT),
+                            apt_reinstall_half_installed(),
                             apt_fix_broken(),
                             apt(&install, INSTALL_TIMEOUT),
                         ],
@@ -267,6 +292,7 @@ pub fn plan(distro: &Distro, source: DockerSource, mirror: &str, chrooted: bool)
                         vec![
                             dpkg_roll_forward(),
                             apt(&["update"], UPDATE_TIMEOUT),
+                            apt_reinstall_half_installed(),
                             apt_fix_broken(),
                             apt(
                                 &["install", "-y", "--no-install-recommends", "ca-certificates", "curl"],
@@ -444,8 +470,12 @@ mod tests {
         let p = plan_for(super::super::tests::os_release("debian-12"), DockerSource::Auto).unwrap();
         assert_eq!(p.package_manager, PackageManager::Apt);
         assert_eq!(p.source, "distro");
+        let (scripts, commands): (Vec<String>, Vec<String>) =
+            commands(&p).into_iter().partition(|c| c.starts_with("sh -c "));
+        assert_eq!(scripts.len(), 1, "the half-installed packages' script");
+        assert!(scripts[0].contains("install -y --reinstall $pkgs"), "{scripts:?}");
         assert_eq!(
-            commands(&p),
+            commands,
             [
                 "dpkg --configure -a",
                 "apt-get -o DPkg::Lock::Timeout=600 update",
@@ -542,6 +572,7 @@ mod tests {
             [
                 "docker: dpkg --configure -a",
                 "docker: apt-get update",
+                "docker: reinstall half-installed packages",
                 "docker: apt-get install -y --fix-broken",
                 "docker: apt-get install docker.io"
             ]
