@@ -211,7 +211,9 @@ fn a_second_agent_is_refused_while_the_first_converges() {
 fn a_configured_token_is_read_from_the_server_and_proven() {
     let env = Env::new("envtoken");
     let token = format!("configured-{}", std::process::id());
-    env.write_config(&env.base_config(&format!("env = {{ JUPYTER_TOKEN = \"{token}\" }}")));
+    // The server takes the token from the environment the organiser gives it.
+    let config = env.base_config(&format!("env = {{ JUPYTER_TOKEN = \"{token}\" }}"));
+    env.write_config(&config.replace("[jupyter]\n", "[jupyter]\ntoken = \"image\"\n"));
     let run = env.agent(&["run", "--once"]).expect(0);
     let url = env.agent(&["url"]).expect(0).stdout;
     let (base, _, got) = split_url(url.trim());

@@ -210,7 +210,7 @@ fn at_least_sixty_bad_configurations_exit_2_with_their_message_and_change_nothin
     let texts = cases
         .iter()
         .map(|(changes, want)| (render(&env, changes), want.clone()))
-        .chain(raw.into_iter())
+        .chain(raw)
         .collect::<Vec<_>>();
     let mut failures = Vec::new();
     for (text, want) in &texts {

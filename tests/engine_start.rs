@@ -80,19 +80,25 @@ fn start_engine(env: &Env) {
 }
 
 /// A long-running agent through a restart of dockerd: the container comes
-/// back (restart policy) with a new token while the agent's event stream is
-/// down. After reconnecting, the agent looks at the container, proves the
-/// new token and is ready again with a URL that opens Jupyter. Before, the
-/// `start` event fell in the gap and the state said "exited" for good.
+/// back (restart policy) while the agent's event stream is down. After
+/// reconnecting, the agent looks at the container, proves its token again
+/// and is ready with the very URL it reported first (the agent's own token),
+/// which opens Jupyter. Before, the `start` event fell in the gap and the
+/// state said "exited" for good.
 #[test]
 fn a_long_running_agent_follows_a_dockerd_restart() {
     let engine = engine_exclusive();
     assert!(engine_answers(), "precondition: an engine answers (scripts/test starts one)");
     let env = Env::with_engine_exclusive("dockerd-restart", &engine);
-    env.write_config(&env.base_config(""));
+    // A fixed port, as on an instance: with port 0 the engine picks a new one at each start.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    env.write_config(
+        &env.base_config("").replace("publish = \"127.0.0.1:0\"", &format!("publish = \"127.0.0.1:{port}\"")),
+    );
     let _agent = ForegroundAgent::start(&env);
     env.agent(&["wait", "--timeout", "2m"]).expect(0);
-    let before = env.agent(&["token"]).expect(0).stdout.trim().to_string();
+    let before = env.state();
+    let url = env.agent(&["url"]).expect(0).stdout.trim().to_string();
 
     stop_engine();
     start_engine(&env);
@@ -100,14 +106,18 @@ fn a_long_running_agent_follows_a_dockerd_restart() {
     let deadline = Instant::now() + Duration::from_secs(90);
     let state = loop {
         let state = env.state();
-        let token = state["jupyter"]["token"].as_str().unwrap_or_default().to_string();
-        if state["phase"] == "ready" && !token.is_empty() && token != before {
+        let started = &state["container"]["started_at"];
+        if state["phase"] == "ready"
+            && *started != before["container"]["started_at"]
+            && state["jupyter"]["proven_at"] != before["jupyter"]["proven_at"]
+        {
             break state;
         }
-        assert!(Instant::now() < deadline, "not ready again with the new token after the engine restarted: {state}");
+        assert!(Instant::now() < deadline, "not ready again after the engine restarted: {state}");
         std::thread::sleep(Duration::from_millis(300));
     };
-    let (base, _, token) = split_url(state["jupyter"]["url"].as_str().unwrap());
-    assert_eq!(get_status(&format!("{base}/api/status"), &token), 200, "the new URL opens Jupyter");
+    assert_eq!(state["jupyter"]["url"].as_str().unwrap(), url, "the URL reported first");
+    let (base, _, token) = split_url(&url);
+    assert_eq!(get_status(&format!("{base}/api/status"), &token), 200, "the URL opens Jupyter");
     assert_eq!(env.agent(&["status"]).code, 0);
 }

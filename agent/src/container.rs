@@ -43,6 +43,9 @@ pub struct Spec {
     pub restart: config::RestartPolicy,
     /// The Docker network it joins (the agent's own, crate::network).
     pub network: String,
+    /// A fingerprint of the login token the agent gives the server, and how
+    /// it is given (crate::login): a new token recreates the container.
+    pub login: Option<(String, crate::login::Delivery)>,
     /// The workspace copy the container mounts: a reset replaces the
     /// directory, and a bind mount would keep the old one.
     pub workspace: Option<String>,
@@ -80,8 +83,25 @@ impl Spec {
             binds: cfg.volumes.iter().map(config::Volume::bind).collect(),
             restart: cfg.restart,
             network: crate::network::NETWORK.to_string(),
+            login: None,
             workspace: workspace.map(str::to_string),
         })
+    }
+
+    /// The same specification, with the login token given to the server:
+    /// `JUPYTER_TOKEN_FILE` and a read-only mount of `mount_source`, or
+    /// `JUPYTER_TOKEN` (docs/jupyter.md#a-stable-login-token).
+    pub fn with_login(mut self, login: &crate::login::Login, mount_source: &Path) -> Spec {
+        self.env.retain(|kv| !kv.starts_with("JUPYTER_TOKEN=") && !kv.starts_with("JUPYTER_TOKEN_FILE="));
+        match login.delivery {
+            crate::login::Delivery::File { .. } => {
+                self.env.push(format!("JUPYTER_TOKEN_FILE={}", crate::login::MOUNTED_AT));
+                self.binds.push(format!("{}:{}:ro", mount_source.display(), crate::login::MOUNTED_AT));
+            }
+            crate::login::Delivery::Env => self.env.push(format!("JUPYTER_TOKEN={}", login.token)),
+        }
+        self.login = Some((login.fingerprint(), login.delivery));
+        self
     }
 
     /// A stable hash of the whole specification (sha256, hex).

@@ -18,7 +18,7 @@ use jupyter_proto::redact::{redact, Redactor};
 use jupyter_proto::report;
 use jupyter_proto::retry::Policy;
 
-use crate::config::{Config, ImageSource};
+use crate::config::{Config, ImageSource, TokenChoice};
 use crate::container::{self, Endpoint, Spec};
 use crate::docker_install;
 use crate::image;
@@ -45,7 +45,26 @@ pub struct Converger<'a> {
     cfg: &'a Config,
     rec: Recorder<'a>,
     docker: Option<Docker>,
+    /// The token the agent gave the server, when it gave one.
+    login: Option<crate::login::Login>,
 }
+
+/// The server did not take the token from `JUPYTER_TOKEN_FILE`.
+#[derive(Debug)]
+struct FileIgnored;
+
+impl std::fmt::Display for FileIgnored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the server ignored JUPYTER_TOKEN_FILE")
+    }
+}
+
+impl std::error::Error for FileIgnored {}
+
+/// The notes a URL carries when it is not the stable one (JupyterState::note).
+const IGNORED_NOTE: &str = "this image's Jupyter server sets its own token and ignores the agent's (JUPYTER_TOKEN_FILE and JUPYTER_TOKEN): the login URL changes whenever the container starts again; remove the token setting from the image, or set [jupyter] token = \"image\" to accept this";
+const NO_TOKEN_NOTE: &str = "WARNING: this Jupyter server checks no token ([jupyter] token = \"none\"): anyone who can reach its port can log in and run code";
+const NONE_BUT_TOKEN_NOTE: &str = "[jupyter] token = \"none\", but the server checks a token: the URL carries the token it printed, which changes whenever the container starts again";
 
 /// From this many restarts by its restart policy, the container is in a
 /// restart loop: the state stays `failed`, naming the loop, instead of
@@ -66,7 +85,7 @@ impl<'a> Converger<'a> {
         let mut rec = Recorder::new(store, watchers)
             .with_context(|| format!("writing the state file {}", store.path().display()))?;
         rec.redact_secrets(secrets(cfg));
-        Ok(Converger { cfg, rec, docker: None })
+        Ok(Converger { cfg, rec, docker: None, login: None })
     }
 
     /// Converges the host. On failure the state is `failed` with the step,
@@ -162,24 +181,53 @@ impl<'a> Converger<'a> {
         };
         t.done("network", format!("{}; metadata service: {access}", crate::network::NETWORK));
 
-        t.begin("container", Phase::StartingContainer);
-        let spec = Spec::new(&cfg.container, &cfg.image.reference, &prepared.id, workspace.as_deref())
+        let base = Spec::new(&cfg.container, &cfg.image.reference, &prepared.id, workspace.as_deref())
             .context("preparing the container")?;
-        // The env file's values are secrets too, from now on.
+        let mut login = crate::login::for_container(
+            &cfg.jupyter.token,
+            &cfg.state_dir,
+            cfg.container.user.as_deref(),
+            &prepared.id,
+            prepared.user.as_deref(),
+        )
+        .context("choosing the login token")?;
+        // The env file's values and the login token are secrets too, from now on.
         t.redact_secrets(Redactor::new(
-            spec.env_values().chain(cfg.workspace.iter().flat_map(|w| w.env.values().map(String::as_str))),
+            base.env_values()
+                .chain(cfg.workspace.iter().flat_map(|w| w.env.values().map(String::as_str)))
+                .chain(login.iter().map(|l| l.token.as_str())),
         ));
-        let running = container::ensure(&docker, &spec).await.context("starting the container")?;
-        t.state.container = Some(ContainerState {
-            id: running.id.clone(),
-            name: running.name.clone(),
-            config_hash: running.hash.clone(),
-            started_at: running.started_at.clone(),
-            host_address: running.endpoint.address.to_string(),
-            host_port: running.endpoint.port,
-        });
-        t.done("container", running.action.clone());
-        self.token().await
+        loop {
+            self.login = login.clone();
+            let spec = match &login {
+                Some(l) => {
+                    crate::login::write_mount_source(&cfg.state_dir, l)?;
+                    base.clone().with_login(l, &crate::login::mount_source(&cfg.state_dir))
+                }
+                None => base.clone(),
+            };
+            self.rec.begin("container", Phase::StartingContainer);
+            let running = container::ensure(&docker, &spec).await.context("starting the container")?;
+            self.rec.state.container = Some(ContainerState {
+                id: running.id.clone(),
+                name: running.name.clone(),
+                config_hash: running.hash.clone(),
+                started_at: running.started_at.clone(),
+                host_address: running.endpoint.address.to_string(),
+                host_port: running.endpoint.port,
+            });
+            self.rec.done("container", running.action.clone());
+            match self.token().await {
+                Err(e) if e.downcast_ref::<FileIgnored>().is_some() => {
+                    warn!("the image's server ignored JUPYTER_TOKEN_FILE (Notebook before 6.1, jupyter_server before 1.6?): giving it JUPYTER_TOKEN instead");
+                    crate::login::remember_env_only(&cfg.state_dir, &prepared.id)?;
+                    if let Some(l) = login.as_mut() {
+                        l.delivery = crate::login::Delivery::Env;
+                    }
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Follows the log of the container in the state until its token is
@@ -191,25 +239,54 @@ impl<'a> Converger<'a> {
         self.rec.begin("token", Phase::WaitingForToken);
         let endpoint =
             Endpoint { address: c.host_address.parse().context("the published address")?, port: c.host_port };
-        let proven =
-            jupyter::wait_for_token(&docker, &c.id, c.started_at.as_deref(), endpoint, cfg.jupyter.ready_timeout)
-                .await
-                .context("waiting for Jupyter's login token")?;
-        self.rec.done("token", format!("from the {}, proven against /api/status", proven.source));
+        let no_token = cfg.jupyter.token == TokenChoice::None;
+        let proven = jupyter::wait_for_token(
+            &docker,
+            &c.id,
+            c.started_at.as_deref(),
+            endpoint,
+            cfg.jupyter.ready_timeout,
+            no_token,
+        )
+        .await
+        .context("waiting for Jupyter's login token")?;
+        let mut source = proven.source.to_string();
+        let mut note = None;
+        match &self.login {
+            Some(l) if proven.token == l.token => source = "agent".into(),
+            Some(l) if matches!(l.delivery, crate::login::Delivery::File { .. }) => {
+                self.rec.done("token", "the server ignored JUPYTER_TOKEN_FILE; trying JUPYTER_TOKEN".into());
+                return Err(anyhow::Error::new(FileIgnored));
+            }
+            Some(_) => {
+                warn!("the image's server ignores JUPYTER_TOKEN_FILE and JUPYTER_TOKEN: its login URL changes whenever the container starts again");
+                note = Some(IGNORED_NOTE.to_string());
+            }
+            None if proven.token.is_empty() => note = Some(NO_TOKEN_NOTE.to_string()),
+            None if no_token => note = Some(NONE_BUT_TOKEN_NOTE.to_string()),
+            None => {}
+        }
+        let detail = match source.as_str() {
+            "agent" => "the agent's token, proven against /api/status".to_string(),
+            _ if proven.token.is_empty() => "the server checks no token ([jupyter] token = \"none\")".to_string(),
+            other => format!("from the {other}, proven against /api/status"),
+        };
+        self.rec.done("token", detail);
 
         let host = url::resolve_host(&cfg.jupyter.url_host, &cfg.jupyter.metadata_endpoint).await;
         let login = url::login_url(&host, c.host_port, &proven.path, &proven.token);
         // The result file first: whoever sees the published state may read it at once.
         if let Some(path) = &cfg.result_file {
-            report::write_result_file(path, &report::ready_text(PROGRAM, &login, Utc::now()))
+            report::write_result_file(path, &report::ready_text(PROGRAM, &login, note.as_deref(), Utc::now()))
                 .map_err(anyhow::Error::msg)?;
         }
         self.rec.state.ready(JupyterState {
             url: login.clone(),
             token: proven.token.clone(),
-            token_source: proven.source.to_string(),
+            token_source: source,
             token_seen_at: proven.seen_at,
             proven_at: proven.proven_at,
+            note,
         });
         self.rec.save();
         info!(url = %redact(&login), "Jupyter is ready (jupyter-agent url prints the URL with its token)");

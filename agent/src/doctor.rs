@@ -124,6 +124,12 @@ async fn token_check(state: Option<&State>, published: Option<u16>) -> Check {
         Err(e) => Err(e),
     };
     match status {
+        Ok(200) if j.note.is_some() => bad(
+            "token",
+            Verdict::Warn,
+            format!("the reported token opens /api/status now, but: {}", j.note.as_deref().unwrap_or_default()),
+            "see [jupyter] token in the README",
+        ),
         Ok(200) => ok("token", "the reported token opens /api/status now"),
         Ok(code) => bad(
             "token",

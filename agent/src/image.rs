@@ -21,6 +21,8 @@ use crate::state::LayerProgress;
 #[derive(Debug, Clone)]
 pub struct Prepared {
     pub id: String,
+    /// The image's `USER` (empty or absent: root).
+    pub user: Option<String>,
     /// In a few words: `present`, `pulled`, `loaded`, `built`.
     pub detail: String,
 }
@@ -77,11 +79,17 @@ pub async fn ensure(
             "built".to_string()
         }
     };
-    let id = image_id(docker, reference)
-        .await?
-        .ok_or_else(|| anyhow!("the engine has no image {reference} after it was {detail}"))?;
+    let image = match docker.inspect_image(reference).await {
+        Ok(image) => image,
+        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
+            bail!("the engine has no image {reference} after it was {detail}")
+        }
+        Err(e) => return Err(e).with_context(|| format!("inspecting the image {reference}")),
+    };
+    let id = image.id.ok_or_else(|| anyhow!("the engine gave no id for the image {reference}"))?;
+    let user = image.config.and_then(|c| c.user).filter(|u| !u.is_empty());
     info!(image = %reference, id = %short_id(&id), "image ready ({detail})");
-    Ok(Prepared { id, detail })
+    Ok(Prepared { id, user, detail })
 }
 
 pub fn short_id(id: &str) -> &str {

@@ -48,15 +48,37 @@ impl std::fmt::Debug for Proven {
 
 /// Follows the log of `container` (from `since`, Docker's start time) until a
 /// proven token is found, the stream ends (the container stopped), or
-/// `timeout` passes.
+/// `timeout` passes. With `no_token` (`[jupyter] token = "none"`), a server
+/// that checks no token is accepted, with an empty token, before the log is
+/// followed for a server that does check one.
 pub async fn wait_for_token(
     docker: &Docker,
     container: &str,
     since: Option<&str>,
     endpoint: Endpoint,
     timeout: Duration,
+    no_token: bool,
 ) -> Result<Proven> {
     let deadline = retry::deadline_after(timeout);
+    if no_token {
+        let client = http_client()?;
+        let seen_at = Utc::now();
+        match prove(&client, docker, container, endpoint, "/", "", timeout, true).await? {
+            Proof::Accepted => {
+                info!("the server checks no token, as [jupyter] token = \"none\" allows");
+                return Ok(Proven {
+                    token: String::new(),
+                    path: "/".into(),
+                    source: "server",
+                    seen_at,
+                    proven_at: Utc::now(),
+                });
+            }
+            Proof::Rejected(status) => {
+                info!(status, "[jupyter] token = \"none\", but the server checks a token: following its log")
+            }
+        }
+    }
     // Only this run's lines: a restarted container's log still holds the
     // tokens of its earlier runs (and the proof would refuse them anyway).
     let since = since.and_then(|s| DateTime::parse_from_rfc3339(s).ok()).map_or(0, |t| t.timestamp() as i32);
@@ -106,7 +128,7 @@ pub async fn wait_for_token(
             };
             for (token, path, source) in candidates {
                 let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-                match prove(&client, docker, container, endpoint, &base_url(&path), &token, remaining).await? {
+                match prove(&client, docker, container, endpoint, &base_url(&path), &token, remaining, false).await? {
                     Proof::Accepted => {
                         info!(source, "token proven against /api/status");
                         return Ok(Proven { token, path, source, seen_at, proven_at: Utc::now() });
@@ -197,9 +219,12 @@ async fn is_running(docker: &Docker, container: &str) -> bool {
 }
 
 /// `GET /api/status` with the token must answer 200, and with a wrong token
-/// must be refused. Connection errors are retried ([`PROOF_RETRY`]) while
-/// the container runs; any answer but 200 rejects the candidate (a stray
-/// URL in the log), and the caller goes on following the log.
+/// must be refused (unless `open_ok`: a server that checks no token, asked
+/// for with an empty token). Connection errors are retried
+/// ([`PROOF_RETRY`]) while the container runs; any answer but 200 rejects
+/// the candidate (a stray URL in the log), and the caller goes on following
+/// the log.
+#[allow(clippy::too_many_arguments)]
 async fn prove(
     client: &reqwest::Client,
     docker: &Docker,
@@ -208,13 +233,17 @@ async fn prove(
     base: &str,
     token: &str,
     within: Duration,
+    open_ok: bool,
 ) -> Result<Proof> {
     let url = endpoint.url(&format!("{base}api/status"));
     let policy = Policy { budget: within, ..PROOF_RETRY };
     let asked = retry::retry(
         &policy,
         |_| async {
-            match client.get(&url).header("Authorization", format!("token {token}")).send().await {
+            let request = client.get(&url);
+            let request =
+                if token.is_empty() { request } else { request.header("Authorization", format!("token {token}")) };
+            match request.send().await {
                 Ok(resp) => Ok(resp.status().as_u16()),
                 Err(_) if !is_running(docker, container).await => Err(NotUp::Stopped),
                 Err(e) => Err(NotUp::Yet(format!("{:#}", anyhow!(e)))),
@@ -241,6 +270,7 @@ async fn prove(
         .with_context(|| format!("asking {url} to refuse a wrong token"))?;
     match resp.status().as_u16() {
         401 | 403 => Ok(Proof::Accepted),
+        200 if open_ok => Ok(Proof::Accepted),
         other => bail!("{url} answered {other} to a wrong token: the server does not check tokens, so no login token can be proven"),
     }
 }

@@ -35,6 +35,7 @@ pub mod http;
 pub mod image;
 pub mod jupyter;
 pub mod logging;
+pub mod login;
 pub mod network;
 pub mod service;
 pub mod state;

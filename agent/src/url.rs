@@ -19,6 +19,10 @@ const ADDRESS_KEYS: [&str; 3] = ["eipv4", "public-ipv4", "private-ipv4"];
 /// Builds the login URL.
 pub fn login_url(host: &str, port: u16, path: &str, token: &str) -> String {
     let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_string() };
+    if token.is_empty() {
+        // A server that checks no token ([jupyter] token = "none").
+        return format!("http://{host}:{port}{path}");
+    }
     format!("http://{host}:{port}{path}?token={token}")
 }
 

@@ -43,7 +43,8 @@ pub struct RosOptions {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// Ready; the URL holds the token.
-    Ready { url: String },
+    /// `note`: the agent's word on a URL that is not the stable one.
+    Ready { url: String, note: Option<String> },
     /// The converge failed.
     Failed(Failure),
     /// The timeout ran out; `last` is the last state seen, `lost` why the
@@ -142,7 +143,7 @@ async fn follow<W: Write>(
         }
         if ask == Ask::Url && state.is_ready() {
             return match state.jupyter {
-                Some(j) if !is_redacted(&j.url) => Outcome::Ready { url: j.url },
+                Some(j) if !is_redacted(&j.url) => Outcome::Ready { url: j.url, note: j.note },
                 Some(_) => Outcome::Broken("the agent redacted the token although show_token=true was asked".into()),
                 None => Outcome::Broken("the agent is ready but its state has no jupyter.url".into()),
             };
@@ -221,8 +222,11 @@ impl Outcome {
 async fn report(opts: &Options, outcome: &Outcome) -> u8 {
     let mut code = outcome.exit_code();
     match outcome {
-        Outcome::Ready { url } => {
+        Outcome::Ready { url, note } => {
             eprintln!("jupyter-bootstrap: Jupyter is ready (the login URL is on stdout)");
+            if let Some(note) = note {
+                eprintln!("jupyter-bootstrap: note: {note}");
+            }
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{}", if opts.show_token { url.clone() } else { redact(url) });
             let _ = out.flush();
@@ -241,7 +245,7 @@ async fn report(opts: &Options, outcome: &Outcome) -> u8 {
     if let Some(path) = &opts.result_file {
         let now = Utc::now();
         let text = match outcome {
-            Outcome::Ready { url } => report::ready_text(PROGRAM, url, now),
+            Outcome::Ready { url, note } => report::ready_text(PROGRAM, url, note.as_deref(), now),
             Outcome::Failed(f) => report::failed_text(PROGRAM, f, now),
             _ => report::not_ready_text(PROGRAM, &outcome.reason(opts).unwrap_or_default(), now),
         };
@@ -253,7 +257,7 @@ async fn report(opts: &Options, outcome: &Outcome) -> u8 {
 
     if let Some(ros) = &opts.ros {
         let signal = match outcome {
-            Outcome::Ready { url } => Signal::success(&ros.id, ros.send_url.then_some(url.as_str())),
+            Outcome::Ready { url, .. } => Signal::success(&ros.id, ros.send_url.then_some(url.as_str())),
             _ => Signal::failure(&ros.id, &outcome.reason(opts).unwrap_or_default()),
         };
         match ros::send(&ros.target, &signal, ros.budget).await {
@@ -310,7 +314,7 @@ mod tests {
         )
         .unwrap();
         let cases = [
-            (Outcome::Ready { url: "u".into() }, None),
+            (Outcome::Ready { url: "u".into(), note: None }, None),
             (
                 Outcome::Failed(Failure { step: "image".into(), cause: "pull failed".into(), ..Default::default() }),
                 Some("image: pull failed"),
@@ -342,7 +346,7 @@ mod tests {
 
     #[test]
     fn exit_codes_follow_the_outcome() {
-        assert_eq!(Outcome::Ready { url: "u".into() }.exit_code(), 0);
+        assert_eq!(Outcome::Ready { url: "u".into(), note: None }.exit_code(), 0);
         assert_eq!(Outcome::Failed(Failure::default()).exit_code(), 1);
         assert_eq!(Outcome::Broken("x".into()).exit_code(), 1);
         assert_eq!(Outcome::NeverAppeared { why: None }.exit_code(), 3);

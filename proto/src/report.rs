@@ -32,9 +32,13 @@ pub fn failure_reason(f: &Failure) -> String {
 
 /// The result file once Jupyter is ready: the URL is the last line.
 /// `by` names the program that wrote it.
-pub fn ready_text(by: &str, url: &str, at: DateTime<Utc>) -> String {
+/// `note` (the state's `jupyter.note`: the URL is not the stable one) comes
+/// before the URL, which stays the last line.
+pub fn ready_text(by: &str, url: &str, note: Option<&str>, at: DateTime<Utc>) -> String {
+    let note = note.map(|n| format!("## Note: {n}\n")).unwrap_or_default();
     format!(
         "# {by}: Jupyter is ready ({})\n\
+         {note}\
          ## Jupyter Notebook Token:\n\
          Copy/paste this URL into your browser when you connect for the first time,\n\
          to login with a token:\n    {url}\n",
@@ -88,7 +92,7 @@ mod tests {
 
     #[test]
     fn tail_of_the_ready_file_shows_the_url() {
-        let text = ready_text("jupyter-agent", "http://1.2.3.4:8888/tree?token=abc", Utc::now());
+        let text = ready_text("jupyter-agent", "http://1.2.3.4:8888/tree?token=abc", None, Utc::now());
         assert_eq!(text.lines().last(), Some("    http://1.2.3.4:8888/tree?token=abc"));
         assert!(text.starts_with("# jupyter-agent: Jupyter is ready ("));
         assert!(text.lines().count() <= 10, "tail -10 must show all of it");

@@ -192,6 +192,11 @@ pub struct JupyterState {
     /// When `/api/status` accepted the token and refused a wrong one.
     #[serde(default)]
     pub proven_at: DateTime<Utc>,
+    /// What the participant must know about this URL, when it is not the
+    /// stable one: the server ignored the agent's token (the URL changes at
+    /// every start), or the server checks no token at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -434,6 +439,7 @@ mod tests {
             token_source: "log".into(),
             token_seen_at: Utc::now(),
             proven_at: Utc::now(),
+            note: None,
         });
         assert_eq!(s.phase, Phase::Ready);
         assert!(s.error.is_none());

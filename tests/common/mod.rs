@@ -208,11 +208,11 @@ impl Env {
         }
     }
 
-    /// The detail of the state's step `name`.
+    /// The detail of the state's last step `name`.
     pub fn step_detail(&self, name: &str) -> String {
         let state = self.state();
         let steps = state["steps"].as_array().expect("steps");
-        let step = steps.iter().find(|s| s["name"] == name).unwrap_or_else(|| panic!("no step {name}: {state}"));
+        let step = steps.iter().rev().find(|s| s["name"] == name).unwrap_or_else(|| panic!("no step {name}: {state}"));
         step["detail"].as_str().unwrap_or_default().to_string()
     }
 

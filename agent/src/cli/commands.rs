@@ -18,7 +18,10 @@ pub fn dispatch(config: &Path, command: Command) -> Result<()> {
         Command::Run { once } => run(config, once),
         Command::Status { json, show_token } => status(config, json, show_token),
         Command::InstallDocker { dry_run, root } => install_docker(config, dry_run, root.as_deref()),
-        Command::Token { json } => print_one(config, json, "token", |s| s.jupyter.as_ref().map(|j| j.token.clone())),
+        Command::Token { rotate: true, .. } => rotate_token(config),
+        Command::Token { json, .. } => {
+            print_one(config, json, "token", |s| s.jupyter.as_ref().map(|j| j.token.clone()))
+        }
         Command::Url { json } => print_one(config, json, "url", |s| s.jupyter.as_ref().map(|j| j.url.clone())),
         Command::Wait { timeout, json } => wait(config, timeout, json),
         Command::Logs { follow, lines, json } => logs(config, follow, lines, json),
@@ -244,6 +247,25 @@ fn workspace_reset(config: &Path) -> Result<()> {
         reset.aside.display(),
         w.path.display(),
         reset.identity
+    );
+    Ok(())
+}
+
+fn rotate_token(config: &Path) -> Result<()> {
+    let cfg = lenient_config(config)?;
+    if cfg.jupyter.token != crate::config::TokenChoice::Generate {
+        return Err(Exit::new(
+            exit::USAGE,
+            format!(
+            "{}: [jupyter] token is not \"generate\": the agent does not choose the token, so it cannot make a new one",
+            config.display()
+        ),
+        )
+        .into());
+    }
+    crate::login::rotate(&cfg.state_dir)?;
+    println!(
+        "A new login token was made. Every earlier login URL stops working once Jupyter restarts with it:\nrestart the agent (systemctl restart jupyter-agent, or jupyter-agent run) to recreate the container, then jupyter-agent url prints the new URL."
     );
     Ok(())
 }

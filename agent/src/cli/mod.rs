@@ -146,12 +146,17 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         root: Option<PathBuf>,
     },
-    /// Print the proven login token, on one line.
+    /// Print the proven login token, on one line; or, with --rotate, make a new one.
     #[command(after_help = EXIT_CODES)]
     Token {
         /// Print {"token": "..."}.
         #[arg(long)]
         json: bool,
+        /// Make a new login token ([jupyter] token = "generate"). Every earlier URL stops
+        /// working once Jupyter restarts with it: restart the agent (systemctl restart
+        /// jupyter-agent, or jupyter-agent run) to recreate the container.
+        #[arg(long, conflicts_with = "json")]
+        rotate: bool,
     },
     /// Print the login URL with its token, on one line.
     #[command(after_help = EXIT_CODES)]

@@ -10,6 +10,9 @@ pub fn render(s: &State) -> String {
     let mut out = format!("phase: {}\n", s.phase);
     if let Some(j) = &s.jupyter {
         out.push_str(&format!("url: {}\n", j.url));
+        if let Some(note) = &j.note {
+            out.push_str(&format!("note: {note}\n"));
+        }
     }
     if let Some(c) = &s.container {
         out.push_str(&format!(

@@ -21,7 +21,8 @@ use std::time::Duration;
 use jupyter_proto::redact::redact_url;
 use section::{toml_str, Section};
 pub use values::{
-    with_tag, ContainerName, DockerHost, DockerSource, ImageRef, Publish, PullPolicy, RestartPolicy, UrlHost, Volume,
+    with_tag, ContainerName, DockerHost, DockerSource, ImageRef, Publish, PullPolicy, RestartPolicy, TokenChoice,
+    UrlHost, Volume,
 };
 
 /// Where the agent looks for its configuration when `--config` is not given.
@@ -161,6 +162,8 @@ pub struct ContainerConfig {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct JupyterConfig {
+    /// Where the login token comes from.
+    pub token: TokenChoice,
     pub ready_timeout: Duration,
     pub url_host: UrlHost,
     pub metadata_endpoint: String,
@@ -304,10 +307,20 @@ impl Config {
 
         let mut j = root.section("jupyter")?;
         let jupyter = JupyterConfig {
+            token: j.parsed("token")?.unwrap_or(TokenChoice::Generate),
             ready_timeout: j.at_least_a_second("ready_timeout")?.unwrap_or(Duration::from_secs(600)),
             url_host: j.parsed("url_host")?.unwrap_or(UrlHost::Auto),
             metadata_endpoint: j.http_url("metadata_endpoint")?.unwrap_or_else(|| DEFAULT_METADATA_ENDPOINT.into()),
         };
+        if matches!(jupyter.token, TokenChoice::Generate | TokenChoice::File(_)) {
+            if let Some(key) = container.env.keys().find(|k| *k == "JUPYTER_TOKEN" || *k == "JUPYTER_TOKEN_FILE") {
+                return Err(j.err(
+                    "token",
+                    None,
+                    &format!("is the agent's to give (\"generate\" by default), but [container] env sets {key}; set [jupyter] token = \"image\" to let the server take {key}, or remove it"),
+                ));
+            }
+        }
         if !container.metadata_access && jupyter.metadata_address().is_none() {
             return Err(j.err(
                 "metadata_endpoint",

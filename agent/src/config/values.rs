@@ -293,6 +293,34 @@ impl FromStr for DockerHost {
     }
 }
 
+/// `[jupyter] token`: where Jupyter's login token comes from
+/// (docs/jupyter.md#a-stable-login-token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenChoice {
+    /// One token for the instance, chosen by the agent and kept (the default).
+    Generate,
+    /// Whatever the server prints (a new one at each start).
+    Image,
+    /// A server that checks no token: anyone who reaches the port logs in.
+    None,
+    /// The organiser's own, from a root-only file.
+    File(std::path::PathBuf),
+}
+
+impl FromStr for TokenChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "generate" => Ok(TokenChoice::Generate),
+            "image" => Ok(TokenChoice::Image),
+            "none" => Ok(TokenChoice::None),
+            p if p.starts_with('/') && !p.split('/').any(|c| c == "..") => Ok(TokenChoice::File(p.into())),
+            _ => Err("expected \"generate\" (one token for the instance, kept across restarts), \"image\" (whatever the server prints), \"none\" (a server that checks no token: anyone who reaches the port logs in) or the absolute path of a root-only file holding the token".into()),
+        }
+    }
+}
+
 /// A size in bytes, written with its unit: `"500MB"`, `"2GiB"`, `"1024KiB"`
 /// (decimal kB, MB, GB; binary KiB, MiB, GiB; `B` for bytes), at most 1 TiB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
