@@ -207,11 +207,8 @@ fn at_least_sixty_bad_configurations_exit_2_with_their_message_and_change_nothin
     let involved = [env.dir.path(), Path::new("/tmp/ja-bad-state"), Path::new("/tmp/ja-bad-log")];
     let before = snapshot(&involved);
     let f = env.config_path().display().to_string();
-    let texts = cases
-        .iter()
-        .map(|(changes, want)| (render(&env, changes), want.clone()))
-        .chain(raw)
-        .collect::<Vec<_>>();
+    let texts =
+        cases.iter().map(|(changes, want)| (render(&env, changes), want.clone())).chain(raw).collect::<Vec<_>>();
     let mut failures = Vec::new();
     for (text, want) in &texts {
         env.write_config(text);

@@ -224,3 +224,55 @@ fn doctor_checks_what_a_person_would() {
     assert_eq!(container["verdict"], "fail");
     assert!(container["fix"].as_str().unwrap().contains("jupyter-agent run"), "{container}");
 }
+
+/// Under a `Type=notify` unit, systemd hands the agent `NOTIFY_SOCKET`: the
+/// agent says READY=1 as soon as its socket answers (the converge may take
+/// many minutes, longer than a start timeout), then one STATUS= line per
+/// phase and step, which `systemctl status` shows. A datagram socket of the
+/// test's own stands in for systemd's, with the protocol of sd_notify(3).
+#[test]
+fn status_datagrams_follow_the_phases_under_notify_socket() {
+    let env = Env::new("notify");
+    env.write_config(&env.base_config(""));
+    let path = env.path("notify.sock");
+    let listener = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    listener.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    let mut agent = Command::new(common::bin("jupyter-agent"))
+        .arg("--config")
+        .arg(env.config_path())
+        .arg("run")
+        .env("NOTIFY_SOCKET", &path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut got: Vec<String> = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.iter().any(|m| m.starts_with("STATUS=ready")) {
+        let n = listener.recv(&mut buf).unwrap_or_else(|e| panic!("no datagram ({e}); so far: {got:?}"));
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert_eq!(got[0], "READY=1", "{got:?}");
+    assert!(env.socket().exists(), "READY=1 came once the socket answers");
+    let expected = [
+        "STATUS=installing-docker: engine",
+        "STATUS=preparing-image: image",
+        "STATUS=starting-container: network",
+        "STATUS=starting-container: container",
+        "STATUS=waiting-for-token: token",
+        "STATUS=ready: jupyter-agent url prints the login URL",
+    ];
+    let statuses: Vec<&str> = got.iter().skip(1).map(String::as_str).filter(|m| expected.contains(m)).collect();
+    assert_eq!(statuses, expected, "in order, each once: {got:?}");
+    assert!(got.iter().all(|m| !m.contains('\n')), "one assignment per datagram: {got:?}");
+    let _ = Command::new("kill").args(["-TERM", &agent.id().to_string()]).status();
+    agent.wait().unwrap();
+    let mut last = String::new();
+    while let Ok(n) = listener.recv(&mut buf) {
+        last = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if last == "STOPPING=1" {
+            break;
+        }
+    }
+    assert_eq!(last, "STOPPING=1");
+}

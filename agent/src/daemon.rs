@@ -44,6 +44,8 @@ pub async fn run(cfg: &Config, once: bool, shutdown: impl Future<Output = ()> + 
     // The first write of the state file, before anything else starts.
     let mut converger = Converger::new(cfg, &store, Some(updates))?;
     let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
+    let notifier = crate::notify::Notifier::from_env();
+    let mut changes = watched.clone();
     let server = match api::bind(&cfg.socket) {
         Ok(listener) => {
             let shared = Arc::new(api::Shared { state: watched, docker: cfg.docker.clone() });
@@ -56,6 +58,21 @@ pub async fn run(cfg: &Config, once: bool, shutdown: impl Future<Output = ()> + 
             None
         }
     };
+    // The service manager: ready once the socket answers (the converge may
+    // take many minutes), then the phase and step as they change.
+    if let Some(mut notifier) = notifier {
+        notifier.ready();
+        tokio::spawn(async move {
+            loop {
+                let state = changes.borrow_and_update().clone();
+                notifier.status(&state);
+                if changes.changed().await.is_err() {
+                    notifier.stopping();
+                    return;
+                }
+            }
+        });
+    }
     // Every step is cancellable: dropping it kills its child processes and
     // closes its connections.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -122,6 +139,11 @@ pub async fn serve_refusal(
     rec.fail("config", refusal.to_string(), None, Vec::new());
     tracing::error!("{refusal}; serving this failure on {} until stopped (SIGTERM)", socket.display());
     let Ok(listener) = api::bind(&socket) else { return refusal.into() };
+    if let Some(mut notifier) = crate::notify::Notifier::from_env() {
+        // Ready (the refusal is served), and its status says why.
+        notifier.ready();
+        notifier.status(&watched.borrow());
+    }
     let shared = Arc::new(api::Shared { state: watched, docker: Config::defaults().docker });
     api::serve(listener, shared, shutdown).await;
     let _ = std::fs::remove_file(&socket);

@@ -37,6 +37,7 @@ pub mod jupyter;
 pub mod logging;
 pub mod login;
 pub mod network;
+pub mod notify;
 pub mod service;
 pub mod state;
 pub mod token;

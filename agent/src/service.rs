@@ -25,7 +25,7 @@ pub fn unit(config: &Path) -> String {
          After=network-online.target docker.service\n\
          \n\
          [Service]\n\
-         Type=simple\n\
+         Type=notify\n\
          ExecStart={BINARY} --config {} run\n\
          Restart=on-failure\n\
          RestartSec=10\n\
