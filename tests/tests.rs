@@ -27,6 +27,7 @@ mod docker_install;
 mod engine_start;
 mod hardening;
 mod login;
+mod progress;
 mod release;
 mod service;
 mod template;

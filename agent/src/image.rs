@@ -48,13 +48,17 @@ pub async fn image_id(docker: &Docker, reference: &str) -> Result<Option<String>
     }
 }
 
+/// What a pull or a build reports while it runs.
+pub enum Progress<'a> {
+    /// A layer of a pull changed (status, bytes).
+    Layer(&'a str, LayerProgress),
+    /// A build began a Dockerfile instruction: `Step 3/7 : RUN pip install ...`.
+    Build(&'a str),
+}
+
 /// Makes `cfg.reference` present, by the configured source.
-/// `on_layer` receives pull progress as layers change status.
-pub async fn ensure(
-    docker: &Docker,
-    cfg: &ImageConfig,
-    on_layer: &mut dyn FnMut(&str, LayerProgress),
-) -> Result<Prepared> {
+/// `on_progress` receives a pull's layers and a build's steps as they go.
+pub async fn ensure(docker: &Docker, cfg: &ImageConfig, on_progress: &mut dyn FnMut(Progress)) -> Result<Prepared> {
     let reference = cfg.reference.as_str();
     let detail = match &cfg.source {
         ImageSource::Pull(policy) => {
@@ -65,7 +69,7 @@ pub async fn ensure(
                 ),
                 (PullPolicy::Never | PullPolicy::IfNotPresent, true) => "present".to_string(),
                 (PullPolicy::Always, _) | (PullPolicy::IfNotPresent, false) => {
-                    pull(docker, reference, on_layer).await?;
+                    pull(docker, reference, on_progress).await?;
                     "pulled".to_string()
                 }
             }
@@ -75,7 +79,7 @@ pub async fn ensure(
             "loaded".to_string()
         }
         ImageSource::Build(build) => {
-            build_image(docker, build, reference).await?;
+            build_image(docker, build, reference, on_progress).await?;
             "built".to_string()
         }
     };
@@ -97,7 +101,7 @@ pub fn short_id(id: &str) -> &str {
     &id[..id.len().min(12)]
 }
 
-async fn pull(docker: &Docker, reference: &str, on_layer: &mut dyn FnMut(&str, LayerProgress)) -> Result<()> {
+async fn pull(docker: &Docker, reference: &str, on_progress: &mut dyn FnMut(Progress)) -> Result<()> {
     let (repo, tag) = split_reference(reference);
     info!(image = %reference, "pulling");
     let options = CreateImageOptionsBuilder::new().from_image(repo).tag(tag).build();
@@ -115,7 +119,7 @@ async fn pull(docker: &Docker, reference: &str, on_layer: &mut dyn FnMut(&str, L
             info!(image = %reference, layer = %layer, status = %status, "pull");
             last_status.insert(layer.clone(), status.clone());
         }
-        on_layer(&layer, LayerProgress { status, current, total });
+        on_progress(Progress::Layer(&layer, LayerProgress { status, current, total }));
     }
     Ok(())
 }
@@ -163,7 +167,12 @@ async fn load(docker: &Docker, path: &Path, reference: &str) -> Result<()> {
 
 /// Packs the build context into a temporary tar file (so memory stays flat
 /// whatever its size), then streams it to `/build`.
-async fn build_image(docker: &Docker, cfg: &BuildConfig, reference: &str) -> Result<()> {
+async fn build_image(
+    docker: &Docker,
+    cfg: &BuildConfig,
+    reference: &str,
+    on_progress: &mut dyn FnMut(Progress),
+) -> Result<()> {
     if !cfg.context.join(&cfg.dockerfile).is_file() {
         bail!(
             "there is no {} in the build context {} ([image.build] context and dockerfile)",
@@ -203,6 +212,10 @@ async fn build_image(docker: &Docker, cfg: &BuildConfig, reference: &str) -> Res
         if let Some(text) = info.stream {
             for line in text.lines().map(str::trim_end).filter(|l| !l.is_empty()) {
                 info!(image = %reference, "build: {line}");
+                // The classic builder's "Step 3/7 : RUN ..." (BuildKit's "#5 [3/7] RUN ...").
+                if line.starts_with("Step ") && line.contains('/') {
+                    on_progress(Progress::Build(line));
+                }
                 tail.push(line.to_string());
                 if tail.len() > 20 {
                     tail.remove(0);

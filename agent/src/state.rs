@@ -90,6 +90,8 @@ pub struct Recorder<'a> {
     /// The last write of the state file that failed, if any: the converge
     /// fails on it (nobody could follow it).
     unsaved: Option<String>,
+    /// When a progress line was last written (they are throttled).
+    progress_saved: Option<std::time::Instant>,
 }
 
 impl<'a> Recorder<'a> {
@@ -101,7 +103,8 @@ impl<'a> Recorder<'a> {
         if let Some(tx) = &watchers {
             state.revision = tx.borrow().revision;
         }
-        let mut r = Recorder { state, store, watchers, redactor: Redactor::default(), unsaved: None };
+        let mut r =
+            Recorder { state, store, watchers, redactor: Redactor::default(), unsaved: None, progress_saved: None };
         r.save();
         match r.unsaved.take() {
             Some(e) => Err(io::Error::other(e)),
@@ -137,6 +140,23 @@ impl<'a> Recorder<'a> {
         tracing::info!(step, phase = phase.as_str(), "step started");
         self.state.begin(step, phase);
         self.save();
+    }
+
+    /// Sets the running step's progress line; written and published at most
+    /// every half second (a pull reports many times a second), and always
+    /// when `force`.
+    pub fn progress(&mut self, line: String, force: bool) {
+        let line = jupyter_proto::redact::bound(&self.redactor.redact(&line), 160);
+        let Some(step) = self.state.steps.iter_mut().rev().find(|s| s.status == StepStatus::Running) else { return };
+        if step.progress.as_deref() == Some(line.as_str()) {
+            return;
+        }
+        step.progress = Some(line);
+        let due = self.progress_saved.is_none_or(|at| at.elapsed() >= std::time::Duration::from_millis(500));
+        if force || due {
+            self.progress_saved = Some(std::time::Instant::now());
+            self.save();
+        }
     }
 
     pub fn done(&mut self, step: &str, detail: String) {

@@ -24,9 +24,11 @@ pub fn live_line(state: &State, now: DateTime<Utc>) -> String {
         if let Some(took) = took(step, now) {
             line.push_str(&format!(" ({took})"));
         }
-        if let Some(detail) = step.detail.as_deref().filter(|d| !d.is_empty()) {
+        // A running step's progress (bytes pulled, build step, the package
+        // manager's last line), else what a finished one did.
+        if let Some(text) = step.progress.as_deref().or(step.detail.as_deref()).filter(|d| !d.is_empty()) {
             line.push_str(" - ");
-            line.push_str(detail);
+            line.push_str(text);
         }
     }
     bound(&redact(&line), LIVE_WIDTH)
@@ -217,6 +219,7 @@ mod tests {
                 started_at: Some(at("2026-11-27T04:17:00Z")),
                 ended_at: (*status != "running").then(|| at("2026-11-27T04:17:01.250Z")),
                 detail: detail.map(Into::into),
+                progress: None,
             })
             .collect();
         s

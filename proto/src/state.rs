@@ -139,6 +139,10 @@ pub struct Step {
     /// What the step did, in a few words (`reused`, `recreated: configuration changed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// While it runs, how far it is, in one line: a pull's bytes and
+    /// percent, a build's `Step N/M`, the package manager's last line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -291,6 +295,7 @@ impl State {
             started_at: Some(now),
             ended_at: None,
             detail: None,
+            progress: None,
         });
     }
 
@@ -301,6 +306,7 @@ impl State {
         if let Some(step) = self.steps.iter_mut().rev().find(|s| s.name == name && s.status == StepStatus::Running) {
             step.status = status;
             step.ended_at = Some(now);
+            step.progress = None;
             if detail.is_some() {
                 step.detail = detail;
             }

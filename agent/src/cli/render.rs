@@ -5,6 +5,15 @@ use crate::config::WorkspaceConfig;
 use crate::state::{State, StepStatus};
 use crate::workspace::Record;
 
+/// A running step's time so far: `12s`, `3m 05s`.
+fn elapsed(secs: u64) -> String {
+    if secs < 60 {
+        format!("{secs}s")
+    } else {
+        format!("{}m {:02}s", secs / 60, secs % 60)
+    }
+}
+
 /// The human form of `status`.
 pub fn render(s: &State) -> String {
     let mut out = format!("phase: {}\n", s.phase);
@@ -28,10 +37,13 @@ pub fn render(s: &State) -> String {
         out.push_str(&format!("image: {} ({id}, {})\n", i.reference, i.source));
     }
     out.push_str("steps:\n");
+    let now = chrono::Utc::now();
     for step in &s.steps {
         let took = match (step.started_at, step.ended_at) {
             (Some(start), Some(end)) => format!("{:.1}s", (end - start).num_milliseconds() as f64 / 1000.0),
-            _ => "running".to_string(),
+            // Running: how long so far.
+            (Some(start), None) => elapsed((now - start).num_seconds().max(0) as u64),
+            _ => "-".to_string(),
         };
         let status = match &step.status {
             StepStatus::Failed => "FAILED",
@@ -42,7 +54,7 @@ pub fn render(s: &State) -> String {
             step.name,
             status,
             took,
-            step.detail.as_deref().unwrap_or("")
+            step.progress.as_deref().or(step.detail.as_deref()).unwrap_or("")
         ));
     }
     if let Some(e) = &s.error {

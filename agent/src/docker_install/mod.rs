@@ -38,6 +38,8 @@ const QUICK_PING: Duration = Duration::from_secs(3);
 pub trait Progress {
     fn begin(&mut self, step: &str);
     fn done(&mut self, step: &str, detail: String);
+    /// A line the running command printed (the package manager's output).
+    fn output(&mut self, _line: &str) {}
 }
 
 /// Records the installer's sub-steps in the state, in the `installing-docker` phase.
@@ -49,6 +51,9 @@ impl Progress for RecordProgress<'_, '_> {
     }
     fn done(&mut self, step: &str, detail: String) {
         self.0.done(step, detail);
+    }
+    fn output(&mut self, line: &str) {
+        self.0.progress(line.to_string(), false);
     }
 }
 
@@ -169,7 +174,16 @@ pub async fn install(cfg: &Config, root: &Path, progress: &mut dyn Progress) -> 
         for action in &plan.actions {
             let name = action.name();
             progress.begin(&name);
-            let detail = executor.run(action).await?;
+            // The command's lines reach the state as they come.
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let run = executor.run_with_lines(action, Some(tx));
+            tokio::pin!(run);
+            let detail = loop {
+                tokio::select! {
+                    done = &mut run => break done?,
+                    Some(line) = rx.recv() => progress.output(&line),
+                }
+            };
             progress.done(&name, detail);
         }
     }

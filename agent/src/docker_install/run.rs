@@ -50,25 +50,30 @@ impl Executor {
         self.root.join(path.strip_prefix("/").unwrap_or(path))
     }
 
-    fn log_output(&self, cmd: &str, output: &[u8]) {
-        let Some(log) = &self.log else { return };
-        let write = || -> std::io::Result<()> {
+    /// The install log, opened for one command's output (after a `$ cmd`
+    /// line); `None` without a log or when it cannot be written.
+    fn open_log(&self, cmd: &str) -> Option<fs::File> {
+        let log = self.log.as_ref()?;
+        let open = || -> std::io::Result<fs::File> {
             if let Some(dir) = log.parent() {
                 fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
             }
             let mut f = OpenOptions::new().create(true).append(true).open(log)?;
             f.set_permissions(fs::Permissions::from_mode(0o600))?;
             writeln!(f, "$ {cmd}")?;
-            f.write_all(output)?;
-            Ok(())
+            Ok(f)
         };
-        if let Err(e) = write() {
-            warn!(log = %log.display(), error = %e, "cannot write the install log");
-        }
+        open().map_err(|e| warn!(log = %log.display(), error = %e, "cannot write the install log")).ok()
     }
 
     /// Carries out one action; returns a short detail for the state.
     pub async fn run(&self, action: &Action) -> Result<String> {
+        self.run_with_lines(action, None).await
+    }
+
+    /// [`Executor::run`], sending each line a command prints to `lines` as
+    /// it comes (the state shows the last one while the step runs).
+    pub async fn run_with_lines(&self, action: &Action, lines: Option<Lines>) -> Result<String> {
         match action {
             Action::Write { path, content, mode } => {
                 let target = self.host_path(path);
@@ -102,7 +107,7 @@ impl Executor {
                         if *needs_lock {
                             self.wait_for_locks().await.map_err(CommandFailed::Fatal)?;
                         }
-                        self.run_command(&cmd, argv, env, *timeout).await
+                        self.run_command(&cmd, argv, env, *timeout, lines.clone()).await
                     },
                     |e, delay| {
                         let attempt = attempts.load(Ordering::Relaxed);
@@ -137,10 +142,11 @@ impl Executor {
         argv: &[String],
         env: &[(String, String)],
         timeout: Duration,
+        lines: Option<Lines>,
     ) -> Result<(), CommandFailed> {
-        match self.run_once(argv, env, timeout).await {
+        let log = self.open_log(cmd);
+        match self.run_once(argv, env, timeout, log, lines).await {
             Ok(output) => {
-                self.log_output(cmd, &[output.stdout.as_slice(), output.stderr.as_slice()].concat());
                 if output.status.success() {
                     return Ok(());
                 }
@@ -163,6 +169,8 @@ impl Executor {
         argv: &[String],
         env: &[(String, String)],
         timeout: Duration,
+        log: Option<fs::File>,
+        lines: Option<Lines>,
     ) -> Result<std::process::Output, RunError> {
         let mut command = if self.chrooted() {
             let mut c = tokio::process::Command::new("chroot");
@@ -180,10 +188,49 @@ impl Executor {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let child = command
+        let mut child = command
             .spawn()
             .map_err(|e| RunError::Spawn(anyhow!(e).context(format!("starting `{}`", argv.join(" ")))))?;
-        match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+        let log = std::sync::Mutex::new(log);
+        // Each line into the install log and to `lines` as it comes, not
+        // when the command ends: a long install shows where it is.
+        let follow = |stream: Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>| {
+            let lines = lines.clone();
+            let log = &log;
+            async move {
+                let mut all = Vec::new();
+                let Some(stream) = stream else { return all };
+                let mut reader = tokio::io::BufReader::new(stream);
+                let mut line = Vec::new();
+                loop {
+                    line.clear();
+                    match tokio::io::AsyncBufReadExt::read_until(&mut reader, b'\n', &mut line).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                    all.extend_from_slice(&line);
+                    if let Some(f) = log.lock().expect("not poisoned").as_mut() {
+                        let _ = f.write_all(&line);
+                    }
+                    let text = String::from_utf8_lossy(&line);
+                    // A progress bar's \r-rewritten line: its last state.
+                    let text = text.trim_end().rsplit('\r').next().unwrap_or_default().trim().to_string();
+                    if let (Some(tx), false) = (&lines, text.is_empty()) {
+                        let _ = tx.send(text);
+                    }
+                }
+                all
+            }
+        };
+        let run = async {
+            let (out, err) = tokio::join!(
+                follow(stdout.map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>)),
+                follow(stderr.map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>))
+            );
+            child.wait().await.map(|status| std::process::Output { status, stdout: out, stderr: err })
+        };
+        match tokio::time::timeout(timeout, run).await {
             Ok(Ok(output)) => Ok(output),
             Ok(Err(e)) => Err(RunError::Spawn(anyhow!(e).context(format!("waiting for `{}`", argv.join(" "))))),
             Err(_) => Err(RunError::Timeout),
@@ -228,6 +275,9 @@ impl Executor {
         }
     }
 }
+
+/// Where a command's lines go as it prints them.
+pub type Lines = tokio::sync::mpsc::UnboundedSender<String>;
 
 /// Another process holds this lock.
 struct LockHeld(PathBuf);
@@ -482,6 +532,38 @@ mod tests {
         assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o644);
         assert_eq!(ex.run(&Action::Remove { path: path.clone() }).await.unwrap(), "removed");
         assert_eq!(ex.run(&Action::Remove { path }).await.unwrap(), "already gone");
+    }
+
+    #[tokio::test]
+    async fn output_is_streamed_line_by_line_as_it_comes() {
+        let dir = tempfile::tempdir().unwrap();
+        let ex = executor(dir.path());
+        let action = sh(
+            "echo 'Unpacking docker.io'; echo 'progress 10%\rprogress 99%' >&2; sleep 2; echo 'Setting up docker.io'",
+            false,
+        );
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let run = ex.run_with_lines(&action, Some(tx));
+        tokio::pin!(run);
+        // The first lines arrive while the command still runs.
+        let mut early = Vec::new();
+        while early.len() < 2 {
+            tokio::select! {
+                _ = &mut run => panic!("the command ended before its first lines were seen: {early:?}"),
+                Some(line) = rx.recv() => early.push(line),
+            }
+        }
+        early.sort();
+        assert_eq!(early, ["Unpacking docker.io", "progress 99%"]);
+        let log = std::fs::read_to_string(dir.path().join("log/install.log")).unwrap();
+        assert!(
+            log.lines().any(|l| l == "Unpacking docker.io") && !log.lines().any(|l| l == "Setting up docker.io"),
+            "logged as it comes: {log}"
+        );
+        assert_eq!(run.await.unwrap(), "done");
+        assert_eq!(rx.recv().await.as_deref(), Some("Setting up docker.io"));
+        let log = std::fs::read_to_string(dir.path().join("log/install.log")).unwrap();
+        assert!(log.lines().any(|l| l == "Setting up docker.io"), "{log}");
     }
 
     #[test]
