@@ -207,8 +207,23 @@ impl Boot {
         }
     }
 
+    /// The verdicts: the signals with id `jupyter` (the bootstrap's final
+    /// one, or the user data's own FAILURE), once one has arrived.
     fn signals(&self) -> Vec<common::ros::Request> {
-        self.ros.wait_for(1, Duration::from_secs(10))
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let all = self.ros.requests();
+            if all.iter().any(|r| r.field("id") == Some("jupyter")) || std::time::Instant::now() > deadline {
+                return all.into_iter().filter(|r| r.field("id") == Some("jupyter")).collect();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Everything signalled, in order: the milestones, then the verdict.
+    fn all_signals(&self) -> Vec<common::ros::Request> {
+        self.signals();
+        self.ros.requests()
     }
 }
 
@@ -231,9 +246,19 @@ fn a_first_boot_ends_in_exactly_one_success_whose_url_opens_jupyter() {
     assert_eq!(exposed, Vec::<String>::new(), "the wait condition's signature was in the process list");
 
     let signals = boot.signals();
-    assert_eq!(signals.len(), 1, "exactly one signal: {signals:?}");
+    assert_eq!(signals.len(), 1, "exactly one verdict: {signals:?}");
     assert_eq!(signals[0].field("status"), Some("SUCCESS"));
     let url = signals[0].field("data").unwrap().to_string();
+    // Before it, the milestones in order, each a SUCCESS with its own id:
+    // with the template's Count (5), what the stack's progress events show.
+    let all = boot.all_signals();
+    let ids: Vec<&str> = all.iter().map(|r| r.field("id").unwrap_or_default()).collect();
+    assert_eq!(ids, ["docker", "materials", "image", "container", "jupyter"], "{all:?}");
+    for milestone in &all[..4] {
+        assert_eq!(milestone.field("status"), Some("SUCCESS"), "{milestone:?}");
+    }
+    assert!(all[1].field("data").unwrap_or_default().starts_with("workspace done in "), "{:?}", all[1]);
+    assert!(all[2].field("data").unwrap_or_default().contains("built"), "{:?}", all[2]);
     assert!(url.starts_with("http://127.0.0.1:"), "the URL names the address from the metadata service: {url}");
     let (base, _, token) = split_url(&url);
     assert_eq!(get_status(&format!("{base}/api/status"), &token), 200, "the signalled URL opens Jupyter");

@@ -278,7 +278,13 @@ fn the_wait_condition_outlasts_the_bootstrap() {
     let (instance_name, _) = t.only("ALIYUN::ECS::Instance");
     let props = &wait["Properties"];
 
-    assert_eq!(as_int(&props["Count"]), Some(1), "{wait_name}.Count: the bootstrap sends one signal");
+    assert_eq!(
+        as_int(&props["Count"]),
+        Some(5),
+        "{wait_name}.Count: the bootstrap's four milestones (--ros-milestones) and its verdict"
+    );
+    assert_eq!(props["ShowProgressEvent"].as_str(), Some("Enabled"), "{wait_name}: the milestones are progress events");
+    assert!(read("userdata/userdata.sh").contains("--ros-milestones"), "the user data asks for the milestones");
     let handle = as_ref(&props["Handle"]).unwrap_or_else(|| panic!("{wait_name}.Handle is not a Ref"));
     assert_eq!(t.type_of(handle), Some("ALIYUN::ROS::WaitConditionHandle"), "{wait_name}.Handle");
 

@@ -263,7 +263,7 @@ rm -rf "$TMP"
 TMP=
 rc=0
 JUPYTER_BOOTSTRAP_ROS_NOTIFY=$ROS_NOTIFY "$BIN_DIR/jupyter-bootstrap" wait --timeout "$WAIT_TIMEOUT" \
-    --result-file "$RESULT_FILE" || rc=$?
+    --ros-milestones --result-file "$RESULT_FILE" || rc=$?
 case "$rc" in
     0 | 1 | 3 | 4 | 5) ;;
     *)

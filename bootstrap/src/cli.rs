@@ -136,6 +136,12 @@ pub struct WaitArgs {
     /// each attempt (at most 20 s each) and the delays between them (at most 30 s each).
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = duration::parse, help_heading = "ROS wait condition")]
     pub ros_budget: Duration,
+
+    /// Also signal each milestone as it passes (ids docker, materials, image, container; data: the
+    /// step, its time and what it did), before the final signal: for a wait condition with Count 5
+    /// and ShowProgressEvent Enabled, whose stack events then show the setup's progress.
+    #[arg(long, help_heading = "ROS wait condition")]
+    pub ros_milestones: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -167,6 +173,7 @@ impl WaitArgs {
                 id: self.ros_id,
                 send_url: self.ros_data == RosData::Url,
                 budget: self.ros_budget,
+                milestones: self.ros_milestones,
             }),
         })
     }

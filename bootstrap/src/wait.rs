@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use jupyter_proto::client::{AgentError, Client, Until};
-use jupyter_proto::redact::{is_redacted, redact};
+use jupyter_proto::redact::{bound, is_redacted, redact};
 use jupyter_proto::retry::{deadline_after, Policy};
-use jupyter_proto::state::{Failure, State};
+use jupyter_proto::state::{Failure, State, StepStatus};
 use jupyter_proto::{duration, report};
 use tokio::time::Instant;
 
@@ -37,6 +37,53 @@ pub struct RosOptions {
     /// Whether SUCCESS carries the login URL as `data`.
     pub send_url: bool,
     pub budget: Duration,
+    /// Whether each milestone gets a SUCCESS signal of its own (the wait
+    /// condition's `Count` then counts them: [`MILESTONES`]).
+    pub milestones: bool,
+}
+
+/// The milestones a room of participants watches in the stack's events,
+/// each a SUCCESS signal with its own id, sent when its step is done (or,
+/// when the step does not run, once a later one has begun): the steps of
+/// the agent they follow, and the id. The final signal (`--ros-id`, with the
+/// URL) comes after them: a wait condition with `Count` = these + 1.
+/// docs/ros.md#progress-signals.
+pub const MILESTONES: &[(&str, &str)] =
+    &[("engine", "docker"), ("workspace", "materials"), ("image", "image"), ("container", "container")];
+
+/// The milestones already signalled.
+#[derive(Debug, Default)]
+pub struct Milestones {
+    sent: Vec<&'static str>,
+}
+
+impl Milestones {
+    /// The milestone signals `state` makes due: (id, data), in order.
+    pub fn due(&mut self, state: &State) -> Vec<(&'static str, String)> {
+        let mut due = Vec::new();
+        for (i, (step, id)) in MILESTONES.iter().enumerate() {
+            if self.sent.contains(id) {
+                continue;
+            }
+            let done = state.steps.iter().rev().find(|s| s.name == *step && s.status == StepStatus::Done);
+            let later_begun = MILESTONES[i + 1..].iter().any(|(later, _)| state.steps.iter().any(|s| s.name == *later))
+                || state.is_ready();
+            let data = match done {
+                Some(s) => {
+                    let took = match (s.started_at, s.ended_at) {
+                        (Some(a), Some(b)) => format!(" in {:.1}s", (b - a).num_milliseconds().max(0) as f64 / 1000.0),
+                        _ => String::new(),
+                    };
+                    format!("{step} done{took}: {}", s.detail.as_deref().unwrap_or(""))
+                }
+                None if later_begun && !state.steps.iter().any(|s| s.name == *step) => format!("{step}: not needed"),
+                None => break,
+            };
+            self.sent.push(id);
+            due.push((*id, redact(&bound(&data, 200))));
+        }
+        due
+    }
 }
 
 /// How the wait ended.
@@ -62,6 +109,8 @@ const CONNECT_FIRST_DELAY: Duration = Duration::from_millis(50);
 const CONNECT_MAX_DELAY: Duration = Duration::from_millis(500);
 /// The longest long poll asked for: a dead agent is noticed within it.
 pub const MAX_LONG_POLL: Duration = Duration::from_secs(300);
+/// How long one milestone signal may take to deliver.
+const MILESTONE_BUDGET: Duration = Duration::from_secs(30);
 /// Who asks, in the agent client's messages.
 const PROGRAM: &str = "jupyter-bootstrap";
 
@@ -73,16 +122,24 @@ pub async fn run(opts: &Options) -> u8 {
     };
     let mut progress = Progress::new(std::io::stderr(), live);
     let client = Client::new(&opts.socket, PROGRAM);
-    let outcome = watch(&client, opts.timeout, &mut progress).await;
+    let ros = opts.ros.as_ref().filter(|r| r.milestones);
+    let outcome = watch(&client, opts.timeout, &mut progress, ros).await;
     progress.finish();
     report(opts, &outcome).await
 }
 
-/// Waits for the verdict, showing progress, for at most `timeout`.
-pub async fn watch<W: Write>(client: &Client, timeout: Duration, progress: &mut Progress<W>) -> Outcome {
+/// Waits for the verdict, showing progress, for at most `timeout`; with
+/// `milestones`, signals each milestone to that wait condition as it passes.
+pub async fn watch<W: Write>(
+    client: &Client,
+    timeout: Duration,
+    progress: &mut Progress<W>,
+    milestones: Option<&RosOptions>,
+) -> Outcome {
     let deadline = deadline_after(timeout);
     let mut lost = None;
-    match tokio::time::timeout_at(deadline, follow(client, deadline, progress, &mut lost)).await {
+    let follow = follow(client, deadline, progress, &mut lost, milestones);
+    match tokio::time::timeout_at(deadline, follow).await {
         Ok(outcome) => outcome,
         Err(_) => match progress.last() {
             Some(last) => Outcome::TimedOut { last: Box::new(last.clone()), lost },
@@ -109,7 +166,9 @@ async fn follow<W: Write>(
     deadline: Instant,
     progress: &mut Progress<W>,
     lost: &mut Option<String>,
+    ros: Option<&RosOptions>,
 ) -> Outcome {
+    let mut milestones = Milestones::default();
     let connect =
         Policy::new(CONNECT_FIRST_DELAY, CONNECT_MAX_DELAY, deadline.saturating_duration_since(Instant::now()));
     let mut backoff = connect.delays();
@@ -150,6 +209,19 @@ async fn follow<W: Write>(
         }
         let stalled = matches!(ask, Ask::Change(after) if state.revision <= after) && !timed_out;
         progress.update(&state);
+        if let Some(ros) = ros {
+            for (id, data) in milestones.due(&state) {
+                // A lost milestone must not cost the verdict: a short budget, and on.
+                let signal = Signal { reason: "milestone".into(), ..Signal::success(id, Some(&data)) };
+                let budget = ros.budget.min(MILESTONE_BUDGET);
+                match ros::send(&ros.target, &signal, budget).await {
+                    Ok(_) => eprintln!("jupyter-bootstrap: signalled milestone {id} to the ROS wait condition"),
+                    Err(e) => {
+                        eprintln!("jupyter-bootstrap: could not signal milestone {id}: {}", redact(&e.to_string()))
+                    }
+                }
+            }
+        }
         if state.is_failed() {
             return Outcome::Failed(state.failure());
         }
@@ -295,6 +367,31 @@ pub fn failure_message(f: &Failure) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn milestones_come_once_each_in_order_and_skipped_steps_are_named() {
+        use jupyter_proto::state::Phase;
+        let mut state = State::new("0.1.0");
+        let mut m = Milestones::default();
+        state.begin("engine", Phase::InstallingDocker);
+        assert!(m.due(&state).is_empty(), "nothing is done yet");
+        state.end("engine", StepStatus::Done, Some("answered".into()));
+        let due = m.due(&state);
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].0, "docker");
+        assert!(due[0].1.starts_with("engine done in ") && due[0].1.ends_with(": answered"), "{due:?}");
+        assert!(m.due(&state).is_empty(), "once");
+        // No workspace step: once the image step begins, materials are not needed.
+        state.begin("image", Phase::PreparingImage);
+        assert_eq!(m.due(&state), [("materials", "workspace: not needed".to_string())]);
+        state.end("image", StepStatus::Done, Some("present".into()));
+        state.begin("network", Phase::StartingContainer);
+        state.end("network", StepStatus::Done, None);
+        state.begin("container", Phase::StartingContainer);
+        state.end("container", StepStatus::Done, Some("created".into()));
+        let ids: Vec<&str> = m.due(&state).iter().map(|(id, _)| *id).collect();
+        assert_eq!(ids, ["image", "container"]);
+    }
 
     fn opts() -> Options {
         Options {
