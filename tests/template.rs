@@ -204,12 +204,22 @@ fn outputs_give_the_jupyter_url_address_bucket_and_instance() {
     assert!(!script.contains("--ros-id") || script.contains("--ros-id jupyter"), "userdata.sh signals another id");
     assert!(script.contains(r#""id":"jupyter""#), "userdata.sh's own signal does not use the id jupyter");
 
+    // An output's value, or each branch of its Fn::If.
+    let gives = |v: &Yaml, want: (&str, &str)| match function(v) {
+        Some(("Fn::If", Yaml::Array(a))) if a.len() == 3 => {
+            as_get_att(&a[1]) == Some(want) || as_get_att(&a[2]) == Some(want)
+        }
+        _ => as_get_att(v) == Some(want),
+    };
     for (resource, attribute) in [(instance, "PublicIp"), (instance, "InstanceId"), (bucket, "Name")] {
         assert!(
-            values.iter().any(|(_, v)| as_get_att(v) == Some((resource, attribute))),
+            values.iter().any(|(_, v)| gives(v, (resource, attribute))),
             "no output gives Fn::GetAtt [{resource}, {attribute}]"
         );
     }
+    // With PublicAddress = eip, the address is the EIP's.
+    let (eip, _) = t.only("ALIYUN::VPC::EIP");
+    assert!(values.iter().any(|(_, v)| gives(v, (eip, "EipAddress"))), "no output gives the EIP's address");
 }
 
 #[test]
@@ -258,17 +268,41 @@ fn ssh_and_jupyter_are_open_from_the_cidr_parameter_on_a_public_address() {
         "the hands-on needs {cidr} to default to 0.0.0.0/0 (participants' browsers and Cloud Shell)"
     );
 
-    // A public address: outbound bandwidth above 0, AllocatePublicIP not false.
-    let bandwidth = &props["InternetMaxBandwidthOut"];
-    let positive = match as_ref(bandwidth) {
+    // A public address either way. `PublicAddress` chooses, through the
+    // condition UseEip: the instance's own (outbound bandwidth above 0,
+    // AllocatePublicIP true: the Fn::If's "false" branch, and the
+    // parameter's default), or an EIP (the "true" branch: no public IP of
+    // its own, and an association of the template's EIP with the instance,
+    // under the same condition).
+    let branch = |node: &Yaml, eip: bool| -> Yaml {
+        match function(node) {
+            Some(("Fn::If", Yaml::Array(a))) if a.len() == 3 => {
+                assert_eq!(a[0].as_str(), Some("UseEip"), "{instance_name}: an Fn::If on another condition");
+                a[if eip { 1 } else { 2 }].clone()
+            }
+            _ => node.clone(),
+        }
+    };
+    let bandwidth = branch(&props["InternetMaxBandwidthOut"], false);
+    let positive = match as_ref(&bandwidth) {
         Some(p) => t.parameter(p).and_then(|p| get(p, "MinValue")).and_then(as_int).is_some_and(|min| min > 0),
-        None => as_int(bandwidth).is_some_and(|n| n > 0),
+        None => as_int(&bandwidth).is_some_and(|n| n > 0),
     };
     assert!(
         positive,
         "{instance_name}.InternetMaxBandwidthOut must be above 0 for a public address, got {bandwidth:?}"
     );
-    assert_ne!(props["AllocatePublicIP"].as_bool(), Some(false), "{instance_name}.AllocatePublicIP is false");
+    assert_eq!(branch(&props["AllocatePublicIP"], false).as_bool(), Some(true), "{instance_name}.AllocatePublicIP");
+    let choice = t.parameter("PublicAddress").expect("a PublicAddress parameter");
+    assert_eq!(choice["Default"].as_str(), Some("ephemeral"));
+    assert_eq!(branch(&props["AllocatePublicIP"], true).as_bool(), Some(false), "an EIP needs no public IP of its own");
+    let (eip_name, eip) = t.only("ALIYUN::VPC::EIP");
+    assert_eq!(eip["Condition"].as_str(), Some("UseEip"));
+    assert!(as_int(&eip["Properties"]["Bandwidth"]).is_some_and(|n| n > 0), "{eip_name}.Bandwidth");
+    let (assoc_name, assoc) = t.only("ALIYUN::VPC::EIPAssociation");
+    assert_eq!(assoc["Condition"].as_str(), Some("UseEip"), "{assoc_name}");
+    assert_eq!(as_get_att(&assoc["Properties"]["AllocationId"]), Some((eip_name, "AllocationId")));
+    assert_eq!(as_get_att(&assoc["Properties"]["InstanceId"]), Some((instance_name, "InstanceId")));
 }
 
 #[test]

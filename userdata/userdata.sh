@@ -150,18 +150,30 @@ case "$ARCH" in
 esac
 
 # --- Download ---------------------------------------------------------------
+# The network may come up late: with an EIP, the instance has no way out
+# until ROS has associated it, after the instance exists. So the download
+# is tried again for NETWORK_WAIT seconds (each try already retries).
 STEP=download
 TMP=$(mktemp -d /tmp/jupyter-userdata.XXXXXX) || fail "cannot create a temporary directory"
-if command -v curl >/dev/null 2>&1; then
-    curl -fsSL --retry 5 --retry-delay 2 --retry-connrefused --connect-timeout 10 --max-time 600 \
-        -o "$TMP/bundle.tar.gz" "$BUNDLE_URL" ||
-        fail "could not download the bundle $BUNDLE_URL after 5 attempts"
-elif command -v wget >/dev/null 2>&1; then
-    wget -q --tries=5 --waitretry=2 --retry-connrefused --timeout=30 -O "$TMP/bundle.tar.gz" "$BUNDLE_URL" ||
-        fail "could not download the bundle $BUNDLE_URL after 5 attempts"
-else
-    fail "neither curl nor wget is installed"
-fi
+NETWORK_WAIT=${JA_NETWORK_WAIT:-300}
+download() {
+    if command -v curl >/dev/null 2>&1; then
+        curl -fsSL --retry 5 --retry-delay 2 --retry-connrefused --connect-timeout 10 --max-time 600 \
+            -o "$TMP/bundle.tar.gz" "$BUNDLE_URL"
+    elif command -v wget >/dev/null 2>&1; then
+        wget -q --tries=5 --waitretry=2 --retry-connrefused --timeout=30 -O "$TMP/bundle.tar.gz" "$BUNDLE_URL"
+    else
+        fail "neither curl nor wget is installed"
+    fi
+}
+started=$(date +%s)
+until download; do
+    waited=$(( $(date +%s) - started ))
+    [ "$waited" -lt "$NETWORK_WAIT" ] ||
+        fail "could not download the bundle $BUNDLE_URL (tried for ${waited}s, 5 attempts each time)"
+    say "the bundle could not be downloaded yet (${waited}s); trying again in 10s"
+    sleep 10
+done
 
 # --- Verify before anything is unpacked or run ------------------------------
 STEP=verify

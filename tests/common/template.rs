@@ -47,6 +47,19 @@ struct ResourceType {
 /// read its page and add it.
 const RESOURCE_TYPES: &[ResourceType] = &[
     ResourceType {
+        name: "ALIYUN::VPC::EIP",
+        // Every property is optional (Bandwidth defaults to 5 Mbit/s).
+        required: &[],
+        attributes: &["EipAddress", "AllocationId", "OrderId", "Isp"],
+        page: "aliyun-vpc-eip",
+    },
+    ResourceType {
+        name: "ALIYUN::VPC::EIPAssociation",
+        required: &[&["AllocationId"], &["InstanceId"]],
+        attributes: &["EipAddress", "AllocationId"],
+        page: "aliyun-vpc-eipassociation",
+    },
+    ResourceType {
         name: "ALIYUN::ECS::VPC",
         required: &[],
         attributes: &["VpcId", "VRouterId", "RouteTableId"],
