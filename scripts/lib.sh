@@ -113,4 +113,11 @@ prepare_host() {
     "$agent" --config "$config" install-docker
     rm -f "$config"
     "$(dirname "${BASH_SOURCE[0]}")/build-test-image"
+    # A jupyter_server 2 image too: the stable login is proven on both servers.
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+        echo "== installing Debian packages: python3-pip"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
+    fi
+    "$(dirname "${BASH_SOURCE[0]}")/build-server2-image"
 }

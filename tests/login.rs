@@ -85,6 +85,32 @@ fn the_first_url_opens_jupyter_after_every_restart_removal_and_recreation() {
     assert_eq!(result.lines().last().unwrap().trim(), first, "the result file's last line");
 }
 
+/// The same with jupyter_server 2 (the server of Notebook 7 and JupyterLab
+/// 4), from PyPI wheels: it reads JUPYTER_TOKEN_FILE too.
+#[test]
+fn a_jupyter_server_2_url_survives_a_restart_and_a_recreation() {
+    let env = Env::new("stable-js2");
+    let port = free_port();
+    let command = "command = [\"/opt/js2/bin/jupyter-server\", \"--ip=0.0.0.0\", \"--port=8888\", \"--allow-root\", \"--no-browser\"]";
+    let config = config_on(&env, port, command, "").replace(
+        &format!("name = \"{}\"", crate::common::test_image()),
+        &format!("name = \"{}\"", crate::common::server2_image()),
+    );
+    env.write_config(&config);
+    env.agent(&["run", "--once"]).expect(0);
+    let first = url(&env);
+    assert!(opens(&first), "{first}");
+    assert_eq!(env.state()["jupyter"]["token_source"], "agent");
+    assert!(docker(&["restart", "-t", "1", &env.name]).status.success());
+    env.agent(&["run", "--once"]).expect(0);
+    assert_eq!(url(&env), first, "after docker restart");
+    assert!(opens(&first));
+    assert!(docker(&["rm", "-f", &env.name]).status.success());
+    env.agent(&["run", "--once"]).expect(0);
+    assert_eq!(url(&env), first, "after docker rm -f and a re-converge");
+    assert!(opens(&first));
+}
+
 #[test]
 fn rotating_the_token_changes_the_url_and_the_old_one_is_refused() {
     let env = Env::new("rotate");

@@ -253,6 +253,7 @@ impl<'a> Converger<'a> {
             endpoint,
             cfg.jupyter.ready_timeout,
             no_token,
+            self.login.as_ref().map(|l| l.token.as_str()),
         )
         .await
         .context("waiting for Jupyter's login token")?;

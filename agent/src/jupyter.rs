@@ -51,6 +51,7 @@ impl std::fmt::Debug for Proven {
 /// `timeout` passes. With `no_token` (`[jupyter] token = "none"`), a server
 /// that checks no token is accepted, with an empty token, before the log is
 /// followed for a server that does check one.
+#[allow(clippy::too_many_arguments)]
 pub async fn wait_for_token(
     docker: &Docker,
     container: &str,
@@ -58,6 +59,7 @@ pub async fn wait_for_token(
     endpoint: Endpoint,
     timeout: Duration,
     no_token: bool,
+    given: Option<&str>,
 ) -> Result<Proven> {
     let deadline = retry::deadline_after(timeout);
     if no_token {
@@ -104,6 +106,22 @@ pub async fn wait_for_token(
             let seen_at = Utc::now();
             let candidates = match finding {
                 Finding::Token { token, path } => vec![(token, path, "log")],
+                // The token the agent gave the server: the first candidate
+                // (proven like any other), before asking the server, whose
+                // `jupyter` command may not be on the container's PATH.
+                Finding::Placeholder { path } if given.is_some() => {
+                    info!("the log hides a configured token: proving the one the agent gave");
+                    let mut candidates = vec![(given.unwrap_or_default().to_string(), path.clone(), "agent")];
+                    candidates.extend(ask_server(docker, container).await.unwrap_or_default().into_iter().map(|s| {
+                        let p = if s.base_url == "/" {
+                            path.clone()
+                        } else {
+                            format!("{}{}", s.base_url.trim_end_matches('/'), path)
+                        };
+                        (s.token, p, "server-list")
+                    }));
+                    candidates
+                }
                 Finding::Placeholder { path } => {
                     info!("the log hides a configured token; asking the server");
                     let listed = ask_server(docker, container).await?;

@@ -98,6 +98,11 @@ pub fn test_image() -> String {
     std::env::var("JUPYTER_TEST_IMAGE").unwrap_or_else(|_| "jupyter-agent/notebook:local".into())
 }
 
+/// The jupyter_server 2 image built by `scripts/build-server2-image`.
+pub fn server2_image() -> String {
+    std::env::var("JUPYTER_SERVER2_IMAGE").unwrap_or_else(|_| "jupyter-agent/server2:local".into())
+}
+
 /// A binary of this workspace, next to the test executable's `deps/` folder.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
