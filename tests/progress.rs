@@ -57,3 +57,123 @@ fn status_shows_a_running_build_step_with_its_elapsed_time() {
     );
     assert!(!status.contains("Step 2/3"), "a finished step shows what it did, not its progress: {status}");
 }
+
+/// Debian's docker-registry on a loopback port of the test's own, storing
+/// in a temporary directory; stopped when dropped.
+struct Registry {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start() -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry (Debian's package) runs");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "the registry never listened");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Registry { child, port, _dir: dir }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A pull from a real registry (Debian's docker-registry on loopback): while
+/// the image step runs, its progress line counts the layers and the bytes
+/// over all of them, with a percentage; seen through the agent's own event
+/// stream, as `status` and the bootstrap see it.
+#[test]
+fn a_pull_reports_its_bytes_and_percent_while_it_runs() {
+    let mut env = Env::new("pull-progress");
+    let registry = Registry::start();
+    // An image of one layer of random bytes (nothing of it exists locally).
+    let tree = env.path("layer");
+    std::fs::create_dir(&tree).unwrap();
+    let mut data = vec![0u8; 150 * 1024 * 1024];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut data)).unwrap();
+    std::fs::write(tree.join("blob"), &data).unwrap();
+    drop(data);
+    let reference = format!("127.0.0.1:{}/ja-test/pull:{}", registry.port, env.name);
+    let tarball = env.path("layer.tar");
+    assert!(Command::new("tar").arg("-C").arg(&tree).arg("-cf").arg(&tarball).arg(".").status().unwrap().success());
+    let import = crate::common::docker(&["import", tarball.to_str().unwrap(), &reference]);
+    assert!(import.status.success(), "{}", String::from_utf8_lossy(&import.stderr));
+    let push = crate::common::docker(&["push", &reference]);
+    assert!(push.status.success(), "{}", String::from_utf8_lossy(&push.stderr));
+    assert!(crate::common::docker(&["rmi", &reference]).status.success());
+    env.images.push(reference.clone());
+
+    let config = env
+        .base_config("")
+        .replace(
+            &format!("name = \"{}\"\npull = \"never\"", test_image()),
+            &format!("name = \"{reference}\"\npull = \"always\""),
+        )
+        .replace("ready_timeout = \"90s\"", "ready_timeout = \"5s\"");
+    env.write_config(&config);
+    let mut agent = Command::new(bin("jupyter-agent"))
+        .arg("--config")
+        .arg(env.config_path())
+        .args(["run", "--once"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Every state the agent publishes, from the moment its socket answers.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !env.socket().exists() {
+        assert!(Instant::now() < deadline, "the socket never appeared");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let events = Command::new("curl")
+        .args(["-sS", "-N", "--max-time", "120", "--unix-socket"])
+        .arg(env.socket())
+        .arg("http://localhost/v1/events")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The image has no Jupyter: the converge fails after the pull, which is all this test needs.
+    agent.wait().unwrap();
+    let out = events.wait_with_output().unwrap();
+    let mut lines: Vec<String> = Vec::new();
+    for event in String::from_utf8_lossy(&out.stdout).lines() {
+        let state: serde_json::Value = serde_json::from_str(event).unwrap();
+        for step in state["steps"].as_array().unwrap() {
+            if step["name"] == "image" && step["status"] == "running" {
+                if let Some(p) = step["progress"].as_str() {
+                    lines.push(p.to_string());
+                }
+            }
+        }
+    }
+    let with_bytes: Vec<&String> = lines.iter().filter(|l| l.contains(" MB (") && l.ends_with("%)")).collect();
+    assert!(lines.iter().all(|l| l.starts_with("pulling: ") && l.contains(" of 1 layers complete")), "{lines:?}");
+    assert!(!with_bytes.is_empty(), "no progress with bytes and percent was published: {lines:?}");
+    assert!(with_bytes.iter().any(|l| l.contains("of 157.3 MB")), "the layer's size: {with_bytes:?}");
+    assert_eq!(env.step_detail("image"), "pulled");
+}

@@ -514,14 +514,17 @@ enum Resynced {
 fn pull_progress(layers: &std::collections::BTreeMap<String, crate::state::LayerProgress>) -> String {
     let (mut done_bytes, mut total_bytes, mut complete) = (0i64, 0i64, 0usize);
     for layer in layers.values() {
-        let finished = matches!(layer.status.as_str(), "Pull complete" | "Already exists" | "Download complete")
-            || layer.status.starts_with("Extracting");
-        if finished && layer.status != "Download complete" && !layer.status.starts_with("Extracting") {
+        if matches!(layer.status.as_str(), "Pull complete" | "Already exists") {
             complete += 1;
         }
         if let Some(total) = layer.total.filter(|t| *t > 0) {
             total_bytes += total;
-            done_bytes += if finished { total } else { layer.current.unwrap_or(0).min(total) };
+            done_bytes += match layer.status.as_str() {
+                "Downloading" => layer.current.unwrap_or(0).min(total),
+                "Pulling fs layer" | "Waiting" | "Retrying" => 0,
+                // Verifying, downloaded, extracting, complete: all its bytes are here.
+                _ => total,
+            };
         }
     }
     let mut line = format!("pulling: {complete} of {} layers complete", layers.len());
@@ -580,8 +583,9 @@ mod tests {
         let mut layers = std::collections::BTreeMap::new();
         layers.insert("a".to_string(), layer("Downloading", Some(25_000_000), Some(100_000_000)));
         layers.insert("b".to_string(), layer("Pull complete", None, Some(50_000_000)));
+        layers.insert("d".to_string(), layer("Verifying Checksum", None, Some(0)));
         layers.insert("c".to_string(), layer("Waiting", None, None));
-        assert_eq!(pull_progress(&layers), "pulling: 1 of 3 layers complete, 75.0 MB of 150.0 MB (50%)");
+        assert_eq!(pull_progress(&layers), "pulling: 1 of 4 layers complete, 75.0 MB of 150.0 MB (50%)");
         layers.clear();
         layers.insert("a".to_string(), layer("Pulling fs layer", None, None));
         assert_eq!(pull_progress(&layers), "pulling: 0 of 1 layers complete");

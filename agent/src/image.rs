@@ -113,6 +113,10 @@ async fn pull(docker: &Docker, reference: &str, on_progress: &mut dyn FnMut(Prog
             bail!("pulling {reference}: {}", detail.message.unwrap_or_default());
         }
         let (Some(layer), Some(status)) = (info.id, info.status) else { continue };
+        // "Pulling from <repository>" comes with the tag as its id: not a layer.
+        if status.starts_with("Pulling from") || layer == tag {
+            continue;
+        }
         let (current, total) = info.progress_detail.map_or((None, None), |p| (p.current, p.total));
         // Log a layer when its status changes, not at every byte.
         if last_status.get(&layer) != Some(&status) {
