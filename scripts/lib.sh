@@ -120,4 +120,6 @@ prepare_host() {
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
     fi
     "$(dirname "${BASH_SOURCE[0]}")/build-server2-image"
+    # systemd as PID 1 in a container: the service path, tested for real.
+    "$(dirname "${BASH_SOURCE[0]}")/build-systemd-image"
 }

@@ -30,5 +30,6 @@ mod login;
 mod progress;
 mod release;
 mod service;
+mod systemd;
 mod template;
 mod workspace;

@@ -1,0 +1,203 @@
+//! The service path under a real systemd: a container in which systemd
+//! boots as PID 1 (`scripts/build-systemd-image`), with host networking and
+//! the host engine's socket, stands in for the instance. `jupyter-agent
+//! install` runs inside it, so the agent is a real `Type=notify` unit that
+//! manages Jupyter on the host engine. One systemd container for the whole
+//! test, removed at the end.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use crate::common::{bin, docker, get_status, split_url, test_image, Env};
+
+/// The systemd container, removed when dropped.
+struct SystemdHost {
+    name: String,
+    /// The agent's state directory: the same path on the host and inside,
+    /// because the host engine resolves the agent's bind mounts (the token
+    /// file) on the host.
+    state: PathBuf,
+}
+
+fn systemd_image() -> String {
+    std::env::var("JUPYTER_SYSTEMD_IMAGE").unwrap_or_else(|_| "jupyter-agent/systemd:local".into())
+}
+
+impl SystemdHost {
+    fn boot(env: &Env) -> SystemdHost {
+        let name = format!("{}-systemd", env.name);
+        let state = env.path("agent-state");
+        std::fs::create_dir_all(&state).unwrap();
+        let volume = format!("{}:{}", state.display(), state.display());
+        let run = docker(&[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--network",
+            "host",
+            "--cap-add",
+            "SYS_ADMIN",
+            "--security-opt",
+            "seccomp=unconfined",
+            "-v",
+            "/sys/fs/cgroup:/sys/fs/cgroup:ro",
+            "--tmpfs",
+            "/run",
+            "--tmpfs",
+            "/run/lock",
+            "-v",
+            "/var/run/docker.sock:/var/run/docker.sock",
+            "-v",
+            &volume,
+            &systemd_image(),
+        ]);
+        assert!(run.status.success(), "docker run: {}", String::from_utf8_lossy(&run.stderr));
+        let host = SystemdHost { name, state };
+        host.wait_for_boot();
+        let copy =
+            docker(&["cp", bin("jupyter-agent").to_str().unwrap(), &format!("{}:/root/jupyter-agent", host.name)]);
+        assert!(copy.status.success(), "{}", String::from_utf8_lossy(&copy.stderr));
+        host
+    }
+
+    fn wait_for_boot(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = self.exec(&["systemctl", "is-system-running"]);
+            let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if state == "running" || state == "degraded" {
+                return;
+            }
+            assert!(Instant::now() < deadline, "systemd did not finish booting: {state}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn exec(&self, args: &[&str]) -> Output {
+        Command::new("docker").arg("exec").arg(&self.name).args(args).output().unwrap()
+    }
+
+    fn stdout(&self, args: &[&str]) -> String {
+        String::from_utf8_lossy(&self.exec(args).stdout).trim().to_string()
+    }
+
+    fn write(&self, path: &str, content: &str) {
+        let out = Command::new("docker")
+            .args([
+                "exec",
+                "-i",
+                &self.name,
+                "sh",
+                "-c",
+                &format!("umask 077; mkdir -p $(dirname {path}); cat > {path}"),
+            ])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(content.as_bytes())?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        assert!(out.status.success());
+    }
+
+    fn status_text(&self) -> String {
+        self.stdout(&["systemctl", "show", "-p", "StatusText", "--value", "jupyter-agent"])
+    }
+}
+
+impl Drop for SystemdHost {
+    fn drop(&mut self) {
+        let _ = docker(&["rm", "-f", &self.name]);
+    }
+}
+
+#[test]
+fn the_agent_runs_as_a_notify_unit_under_a_real_systemd() {
+    let env = Env::new("systemd");
+    let host = SystemdHost::boot(&env);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // The systemd container has no iptables (and no NET_ADMIN): the metadata
+    // rule is the host's business in this test.
+    let config = format!(
+        "state_dir = \"{}\"\n\n[image]\nname = \"{}\"\npull = \"never\"\n\n[container]\nname = \"{}\"\npublish = \"127.0.0.1:{port}\"\nmetadata_access = true\n\n[jupyter]\nurl_host = \"127.0.0.1\"\nready_timeout = \"2m\"\n",
+        host.state.display(),
+        test_image(),
+        env.name
+    );
+
+    // A bad configuration: install refuses it before enabling anything.
+    host.write("/etc/jupyter-agent/config.toml", &config.replace("pull = \"never\"", "pull = \"sometimes\""));
+    let refused = host.exec(&["/root/jupyter-agent", "install"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", String::from_utf8_lossy(&refused.stderr));
+    assert_ne!(host.stdout(&["systemctl", "is-enabled", "jupyter-agent"]), "enabled");
+    assert!(host.stdout(&["ls", "/etc/systemd/system"]).lines().all(|l| l != "jupyter-agent.service"));
+
+    // install: binary, unit, enabled, active; StatusText follows the phases.
+    host.write("/etc/jupyter-agent/config.toml", &config);
+    let installed = host.exec(&["/root/jupyter-agent", "install"]);
+    assert!(installed.status.success(), "{}", String::from_utf8_lossy(&installed.stderr));
+    assert_eq!(host.stdout(&["systemctl", "is-enabled", "jupyter-agent"]), "enabled");
+    assert_eq!(host.stdout(&["systemctl", "show", "-p", "Type", "--value", "jupyter-agent"]), "notify");
+    let mut seen: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let text = host.status_text();
+        if seen.last() != Some(&text) {
+            seen.push(text.clone());
+        }
+        if text.starts_with("ready") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never ready; StatusText went {seen:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(seen.last().unwrap(), "ready: jupyter-agent url prints the login URL");
+    assert!(seen.iter().any(|t| t == "waiting-for-token: token"), "the phases on the way: {seen:?}");
+    assert_eq!(host.stdout(&["systemctl", "is-active", "jupyter-agent"]), "active");
+    let wait = host.exec(&["jupyter-agent", "wait", "--timeout", "2m"]);
+    assert!(wait.status.success(), "{}", String::from_utf8_lossy(&wait.stdout));
+    let url = host.stdout(&["jupyter-agent", "url"]);
+    let (base, _, token) = split_url(&url);
+    assert_eq!(get_status(&format!("{base}/api/status"), &token), 200, "the URL opens Jupyter from the host");
+
+    // systemctl stop returns within the unit's stop timeout, also while a
+    // restarted container's token is being proven.
+    assert!(docker(&["restart", "-t", "1", &env.name]).status.success());
+    let started = Instant::now();
+    let stop = host.exec(&["systemctl", "stop", "jupyter-agent"]);
+    assert!(stop.status.success());
+    assert!(started.elapsed() < Duration::from_secs(15), "stop took {:?}", started.elapsed());
+    assert_eq!(host.stdout(&["systemctl", "is-active", "jupyter-agent"]), "inactive");
+
+    // A reboot: the systemd container and the Jupyter container restart; the
+    // unit starts at boot and reports the URL it reported before.
+    assert!(docker(&["restart", "-t", "5", &host.name]).status.success());
+    assert!(docker(&["restart", "-t", "1", &env.name]).status.success());
+    host.wait_for_boot();
+    let wait = host.exec(&["jupyter-agent", "wait", "--timeout", "2m"]);
+    assert!(wait.status.success(), "{}", String::from_utf8_lossy(&wait.stdout));
+    assert_eq!(host.stdout(&["jupyter-agent", "url"]), url, "the URL after a reboot");
+    assert_eq!(get_status(&format!("{base}/api/status"), &token), 200);
+
+    // A configuration broken afterwards: the unit stays up serving the
+    // refusal (no restart loop without a socket), and says why.
+    host.write("/etc/jupyter-agent/config.toml", &config.replace("pull = \"never\"", "pull = \"sometimes\""));
+    assert!(host.exec(&["systemctl", "restart", "jupyter-agent"]).status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !host.status_text().starts_with("failed") {
+        assert!(Instant::now() < deadline, "StatusText: {}", host.status_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(host.status_text().contains("pull = \"sometimes\""), "{}", host.status_text());
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(host.stdout(&["systemctl", "is-active", "jupyter-agent"]), "active");
+    assert_eq!(host.stdout(&["systemctl", "show", "-p", "NRestarts", "--value", "jupyter-agent"]), "0");
+    // The CLI reads the same file and refuses it the same way.
+    let status = host.exec(&["jupyter-agent", "status"]);
+    assert_eq!(status.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&status.stderr).contains("pull = \"sometimes\""));
+}
