@@ -24,7 +24,7 @@ const BIN_DIR: &str = "/usr/local/bin";
 
 /// The release bundle: from `JA_RELEASE_DIR` (scripts/test builds it with
 /// scripts/release), else packed here from this build's binaries.
-fn bundle(dir: &Path) -> Vec<u8> {
+pub(crate) fn bundle(dir: &Path) -> Vec<u8> {
     if let Ok(release) = std::env::var("JA_RELEASE_DIR") {
         let tarball = std::fs::read_dir(&release)
             .unwrap()
@@ -43,7 +43,7 @@ fn bundle(dir: &Path) -> Vec<u8> {
     out.stdout
 }
 
-fn sha256(bytes: &[u8]) -> String {
+pub(crate) fn sha256(bytes: &[u8]) -> String {
     let mut child =
         Command::new("sha256sum").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("sha256sum runs");
     std::io::Write::write_all(child.stdin.as_mut().unwrap(), bytes).unwrap();
@@ -53,7 +53,7 @@ fn sha256(bytes: &[u8]) -> String {
 
 /// The hands-on's materials as a git repository: a Dockerfile building on
 /// the local image (serving / so the mount shows in the tree) and a notebook.
-fn materials(dir: &Path, dockerfile_extra: &str) -> PathBuf {
+pub(crate) fn materials(dir: &Path, dockerfile_extra: &str) -> PathBuf {
     let repo = dir.join("materials");
     std::fs::create_dir_all(&repo).unwrap();
     std::fs::write(
@@ -100,9 +100,11 @@ fn clean_host() {
 
 /// One boot: its files, fakes and image, and (dropped last, after the
 /// host is cleaned) its use of the engine and of the host's paths.
-struct Boot {
-    dir: tempfile::TempDir,
-    ros: FakeRos,
+pub(crate) struct Boot {
+    pub(crate) dir: tempfile::TempDir,
+    /// Run the user data in this container instead of on the host.
+    pub(crate) inside: Option<String>,
+    pub(crate) ros: FakeRos,
     _meta: FakeMetadata,
     image: String,
     _engine: EngineShared,
@@ -118,13 +120,14 @@ impl Drop for Boot {
 
 impl Boot {
     /// One boot at a time: they share the host's paths (and the engine).
-    fn new() -> Boot {
+    pub(crate) fn new() -> Boot {
         let host = common::host_paths();
         let engine = common::engine_shared();
         clean_host();
         let image = format!("ja-boot-{}:latest", std::process::id());
         Boot {
             dir: tempfile::tempdir().unwrap(),
+            inside: None,
             ros: FakeRos::start(),
             _meta: FakeMetadata::start(&[("eipv4", "127.0.0.1")]),
             image,
@@ -141,7 +144,7 @@ impl Boot {
     /// [`Boot::run`] with this CurlCli, and `path` (if any) before the
     /// PATH; also returns every command line seen, while it ran, that held
     /// the wait condition's signature (none may: any local user can read them).
-    fn run_with(
+    pub(crate) fn run_with(
         &self,
         bundle_url: &str,
         bundle_sha: &str,
@@ -174,18 +177,33 @@ impl Boot {
         ]);
         let script_path = self.dir.path().join("userdata.sh");
         std::fs::write(&script_path, script).unwrap();
-        let mut cmd = Command::new("sh");
-        cmd.arg(&script_path)
-            .env("JA_WORKSPACE", self.dir.path().join("imagesearchhandson"))
-            .env("JA_RESULT_FILE", self.dir.path().join("userdata-result.txt"))
-            .env("JA_METADATA_ENDPOINT", &self._meta.url)
+        let vars = [
+            ("JA_WORKSPACE", self.dir.path().join("imagesearchhandson").display().to_string()),
+            ("JA_RESULT_FILE", self.dir.path().join("userdata-result.txt").display().to_string()),
+            ("JA_METADATA_ENDPOINT", self._meta.url.clone()),
             // One round of retries: the test's server is there or it is not.
-            .env("JA_NETWORK_WAIT", "0")
+            ("JA_NETWORK_WAIT", "0".to_string()),
             // Loopback, on a port Docker picks: nothing else on this host is disturbed.
-            .env("JA_PUBLISH", "127.0.0.1:0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            ("JA_PUBLISH", "127.0.0.1:0".to_string()),
+        ];
+        let mut cmd = match &self.inside {
+            // In the systemd container (tests/systemd.rs), as cloud-init would run it there.
+            Some(name) => {
+                let mut c = Command::new("docker");
+                c.arg("exec");
+                for (k, v) in &vars {
+                    c.arg("-e").arg(format!("{k}={v}"));
+                }
+                c.arg(name).arg("sh").arg(&script_path);
+                c
+            }
+            None => {
+                let mut c = Command::new("sh");
+                c.arg(&script_path).envs(vars.iter().map(|(k, v)| (k, v)));
+                c
+            }
+        };
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         if let Some(dir) = path {
             cmd.env("PATH", format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default()));
         }
@@ -211,7 +229,7 @@ impl Boot {
 
     /// The verdicts: the signals with id `jupyter` (the bootstrap's final
     /// one, or the user data's own FAILURE), once one has arrived.
-    fn signals(&self) -> Vec<common::ros::Request> {
+    pub(crate) fn signals(&self) -> Vec<common::ros::Request> {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
             let all = self.ros.requests();
@@ -223,7 +241,7 @@ impl Boot {
     }
 
     /// Everything signalled, in order: the milestones, then the verdict.
-    fn all_signals(&self) -> Vec<common::ros::Request> {
+    pub(crate) fn all_signals(&self) -> Vec<common::ros::Request> {
         self.signals();
         self.ros.requests()
     }

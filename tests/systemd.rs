@@ -26,11 +26,16 @@ fn systemd_image() -> String {
 
 impl SystemdHost {
     fn boot(env: &Env) -> SystemdHost {
-        let name = format!("{}-systemd", env.name);
         let state = env.path("agent-state");
         std::fs::create_dir_all(&state).unwrap();
-        let volume = format!("{}:{}", state.display(), state.display());
-        let run = docker(&[
+        SystemdHost::start(format!("{}-systemd", env.name), state.clone(), &[state])
+    }
+
+    /// Boots the container `name`, with each of `shared` mounted at the same
+    /// path inside (the host engine resolves the agent's bind mounts on the
+    /// host), and the agent copied in.
+    fn start(name: String, state: PathBuf, shared: &[PathBuf]) -> SystemdHost {
+        let mut args: Vec<String> = [
             "run",
             "-d",
             "--name",
@@ -39,6 +44,9 @@ impl SystemdHost {
             "host",
             "--cap-add",
             "SYS_ADMIN",
+            // The agent's metadata rule goes into the host's firewall (host networking).
+            "--cap-add",
+            "NET_ADMIN",
             "--security-opt",
             "seccomp=unconfined",
             "-v",
@@ -49,10 +57,17 @@ impl SystemdHost {
             "/run/lock",
             "-v",
             "/var/run/docker.sock:/var/run/docker.sock",
-            "-v",
-            &volume,
-            &systemd_image(),
-        ]);
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for dir in shared {
+            args.push("-v".into());
+            args.push(format!("{}:{}", dir.display(), dir.display()));
+        }
+        args.push(systemd_image());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let run = docker(&args);
         assert!(run.status.success(), "docker run: {}", String::from_utf8_lossy(&run.stderr));
         let host = SystemdHost { name, state };
         host.wait_for_boot();
@@ -200,4 +215,44 @@ fn the_agent_runs_as_a_notify_unit_under_a_real_systemd() {
     let status = host.exec(&["jupyter-agent", "status"]);
     assert_eq!(status.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&status.stderr).contains("pull = \"sometimes\""));
+}
+
+/// The user data's systemd branch (`[ -d /run/systemd/system ]`: `jupyter-agent
+/// install`), end to end inside the systemd container as cloud-init would
+/// run it there, with the stand-in ROS endpoint and metadata service on
+/// loopback: one verdict, a SUCCESS whose URL opens Jupyter, and the agent
+/// running as an enabled unit.
+#[test]
+fn the_user_datas_systemd_branch_ends_in_one_success_whose_url_opens_jupyter() {
+    let mut boot = crate::boot::Boot::new();
+    // The agent's state and the materials at the same paths inside and on
+    // the host, whose engine resolves the bind mounts.
+    let state = PathBuf::from("/var/lib/jupyter-agent");
+    std::fs::create_dir_all(&state).unwrap();
+    let dir = boot.dir.path().to_path_buf();
+    let repo = crate::boot::materials(&dir, "");
+    let bundle = crate::boot::bundle(&dir);
+    let server = crate::common::StaticServer::start(vec![("/jupyter-agent.tar.gz".into(), bundle.clone())]);
+    let host =
+        SystemdHost::start(format!("ja-userdata-systemd-{}", std::process::id()), state.clone(), &[state, dir.clone()]);
+    boot.inside = Some(host.name.clone());
+    let (out, _) = boot.run_with(
+        &format!("{}/jupyter-agent.tar.gz", server.url),
+        &crate::boot::sha256(&bundle),
+        &repo,
+        "10m",
+        &boot.ros.curl_cli(),
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "user data:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(host.stdout(&["systemctl", "is-enabled", "jupyter-agent"]), "enabled", "the systemd branch ran");
+    assert_eq!(host.stdout(&["systemctl", "is-active", "jupyter-agent"]), "active");
+    let signals = boot.signals();
+    assert_eq!(signals.len(), 1, "exactly one verdict: {signals:?}");
+    assert_eq!(signals[0].field("status"), Some("SUCCESS"));
+    let url = signals[0].field("data").unwrap().to_string();
+    let (base, _, token) = split_url(&url);
+    assert_eq!(get_status(&format!("{base}/api/status"), &token), 200, "the signalled URL opens Jupyter");
+    let ids: Vec<String> = boot.all_signals().iter().map(|r| r.field("id").unwrap_or_default().to_string()).collect();
+    assert_eq!(ids, ["docker", "materials", "image", "container", "jupyter"]);
 }
