@@ -103,7 +103,8 @@ pub(super) async fn fetch_with(
             fetch_tarball(raw_url, sha256, *max_size, &staging, dest, deadline).await?
         }
         Source::Git { url: raw_url, reference } => {
-            let git = Git { program: git, raw_url, url: &url };
+            let (bare, header) = super::git::split_credentials(raw_url);
+            let git = Git { program: git, raw_url: &bare, url: &url, auth_header: header.as_deref() };
             fetch_git(&git, reference, &staging, dest, deadline).await?
         }
     };

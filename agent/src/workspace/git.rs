@@ -46,10 +46,33 @@ const GIT_CONFIG: &[&str] = &[
 /// The `git` command line, for one repository URL.
 pub(super) struct Git<'a> {
     pub(super) program: &'a str,
-    /// The URL as given, credentials included: only ever an argument of git.
+    /// The URL git is given, without credentials (they are in `auth_header`).
     pub(super) raw_url: &'a str,
     /// The URL for messages and logs.
     pub(super) url: &'a str,
+    /// `Authorization: Basic ...` from the configured URL's user and
+    /// password: handed to git through its environment, scoped to the URL.
+    pub(super) auth_header: Option<&'a str>,
+}
+
+/// Moves an http(s) URL's user and password out of it: git gets (and keeps
+/// in the clone's `.git/config`) the URL without them, and the credentials
+/// as an `Authorization` header in its environment, which only root can
+/// read (docs/threat-model.md#a-local-user-on-the-instance-not-root). Other
+/// URLs are returned as they are.
+pub(super) fn split_credentials(raw: &str) -> (String, Option<String>) {
+    use base64::Engine;
+    use percent_encoding::percent_decode_str;
+    let Ok(mut url) = reqwest::Url::parse(raw) else { return (raw.to_string(), None) };
+    if !matches!(url.scheme(), "http" | "https") || (url.username().is_empty() && url.password().is_none()) {
+        return (raw.to_string(), None);
+    }
+    let user = percent_decode_str(url.username()).decode_utf8_lossy().into_owned();
+    let password = url.password().map(|p| percent_decode_str(p).decode_utf8_lossy().into_owned()).unwrap_or_default();
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    (url.to_string(), Some(format!("Authorization: Basic {encoded}")))
 }
 
 enum GitFailure {
@@ -117,6 +140,14 @@ impl Git<'_> {
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .env("LC_ALL", "C");
+        if let Some(header) = self.auth_header {
+            // Git's configuration from the environment (git-config(1),
+            // GIT_CONFIG_COUNT), never in its arguments; only for this URL.
+            command
+                .env("GIT_CONFIG_COUNT", "1")
+                .env("GIT_CONFIG_KEY_0", format!("http.{}.extraHeader", self.raw_url))
+                .env("GIT_CONFIG_VALUE_0", header);
+        }
         if std::env::var_os("GIT_SSH_COMMAND").is_none() && std::env::var_os("GIT_SSH").is_none() {
             command.env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes");
         }
@@ -281,9 +312,106 @@ mod tests {
     use super::*;
 
     use std::fs;
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
 
     use crate::workspace::fetch::{fetch, fetch_with, Source};
     use crate::workspace::test_support::{destination, git, message, names, repository, BUDGET};
+
+    /// A git server over the dumb HTTP protocol (static files of a bare
+    /// repository after `git update-server-info`) that answers 401 unless
+    /// the request carries `expected` as its Authorization; counts the
+    /// authorized requests.
+    fn serve_with_basic_auth(bare: PathBuf, expected: String) -> (u16, Arc<AtomicUsize>) {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let authorized = Arc::new(AtomicUsize::new(0));
+        let count = authorized.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request = String::new();
+                reader.read_line(&mut request).unwrap_or_default();
+                let mut auth = None;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((name, value)) = line.split_once(':') {
+                        if name.eq_ignore_ascii_case("authorization") {
+                            auth = Some(value.trim().to_string());
+                        }
+                    }
+                }
+                let path = request.split_whitespace().nth(1).unwrap_or("/").split('?').next().unwrap().to_string();
+                let (status, body) = if auth.as_deref() != Some(expected.as_str()) {
+                    ("401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"t\"", Vec::new())
+                } else {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    match fs::read(bare.join(path.trim_start_matches("/r.git/"))) {
+                        Ok(bytes) => ("200 OK", bytes),
+                        Err(_) => ("404 Not Found", Vec::new()),
+                    }
+                };
+                let head = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                let _ = stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(&body));
+            }
+        });
+        (port, authorized)
+    }
+
+    /// Credentials in a git URL were an argument of `git` (visible to any
+    /// local user in the process list) and stayed in the clone's
+    /// `.git/config`, inside the mounted workspace. They now travel as a
+    /// header from git's environment; the clone keeps the URL without them.
+    #[tokio::test]
+    async fn credentials_in_a_git_url_travel_as_a_header_and_stay_out_of_the_clone() {
+        use base64::Engine;
+        let repo = repository();
+        let tmp = tempfile::tempdir().unwrap();
+        let bare = tmp.path().join("r.git");
+        git(tmp.path(), &["clone", "--quiet", "--bare", repo.path.to_str().unwrap(), bare.to_str().unwrap()]);
+        git(&bare, &["update-server-info"]);
+        // "p@ss-7f3e" percent-encoded in the URL, as URLs carry an @.
+        let expected = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("alice:p@ss-7f3e"));
+        let (port, authorized) = serve_with_basic_auth(bare, expected);
+        // git through a wrapper that records its arguments.
+        let log = tmp.path().join("args.log");
+        let wrapper = tmp.path().join("git-wrapper");
+        fs::write(&wrapper, format!("#!/bin/sh\nprintf '%s\\n' \"$*\" >> {}\nexec git \"$@\"\n", log.display()))
+            .unwrap();
+        fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+
+        let (_dest_tmp, dest) = destination();
+        let source =
+            Source::Git { url: format!("http://alice:p%40ss-7f3e@127.0.0.1:{port}/r.git"), reference: "main".into() };
+        let identity = fetch_with(wrapper.to_str().unwrap(), &source, &dest, BUDGET).await.unwrap();
+
+        assert_eq!(identity, repo.two);
+        assert_eq!(fs::read_to_string(dest.join("a.txt")).unwrap(), "two\n");
+        assert!(authorized.load(Ordering::SeqCst) > 0, "the server saw the credentials");
+        let config = fs::read_to_string(dest.join(".git/config")).unwrap();
+        assert!(config.contains(&format!("url = http://127.0.0.1:{port}/r.git")), "{config}");
+        let args = fs::read_to_string(&log).unwrap();
+        for leak in ["p%40ss", "p@ss", "alice", "Basic"] {
+            assert!(!config.contains(leak), "{leak} in .git/config:\n{config}");
+            assert!(!args.contains(leak), "{leak} in git's arguments:\n{args}");
+        }
+    }
+
+    #[test]
+    fn only_http_credentials_are_moved() {
+        assert_eq!(split_credentials("https://example.com/r.git"), ("https://example.com/r.git".to_string(), None));
+        assert_eq!(split_credentials("git@example.com:r.git"), ("git@example.com:r.git".to_string(), None));
+        assert_eq!(split_credentials("ssh://git@example.com/r.git"), ("ssh://git@example.com/r.git".to_string(), None));
+        let (url, header) = split_credentials("https://token@example.com/r.git");
+        assert_eq!(url, "https://example.com/r.git");
+        assert_eq!(header.unwrap(), "Authorization: Basic dG9rZW46");
+    }
 
     #[tokio::test]
     async fn git_checks_out_branches_tags_and_commits() {
