@@ -7,6 +7,18 @@ use std::time::{Duration, Instant};
 
 use crate::common::{bin, test_image, Env};
 
+/// `jupyter-agent run --once` for `env`, not waited for.
+fn run_once_in_background(env: &Env) -> std::process::Child {
+    Command::new(bin("jupyter-agent"))
+        .arg("--config")
+        .arg(env.config_path())
+        .args(["run", "--once"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn status_shows_a_running_build_step_with_its_elapsed_time() {
     let mut env = Env::new("progress");
@@ -25,14 +37,7 @@ fn status_shows_a_running_build_step_with_its_elapsed_time() {
         &format!("[image]\ntag = \"{tag}\"\n\n[image.build]\ncontext = \"{}\"", ctx.display()),
     );
     env.write_config(&config);
-    let mut agent = Command::new(bin("jupyter-agent"))
-        .arg("--config")
-        .arg(env.config_path())
-        .args(["run", "--once"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut agent = run_once_in_background(&env);
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut seen = None;
     while seen.is_none() {
@@ -135,14 +140,7 @@ fn a_pull_reports_its_bytes_and_percent_while_it_runs() {
         )
         .replace("ready_timeout = \"90s\"", "ready_timeout = \"5s\"");
     env.write_config(&config);
-    let mut agent = Command::new(bin("jupyter-agent"))
-        .arg("--config")
-        .arg(env.config_path())
-        .args(["run", "--once"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut agent = run_once_in_background(&env);
     // Every state the agent publishes, from the moment its socket answers.
     let deadline = Instant::now() + Duration::from_secs(30);
     while !env.socket().exists() {
