@@ -199,7 +199,7 @@ fn at_least_sixty_bad_configurations_exit_2_with_their_message_and_change_nothin
     ));
     // Not TOML at all, and a section that does not exist.
     let raw: Vec<(String, String)> = vec![
-        ("[container\nname = 1\n".into(), "{f}: not valid TOML: TOML parse error at line 1, column 11\n  |\n1 | [container\n  |           ^\nunclosed table, expected `]`".into()),
+        ("[container\nname = 1\n".into(), "{f}: not valid TOML at line 1, column 11: unclosed table, expected `]`".into()),
         ("[jupyterr]\nready_timeout = \"1m\"\n[image]\nname = \"nb\"\n".into(), "{f}: jupyterr: unknown key; expected one of: state_dir, log_dir, socket, result_file, docker, workspace, image, container, jupyter".into()),
     ];
     assert!(cases.len() + raw.len() >= 60, "{} cases", cases.len() + raw.len());

@@ -233,11 +233,22 @@ impl Config {
     }
 
     fn parse_inner(path: &Path, text: &str, image_required: bool) -> Result<Config, ConfigError> {
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError {
-            file: path.to_path_buf(),
-            key: String::new(),
-            value: None,
-            expected: format!("not valid TOML: {}", e.to_string().trim_end()),
+        // Where and why, but not the offending line: it may hold a secret,
+        // and it may be megabytes long.
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            let at = e.span().map_or(String::new(), |span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.rsplit('\n').next().unwrap_or_default().chars().count() + 1;
+                format!(" at line {line}, column {column}")
+            });
+            let why = jupyter_proto::redact::bound(e.message().trim_end(), 200);
+            ConfigError {
+                file: path.to_path_buf(),
+                key: String::new(),
+                value: None,
+                expected: format!("not valid TOML{at}: {why}"),
+            }
         })?;
         let mut root = Section::new(path, "", table);
 

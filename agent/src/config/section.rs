@@ -68,7 +68,8 @@ impl<'a> Section<'a> {
     pub fn expect_table(&self, key: &str, v: toml::Value) -> Result<toml::Table, ConfigError> {
         match v {
             toml::Value::Table(t) => Ok(t),
-            other => Err(self.err(key, Some(other.to_string()), "expected a table (a [section])")),
+            // Not echoed: an array of tables ([[container]]) would show its env values.
+            _ => Err(self.err(key, None, "expected a table (a [section]), not a value or an array of tables")),
         }
     }
 
@@ -272,7 +273,7 @@ impl<'a> Section<'a> {
                     Some(toml_str(&item)),
                     &format!(
                         "expected a host path that is neither / nor holds the agent's state ({}): a container must not own the host",
-                        state_dir.display()
+                        jupyter_proto::redact::bound(&state_dir.display().to_string(), MAX_SHOWN_VALUE)
                     ),
                 ));
             }
@@ -291,6 +292,10 @@ impl<'a> Section<'a> {
     }
 }
 
+/// An http(s) URL with a host (`http:///` has none) and no white space.
 fn is_web_url(s: &str) -> bool {
-    ["https://", "http://"].iter().any(|p| s.starts_with(p) && s.len() > p.len()) && !s.contains(char::is_whitespace)
+    ["https://", "http://"]
+        .iter()
+        .any(|p| s.strip_prefix(p).is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/')))
+        && !s.contains(char::is_whitespace)
 }

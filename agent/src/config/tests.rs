@@ -86,6 +86,12 @@ fn rejections_name_file_key_value_and_expectation() {
         ("[docker]\ninstall = \"yes\"\n", format!("{f}: [docker] install = \"yes\": expected true or false")),
         ("[docker]\nregistry_mirrors = [\"mirror.example\"]\n", format!("{f}: [docker] registry_mirrors = \"mirror.example\": expected https:// (or http://) URLs of registry mirrors")),
         ("[image]\npull = \"sometimes\"\nname = \"x\"\n", format!("{f}: [image] pull = \"sometimes\": expected one of \"always\", \"if-not-present\", \"never\"")),
+        // Found by the fuzzer (docs/fuzzing.md): a URL without a host, a
+        // section written as an array of tables (its env values not echoed),
+        // a syntax error on a line holding a secret (the line not quoted).
+        ("[docker]\nmirror = \"http:///\"\n", format!("{f}: [docker] mirror = \"http:///\": expected an https:// (or http://) URL")),
+        ("[image]\nname = \"n\"\n[[container]]\nenv = { TOKEN = \"s3cr3t\" }\n", format!("{f}: [container]: expected a table (a [section]), not a value or an array of tables")),
+        ("[image]\nname = \"n\"\n[container.env]\nTOKEN = \"s3cr3t\" x\n", format!("{f}: not valid TOML at line 4, column 18: unexpected key or value, expected newline, `#`")),
     ];
     for (body, want) in cases {
         let text = if body.contains("[image]") { body.to_string() } else { format!("{body}{MINIMAL}") };
@@ -181,7 +187,7 @@ fn secrets_never_reach_a_message() {
 #[test]
 fn invalid_toml_is_reported_with_the_file() {
     let err = parse("[image\nname = 1").unwrap_err();
-    assert!(err.starts_with("/etc/jupyter-agent/config.toml: not valid TOML:"), "{err}");
+    assert!(err.starts_with("/etc/jupyter-agent/config.toml: not valid TOML at line "), "{err}");
 }
 
 #[test]
