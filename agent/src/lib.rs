@@ -31,6 +31,8 @@ pub mod daemon;
 pub mod docker_install;
 pub mod doctor;
 pub mod engine;
+#[cfg(test)]
+mod fuzz_tests;
 pub mod http;
 pub mod image;
 pub mod jupyter;

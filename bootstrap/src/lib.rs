@@ -18,6 +18,8 @@
 
 pub mod cli;
 pub mod curl_cli;
+#[cfg(test)]
+mod fuzz_tests;
 pub mod progress;
 pub mod ros;
 pub mod wait;
