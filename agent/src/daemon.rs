@@ -67,7 +67,6 @@ pub async fn run(cfg: &Config, once: bool, shutdown: impl Future<Output = ()> + 
                 let state = changes.borrow_and_update().clone();
                 notifier.status(&state);
                 if changes.changed().await.is_err() {
-                    notifier.stopping();
                     return;
                 }
             }
@@ -115,6 +114,10 @@ pub async fn run(cfg: &Config, once: bool, shutdown: impl Future<Output = ()> + 
         let _ = stop_server.send(());
         let _ = server.await;
         let _ = std::fs::remove_file(&cfg.socket);
+    }
+    // Here, not in the status task: the process may end before that task runs again.
+    if let Some(notifier) = crate::notify::Notifier::from_env() {
+        notifier.stopping();
     }
     result
 }
