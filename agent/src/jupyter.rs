@@ -106,42 +106,34 @@ pub async fn wait_for_token(
             let seen_at = Utc::now();
             let candidates = match finding {
                 Finding::Token { token, path } => vec![(token, path, "log")],
-                // The token the agent gave the server: the first candidate
+                // The token the agent gave the server is the first candidate
                 // (proven like any other), before asking the server, whose
                 // `jupyter` command may not be on the container's PATH.
-                Finding::Placeholder { path } if given.is_some() => {
-                    info!("the log hides a configured token: proving the one the agent gave");
-                    let mut candidates = vec![(given.unwrap_or_default().to_string(), path.clone(), "agent")];
-                    candidates.extend(ask_server(docker, container).await.unwrap_or_default().into_iter().map(|s| {
-                        let p = if s.base_url == "/" {
+                Finding::Placeholder { path } => {
+                    let mut candidates = Vec::new();
+                    if let Some(given) = given {
+                        info!("the log hides a configured token: proving the one the agent gave");
+                        candidates.push((given.to_string(), path.clone(), "agent"));
+                    } else {
+                        info!("the log hides a configured token; asking the server");
+                    }
+                    let listed = match ask_server(docker, container).await {
+                        Ok(listed) => listed,
+                        Err(_) if given.is_some() => Vec::new(),
+                        Err(e) => return Err(e),
+                    };
+                    if listed.is_empty() && given.is_none() {
+                        bail!("the log shows only ?token=... and neither `jupyter server list --json` nor `jupyter notebook list --json` in the container named a running server");
+                    }
+                    candidates.extend(listed.into_iter().map(|s| {
+                        let under = if s.base_url == "/" {
                             path.clone()
                         } else {
                             format!("{}{}", s.base_url.trim_end_matches('/'), path)
                         };
-                        (s.token, p, "server-list")
+                        (s.token, under, "server-list")
                     }));
                     candidates
-                }
-                Finding::Placeholder { path } => {
-                    info!("the log hides a configured token; asking the server");
-                    let listed = ask_server(docker, container).await?;
-                    if listed.is_empty() {
-                        bail!("the log shows only ?token=... and neither `jupyter server list --json` nor `jupyter notebook list --json` in the container named a running server");
-                    }
-                    listed
-                        .into_iter()
-                        .map(|s| {
-                            (
-                                s.token,
-                                if s.base_url == "/" {
-                                    path.clone()
-                                } else {
-                                    format!("{}{}", s.base_url.trim_end_matches('/'), path)
-                                },
-                                "server-list",
-                            )
-                        })
-                        .collect()
                 }
             };
             for (token, path, source) in candidates {

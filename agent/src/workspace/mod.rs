@@ -257,24 +257,14 @@ pub async fn ensure(cfg: &WorkspaceConfig, state_dir: &Path) -> Result<Ensured> 
         crate::state::write_atomic(&fetching_path(state_dir), &marker, 0o600).context("writing the fetch marker")?;
         let copy = fetch_copy(cfg, path).await?;
         let detail = format!("fetched {} into {} ({} files)", copy.identity, path.display(), copy.files.len());
-        let identity = copy_identity(&copy);
-        let pristine = pristine::ensure(cfg, state_dir, &identity, Some(path)).await?;
-        save_record(state_dir, &Record { copy, pending: None })?;
-        let _ = fs::remove_file(fetching_path(state_dir));
-        write_env_file(cfg)?;
-        return Ok(Ensured { identity, detail, pristine: Some(pristine) });
+        return record_new_copy(cfg, state_dir, copy, detail).await;
     }
 
     if record.is_none() && load_fetching(state_dir) == Some(Fetching { source: source.clone(), path: path.clone() }) {
         // A run was killed between moving the materials into place and saving their record.
         let copy = adopt(cfg)?;
         let detail = format!("adopted {} in {}, fetched by an interrupted run", copy.identity, path.display());
-        let identity = copy_identity(&copy);
-        let pristine = pristine::ensure(cfg, state_dir, &identity, Some(path)).await?;
-        save_record(state_dir, &Record { copy, pending: None })?;
-        let _ = fs::remove_file(fetching_path(state_dir));
-        write_env_file(cfg)?;
-        return Ok(Ensured { identity, detail, pristine: Some(pristine) });
+        return record_new_copy(cfg, state_dir, copy, detail).await;
     }
 
     let Some(mut record) = record else {
@@ -335,6 +325,17 @@ pub async fn ensure(cfg: &WorkspaceConfig, state_dir: &Path) -> Result<Ensured> 
             pending.difference.summary()
         ),
     })
+}
+
+/// A copy just put in place (fetched, or adopted from an interrupted run):
+/// its pristine copy, its record, the fetch marker gone, the env file.
+async fn record_new_copy(cfg: &WorkspaceConfig, state_dir: &Path, copy: Copy, detail: String) -> Result<Ensured> {
+    let identity = copy_identity(&copy);
+    let pristine = pristine::ensure(cfg, state_dir, &identity, Some(&cfg.path)).await?;
+    save_record(state_dir, &Record { copy, pending: None })?;
+    let _ = fs::remove_file(fetching_path(state_dir));
+    write_env_file(cfg)?;
+    Ok(Ensured { identity, detail, pristine: Some(pristine) })
 }
 
 fn copy_identity(copy: &Copy) -> String {
