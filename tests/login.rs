@@ -31,6 +31,22 @@ fn opens(url: &str) -> bool {
     get_status(&format!("{base}/api/status"), &token) == 200
 }
 
+/// Waits until an agent whose run started after the state `before` was read
+/// has converged: until then the state file still holds the previous run's
+/// `ready`.
+fn ready_from_a_new_agent(env: &Env, before: &serde_json::Value) {
+    let before = before["started_at"].clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let state = env.state();
+        if state["started_at"] != before && state["phase"] == "ready" {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "the new agent never became ready: {state}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn the_first_url_opens_jupyter_after_every_restart_removal_and_recreation() {
     let env = Env::new("stable");
@@ -72,13 +88,15 @@ fn the_first_url_opens_jupyter_after_every_restart_removal_and_recreation() {
     assert!(opens(&first));
 
     // The agent killed and started again (a reboot, a crash): the same URL.
+    let before = env.state();
     let mut agent = ForegroundAgent::start(&env);
-    env.agent(&["wait", "--timeout", "90s"]).expect(0);
+    ready_from_a_new_agent(&env, &before);
     assert!(std::process::Command::new("kill").args(["-KILL", &agent.id().to_string()]).status().unwrap().success());
     agent.wait_until(Duration::from_secs(10)).expect("killed");
     assert!(docker(&["restart", "-t", "1", &env.name]).status.success());
+    let before = env.state();
     let _agent = ForegroundAgent::start(&env);
-    env.agent(&["wait", "--timeout", "90s"]).expect(0);
+    ready_from_a_new_agent(&env, &before);
     assert_eq!(url(&env), first, "after the agent was killed and started again");
     assert!(opens(&first));
     let result = std::fs::read_to_string(env.path("result.txt")).unwrap();
