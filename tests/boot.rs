@@ -84,8 +84,19 @@ pub(crate) fn materials(dir: &Path, dockerfile_extra: &str) -> PathBuf {
 
 /// Everything a boot leaves on the host, removed before and after each test.
 fn clean_host() {
+    // Only this PID namespace's: the agents that the systemd tests run as
+    // units in their containers have the same command line.
+    let own = std::process::id().to_string();
     let _ = Command::new("pkill")
-        .args(["-TERM", "-f", "jupyter-agent --config /etc/jupyter-agent/config.toml run"])
+        .args([
+            "--ns",
+            &own,
+            "--nslist",
+            "pid",
+            "-TERM",
+            "-f",
+            "jupyter-agent --config /etc/jupyter-agent/config.toml run",
+        ])
         .status();
     std::thread::sleep(Duration::from_millis(300));
     let _ = docker(&["rm", "-f", "notebook"]);
