@@ -142,19 +142,19 @@ pub struct Plan {
 #[error("{0}")]
 pub struct NoPlan(pub String);
 
-const UPDATE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
-const INSTALL_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+pub(crate) const UPDATE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+pub(crate) const INSTALL_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 const SHORT_TIMEOUT: Duration = Duration::from_secs(2 * 60);
 
 fn argv(words: &[&str]) -> Vec<String> {
     words.iter().map(|w| w.to_string()).collect()
 }
 
-fn pm_run(words: &[&str], timeout: Duration) -> Action {
+pub(crate) fn pm_run(words: &[&str], timeout: Duration) -> Action {
     Action::Run { argv: argv(words), env: Vec::new(), timeout, retry: true, needs_lock: true, may_fail: false }
 }
 
-fn apt(words: &[&str], timeout: Duration) -> Action {
+pub(crate) fn apt(words: &[&str], timeout: Duration) -> Action {
     // apt waits for its own lock too, so a lock taken between our check and
     // its start does not fail the install.
     let mut all = vec!["apt-get", "-o", "DPkg::Lock::Timeout=600"];
@@ -175,7 +175,7 @@ fn apt(words: &[&str], timeout: Duration) -> Action {
 /// whose dependencies were never unpacked stay for [`apt_fix_broken`], so its
 /// failure does not end the plan. A no-op when nothing is pending. See
 /// docs/docker-install.md#interrupted-installs.
-fn dpkg_roll_forward() -> Action {
+pub(crate) fn dpkg_roll_forward() -> Action {
     Action::Run {
         argv: argv(&["dpkg", "--configure", "-a"]),
         env: vec![("DEBIAN_FRONTEND".into(), "noninteractive".into())],
@@ -191,7 +191,7 @@ fn dpkg_roll_forward() -> Action {
 /// `dpkg-query`'s `db:Status-Abbrev`): dpkg refuses to configure them ("a
 /// very bad inconsistent state"), and --fix-broken does not repair them.
 /// Nothing on a healthy system.
-fn apt_reinstall_half_installed() -> Action {
+pub(crate) fn apt_reinstall_half_installed() -> Action {
     let script = "# reinstall half-installed packages\n\
         pkgs=$(dpkg-query -W -f='${db:Status-Abbrev} ${binary:Package}\\n' | awk 'substr($1,2,1)==\"H\" || substr($1,3,1)==\"R\" {print $2}')\n\
         [ -z \"$pkgs\" ] || apt-get -o DPkg::Lock::Timeout=600 install -y --reinstall $pkgs\n";
@@ -207,7 +207,7 @@ fn apt_reinstall_half_installed() -> Action {
 
 /// Installs what unpacked packages still depend on (after an interrupted
 /// install); nothing on a healthy system. Never an upgrade.
-fn apt_fix_broken() -> Action {
+pub(crate) fn apt_fix_broken() -> Action {
     apt(&["install", "-y", "--fix-broken"], INSTALL_TIMEOUT)
 }
 
