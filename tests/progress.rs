@@ -63,58 +63,10 @@ fn status_shows_a_running_build_step_with_its_elapsed_time() {
     assert!(!status.contains("Step 2/3"), "a finished step shows what it did, not its progress: {status}");
 }
 
-/// Debian's docker-registry on a loopback port of the test's own, storing
-/// in a temporary directory; stopped when dropped.
-struct Registry {
-    child: std::process::Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Registry {
-    fn start() -> Registry {
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                dir.path().join("data").display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("docker-registry (Debian's package) runs");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "the registry never listened");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Registry { child, port, _dir: dir }
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A pull from a real registry (Debian's docker-registry on loopback): while
-/// the image step runs, its progress line counts the layers and the bytes
-/// over all of them, with a percentage; seen through the agent's own event
-/// stream, as `status` and the bootstrap see it.
 #[test]
 fn a_pull_reports_its_bytes_and_percent_while_it_runs() {
     let mut env = Env::new("pull-progress");
-    let registry = Registry::start();
+    let registry = crate::common::registry::Registry::start();
     // An image of one layer of random bytes (nothing of it exists locally).
     let tree = env.path("layer");
     std::fs::create_dir(&tree).unwrap();

@@ -26,6 +26,7 @@ mod bootstrap_fake_agent;
 mod docker_install;
 mod engine_start;
 mod hardening;
+mod images;
 mod login;
 mod progress;
 mod release;

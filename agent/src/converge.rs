@@ -37,7 +37,14 @@ const PROGRAM: &str = "jupyter-agent";
 /// The configured secrets: what the redactor hides besides tokens.
 fn secrets(cfg: &Config) -> Redactor {
     let workspace = cfg.workspace.iter().flat_map(|w| w.env.values());
-    Redactor::new(cfg.container.env.values().chain(workspace))
+    // A signed archive URL's query is its signature.
+    let signature = match &cfg.image.source {
+        ImageSource::Archive(crate::config::Archive { location: crate::config::ArchiveLocation::Url(url), .. }) => {
+            url.split_once('?').map(|(_, query)| query.to_string()).filter(|q| q.len() >= 8)
+        }
+        _ => None,
+    };
+    Redactor::new(cfg.container.env.values().chain(workspace).chain(signature.iter()))
 }
 
 /// One agent's converge and watch, with the state it keeps.
@@ -134,6 +141,7 @@ impl<'a> Converger<'a> {
 
         let mut workspace = None;
         let mut image_cfg = cfg.image.clone();
+        crate::git_install::ensure_for_workspace(cfg, t).await?;
         if let Some(w) = &cfg.workspace {
             t.begin("workspace", Phase::FetchingWorkspace);
             let ensured = crate::workspace::ensure(w, &cfg.state_dir).await.context("fetching the workspace")?;
@@ -169,8 +177,9 @@ impl<'a> Converger<'a> {
                     t.progress(line, changed);
                 }
                 image::Progress::Build(step) => t.progress(step.to_string(), true),
+                image::Progress::Text(line, force) => t.progress(line.to_string(), force),
             };
-            image::ensure(&docker, &image_cfg, &mut on_progress).await.context("preparing the image")?
+            image::ensure(&docker, &image_cfg, &cfg.state_dir, &mut on_progress).await.context("preparing the image")?
         };
         if let Some(image) = t.state.image.as_mut() {
             image.id = Some(prepared.id.clone());

@@ -33,6 +33,7 @@
 //! never while holding one (see [`host_paths`]).
 
 pub mod fake_agent;
+pub mod registry;
 pub mod ros;
 pub mod template;
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::{exit, Command, Exit, WorkspaceCommand};
+use super::{exit, Command, Exit, ImageCommand, WorkspaceCommand};
 use crate::config::{Config, WorkspaceConfig};
 use crate::state::{self, Phase, State, StateStore};
 
@@ -18,6 +18,7 @@ pub fn dispatch(config: &Path, command: Command) -> Result<()> {
         Command::Run { once } => run(config, once),
         Command::Status { json, show_token } => status(config, json, show_token),
         Command::InstallDocker { dry_run, root } => install_docker(config, dry_run, root.as_deref()),
+        Command::InstallGit { dry_run, root } => crate::git_install::command(config, dry_run, root.as_deref()),
         Command::Token { rotate: true, .. } => rotate_token(config),
         Command::Token { json, .. } => {
             print_one(config, json, "token", |s| s.jupyter.as_ref().map(|j| j.token.clone()))
@@ -29,6 +30,7 @@ pub fn dispatch(config: &Path, command: Command) -> Result<()> {
         Command::Doctor { json } => doctor(config, json),
         Command::Workspace(WorkspaceCommand::Status { json }) => workspace_status(config, json),
         Command::Workspace(WorkspaceCommand::Reset) => workspace_reset(config),
+        Command::Image(ImageCommand::Export { out, json }) => image_export(config, &out, json),
     }
 }
 
@@ -248,6 +250,71 @@ fn workspace_reset(config: &Path) -> Result<()> {
         w.path.display(),
         reset.identity
     );
+    Ok(())
+}
+
+/// Prepares the configured image as `run` does (the materials fetched first
+/// when it is built from them), then writes it out; the host's container is
+/// not touched.
+fn image_export(config: &Path, out: &Path, json: bool) -> Result<()> {
+    use crate::config::ImageSource;
+    let cfg = Config::load(config)?;
+    cfg.check_host(config)?;
+    let _store = StateStore::lock(&cfg.state_dir)?;
+    let exported = runtime()?.block_on(async {
+        let docker = crate::engine::connect(&cfg.docker).await?;
+        let mut image = cfg.image.clone();
+        if let (Some(w), ImageSource::Build(build)) = (&cfg.workspace, &mut image.source) {
+            if build.context == w.path {
+                let ensured = crate::workspace::ensure(w, &cfg.state_dir).await.context("fetching the workspace")?;
+                if let Some(pristine) = ensured.pristine {
+                    build.context = pristine;
+                }
+            }
+        }
+        let mut last = String::new();
+        let mut on_progress = |p: crate::image::Progress| {
+            let line = match p {
+                crate::image::Progress::Build(step) => step.to_string(),
+                crate::image::Progress::Text(line, _) => line.to_string(),
+                crate::image::Progress::Layer(layer, l) => format!("{layer}: {}", l.status),
+            };
+            // A download reports every chunk: say each new tenth.
+            let key = line.split('(').next().unwrap_or_default().to_string();
+            if !line.starts_with("downloading") && key != last || line.ends_with("0%)") && line != last {
+                eprintln!("{line}");
+                last = if line.starts_with("downloading") { line } else { key };
+            }
+        };
+        let prepared = crate::image::ensure(&docker, &image, &cfg.state_dir, &mut on_progress)
+            .await
+            .context("preparing the image")?;
+        eprintln!("image {} ({}): writing {}", image.reference, prepared.detail, out.display());
+        crate::image::export::export(&docker, &image.reference, out).await
+    })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&exported).expect("serializable"));
+    } else {
+        println!(
+            "wrote {} ({} bytes{}) and {}
+sha256 {}
+
+Upload the archive (e.g. to OSS, as a signed URL) and set on every instance:
+
+[image]
+archive = \"https://<where it is>/{}\"
+sha256 = \"{}\"
+tag = \"{}\"",
+            exported.archive.display(),
+            exported.bytes,
+            if exported.gzip { ", gzip" } else { "" },
+            exported.checksum_file.display(),
+            exported.sha256,
+            exported.archive.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            exported.sha256,
+            exported.reference
+        );
+    }
     Ok(())
 }
 

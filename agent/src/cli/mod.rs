@@ -38,7 +38,8 @@ Exit codes:
   4  the agent is not reachable and there is no state: it has not run here
   5  another jupyter-agent is converging this host
   6  Docker cannot be installed on this distribution (or from this source);
-     nothing on the host was changed (run, install-docker)";
+     nothing on the host was changed (run, install-docker); install-git:
+     git cannot be installed on this distribution";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -113,6 +114,9 @@ pub enum Command {
     /// The workshop materials ([workspace]): what was fetched, what changed, and reset.
     #[command(subcommand, after_help = EXIT_CODES)]
     Workspace(WorkspaceCommand),
+    /// The image, for organisers: build it once and ship the archive (image export).
+    #[command(subcommand, after_help = EXIT_CODES)]
+    Image(ImageCommand),
     /// Check what a participant or organiser would check by hand; one line per check with its fix.
     #[command(after_help = EXIT_CODES)]
     Doctor {
@@ -143,6 +147,22 @@ pub enum Command {
         dry_run: bool,
         /// Install into this mounted root file system instead (commands run in `chroot DIR`,
         /// nothing is started): how images are pre-baked.
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+    },
+    /// Install git when it is missing: what `run` does before it fetches a git [workspace] source.
+    ///
+    /// Detects the distribution from /etc/os-release and installs its `git` package with its
+    /// package manager (apt-get install --no-install-recommends git ca-certificates; dnf or yum
+    /// install git), never a whole-system upgrade, with the same timeouts, retries, lock waits
+    /// and apt roll-forward steps as install-docker; then runs `git --version`. Does nothing
+    /// when git is installed. Output in <log_dir>/install-git.log; steps `git: ...` in the state.
+    #[command(after_help = EXIT_CODES)]
+    InstallGit {
+        /// Print the exact plan (every command) and whether `run` would need it; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Install into this mounted root file system instead (commands run in `chroot DIR`).
         #[arg(long, value_name = "DIR")]
         root: Option<PathBuf>,
     },
@@ -183,6 +203,26 @@ pub enum WorkspaceCommand {
     Reset,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Prepare the configured image (build, pull or load, as `run` does) and write it as an
+    /// archive to ship, with its SHA-256.
+    ///
+    /// Writes FILE (gzip-compressed when its name ends in .gz or .tgz; docker load takes
+    /// both) and FILE.sha256 (sha256sum format), and prints the [image] lines that load it
+    /// on every instance: upload FILE (for example to OSS, with a signed URL) and set
+    /// [image] archive to its URL and sha256 to the printed value. Nothing of the host's
+    /// Jupyter container changes. See docs/images.md.
+    Export {
+        /// The archive to write (its directory must exist).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Print what was written as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 /// An outcome that is not success, with its exit code. Its message, when
 /// not empty, is printed like any error; an empty one was already reported
 /// (the state was printed, or the converge logged its failure).
@@ -216,7 +256,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if let Some(crate::state::LockError::Busy { .. }) = cause.downcast_ref::<crate::state::LockError>() {
             return exit::LOCKED;
         }
-        if cause.is::<crate::docker_install::Refused>() {
+        if cause.is::<crate::docker_install::Refused>() || cause.is::<crate::git_install::Refused>() {
             return exit::UNSUPPORTED;
         }
         if let Some(failed) = cause.downcast_ref::<crate::daemon::ConvergeFailed>() {
@@ -237,9 +277,11 @@ impl Command {
             self,
             Command::Run { .. }
                 | Command::InstallDocker { .. }
+                | Command::InstallGit { .. }
                 | Command::Install { .. }
                 | Command::Doctor { .. }
                 | Command::Workspace(_)
+                | Command::Image(_)
         )
     }
 }

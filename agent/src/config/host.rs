@@ -52,6 +52,11 @@ impl Config {
                 return Err(refuse("result_file", result, "is below something that is not a directory"));
             }
         }
+        if let super::ImageSource::Pull(super::Pull { credentials: Some(path), .. }) = &self.image.source {
+            if let Err(e) = crate::image::credentials::read(path) {
+                return Err(refuse("[image] credentials", path, &format!("{e:#}")));
+            }
+        }
         if let Some(w) = &self.workspace {
             if let Some(env_file) = &w.env_file {
                 let inside = env_file.starts_with(&w.path);

@@ -7,6 +7,7 @@
 //! 65535`). Nothing on the host changes before the whole file is valid.
 
 pub mod host;
+mod image;
 mod section;
 #[cfg(test)]
 mod tests;
@@ -18,6 +19,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use image::{Archive, ArchiveLocation, BuildConfig, ImageConfig, ImageSource, Pull};
 use jupyter_proto::redact::redact_url;
 use section::{toml_str, Section};
 pub use values::{
@@ -91,6 +93,10 @@ pub struct DockerConfig {
     pub mirror: String,
     /// Docker Hub mirrors merged into `/etc/docker/daemon.json`.
     pub registry_mirrors: Vec<String>,
+    /// On the RPM distributions, remove the installed packages that conflict
+    /// with docker-ce (podman, runc, ...) before installing it; `false`
+    /// refuses instead (docs/docker-install.md#conflicting-packages).
+    pub remove_conflicts: bool,
 }
 
 /// The `[workspace]` section: materials fetched once into `path`, never overwritten.
@@ -117,30 +123,6 @@ impl WorkspaceConfig {
             }
         }
     }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct ImageConfig {
-    /// The reference the container runs, always with a tag.
-    pub reference: String,
-    pub source: ImageSource,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum ImageSource {
-    Pull(PullPolicy),
-    Archive(PathBuf),
-    Build(BuildConfig),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct BuildConfig {
-    pub context: PathBuf,
-    /// Relative to the context.
-    pub dockerfile: String,
-    pub args: BTreeMap<String, String>,
-    /// Files never sent with the context (the env files, when inside it).
-    pub withhold: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -275,6 +257,7 @@ impl Config {
             source: d.parsed("source")?.unwrap_or(DockerSource::Auto),
             mirror: d.https_url("mirror")?.unwrap_or_else(|| DEFAULT_DOCKER_MIRROR.into()),
             registry_mirrors: d.url_array("registry_mirrors")?,
+            remove_conflicts: d.boolean("remove_conflicts")?.unwrap_or(true),
         };
         d.finish()?;
 
@@ -290,14 +273,14 @@ impl Config {
         let image = match root.take("image") {
             None if !image_required => ImageConfig {
                 reference: "jupyter-agent/notebook:local".into(),
-                source: ImageSource::Pull(PullPolicy::Never),
+                source: ImageSource::Pull(Pull { policy: PullPolicy::Never, credentials: None }),
             },
             None => {
                 return Err(root.err("[image]", None, "missing; expected a section with one of name, archive or build"))
             }
             Some(v) => {
                 let t = root.expect_table("image", v)?;
-                image_config(Section::new(path, "image", t), workspace_path.as_deref())?
+                image::image_config(Section::new(path, "image", t), workspace_path.as_deref())?
             }
         };
 
@@ -474,96 +457,4 @@ fn workspace_config(mut s: Section) -> Result<WorkspaceConfig, ConfigError> {
 fn is_archive(url: &str) -> bool {
     let path = jupyter_proto::redact::without_query(url).to_ascii_lowercase();
     [".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip"].iter().any(|end| path.ends_with(end))
-}
-
-fn image_config(mut s: Section, workspace: Option<&Path>) -> Result<ImageConfig, ConfigError> {
-    let name = s.parsed::<ImageRef>("name")?.map(|r| r.0);
-    let pull = s.parsed::<PullPolicy>("pull")?;
-    let archive = s.abs_path("archive")?;
-    let tag = s.parsed::<ImageRef>("tag")?.map(|r| r.0);
-    let build = match s.take("build") {
-        None => None,
-        Some(v) => {
-            let t = s.expect_table("build", v)?;
-            let mut b = Section::new(s.file, "image.build", t);
-            let context = match b.string("context")?.as_deref() {
-                None => {
-                    return Err(b.err(
-                        "context",
-                        None,
-                        "missing; expected the absolute path of the build context directory, or \"workspace\"",
-                    ))
-                }
-                Some("workspace") => workspace.map(Path::to_path_buf).ok_or_else(|| {
-                    b.err(
-                        "context",
-                        Some(toml_str("workspace")),
-                        "names the workspace, but there is no [workspace] section",
-                    )
-                })?,
-                Some(p) if p.starts_with('/') => PathBuf::from(p),
-                Some(p) => {
-                    return Err(b.err(
-                        "context",
-                        Some(toml_str(p)),
-                        "expected an absolute path (starting with /) or \"workspace\"",
-                    ))
-                }
-            };
-            let dockerfile = b.string("dockerfile")?.unwrap_or_else(|| "Dockerfile".into());
-            if dockerfile.is_empty() || dockerfile.starts_with('/') || dockerfile.split('/').any(|p| p == "..") {
-                return Err(b.err(
-                    "dockerfile",
-                    Some(toml_str(&dockerfile)),
-                    "expected a path relative to the build context, inside it",
-                ));
-            }
-            let args = b.string_map("args")?.unwrap_or_default();
-            b.finish()?;
-            Some(BuildConfig { context, dockerfile, args, withhold: Vec::new() })
-        }
-    };
-    let sources = [name.is_some(), archive.is_some(), build.is_some()];
-    if sources.iter().filter(|x| **x).count() != 1 {
-        let found: Vec<&str> =
-            ["name", "archive", "build"].iter().zip(sources).filter(|(_, on)| *on).map(|(k, _)| *k).collect();
-        let found = if found.is_empty() { "none".to_string() } else { found.join(" and ") };
-        return Err(s.err(
-            "[image]",
-            None,
-            &format!("found {found}; expected exactly one image source: name (pull), archive (docker load) or build"),
-        ));
-    }
-    let out = if let Some(reference) = name {
-        if tag.is_some() {
-            return Err(s.err(
-                "tag",
-                None,
-                "only goes with archive or build; with name, the tag is part of the name (name = \"repo:tag\")",
-            ));
-        }
-        ImageConfig { reference, source: ImageSource::Pull(pull.unwrap_or(PullPolicy::IfNotPresent)) }
-    } else {
-        if pull.is_some() {
-            return Err(s.err(
-                "pull",
-                None,
-                "only goes with name; an archive is loaded and a build is built, never pulled",
-            ));
-        }
-        let reference = tag.ok_or_else(|| {
-            s.err(
-                "tag",
-                None,
-                "missing; expected the name:tag the loaded or built image gets, e.g. tag = \"notebook:latest\"",
-            )
-        })?;
-        match (archive, build) {
-            (Some(a), _) => ImageConfig { reference, source: ImageSource::Archive(a) },
-            (_, Some(b)) => ImageConfig { reference, source: ImageSource::Build(b) },
-            _ => unreachable!("exactly one source was checked above"),
-        }
-    };
-    s.finish()?;
-    Ok(out)
 }

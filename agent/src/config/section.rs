@@ -293,7 +293,7 @@ impl<'a> Section<'a> {
 }
 
 /// An http(s) URL with a host (`http:///` has none) and no white space.
-fn is_web_url(s: &str) -> bool {
+pub(super) fn is_web_url(s: &str) -> bool {
     ["https://", "http://"]
         .iter()
         .any(|p| s.strip_prefix(p).is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/')))

@@ -17,7 +17,10 @@ fn defaults_fill_everything_but_the_image() {
     assert_eq!(c.state_dir, PathBuf::from("/var/lib/jupyter-agent"));
     assert_eq!(c.result_file, None);
     assert_eq!(c.image.reference, "notebook:latest");
-    assert_eq!(c.image.source, ImageSource::Pull(PullPolicy::IfNotPresent));
+    assert_eq!(
+        c.image.source,
+        ImageSource::Pull(crate::config::Pull { policy: PullPolicy::IfNotPresent, credentials: None })
+    );
     assert_eq!(c.container.name, "jupyter");
     assert_eq!(c.container.port, 8888);
     assert_eq!(c.container.publish, Publish { address: "0.0.0.0".parse().unwrap(), port: 8888 });
@@ -29,6 +32,7 @@ fn defaults_fill_everything_but_the_image() {
     assert_eq!(c.docker.source, DockerSource::Auto);
     assert_eq!(c.docker.mirror, DEFAULT_DOCKER_MIRROR);
     assert!(c.docker.registry_mirrors.is_empty());
+    assert!(c.docker.remove_conflicts);
     assert_eq!(c.log_dir, PathBuf::from("/var/log/jupyter-agent"));
 }
 
@@ -84,6 +88,7 @@ fn rejections_name_file_key_value_and_expectation() {
         ("[docker]\nhost = \"docker.sock\"\n", format!("{f}: [docker] host = \"docker.sock\": expected unix:///path/to/docker.sock, tcp://HOST:PORT or http://HOST:PORT")),
         ("[docker]\nsource = \"snap\"\n", format!("{f}: [docker] source = \"snap\": expected one of \"auto\", \"distro\", \"docker-ce\"")),
         ("[docker]\ninstall = \"yes\"\n", format!("{f}: [docker] install = \"yes\": expected true or false")),
+        ("[docker]\nremove_conflicts = \"no\"\n", format!("{f}: [docker] remove_conflicts = \"no\": expected true or false")),
         ("[docker]\nregistry_mirrors = [\"mirror.example\"]\n", format!("{f}: [docker] registry_mirrors = \"mirror.example\": expected https:// (or http://) URLs of registry mirrors")),
         ("[image]\npull = \"sometimes\"\nname = \"x\"\n", format!("{f}: [image] pull = \"sometimes\": expected one of \"always\", \"if-not-present\", \"never\"")),
         // Found by the fuzzer (docs/fuzzing.md): a URL without a host, a
@@ -162,7 +167,7 @@ fn image_needs_exactly_one_source() {
     );
     assert_eq!(
         parse("[image]\nname = \"a\"\narchive = \"/a.tar\"\n").unwrap_err(),
-        format!("{f}: [image]: found name and archive; expected exactly one image source: name (pull), archive (docker load) or build")
+        format!("{f}: [image]: found name and archive; expected exactly one image source: name (pull), archive (docker load, a path or an http(s) URL) or build")
     );
     assert_eq!(
         parse("[image]\narchive = \"/a.tar\"\n").unwrap_err(),

@@ -14,7 +14,7 @@ const SECRET: &str = "SECRET-";
 /// (with string, flag or number values until [`value_for`] knows it).
 const TABLES: &[(&str, &str, &[&str])] = &[
     ("", "", &["state_dir", "log_dir", "socket", "result_file"]),
-    ("docker", "", &["host", "ping_timeout", "install", "source", "mirror", "registry_mirrors"]),
+    ("docker", "", &["host", "ping_timeout", "install", "source", "mirror", "registry_mirrors", "remove_conflicts"]),
     (
         "workspace",
         "source = \"/srv/repo\"\nref = \"main\"\npath = \"/srv/w\"\n",
@@ -108,7 +108,13 @@ fn check_config(text: &str) -> Result<bool, TestCaseError> {
     prop_assert!(!i.reference.is_empty() && crate::config::with_tag(&i.reference) == i.reference, "{:?}", i.reference);
     match &i.source {
         ImageSource::Pull(_) => {}
-        ImageSource::Archive(a) => prop_assert!(a.is_absolute()),
+        ImageSource::Archive(a) => match &a.location {
+            crate::config::ArchiveLocation::Path(p) => prop_assert!(p.is_absolute()),
+            crate::config::ArchiveLocation::Url(u) => {
+                prop_assert!(u.starts_with("http://") || u.starts_with("https://"));
+                prop_assert!(a.sha256.is_some(), "a URL archive always has its sha256");
+            }
+        },
         ImageSource::Build(b) => {
             prop_assert!(b.context.is_absolute());
             prop_assert!(!b.dockerfile.is_empty() && !b.dockerfile.starts_with('/'));

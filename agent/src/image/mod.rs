@@ -1,0 +1,132 @@
+//! Preparing the image: pull it (with per-layer progress and a registry's
+//! login), load it from an archive (a path or a URL, verified), or build it
+//! from a context, all through the Docker Engine API (`/images/create`,
+//! `/images/load`, `/build`); and `image export`, the organiser's way to
+//! ship what was built (docs/images.md).
+
+mod archive;
+mod build;
+pub mod credentials;
+pub mod export;
+mod pull;
+
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use bollard::Docker;
+use tracing::info;
+
+use crate::config::{ImageConfig, ImageSource, PullPolicy};
+use crate::state::LayerProgress;
+pub use pull::registry_host;
+
+/// What preparing the image came to.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub id: String,
+    /// The image's `USER` (empty or absent: root).
+    pub user: Option<String>,
+    /// In a few words: `present`, `pulled`, `loaded`, `built`.
+    pub detail: String,
+}
+
+/// Splits `repo:tag` or `repo@digest` into the parts `/images/create` takes.
+pub fn split_reference(reference: &str) -> (&str, &str) {
+    if let Some((repo, digest)) = reference.split_once('@') {
+        return (repo, digest);
+    }
+    let slash = reference.rfind('/').map_or(0, |i| i + 1);
+    match reference[slash..].rfind(':') {
+        Some(i) => (&reference[..slash + i], &reference[slash + i + 1..]),
+        None => (reference, "latest"),
+    }
+}
+
+/// The image's id, or `None` when the engine has no image by that name.
+pub async fn image_id(docker: &Docker, reference: &str) -> Result<Option<String>> {
+    match docker.inspect_image(reference).await {
+        Ok(img) => Ok(img.id),
+        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("inspecting the image {reference}")),
+    }
+}
+
+/// What a pull or a build reports while it runs.
+pub enum Progress<'a> {
+    /// A layer of a pull changed (status, bytes).
+    Layer(&'a str, LayerProgress),
+    /// A build began a Dockerfile instruction: `Step 3/7 : RUN pip install ...`.
+    Build(&'a str),
+    /// Any other line (a download's bytes, verifying, loading); `true` when
+    /// it must be published at once rather than at most twice a second.
+    Text(&'a str, bool),
+}
+
+/// Makes `cfg.reference` present, by the configured source.
+/// `on_progress` receives a pull's layers, a build's steps and a download's
+/// bytes as they go. Downloads and the record of a loaded archive live in
+/// `state_dir`.
+pub async fn ensure(
+    docker: &Docker,
+    cfg: &ImageConfig,
+    state_dir: &Path,
+    on_progress: &mut dyn FnMut(Progress),
+) -> Result<Prepared> {
+    let reference = cfg.reference.as_str();
+    let detail = match &cfg.source {
+        ImageSource::Pull(p) => {
+            let present = image_id(docker, reference).await?.is_some();
+            match (p.policy, present) {
+                (PullPolicy::Never, false) => bail!(
+                    "the image {reference} is not on this host and [image] pull = \"never\"; load or build it first (scripts/build-test-image builds the local one), or set pull = \"if-not-present\""
+                ),
+                (PullPolicy::Never | PullPolicy::IfNotPresent, true) => "present".to_string(),
+                (PullPolicy::Always, _) | (PullPolicy::IfNotPresent, false) => {
+                    pull::pull(docker, reference, p.credentials.as_deref(), on_progress).await?;
+                    "pulled".to_string()
+                }
+            }
+        }
+        ImageSource::Archive(a) => archive::ensure(docker, a, reference, state_dir, on_progress).await?,
+        ImageSource::Build(build) => {
+            build::build_image(docker, build, reference, on_progress).await?;
+            "built".to_string()
+        }
+    };
+    let image = match docker.inspect_image(reference).await {
+        Ok(image) => image,
+        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
+            bail!("the engine has no image {reference} after it was {detail}")
+        }
+        Err(e) => return Err(e).with_context(|| format!("inspecting the image {reference}")),
+    };
+    let id = image.id.ok_or_else(|| anyhow!("the engine gave no id for the image {reference}"))?;
+    let user = image.config.and_then(|c| c.user).filter(|u| !u.is_empty());
+    info!(image = %reference, id = %short_id(&id), "image ready ({detail})");
+    Ok(Prepared { id, user, detail })
+}
+
+pub fn short_id(id: &str) -> &str {
+    let id = id.strip_prefix("sha256:").unwrap_or(id);
+    &id[..id.len().min(12)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_always_have_a_tag() {
+        assert_eq!(split_reference("notebook:latest"), ("notebook", "latest"));
+        assert_eq!(split_reference("notebook"), ("notebook", "latest"));
+        assert_eq!(split_reference("localhost:5000/team/nb:1.0"), ("localhost:5000/team/nb", "1.0"));
+        assert_eq!(split_reference("localhost:5000/team/nb"), ("localhost:5000/team/nb", "latest"));
+        assert_eq!(split_reference("nb@sha256:abcd"), ("nb", "sha256:abcd"));
+    }
+
+    #[test]
+    fn short_ids() {
+        assert_eq!(short_id("sha256:0123456789abcdef0123"), "0123456789ab");
+        assert_eq!(short_id("abc"), "abc");
+    }
+}

@@ -1,0 +1,300 @@
+//! Build once, start everywhere: `jupyter-agent image export` writes the
+//! archive an organiser ships; an instance downloads it over HTTP from
+//! 127.0.0.1 (resuming after a cut), verifies it and loads it, and refuses
+//! a wrong checksum with nothing loaded; a private registry (Debian's
+//! docker-registry with an htpasswd login) serves a pull with credentials
+//! from a root-only file, and a wrong password fails at once, the password
+//! appearing nowhere.
+
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::common::registry::Registry;
+use crate::common::{bin, docker, get_status, split_url, test_image, Env};
+
+/// Serves one file at `/nb.tar.gz` (any query), honouring `Range: bytes=N-`;
+/// the first answer is cut after `cut` bytes, as a dropped connection
+/// would. Records the `Range` header of every request (`-` when none).
+struct ArchiveServer {
+    url: String,
+    ranges: Arc<Mutex<Vec<String>>>,
+}
+
+impl ArchiveServer {
+    fn start(file: PathBuf, cut: u64) -> ArchiveServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/nb.tar.gz", listener.local_addr().unwrap());
+        let ranges = Arc::new(Mutex::new(Vec::new()));
+        let seen = ranges.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request_line = String::new();
+                if reader.read_line(&mut request_line).is_err() {
+                    continue;
+                }
+                let mut range = "-".to_string();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("range: ") {
+                        range = v.trim().to_string();
+                    }
+                }
+                let first = seen.lock().unwrap().is_empty();
+                seen.lock().unwrap().push(range.clone());
+                let path = request_line.split_whitespace().nth(1).unwrap_or("");
+                if !path.starts_with("/nb.tar.gz") {
+                    let _ = write!(stream, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    continue;
+                }
+                let mut f = std::fs::File::open(&file).unwrap();
+                let len = f.metadata().unwrap().len();
+                let start =
+                    range.strip_prefix("bytes=").and_then(|r| r.strip_suffix('-')).and_then(|n| n.parse::<u64>().ok());
+                let head = match start {
+                    Some(s) => format!(
+                        "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {s}-{}/{len}\r\nConnection: close\r\n\r\n",
+                        len - s,
+                        len - 1
+                    ),
+                    None => format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nAccept-Ranges: bytes\r\nConnection: close\r\n\r\n"),
+                };
+                let _ = stream.write_all(head.as_bytes());
+                f.seek(SeekFrom::Start(start.unwrap_or(0))).unwrap();
+                let limit = if first { cut } else { u64::MAX };
+                let _ = std::io::copy(&mut f.take(limit), &mut stream);
+            }
+        });
+        ArchiveServer { url, ranges }
+    }
+}
+
+fn sha256sum(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_string()
+}
+
+/// The test image as `jupyter-agent image export` writes it (gzip), and its
+/// sha256: made once per test run, shared by the tests that load it.
+pub(crate) fn exported_test_image() -> &'static (PathBuf, String) {
+    static EXPORTED: std::sync::OnceLock<(PathBuf, String)> = std::sync::OnceLock::new();
+    EXPORTED.get_or_init(|| {
+        let dir = tempfile::Builder::new().prefix("ja-export-").tempdir().unwrap().keep();
+        let config = dir.join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "state_dir = \"{}/state\"\n\n[image]\nname = \"{}\"\npull = \"never\"\n",
+                dir.display(),
+                test_image()
+            ),
+        )
+        .unwrap();
+        let out = dir.join("nb.tar.gz");
+        let export = Command::new(bin("jupyter-agent"))
+            .arg("--config")
+            .arg(&config)
+            .args(["image", "export", "--out", out.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(export.status.success(), "image export: {}", String::from_utf8_lossy(&export.stderr));
+        let sha256 = sha256sum(&out);
+        assert!(
+            String::from_utf8_lossy(&export.stdout).contains(&format!("sha256 = \"{sha256}\"")),
+            "image export prints the archive's sha256: {}",
+            String::from_utf8_lossy(&export.stdout)
+        );
+        (out, sha256)
+    })
+}
+
+/// `[image]` lines in place of the base configuration's pull of the test image.
+fn with_image(env: &Env, image: &str) -> String {
+    env.base_config("").replace(&format!("[image]\nname = \"{}\"\npull = \"never\"\n", test_image()), image)
+}
+
+#[test]
+fn an_exported_archive_is_downloaded_resumed_verified_and_loaded_and_a_wrong_checksum_loads_nothing() {
+    let mut env = Env::new("archive");
+    // The organiser's side: export the image a build made (here: the test image).
+    let (out, sha256) = exported_test_image().clone();
+    let listed = std::fs::read_to_string(out.with_file_name("nb.tar.gz.sha256")).unwrap();
+    assert_eq!(listed, format!("{sha256}  nb.tar.gz\n"), "sha256sum's format, for sha256sum -c");
+    let mut magic = [0u8; 2];
+    std::fs::File::open(&out).unwrap().read_exact(&mut magic).unwrap();
+    assert_eq!(magic, [0x1f, 0x8b], "a .gz name gives a gzip archive");
+
+    // An instance: the archive from a signed URL, cut once halfway.
+    let size = std::fs::metadata(&out).unwrap().len();
+    let server = ArchiveServer::start(out.clone(), size / 2);
+    let signature = format!("Signature=sig{}secret", std::process::id());
+    let tag = format!("{}-loaded:1", env.name);
+    env.images.push(tag.clone());
+    env.write_config(&with_image(
+        &env,
+        &format!(
+            "[image]\narchive = \"{}?Expires=1&{signature}\"\nsha256 = \"{sha256}\"\ntag = \"{tag}\"\n",
+            server.url
+        ),
+    ));
+    let run = env.agent(&["run", "--once"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(env.step_detail("image"), "downloaded, verified and loaded");
+    assert_eq!(
+        *server.ranges.lock().unwrap(),
+        ["-".to_string(), format!("bytes={}-", size / 2)],
+        "resumed where the cut left it"
+    );
+    let (base, _, token) = split_url(env.agent(&["url"]).expect(0).stdout.trim());
+    assert_eq!(get_status(&format!("{base}/api/status"), &token), 200, "Jupyter from the loaded image");
+    let state = std::fs::read_to_string(env.state_dir().join("state.json")).unwrap();
+    let status = env.agent(&["status", "--json"]).stdout;
+    for (what, text) in [("the log", &run.stderr), ("the state", &state), ("status", &status)] {
+        assert!(!text.contains(&signature), "the URL's signature is in {what}");
+    }
+    assert!(run.stderr.contains(&server.url), "the URL without its query names the archive: {}", run.stderr);
+    let downloads = env.state_dir().join("downloads");
+    assert_eq!(std::fs::read_dir(&downloads).unwrap().count(), 0, "the download is removed once loaded");
+
+    // The next converge finds the image the same archive gave: no download.
+    env.agent(&["run", "--once"]).expect(0);
+    assert!(env.step_detail("image").starts_with("present (loaded before"), "{}", env.step_detail("image"));
+    assert_eq!(server.ranges.lock().unwrap().len(), 2);
+
+    // A wrong checksum: refused, and nothing is loaded under the tag.
+    let wrong = format!("{}-wrong:1", env.name);
+    env.images.push(wrong.clone());
+    let zeros = "0".repeat(64);
+    env.write_config(&with_image(
+        &env,
+        &format!("[image]\narchive = \"{}?{signature}\"\nsha256 = \"{zeros}\"\ntag = \"{wrong}\"\n", server.url),
+    ));
+    let run = env.agent(&["run", "--once"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let error = env.state()["error"]["cause"].as_str().unwrap().to_string();
+    assert!(
+        error.contains(&format!("has sha256 {sha256}, not {zeros} as [image] sha256 says; nothing was loaded")),
+        "{error}"
+    );
+    assert!(!error.contains(&signature), "{error}");
+    assert!(!docker(&["image", "inspect", &wrong]).status.success(), "nothing loaded on a mismatch");
+}
+
+/// A tiny image (one file), pushed to `registry` as `reference` with the
+/// docker CLI logged in through a configuration directory of its own.
+fn push_tiny_image(env: &Env, registry: &Registry, user: &str, password: &str, reference: &str) {
+    let tree = env.path("tiny");
+    std::fs::create_dir_all(&tree).unwrap();
+    std::fs::write(tree.join("hello"), "hello\n").unwrap();
+    let tarball = env.path("tiny.tar");
+    assert!(Command::new("tar").arg("-C").arg(&tree).arg("-cf").arg(&tarball).arg(".").status().unwrap().success());
+    assert!(docker(&["import", tarball.to_str().unwrap(), reference]).status.success());
+    let cli = env.path("docker-cli");
+    let mut login = Command::new("docker")
+        .arg("--config")
+        .arg(&cli)
+        .args(["login", "-u", user, "--password-stdin", &format!("127.0.0.1:{}", registry.port)])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    login.stdin.take().unwrap().write_all(password.as_bytes()).unwrap();
+    assert!(login.wait().unwrap().success());
+    let push = Command::new("docker").arg("--config").arg(&cli).args(["push", reference]).output().unwrap();
+    assert!(push.status.success(), "{}", String::from_utf8_lossy(&push.stderr));
+    assert!(docker(&["rmi", reference]).status.success());
+}
+
+/// Scans every process's arguments for `needle` until `child` exits.
+fn watch_arguments(mut child: std::process::Child, needle: &str) -> (std::process::Output, bool) {
+    let mut seen = false;
+    while child.try_wait().unwrap().is_none() {
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            if let Ok(args) = std::fs::read(entry.path().join("cmdline")) {
+                seen |= String::from_utf8_lossy(&args).contains(needle);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child.wait_with_output().unwrap(), seen)
+}
+
+#[test]
+fn a_private_registry_pull_logs_in_from_a_root_only_file_and_a_wrong_password_fails_at_once() {
+    let mut env = Env::new("registry");
+    let password = format!("pw-{}-s3cret", std::process::id());
+    let registry = Registry::start_with_login("organiser", &password);
+    let reference = format!("127.0.0.1:{}/ja-test/private:{}", registry.port, env.name);
+    push_tiny_image(&env, &registry, "organiser", &password, &reference);
+    env.images.push(reference.clone());
+
+    let credentials = env.path("registry.toml");
+    let write_credentials = |password: &str| {
+        std::fs::write(&credentials, format!("username = \"organiser\"\npassword = \"{password}\"\n")).unwrap();
+        std::fs::set_permissions(&credentials, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    };
+    write_credentials(&password);
+    // The tiny image runs no Jupyter: only the image step is this test's.
+    env.write_config(
+        &with_image(
+            &env,
+            &format!(
+                "[image]\nname = \"{reference}\"\npull = \"always\"\ncredentials = \"{}\"\n",
+                credentials.display()
+            ),
+        )
+        .replace("ready_timeout = \"90s\"", "ready_timeout = \"2s\""),
+    );
+    let agent = Command::new(bin("jupyter-agent"))
+        .arg("--config")
+        .arg(env.config_path())
+        .args(["run", "--once"])
+        .env("JUPYTER_AGENT_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (out, in_arguments) = watch_arguments(agent, &password);
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(env.step_detail("image"), "pulled", "{log}");
+    assert!(!in_arguments, "the password was in a process's arguments");
+    let state = std::fs::read_to_string(env.state_dir().join("state.json")).unwrap();
+    let status = env.agent(&["status"]).stdout + &env.agent(&["status", "--json"]).stdout;
+    for (what, text) in [("the debug log", &log), ("the state", &state), ("status", &status)] {
+        assert!(!text.contains(&password), "the password is in {what}");
+    }
+
+    // A wrong password: the registry's refusal ends the step at once, no retries.
+    let _ = docker(&["rm", "-f", &env.name]);
+    assert!(docker(&["rmi", "-f", &reference]).status.success());
+    write_credentials("not-the-password");
+    let run = env.agent(&["run", "--once"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let error = env.state()["error"].clone();
+    assert_eq!(error["step"], "image");
+    let cause = error["cause"].as_str().unwrap();
+    assert!(
+        cause.contains(&format!(
+            "the registry 127.0.0.1:{} refused the login from {} ([image] credentials); check its username and password",
+            registry.port,
+            credentials.display()
+        )),
+        "{cause}"
+    );
+    assert!(!run.stderr.contains("retrying"), "a refused login is not retried: {}", run.stderr);
+
+    // A credentials file others may read is refused before anything changes.
+    std::fs::set_permissions(&credentials, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let run = env.agent(&["run", "--once"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("must belong to root and be readable by no one else"), "{}", run.stderr);
+}
