@@ -118,6 +118,8 @@ pub(crate) struct Boot {
     pub(crate) ros: FakeRos,
     _meta: FakeMetadata,
     image: String,
+    /// The template's image source parameters (build, by default).
+    pub(crate) image_source: Vec<(&'static str, String)>,
     _engine: EngineShared,
     _host: MutexGuard<'static, ()>,
 }
@@ -142,6 +144,16 @@ impl Boot {
             ros: FakeRos::start(),
             _meta: FakeMetadata::start(&[("eipv4", "127.0.0.1")]),
             image,
+            image_source: [
+                ("ImageSource", "build"),
+                ("ImageArchiveUrl", ""),
+                ("ImageArchiveSha256", ""),
+                ("RegistryImage", ""),
+                ("RegistryUsername", ""),
+                ("RegistryPassword", ""),
+            ]
+            .map(|(k, v)| (k, v.to_string()))
+            .to_vec(),
             _engine: engine,
             _host: host,
         }
@@ -172,7 +184,7 @@ impl Boot {
             }
             sh(&mut cmd)
         };
-        let script = render(vec![
+        let mut values = vec![
             ("BundleUrl", bundle_url.to_string()),
             ("BundleSha256", bundle_sha.to_string()),
             ("WaitConditionCurlCli", curl_cli.to_string()),
@@ -185,7 +197,9 @@ impl Boot {
             ("BucketName", "handson-bucket".into()),
             ("ImageSearchInstanceName", "imagesearchhandson".into()),
             ("WaitTimeout", wait.into()),
-        ]);
+        ];
+        values.extend(self.image_source.iter().cloned());
+        let script = render(values);
         let script_path = self.dir.path().join("userdata.sh");
         std::fs::write(&script_path, script).unwrap();
         let vars = [
@@ -429,4 +443,41 @@ fn a_curl_cli_the_bootstrap_refuses_still_ends_in_a_failure() {
     assert_eq!(signals[0].field("status"), Some("FAILURE"));
     let reason = signals[0].field("reason").unwrap();
     assert!(reason.starts_with("wait: jupyter-bootstrap could not signal (exit 2)"), "{reason}");
+}
+
+/// The template's image source `archive`: the user data writes `[image]
+/// archive` + `sha256` from the parameters, and the instance loads the
+/// organiser's archive (`jupyter-agent image export`) instead of building:
+/// one SUCCESS whose URL opens Jupyter.
+#[test]
+fn an_image_archive_from_the_templates_parameters_is_loaded_instead_of_built() {
+    let mut boot = Boot::new();
+    let (archive, sha) = crate::images::exported_test_image();
+    let repo = materials(boot.dir.path(), "");
+    let bundle = bundle(boot.dir.path());
+    let server = StaticServer::start(vec![
+        ("/jupyter-agent.tar.gz".into(), bundle.clone()),
+        ("/nb.tar.gz".into(), std::fs::read(archive).unwrap()),
+    ]);
+    for (key, value) in boot.image_source.iter_mut() {
+        match *key {
+            "ImageSource" => *value = "archive".into(),
+            "ImageArchiveUrl" => *value = format!("{}/nb.tar.gz", server.url),
+            "ImageArchiveSha256" => *value = sha.clone(),
+            _ => {}
+        }
+    }
+    let out = boot.run(&format!("{}/jupyter-agent.tar.gz", server.url), &sha256(&bundle), &repo, "10m");
+    assert_eq!(out.status.code(), Some(0), "user data:\n{}", String::from_utf8_lossy(&out.stderr));
+    let all = boot.all_signals();
+    let image = all.iter().find(|r| r.field("id") == Some("image")).expect("the image milestone");
+    assert!(image.field("data").unwrap_or_default().contains("downloaded, verified and loaded"), "{image:?}");
+    let signals = boot.signals();
+    assert_eq!(signals.len(), 1, "exactly one verdict: {signals:?}");
+    assert_eq!(signals[0].field("status"), Some("SUCCESS"));
+    let (base, _, token) = split_url(signals[0].field("data").unwrap());
+    assert_eq!(get_status(&format!("{base}/api/status"), &token), 200, "the signalled URL opens Jupyter");
+    let config = std::fs::read_to_string("/etc/jupyter-agent/config.toml").unwrap();
+    assert!(config.contains(&format!("sha256 = '{sha}'")), "{config}");
+    assert!(!config.contains("[image.build]"), "{config}");
 }

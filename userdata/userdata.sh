@@ -40,6 +40,30 @@ JUPYTER_IMAGE=$(cat <<'END_OF_PARAM'
 @@JupyterImage@@
 END_OF_PARAM
 )
+IMAGE_SOURCE=$(cat <<'END_OF_PARAM'
+@@ImageSource@@
+END_OF_PARAM
+)
+IMAGE_ARCHIVE_URL=$(cat <<'END_OF_PARAM'
+@@ImageArchiveUrl@@
+END_OF_PARAM
+)
+IMAGE_ARCHIVE_SHA256=$(cat <<'END_OF_PARAM'
+@@ImageArchiveSha256@@
+END_OF_PARAM
+)
+REGISTRY_IMAGE=$(cat <<'END_OF_PARAM'
+@@RegistryImage@@
+END_OF_PARAM
+)
+REGISTRY_USERNAME=$(cat <<'END_OF_PARAM'
+@@RegistryUsername@@
+END_OF_PARAM
+)
+REGISTRY_PASSWORD=$(cat <<'END_OF_PARAM'
+@@RegistryPassword@@
+END_OF_PARAM
+)
 ACCESS_KEY_ID=$(cat <<'END_OF_PARAM'
 @@AccessKeyId@@
 END_OF_PARAM
@@ -199,7 +223,8 @@ done
 STEP=configure
 # TOML literal strings take anything but a single quote or a line break.
 for value in "$MATERIALS_SOURCE" "$MATERIALS_REF" "$JUPYTER_IMAGE" "$ACCESS_KEY_ID" "$ACCESS_KEY_SECRET" \
-    "$REGION" "$BUCKET_NAME" "$IMAGESEARCH_INSTANCE_NAME"; do
+    "$REGION" "$BUCKET_NAME" "$IMAGESEARCH_INSTANCE_NAME" "$IMAGE_ARCHIVE_URL" "$IMAGE_ARCHIVE_SHA256" \
+    "$REGISTRY_IMAGE" "$REGISTRY_USERNAME" "$REGISTRY_PASSWORD"; do
     case $value in
         *"'"* | *'
 '*) fail "a template parameter holds a single quote or a line break, which the configuration cannot take" ;;
@@ -210,6 +235,30 @@ case $MATERIALS_REF in
     *) materials_key="ref = '$MATERIALS_REF'" ;;
 esac
 mkdir -p "$(dirname "$CONFIG")" || fail "cannot create $(dirname "$CONFIG")"
+# The image: built from the materials, an archive, or a registry (docs/images.md).
+case $IMAGE_SOURCE in
+    build) image_keys="tag = '$JUPYTER_IMAGE'
+
+[image.build]
+context = \"workspace\"" ;;
+    archive)
+        [ -n "$IMAGE_ARCHIVE_URL" ] && [ -n "$IMAGE_ARCHIVE_SHA256" ] ||
+            fail "ImageSource archive needs ImageArchiveUrl and ImageArchiveSha256"
+        image_keys="archive = '$IMAGE_ARCHIVE_URL'
+sha256 = '$IMAGE_ARCHIVE_SHA256'
+tag = '$JUPYTER_IMAGE'" ;;
+    registry)
+        [ -n "$REGISTRY_IMAGE" ] || fail "ImageSource registry needs RegistryImage"
+        image_keys="name = '$REGISTRY_IMAGE'"
+        if [ -n "$REGISTRY_USERNAME" ]; then
+            # umask 077: root-only, as the agent requires.
+            printf "username = '%s'\npassword = '%s'\n" "$REGISTRY_USERNAME" "$REGISTRY_PASSWORD" \
+                >"$(dirname "$CONFIG")/registry.toml" || fail "cannot write the registry login"
+            image_keys="$image_keys
+credentials = '$(dirname "$CONFIG")/registry.toml'"
+        fi ;;
+    *) fail "ImageSource must be build, archive or registry, not $IMAGE_SOURCE" ;;
+esac
 # umask 077: the file (which holds the access key) is 0600.
 cat >"$CONFIG" <<EOF || fail "cannot write $CONFIG"
 # Written by the hands-on's user data; see jupyter-agent --help.
@@ -234,10 +283,7 @@ BUCKET_NAME = '$BUCKET_NAME'
 IMAGESEARCH_INSTANCE_NAME = '$IMAGESEARCH_INSTANCE_NAME'
 
 [image]
-tag = '$JUPYTER_IMAGE'
-
-[image.build]
-context = "workspace"
+$image_keys
 
 [container]
 name = "notebook"
