@@ -129,6 +129,19 @@ fn user_data_fits_in_16_kb_once_substituted() {
         ("Region", "ap-northeast-1".to_string()),
         ("WaitConditionCurlCli", realistic_curl_cli()),
         ("WaitTimeout", t.user_data_literal("WaitTimeout")),
+        // Every image source parameter at once (a stack sets one kind): the worst case.
+        ("ImageSource", "archive".to_string()),
+        (
+            "ImageArchiveUrl",
+            format!(
+                "https://handson-images.oss-ap-northeast-1.aliyuncs.com/notebook-2026.tar.gz?Expires=1798761600&OSSAccessKeyId=LTAI5tQZ8xYv3mN2kP7rWd4E&Signature={}",
+                "a".repeat(120)
+            ),
+        ),
+        ("ImageArchiveSha256", "fedcba9876543210".repeat(4)),
+        ("RegistryImage", "registry.ap-northeast-1.aliyuncs.com/handson/notebook:2026".to_string()),
+        ("RegistryUsername", "organiser@1234567890123456".to_string()),
+        ("RegistryPassword", "Xq2Lm9Rt4Vb7Nc1Kd8Fg3Hj6".to_string()),
     ]
     .into_iter()
     .collect();
