@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::{Config, DockerConfig};
+use crate::docker_install::runtimes;
 use crate::state::{Phase, State};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -42,15 +43,19 @@ pub async fn run(cfg: &Config, state: Option<&State>) -> Vec<Check> {
     let address = crate::engine::engine_address(&cfg.docker);
     let quick = DockerConfig { ping_timeout: Duration::from_secs(3), ..cfg.docker.clone() };
     let docker = crate::engine::connect(&quick).await;
-    checks.push(match &docker {
-        Ok(d) => ok("engine", format!("the Docker engine answers at {address} (API {})", d.client_version())),
-        Err(_) => bad(
-            "engine",
-            Verdict::Fail,
-            format!("no Docker engine answers at {address}"),
-            "jupyter-agent install-docker (or systemctl start docker)",
-        ),
-    });
+    let root = std::path::Path::new("/");
+    let local = crate::docker_install::is_local_default(&address);
+    let runtimes = match (&docker, local && !runtimes::docker_installed(root)) {
+        (Err(_), true) => runtimes::detect(root),
+        _ => Vec::new(),
+    };
+    let podman_link = local && runtimes::docker_socket_is_podmans(root);
+    checks.push(engine_check(
+        &address,
+        docker.as_ref().map(|d| d.client_version().to_string()).map_err(|_| ()),
+        &runtimes,
+        podman_link,
+    ));
 
     let name = state.and_then(|s| s.container.as_ref()).map_or(cfg.container.name.clone(), |c| c.name.clone());
     let mut published: Option<u16> = None;
@@ -101,6 +106,48 @@ pub async fn run(cfg: &Config, state: Option<&State>) -> Vec<Check> {
     checks.push(disk_check(cfg));
     checks.push(metadata_check(cfg).await);
     checks
+}
+
+/// The engine line: whether it answers (`api`: the API version agreed on),
+/// and what runs instead when it does not (docs/docker-install.md#other-container-runtimes).
+/// `podman_link`: Docker's socket is podman-docker's link to podman's.
+fn engine_check(address: &str, api: Result<String, ()>, runtimes: &[runtimes::Found], podman_link: bool) -> Check {
+    match api {
+        Ok(api) if podman_link => bad(
+            "engine",
+            Verdict::Warn,
+            format!(
+                "the engine that answers at {address} (API {api}) is podman: podman-docker links Docker's socket to {}",
+                runtimes::PODMAN_SOCKET
+            ),
+            "the agent is tested with Docker only: install Docker (jupyter-agent install-docker removes podman-docker on the RPM distributions)",
+        ),
+        Ok(api) => ok("engine", format!("the Docker engine answers at {address} (API {api})")),
+        Err(()) if runtimes.is_empty() => bad(
+            "engine",
+            Verdict::Fail,
+            format!("no Docker engine answers at {address}"),
+            "jupyter-agent install-docker (or systemctl start docker)",
+        ),
+        Err(()) => {
+            let found: Vec<String> = runtimes.iter().map(runtimes::Found::describe).collect();
+            let podman = runtimes.iter().any(|r| r.kind == runtimes::Kind::Podman && r.socket.is_some());
+            bad(
+                "engine",
+                Verdict::Fail,
+                format!("no Docker engine answers at {address}, but {} is here", found.join(" and ")),
+                if podman {
+                    format!(
+                        "jupyter-agent install-docker (on the RPM distributions it removes podman and runc first, see [docker] remove_conflicts), \
+                         or [docker] host = \"unix://{}\" for podman's Docker-compatible API (Docker API 1.40, in part; the agent is not tested with it)",
+                        runtimes::PODMAN_SOCKET
+                    )
+                } else {
+                    "jupyter-agent install-docker: containerd alone does not serve Docker's API".to_string()
+                },
+            )
+        }
+    }
 }
 
 async fn token_check(state: Option<&State>, published: Option<u16>) -> Check {
@@ -251,4 +298,51 @@ pub fn render(checks: &[Check]) -> String {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runtimes::{Found, Kind, PODMAN_SOCKET};
+    use super::*;
+
+    const ADDRESS: &str = "unix:///var/run/docker.sock";
+
+    fn line(check: Check) -> String {
+        render(&[check])
+    }
+
+    #[test]
+    fn the_engine_line_names_the_runtime_that_is_here_instead() {
+        assert_eq!(
+            line(engine_check(ADDRESS, Err(()), &[], false)),
+            "FAIL  engine     no Docker engine answers at unix:///var/run/docker.sock; fix: jupyter-agent install-docker (or systemctl start docker)\n"
+        );
+        let podman = Found { kind: Kind::Podman, socket: Some(PODMAN_SOCKET.into()), pids: vec![] };
+        let text = line(engine_check(ADDRESS, Err(()), &[podman], false));
+        assert!(
+            text.starts_with("FAIL  engine     no Docker engine answers at unix:///var/run/docker.sock, but podman's API socket /run/podman/podman.sock is here; fix: jupyter-agent install-docker (on the RPM distributions it removes podman and runc first, see [docker] remove_conflicts)"),
+            "{text}"
+        );
+        assert!(text.contains("[docker] host = \"unix:///run/podman/podman.sock\""), "{text}");
+        let containerd = Found { kind: Kind::Containerd, socket: None, pids: vec![812] };
+        assert_eq!(
+            line(engine_check(ADDRESS, Err(()), &[containerd], false)),
+            "FAIL  engine     no Docker engine answers at unix:///var/run/docker.sock, but containerd (pid 812) without Docker is here; fix: jupyter-agent install-docker: containerd alone does not serve Docker's API\n"
+        );
+    }
+
+    #[test]
+    fn an_engine_that_answers_is_ok_unless_it_is_podman_behind_dockers_socket() {
+        assert_eq!(
+            line(engine_check(ADDRESS, Ok("1.45".into()), &[], false)),
+            "ok    engine     the Docker engine answers at unix:///var/run/docker.sock (API 1.45)\n"
+        );
+        let text = line(engine_check(ADDRESS, Ok("1.40".into()), &[], true));
+        assert!(
+            text.starts_with(
+                "warn  engine     the engine that answers at unix:///var/run/docker.sock (API 1.40) is podman"
+            ),
+            "{text}"
+        );
+    }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use bollard::Docker;
 use jupyter_proto::retry::{retry, Policy, Transient};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::config::DockerConfig;
 
@@ -30,6 +30,16 @@ fn connect_once(address: &str) -> Result<Docker, bollard::errors::Error> {
         let http = address.replacen("tcp://", "http://", 1);
         Docker::connect_with_http(&http, REQUEST_TIMEOUT_SECS, version)
     }
+}
+
+/// When the local engine does not answer: the container runtime that is
+/// here instead (podman, containerd alone) and what to do
+/// (docs/docker-install.md#other-container-runtimes).
+fn other_runtime(address: &str) -> Option<String> {
+    if !crate::docker_install::is_local_default(address) {
+        return None;
+    }
+    crate::docker_install::runtimes::advice_here()
 }
 
 /// The engine does not answer (yet): no socket, refused, no answer in time.
@@ -75,6 +85,9 @@ pub async fn connect(cfg: &DockerConfig) -> Result<Docker> {
         |e, _| {
             if !said {
                 info!(engine = %address, error = %e, "waiting for the Docker engine to answer");
+                if let Some(advice) = other_runtime(&address) {
+                    warn!("{advice}");
+                }
                 said = true;
             } else {
                 debug!(engine = %address, error = %e, "Docker engine does not answer yet");
@@ -85,10 +98,13 @@ pub async fn connect(cfg: &DockerConfig) -> Result<Docker> {
     let docker = match pinged {
         Ok(docker) => docker,
         Err(e) => bail!(
-            "the Docker engine at {address} did not answer within {} ({}); \
-             start Docker (systemctl start docker, or dockerd &), or point [docker] host or DOCKER_HOST at a running engine",
+            "the Docker engine at {address} did not answer within {} ({}); {}",
             jupyter_proto::duration::show(cfg.ping_timeout),
-            e.last_message().unwrap_or_else(|| "no answer".into())
+            e.last_message().unwrap_or_else(|| "no answer".into()),
+            other_runtime(&address).unwrap_or_else(|| {
+                "start Docker (systemctl start docker, or dockerd &), or point [docker] host or DOCKER_HOST at a running engine"
+                    .into()
+            })
         ),
     };
     let docker = docker

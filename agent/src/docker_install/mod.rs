@@ -11,6 +11,7 @@ pub mod daemon_json;
 pub mod distro;
 pub mod plan;
 pub mod run;
+pub mod runtimes;
 
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -116,6 +117,9 @@ pub async fn dry_run(cfg: &Config, root: &Path) -> Result<String> {
             out.push_str(&format!(
                 "the Docker engine at {address} does not answer; the agent only installs and starts the local engine (unix:///var/run/docker.sock) with [docker] install = true\n"
             ));
+            if let Some(advice) = runtimes::advice_here() {
+                out.push_str(&format!("{advice}\n"));
+            }
             return Ok(out);
         }
     }
