@@ -89,6 +89,14 @@ pub enum Family {
     Debian,
 }
 
+impl Family {
+    /// Installs with rpm packages (yum or dnf), where docker-ce conflicts
+    /// with the distribution's own container packages.
+    pub fn uses_rpm(self) -> bool {
+        matches!(self, Family::Alinux3 | Family::Alinux2 | Family::Rhel7 | Family::Rhel8Plus)
+    }
+}
+
 /// A supported distribution.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Distro {

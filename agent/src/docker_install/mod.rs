@@ -7,6 +7,7 @@
 //! Idempotent: an engine that answers means nothing is installed; Docker
 //! installed but stopped means it is only started.
 
+pub mod conflicts;
 pub mod daemon_json;
 pub mod distro;
 pub mod plan;
@@ -67,13 +68,21 @@ pub enum Refused {
     NoPlan(#[from] plan::NoPlan),
 }
 
-/// Reads the root's os-release and makes the plan. Changes nothing.
+/// Reads the root's os-release, asks its rpm database (RPM families) which
+/// packages that conflict with docker-ce are installed, and makes the plan.
+/// Changes nothing.
 pub fn make_plan(cfg: &Config, root: &Path) -> Result<Plan> {
     let (path, os) = distro::read_os_release(root)
         .with_context(|| format!("reading {} to tell the distribution", root.join("etc/os-release").display()))?;
     let distro = distro::detect(&os).map_err(Refused::from).with_context(|| format!("{}", path.display()))?;
+    let conflicts = if distro.family.uses_rpm() && cfg.docker.source != crate::config::DockerSource::Distro {
+        plan::Conflicts { installed: conflicts::installed(root)?, remove: cfg.docker.remove_conflicts }
+    } else {
+        plan::Conflicts::none()
+    };
+    let chrooted = root != Path::new("/");
     let plan =
-        plan::plan(&distro, cfg.docker.source, &cfg.docker.mirror, root != Path::new("/")).map_err(Refused::from)?;
+        plan::plan(&distro, cfg.docker.source, &cfg.docker.mirror, chrooted, &conflicts).map_err(Refused::from)?;
     Ok(plan)
 }
 
@@ -136,6 +145,9 @@ pub async fn dry_run(cfg: &Config, root: &Path) -> Result<String> {
             plan.source,
             plan.packages.join(" ")
         ));
+        for note in &plan.notes {
+            out.push_str(&format!("{note}\n"));
+        }
         if chrooted {
             out.push_str(&format!("every command runs as: chroot {} COMMAND\n", root.display()));
         }
@@ -159,14 +171,29 @@ pub async fn install(cfg: &Config, root: &Path, progress: &mut dyn Progress) -> 
     if chrooted || dockerd_path().is_none() {
         progress.begin("docker: plan");
         let plan = make_plan(cfg, root)?;
+        let removes = plan.actions.iter().find_map(|a| match a {
+            Action::Run { argv, .. } if argv.get(2).is_some_and(|w| w == "remove") => Some(argv[3..].join(" ")),
+            _ => None,
+        });
+        if let (Some(removes), false) = (&removes, chrooted) {
+            let found = runtimes::detect(Path::new("/"));
+            if !found.is_empty() {
+                let what: Vec<String> = found.iter().map(runtimes::Found::describe).collect();
+                warn!(
+                    "{} on this host: the plan removes {removes} to install docker-ce, as [docker] remove_conflicts = true allows (false refuses instead)",
+                    what.join("; ")
+                );
+            }
+        }
         progress.done(
             "docker: plan",
             format!(
-                "{}: {} from {} ({})",
+                "{}: {} from {} ({}){}",
                 plan.distro.name,
                 plan.packages.join(" "),
                 plan.source,
-                plan.package_manager.as_str()
+                plan.package_manager.as_str(),
+                removes.map_or(String::new(), |r| format!("; removes {r} first (they conflict with docker-ce)"))
             ),
         );
         let executor = Executor {

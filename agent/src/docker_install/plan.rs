@@ -89,6 +89,10 @@ impl Action {
                 if words.len() <= 2 {
                     return format!("docker: {}", all.join(" "));
                 }
+                // A removal names every package it removes.
+                if words[1] == "remove" {
+                    return format!("docker: {}", words.join(" "));
+                }
                 format!("docker: {}", words[..3].join(" "))
             }
             Action::Write { path, .. } => format!("docker: write {}", path.display()),
@@ -135,6 +139,25 @@ pub struct Plan {
     pub source: &'static str,
     pub packages: Vec<String>,
     pub actions: Vec<Action>,
+    /// What the plan found and decided beyond its actions, one line each
+    /// (the packages that conflict with docker-ce).
+    pub notes: Vec<String>,
+}
+
+/// The packages installed in the target root that conflict with docker-ce
+/// (see [`super::conflicts`]), and whether the plan may remove them
+/// (`[docker] remove_conflicts`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflicts {
+    pub installed: Vec<String>,
+    pub remove: bool,
+}
+
+impl Conflicts {
+    /// None installed (the apt families, or a root without them).
+    pub fn none() -> Conflicts {
+        Conflicts { installed: Vec::new(), remove: true }
+    }
 }
 
 /// Why no plan can be made for these settings.
@@ -229,8 +252,15 @@ pub fn dpkg_arch() -> &'static str {
 }
 
 /// Makes the plan. `chrooted`: the install goes into another root file system,
-/// where no service may be started.
-pub fn plan(distro: &Distro, source: DockerSource, mirror: &str, chrooted: bool) -> Result<Plan, NoPlan> {
+/// where no service may be started. `conflicts`: what the RPM families must
+/// remove before docker-ce installs.
+pub fn plan(
+    distro: &Distro,
+    source: DockerSource,
+    mirror: &str,
+    chrooted: bool,
+    conflicts: &Conflicts,
+) -> Result<Plan, NoPlan> {
     let mirror = mirror.trim_end_matches('/');
     let rpm_repo = format!("{mirror}/linux/centos/docker-ce.repo");
     // docker-ce.repo points at Docker's own site; point it at the mirror.
@@ -417,6 +447,37 @@ pub fn plan(distro: &Distro, source: DockerSource, mirror: &str, chrooted: bool)
         }
     };
 
+    let mut notes = Vec::new();
+    if distro.family.uses_rpm() {
+        let pm = package_manager.as_str();
+        let checked = super::conflicts::CONFLICTING.join(" ");
+        let installed = conflicts.installed.join(" ");
+        if conflicts.installed.is_empty() {
+            notes.push(format!("packages that conflict with docker-ce: none installed (checked: {checked})"));
+        } else if !conflicts.remove {
+            return Err(NoPlan(format!(
+                "{}: docker-ce conflicts with the installed {installed} (Docker's install guide removes them first); \
+                 [docker] remove_conflicts = false forbids removing them, so nothing was changed: set \
+                 remove_conflicts = true to let the agent remove them (with what needs them), or remove them \
+                 yourself ({pm} remove {installed})",
+                distro.name
+            )));
+        } else {
+            // Before the Docker repository is added: Docker's guide removes them first.
+            let at = actions
+                .iter()
+                .position(|a| matches!(a, Action::Run { argv, .. } if argv.iter().any(|w| w == "--add-repo")))
+                .unwrap_or(0);
+            let mut remove = vec![pm, "-y", "remove"];
+            remove.extend(conflicts.installed.iter().map(String::as_str));
+            actions.insert(at, pm_run(&remove, INSTALL_TIMEOUT));
+            notes.push(format!(
+                "packages that conflict with docker-ce: {installed} installed; removed first, with what needs them \
+                 ([docker] remove_conflicts = true)"
+            ));
+        }
+    }
+
     if chrooted {
         // Package scripts must not start a daemon inside another root: the
         // Debian policy layer (invoke-rc.d) asks policy-rc.d, 101 = refuse.
@@ -424,166 +485,8 @@ pub fn plan(distro: &Distro, source: DockerSource, mirror: &str, chrooted: bool)
         actions.insert(0, Action::Write { path: policy.clone(), content: "#!/bin/sh\nexit 101\n".into(), mode: 0o755 });
         actions.push(Action::Remove { path: policy });
     }
-    Ok(Plan { distro: distro.clone(), package_manager, source: source_used, packages, actions })
+    Ok(Plan { distro: distro.clone(), package_manager, source: source_used, packages, actions, notes })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::super::distro::{detect, parse_os_release};
-    use super::*;
-
-    const MIRROR: &str = "https://mirrors.aliyun.com/docker-ce";
-
-    fn plan_for(os_release: &str, source: DockerSource) -> Result<Plan, String> {
-        let distro = detect(&parse_os_release(os_release)).map_err(|e| e.to_string())?;
-        plan(&distro, source, MIRROR, false).map_err(|e| e.to_string())
-    }
-
-    fn commands(p: &Plan) -> Vec<String> {
-        p.actions
-            .iter()
-            .filter_map(|a| match a {
-                Action::Run { argv, .. } => Some(argv.join(" ")),
-                _ => None,
-            })
-            .collect()
-    }
-
-    #[test]
-    fn no_plan_ever_upgrades_the_whole_system() {
-        for (name, text) in super::super::tests::OS_RELEASES {
-            for source in [DockerSource::Auto, DockerSource::Distro, DockerSource::DockerCe] {
-                let Ok(p) = plan_for(text, source) else { continue };
-                for cmd in commands(&p) {
-                    let words: Vec<&str> = cmd.split_whitespace().collect();
-                    for forbidden in ["upgrade", "dist-upgrade", "full-upgrade", "distro-sync"] {
-                        assert!(!words.contains(&forbidden), "{name}: {cmd}");
-                    }
-                    assert!(!(words.contains(&"update") && (words[0] == "yum" || words[0] == "dnf")), "{name}: {cmd}");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn debian_and_ubuntu_use_docker_io_under_auto() {
-        let p = plan_for(super::super::tests::os_release("debian-12"), DockerSource::Auto).unwrap();
-        assert_eq!(p.package_manager, PackageManager::Apt);
-        assert_eq!(p.source, "distro");
-        let (scripts, commands): (Vec<String>, Vec<String>) =
-            commands(&p).into_iter().partition(|c| c.starts_with("sh -c "));
-        assert_eq!(scripts.len(), 1, "the half-installed packages' script");
-        assert!(scripts[0].contains("install -y --reinstall $pkgs"), "{scripts:?}");
-        assert_eq!(
-            commands,
-            [
-                "dpkg --configure -a",
-                "apt-get -o DPkg::Lock::Timeout=600 update",
-                "apt-get -o DPkg::Lock::Timeout=600 install -y --fix-broken",
-                "apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends docker.io ca-certificates"
-            ]
-        );
-    }
-
-    #[test]
-    fn docker_ce_on_apt_adds_the_mirror_repository() {
-        let p = plan_for(super::super::tests::os_release("ubuntu-22.04"), DockerSource::DockerCe).unwrap();
-        let repo = p
-            .actions
-            .iter()
-            .find_map(|a| match a {
-                Action::Write { path, content, .. } if path.ends_with("docker.list") => Some(content.clone()),
-                _ => None,
-            })
-            .unwrap();
-        assert_eq!(
-            repo,
-            format!(
-                "deb [arch={} signed-by=/etc/apt/keyrings/docker.asc] {MIRROR}/linux/ubuntu jammy stable\n",
-                dpkg_arch()
-            )
-        );
-        assert!(commands(&p).contains(&format!(
-            "curl -fsSL --retry 3 --create-dirs -o /etc/apt/keyrings/docker.asc {MIRROR}/linux/ubuntu/gpg"
-        )));
-        assert_eq!(p.packages, ["docker-ce", "docker-ce-cli", "containerd.io"]);
-    }
-
-    #[test]
-    fn alibaba_cloud_linux_needs_the_releasever_adapter_first() {
-        let p = plan_for(super::super::tests::os_release("alinux-3"), DockerSource::Auto).unwrap();
-        assert_eq!(p.package_manager, PackageManager::Dnf);
-        assert_eq!(
-            commands(&p),
-            [
-                "dnf -y install dnf-plugins-core".to_string(),
-                format!("dnf config-manager --add-repo {MIRROR}/linux/centos/docker-ce.repo"),
-                format!("sed -i s|https://download.docker.com|{MIRROR}|g /etc/yum.repos.d/docker-ce.repo"),
-                "dnf -y install dnf-plugin-releasever-adapter --repo alinux3-plus".to_string(),
-                "dnf -y install docker-ce --nobest".to_string(),
-            ]
-        );
-        let p = plan_for(super::super::tests::os_release("alinux-2"), DockerSource::Auto).unwrap();
-        assert_eq!(p.package_manager, PackageManager::Yum);
-        let cmds = commands(&p);
-        let adapter = cmds.iter().position(|c| c.contains("yum-plugin-releasever-adapter")).unwrap();
-        let docker = cmds.iter().position(|c| c == "yum -y install docker-ce").unwrap();
-        assert!(adapter < docker, "{cmds:?}");
-        assert!(cmds[adapter].ends_with("--disablerepo=* --enablerepo=plus"));
-        let err = plan_for(super::super::tests::os_release("alinux-3"), DockerSource::Distro).unwrap_err();
-        assert!(
-            err.contains("has no Docker package of its own; set [docker] source = \"auto\" or \"docker-ce\""),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn every_supported_release_gets_a_plan_and_every_other_none() {
-        use super::super::tests::OS_RELEASES;
-        let mut seen = 0;
-        for (name, text) in OS_RELEASES {
-            let result = plan_for(text, DockerSource::Auto);
-            let want_supported = !super::super::tests::UNSUPPORTED.contains(name);
-            match (&result, want_supported) {
-                (Ok(p), true) => {
-                    let expected_pm = match name.split('-').next().unwrap() {
-                        "debian" | "ubuntu" => PackageManager::Apt,
-                        "alinux" if name.ends_with("-2") => PackageManager::Yum,
-                        _ if name.ends_with("-7") => PackageManager::Yum,
-                        _ => PackageManager::Dnf,
-                    };
-                    assert_eq!(p.package_manager, expected_pm, "{name}");
-                    assert!(!p.actions.is_empty(), "{name}");
-                    seen += 1;
-                }
-                (Err(e), false) => assert!(e.starts_with("cannot install Docker on ID="), "{name}: {e}"),
-                (r, _) => panic!("{name}: unexpected {r:?}"),
-            }
-        }
-        assert!(seen >= 15, "{seen} supported fixtures");
-    }
-
-    #[test]
-    fn step_names_are_the_command_without_options() {
-        let p = plan_for(super::super::tests::os_release("debian-12"), DockerSource::Auto).unwrap();
-        let names: Vec<String> = p.actions.iter().map(Action::name).collect();
-        assert_eq!(
-            names,
-            [
-                "docker: dpkg --configure -a",
-                "docker: apt-get update",
-                "docker: reinstall half-installed packages",
-                "docker: apt-get install -y --fix-broken",
-                "docker: apt-get install docker.io"
-            ]
-        );
-    }
-
-    #[test]
-    fn a_chrooted_install_forbids_starting_services_and_cleans_up() {
-        let distro = detect(&parse_os_release(super::super::tests::os_release("debian-12"))).unwrap();
-        let p = plan(&distro, DockerSource::Auto, MIRROR, true).unwrap();
-        assert!(matches!(&p.actions[0], Action::Write { path, mode: 0o755, .. } if path.ends_with("policy-rc.d")));
-        assert!(matches!(p.actions.last().unwrap(), Action::Remove { path } if path.ends_with("policy-rc.d")));
-    }
-}
+mod tests;

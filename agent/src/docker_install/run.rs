@@ -28,7 +28,7 @@ const COMMAND_RETRY: Policy =
 /// lock: every 0.5 to 1 s, within `Executor::lock_timeout`.
 const LOCK_POLL: Policy = Policy::new(Duration::from_millis(500), Duration::from_millis(500), Duration::ZERO);
 /// The PATH commands run with (cloud-init's may lack the sbin directories).
-const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(super) const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Runs actions against a root file system (`/`, or another root with `chroot`).
 pub struct Executor {

@@ -224,7 +224,7 @@ pub(super) fn value_for(table: &str, key: &str) -> BoxedStrategy<String> {
             ]
             .boxed(),
         ),
-        (_, "install" | "metadata_access") => {
+        (_, "install" | "metadata_access" | "remove_conflicts") => {
             (any::<bool>().prop_map(|b| b.to_string()).boxed(), strings(&["true", "yes", "1"]))
         }
         ("docker", "source") => (strings(&["auto", "distro", "docker-ce"]), strings(&["apt", "Auto", ""])),
