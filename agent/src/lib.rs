@@ -6,6 +6,7 @@
 //! | step | module | what it does |
 //! |---|---|---|
 //! | docker, engine | [`docker_install`], [`engine`] | install and start Docker when absent; wait (bounded) for a ping |
+//! | git: ... | [`git_install`] | install git when a git workspace needs it and it is missing |
 //! | workspace | [`workspace`] | fetch the workshop materials once, never overwrite them |
 //! | image | [`image`] | pull, load or build the image, always tagged |
 //! | container | [`container`] | create, reuse, start or recreate it by configuration hash |
@@ -33,6 +34,7 @@ pub mod doctor;
 pub mod engine;
 #[cfg(test)]
 mod fuzz_tests;
+pub mod git_install;
 pub mod http;
 pub mod image;
 pub mod jupyter;
