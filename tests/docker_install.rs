@@ -150,9 +150,7 @@ fn a_real_install_into_a_fresh_debian_root_waits_for_the_lock_survives_a_kill_an
     let env = Env::new("realinstall");
     config(&env, "registry_mirrors = [\"https://registry-mirror.example\"]");
     let root = env.path("debian");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/make-debian-root");
-    let out = Command::new(&script).arg(&root).output().unwrap();
-    assert!(out.status.success(), "make-debian-root: {}", String::from_utf8_lossy(&out.stderr));
+    crate::common::debian_root::debian_root(&root);
     assert!(!root.join("usr/sbin/dockerd").exists(), "the fresh root has no Docker");
     // Another key that the merge must keep.
     std::fs::create_dir_all(root.join("etc/docker")).unwrap();

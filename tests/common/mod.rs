@@ -32,6 +32,7 @@
 //! tests that write or inspect them. Take it before the engine's read guard,
 //! never while holding one (see [`host_paths`]).
 
+pub mod debian_root;
 pub mod fake_agent;
 pub mod registry;
 pub mod ros;
