@@ -25,6 +25,7 @@ mod bootstrap;
 mod bootstrap_fake_agent;
 mod docker_install;
 mod engine_start;
+mod git_install;
 mod hardening;
 mod images;
 mod login;
