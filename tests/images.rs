@@ -145,9 +145,55 @@ fn an_exported_archive_is_downloaded_resumed_verified_and_loaded_and_a_wrong_che
             server.url
         ),
     ));
-    let run = env.agent(&["run", "--once"]);
+    // Every state the agent publishes, from the moment its socket answers.
+    let agent = Command::new(bin("jupyter-agent"))
+        .arg("--config")
+        .arg(env.config_path())
+        .args(["run", "--once"])
+        .env("JUPYTER_AGENT_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !env.socket().exists() {
+        assert!(std::time::Instant::now() < deadline, "the socket never appeared");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let events = Command::new("curl")
+        .args(["-sS", "-N", "--max-time", "300", "--unix-socket"])
+        .arg(env.socket())
+        .arg("http://localhost/v1/events")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = agent.wait_with_output().unwrap();
+    let run = crate::common::Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::new(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(env.step_detail("image"), "downloaded, verified and loaded");
+    let events = String::from_utf8_lossy(&events.wait_with_output().unwrap().stdout).into_owned();
+    let mut progress: Vec<String> = Vec::new();
+    for event in events.lines() {
+        let state: serde_json::Value = serde_json::from_str(event).unwrap();
+        for step in state["steps"].as_array().unwrap() {
+            if let (true, Some(line)) = (step["name"] == "image", step["progress"].as_str()) {
+                if progress.last().map(String::as_str) != Some(line) {
+                    progress.push(line.to_string());
+                }
+            }
+        }
+    }
+    assert!(progress.first().is_some_and(|l| l.starts_with("downloading: ") && l.ends_with("%)")), "{progress:?}");
+    assert!(
+        progress.ends_with(&["verifying the archive's sha256".into(), "loading the archive into the engine".into()]),
+        "the image step's progress, as status shows it: {progress:?}"
+    );
+    assert!(!events.contains(&signature), "the URL's signature is in the published states");
     assert_eq!(
         *server.ranges.lock().unwrap(),
         ["-".to_string(), format!("bytes={}-", size / 2)],
