@@ -37,9 +37,11 @@ Exit codes:
   3  wait timed out
   4  the agent is not reachable and there is no state: it has not run here
   5  another jupyter-agent is converging this host
-  6  Docker cannot be installed on this distribution (or from this source);
-     nothing on the host was changed (run, install-docker); install-git:
-     git cannot be installed on this distribution";
+  6  Docker cannot be installed on this distribution (or from this source,
+     or beside packages that conflict with it while [docker]
+     remove_conflicts = false); nothing on the host was changed (run,
+     install-docker); install-git: git cannot be installed on this
+     distribution";
 
 #[derive(Debug, Parser)]
 #[command(
