@@ -54,7 +54,10 @@ only when Jupyter works, and fails at once with the reason when it does not: on 
 {\"status\":\"FAILURE\",\"id\":ID,\"reason\":\"<step>: <cause>; ...\"} (at most 1000 characters, tokens \
 redacted). FAILURE is sent on a timeout too, and when the agent never appeared. Transport errors, 408, \
 429 and 5xx are retried with exponential backoff within --ros-budget; any other answer fails at once. \
-The whole run takes at most --timeout plus --ros-budget.
+The whole run takes at most --timeout plus --ros-budget. In a room (one wait condition, Count = \
+participants, each participant's name as --ros-id), --ros-data json sends {\"url\":URL} as data and \
+--ros-failure data turns a failure into SUCCESS with {\"error\":REASON,\"step\":STEP} as data, so that \
+the room completes and its Data names who failed and why.
 
 Typical user data (the signed URL in the environment, not in the process list):
   JUPYTER_BOOTSTRAP_ROS_NOTIFY=\"${WaitConditionHandle.CurlCli}\" \\
@@ -132,6 +135,12 @@ pub struct WaitArgs {
     #[arg(long, value_enum, value_name = "WHAT", default_value_t = RosData::Url, help_heading = "ROS wait condition")]
     pub ros_data: RosData,
 
+    /// How a failure is signalled: `fail` sends FAILURE, which fails the stack at once; `data`
+    /// sends SUCCESS with {"error": REASON, "step": STEP} as data, so that a room's wait condition
+    /// (Count = participants) completes and its Data names who failed and why.
+    #[arg(long, value_enum, value_name = "HOW", default_value_t = RosFailure::Fail, help_heading = "ROS wait condition")]
+    pub ros_failure: RosFailure,
+
     /// How long to keep trying to deliver the signal (transport errors, 408, 429, 5xx), counting
     /// each attempt (at most 20 s each) and the delays between them (at most 30 s each).
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = duration::parse, help_heading = "ROS wait condition")]
@@ -150,6 +159,16 @@ pub enum RosData {
     Url,
     /// No `data` field.
     None,
+    /// {"url": URL}: a room's wait condition, whose Data the organiser reads per participant.
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RosFailure {
+    /// FAILURE: the stack fails at once with the reason.
+    Fail,
+    /// SUCCESS with {"error": REASON, "step": STEP} as data: the room completes.
+    Data,
 }
 
 impl WaitArgs {
@@ -171,7 +190,8 @@ impl WaitArgs {
             ros: target.map(|target| RosOptions {
                 target,
                 id: self.ros_id,
-                send_url: self.ros_data == RosData::Url,
+                data: self.ros_data,
+                failure_as_data: self.ros_failure == RosFailure::Data,
                 budget: self.ros_budget,
                 milestones: self.ros_milestones,
             }),
@@ -226,7 +246,8 @@ mod tests {
         let o = parse(&["--ros-notify", "curl -H 'x-acs-region-id: cn-beijing' http://100.100.100.110/w?s=1"]).unwrap();
         let ros = o.ros.unwrap();
         assert_eq!(ros.target.url.to_string(), "http://100.100.100.110/w?s=1");
-        assert_eq!((ros.id.as_str(), ros.send_url, ros.budget), ("jupyter", true, Duration::from_secs(300)));
+        assert_eq!((ros.id.as_str(), ros.data, ros.budget), ("jupyter", RosData::Url, Duration::from_secs(300)));
+        assert!(!ros.failure_as_data, "a failure fails the stack unless asked otherwise");
         let o = parse(&[
             "--ros-url",
             "http://127.0.0.1:1/w",
@@ -246,7 +267,7 @@ mod tests {
         .unwrap();
         let ros = o.ros.unwrap();
         assert_eq!(ros.target.headers.len(), 2);
-        assert_eq!((ros.id.as_str(), ros.send_url, ros.budget), ("nb", false, Duration::from_secs(90)));
+        assert_eq!((ros.id.as_str(), ros.data, ros.budget), ("nb", RosData::None, Duration::from_secs(90)));
         assert_eq!(o.timeout, Duration::from_secs(600));
     }
 

@@ -106,6 +106,28 @@ impl Signal {
         Signal { status: Status::Success, id: id.into(), data: data.map(Into::into), reason: "Jupyter is ready".into() }
     }
 
+    /// A room's participant that is ready: SUCCESS with `{"url": URL}` as
+    /// data (docs/ros.md#a-room).
+    pub fn success_json(id: &str, url: &str) -> Signal {
+        let data = serde_json::json!({ "url": url }).to_string();
+        Signal { status: Status::Success, id: id.into(), data: Some(data), reason: "Jupyter is ready".into() }
+    }
+
+    /// A room's participant whose setup failed, in a room that must complete
+    /// anyway: SUCCESS (which counts towards the wait condition's `Count`)
+    /// with `{"error": reason, "step": step}` as data, the reason redacted
+    /// and bounded (docs/ros.md#a-room).
+    pub fn failure_as_data(id: &str, step: &str, reason: &str) -> Signal {
+        let error = bound(&redact(reason), MAX_REASON);
+        let data = serde_json::json!({ "error": error, "step": step }).to_string();
+        Signal {
+            status: Status::Success,
+            id: id.into(),
+            data: Some(data),
+            reason: bound(&format!("setup failed in {step}"), MAX_REASON),
+        }
+    }
+
     /// FAILURE, its reason redacted and bounded.
     pub fn failure(id: &str, reason: &str) -> Signal {
         Signal { status: Status::Failure, id: id.into(), data: None, reason: bound(&redact(reason), MAX_REASON) }
@@ -225,6 +247,25 @@ async fn attempt(url: &Uri, headers: HeaderMap, body: Bytes) -> Result<(), Attem
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rooms_signals_carry_json_data_and_a_failure_can_complete_the_room() {
+        assert_eq!(
+            Signal::success_json("alice", "http://203.0.113.7:8888/?token=abc").to_json(),
+            r#"{"status":"SUCCESS","id":"alice","data":"{\"url\":\"http://203.0.113.7:8888/?token=abc\"}","reason":"Jupyter is ready"}"#
+        );
+        let s = Signal::failure_as_data(
+            "bob",
+            "image",
+            "image: pull failed: manifest unknown; url http://h/?token=0123456789abcdef0123",
+        );
+        assert_eq!(s.status, Status::Success, "counted by the room's wait condition");
+        let data: serde_json::Value = serde_json::from_str(s.data.as_deref().unwrap()).unwrap();
+        assert_eq!(data["step"], "image");
+        assert!(data["error"].as_str().unwrap().starts_with("image: pull failed: manifest unknown"));
+        assert!(!s.to_json().contains("0123456789abcdef0123"), "tokens redacted: {}", s.to_json());
+        assert_eq!(s.reason, "setup failed in image");
+    }
 
     #[test]
     fn signal_bodies_have_the_exact_documented_shape() {

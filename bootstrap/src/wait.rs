@@ -34,8 +34,11 @@ pub struct Options {
 pub struct RosOptions {
     pub target: Target,
     pub id: String,
-    /// Whether SUCCESS carries the login URL as `data`.
-    pub send_url: bool,
+    /// What SUCCESS carries as `data`.
+    pub data: crate::cli::RosData,
+    /// A failure goes as SUCCESS with `{"error", "step"}` data (a room that
+    /// completes whoever failed), not as FAILURE.
+    pub failure_as_data: bool,
     pub budget: Duration,
     /// Whether each milestone gets a SUCCESS signal of its own (the wait
     /// condition's `Count` then counts them: [`MILESTONES`]).
@@ -259,6 +262,18 @@ impl Outcome {
         }
     }
 
+    /// The step a failure names: the agent's failed step, or `timeout`,
+    /// `agent` (it never appeared) or `bootstrap`.
+    pub fn step(&self) -> &str {
+        match self {
+            Outcome::Ready { .. } => "",
+            Outcome::Failed(f) => &f.step,
+            Outcome::TimedOut { .. } => "timeout",
+            Outcome::NeverAppeared { .. } => "agent",
+            Outcome::Broken(_) => "bootstrap",
+        }
+    }
+
     /// One line on why Jupyter is not ready (the FAILURE reason, the result
     /// file's line); `None` when it is.
     pub fn reason(&self, opts: &Options) -> Option<String> {
@@ -329,13 +344,24 @@ async fn report(opts: &Options, outcome: &Outcome) -> u8 {
 
     if let Some(ros) = &opts.ros {
         let signal = match outcome {
-            Outcome::Ready { url, .. } => Signal::success(&ros.id, ros.send_url.then_some(url.as_str())),
+            Outcome::Ready { url, .. } => match ros.data {
+                crate::cli::RosData::Url => Signal::success(&ros.id, Some(url)),
+                crate::cli::RosData::None => Signal::success(&ros.id, None),
+                crate::cli::RosData::Json => Signal::success_json(&ros.id, url),
+            },
+            _ if ros.failure_as_data => {
+                Signal::failure_as_data(&ros.id, outcome.step(), &outcome.reason(opts).unwrap_or_default())
+            }
             _ => Signal::failure(&ros.id, &outcome.reason(opts).unwrap_or_default()),
         };
         match ros::send(&ros.target, &signal, ros.budget).await {
             Ok(attempts) => eprintln!(
                 "jupyter-bootstrap: signalled {} to the ROS wait condition{}",
-                if outcome.exit_code() == exit::OK { "SUCCESS" } else { "FAILURE" },
+                match (outcome.exit_code() == exit::OK, ros.failure_as_data) {
+                    (true, _) => "SUCCESS",
+                    (false, true) => "SUCCESS (the failure as its data, for the room)",
+                    (false, false) => "FAILURE",
+                },
                 if attempts > 1 { format!(" (after {attempts} attempts)") } else { String::new() }
             ),
             Err(e) => {
