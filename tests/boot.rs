@@ -197,6 +197,8 @@ impl Boot {
             ("BucketName", "handson-bucket".into()),
             ("ImageSearchInstanceName", "imagesearchhandson".into()),
             ("WaitTimeout", wait.into()),
+            ("SignalId", "jupyter".into()),
+            ("RoomMode", "single".into()),
         ];
         values.extend(self.image_source.iter().cloned());
         let script = render(values);

@@ -142,6 +142,8 @@ fn user_data_fits_in_16_kb_once_substituted() {
         ("RegistryImage", "registry.ap-northeast-1.aliyuncs.com/handson/notebook:2026".to_string()),
         ("RegistryUsername", "organiser@1234567890123456".to_string()),
         ("RegistryPassword", "Xq2Lm9Rt4Vb7Nc1Kd8Fg3Hj6".to_string()),
+        ("SignalId", t.user_data_literal("SignalId")),
+        ("RoomMode", t.user_data_literal("RoomMode")),
     ]
     .into_iter()
     .collect();
@@ -211,11 +213,13 @@ fn outputs_give_the_jupyter_url_address_bucket_and_instance() {
     });
     assert!(jupyter_url.is_some(), "no output is Fn::Jq [First, .jupyter, Fn::GetAtt [{wait}, Data]]");
 
-    // The signal's id is "jupyter": jupyter-bootstrap's default, and the
-    // script's own FAILURE signal.
+    // The signal's id is "jupyter" (the template gives the script's SignalId),
+    // for the bootstrap and for the script's own FAILURE signal.
+    assert_eq!(t.user_data_literal("SignalId"), "jupyter", "the single template's signal id");
+    assert_eq!(t.user_data_literal("RoomMode"), "single", "one participant: milestones, FAILURE fails the stack");
     let script = read("userdata/userdata.sh");
-    assert!(!script.contains("--ros-id") || script.contains("--ros-id jupyter"), "userdata.sh signals another id");
-    assert!(script.contains(r#""id":"jupyter""#), "userdata.sh's own signal does not use the id jupyter");
+    assert!(script.contains(r#"--ros-id "$SIGNAL_ID""#), "the bootstrap signals with the template's id");
+    assert!(script.contains(r#""id":"%s","reason":"%s"}' "$status" "$SIGNAL_ID""#), "the script's own signal too");
 
     // An output's value, or each branch of its Fn::If.
     let gives = |v: &Yaml, want: (&str, &str)| match function(v) {

@@ -16,77 +16,87 @@ STEP=start
 HANDED_OVER=0
 
 # --- Filled in by the template -------------------------------------------
-BUNDLE_URL=$(cat <<'END_OF_PARAM'
+BUNDLE_URL=$(cat <<'END'
 @@BundleUrl@@
-END_OF_PARAM
+END
 )
-BUNDLE_SHA256=$(cat <<'END_OF_PARAM'
+BUNDLE_SHA256=$(cat <<'END'
 @@BundleSha256@@
-END_OF_PARAM
+END
 )
-ROS_NOTIFY=$(cat <<'END_OF_PARAM'
+ROS_NOTIFY=$(cat <<'END'
 @@WaitConditionCurlCli@@
-END_OF_PARAM
+END
 )
-MATERIALS_SOURCE=$(cat <<'END_OF_PARAM'
+MATERIALS_SOURCE=$(cat <<'END'
 @@MaterialsSource@@
-END_OF_PARAM
+END
 )
-MATERIALS_REF=$(cat <<'END_OF_PARAM'
+MATERIALS_REF=$(cat <<'END'
 @@MaterialsRef@@
-END_OF_PARAM
+END
 )
-JUPYTER_IMAGE=$(cat <<'END_OF_PARAM'
+JUPYTER_IMAGE=$(cat <<'END'
 @@JupyterImage@@
-END_OF_PARAM
+END
 )
-IMAGE_SOURCE=$(cat <<'END_OF_PARAM'
+IMAGE_SOURCE=$(cat <<'END'
 @@ImageSource@@
-END_OF_PARAM
+END
 )
-IMAGE_ARCHIVE_URL=$(cat <<'END_OF_PARAM'
+IMAGE_ARCHIVE_URL=$(cat <<'END'
 @@ImageArchiveUrl@@
-END_OF_PARAM
+END
 )
-IMAGE_ARCHIVE_SHA256=$(cat <<'END_OF_PARAM'
+IMAGE_ARCHIVE_SHA256=$(cat <<'END'
 @@ImageArchiveSha256@@
-END_OF_PARAM
+END
 )
-REGISTRY_IMAGE=$(cat <<'END_OF_PARAM'
+REGISTRY_IMAGE=$(cat <<'END'
 @@RegistryImage@@
-END_OF_PARAM
+END
 )
-REGISTRY_USERNAME=$(cat <<'END_OF_PARAM'
+REGISTRY_USERNAME=$(cat <<'END'
 @@RegistryUsername@@
-END_OF_PARAM
+END
 )
-REGISTRY_PASSWORD=$(cat <<'END_OF_PARAM'
+REGISTRY_PASSWORD=$(cat <<'END'
 @@RegistryPassword@@
-END_OF_PARAM
+END
 )
-ACCESS_KEY_ID=$(cat <<'END_OF_PARAM'
+ACCESS_KEY_ID=$(cat <<'END'
 @@AccessKeyId@@
-END_OF_PARAM
+END
 )
-ACCESS_KEY_SECRET=$(cat <<'END_OF_PARAM'
+ACCESS_KEY_SECRET=$(cat <<'END'
 @@AccessKeySecret@@
-END_OF_PARAM
+END
 )
-REGION=$(cat <<'END_OF_PARAM'
+REGION=$(cat <<'END'
 @@Region@@
-END_OF_PARAM
+END
 )
-BUCKET_NAME=$(cat <<'END_OF_PARAM'
+BUCKET_NAME=$(cat <<'END'
 @@BucketName@@
-END_OF_PARAM
+END
 )
-IMAGESEARCH_INSTANCE_NAME=$(cat <<'END_OF_PARAM'
+IMAGESEARCH_INSTANCE_NAME=$(cat <<'END'
 @@ImageSearchInstanceName@@
-END_OF_PARAM
+END
 )
-WAIT_TIMEOUT=$(cat <<'END_OF_PARAM'
+# The signal's id (the participant's name in a room) and the room's mode:
+# single (one participant, milestones), tolerant or strict (docs/ros.md#a-room).
+SIGNAL_ID=$(cat <<'END'
+@@SignalId@@
+END
+)
+ROOM_MODE=$(cat <<'END'
+@@RoomMode@@
+END
+)
+WAIT_TIMEOUT=$(cat <<'END'
 @@WaitTimeout@@
-END_OF_PARAM
+END
 )
 
 # --- Fixed for the hands-on (the environment may override, for tests) ----
@@ -106,7 +116,12 @@ ros_signal() {
     status=$1
     # JSON-safe: no quotes, backslashes or control characters in the reason.
     reason=$(printf '%s' "$2" | tr -d "\"\\\\" | tr '\n\r\t' '   ' | cut -c1-900)
-    body=$(printf '{"status":"%s","id":"jupyter","reason":"%s"}' "$status" "$reason")
+    body=$(printf '{"status":"%s","id":"%s","reason":"%s"}' "$status" "$SIGNAL_ID" "$reason")
+    if [ "$status" = FAILURE ] && [ "$ROOM_MODE" = tolerant ]; then
+        # The room completes: the failure goes as SUCCESS with {error, step} as data.
+        body=$(printf '{"status":"SUCCESS","id":"%s","data":"{\\"error\\":\\"%s\\",\\"step\\":\\"%s\\"}","reason":"setup failed in %s"}' \
+            "$SIGNAL_ID" "$reason" "${3:-userdata}" "${3:-userdata}")
+    fi
     # Not eval: the signed URL is often unquoted, and its & would split a command.
     # ROS writes each & of the URL as \& for the shell (docs/ros.md): unescape.
     url=$(printf '%s\n' "$ROS_NOTIFY" | grep -oE "https?://[^'\" ]+" | head -n 1 | tr -d '\134')
@@ -153,7 +168,7 @@ on_exit() {
         [ -n "${FAILURE:-}" ] || FAILURE="the user data script stopped (exit code $rc)"
         say "FAILED at $STEP: $FAILURE"
         printf '# jupyter-userdata: FAILED at %s: %s\n' "$STEP" "$FAILURE" >>"$RESULT_FILE"
-        ros_signal FAILURE "$STEP: $FAILURE" || true
+        ros_signal FAILURE "$STEP: $FAILURE" "$STEP" || true
     fi
     [ -n "${TMP:-}" ] && rm -rf "$TMP"
 }
@@ -164,6 +179,11 @@ fail() {
     FAILURE=$1
     exit 1
 }
+
+case $SIGNAL_ID in
+    '' | *[!a-z0-9-]*) SIGNAL_ID=invalid ROOM_MODE=strict
+        fail "the signal id (the participant's name) must be lowercase letters, digits and -" ;;
+esac
 
 # --- This instance can run the bundle ----------------------------------------
 STEP=arch
@@ -242,8 +262,9 @@ case $IMAGE_SOURCE in
 [image.build]
 context = \"workspace\"" ;;
     archive)
-        [ -n "$IMAGE_ARCHIVE_URL" ] && [ -n "$IMAGE_ARCHIVE_SHA256" ] ||
+        if [ -z "$IMAGE_ARCHIVE_URL" ] || [ -z "$IMAGE_ARCHIVE_SHA256" ]; then
             fail "ImageSource archive needs ImageArchiveUrl and ImageArchiveSha256"
+        fi
         image_keys="archive = '$IMAGE_ARCHIVE_URL'
 sha256 = '$IMAGE_ARCHIVE_SHA256'
 tag = '$JUPYTER_IMAGE'" ;;
@@ -320,13 +341,18 @@ HANDED_OVER=1
 rm -rf "$TMP"
 TMP=
 rc=0
+case $ROOM_MODE in
+    single) set -- --ros-milestones ;;
+    tolerant) set -- --ros-data json --ros-failure data ;;
+    *) set -- --ros-data json ;;
+esac
 JUPYTER_BOOTSTRAP_ROS_NOTIFY=$ROS_NOTIFY "$BIN_DIR/jupyter-bootstrap" wait --timeout "$WAIT_TIMEOUT" \
-    --ros-milestones --result-file "$RESULT_FILE" || rc=$?
+    --ros-id "$SIGNAL_ID" --result-file "$RESULT_FILE" "$@" || rc=$?
 case "$rc" in
     0 | 1 | 3 | 4 | 5) ;;
     *)
         say "jupyter-bootstrap exited $rc without signalling; sending the FAILURE itself"
-        ros_signal FAILURE "wait: jupyter-bootstrap could not signal (exit $rc); see /var/log/cloud-init-output.log" || true
+        ros_signal FAILURE "wait: jupyter-bootstrap could not signal (exit $rc); see /var/log/cloud-init-output.log" wait || true
         ;;
 esac
 exit "$rc"

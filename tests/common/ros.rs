@@ -148,6 +148,75 @@ impl FakeRos {
     }
 }
 
+/// What an `ALIYUN::ROS::WaitCondition` with `Count` makes of the signals
+/// received so far (docs/ros.md#wait-condition, #a-room): signals are keyed
+/// by id, a later one replacing an earlier one; one FAILURE fails the
+/// condition at once; it completes once `Count` distinct ids have sent
+/// SUCCESS. `Data` holds each SUCCESS id's `data`, `ErrorData` each
+/// FAILURE id's reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitCondition {
+    pub status: WaitStatus,
+    pub data: std::collections::BTreeMap<String, String>,
+    pub error_data: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WaitStatus {
+    Waiting { received: usize },
+    Complete,
+    Failed { reason: String },
+}
+
+impl WaitCondition {
+    /// The `Data` attribute as ROS gives it: a JSON object of strings.
+    pub fn data_json(&self) -> String {
+        serde_json::to_string(&self.data).unwrap()
+    }
+}
+
+impl FakeRos {
+    /// The wait condition's state from the valid signals received, for `count`.
+    pub fn wait_condition(&self, count: usize) -> WaitCondition {
+        let mut latest: Vec<(String, Request)> = Vec::new();
+        let mut unnamed = 0;
+        for r in self.requests().into_iter().filter(|r| r.problem.is_none()) {
+            // Without an id ROS numbers the signals 1, 2, ...
+            let id = match r.field("id") {
+                Some(id) => id.to_string(),
+                None => {
+                    unnamed += 1;
+                    unnamed.to_string()
+                }
+            };
+            latest.retain(|(k, _)| *k != id);
+            latest.push((id, r));
+        }
+        let mut data = std::collections::BTreeMap::new();
+        let mut error_data = std::collections::BTreeMap::new();
+        let mut failed = None;
+        for (id, r) in &latest {
+            match r.field("status") {
+                Some("SUCCESS") => {
+                    data.insert(id.clone(), r.field("data").unwrap_or_default().to_string());
+                }
+                Some("FAILURE") => {
+                    let reason = r.field("reason").unwrap_or_default().to_string();
+                    failed.get_or_insert_with(|| reason.clone());
+                    error_data.insert(id.clone(), reason);
+                }
+                _ => {}
+            }
+        }
+        let status = match failed {
+            Some(reason) => WaitStatus::Failed { reason },
+            None if data.len() >= count => WaitStatus::Complete,
+            None => WaitStatus::Waiting { received: data.len() },
+        };
+        WaitCondition { status, data, error_data }
+    }
+}
+
 impl Drop for FakeRos {
     fn drop(&mut self) {
         self.shared.inner.lock().unwrap().stopping = true;
