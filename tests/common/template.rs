@@ -275,11 +275,16 @@ pub struct Template {
 }
 
 impl Template {
+    /// The single-participant template, `userdata/template.yml`.
     pub fn load() -> Self {
-        let text = read("userdata/template.yml");
-        let mut docs =
-            YamlLoader::load_from_str(&text).unwrap_or_else(|e| panic!("userdata/template.yml does not parse: {e}"));
-        assert_eq!(docs.len(), 1, "userdata/template.yml holds {} YAML documents, expected 1", docs.len());
+        Template::load_file("userdata/template.yml")
+    }
+
+    /// A template of the repository, by its path.
+    pub fn load_file(rel: &str) -> Self {
+        let text = read(rel);
+        let mut docs = YamlLoader::load_from_str(&text).unwrap_or_else(|e| panic!("{rel} does not parse: {e}"));
+        assert_eq!(docs.len(), 1, "{rel} holds {} YAML documents, expected 1", docs.len());
         Template { root: docs.remove(0) }
     }
 
@@ -465,6 +470,10 @@ impl Template {
             if let Some(properties) = get(resource, "Properties") {
                 refs.walk(properties, &format!("Resources.{name}.Properties"));
             }
+            // A counted resource (docs/ros.md#counted-resources).
+            if let Some(count) = get(resource, "Count") {
+                refs.walk(count, &format!("Resources.{name}.Count"));
+            }
             for dep in depends_on(resource) {
                 if dep == name || self.resource(dep).is_none() {
                     refs.errors.push(format!("Resources.{name}.DependsOn: `{dep}` is not another resource"));
@@ -596,6 +605,13 @@ pub fn longest_value(t: &Template, var: &str, value: &Yaml) -> Result<usize, Str
             return Ok(values.iter().filter_map(Yaml::as_str).map(str::len).max().unwrap_or(0));
         }
         return Err(format!("{var}: parameter `{name}` has neither MaxLength nor AllowedValues; give it a MaxLength"));
+    }
+    // One copy's value of a counted resource's attribute (a room):
+    // `Fn::Select [ALIYUN::Index, X]` is as long as an element of X.
+    if let Some(("Fn::Select", Yaml::Array(a))) = function(value) {
+        if a.len() == 2 && as_ref(&a[0]) == Some("ALIYUN::Index") {
+            return longest_value(t, var, &a[1]);
+        }
     }
     match as_get_att(value).map(|(r, a)| (t.type_of(r).unwrap_or_default(), a)) {
         // A signed URL plus three headers: about 350 bytes in practice.
