@@ -1,0 +1,300 @@
+//! The command line: read the input, show the room or write its cards, and
+//! map the outcome to a documented exit code.
+
+use std::io::{self, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::input::{self, Room};
+use crate::text::{one_line, scrub};
+use crate::{cards, show};
+
+/// Exit codes.
+pub mod exit {
+    /// Some participant failed or is still waiting, or the room names nobody yet.
+    pub use jupyter_proto::exit::FAILED as NOT_ALL_READY;
+    /// Every participant is ready.
+    pub use jupyter_proto::exit::OK as ALL_READY;
+    /// Bad command line or input: nothing was written.
+    pub use jupyter_proto::exit::USAGE as BAD_INPUT;
+    /// `cards`: the HTML file could not be written (nothing was).
+    pub const NOT_WRITTEN: u8 = 4;
+}
+
+/// The most input read: a GetStack answer for a room of 200 is about 100 KB.
+const MAX_INPUT: u64 = 16 * 1024 * 1024;
+
+const ABOUT: &str = "\
+For the organiser of a room stack (one ECS instance per participant, all signalling one ROS wait \
+condition with the participant's name as the signal id): reads the stack's outputs and shows who is \
+ready, who failed and who is still waiting, or writes printable login cards with QR codes.
+
+The input (a FILE, or stdin when FILE is - or absent) may be any of:
+  - the JSON `aliyun ros GetStack` prints: its Room output holds the signals, its Participants
+    output (else the Participants parameter) names the participants, in the room's order;
+  - that Outputs list alone (... | jq .Outputs);
+  - the Room output's value alone, or the wait condition's Data, as copied from the console:
+    {\"alice\": {\"url\": \"http://...\"}, \"bob\": {\"error\": \"...\", \"step\": \"image\"}},
+    also as a JSON string.
+An output's value may be JSON or a string holding JSON; so may each participant's signal data:
+{\"url\": URL} is ready, {\"error\": REASON, \"step\": STEP} failed; a participant listed but without
+a signal is waiting. The Participants list may be a JSON list or a comma-separated string.
+
+Tokens: `show` prints each login URL with its token <redacted> unless --show-token; `cards` writes
+the full URLs (that is what a card is for) to a file of mode 0600.
+
+Getting the input (the aliyun CLI, after `aliyun configure`, or in Cloud Shell):
+  aliyun ros GetStack --RegionId cn-hangzhou --StackId <stack id> > room.json
+  jupyter-room show room.json
+  aliyun ros GetStack --RegionId cn-hangzhou --StackId <stack id> | jupyter-room show --csv > room.csv
+  jupyter-room cards --html cards.html room.json";
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  every participant is ready
+  1  some participant failed or is still waiting (or the room names nobody yet)
+  2  bad command line or input: the message names the input and says what was expected;
+     nothing was written
+  4  cards: the HTML file could not be written; nothing was";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "jupyter-room",
+    version,
+    about = "Who in a room stack is ready, failed or still waiting; printable login cards with QR codes",
+    long_about = ABOUT,
+    after_help = EXIT_CODES
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// A table of the participants: name, state (ready, failed, waiting), the login URL (token
+    /// redacted) or what failed; then how many are in each state.
+    #[command(after_help = EXIT_CODES)]
+    Show(ShowArgs),
+    /// A printable HTML page of login cards: each ready participant's URL with its token and a QR
+    /// code of it; a card saying why for the others. Six cards to an A4 page.
+    #[command(after_help = EXIT_CODES)]
+    Cards(CardsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The stack's outputs (see jupyter-room --help); stdin when - or absent.
+    #[arg(value_name = "FILE")]
+    pub input: Option<PathBuf>,
+
+    /// CSV instead of the table: participant,state,url_or_reason (the summary goes to stderr).
+    #[arg(long)]
+    pub csv: bool,
+
+    /// Print the login URLs with their tokens (stdout often ends up in a log, or on a projector).
+    #[arg(long)]
+    pub show_token: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CardsArgs {
+    /// Write the page here (mode 0600: it holds every ready participant's token), replacing it.
+    #[arg(long, value_name = "FILE")]
+    pub html: PathBuf,
+
+    /// The stack's outputs (see jupyter-room --help); stdin when - or absent.
+    #[arg(value_name = "INPUT")]
+    pub input: Option<PathBuf>,
+}
+
+pub fn main() -> ExitCode {
+    let cli = match jupyter_proto::exit::parse_command_line::<Cli>() {
+        Ok(cli) => cli,
+        Err(code) => return ExitCode::from(code),
+    };
+    ExitCode::from(run(cli.command))
+}
+
+/// Runs one command, printing to stdout and stderr; returns the exit code.
+pub fn run(command: Command) -> u8 {
+    match command {
+        Command::Show(args) => run_show(&args),
+        Command::Cards(args) => run_cards(&args),
+    }
+}
+
+fn run_show(args: &ShowArgs) -> u8 {
+    let room = match load(args.input.as_deref()) {
+        Ok(room) => room,
+        Err(message) => return bad_input(&message),
+    };
+    let out = if args.csv { show::csv(&room, args.show_token) } else { show::table(&room, args.show_token) };
+    write_stdout(&out);
+    notes(&room);
+    if args.csv {
+        eprintln!("{}", show::summary(room.counts()));
+    }
+    exit_code(&room)
+}
+
+fn run_cards(args: &CardsArgs) -> u8 {
+    let room = match load(args.input.as_deref()) {
+        Ok(room) => room,
+        Err(message) => return bad_input(&message),
+    };
+    let page = cards::html(&room);
+    let path = &args.html;
+    if let Err(e) = jupyter_proto::fs::write_atomic(path, page.as_bytes(), 0o600) {
+        eprintln!("jupyter-room: cannot write {}: {e}; nothing was written", path.display());
+        return exit::NOT_WRITTEN;
+    }
+    let counts = room.counts();
+    eprintln!(
+        "jupyter-room: wrote {} cards to {} ({}), mode 0600: it holds the login tokens of {} participant(s); \
+         hand each card to its participant only, and delete the file after the workshop",
+        room.participants.len(),
+        path.display(),
+        show::summary(counts),
+        counts.ready,
+    );
+    notes(&room);
+    exit_code(&room)
+}
+
+fn bad_input(message: &str) -> u8 {
+    eprintln!("jupyter-room: {message}");
+    exit::BAD_INPUT
+}
+
+fn exit_code(room: &Room) -> u8 {
+    if room.all_ready() {
+        exit::ALL_READY
+    } else {
+        exit::NOT_ALL_READY
+    }
+}
+
+/// Reads and parses the input; the error names it.
+pub fn load(input: Option<&Path>) -> Result<Room, String> {
+    let (name, bytes) = match input {
+        None => read_stdin()?,
+        Some(p) if p == Path::new("-") => read_stdin()?,
+        Some(p) => {
+            let name = p.display().to_string();
+            let file = std::fs::File::open(p).map_err(|e| format!("{name}: cannot read it: {e}"))?;
+            (name.clone(), read_bounded(file).map_err(|e| format!("{name}: {e}"))?)
+        }
+    };
+    let text = String::from_utf8(bytes).map_err(|_| format!("{name}: not UTF-8 text; {}", input::EXPECTED))?;
+    input::parse(&text).map_err(|e| format!("{name}: {e}"))
+}
+
+fn read_stdin() -> Result<(String, Vec<u8>), String> {
+    let stdin = io::stdin();
+    if stdin.is_terminal() {
+        eprintln!("jupyter-room: reading the stack's outputs from stdin (end with Ctrl-D; see jupyter-room --help)");
+    }
+    let bytes = read_bounded(stdin.lock()).map_err(|e| format!("stdin: {e}"))?;
+    Ok(("stdin".to_string(), bytes))
+}
+
+fn read_bounded(reader: impl Read) -> Result<Vec<u8>, String> {
+    let mut bytes = Vec::new();
+    reader.take(MAX_INPUT + 1).read_to_end(&mut bytes).map_err(|e| format!("cannot read it: {e}"))?;
+    if bytes.len() as u64 > MAX_INPUT {
+        return Err(format!("larger than {} MiB: not a stack's outputs", MAX_INPUT / 1024 / 1024));
+    }
+    Ok(bytes)
+}
+
+/// Stdout closed early (`| head`) is not an error worth a panic.
+fn write_stdout(text: &str) {
+    let mut out = io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+/// What the organiser should know besides the rows, on stderr.
+fn notes(room: &Room) {
+    for note in notes_for(room) {
+        eprintln!("jupyter-room: note: {note}");
+    }
+}
+
+pub fn notes_for(room: &Room) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let Some(stack) = &room.stack {
+        let status = stack.status.as_deref().map(one_line).unwrap_or_default();
+        let reason = stack.status_reason.as_deref().map(|r| one_line(&scrub(r))).unwrap_or_default();
+        if status.ends_with("_IN_PROGRESS") {
+            notes.push(format!("the stack is still {status}: who has not signalled yet is waiting"));
+        } else if status.ends_with("_FAILED") || status.contains("ROLLBACK") {
+            notes.push(format!("the stack is {status}: {reason}"));
+        }
+        if stack.room_missing {
+            notes.push(format!("the stack has no {} output yet: everyone listed is waiting", input::ROOM_OUTPUT));
+        }
+    }
+    if !room.unlisted.is_empty() {
+        let names: Vec<String> = room.unlisted.iter().map(|n| one_line(n)).collect();
+        notes.push(format!("signalled but not in the Participants list: {}", names.join(", ")));
+    }
+    if room.participants.is_empty() {
+        notes.push("nobody has signalled yet and there is no Participants list: the room names nobody".into());
+    }
+    notes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent_and_its_help_says_how_to_get_the_input() {
+        Cli::command().debug_assert();
+        let help = Cli::command().render_long_help().to_string();
+        for needle in [
+            "aliyun ros GetStack --RegionId cn-hangzhou --StackId <stack id>",
+            "jupyter-room cards --html cards.html room.json",
+            "0  every participant is ready",
+            "1  some participant failed or is still waiting",
+            "2  bad command line or input",
+            "4  cards: the HTML file could not be written",
+            "<redacted>",
+        ] {
+            assert!(help.contains(needle), "{needle} not in:\n{help}");
+        }
+    }
+
+    #[test]
+    fn notes_on_the_stack() {
+        let room = input::parse(
+            r#"{"StackId": "s", "Status": "CREATE_IN_PROGRESS",
+                "Parameters": [{"ParameterKey": "Participants", "ParameterValue": "a"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            notes_for(&room),
+            [
+                "the stack is still CREATE_IN_PROGRESS: who has not signalled yet is waiting",
+                "the stack has no Room output yet: everyone listed is waiting",
+            ]
+        );
+        let room = input::parse(
+            r#"{"StackId": "s", "Status": "CREATE_FAILED", "StatusReason": "WaitCondition timed out\n(x)",
+                "Outputs": [{"OutputKey": "Room", "OutputValue": {}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            notes_for(&room),
+            [
+                "the stack is CREATE_FAILED: WaitCondition timed out (x)",
+                "nobody has signalled yet and there is no Participants list: the room names nobody",
+            ]
+        );
+        assert_eq!(exit_code(&room), exit::NOT_ALL_READY, "an empty room is not ready");
+    }
+}

@@ -1,0 +1,674 @@
+//! What the organiser hands over, in any of the shapes ROS prints it, read
+//! into one [`Room`]: each participant with a [`State`].
+//!
+//! Accepted (room/README.md lists the sources):
+//!
+//! - the whole answer of `aliyun ros GetStack`: an object whose `Outputs` is
+//!   a list of `{OutputKey, OutputValue, Description}`; the `Room` output
+//!   holds the signals, the `Participants` output (else the `Participants`
+//!   parameter) the names;
+//! - that `Outputs` list alone (`... | jq .Outputs`), or one output entry;
+//! - the `Room` output's value alone, or the wait condition's `Data`
+//!   attribute: an object mapping each signal id (the participant) to the
+//!   signal's `data`, or that object as a JSON string.
+//!
+//! An output's value may be JSON itself or a string holding JSON (the
+//! wait condition's `Data` is documented as a JSON string), and so may each
+//! participant's signal data. `Participants` may be a JSON list or a
+//! comma-separated string (a `CommaDelimitedList` parameter).
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+/// The output holding the wait condition's signals, keyed by participant.
+pub const ROOM_OUTPUT: &str = "Room";
+/// The output (or parameter) naming the participants, in the room's order.
+pub const PARTICIPANTS_KEY: &str = "Participants";
+
+/// How deep a string holding JSON that holds a string holding JSON is
+/// unwrapped before the value is taken as it is.
+const MAX_NESTING: usize = 4;
+/// Longest reason kept from a participant's signal, in characters.
+const MAX_REASON: usize = 500;
+
+/// What the input says, in a form every output is made from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Room {
+    /// In the Participants order; participants who signalled without being
+    /// listed follow, by name. Without a list, all by name.
+    pub participants: Vec<Participant>,
+    /// Signalled but missing from the Participants list (also in `participants`).
+    pub unlisted: Vec<String>,
+    /// Present when the input was the whole GetStack answer.
+    pub stack: Option<StackInfo>,
+}
+
+/// The stack itself, from a GetStack answer.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StackInfo {
+    pub name: Option<String>,
+    pub status: Option<String>,
+    pub status_reason: Option<String>,
+    /// The answer had a Participants list or parameter but no Room output yet.
+    pub room_missing: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Participant {
+    pub name: String,
+    pub state: State,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// Jupyter answers: the full login URL, token included.
+    Ready { url: String },
+    /// The instance's setup failed, at `step` when it said.
+    Failed { step: Option<String>, reason: String },
+    /// Listed, but no signal yet.
+    Waiting,
+}
+
+impl State {
+    pub fn label(&self) -> &'static str {
+        match self {
+            State::Ready { .. } => "ready",
+            State::Failed { .. } => "failed",
+            State::Waiting => "waiting",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    pub ready: usize,
+    pub failed: usize,
+    pub waiting: usize,
+}
+
+impl Room {
+    pub fn counts(&self) -> Counts {
+        let mut c = Counts::default();
+        for p in &self.participants {
+            match p.state {
+                State::Ready { .. } => c.ready += 1,
+                State::Failed { .. } => c.failed += 1,
+                State::Waiting => c.waiting += 1,
+            }
+        }
+        c
+    }
+
+    /// Every participant is ready (and there is at least one).
+    pub fn all_ready(&self) -> bool {
+        !self.participants.is_empty() && self.participants.iter().all(|p| matches!(p.state, State::Ready { .. }))
+    }
+}
+
+/// Why the input cannot be read; the caller prefixes the input's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputError(pub String);
+
+impl std::fmt::Display for InputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InputError {}
+
+/// What the input may be, for messages.
+pub const EXPECTED: &str = "expected the JSON that `aliyun ros GetStack` prints (an object with \"Outputs\"), \
+its Outputs list, the Room output's value (an object mapping each participant to its signal data) \
+or the wait condition's Data (that object as a JSON string)";
+
+fn err<T>(message: impl Into<String>) -> Result<T, InputError> {
+    Err(InputError(message.into()))
+}
+
+/// Reads the input text.
+pub fn parse(text: &str) -> Result<Room, InputError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if text.trim().is_empty() {
+        return err(format!("empty; {EXPECTED}"));
+    }
+    let value: Value = serde_json::from_str(text).map_err(|e| InputError(format!("not JSON ({e}); {EXPECTED}")))?;
+    from_value(value, 0)
+}
+
+fn from_value(value: Value, depth: usize) -> Result<Room, InputError> {
+    match value {
+        Value::Object(map) if is_get_stack(&map) => from_get_stack(map),
+        Value::Object(map) if is_output_entry(&map) => from_outputs(&[Value::Object(map)], None, None),
+        Value::Object(map) if is_error_answer(&map) => err(format!(
+            "an error answer, not a stack: {}: {}; {EXPECTED}",
+            string_field(&map, "Code").unwrap_or_default(),
+            string_field(&map, "Message").unwrap_or_default()
+        )),
+        Value::Object(map) => bare_room(map),
+        Value::Array(items) if !items.is_empty() && items.iter().all(is_output_value) => {
+            from_outputs(&items, None, None)
+        }
+        Value::String(s) if depth < MAX_NESTING => match serde_json::from_str::<Value>(&s) {
+            Ok(inner) => from_value(inner, depth + 1),
+            Err(e) => err(format!("a string that is not JSON ({e}); {EXPECTED}")),
+        },
+        other => err(format!("{}; {EXPECTED}", describe(&other))),
+    }
+}
+
+fn is_get_stack(map: &Map<String, Value>) -> bool {
+    map.contains_key("Outputs") || (map.contains_key("StackId") && map.contains_key("Status"))
+}
+
+/// What the API answers instead of a stack (`{"RequestId", "Code", "Message"}`).
+fn is_error_answer(map: &Map<String, Value>) -> bool {
+    map.contains_key("Code") && map.contains_key("Message")
+}
+
+/// An object given alone: the Room output's value or the wait condition's
+/// Data. Refused when it has entries and none of them reads as signal data:
+/// then it is some other JSON, not a room.
+fn bare_room(map: Map<String, Value>) -> Result<Room, InputError> {
+    let entries = map.len();
+    let mut recognised = 0;
+    let signals = map
+        .into_iter()
+        .map(|(name, data)| {
+            let state = read_signal(data, 0).inspect(|_| recognised += 1).unwrap_or_else(failed_data);
+            (name.trim().to_string(), state)
+        })
+        .collect();
+    if entries > 0 && recognised == 0 {
+        return err(format!(
+            "an object none of whose values is a participant's signal data ({{\"url\": ...}} or \
+             {{\"error\": ..., \"step\": ...}}); {EXPECTED}"
+        ));
+    }
+    Ok(assemble(None, signals, None))
+}
+
+fn is_output_entry(map: &Map<String, Value>) -> bool {
+    matches!(map.get("OutputKey"), Some(Value::String(_)))
+}
+
+fn is_output_value(value: &Value) -> bool {
+    matches!(value, Value::Object(map) if is_output_entry(map))
+}
+
+/// "a number", "a list of 3", ... for messages.
+fn describe(value: &Value) -> String {
+    match value {
+        Value::Null => "null".into(),
+        Value::Bool(_) => "a boolean".into(),
+        Value::Number(_) => "a number".into(),
+        Value::String(_) => "a string".into(),
+        Value::Array(a) if a.is_empty() => "an empty list".into(),
+        Value::Array(_) => "a list that is not GetStack's Outputs".into(),
+        Value::Object(_) => "an object".into(),
+    }
+}
+
+fn string_field(map: &Map<String, Value>, key: &str) -> Option<String> {
+    map.get(key).and_then(Value::as_str).map(str::to_string)
+}
+
+fn from_get_stack(map: Map<String, Value>) -> Result<Room, InputError> {
+    let mut stack = StackInfo {
+        name: string_field(&map, "StackName"),
+        status: string_field(&map, "Status"),
+        status_reason: string_field(&map, "StatusReason"),
+        room_missing: false,
+    };
+    let outputs: &[Value] = match map.get("Outputs") {
+        Some(Value::Array(items)) => items,
+        None | Some(Value::Null) => &[],
+        Some(other) => {
+            return err(format!(
+                "\"Outputs\" is {}: expected a list of {{\"OutputKey\", \"OutputValue\"}} objects",
+                describe(other)
+            ))
+        }
+    };
+    // A CommaDelimitedList parameter of the room template, when the
+    // Participants output is not there (yet).
+    let parameter = match map.get("Parameters") {
+        Some(Value::Array(params)) => params.iter().find_map(|p| {
+            let p = p.as_object()?;
+            (p.get("ParameterKey")?.as_str()? == PARTICIPANTS_KEY).then(|| p.get("ParameterValue").cloned())?
+        }),
+        _ => None,
+    };
+    let room = from_outputs(outputs, parameter, Some(&mut stack))?;
+    Ok(Room { stack: Some(stack), ..room })
+}
+
+fn from_outputs(
+    outputs: &[Value],
+    participants_parameter: Option<Value>,
+    stack: Option<&mut StackInfo>,
+) -> Result<Room, InputError> {
+    let mut room_value = None;
+    let mut participants_value = None;
+    let mut keys = Vec::new();
+    for (i, entry) in outputs.iter().enumerate() {
+        let Some(map) = entry.as_object().filter(|m| is_output_entry(m)) else {
+            return err(format!(
+                "Outputs[{i}] is {}: expected an object with \"OutputKey\" and \"OutputValue\"",
+                describe(entry)
+            ));
+        };
+        let key = map["OutputKey"].as_str().unwrap_or_default();
+        let value = map.get("OutputValue").cloned().unwrap_or(Value::Null);
+        match key {
+            ROOM_OUTPUT => room_value = Some(value),
+            PARTICIPANTS_KEY => participants_value = Some(value),
+            _ => {}
+        }
+        keys.push(key.to_string());
+    }
+    let listed = match (participants_value, participants_parameter) {
+        (Some(v), _) => Some(participants(v, "the Participants output")?),
+        (None, Some(v)) => Some(participants(v, "the Participants parameter")?),
+        (None, None) => None,
+    };
+    let signals = match room_value {
+        Some(v) => signals(v, "the Room output", 0)?,
+        None if listed.is_some() => {
+            if let Some(stack) = stack {
+                stack.room_missing = true;
+            }
+            Vec::new()
+        }
+        None => {
+            let found = if keys.is_empty() { "no outputs".to_string() } else { format!("outputs {}", keys.join(", ")) };
+            return err(format!(
+                "no output named \"{ROOM_OUTPUT}\" and no Participants list (found {found}): expected the \
+                 outputs of a room stack; a GetStack called with --OutputOption Disabled has none"
+            ));
+        }
+    };
+    Ok(assemble(listed, signals, None))
+}
+
+/// The participants' names from a JSON list, or from a string holding a JSON
+/// list or comma-separated names; blanks dropped, duplicates kept once.
+fn participants(value: Value, what: &str) -> Result<Vec<String>, InputError> {
+    let names: Vec<String> = match value {
+        Value::Null => Vec::new(),
+        Value::Array(items) => {
+            let mut names = Vec::with_capacity(items.len());
+            for (i, item) in items.into_iter().enumerate() {
+                match item {
+                    Value::String(s) => names.push(s),
+                    Value::Number(n) => names.push(n.to_string()),
+                    other => {
+                        return err(format!(
+                            "{what}[{i}] is {}: expected a participant's name (a string)",
+                            describe(&other)
+                        ))
+                    }
+                }
+            }
+            names
+        }
+        Value::String(s) if s.trim_start().starts_with('[') => match serde_json::from_str::<Value>(&s) {
+            Ok(list @ Value::Array(_)) => return participants(list, what),
+            _ => return err(format!("{what} starts with '[' but is not a JSON list of names")),
+        },
+        Value::String(s) => s.split(',').map(str::to_string).collect(),
+        other => {
+            return err(format!("{what} is {}: expected a list of names or a comma-separated string", describe(&other)))
+        }
+    };
+    let mut seen = std::collections::HashSet::new();
+    Ok(names.into_iter().map(|n| n.trim().to_string()).filter(|n| !n.is_empty() && seen.insert(n.clone())).collect())
+}
+
+/// The signals of a Room value: participant -> state.
+fn signals(value: Value, what: &str, depth: usize) -> Result<Vec<(String, State)>, InputError> {
+    match value {
+        Value::Null => Ok(Vec::new()),
+        Value::Object(map) => Ok(signals_from_map(map)),
+        Value::String(s) if s.trim().is_empty() => Ok(Vec::new()),
+        Value::String(s) if depth < MAX_NESTING => match serde_json::from_str::<Value>(&s) {
+            Ok(inner) => signals(inner, what, depth + 1),
+            Err(e) => err(format!(
+                "{what} is a string that is not JSON ({e}): expected an object mapping each participant to \
+                 its signal data"
+            )),
+        },
+        other => err(format!(
+            "{what} is {}: expected an object mapping each participant to its signal data",
+            describe(&other)
+        )),
+    }
+}
+
+fn signals_from_map(map: Map<String, Value>) -> Vec<(String, State)> {
+    map.into_iter().map(|(name, data)| (name.trim().to_string(), state(data))).collect()
+}
+
+/// One participant's signal data: `{"url": ...}` is ready, `{"error": ...,
+/// "step": ...}` failed, nothing waiting; a string holding such an object is
+/// read the same way, and a bare http(s) URL (a single-instance stack's
+/// data) is ready. Anything else is reported as a failure that says what
+/// arrived, so that one odd signal does not hide the rest of the room.
+pub fn state(data: Value) -> State {
+    read_signal(data, 0).unwrap_or_else(failed_data)
+}
+
+fn failed_data(reason: String) -> State {
+    State::Failed { step: None, reason: jupyter_proto::redact::bound(&reason, MAX_REASON) }
+}
+
+/// The state the data says, or why it says none.
+fn read_signal(data: Value, depth: usize) -> Result<State, String> {
+    match data {
+        Value::Null => Ok(State::Waiting),
+        Value::String(s) => {
+            let t = s.trim();
+            if t.is_empty() {
+                Ok(State::Waiting)
+            } else if is_http_url(t) {
+                Ok(State::Ready { url: t.to_string() })
+            } else if depth < MAX_NESTING && (t.starts_with('{') || t.starts_with('"')) {
+                match serde_json::from_str::<Value>(t) {
+                    Ok(inner) => read_signal(inner, depth + 1),
+                    Err(_) => Err(format!("signal data that is not JSON: {t}")),
+                }
+            } else {
+                Err(format!("unexpected signal data: {t}"))
+            }
+        }
+        Value::Object(map) => {
+            if let Some(error) = map.get("error").filter(|e| !e.is_null()) {
+                let reason = match error {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                let step = string_field(&map, "step").map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+                return Ok(State::Failed { step, reason: jupyter_proto::redact::bound(reason.trim(), MAX_REASON) });
+            }
+            match map.get("url") {
+                Some(Value::String(url)) if is_http_url(url.trim()) => Ok(State::Ready { url: url.trim().to_string() }),
+                Some(Value::String(url)) => Err(format!("\"url\" is not an http(s) URL: {url}")),
+                Some(other) => Err(format!("\"url\" is not a string: {other}")),
+                None => Err(format!("signal data with neither \"url\" nor \"error\": {}", Value::Object(map))),
+            }
+        }
+        other => Err(format!("unexpected signal data: {other}")),
+    }
+}
+
+/// `http://` or `https://` followed by a host: what a card may link and encode.
+pub fn is_http_url(s: &str) -> bool {
+    let lower = s.get(..8).unwrap_or(s).to_ascii_lowercase();
+    let rest = if lower.starts_with("https://") {
+        &s[8..]
+    } else if lower.starts_with("http://") {
+        &s[7..]
+    } else {
+        return false;
+    };
+    !rest.is_empty() && !rest.starts_with('/') && !s.chars().any(char::is_whitespace)
+}
+
+/// The room in the order promised: the listed names first (waiting when they
+/// did not signal), then whoever signalled unlisted, by name.
+fn assemble(listed: Option<Vec<String>>, signals: Vec<(String, State)>, stack: Option<StackInfo>) -> Room {
+    let mut by_name: BTreeMap<String, State> = BTreeMap::new();
+    for (name, state) in signals {
+        by_name.entry(name).or_insert(state);
+    }
+    let mut participants = Vec::new();
+    let mut unlisted = Vec::new();
+    let listed = listed.unwrap_or_default();
+    let had_list = !listed.is_empty();
+    for name in listed {
+        let state = by_name.remove(&name).unwrap_or(State::Waiting);
+        participants.push(Participant { name, state });
+    }
+    for (name, state) in by_name {
+        if had_list {
+            unlisted.push(name.clone());
+        }
+        participants.push(Participant { name, state });
+    }
+    Room { participants, unlisted, stack }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const URL_A: &str = "http://47.1.2.3:8888/?token=abc123";
+    const URL_C: &str = "http://47.1.2.5:8888/tree?token=ccc";
+
+    fn names(room: &Room) -> Vec<(&str, &str)> {
+        room.participants.iter().map(|p| (p.name.as_str(), p.state.label())).collect()
+    }
+
+    fn ready(url: &str) -> State {
+        State::Ready { url: url.into() }
+    }
+
+    /// The brief's example, as the aliyun CLI prints it: Room an object of
+    /// JSON strings, Participants a list, counts as numbers.
+    const GET_STACK: &str = r#"{"StackId": "c754d2a4-28f1-46df-b557-9586173a****", "StackName": "room-42",
+      "Status": "CREATE_COMPLETE", "StatusReason": "Stack CREATE completed successfully",
+      "Parameters": [{"ParameterKey": "ALIYUN::Region", "ParameterValue": "cn-hangzhou"}],
+      "Outputs": [
+        {"OutputKey": "Room", "OutputValue": {"alice": "{\"url\":\"http://47.1.2.3:8888/?token=abc123\"}",
+                                              "bob": "{\"error\":\"the container exited with code 1\",\"step\":\"image\"}"},
+         "Description": "each participant's signal"},
+        {"OutputKey": "Participants", "OutputValue": ["alice", "bob", "carol"], "Description": "names"},
+        {"OutputKey": "ReadyCount", "OutputValue": 1}, {"OutputKey": "FailedCount", "OutputValue": 1}
+      ], "RequestId": "B288A0BE-D927-4888-B0F7-B35EF84B6E6F"}"#;
+
+    #[test]
+    fn the_whole_get_stack_answer() {
+        let room = parse(GET_STACK).unwrap();
+        assert_eq!(names(&room), [("alice", "ready"), ("bob", "failed"), ("carol", "waiting")]);
+        assert_eq!(room.participants[0].state, ready(URL_A));
+        assert_eq!(
+            room.participants[1].state,
+            State::Failed { step: Some("image".into()), reason: "the container exited with code 1".into() }
+        );
+        let stack = room.stack.as_ref().unwrap();
+        assert_eq!(stack.name.as_deref(), Some("room-42"));
+        assert_eq!(stack.status.as_deref(), Some("CREATE_COMPLETE"));
+        assert!(!stack.room_missing);
+        assert!(room.unlisted.is_empty());
+        assert_eq!(room.counts(), Counts { ready: 1, failed: 1, waiting: 1 });
+        assert!(!room.all_ready());
+    }
+
+    #[test]
+    fn output_values_as_strings_holding_json() {
+        // Fn::GetAtt [WaitCondition, Data] is documented as a JSON string; a
+        // Participants output may be a JSON list in a string, or a
+        // CommaDelimitedList joined with commas.
+        let data = serde_json::json!({"alice": {"url": URL_A}, "carol": URL_C}).to_string();
+        for participants in [
+            serde_json::json!("[\"carol\", \"alice\", \"bob\"]"),
+            serde_json::json!("carol, alice,bob,"),
+            serde_json::json!(["carol", "alice", "bob", "alice"]),
+        ] {
+            let input = serde_json::json!({"Outputs": [
+                {"OutputKey": "Participants", "OutputValue": participants},
+                {"OutputKey": "Room", "OutputValue": data},
+            ]});
+            let room = parse(&input.to_string()).unwrap();
+            assert_eq!(names(&room), [("carol", "ready"), ("alice", "ready"), ("bob", "waiting")], "{participants}");
+            assert_eq!(room.participants[0].state, ready(URL_C));
+        }
+    }
+
+    #[test]
+    fn the_outputs_list_alone_and_one_entry() {
+        let outputs = serde_json::from_str::<Value>(GET_STACK).unwrap()["Outputs"].to_string();
+        let room = parse(&outputs).unwrap();
+        assert_eq!(names(&room), [("alice", "ready"), ("bob", "failed"), ("carol", "waiting")]);
+        assert_eq!(room.stack, None);
+
+        let one = r#"{"OutputKey": "Room", "OutputValue": {"zoe": {"url": "https://h/?token=z"}, "adam": null}}"#;
+        assert_eq!(names(&parse(one).unwrap()), [("adam", "waiting"), ("zoe", "ready")]);
+    }
+
+    #[test]
+    fn the_bare_room_object_sorted_by_name() {
+        let room = parse(
+            r#"{"carol": {"url": "http://h3:8888/?token=c"}, "alice": "{\"url\":\"http://h1:8888/?token=a\"}",
+                             "bob": {"error": "no space left", "step": "image"}}"#,
+        )
+        .unwrap();
+        assert_eq!(names(&room), [("alice", "ready"), ("bob", "failed"), ("carol", "ready")]);
+        assert_eq!(room.stack, None);
+        assert!(room.unlisted.is_empty(), "without a list nobody is unlisted");
+    }
+
+    #[test]
+    fn the_wait_conditions_data_as_a_json_string() {
+        // The Data attribute copied as it is: a JSON string whose content is
+        // the object, each value the signal's data (itself JSON in a string).
+        let data = serde_json::json!({"alice": serde_json::json!({"url": URL_A}).to_string()}).to_string();
+        let input = serde_json::to_string(&data).unwrap();
+        assert!(input.starts_with('"'), "{input}");
+        let room = parse(&input).unwrap();
+        assert_eq!(room.participants, [Participant { name: "alice".into(), state: ready(URL_A) }]);
+    }
+
+    #[test]
+    fn a_bare_url_as_data_is_ready() {
+        // A single-instance stack's bootstrap sends the URL itself as data.
+        let room = parse(&serde_json::json!({"jupyter": URL_A}).to_string()).unwrap();
+        assert_eq!(room.participants[0].state, ready(URL_A));
+    }
+
+    #[test]
+    fn listed_but_absent_is_waiting_and_unlisted_signals_follow() {
+        let input = serde_json::json!({"Outputs": [
+            {"OutputKey": "Participants", "OutputValue": "bob,alice"},
+            {"OutputKey": "Room", "OutputValue": {"zed": {"url": URL_C}, "dave": {"url": URL_A}, "alice": {"url": URL_A}}},
+        ]});
+        let room = parse(&input.to_string()).unwrap();
+        assert_eq!(names(&room), [("bob", "waiting"), ("alice", "ready"), ("dave", "ready"), ("zed", "ready")]);
+        assert_eq!(room.unlisted, ["dave", "zed"]);
+    }
+
+    #[test]
+    fn a_stack_still_being_created() {
+        // No outputs yet (or empty values): the Participants parameter names the room.
+        let input = r#"{"StackId": "s", "Status": "CREATE_IN_PROGRESS",
+          "Parameters": [{"ParameterKey": "Participants", "ParameterValue": "alice,bob"}]}"#;
+        let room = parse(input).unwrap();
+        assert_eq!(names(&room), [("alice", "waiting"), ("bob", "waiting")]);
+        assert!(room.stack.as_ref().unwrap().room_missing);
+        assert_eq!(room.counts(), Counts { ready: 0, failed: 0, waiting: 2 });
+
+        let input = r#"{"StackId": "s", "Status": "CREATE_IN_PROGRESS", "Outputs": [
+          {"OutputKey": "Room", "OutputValue": ""}, {"OutputKey": "Participants", "OutputValue": ["alice"]}]}"#;
+        assert_eq!(names(&parse(input).unwrap()), [("alice", "waiting")]);
+    }
+
+    #[test]
+    fn odd_signals_are_failures_that_say_what_arrived() {
+        let room = parse(
+            r#"{"a": {"url": "ftp://h/x"}, "b": {"status": "ok"}, "c": 42, "d": "hello", "e": "{not json",
+                "f": {"error": {"code": 3}}, "g": {"error": "boom", "step": ""}, "h": {"url": 7}}"#,
+        )
+        .unwrap();
+        let reasons: Vec<String> = room
+            .participants
+            .iter()
+            .map(|p| match &p.state {
+                State::Failed { step, reason } => format!("{step:?} {reason}"),
+                other => panic!("{}: {other:?}", p.name),
+            })
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                "None \"url\" is not an http(s) URL: ftp://h/x",
+                "None signal data with neither \"url\" nor \"error\": {\"status\":\"ok\"}",
+                "None unexpected signal data: 42",
+                "None unexpected signal data: hello",
+                "None signal data that is not JSON: {not json",
+                "None {\"code\":3}",
+                "None boom",
+                "None \"url\" is not a string: 7",
+            ]
+        );
+        // An error wins over a URL: the instance said it failed.
+        let room = parse(r#"{"x": {"url": "http://h/", "error": "late failure"}}"#).unwrap();
+        assert_eq!(room.participants[0].state.label(), "failed");
+    }
+
+    #[test]
+    fn long_reasons_are_bounded() {
+        let room = parse(&serde_json::json!({"a": {"error": "x".repeat(5000)}}).to_string()).unwrap();
+        let State::Failed { reason, .. } = &room.participants[0].state else { panic!() };
+        assert_eq!(reason.chars().count(), MAX_REASON);
+        assert!(reason.ends_with('…'));
+    }
+
+    #[test]
+    fn bad_inputs_say_what_was_expected() {
+        for (input, want) in [
+            ("", "empty; expected the JSON that `aliyun ros GetStack` prints"),
+            ("   \n", "empty;"),
+            ("<html>", "not JSON (expected value at line 1 column 1); expected"),
+            ("42", "a number; expected"),
+            ("[]", "an empty list; expected"),
+            ("[1, 2]", "a list that is not GetStack's Outputs; expected"),
+            ("\"hello\"", "a string that is not JSON"),
+            (r#"{"Outputs": {"a": 1}}"#, "\"Outputs\" is an object: expected a list of"),
+            (
+                r#"{"Outputs": [{"OutputKey": "Url", "OutputValue": "x"}]}"#,
+                "no output named \"Room\" and no Participants list (found outputs Url)",
+            ),
+            (r#"{"StackId": "s", "Status": "CREATE_COMPLETE"}"#, "(found no outputs)"),
+            (r#"{"Outputs": [{"OutputKey": "Room", "OutputValue": [1]}]}"#, "the Room output is a list"),
+            (
+                r#"{"Outputs": [{"OutputKey": "Room", "OutputValue": "{oops"}]}"#,
+                "the Room output is a string that is not JSON",
+            ),
+            (
+                r#"{"Outputs": [{"OutputKey": "Room", "OutputValue": {}}, {"OutputKey": "Participants", "OutputValue": [{"n": 1}]}]}"#,
+                "the Participants output[0] is an object: expected a participant's name",
+            ),
+            (
+                r#"{"Outputs": [{"OutputKey": "Room", "OutputValue": {}}, {"OutputKey": "Participants", "OutputValue": "[\"a\""}]}"#,
+                "the Participants output starts with '[' but is not a JSON list",
+            ),
+            (
+                r#"{"Outputs": [{"OutputKey": "Participants", "OutputValue": 3}]}"#,
+                "the Participants output is a number: expected a list of names",
+            ),
+            (r#"{"Outputs": [{"OutputKey": "Room"}, 5]}"#, "Outputs[1] is a number: expected an object with"),
+            (
+                r#"{"RequestId": "B2", "Code": "StackNotFound", "Message": "The Stack (x) could not be found."}"#,
+                "an error answer, not a stack: StackNotFound: The Stack (x) could not be found.; expected",
+            ),
+            (
+                r#"{"name": "jupyter-room", "version": 1, "tags": ["a"]}"#,
+                "an object none of whose values is a participant's signal data",
+            ),
+        ] {
+            let e = parse(input).expect_err(input).0;
+            assert!(e.contains(want), "{input:?}:\n  got  {e}\n  want {want}");
+        }
+    }
+
+    #[test]
+    fn http_urls() {
+        for ok in ["http://h", "https://1.2.3.4:8888/?token=x", "HTTP://H/"] {
+            assert!(is_http_url(ok), "{ok}");
+        }
+        for bad in ["", "http://", "http:///x", "javascript:alert(1)", "ftp://h", "http://h /x", "h/x"] {
+            assert!(!is_http_url(bad), "{bad}");
+        }
+    }
+}

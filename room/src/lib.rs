@@ -1,0 +1,19 @@
+//! `jupyter-room`: for the organiser of a room stack (one ECS instance per
+//! participant, each signalling one shared ROS wait condition with the
+//! participant's name as the signal id). It reads the stack's outputs and
+//! shows who is ready, who failed and who is still waiting, or writes
+//! printable login cards with QR codes (room/README.md).
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`input`] | every documented shape of the input, read into one `Room` |
+//! | [`show`] | the terminal table and the CSV |
+//! | [`cards`] | the printable HTML page, its QR codes and HTML escaping |
+//! | [`text`] | redaction, one-line and control-character defusing, terminal widths |
+//! | [`cli`] | the command line and its exit codes |
+
+pub mod cards;
+pub mod cli;
+pub mod input;
+pub mod show;
+pub mod text;

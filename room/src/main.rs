@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    jupyter_room::cli::main()
+}

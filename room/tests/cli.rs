@@ -1,0 +1,186 @@
+//! The binary as an organiser runs it: input from a file and from stdin,
+//! the table, the CSV, the cards file and its mode, and the exit codes.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+const TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef";
+
+fn get_stack(room: &str, participants: &str) -> String {
+    format!(
+        r#"{{"StackId": "c754d2a4-28f1-46df-b557-9586173a****", "StackName": "room-1", "Status": "CREATE_COMPLETE",
+  "Outputs": [
+    {{"OutputKey": "Room", "OutputValue": {room}, "Description": "each participant's signal"}},
+    {{"OutputKey": "Participants", "OutputValue": {participants}}},
+    {{"OutputKey": "ReadyCount", "OutputValue": 1}}
+  ]}}"#
+    )
+}
+
+fn mixed() -> String {
+    get_stack(
+        &format!(
+            r#"{{"alice": "{{\"url\":\"http://47.1.2.3:8888/?token={TOKEN}\"}}",
+                "bob": "{{\"error\":\"the container exited with code 1\",\"step\":\"container\"}}"}}"#
+        ),
+        r#"["alice", "bob", "carol"]"#,
+    )
+}
+
+fn all_ready() -> String {
+    get_stack(
+        &format!(
+            r#"{{"alice": {{"url": "http://47.1.2.3:8888/?token={TOKEN}"}}, "bob": {{"url": "http://47.1.2.4:8888/?token=b0b"}}}}"#
+        ),
+        r#""alice,bob""#,
+    )
+}
+
+fn room(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_jupyter-room"))
+        .args(args)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("jupyter-room runs");
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn write(dir: &Path, name: &str, content: &str) -> String {
+    let path = dir.join(name);
+    fs::write(&path, content).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn show_reads_a_file_and_exits_1_when_someone_is_not_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(dir.path(), "room.json", &mixed());
+    let out = room(&["show", &input], None);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "\
+PARTICIPANT  STATE    URL OR REASON
+alice        ready    http://47.1.2.3:8888/?token=<redacted>
+bob          failed   container: the container exited with code 1
+carol        waiting  (no signal yet)
+1 ready, 1 failed, 1 waiting
+"
+    );
+    assert!(!text(&out.stderr).contains(TOKEN));
+}
+
+#[test]
+fn show_reads_stdin_and_exits_0_when_all_are_ready() {
+    for args in [&["show"][..], &["show", "-"][..]] {
+        let out = room(args, Some(&all_ready()));
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        assert!(stdout.ends_with("2 ready, 0 failed, 0 waiting\n"), "{stdout}");
+        assert!(!stdout.contains(TOKEN) && !stdout.contains("b0b"), "{stdout}");
+    }
+    let out = room(&["show", "--show-token"], Some(&all_ready()));
+    assert!(text(&out.stdout).contains(&format!("http://47.1.2.3:8888/?token={TOKEN}")));
+}
+
+#[test]
+fn show_csv_keeps_the_summary_off_stdout() {
+    let out = room(&["show", "--csv"], Some(&mixed()));
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stdout),
+        "\
+participant,state,url_or_reason
+alice,ready,http://47.1.2.3:8888/?token=<redacted>
+bob,failed,container: the container exited with code 1
+carol,waiting,
+"
+    );
+    assert_eq!(text(&out.stderr), "1 ready, 1 failed, 1 waiting\n");
+}
+
+#[test]
+fn bad_input_exits_2_naming_the_input_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(dir.path(), "notes.txt", "alice: ready\n");
+    let html = dir.path().join("cards.html");
+    let out = room(&["cards", "--html", html.to_str().unwrap(), &input], None);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(stderr.starts_with(&format!("jupyter-room: {input}: not JSON (")), "{stderr}");
+    assert!(stderr.contains("expected the JSON that `aliyun ros GetStack` prints"), "{stderr}");
+    assert!(!html.exists(), "nothing written");
+    assert_eq!(out.stdout, b"");
+
+    let out = room(&["show"], Some("[1, 2]"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).starts_with("jupyter-room: stdin: a list that is not GetStack's Outputs"));
+    assert_eq!(out.stdout, b"", "no table for a bad input");
+
+    let missing = dir.path().join("missing.json");
+    let out = room(&["show", missing.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("missing.json: cannot read it: No such file"), "{}", text(&out.stderr));
+
+    let out = room(&["show", "--no-such-flag"], None);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn cards_writes_a_0600_page_with_every_card_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let html = dir.path().join("cards.html");
+    // An older, readable file is replaced by a private one.
+    fs::write(&html, "old").unwrap();
+    fs::set_permissions(&html, fs::Permissions::from_mode(0o644)).unwrap();
+    let out = room(&["cards", "--html", html.to_str().unwrap()], Some(&mixed()));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(out.stdout, b"", "no token on stdout");
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains(&format!("wrote 3 cards to {}", html.display())), "{stderr}");
+    assert!(stderr.contains("mode 0600"), "{stderr}");
+    assert!(!stderr.contains(TOKEN), "{stderr}");
+    assert_eq!(fs::metadata(&html).unwrap().permissions().mode() & 0o777, 0o600);
+    let page = fs::read_to_string(&html).unwrap();
+    assert!(page.contains(&format!("http://47.1.2.3:8888/?token={TOKEN}")), "the card holds the full URL");
+    assert_eq!(page.matches("<section class=\"card").count(), 3);
+    assert_eq!(page.matches("<svg ").count(), 1);
+    let names: Vec<_> = dir.path().read_dir().unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, ["cards.html"], "no temporary file left beside it");
+
+    let out = room(&["cards", "--html", html.to_str().unwrap()], Some(&all_ready()));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[test]
+fn cards_that_cannot_be_written_exit_4() {
+    let dir = tempfile::tempdir().unwrap();
+    let html = dir.path().join("no/such/dir/cards.html");
+    let out = room(&["cards", "--html", html.to_str().unwrap()], Some(&all_ready()));
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("cannot write"), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("nothing was written"));
+}
+
+#[test]
+fn help_explains_the_input_and_the_exit_codes() {
+    let out = room(&["--help"], None);
+    assert_eq!(out.status.code(), Some(0));
+    let help = text(&out.stdout);
+    assert!(help.contains("aliyun ros GetStack --RegionId cn-hangzhou --StackId <stack id> > room.json"), "{help}");
+    assert!(help.contains("Exit codes:"), "{help}");
+    let out = room(&["--version"], None);
+    assert_eq!(text(&out.stdout).trim(), format!("jupyter-room {}", env!("CARGO_PKG_VERSION")));
+}
