@@ -31,6 +31,7 @@ mod images;
 mod login;
 mod progress;
 mod release;
+mod room;
 mod room_template;
 mod service;
 mod systemd;
