@@ -122,4 +122,20 @@ prepare_host() {
     "$(dirname "${BASH_SOURCE[0]}")/build-server2-image"
     # systemd as PID 1 in a container: the service path, tested for real.
     "$(dirname "${BASH_SOURCE[0]}")/build-systemd-image"
+    ensure_rostran
+}
+
+# Alibaba's own ROS template formatter and checker (PyPI: alibabacloud-ros-tran),
+# in a virtual environment of its own: the template tests run both templates
+# through `rostran format` (tests/room_template.rs).
+ROSTRAN_VERSION=0.28.1
+ROSTRAN_DIR=/var/tmp/jupyter-agent-rostran
+ensure_rostran() {
+    if "$ROSTRAN_DIR/bin/rostran" --version 2>/dev/null | grep -qF "$ROSTRAN_VERSION"; then
+        return 0
+    fi
+    echo "== installing alibabacloud-ros-tran $ROSTRAN_VERSION (rostran) into $ROSTRAN_DIR"
+    rm -rf "$ROSTRAN_DIR"
+    python3 -m venv "$ROSTRAN_DIR"
+    "$ROSTRAN_DIR/bin/pip" install -q --disable-pip-version-check "alibabacloud-ros-tran==$ROSTRAN_VERSION"
 }

@@ -7,6 +7,8 @@
 //! wait condition counting one signal per participant, and a room that fits
 //! ROS's resource limit at the size the template documents.
 
+use std::process::Command;
+
 use crate::common::template::{
     as_get_att, as_ref, function, get, longest_value, read, sub_render, Template, USER_DATA_LIMIT,
 };
@@ -163,4 +165,30 @@ fn the_rooms_user_data_fits_in_16_kb_with_the_longest_values() {
         "the room's user data can reach {} bytes; ROS allows {USER_DATA_LIMIT}",
         worst.len()
     );
+}
+
+/// Alibaba's own formatter and checker of ROS templates, `rostran format`
+/// (PyPI alibabacloud-ros-tran, installed by scripts/lib.sh's
+/// ensure_rostran), accepts both templates. It reports a problem
+/// (`Invalid template resource Vpc. The type should be str.`) and still
+/// exits 0, so what it prints decides.
+#[test]
+fn alibabas_template_formatter_accepts_both_templates() {
+    let rostran = std::env::var("ROSTRAN").unwrap_or_else(|_| "/var/tmp/jupyter-agent-rostran/bin/rostran".into());
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for template in ["userdata/template.yml", ROOM] {
+        let out = Command::new(&rostran)
+            .arg("format")
+            .arg(repo.join(template))
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap_or_else(|e| panic!("{rostran}: {e} (scripts/test installs it: scripts/lib.sh ensure_rostran)"));
+        let printed = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "rostran format {template}: {printed}");
+        assert!(
+            printed.trim_end().ends_with("Formatted successfully.") && !printed.contains("Invalid"),
+            "rostran format {template} found a problem:\n{}",
+            printed.lines().filter(|l| !l.starts_with(' ')).collect::<Vec<_>>().join("\n")
+        );
+    }
 }
