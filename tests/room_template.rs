@@ -192,3 +192,37 @@ fn alibabas_template_formatter_accepts_both_templates() {
         );
     }
 }
+
+/// A room larger than one stack: `scripts/room-split` prints one CreateStack
+/// command per group of at most 32, as even as they can be, every name once
+/// and in order; a bad or repeated name is refused (exit 2, nothing printed).
+#[test]
+fn a_larger_room_is_split_into_stacks_that_each_fit() {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/room-split");
+    let names: Vec<String> = (0..70).map(|i| format!("p{i}")).collect();
+    let out = Command::new(&script)
+        .args(["--participants", &names.join(","), "--param", "ZoneId=cn-hangzhou-h"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    let commands: Vec<&str> = printed.lines().filter(|l| l.starts_with("aliyun ros CreateStack")).collect();
+    assert_eq!(commands.len(), 3, "{printed}");
+    let mut seen: Vec<String> = Vec::new();
+    for (i, command) in commands.iter().enumerate() {
+        assert!(command.contains(&format!("--StackName handson-room-{}", i + 1)), "{command}");
+        assert!(command.contains("--TemplateBody \"$(cat userdata/room.yml)\""), "{command}");
+        assert!(command.contains("--Parameters.2.ParameterKey ZoneId --Parameters.2.ParameterValue cn-hangzhou-h"));
+        let group = command.split("--Parameters.1.ParameterValue ").nth(1).unwrap().split(' ').next().unwrap();
+        let group: Vec<String> = group.split(',').map(String::from).collect();
+        assert!(group.len() <= MAX_PARTICIPANTS && group.len() >= 23, "{} in stack {}", group.len(), i + 1);
+        seen.extend(group);
+    }
+    assert_eq!(seen, names, "every participant once, in order");
+
+    for bad in ["alice,Bob", "alice,bob,alice", "", "a-b"] {
+        let out = Command::new(&script).args(["--participants", bad]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        assert!(out.stdout.is_empty(), "{bad:?}: nothing printed");
+    }
+}
