@@ -155,19 +155,7 @@ fn an_exported_archive_is_downloaded_resumed_verified_and_loaded_and_a_wrong_che
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !env.socket().exists() {
-        assert!(std::time::Instant::now() < deadline, "the socket never appeared");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let events = Command::new("curl")
-        .args(["-sS", "-N", "--max-time", "300", "--unix-socket"])
-        .arg(env.socket())
-        .arg("http://localhost/v1/events")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let events = crate::common::follow_events(&env.socket(), 300);
     let out = agent.wait_with_output().unwrap();
     let run = crate::common::Run {
         code: out.status.code().unwrap_or(-1),

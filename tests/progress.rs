@@ -94,19 +94,7 @@ fn a_pull_reports_its_bytes_and_percent_while_it_runs() {
     env.write_config(&config);
     let mut agent = run_once_in_background(&env);
     // Every state the agent publishes, from the moment its socket answers.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !env.socket().exists() {
-        assert!(Instant::now() < deadline, "the socket never appeared");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let events = Command::new("curl")
-        .args(["-sS", "-N", "--max-time", "120", "--unix-socket"])
-        .arg(env.socket())
-        .arg("http://localhost/v1/events")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let events = crate::common::follow_events(&env.socket(), 120);
     // The image has no Jupyter: the converge fails after the pull, which is all this test needs.
     agent.wait().unwrap();
     let out = events.wait_with_output().unwrap();

@@ -447,6 +447,25 @@ impl StaticServer {
     }
 }
 
+/// Every state the agent at `socket` publishes from the moment its socket
+/// appears (`GET /v1/events`, one JSON document a line), for at most
+/// `seconds`; read it with `wait_with_output` once the agent is done.
+pub fn follow_events(socket: &Path, seconds: u32) -> std::process::Child {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !socket.exists() {
+        assert!(std::time::Instant::now() < deadline, "the socket {} never appeared", socket.display());
+        thread::sleep(std::time::Duration::from_millis(2));
+    }
+    Command::new("curl")
+        .args(["-sS", "-N", "--max-time", &seconds.to_string(), "--unix-socket"])
+        .arg(socket)
+        .arg("http://localhost/v1/events")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("curl runs")
+}
+
 /// Runs a command, panicking with its output when it fails; its stdout.
 pub fn sh(cmd: &mut Command) -> String {
     let out = cmd.output().expect("the command runs");

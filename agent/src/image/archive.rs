@@ -20,6 +20,11 @@ use tokio_util::io::ReaderStream;
 use tracing::{info, warn};
 
 use super::{image_id, split_reference, Progress};
+
+/// A byte count as Docker shows sizes.
+fn size(bytes: u64) -> String {
+    super::size(i64::try_from(bytes).unwrap_or(i64::MAX))
+}
 use crate::config::{Archive, ArchiveLocation};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -251,17 +256,6 @@ fn starts_at(response: &reqwest::Response, have: u64) -> bool {
         == Some(have)
 }
 
-/// `12.3 MB` (decimal, as Docker shows sizes).
-fn size(bytes: u64) -> String {
-    let b = bytes as f64;
-    match bytes {
-        n if n >= 1_000_000_000 => format!("{:.1} GB", b / 1e9),
-        n if n >= 1_000_000 => format!("{:.1} MB", b / 1e6),
-        n if n >= 1_000 => format!("{:.0} kB", b / 1e3),
-        n => format!("{n} B"),
-    }
-}
-
 /// `/images/load` from `path`; names the loaded image `reference` when the
 /// archive holds exactly one image by another name (or none).
 async fn load(docker: &Docker, path: &Path, label: &str, reference: &str) -> Result<()> {
@@ -313,5 +307,6 @@ mod tests {
         assert_eq!(size(999), "999 B");
         assert_eq!(size(12_300_000), "12.3 MB");
         assert_eq!(size(1_100_000_000), "1.1 GB");
+        assert_eq!(size(u64::MAX), "9223372036.9 GB");
     }
 }

@@ -111,9 +111,64 @@ pub fn short_id(id: &str) -> &str {
     &id[..id.len().min(12)]
 }
 
+/// A pull's progress over all its layers, in one line: bytes and percent of
+/// the layers whose size is known yet, and how many layers are complete.
+pub fn pull_progress(layers: &std::collections::BTreeMap<String, LayerProgress>) -> String {
+    let (mut done_bytes, mut total_bytes, mut complete) = (0i64, 0i64, 0usize);
+    for layer in layers.values() {
+        if matches!(layer.status.as_str(), "Pull complete" | "Already exists") {
+            complete += 1;
+        }
+        if let Some(total) = layer.total.filter(|t| *t > 0) {
+            total_bytes += total;
+            done_bytes += match layer.status.as_str() {
+                "Downloading" => layer.current.unwrap_or(0).min(total),
+                "Pulling fs layer" | "Waiting" | "Retrying" => 0,
+                // Verifying, downloaded, extracting, complete: all its bytes are here.
+                _ => total,
+            };
+        }
+    }
+    let mut line = format!("pulling: {complete} of {} layers complete", layers.len());
+    if total_bytes > 0 {
+        let percent = done_bytes * 100 / total_bytes;
+        line.push_str(&format!(", {} of {} ({percent}%)", size(done_bytes), size(total_bytes)));
+    }
+    line
+}
+
+/// `12.3 MB`, `1.1 GB`, `512 kB` (decimal, as Docker shows sizes).
+pub fn size(bytes: i64) -> String {
+    let b = bytes as f64;
+    match bytes {
+        n if n >= 1_000_000_000 => format!("{:.1} GB", b / 1e9),
+        n if n >= 1_000_000 => format!("{:.1} MB", b / 1e6),
+        n if n >= 1_000 => format!("{:.0} kB", b / 1e3),
+        n => format!("{n} B"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pull_progress_adds_up_the_layers() {
+        let layer = |status: &str, current: Option<i64>, total: Option<i64>| LayerProgress {
+            status: status.into(),
+            current,
+            total,
+        };
+        let mut layers = std::collections::BTreeMap::new();
+        layers.insert("a".to_string(), layer("Downloading", Some(25_000_000), Some(100_000_000)));
+        layers.insert("b".to_string(), layer("Pull complete", None, Some(50_000_000)));
+        layers.insert("d".to_string(), layer("Verifying Checksum", None, Some(0)));
+        layers.insert("c".to_string(), layer("Waiting", None, None));
+        assert_eq!(pull_progress(&layers), "pulling: 1 of 4 layers complete, 75.0 MB of 150.0 MB (50%)");
+        layers.clear();
+        layers.insert("a".to_string(), layer("Pulling fs layer", None, None));
+        assert_eq!(pull_progress(&layers), "pulling: 0 of 1 layers complete");
+    }
 
     #[test]
     fn references_always_have_a_tag() {
