@@ -278,6 +278,8 @@ fn a_private_registry_pull_logs_in_from_a_root_only_file_and_a_wrong_password_fa
     };
     write_credentials(&password);
     // The tiny image runs no Jupyter: only the image step is this test's.
+    // doctor (below) asks the metadata service: a local stand-in.
+    let meta = crate::common::FakeMetadata::start(&[("instance-id", "i-test")]);
     env.write_config(
         &with_image(
             &env,
@@ -286,7 +288,11 @@ fn a_private_registry_pull_logs_in_from_a_root_only_file_and_a_wrong_password_fa
                 credentials.display()
             ),
         )
-        .replace("ready_timeout = \"90s\"", "ready_timeout = \"2s\""),
+        .replace("ready_timeout = \"90s\"", "ready_timeout = \"2s\"")
+        .replace(
+            "url_host = \"127.0.0.1\"",
+            &format!("url_host = \"127.0.0.1\"\nmetadata_endpoint = \"{}\"", meta.url),
+        ),
     );
     let agent = Command::new(bin("jupyter-agent"))
         .arg("--config")
@@ -326,9 +332,15 @@ fn a_private_registry_pull_logs_in_from_a_root_only_file_and_a_wrong_password_fa
     );
     assert!(!run.stderr.contains("retrying"), "a refused login is not retried: {}", run.stderr);
 
-    // A credentials file others may read is refused before anything changes.
+    // A credentials file others may read is refused before anything changes,
+    // and doctor says what to do about it.
     std::fs::set_permissions(&credentials, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     let run = env.agent(&["run", "--once"]);
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("must belong to root and be readable by no one else"), "{}", run.stderr);
+    let doctor: serde_json::Value = serde_json::from_str(&env.agent(&["doctor", "--json"]).stdout).unwrap();
+    let image = doctor.as_array().unwrap().iter().find(|c| c["name"] == "image").unwrap().clone();
+    assert_eq!(image["verdict"], "fail", "{image}");
+    assert!(image["fix"].as_str().unwrap().contains("mode 600"), "{image}");
+    assert!(!image.to_string().contains("not-the-password"), "{image}");
 }

@@ -208,11 +208,13 @@ fn doctor_checks_what_a_person_would() {
             .unwrap()
             .to_string()
     };
-    for name in ["engine", "container", "port", "token", "disk", "metadata"] {
+    for name in ["engine", "container", "port", "image", "token", "disk", "metadata"] {
         assert_eq!(verdict(name), "ok", "{name}:\n{}", run.stdout);
     }
     // Published on 127.0.0.1 only: the instance's own address reaches it there.
     assert_eq!(verdict("reachable"), "ok", "{}", run.stdout);
+    let image = lines.iter().find(|l| l.split_whitespace().nth(1) == Some("image")).unwrap();
+    assert!(image.contains(&format!("{} is here (", crate::common::test_image())), "{image}");
     assert_eq!(run.code, 0, "{}", run.stdout);
 
     // Stop the container: the container and token checks fail, with their fixes.

@@ -99,6 +99,7 @@ pub async fn run(cfg: &Config, state: Option<&State>) -> Vec<Check> {
         }
     }
 
+    checks.push(image_check(cfg, docker.as_ref().ok()).await);
     checks.push(token_check(state, published).await);
     if let Some(port) = published {
         checks.push(own_address_check(cfg, port).await);
@@ -211,6 +212,56 @@ async fn own_address_check(cfg: &Config, port: u16) -> Check {
             format!("{target} refuses connections"),
             "publish on this address ([container] publish) and check the host firewall",
         )
+    }
+}
+
+/// The image: whether the engine has it, where it comes from, and for a
+/// private registry whether its login file is usable (docs/images.md).
+async fn image_check(cfg: &Config, docker: Option<&bollard::Docker>) -> Check {
+    use crate::config::{ImageSource, Pull};
+    use crate::image::{image_id, registry_host, short_id};
+    let reference = &cfg.image.reference;
+    let source = match &cfg.image.source {
+        ImageSource::Pull(Pull { credentials: Some(path), .. }) => match crate::image::credentials::read(path) {
+            Ok(login) => {
+                format!("pulled from {} as {} (login in {})", registry_host(reference), login.username, path.display())
+            }
+            Err(e) => {
+                return bad(
+                    "image",
+                    Verdict::Fail,
+                    format!("{e:#}"),
+                    format!(
+                        "write {} as root, mode 600, with username = \"...\" and password = \"...\"",
+                        path.display()
+                    ),
+                )
+            }
+        },
+        ImageSource::Pull(_) => format!("pulled from {}", registry_host(reference)),
+        ImageSource::Archive(a) => match &a.sha256 {
+            Some(sha) => format!("loaded from {} (sha256 {}...)", a.label(), &sha[..12]),
+            None => format!("loaded from {}", a.label()),
+        },
+        ImageSource::Build(b) => format!("built from {}", b.context.display()),
+    };
+    let Some(docker) = docker else {
+        return bad(
+            "image",
+            Verdict::Warn,
+            format!("{reference}: {source}; not checked (no engine)"),
+            "see the engine line",
+        );
+    };
+    match image_id(docker, reference).await {
+        Ok(Some(id)) => ok("image", format!("{reference} is here ({}), {source}", short_id(&id))),
+        Ok(None) => bad(
+            "image",
+            Verdict::Warn,
+            format!("{reference} is not on this host yet ({source})"),
+            "jupyter-agent run prepares it",
+        ),
+        Err(e) => bad("image", Verdict::Fail, format!("{e:#}"), "see the engine line"),
     }
 }
 
