@@ -122,7 +122,6 @@ prepare_host() {
     "$(dirname "${BASH_SOURCE[0]}")/build-server2-image"
     # systemd as PID 1 in a container: the service path, tested for real.
     "$(dirname "${BASH_SOURCE[0]}")/build-systemd-image"
-    ensure_rostran
 }
 
 # Alibaba's own ROS template formatter and checker (PyPI: alibabacloud-ros-tran),
