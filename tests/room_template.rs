@@ -226,3 +226,42 @@ fn a_larger_room_is_split_into_stacks_that_each_fit() {
         assert!(out.stdout.is_empty(), "{bad:?}: nothing printed");
     }
 }
+
+/// ROS's preprocessing of the room for 1, 20 and the documented maximum of
+/// participants, played here (docs/ros.md#counted-resources): each counted
+/// resource becomes one copy per name, `ALIYUN::Index` its index; then the
+/// stack's resource count is within the limit, and each copy's user data
+/// signals with its own participant's name and uses its own key and bucket.
+#[test]
+fn rooms_of_1_20_and_the_maximum_expand_within_the_limit_each_copy_with_its_own_name() {
+    let t = room();
+    for n in [1, 20, MAX_PARTICIPANTS] {
+        let names: Vec<String> = (0..n).map(|i| format!("p{i}")).collect();
+        let mut resources = 0;
+        for (name, resource) in t.section("Resources") {
+            let copies = if counted_by_participants(resource) { n } else { 1 };
+            resources += copies;
+            if resource["Type"].as_str() != Some("ALIYUN::ECS::Instance") {
+                continue;
+            }
+            let (_, vars) = t.user_data();
+            for index in 0..copies {
+                // Fn::Select [ALIYUN::Index, X] of this copy: X's element `index`.
+                let pick = |var: &str| -> String {
+                    let value = vars.iter().find(|(k, _)| *k == var).unwrap().1;
+                    let list = selected_by_index(value).unwrap_or_else(|| panic!("{name}.{var} is not per copy"));
+                    match (as_ref(list), as_get_att(list)) {
+                        (Some("Participants"), _) => names[index].clone(),
+                        (_, Some((resource, attribute))) => format!("{resource}[{index}].{attribute}"),
+                        other => panic!("{name}.{var}: {other:?}"),
+                    }
+                };
+                assert_eq!(pick("SignalId"), names[index], "copy {index} of {n} signals as its participant");
+                assert_eq!(pick("AccessKeyId"), format!("JupyterAccessKey[{index}].AccessKeyId"));
+                assert_eq!(pick("AccessKeySecret"), format!("JupyterAccessKey[{index}].AccessKeySecret"));
+                assert_eq!(pick("BucketName"), format!("Bucket[{index}].Name"));
+            }
+        }
+        assert!(resources <= RESOURCES_PER_STACK, "{n} participants: {resources} resources");
+    }
+}
