@@ -245,18 +245,18 @@ fn rooms_of_1_20_and_the_maximum_expand_within_the_limit_each_copy_with_its_own_
                 continue;
             }
             let (_, vars) = t.user_data();
-            for index in 0..copies {
+            for (index, participant) in names.iter().enumerate().take(copies) {
                 // Fn::Select [ALIYUN::Index, X] of this copy: X's element `index`.
                 let pick = |var: &str| -> String {
                     let value = vars.iter().find(|(k, _)| *k == var).unwrap().1;
                     let list = selected_by_index(value).unwrap_or_else(|| panic!("{name}.{var} is not per copy"));
                     match (as_ref(list), as_get_att(list)) {
-                        (Some("Participants"), _) => names[index].clone(),
+                        (Some("Participants"), _) => participant.clone(),
                         (_, Some((resource, attribute))) => format!("{resource}[{index}].{attribute}"),
                         other => panic!("{name}.{var}: {other:?}"),
                     }
                 };
-                assert_eq!(pick("SignalId"), names[index], "copy {index} of {n} signals as its participant");
+                assert_eq!(pick("SignalId"), *participant, "copy {index} of {n} signals as its participant");
                 assert_eq!(pick("AccessKeyId"), format!("JupyterAccessKey[{index}].AccessKeyId"));
                 assert_eq!(pick("AccessKeySecret"), format!("JupyterAccessKey[{index}].AccessKeySecret"));
                 assert_eq!(pick("BucketName"), format!("Bucket[{index}].Name"));

@@ -282,14 +282,7 @@ pub async fn ensure_for_workspace(cfg: &Config, rec: &mut Recorder<'_>) -> Resul
 pub fn command(config: &Path, dry_run: bool, root: Option<&Path>) -> Result<()> {
     use crate::cli::{exit, Exit};
     let cfg = Config::load_or_default(config)?;
-    let root = root.unwrap_or(Path::new("/"));
-    if !root.is_absolute() || !root.is_dir() {
-        return Err(Exit::new(
-            exit::USAGE,
-            format!("--root {}: expected the absolute path of a mounted root file system", root.display()),
-        )
-        .into());
-    }
+    let root = crate::cli::mounted_root(root)?;
     if dry_run {
         print!("{}", dry_run_text(&cfg, root)?);
         return Ok(());

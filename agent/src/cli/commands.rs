@@ -80,9 +80,9 @@ async fn wait_for_stop() {
     }
 }
 
-fn install_docker(config: &Path, dry_run: bool, root: Option<&Path>) -> Result<()> {
-    use crate::docker_install as di;
-    let cfg = lenient_config(config)?;
+/// `--root DIR` of install-docker and install-git (`/` without it): an
+/// existing directory named by an absolute path, else exit 2.
+pub(crate) fn mounted_root(root: Option<&Path>) -> Result<&Path> {
     let root = root.unwrap_or(Path::new("/"));
     if !root.is_absolute() || !root.is_dir() {
         return Err(Exit::new(
@@ -91,6 +91,13 @@ fn install_docker(config: &Path, dry_run: bool, root: Option<&Path>) -> Result<(
         )
         .into());
     }
+    Ok(root)
+}
+
+fn install_docker(config: &Path, dry_run: bool, root: Option<&Path>) -> Result<()> {
+    use crate::docker_install as di;
+    let cfg = lenient_config(config)?;
+    let root = mounted_root(root)?;
     let chrooted = root != Path::new("/");
     let rt = runtime()?;
     if dry_run {

@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::DEFAULT_CONFIG_PATH;
 
+pub(crate) use commands::mounted_root;
 pub use render::render;
 
 /// Exit codes, shared by every command.
