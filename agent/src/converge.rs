@@ -133,7 +133,7 @@ impl<'a> Converger<'a> {
 
     async fn steps(&mut self) -> Result<()> {
         let cfg = self.cfg;
-        let docker = docker_install::ensure_engine(cfg, &mut docker_install::RecordProgress(&mut self.rec))
+        let docker = docker_install::ensure_engine(cfg, &mut docker_install::RecordProgress::docker(&mut self.rec))
             .await
             .context("connecting to the Docker engine")?;
         self.docker = Some(docker.clone());

@@ -14,7 +14,7 @@ use tracing::info;
 
 use crate::config::Config;
 use crate::docker_install::plan::{self, Action, PackageManager};
-use crate::docker_install::{distro, run::Executor, Progress, LOCK_TIMEOUT};
+use crate::docker_install::{distro, run::Executor, Progress, RecordProgress, LOCK_TIMEOUT};
 use crate::state::{Phase, Recorder};
 use crate::workspace::fetch::Source;
 
@@ -237,22 +237,6 @@ async fn run_step(executor: &Executor, action: &Action, progress: &mut dyn Progr
     Ok((detail, last))
 }
 
-/// Records the git steps in the state, in the `fetching-workspace` phase
-/// (git is there for the workspace).
-pub struct RecordProgress<'r, 'a>(pub &'r mut Recorder<'a>);
-
-impl Progress for RecordProgress<'_, '_> {
-    fn begin(&mut self, step: &str) {
-        self.0.begin(step, Phase::FetchingWorkspace);
-    }
-    fn done(&mut self, step: &str, detail: String) {
-        self.0.done(step, detail);
-    }
-    fn output(&mut self, line: &str) {
-        self.0.progress(line.to_string(), false);
-    }
-}
-
 /// The converge's git steps: when the `[workspace] source` is a git
 /// repository and this host has no `git`, installs it. Nothing, and no
 /// step, when git is there or the source is not git.
@@ -269,7 +253,7 @@ pub async fn ensure_for_workspace(cfg: &Config, rec: &mut Recorder<'_>) -> Resul
     let root = Path::new("/");
     let installed = async {
         let plan = make_plan(root)?;
-        install(cfg, root, &plan, &mut RecordProgress(rec)).await
+        install(cfg, root, &plan, &mut RecordProgress { rec, phase: Phase::FetchingWorkspace }).await
     }
     .await
     .context("installing git to fetch the workspace")?;
@@ -299,7 +283,7 @@ pub fn command(config: &Path, dry_run: bool, root: Option<&Path>) -> Result<()> 
     runtime.block_on(async {
         let mut rec = Recorder::new(&store, None)
             .with_context(|| format!("writing the state file {}", store.path().display()))?;
-        match install(&cfg, root, &plan, &mut RecordProgress(&mut rec)).await {
+        match install(&cfg, root, &plan, &mut RecordProgress { rec: &mut rec, phase: Phase::FetchingWorkspace }).await {
             Ok(installed) => {
                 // git is there; Jupyter is not converged yet.
                 rec.state.phase = Phase::Pending;

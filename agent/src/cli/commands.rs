@@ -108,7 +108,7 @@ fn install_docker(config: &Path, dry_run: bool, root: Option<&Path>) -> Result<(
     rt.block_on(async {
         let mut rec = state::Recorder::new(&store, None)
             .with_context(|| format!("writing the state file {}", store.path().display()))?;
-        let mut progress = di::RecordProgress(&mut rec);
+        let mut progress = di::RecordProgress::docker(&mut rec);
         let result = if chrooted {
             di::install(&cfg, root, &mut progress).await.map(|_| ())
         } else {

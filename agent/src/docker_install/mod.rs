@@ -44,18 +44,29 @@ pub trait Progress {
     fn output(&mut self, _line: &str) {}
 }
 
-/// Records the installer's sub-steps in the state, in the `installing-docker` phase.
-pub struct RecordProgress<'r, 'a>(pub &'r mut Recorder<'a>);
+/// Records an install's sub-steps in the state, in `phase`
+/// (`installing-docker` for Docker, `fetching-workspace` for git).
+pub struct RecordProgress<'r, 'a> {
+    pub rec: &'r mut Recorder<'a>,
+    pub phase: Phase,
+}
+
+impl<'r, 'a> RecordProgress<'r, 'a> {
+    /// Docker's steps, in the `installing-docker` phase.
+    pub fn docker(rec: &'r mut Recorder<'a>) -> Self {
+        RecordProgress { rec, phase: Phase::InstallingDocker }
+    }
+}
 
 impl Progress for RecordProgress<'_, '_> {
     fn begin(&mut self, step: &str) {
-        self.0.begin(step, Phase::InstallingDocker);
+        self.rec.begin(step, self.phase.clone());
     }
     fn done(&mut self, step: &str, detail: String) {
-        self.0.done(step, detail);
+        self.rec.done(step, detail);
     }
     fn output(&mut self, line: &str) {
-        self.0.progress(line.to_string(), false);
+        self.rec.progress(line.to_string(), false);
     }
 }
 
