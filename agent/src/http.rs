@@ -16,6 +16,21 @@ pub fn client() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
 }
 
+/// A download client (workspace tarballs, image archives): connects within
+/// 10 s, gives up on a transfer that stalls for 60 s (the caller retries or
+/// resumes), and ends a whole download after `total` when given.
+pub fn download_client(total: Option<std::time::Duration>) -> anyhow::Result<reqwest::Client> {
+    use anyhow::Context;
+    let mut builder = client()
+        .user_agent(concat!("jupyter-agent/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .read_timeout(std::time::Duration::from_secs(60));
+    if let Some(total) = total {
+        builder = builder.timeout(total);
+    }
+    builder.build().context("building the HTTP client")
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

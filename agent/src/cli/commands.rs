@@ -279,18 +279,18 @@ fn image_export(config: &Path, out: &Path, json: bool) -> Result<()> {
                 }
             }
         }
-        let mut last = String::new();
+        // Each new line once; a download or a pull, which report every chunk, at most every 2 s.
+        let mut last: (String, Option<std::time::Instant>) = (String::new(), None);
         let mut on_progress = |p: crate::image::Progress| {
-            let line = match p {
-                crate::image::Progress::Build(step) => step.to_string(),
-                crate::image::Progress::Text(line, _) => line.to_string(),
-                crate::image::Progress::Layer(layer, l) => format!("{layer}: {}", l.status),
+            let (line, force) = match p {
+                crate::image::Progress::Build(step) => (step.to_string(), true),
+                crate::image::Progress::Text(line, force) => (line.to_string(), force),
+                crate::image::Progress::Layer(layer, l) => (format!("{layer}: {}", l.status), false),
             };
-            // A download reports every chunk: say each new tenth.
-            let key = line.split('(').next().unwrap_or_default().to_string();
-            if !line.starts_with("downloading") && key != last || line.ends_with("0%)") && line != last {
+            let due = last.1.is_none_or(|at| at.elapsed() >= Duration::from_secs(2));
+            if line != last.0 && (force || due) {
                 eprintln!("{line}");
-                last = if line.starts_with("downloading") { line } else { key };
+                last = (line, Some(std::time::Instant::now()));
             }
         };
         let prepared = crate::image::ensure(&docker, &image, &cfg.state_dir, &mut on_progress)

@@ -6,7 +6,7 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use bollard::query_parameters::{ImportImageOptionsBuilder, TagImageOptionsBuilder};
@@ -19,21 +19,12 @@ use tokio::io::AsyncWriteExt;
 use tokio_util::io::ReaderStream;
 use tracing::{info, warn};
 
-use super::{image_id, split_reference, Progress};
-
-/// A byte count as Docker shows sizes.
-fn size(bytes: u64) -> String {
-    super::size(i64::try_from(bytes).unwrap_or(i64::MAX))
-}
+use super::{image_id, split_reference, with_retries, Attempt, Progress};
 use crate::config::{Archive, ArchiveLocation};
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// A transfer that stalls this long is given up and resumed.
-const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// Waits between attempts: 1 s doubling to 60 s, none started after 15
 /// minutes of them (a room of instances downloading at once).
 const RETRY: Policy = Policy::new(Duration::from_secs(1), Duration::from_secs(60), Duration::from_secs(900));
-const USER_AGENT: &str = concat!("jupyter-agent/", env!("CARGO_PKG_VERSION"));
 
 /// `<state_dir>/image-archive.json`: which archive gave which image.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -123,12 +114,6 @@ async fn sha256_of(path: &Path) -> std::io::Result<String> {
     .map_err(std::io::Error::other)?
 }
 
-/// One attempt's failure, and whether another may do better.
-struct Failed {
-    error: anyhow::Error,
-    transient: bool,
-}
-
 /// Downloads `url` into `path`, resuming what an earlier attempt (or an
 /// earlier run) left there when the server answers a range.
 async fn download(url: &str, label: &str, path: &Path, on_progress: &mut dyn FnMut(Progress)) -> Result<()> {
@@ -136,34 +121,12 @@ async fn download(url: &str, label: &str, path: &Path, on_progress: &mut dyn FnM
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .with_context(|| format!("setting the mode of {}", dir.display()))?;
-    let client = crate::http::client()
-        .user_agent(USER_AGENT)
-        .connect_timeout(CONNECT_TIMEOUT)
-        .read_timeout(READ_TIMEOUT)
-        .build()
-        .context("building the HTTP client")?;
-    let started = Instant::now();
-    let mut delays = RETRY.delays();
-    loop {
-        let failed = match download_once(&client, url, label, path, on_progress).await {
-            Ok(()) => return Ok(()),
-            Err(f) => f,
-        };
-        let delay = delays.next().unwrap_or(RETRY.max_delay);
-        if !failed.transient || started.elapsed() + delay > RETRY.budget {
-            let error = if failed.transient {
-                failed.error.context(format!(
-                    "downloading the image archive {label}: gave up after {} of retries",
-                    humantime::format_duration(Duration::from_secs(started.elapsed().as_secs()))
-                ))
-            } else {
-                failed.error
-            };
-            return Err(error);
-        }
-        warn!(archive = %label, error = %format!("{:#}", failed.error), "download failed; retrying in {}s", delay.as_secs());
-        tokio::time::sleep(delay).await;
-    }
+    // No bound on the whole transfer: archives are large, and a stall ends an attempt.
+    let client = &crate::http::download_client(None)?;
+    // One attempt at a time: each borrows the progress callback in turn.
+    let progress = &tokio::sync::Mutex::new(on_progress);
+    let attempt = || async move { download_once(client, url, label, path, &mut **progress.lock().await).await };
+    with_retries(RETRY, &format!("downloading the image archive {label}"), attempt).await.map_err(|a| a.error)
 }
 
 async fn download_once(
@@ -172,13 +135,13 @@ async fn download_once(
     label: &str,
     path: &Path,
     on_progress: &mut dyn FnMut(Progress),
-) -> Result<(), Failed> {
+) -> Result<(), Attempt> {
     // reqwest's messages carry the whole URL, signature and all: name the label instead.
-    let net = |e: reqwest::Error| Failed {
+    let net = |e: reqwest::Error| Attempt {
         transient: !(e.is_builder() || e.is_redirect()),
         error: anyhow!(e.without_url()).context(format!("downloading the image archive {label}")),
     };
-    let local = |e: std::io::Error| Failed {
+    let local = |e: std::io::Error| Attempt {
         transient: false,
         error: anyhow!(e).context(format!("writing {}", path.display())),
     };
@@ -193,7 +156,7 @@ async fn download_once(
     if status == reqwest::StatusCode::RANGE_NOT_SATISFIABLE {
         // What is there is not a prefix of this file (or is all of it and more): start over.
         std::fs::remove_file(path).map_err(local)?;
-        return Err(Failed { error: anyhow!("the server refused to resume; starting over"), transient: true });
+        return Err(Attempt { error: anyhow!("the server refused to resume; starting over"), transient: true });
     }
     if !status.is_success() {
         let transient = status.is_server_error()
@@ -204,7 +167,7 @@ async fn download_once(
         } else {
             ""
         };
-        return Err(Failed {
+        return Err(Attempt {
             error: anyhow!("downloading the image archive {label}: the server answered {status}{hint}"),
             transient,
         });
@@ -235,7 +198,7 @@ async fn download_once(
     file.flush().await.map_err(local)?;
     file.sync_all().await.map_err(local)?;
     if let Some(t) = total.filter(|t| done < *t) {
-        return Err(Failed {
+        return Err(Attempt {
             error: anyhow!("downloading the image archive {label}: the transfer ended at {done} of {t} bytes"),
             transient: true,
         });
@@ -254,6 +217,11 @@ fn starts_at(response: &reqwest::Response, have: u64) -> bool {
         .and_then(|v| v.split('-').next())
         .and_then(|start| start.parse::<u64>().ok())
         == Some(have)
+}
+
+/// A byte count as Docker shows sizes.
+fn size(bytes: u64) -> String {
+    super::size(i64::try_from(bytes).unwrap_or(i64::MAX))
 }
 
 /// `/images/load` from `path`; names the loaded image `reference` when the

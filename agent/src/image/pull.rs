@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 use bollard::auth::DockerCredentials;
@@ -13,9 +13,9 @@ use bollard::query_parameters::CreateImageOptionsBuilder;
 use bollard::Docker;
 use futures_util::StreamExt;
 use jupyter_proto::retry::Policy;
-use tracing::{info, warn};
+use tracing::info;
 
-use super::{split_reference, Progress};
+use super::{split_reference, with_retries, Attempt, Progress};
 use crate::state::LayerProgress;
 
 /// Waits between attempts: 2 s doubling to 30 s; no attempt starts after 5
@@ -31,62 +31,47 @@ pub fn registry_host(reference: &str) -> &str {
     }
 }
 
-/// Why one attempt failed, and whether another may do better.
-struct Failed {
-    error: anyhow::Error,
-    transient: bool,
-}
-
 pub(super) async fn pull(
     docker: &Docker,
     reference: &str,
     credentials: Option<&Path>,
     on_progress: &mut dyn FnMut(Progress),
 ) -> Result<()> {
-    let started = Instant::now();
-    let mut delays = RETRY.delays();
-    loop {
+    let registry = registry_host(reference);
+    // One attempt at a time: each borrows the progress callback in turn.
+    let progress = &tokio::sync::Mutex::new(on_progress);
+    let attempt = || async move {
         // Read at each attempt: an organiser may fix the file meanwhile.
         let auth = match credentials {
             Some(path) => {
-                let c = super::credentials::read(path)?;
+                let c = super::credentials::read(path).map_err(|error| Attempt { error, transient: false })?;
                 Some(DockerCredentials {
                     username: Some(c.username),
                     password: Some(c.password),
-                    serveraddress: Some(registry_host(reference).to_string()),
+                    serveraddress: Some(registry.to_string()),
                     ..Default::default()
                 })
             }
             None => None,
         };
-        let failed = match pull_once(docker, reference, auth, on_progress).await {
-            Ok(()) => return Ok(()),
-            Err(f) => f,
-        };
-        let delay = delays.next().unwrap_or(RETRY.max_delay);
-        if !failed.transient || started.elapsed() + delay > RETRY.budget {
-            return Err(match (failed.transient, refused_login(&failed.error)) {
-                (_, true) => failed.error.context(match credentials {
-                    Some(path) => format!(
-                        "the registry {} refused the login from {} ([image] credentials); check its username and password",
-                        registry_host(reference),
-                        path.display()
-                    ),
-                    None => format!(
-                        "the registry {} wants a login; set [image] credentials to a root-only file with username and password",
-                        registry_host(reference)
-                    ),
-                }),
-                (true, false) => failed.error.context(format!(
-                    "pulling {reference}: gave up after {}",
-                    humantime::format_duration(Duration::from_secs(started.elapsed().as_secs()))
-                )),
-                (false, false) => failed.error,
-            });
-        }
-        warn!(image = %reference, error = %format!("{:#}", failed.error), "pull failed; retrying in {}s", delay.as_secs());
-        tokio::time::sleep(delay).await;
+        pull_once(docker, reference, auth, &mut **progress.lock().await).await
+    };
+    let failed = match with_retries(RETRY, &format!("pulling {reference}"), attempt).await {
+        Ok(()) => return Ok(()),
+        Err(failed) => failed,
+    };
+    if !refused_login(&failed.error) {
+        return Err(failed.error);
     }
+    Err(failed.error.context(match credentials {
+        Some(path) => format!(
+            "the registry {registry} refused the login from {} ([image] credentials); check its username and password",
+            path.display()
+        ),
+        None => format!(
+            "the registry {registry} wants a login; set [image] credentials to a root-only file with username and password"
+        ),
+    }))
 }
 
 async fn pull_once(
@@ -94,7 +79,7 @@ async fn pull_once(
     reference: &str,
     auth: Option<DockerCredentials>,
     on_progress: &mut dyn FnMut(Progress),
-) -> Result<(), Failed> {
+) -> Result<(), Attempt> {
     let (repo, tag) = split_reference(reference);
     info!(image = %reference, "pulling");
     let options = CreateImageOptionsBuilder::new().from_image(repo).tag(tag).build();
@@ -112,13 +97,13 @@ async fn pull_once(
                     e,
                     bollard::errors::Error::DockerResponseServerError { status_code: 400 | 401 | 403 | 404, .. }
                 ) && is_transient(&message);
-                return Err(Failed { error: anyhow!("pulling {reference}: {message}"), transient });
+                return Err(Attempt { error: anyhow!("pulling {reference}: {message}"), transient });
             }
         };
         if let Some(detail) = info.error_detail {
             let message = detail.message.unwrap_or_default();
             let transient = is_transient(&message);
-            return Err(Failed { error: anyhow!("pulling {reference}: {message}"), transient });
+            return Err(Attempt { error: anyhow!("pulling {reference}: {message}"), transient });
         }
         let (Some(layer), Some(status)) = (info.id, info.status) else { continue };
         // "Pulling from <repository>" comes with the tag as its id: not a layer.

@@ -17,14 +17,10 @@ use super::fetch::{with_retry, Attempt, FetchError};
 use super::staging::{move_into_place, Staging};
 use jupyter_proto::redact::{redact_url, redact_url_credentials as redact_text};
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A whole download; materials can be a few hundred MB on a slow link.
 const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-/// A transfer that stalls this long is given up (and retried), long before the whole timeout.
-const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// How much of an error page goes into a message.
 const ERROR_BODY_CHARS: usize = 200;
-const USER_AGENT: &str = concat!("jupyter-agent/", env!("CARGO_PKG_VERSION"));
 
 pub(super) async fn fetch_tarball(
     raw_url: &str,
@@ -43,7 +39,7 @@ pub(super) async fn fetch_tarball(
     if !matches!(scheme.as_deref(), Some("http" | "https")) {
         return Err(anyhow!("cannot download {url}: a tarball is fetched over http:// or https:// only").into());
     }
-    let client = http_client()?;
+    let client = crate::http::download_client(Some(DOWNLOAD_TIMEOUT))?;
     let download = staging.dir.join("download");
     let actual = with_retry(deadline, "downloading the tarball", &url, || {
         download_once(&client, raw_url, &url, &download, max_size)
@@ -58,16 +54,6 @@ pub(super) async fn fetch_tarball(
         .context("unpacking the tarball")??;
     move_into_place(&root, dest)?;
     Ok(actual)
-}
-
-fn http_client() -> anyhow::Result<reqwest::Client> {
-    crate::http::client()
-        .user_agent(USER_AGENT)
-        .connect_timeout(CONNECT_TIMEOUT)
-        .read_timeout(READ_TIMEOUT)
-        .timeout(DOWNLOAD_TIMEOUT)
-        .build()
-        .context("building the HTTP client")
 }
 
 /// Downloads into `path` (replacing what an earlier attempt left), returning the sha256 of what was written.
