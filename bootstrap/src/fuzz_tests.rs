@@ -8,51 +8,17 @@
 //! `PROPTEST_CASES`); `scripts/fuzz` runs a million in an optimised build and
 //! prints, per property, the inputs run and how many the parser accepted.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
-
+use jupyter_proto::fuzz::fuzz;
 use proptest::collection::vec;
 use proptest::option::weighted;
 use proptest::prelude::*;
 use proptest::sample::select;
-use proptest::test_runner::TestRunner;
 
 use crate::curl_cli::parse;
 use crate::ros::Target;
 
 // ---------------------------------------------------------------------------
-// The harness (as in the agent's src/fuzz_tests.rs)
-
-/// Runs `property` on proptest's configured number of inputs from
-/// `strategy`, counting each one run; `property` says whether the parser
-/// accepted its input. A failure or a panic fails the test with proptest's
-/// minimal failing input; success prints the counts (seen with `--nocapture`).
-fn fuzz<S: Strategy>(name: &str, strategy: S, property: impl Fn(S::Value) -> Result<bool, TestCaseError>) {
-    // No regression files are written beside the sources: a failure is
-    // reported with its minimal input instead.
-    let settings = ProptestConfig { failure_persistence: None, ..ProptestConfig::default() };
-    let cases = u64::from(settings.cases);
-    let mut runner = TestRunner::new(settings);
-    let (ran, accepted) = (AtomicU64::new(0), AtomicU64::new(0));
-    let start = Instant::now();
-    let result = runner.run(&strategy, |input| {
-        ran.fetch_add(1, Ordering::Relaxed);
-        if property(input)? {
-            accepted.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(())
-    });
-    let ran = ran.into_inner();
-    if let Err(e) = result {
-        panic!("fuzz {name}: {e} (after {ran} inputs)");
-    }
-    assert!(ran >= cases, "fuzz {name}: only {ran} of {cases} inputs ran");
-    eprintln!(
-        "fuzz {name}: {ran} inputs, {} accepted, no panic, {:.1} s",
-        accepted.into_inner(),
-        start.elapsed().as_secs_f64()
-    );
-}
+// The harness is jupyter_proto::fuzz (shared with the agent); the pieces
 
 /// Pieces that upset a shell-word splitter and a URL parser: quotes,
 /// backslashes, `#`, `&`, white space, control and multi-byte characters.

@@ -4,6 +4,7 @@
 //!
 //! | module | what it holds |
 //! |---|---|
+//! | `fuzz` | the property tests' harness (feature `fuzz`, tests only) |
 //! | [`state`] | the versioned state document (docs/api.md), its transitions and version check |
 //! | [`client`] | the local API's client: status, long polls and logs over the Unix socket |
 //! | [`redact`] | one set of rules that keep tokens, secrets and credentials out of text |
@@ -20,6 +21,8 @@ pub mod client;
 pub mod duration;
 pub mod exit;
 pub mod fs;
+#[cfg(feature = "fuzz")]
+pub mod fuzz;
 pub mod redact;
 pub mod report;
 pub mod retry;
