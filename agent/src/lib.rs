@@ -44,6 +44,7 @@ pub mod network;
 pub mod notify;
 pub mod service;
 pub mod state;
+pub mod tls;
 pub mod token;
 pub mod url;
 pub mod workspace;

@@ -242,6 +242,34 @@ pub struct State {
     /// Present only when failed.
     #[serde(default)]
     pub error: Option<Failure>,
+    /// The certificate the agent serves in front of Jupyter, when `[tls]`
+    /// is on (docs/tls.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsState>,
+}
+
+/// The HTTPS the agent serves in front of Jupyter (docs/tls.md).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TlsState {
+    /// The configured mode: `acme` or `self-signed`.
+    pub mode: String,
+    /// What is served now: `acme` (a CA's certificate) or `self-signed`
+    /// (the mode itself, or the fallback while ACME fails).
+    pub served: String,
+    /// Where the agent listens with TLS: `0.0.0.0:8888`.
+    pub listen: String,
+    /// The names and addresses the certificate is for: `IP 203.0.113.7`.
+    pub subject: String,
+    pub issuer: String,
+    pub not_after: DateTime<Utc>,
+    /// SHA-256 of the certificate (DER), colon-separated hex, as browsers show it.
+    pub fingerprint: String,
+    /// When the agent next asks the ACME CA (renewal, or a retry after a failure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_renewal: Option<DateTime<Utc>>,
+    /// Why the last ACME attempt failed, until one succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acme_error: Option<String>,
 }
 
 /// The answer of `GET /v1/wait`.
@@ -267,6 +295,7 @@ impl State {
             container: None,
             jupyter: None,
             error: None,
+            tls: None,
         }
     }
 

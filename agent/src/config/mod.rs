@@ -11,6 +11,7 @@ mod image;
 mod section;
 #[cfg(test)]
 mod tests;
+mod tls;
 pub mod values;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,7 @@ use std::time::Duration;
 pub use image::{Archive, ArchiveLocation, BuildConfig, ImageConfig, ImageSource, Pull};
 use jupyter_proto::redact::redact_url;
 use section::{toml_str, Section};
+pub use tls::{Challenge, Fallback, TlsConfig, TlsMode, LETS_ENCRYPT};
 pub use values::{
     with_tag, ContainerName, DockerHost, DockerSource, ImageRef, Publish, PullPolicy, RestartPolicy, TokenChoice,
     UrlHost, Volume,
@@ -77,6 +79,8 @@ pub struct Config {
     pub image: ImageConfig,
     pub container: ContainerConfig,
     pub jupyter: JupyterConfig,
+    /// HTTPS in front of Jupyter (docs/tls.md).
+    pub tls: TlsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -323,6 +327,7 @@ impl Config {
             ));
         }
         j.finish()?;
+        let tls = tls::tls_config(root.section("tls")?, &container.publish)?;
         root.finish()?;
 
         let mut image = image;
@@ -336,7 +341,13 @@ impl Config {
                 .collect();
             build.withhold.dedup();
         }
-        Ok(Config { state_dir, log_dir, socket, result_file, docker, workspace, image, container, jupyter })
+        Ok(Config { state_dir, log_dir, socket, result_file, docker, workspace, image, container, jupyter, tls })
+    }
+
+    /// Where Jupyter's port is published: as configured, or on the host's
+    /// loopback when the agent serves TLS on the configured address.
+    pub fn jupyter_publish(&self) -> Publish {
+        self.tls.jupyter_publish(&self.container.publish)
     }
 
     /// `<state_dir>/state.json`.

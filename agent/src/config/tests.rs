@@ -34,6 +34,21 @@ fn defaults_fill_everything_but_the_image() {
     assert!(c.docker.registry_mirrors.is_empty());
     assert!(c.docker.remove_conflicts);
     assert_eq!(c.log_dir, PathBuf::from("/var/log/jupyter-agent"));
+    assert_eq!(c.tls.mode, TlsMode::Off);
+    assert_eq!(c.jupyter_publish(), c.container.publish);
+}
+
+#[test]
+fn tls_defaults_to_lets_encrypt_over_http_01_with_a_self_signed_fallback() {
+    let c = parse(&format!("{MINIMAL}[tls]\nmode = \"acme\"\n")).unwrap();
+    assert_eq!(c.tls.directory, LETS_ENCRYPT);
+    assert_eq!((c.tls.challenge, c.tls.challenge_port), (Challenge::Http01, 80));
+    assert_eq!(c.tls.profile, "shortlived");
+    assert_eq!(c.tls.fallback, Fallback::SelfSigned);
+    // Jupyter moves to the host's loopback; the agent takes the published address.
+    assert_eq!(c.jupyter_publish(), Publish { address: "127.0.0.1".parse().unwrap(), port: 0 });
+    let c = parse(&format!("{MINIMAL}[tls]\nmode = \"acme\"\nchallenge = \"tls-alpn-01\"\n")).unwrap();
+    assert_eq!(c.tls.challenge_port, 443);
 }
 
 #[test]
@@ -77,7 +92,7 @@ fn rejections_name_file_key_value_and_expectation() {
         ("[container]\nport = 70000\n", format!("{f}: [container] port = 70000: expected an integer from 1 to 65535")),
         ("[container]\nport = \"8888\"\n", format!("{f}: [container] port = \"8888\": expected an integer from 1 to 65535")),
         ("[container]\nprot = 1\n", format!("{f}: [container] prot: unknown key; expected one of: name, command, user, env, env_file, volumes, port, publish, restart, metadata_access")),
-        ("colour = 1\n", format!("{f}: colour: unknown key; expected one of: state_dir, log_dir, socket, result_file, docker, workspace, image, container, jupyter")),
+        ("colour = 1\n", format!("{f}: colour: unknown key; expected one of: state_dir, log_dir, socket, result_file, docker, workspace, image, container, jupyter, tls")),
         ("[jupyter]\nready_timeout = \"soon\"\n", format!("{f}: [jupyter] ready_timeout = \"soon\": expected a duration such as \"90s\", \"10m\" or \"1h\"")),
         ("[jupyter]\nready_timeout = 600\n", format!("{f}: [jupyter] ready_timeout = 600: expected a duration such as \"90s\", \"10m\" or \"1h\"")),
         ("state_dir = \"relative/dir\"\n", format!("{f}: state_dir = \"relative/dir\": expected an absolute path (starting with /)")),
@@ -91,6 +106,13 @@ fn rejections_name_file_key_value_and_expectation() {
         ("[docker]\nremove_conflicts = \"no\"\n", format!("{f}: [docker] remove_conflicts = \"no\": expected true or false")),
         ("[docker]\nregistry_mirrors = [\"mirror.example\"]\n", format!("{f}: [docker] registry_mirrors = \"mirror.example\": expected https:// (or http://) URLs of registry mirrors")),
         ("[image]\npull = \"sometimes\"\nname = \"x\"\n", format!("{f}: [image] pull = \"sometimes\": expected one of \"always\", \"if-not-present\", \"never\"")),
+        ("[tls]\nmode = \"on\"\n", format!("{f}: [tls] mode = \"on\": expected \"off\", \"acme\" or \"self-signed\"")),
+        ("[tls]\nmode = \"acme\"\nchallenge = \"dns-01\"\n", format!("{f}: [tls] challenge = \"dns-01\": expected \"http-01\" (port 80) or \"tls-alpn-01\" (port 443)")),
+        ("[tls]\nmode = \"acme\"\ndirectory = \"http://ca.example/dir\"\n", format!("{f}: [tls] directory = \"http://ca.example/dir\": expected an https:// URL (ACME runs over HTTPS only)")),
+        ("[tls]\nmode = \"acme\"\nfallback = \"http\"\n", format!("{f}: [tls] fallback = \"http\": expected \"self-signed\" (serve one while ACME fails) or \"fail\"")),
+        ("[tls]\nmode = \"acme\"\nchallenge_port = 8888\n", format!("{f}: [tls] challenge_port = 8888: is also [container] publish's port, where the agent serves HTTPS; http-01 needs a port of its own (80), or set challenge = \"tls-alpn-01\"")),
+        ("[tls]\nmode = \"acme\"\nprofile = \"short lived\"\n", format!("{f}: [tls] profile = \"short lived\": expected a profile name such as \"shortlived\"")),
+        ("[tls]\nmode = \"acme\"\nemail = \"a@b.c\"\n", format!("{f}: [tls] email: unknown key; expected one of: mode, directory, challenge, challenge_port, profile, fallback, ca_file")),
         // Found by the fuzzer (docs/fuzzing.md): a URL without a host, a
         // section written as an array of tables (its env values not echoed),
         // a syntax error on a line holding a secret (the line not quoted).

@@ -1,0 +1,350 @@
+//! HTTPS in front of Jupyter (`[tls]`, docs/tls.md): a certificate for the
+//! URL's host (from an ACME CA, or self-signed), the listener on
+//! `[container] publish` that terminates TLS and copies the bytes to Jupyter
+//! on the host's loopback, and the renewal that swaps the certificate while
+//! connections and kernels go on.
+
+pub mod acme;
+pub mod certs;
+pub mod front;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::config::{Config, Fallback, TlsConfig, TlsMode, LETS_ENCRYPT};
+use crate::state::TlsState;
+use certs::{Kind, Served};
+use front::{Challenges, Front};
+
+/// After a failed ACME attempt, the next one comes after 1 min, 10 min,
+/// 100 min, then every 4 hours: Let's Encrypt asks for backoff, and allows
+/// 5 failed validations per hour (docs/tls.md#renewal).
+const RETRY_DELAYS: [Duration; 4] =
+    [Duration::from_secs(60), Duration::from_secs(600), Duration::from_secs(6000), Duration::from_secs(4 * 3600)];
+
+/// The HTTPS listener with its certificate, and the task that renews it.
+pub struct Tls {
+    front: Arc<Front>,
+    /// What the state says of it now.
+    pub state: TlsState,
+    /// New states from the renewal task.
+    updates: mpsc::UnboundedReceiver<TlsState>,
+    renewer: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Tls {
+    fn drop(&mut self) {
+        if let Some(task) = &self.renewer {
+            task.abort();
+        }
+    }
+}
+
+/// What the renewal task works with.
+struct Renewal {
+    cfg: TlsConfig,
+    state_dir: PathBuf,
+    host: String,
+    challenges: Arc<Challenges>,
+    front: Arc<Front>,
+    served: Served,
+    acme_error: Option<String>,
+    failures: usize,
+    updates: mpsc::UnboundedSender<TlsState>,
+}
+
+impl Tls {
+    /// The `tls` step: a certificate for `host` (the stored one while it
+    /// serves, else a new one), and the listener on `[container] publish`.
+    /// With ACME failing, the fallback the configuration allows.
+    pub async fn start(cfg: &Config, host: &str) -> Result<Tls> {
+        let tls = &cfg.tls;
+        certs::dir(&cfg.state_dir)?;
+        let listen = SocketAddr::new(cfg.container.publish.address, cfg.container.publish.port);
+        let challenges = Arc::new(Challenges::default());
+        let self_signed = || keep_self_signed(&cfg.state_dir, host);
+        let (updates_tx, updates) = mpsc::unbounded_channel();
+        match tls.mode {
+            TlsMode::Off => bail!("[tls] mode = \"off\""),
+            TlsMode::SelfSigned => {
+                let served = self_signed()?;
+                let front = Arc::new(Front::bind(listen, served.certified_key()?, challenges).await?);
+                let state = state_of(tls, &front, &served, None, None);
+                Ok(Tls { front, state, updates, renewer: None })
+            }
+            TlsMode::Acme => {
+                let stored = Served::load(Kind::Acme, &cfg.state_dir).unwrap_or_else(|e| {
+                    warn!("{e:#}; ordering a new certificate");
+                    None
+                });
+                let stored = stored.filter(|s| s.usable_for(host));
+                // Until the CA answers, the listener (which may have to
+                // answer TLS-ALPN-01 itself) serves a self-signed certificate.
+                let first = match &stored {
+                    Some(s) => s.clone(),
+                    None => self_signed()?,
+                };
+                let front = Arc::new(Front::bind(listen, first.certified_key()?, challenges.clone()).await?);
+                let mut renewal = Renewal {
+                    cfg: tls.clone(),
+                    state_dir: cfg.state_dir.clone(),
+                    host: host.to_string(),
+                    challenges,
+                    front: front.clone(),
+                    served: first,
+                    acme_error: None,
+                    failures: 0,
+                    updates: updates_tx,
+                };
+                match stored {
+                    Some(s) => {
+                        info!(subject = %s.info.subject(), not_after = %s.info.not_after, "serving the stored certificate")
+                    }
+                    None => {
+                        if let Err(e) = renewal.attempt().await {
+                            if tls.fallback == Fallback::Fail {
+                                return Err(e.context("[tls] fallback = \"fail\""));
+                            }
+                            warn!("{e:#}; serving a self-signed certificate meanwhile ([tls] fallback)");
+                        }
+                    }
+                }
+                let state = renewal.state();
+                Ok(Tls { front, state, updates, renewer: Some(tokio::spawn(renewal.run())) })
+            }
+        }
+    }
+
+    /// Jupyter answers at `addr` now.
+    pub fn set_backend(&self, addr: SocketAddr) {
+        self.front.set_backend(addr);
+    }
+
+    /// The port of the HTTPS URL.
+    pub fn port(&self) -> u16 {
+        self.front.local.port()
+    }
+
+    /// The next change of the state from the renewal task; never, without one.
+    pub async fn next_update(&mut self) -> TlsState {
+        match self.updates.recv().await {
+            Some(state) => {
+                self.state = state.clone();
+                state
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Proves the path through the listener: a TLS handshake that presents
+    /// the certificate on record, and `/api/status` answering 200 to `token`.
+    pub async fn prove(&self, path: &str, token: &str) -> Result<()> {
+        let expected = self.state.fingerprint.clone();
+        let config = pinned_client_config(expected)?;
+        let client = crate::http::client()
+            .no_proxy()
+            .tls_backend_preconfigured(config)
+            .timeout(Duration::from_secs(10))
+            .build()
+            .context("building the HTTPS proof's client")?;
+        let addr = self.front.reachable();
+        let url = format!("https://{addr}{}api/status", crate::token::base_url(path));
+        let mut request = client.get(&url);
+        if !token.is_empty() {
+            request = request.header("Authorization", format!("token {token}"));
+        }
+        let response =
+            request.send().await.map_err(|e| anyhow!("through the HTTPS listener on {addr}: {}", e.without_url()))?;
+        if !response.status().is_success() {
+            bail!("through the HTTPS listener on {addr}, /api/status answered {}", response.status());
+        }
+        Ok(())
+    }
+}
+
+/// The note next to the URL: what a participant must know of a certificate
+/// browsers do not trust.
+pub fn note(state: &TlsState) -> Option<String> {
+    if state.served == Kind::Acme.as_str() {
+        return None;
+    }
+    let why = match &state.acme_error {
+        Some(e) => {
+            format!(" (the ACME CA failed: {e}; the agent retries and swaps in a trusted certificate, the URL stays)")
+        }
+        None => String::new(),
+    };
+    Some(format!(
+        "self-signed certificate{why}: browsers warn once; accept it only if the SHA-256 fingerprint they show is {}",
+        state.fingerprint
+    ))
+}
+
+/// The self-signed certificate for `host`: the kept one (participants who
+/// accepted it once are not asked again), or a new one.
+fn keep_self_signed(state_dir: &Path, host: &str) -> Result<Served> {
+    if let Ok(Some(kept)) = Served::load(Kind::SelfSigned, state_dir) {
+        if kept.usable_for(host) && kept.info.not_after > Utc::now() + chrono::Duration::days(30) {
+            return Ok(kept);
+        }
+    }
+    let made = certs::self_signed(host)?;
+    made.save(state_dir)?;
+    info!(subject = %made.info.subject(), fingerprint = %made.info.fingerprint, "made a self-signed certificate");
+    Ok(made)
+}
+
+fn state_of(
+    cfg: &TlsConfig,
+    front: &Front,
+    served: &Served,
+    next: Option<DateTime<Utc>>,
+    acme_error: Option<String>,
+) -> TlsState {
+    TlsState {
+        mode: cfg.mode.to_string(),
+        served: served.kind.as_str().into(),
+        listen: front.local.to_string(),
+        subject: served.info.subject(),
+        issuer: served.info.issuer.clone(),
+        not_after: served.info.not_after,
+        fingerprint: served.info.fingerprint.clone(),
+        next_renewal: next,
+        acme_error,
+    }
+}
+
+impl Renewal {
+    /// When to ask the CA next: at half the certificate's life, or after a
+    /// delay that grows with each failure.
+    fn next_attempt(&self) -> DateTime<Utc> {
+        match (self.served.kind, self.failures) {
+            (Kind::Acme, 0) => self.served.info.renew_at(),
+            (_, n) => Utc::now() + RETRY_DELAYS[n.saturating_sub(1).min(RETRY_DELAYS.len() - 1)],
+        }
+    }
+
+    fn state(&self) -> TlsState {
+        state_of(&self.cfg, &self.front, &self.served, Some(self.next_attempt()), self.acme_error.clone())
+    }
+
+    /// One order; on success the new certificate is stored and served.
+    async fn attempt(&mut self) -> Result<()> {
+        let result = match private_address_refused(&self.cfg, &self.host) {
+            Some(why) => Err(anyhow!(why)),
+            None => {
+                acme::obtain(&self.cfg, &self.state_dir, &self.host, &self.challenges, self.front.local.port()).await
+            }
+        };
+        match result {
+            Ok(served) => {
+                served.save(&self.state_dir)?;
+                self.front.set_certificate(served.certified_key()?);
+                self.served = served;
+                self.failures = 0;
+                self.acme_error = None;
+                Ok(())
+            }
+            Err(e) => {
+                self.failures += 1;
+                self.acme_error = Some(jupyter_proto::redact::bound(&format!("{e:#}"), 400));
+                Err(e)
+            }
+        }
+    }
+
+    async fn run(mut self) {
+        loop {
+            let wait = (self.next_attempt() - Utc::now()).to_std().unwrap_or_default();
+            info!(in_seconds = wait.as_secs(), "next ACME attempt");
+            tokio::time::sleep(wait).await;
+            match self.attempt().await {
+                Ok(()) => info!(not_after = %self.served.info.not_after, "renewed the certificate"),
+                Err(e) => warn!("the ACME attempt failed: {e:#}"),
+            }
+            if self.updates.send(self.state()).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Let's Encrypt cannot reach a private or loopback address: say so instead
+/// of burning its failed-validation limit.
+fn private_address_refused(cfg: &TlsConfig, host: &str) -> Option<String> {
+    let ip: std::net::IpAddr = host.trim_start_matches('[').trim_end_matches(']').parse().ok()?;
+    let private = match ip {
+        std::net::IpAddr::V4(a) => {
+            a.is_private()
+                || a.is_loopback()
+                || a.is_link_local()
+                || a.octets()[0] == 100 && (a.octets()[1] & 0xc0) == 64
+        }
+        std::net::IpAddr::V6(a) => a.is_loopback() || (a.segments()[0] & 0xfe00) == 0xfc00,
+    };
+    (private && cfg.directory == LETS_ENCRYPT).then(|| {
+        format!("the URL's host {ip} is not a public address (no public IP or EIP on this instance?): Let's Encrypt cannot validate it")
+    })
+}
+
+/// A client configuration that trusts exactly the certificate whose
+/// fingerprint is `expected`: the proof checks the listener serves what the
+/// state says, whoever issued it.
+fn pinned_client_config(expected: String) -> Result<rustls::ClientConfig> {
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::{DigitallySignedStruct, SignatureScheme};
+
+    #[derive(Debug)]
+    struct Pinned(String, Arc<rustls::crypto::CryptoProvider>);
+    impl ServerCertVerifier for Pinned {
+        fn verify_server_cert(
+            &self,
+            end_entity: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            if certs::fingerprint(end_entity) == self.0 {
+                Ok(ServerCertVerified::assertion())
+            } else {
+                Err(rustls::Error::General("the listener serves another certificate than the one on record".into()))
+            }
+        }
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(message, cert, dss, &self.1.signature_verification_algorithms)
+        }
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(message, cert, dss, &self.1.signature_verification_algorithms)
+        }
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.1.signature_verification_algorithms.supported_schemes()
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| anyhow!("{e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Pinned(expected, provider)))
+        .with_no_client_auth();
+    Ok(config)
+}
