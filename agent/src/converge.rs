@@ -54,6 +54,12 @@ pub struct Converger<'a> {
     docker: Option<Docker>,
     /// The token the agent gave the server, when it gave one.
     login: Option<crate::login::Login>,
+    /// The URL's host, once resolved.
+    host: Option<String>,
+    /// The HTTPS listener in front of Jupyter, with `[tls]` on.
+    tls: Option<crate::tls::Tls>,
+    /// The URL's note apart from the certificate's (see [`Converger::note`]).
+    token_note: Option<String>,
 }
 
 /// The server did not take the token from `JUPYTER_TOKEN_FILE`.
@@ -92,7 +98,7 @@ impl<'a> Converger<'a> {
         let mut rec = Recorder::new(store, watchers)
             .with_context(|| format!("writing the state file {}", store.path().display()))?;
         rec.redact_secrets(secrets(cfg));
-        Ok(Converger { cfg, rec, docker: None, login: None })
+        Ok(Converger { cfg, rec, docker: None, login: None, host: None, tls: None, token_note: None })
     }
 
     /// Converges the host. On failure the state is `failed` with the step,
@@ -196,7 +202,9 @@ impl<'a> Converger<'a> {
         };
         t.done("network", format!("{}; metadata service: {access}", crate::network::NETWORK));
 
-        let base = Spec::new(&cfg.container, &cfg.image.reference, &prepared.id, workspace.as_deref())
+        // With TLS, Jupyter is published on the host's loopback only.
+        let container_cfg = crate::config::ContainerConfig { publish: cfg.jupyter_publish(), ..cfg.container.clone() };
+        let base = Spec::new(&container_cfg, &cfg.image.reference, &prepared.id, workspace.as_deref())
             .context("preparing the container")?;
         let mut login = crate::login::for_container(
             &cfg.jupyter.token,
@@ -232,6 +240,9 @@ impl<'a> Converger<'a> {
                 host_port: running.endpoint.port,
             });
             self.rec.done("container", running.action.clone());
+            if cfg.tls.is_on() && self.tls.is_none() {
+                self.tls_step().await?;
+            }
             match self.token().await {
                 Err(e) if e.downcast_ref::<FileIgnored>().is_some() => {
                     warn!("the image's server ignored JUPYTER_TOKEN_FILE (Notebook before 6.1, jupyter_server before 1.6?): giving it JUPYTER_TOKEN instead");
@@ -243,6 +254,66 @@ impl<'a> Converger<'a> {
                 other => return other,
             }
         }
+    }
+
+    /// The `tls` step: the certificate and the HTTPS listener on `[container]
+    /// publish` (docs/tls.md), once per run of the agent.
+    async fn tls_step(&mut self) -> Result<()> {
+        self.rec.begin("tls", Phase::StartingContainer);
+        let host = self.host().await;
+        let tls = crate::tls::Tls::start(self.cfg, &host).await.context("serving HTTPS")?;
+        let detail = match (&tls.state.acme_error, tls.state.served.as_str()) {
+            (Some(e), _) => {
+                format!("ACME failed ({e}); serving a self-signed certificate, SHA-256 {}", tls.state.fingerprint)
+            }
+            (None, "acme") => {
+                format!("{} from {}, valid until {}", tls.state.subject, tls.state.issuer, tls.state.not_after)
+            }
+            (None, _) => format!("self-signed for {}, SHA-256 {}", tls.state.subject, tls.state.fingerprint),
+        };
+        self.rec.state.tls = Some(tls.state.clone());
+        self.tls = Some(tls);
+        self.rec.done(
+            "tls",
+            format!("listening on {}; {detail}", self.rec.state.tls.as_ref().map_or("", |t| t.listen.as_str())),
+        );
+        Ok(())
+    }
+
+    /// What a participant must know about the URL: the token's note, and
+    /// the certificate's when browsers do not trust it.
+    fn note(&self) -> Option<String> {
+        let tls = self.tls.as_ref().and_then(|t| crate::tls::note(&t.state));
+        match (self.token_note.clone(), tls) {
+            (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The renewal task changed the certificate or failed: the state, the
+    /// URL's note and the result file follow; the URL does not change.
+    fn tls_changed(&mut self, state: crate::state::TlsState) {
+        self.rec.state.tls = Some(state);
+        let note = self.note();
+        if let Some(j) = self.rec.state.jupyter.as_mut() {
+            j.note = note.clone();
+            if let Some(path) = &self.cfg.result_file {
+                if let Err(e) =
+                    report::write_result_file(path, &report::ready_text(PROGRAM, &j.url, note.as_deref(), Utc::now()))
+                {
+                    warn!("{e}");
+                }
+            }
+        }
+        self.rec.save();
+    }
+
+    /// The URL's host, resolved once per run of the agent.
+    async fn host(&mut self) -> String {
+        if self.host.is_none() {
+            self.host = Some(url::resolve_host(&self.cfg.jupyter.url_host, &self.cfg.jupyter.metadata_endpoint).await);
+        }
+        self.host.clone().expect("set above")
     }
 
     /// Follows the log of the container in the state until its token is
@@ -289,8 +360,17 @@ impl<'a> Converger<'a> {
         };
         self.rec.done("token", detail);
 
-        let host = url::resolve_host(&cfg.jupyter.url_host, &cfg.jupyter.metadata_endpoint).await;
-        let login = url::login_url(&host, c.host_port, &proven.path, &proven.token);
+        let host = self.host().await;
+        let login = match &self.tls {
+            None => url::login_url(false, &host, c.host_port, &proven.path, &proven.token),
+            Some(tls) => {
+                tls.set_backend(std::net::SocketAddr::new(endpoint.address, endpoint.port));
+                tls.prove(&proven.path, &proven.token).await.context("proving the login through HTTPS")?;
+                url::login_url(true, &host, tls.port(), &proven.path, &proven.token)
+            }
+        };
+        self.token_note = note;
+        let note = self.note();
         // The result file first: whoever sees the published state may read it at once.
         if let Some(path) = &cfg.result_file {
             report::write_result_file(path, &report::ready_text(PROGRAM, &login, note.as_deref(), Utc::now()))
@@ -373,6 +453,10 @@ impl<'a> Converger<'a> {
                 let event = tokio::select! {
                     _ = &mut stop => return,
                     event = events.next() => event,
+                    state = next_tls_update(&mut self.tls) => {
+                        self.tls_changed(state);
+                        continue;
+                    }
                     _ = sleep_until(believe_at) => {
                         believe_at = None;
                         info!("the container has stayed up since it started: proving its token");
@@ -500,7 +584,7 @@ impl<'a> Converger<'a> {
     async fn restarted(&mut self, docker: &Docker, id: &str) -> Result<()> {
         let now = docker.inspect_container(id, None).await.context("inspecting the restarted container")?;
         if let Some(c) = self.rec.state.container.as_mut() {
-            let endpoint = Endpoint::of(&now, self.cfg.container.port, &self.cfg.container.publish);
+            let endpoint = Endpoint::of(&now, self.cfg.container.port, &self.cfg.jupyter_publish());
             c.started_at = now.state.and_then(|s| s.started_at);
             c.host_port = endpoint.port;
         }
@@ -530,6 +614,14 @@ fn exited(code: Option<i64>) -> String {
 /// cannot be asked).
 async fn restart_count(docker: &Docker, id: &str) -> i64 {
     docker.inspect_container(id, None).await.ok().and_then(|c| c.restart_count).unwrap_or(0)
+}
+
+/// The next state the TLS renewal task sends; never, without TLS.
+async fn next_tls_update(tls: &mut Option<crate::tls::Tls>) -> crate::state::TlsState {
+    match tls {
+        Some(tls) => tls.next_update().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Sleeps until `at`, or for ever without one.

@@ -1,4 +1,5 @@
-//! The login URL a participant opens: `http://<host>:<port><path>?token=<t>`,
+//! The login URL a participant opens: `http://<host>:<port><path>?token=<t>`
+//! (`https://` when the agent serves TLS in front of Jupyter, docs/tls.md),
 //! where the host comes from the ECS metadata service (docs/metadata.md)
 //! when `url_host = "auto"`.
 
@@ -16,14 +17,15 @@ const METADATA_CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
 /// Addresses tried in order: the elastic IP, the public IP, the private IP.
 const ADDRESS_KEYS: [&str; 3] = ["eipv4", "public-ipv4", "private-ipv4"];
 
-/// Builds the login URL.
-pub fn login_url(host: &str, port: u16, path: &str, token: &str) -> String {
+/// Builds the login URL; `https` when the agent serves TLS.
+pub fn login_url(https: bool, host: &str, port: u16, path: &str, token: &str) -> String {
     let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_string() };
+    let scheme = if https { "https" } else { "http" };
     if token.is_empty() {
         // A server that checks no token ([jupyter] token = "none").
-        return format!("http://{host}:{port}{path}");
+        return format!("{scheme}://{host}:{port}{path}");
     }
-    format!("http://{host}:{port}{path}?token={token}")
+    format!("{scheme}://{host}:{port}{path}?token={token}")
 }
 
 /// The host participants reach the instance by.
@@ -103,8 +105,9 @@ mod tests {
 
     #[test]
     fn urls() {
-        assert_eq!(login_url("1.2.3.4", 8888, "/tree", "abc"), "http://1.2.3.4:8888/tree?token=abc");
-        assert_eq!(login_url("::1", 8888, "/", "abc"), "http://[::1]:8888/?token=abc");
-        assert_eq!(login_url("[::1]", 8888, "/lab", "abc"), "http://[::1]:8888/lab?token=abc");
+        assert_eq!(login_url(false, "1.2.3.4", 8888, "/tree", "abc"), "http://1.2.3.4:8888/tree?token=abc");
+        assert_eq!(login_url(false, "::1", 8888, "/", "abc"), "http://[::1]:8888/?token=abc");
+        assert_eq!(login_url(true, "[::1]", 8888, "/lab", "abc"), "https://[::1]:8888/lab?token=abc");
+        assert_eq!(login_url(true, "1.2.3.4", 8888, "/", ""), "https://1.2.3.4:8888/");
     }
 }

@@ -57,6 +57,14 @@ fn lenient_config(config: &Path) -> Result<Config> {
 
 fn run(config: &Path, once: bool) -> Result<()> {
     match Config::load(config) {
+        // Nothing would answer HTTPS once `run --once` has returned.
+        Ok(cfg) if once && cfg.tls.is_on() => Err(crate::config::ConfigError {
+            file: config.to_path_buf(),
+            key: "[tls] mode".into(),
+            value: Some(format!("\"{}\"", cfg.tls.mode)),
+            expected: "needs the agent to keep running, as it serves HTTPS itself: run without --once (as the systemd unit does), or set mode = \"off\"".into(),
+        }
+        .into()),
         Ok(cfg) => {
             // Nothing that is not the agent's may be replaced: refused before anything changes.
             cfg.check_host(config)?;

@@ -74,9 +74,12 @@ pub enum Command {
     /// While it runs it serves the local API on [socket]. Without --once it stays in the
     /// foreground: when the container dies the state says so; when it starts again (restart
     /// policy, reboot) its new token is proven and the URL updated. Stop it with SIGTERM.
+    /// With [tls] mode = "acme" or "self-signed" it also serves HTTPS on [container] publish
+    /// and renews the certificate (docs/tls.md).
     #[command(after_help = EXIT_CODES)]
     Run {
-        /// Exit when ready (0) or failed (1) instead of staying in the foreground.
+        /// Exit when ready (0) or failed (1) instead of staying in the foreground
+        /// (refused with [tls] on: exit 2, nothing changed).
         #[arg(long)]
         once: bool,
     },

@@ -23,6 +23,22 @@ pub fn render(s: &State) -> String {
             out.push_str(&format!("note: {note}\n"));
         }
     }
+    if let Some(t) = &s.tls {
+        out.push_str(&format!(
+            "tls: {} certificate for {} on {}, valid until {}, SHA-256 {}\n",
+            t.served,
+            t.subject,
+            t.listen,
+            t.not_after.format("%Y-%m-%d %H:%M UTC"),
+            t.fingerprint
+        ));
+        if let Some(next) = t.next_renewal {
+            out.push_str(&format!("tls: next ACME attempt {}\n", next.format("%Y-%m-%d %H:%M:%S UTC")));
+        }
+        if let Some(e) = &t.acme_error {
+            out.push_str(&format!("tls: ACME failed: {e}\n"));
+        }
+    }
     if let Some(c) = &s.container {
         out.push_str(&format!(
             "container: {} ({}) on {}:{}\n",
