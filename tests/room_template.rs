@@ -10,7 +10,7 @@
 use std::process::Command;
 
 use crate::common::template::{
-    as_get_att, as_ref, function, get, longest_value, read, sub_render, Template, USER_DATA_LIMIT,
+    as_get_att, as_ref, assert_tls_wiring, function, get, longest_value, read, sub_render, Template, USER_DATA_LIMIT,
 };
 use yaml_rust2::Yaml;
 
@@ -64,11 +64,19 @@ fn shared_parameters_are_the_single_templates_own() {
         }
     }
     assert!(shared >= 15, "only {shared} parameters shared");
+    assert!(t.parameter("TlsMode").is_some(), "the room offers TlsMode too");
     for own in ["Participants", "RoomMode"] {
         assert!(t.parameter(own).is_some() && single.parameter(own).is_none(), "{own}");
     }
     assert_eq!(t.parameter("Participants").unwrap()["Type"].as_str(), Some("CommaDelimitedList"));
     assert_eq!(t.parameter("RoomMode").unwrap()["Default"].as_str(), Some("tolerant"));
+}
+
+/// As in the single template: TlsMode acme by default, and port 80 open to
+/// 0.0.0.0/0 by the room's one security group only under the acme condition.
+#[test]
+fn tls_mode_defaults_to_acme_and_only_acme_opens_port_80_to_all() {
+    assert_tls_wiring(&room(), ROOM);
 }
 
 #[test]

@@ -6,7 +6,9 @@
 //! required; the instance's user data is the script, plain ASCII and within
 //! ROS's 16 KB once substituted; and the stack is wired as the hands-on needs
 //! it (ports 22 and 8888 open from the CIDR parameter, a public address, a
-//! wait condition that outlasts the bootstrap and yields the Jupyter URL).
+//! wait condition that outlasts the bootstrap and yields the Jupyter URL;
+//! port 80 open to all only for TlsMode acme, whose value the user data
+//! checks and writes into the agent's `[tls]`).
 //!
 //! The checker itself (YAML access, reference resolution, required
 //! properties) is `common::template`; this module holds the tests.
@@ -16,8 +18,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use yaml_rust2::Yaml;
 
 use crate::common::template::{
-    as_get_att, as_int, as_ref, covers, depends_on, duration_secs, function, get, longest_value, markers, read,
-    realistic_curl_cli, render_userdata, sub_names, sub_render, Template, USER_DATA_LIMIT,
+    as_get_att, as_int, as_ref, assert_tls_wiring, covers, depends_on, duration_secs, function, get, longest_value,
+    markers, read, realistic_curl_cli, render_userdata, sub_names, sub_render, Template, TLS_MODES, USER_DATA_LIMIT,
 };
 
 #[test]
@@ -144,6 +146,8 @@ fn user_data_fits_in_16_kb_once_substituted() {
         ("RegistryPassword", "Xq2Lm9Rt4Vb7Nc1Kd8Fg3Hj6".to_string()),
         ("SignalId", t.user_data_literal("SignalId")),
         ("RoomMode", t.user_data_literal("RoomMode")),
+        // The longest of the three.
+        ("TlsMode", "self-signed".to_string()),
     ]
     .into_iter()
     .collect();
@@ -320,6 +324,101 @@ fn ssh_and_jupyter_are_open_from_the_cidr_parameter_on_a_public_address() {
     assert_eq!(assoc["Condition"].as_str(), Some("UseEip"), "{assoc_name}");
     assert_eq!(as_get_att(&assoc["Properties"]["AllocationId"]), Some((eip_name, "AllocationId")));
     assert_eq!(as_get_att(&assoc["Properties"]["InstanceId"]), Some((instance_name, "InstanceId")));
+}
+
+/// TlsMode: acme by default; port 80 open to 0.0.0.0/0 (Let's Encrypt's
+/// http-01 challenge) by one rule that exists only under a condition
+/// comparing TlsMode to acme; the URL described as https unless it is off.
+#[test]
+fn tls_mode_defaults_to_acme_and_only_acme_opens_port_80_to_all() {
+    assert_tls_wiring(&Template::load(), "userdata/template.yml");
+}
+
+/// The heredoc of userdata.sh that writes the agent's configuration,
+/// expanded by `sh` with only `TLS_MODE` set: a `[tls]` section whose one
+/// key is `mode`, the parameter's value.
+#[test]
+fn the_user_data_writes_the_tls_mode_into_the_agents_configuration() {
+    let script = read("userdata/userdata.sh");
+    let start = "cat >\"$CONFIG\" <<EOF";
+    let at = script.find(start).unwrap_or_else(|| panic!("userdata.sh writes no configuration ({start})"));
+    let body = &script[at..];
+    let body = &body[body.find('\n').unwrap() + 1..];
+    let body = &body[..body.find("\nEOF\n").expect("the configuration's heredoc ends with EOF") + 1];
+    for mode in TLS_MODES {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("TLS_MODE='{mode}'\ncat <<EOF\n{body}EOF\n"))
+            .output()
+            .expect("run sh");
+        assert!(out.status.success(), "sh: {}", String::from_utf8_lossy(&out.stderr));
+        let config = String::from_utf8(out.stdout).unwrap();
+        let lines: Vec<&str> = config.lines().map(str::trim).collect();
+        let sections: Vec<usize> = lines.iter().enumerate().filter(|(_, l)| **l == "[tls]").map(|(i, _)| i).collect();
+        assert_eq!(sections.len(), 1, "one [tls] section:\n{config}");
+        let keys: Vec<&str> = lines[sections[0] + 1..]
+            .iter()
+            .take_while(|l| !l.starts_with('['))
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .copied()
+            .collect();
+        assert_eq!(
+            keys,
+            [format!("mode = \"{mode}\"")],
+            "[tls] holds the mode only (the agent's defaults do the rest):\n{config}"
+        );
+    }
+}
+
+/// The user data refuses a TlsMode other than the agent's three, before it
+/// downloads anything, and lets each of the three through (the run then
+/// stops at the download: the bundle's URL names a missing file). Hermetic:
+/// no CurlCli (nothing is signalled), the result file in a temporary
+/// directory, nothing installed.
+#[test]
+fn the_user_data_refuses_a_tls_mode_other_than_the_three_before_the_download() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = read("userdata/userdata.sh");
+    for mode in ["bogus", "ACME", "", "acme", "self-signed", "off"] {
+        let values: Vec<String> = markers(&script)
+            .into_iter()
+            .map(|m| {
+                let value = match m.as_str() {
+                    "TlsMode" => mode.to_string(),
+                    "BundleUrl" => format!("file://{}/missing.tar.gz", dir.path().display()),
+                    "SignalId" => "jupyter".into(),
+                    "RoomMode" => "single".into(),
+                    "WaitConditionCurlCli" => String::new(),
+                    _ => "x".into(),
+                };
+                format!("{m}={value}")
+            })
+            .collect();
+        let out = render_userdata().arg("values").args(&values).output().expect("run scripts/render-userdata values");
+        assert!(out.status.success(), "render-userdata values: {}", String::from_utf8_lossy(&out.stderr));
+        let path = dir.path().join("userdata.sh");
+        std::fs::write(&path, &out.stdout).unwrap();
+        let out = std::process::Command::new("sh")
+            .arg(&path)
+            .env("JA_RESULT_FILE", dir.path().join("result.txt"))
+            .env("JA_NETWORK_WAIT", "0")
+            .output()
+            .expect("run sh");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{mode:?}: the user data succeeded:\n{stderr}");
+        let refused = format!("TlsMode must be acme, self-signed or off, not {mode}");
+        if TLS_MODES.contains(&mode) {
+            assert!(!stderr.contains("TlsMode"), "{mode:?} refused:\n{stderr}");
+            // (At the architecture on a host that is not x86_64.)
+            assert!(
+                stderr.contains("FAILED at download") || stderr.contains("FAILED at arch"),
+                "{mode:?}: expected to stop at the download:\n{stderr}"
+            );
+        } else {
+            assert!(stderr.contains(&refused), "{mode:?} not refused:\n{stderr}");
+            assert!(!stderr.contains("download"), "{mode:?}: refused only after the download:\n{stderr}");
+        }
+    }
 }
 
 #[test]

@@ -15,7 +15,7 @@ umask 077
 STEP=start
 HANDED_OVER=0
 
-# --- Filled in by the template -------------------------------------------
+# --- Filled in by the template ---
 BUNDLE_URL=$(cat <<'END'
 @@BundleUrl@@
 END
@@ -98,8 +98,12 @@ WAIT_TIMEOUT=$(cat <<'END'
 @@WaitTimeout@@
 END
 )
+TLS_MODE=$(cat <<'END'
+@@TlsMode@@
+END
+)
 
-# --- Fixed for the hands-on (the environment may override, for tests) ----
+# --- Fixed for the hands-on (the environment may override, for tests) ---
 WORKSPACE=${JA_WORKSPACE:-/root/imagesearchhandson}
 RESULT_FILE=${JA_RESULT_FILE:-/root/userdata-result.txt}
 METADATA_ENDPOINT=${JA_METADATA_ENDPOINT:-http://100.100.100.200}
@@ -184,8 +188,12 @@ case $SIGNAL_ID in
     '' | *[!a-z0-9-]*) SIGNAL_ID=invalid ROOM_MODE=strict
         fail "the signal id (the participant's name) must be lowercase letters, digits and -" ;;
 esac
+case $TLS_MODE in
+    acme | self-signed | off) ;;
+    *) fail "TlsMode must be acme, self-signed or off, not $TLS_MODE" ;;
+esac
 
-# --- This instance can run the bundle ----------------------------------------
+# --- This instance can run the bundle ---
 STEP=arch
 ARCH=$(uname -m)
 case "$ARCH" in
@@ -193,7 +201,7 @@ case "$ARCH" in
     *) fail "this instance is $ARCH; the jupyter-agent bundle is built for x86_64 only: choose an x86_64 instance type (not the arm64 g8y, c8y or r8y families)" ;;
 esac
 
-# --- Download ---------------------------------------------------------------
+# --- Download ---
 # The network may come up late: with an EIP, the instance has no way out
 # until ROS has associated it, after the instance exists. So the download
 # is tried again for NETWORK_WAIT seconds (each try already retries).
@@ -219,14 +227,14 @@ until download; do
     sleep 10
 done
 
-# --- Verify before anything is unpacked or run ------------------------------
+# --- Verify before anything is unpacked or run ---
 STEP=verify
 actual=$(sha256sum "$TMP/bundle.tar.gz" | cut -d' ' -f1)
 expected=$(printf '%s' "$BUNDLE_SHA256" | tr 'A-F' 'a-f')
 [ "$actual" = "$expected" ] ||
     fail "the bundle's SHA-256 checksum is $actual, the template expects $expected; nothing was installed"
 
-# --- Install ------------------------------------------------------------------
+# --- Install ---
 STEP=install
 mkdir -p "$TMP/bundle" || fail "cannot create $TMP/bundle"
 tar -xzf "$TMP/bundle.tar.gz" -C "$TMP/bundle" || fail "cannot unpack the bundle"
@@ -239,7 +247,7 @@ for bin in jupyter-agent jupyter-bootstrap; do
     fi
 done
 
-# --- Configure ----------------------------------------------------------------
+# --- Configure ---
 STEP=configure
 # TOML literal strings take anything but a single quote or a line break.
 for value in "$MATERIALS_SOURCE" "$MATERIALS_REF" "$JUPYTER_IMAGE" "$ACCESS_KEY_ID" "$ACCESS_KEY_SECRET" \
@@ -317,10 +325,13 @@ restart = "unless-stopped"
 ready_timeout = "30m"
 url_host = "auto"
 metadata_endpoint = "$METADATA_ENDPOINT"
+
+[tls]
+mode = "$TLS_MODE"
 EOF
 chmod 0600 "$CONFIG"
 
-# --- Start the agent ------------------------------------------------------------
+# --- Start the agent ---
 STEP=start
 if [ -d /run/systemd/system ]; then
     "$BIN_DIR/jupyter-agent" --config "$CONFIG" install || fail "jupyter-agent install failed"
@@ -330,7 +341,7 @@ else
     nohup "$BIN_DIR/jupyter-agent" --config "$CONFIG" run >>"$LOG_DIR/agent.log" 2>&1 </dev/null &
 fi
 
-# --- Hand over: jupyter-bootstrap signals ROS from here on ----------------------
+# --- Hand over: jupyter-bootstrap signals ROS from here on ---
 # The signed URL goes in the environment, not in the process list. Its exit
 # code says whether it signalled: 0 (SUCCESS), 1 and 3 (FAILURE), 4 (the
 # result file failed, the signal went out), 5 (it tried within its budget);

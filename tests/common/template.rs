@@ -300,6 +300,10 @@ impl Template {
         get(&self.root["Resources"], name)
     }
 
+    pub fn condition(&self, name: &str) -> Option<&Yaml> {
+        get(&self.root["Conditions"], name)
+    }
+
     pub fn type_of(&self, resource: &str) -> Option<&str> {
         self.resource(resource)?["Type"].as_str()
     }
@@ -415,6 +419,20 @@ impl<'t> References<'t> {
                     }
                     return;
                 }
+                // Fn::If [condition, if true, if false]: the first names a condition.
+                "Fn::If" => {
+                    match arg.as_vec().map(Vec::as_slice) {
+                        Some([condition, yes, no]) => {
+                            if condition.as_str().and_then(|c| self.t.condition(c)).is_none() {
+                                self.errors.push(format!("{at}: Fn::If on {condition:?}, which is not a condition"));
+                            }
+                            self.walk(yes, &format!("{at}.Fn::If[1]"));
+                            self.walk(no, &format!("{at}.Fn::If[2]"));
+                        }
+                        _ => self.errors.push(format!("{at}: Fn::If wants [condition, value, value], got {arg:?}")),
+                    }
+                    return;
+                }
                 "Fn::Sub" => {
                     match arg {
                         Yaml::String(s) => self.sub_string(s, &BTreeSet::new(), at),
@@ -477,12 +495,35 @@ impl Template {
             for dep in depends_on(resource) {
                 if dep == name || self.resource(dep).is_none() {
                     refs.errors.push(format!("Resources.{name}.DependsOn: `{dep}` is not another resource"));
+                    continue;
+                }
+                // A resource under a condition may not exist: ROS does not
+                // document DependsOn on one whose condition is false, so only
+                // a resource under the same condition may depend on it.
+                let theirs = self.resource(dep).and_then(|r| get(r, "Condition")).and_then(Yaml::as_str);
+                if theirs.is_some() && theirs != get(resource, "Condition").and_then(Yaml::as_str) {
+                    refs.errors.push(format!(
+                        "Resources.{name}.DependsOn: `{dep}` exists only under the condition {}",
+                        theirs.unwrap_or_default()
+                    ));
                 }
             }
         }
         for section in ["Outputs", "Conditions"] {
             for (name, node) in self.section(section) {
                 refs.walk(node, &format!("{section}.{name}"));
+            }
+        }
+        // The `Condition` of a resource or an output names a condition
+        // (https://www.alibabacloud.com/help/en/ros/user-guide/conditions).
+        for section in ["Resources", "Outputs"] {
+            for (name, node) in self.section(section) {
+                if let Some(condition) = get(node, "Condition") {
+                    match condition.as_str() {
+                        Some(c) if self.condition(c).is_some() => {}
+                        _ => refs.errors.push(format!("{section}.{name}.Condition: {condition:?} is not a condition")),
+                    }
+                }
             }
         }
 
@@ -630,4 +671,101 @@ pub fn covers(range: &str, port: i64) -> bool {
         Some((Ok(from), Ok(to))) => from <= port && port <= to,
         _ => false,
     }
+}
+
+// --- HTTPS: the TlsMode parameter ----------------------------------------------------
+
+/// The agent's `[tls] mode`s, in the order the templates offer them.
+pub const TLS_MODES: [&str; 3] = ["acme", "self-signed", "off"];
+
+/// Both templates' HTTPS wiring (`rel` is the template's path, for the
+/// messages and the raw text): a `TlsMode` parameter offering exactly the
+/// agent's three modes, acme by default, which the user data receives; a
+/// condition comparing it to acme; port 80 opened by exactly one ingress rule
+/// of the instance's security group, tcp 80/80 from 0.0.0.0/0 (Let's Encrypt
+/// validates from addresses it does not publish, so not from the CIDR
+/// parameter), which exists only under that condition; and every output that
+/// describes the login URL says it is https unless TlsMode is off.
+pub fn assert_tls_wiring(t: &Template, rel: &str) {
+    let p = t.parameter("TlsMode").unwrap_or_else(|| panic!("{rel}: no TlsMode parameter"));
+    assert_eq!(p["Type"].as_str(), Some("String"), "{rel}: TlsMode.Type");
+    assert_eq!(p["Default"].as_str(), Some("acme"), "{rel}: TlsMode defaults to acme");
+    let allowed: Vec<&str> =
+        p["AllowedValues"].as_vec().map(|v| v.iter().filter_map(Yaml::as_str).collect()).unwrap_or_default();
+    assert_eq!(allowed, TLS_MODES, "{rel}: TlsMode.AllowedValues are the agent's modes");
+    // ROS reads YAML 1.1, where a bare off is the boolean false (this
+    // parser, YAML 1.2, reads it as the string): the text quotes it.
+    for (i, line) in read(rel).lines().enumerate() {
+        let l = line.trim();
+        assert!(
+            l.starts_with('#') || !(l == "- off" || l.ends_with(": off") || l.contains("[off") || l.contains(" off]")),
+            "{rel}:{}: a bare off is false in YAML 1.1; quote it ('off'): {l}",
+            i + 1
+        );
+    }
+
+    // The user data gets the parameter.
+    let (_, vars) = t.user_data();
+    let value =
+        vars.iter().find(|(k, _)| *k == "TlsMode").unwrap_or_else(|| panic!("{rel}: UserData maps no TlsMode")).1;
+    assert_eq!(as_ref(value), Some("TlsMode"), "{rel}: UserData's TlsMode is not Ref TlsMode");
+
+    // The conditions that hold exactly when TlsMode is acme.
+    let is_acme = |node: &Yaml| match function(node) {
+        Some(("Fn::Equals", Yaml::Array(a))) if a.len() == 2 => {
+            (as_ref(&a[0]) == Some("TlsMode") && a[1].as_str() == Some("acme"))
+                || (a[0].as_str() == Some("acme") && as_ref(&a[1]) == Some("TlsMode"))
+        }
+        _ => false,
+    };
+    let acme: Vec<&str> = t.section("Conditions").into_iter().filter(|(_, c)| is_acme(c)).map(|(n, _)| n).collect();
+    assert!(!acme.is_empty(), "{rel}: no condition is Fn::Equals [Ref TlsMode, acme]");
+
+    // Every rule of the instance's security group that lets port 80 in.
+    let (instance, i) = t.only("ALIYUN::ECS::Instance");
+    let group = as_ref(&i["Properties"]["SecurityGroupId"])
+        .unwrap_or_else(|| panic!("{rel}: {instance}.SecurityGroupId is not a Ref"));
+    let opens_80 = |r: &Yaml| {
+        matches!(r["IpProtocol"].as_str(), Some("tcp" | "all"))
+            && r["PortRange"].as_str().is_some_and(|range| covers(range, 80))
+            && r["Policy"].as_str().unwrap_or("accept") == "accept"
+    };
+    let inline = t.resource(group).unwrap()["Properties"]["SecurityGroupIngress"].as_vec().cloned().unwrap_or_default();
+    assert!(!inline.iter().any(opens_80), "{rel}: an inline rule of {group} opens port 80 whatever TlsMode is");
+    let rules: Vec<(&str, &Yaml)> = t
+        .resources_of("ALIYUN::ECS::SecurityGroupIngress")
+        .into_iter()
+        .filter(|(_, r)| as_ref(&r["Properties"]["SecurityGroupId"]) == Some(group) && opens_80(&r["Properties"]))
+        .collect();
+    let [(name, rule)] = rules.as_slice() else {
+        panic!("{rel}: {} ingress rules of {group} open port 80, expected 1: {rules:?}", rules.len())
+    };
+    let condition = rule["Condition"].as_str();
+    assert!(
+        condition.is_some_and(|c| acme.contains(&c)),
+        "{rel}: {name} must exist only when TlsMode is acme (Condition one of {acme:?}), has Condition {condition:?}"
+    );
+    let props = &rule["Properties"];
+    assert_eq!(props["IpProtocol"].as_str(), Some("tcp"), "{rel}: {name}.IpProtocol");
+    assert_eq!(props["PortRange"].as_str(), Some("80/80"), "{rel}: {name}.PortRange: port 80 only");
+    assert_eq!(
+        props["SourceCidrIp"].as_str(),
+        Some("0.0.0.0/0"),
+        "{rel}: {name}.SourceCidrIp: Let's Encrypt validates from unpublished addresses, so 0.0.0.0/0 whatever the \
+         allowed CIDR"
+    );
+
+    // The login URL's scheme, as the outputs describe it.
+    let mut described = 0;
+    for (output, o) in t.section("Outputs") {
+        let description = o["Description"].as_str().unwrap_or_default();
+        if description.contains("URL") || description.contains("http://") {
+            described += 1;
+            assert!(
+                description.contains("https://") && description.contains("unless TlsMode is off"),
+                "{rel}: the output {output} must say the URL is https unless TlsMode is off: {description}"
+            );
+        }
+    }
+    assert!(described > 0, "{rel}: no output describes the login URL");
 }
