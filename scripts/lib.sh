@@ -105,7 +105,7 @@ debian_mirror() {
 prepare_host() {
     local agent=$1 config
     ensure_packages debootstrap:debootstrap curl:curl flock:util-linux git:git \
-        shellcheck:shellcheck busybox:busybox dash:dash sha256sum:coreutils docker-registry:docker-registry
+        shellcheck:shellcheck busybox:busybox dash:dash sha256sum:coreutils docker-registry:docker-registry pebble:pebble
     engine_answers && ENGINE_WAS_UP=1
     config=$(mktemp /tmp/jupyter-agent-host.XXXXXX.toml)
     printf 'state_dir = "/var/lib/jupyter-agent-host"\nlog_dir = "/var/log/jupyter-agent-host"\n' >"$config"

@@ -29,6 +29,7 @@ mod git_install;
 mod hardening;
 mod images;
 mod login;
+mod pebble_harness;
 mod progress;
 mod release;
 mod room;

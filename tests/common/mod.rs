@@ -34,9 +34,11 @@
 
 pub mod debian_root;
 pub mod fake_agent;
+pub mod pebble;
 pub mod registry;
 pub mod ros;
 pub mod template;
+pub mod wss;
 
 use std::cell::RefCell;
 use std::io::{BufRead, BufReader, Write};
