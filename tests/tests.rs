@@ -37,4 +37,5 @@ mod room_template;
 mod service;
 mod systemd;
 mod template;
+mod tls;
 mod workspace;
