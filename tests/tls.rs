@@ -15,10 +15,24 @@ use crate::common::wss::{self, KernelSocket};
 use crate::common::{self, Env, ForegroundAgent};
 
 /// A configuration for the test image with `[tls]` as given; the agent
-/// listens on `port` (fixed, so that a restarted agent keeps the URL).
-fn config(env: &Env, port: u16, tls: &str) -> String {
-    let base = env.base_config("").replace("publish = \"127.0.0.1:0\"", &format!("publish = \"127.0.0.1:{port}\""));
+/// listens on `port` (fixed, so that a restarted agent keeps the URL). The
+/// metadata service is a stand-in on loopback (`doctor` asks it).
+fn config(env: &Env, port: u16, tls: &str, metadata: &common::FakeMetadata) -> String {
+    let base =
+        env.base_config("").replace("publish = \"127.0.0.1:0\"", &format!("publish = \"127.0.0.1:{port}\"")).replace(
+            "url_host = \"127.0.0.1\"",
+            &format!("url_host = \"127.0.0.1\"\nmetadata_endpoint = \"{}\"", metadata.url),
+        );
     format!("{base}\n[tls]\n{tls}\n")
+}
+
+/// `doctor --json`'s `tls` check.
+fn doctor_tls(env: &Env) -> serde_json::Value {
+    let run = env.agent(&["doctor", "--json"]);
+    let checks: serde_json::Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout));
+    let reachable = checks.as_array().unwrap().iter().find(|c| c["name"] == "reachable").cloned();
+    assert_eq!(reachable.as_ref().map(|r| r["verdict"].clone()), Some("ok".into()), "{checks:#}");
+    checks.as_array().unwrap().iter().find(|c| c["name"] == "tls").cloned().unwrap_or_else(|| panic!("{checks:#}"))
 }
 
 fn acme(pebble: &Pebble, challenge: &str, port: u16) -> String {
@@ -89,6 +103,7 @@ fn mode(path: &Path) -> u32 {
 #[test]
 fn acme_over_http_01_serves_a_trusted_certificate_renewed_under_a_running_kernel() {
     let env = Env::new("tls-http01");
+    let meta = common::FakeMetadata::start(&[]);
     let http_port = free_port();
     // 60 s certificates: the agent renews at half-life, 30 s in.
     let pebble = Pebble::start(
@@ -96,7 +111,7 @@ fn acme_over_http_01_serves_a_trusted_certificate_renewed_under_a_running_kernel
         &PebbleOptions { http_port, tls_port: free_port(), validity_secs: 60, refuse_accounts: false },
     );
     let port = free_port();
-    env.write_config(&config(&env, port, &acme(&pebble, "http-01", http_port)));
+    env.write_config(&config(&env, port, &acme(&pebble, "http-01", http_port), &meta));
     let mut agent = ForegroundAgent::start(&env);
     let state = ready(&env);
     let url = state["jupyter"]["url"].as_str().unwrap().to_string();
@@ -112,6 +127,15 @@ fn acme_over_http_01_serves_a_trusted_certificate_renewed_under_a_running_kernel
     assert_eq!(curl_status(&env, &url, Some(&pebble.root_file())), "200");
     let served = wss::sha256_fingerprint(&wss::served_leaf(port));
     assert_eq!(state["tls"]["fingerprint"], served.as_str());
+    let doctor = doctor_tls(&env);
+    assert_eq!(doctor["verdict"], "ok", "{doctor:#}");
+    let detail = doctor["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("IP 127.0.0.1")
+            && detail.contains("the chain verifies")
+            && detail.contains("next ACME attempt"),
+        "{detail}"
+    );
     for file in ["state/tls/acme.pem", "state/tls/acme-account.json"] {
         assert_eq!(mode(&env.path(file)), 0o600, "{file}");
     }
@@ -162,13 +186,14 @@ fn acme_over_http_01_serves_a_trusted_certificate_renewed_under_a_running_kernel
 #[test]
 fn acme_over_tls_alpn_01_is_issued_and_trusted() {
     let env = Env::new("tls-alpn");
+    let meta = common::FakeMetadata::start(&[]);
     let tls_port = free_port();
     let pebble = Pebble::start(
         env.dir.path(),
         &PebbleOptions { http_port: free_port(), tls_port, validity_secs: 3600, refuse_accounts: false },
     );
     let port = free_port();
-    env.write_config(&config(&env, port, &acme(&pebble, "tls-alpn-01", tls_port)));
+    env.write_config(&config(&env, port, &acme(&pebble, "tls-alpn-01", tls_port), &meta));
     let _agent = ForegroundAgent::start(&env);
     let state = ready(&env);
     assert_eq!(state["tls"]["served"], "acme", "{state:#}");
@@ -189,13 +214,14 @@ fn acme_over_tls_alpn_01_is_issued_and_trusted() {
 #[test]
 fn a_refusing_acme_server_leads_to_the_configured_fallback_with_the_reason() {
     let env = Env::new("tls-refused");
+    let meta = common::FakeMetadata::start(&[]);
     let pebble = Pebble::start(
         env.dir.path(),
         &PebbleOptions { http_port: free_port(), tls_port: free_port(), validity_secs: 3600, refuse_accounts: true },
     );
     let port = free_port();
     let tls = acme(&pebble, "http-01", free_port());
-    env.write_config(&config(&env, port, &tls));
+    env.write_config(&config(&env, port, &tls, &meta));
     let mut agent = ForegroundAgent::start(&env);
     let state = ready(&env);
     assert_eq!(state["tls"]["served"], "self-signed", "{state:#}");
@@ -220,7 +246,7 @@ fn a_refusing_acme_server_leads_to_the_configured_fallback_with_the_reason() {
     agent.stop();
     let before = env.state();
 
-    env.write_config(&config(&env, port, &format!("{tls}fallback = \"fail\"\n")));
+    env.write_config(&config(&env, port, &format!("{tls}fallback = \"fail\"\n"), &meta));
     let run = env.agent(&["run", "--once"]).expect(2);
     assert!(run.stderr.contains("[tls] mode = \"acme\": needs the agent to keep running"), "{}", run.stderr);
     let _agent = ForegroundAgent::start(&env);
@@ -236,8 +262,9 @@ fn a_refusing_acme_server_leads_to_the_configured_fallback_with_the_reason() {
 #[test]
 fn self_signed_is_served_and_kept_across_restarts() {
     let env = Env::new("tls-self");
+    let meta = common::FakeMetadata::start(&[]);
     let port = free_port();
-    env.write_config(&config(&env, port, "mode = \"self-signed\"\n"));
+    env.write_config(&config(&env, port, "mode = \"self-signed\"\n", &meta));
     let mut agent = ForegroundAgent::start(&env);
     let state = ready(&env);
     let fingerprint = wss::sha256_fingerprint(&wss::served_leaf(port));
@@ -245,6 +272,9 @@ fn self_signed_is_served_and_kept_across_restarts() {
     assert!(state["tls"]["acme_error"].is_null() && state["tls"]["next_renewal"].is_null(), "{state:#}");
     assert!(state["jupyter"]["note"].as_str().unwrap_or_default().contains(&fingerprint));
     assert_eq!(mode(&env.path("state/tls/self-signed.pem")), 0o600);
+    let doctor = doctor_tls(&env);
+    assert_eq!(doctor["verdict"], "warn", "{doctor:#}");
+    assert!(doctor["detail"].as_str().unwrap().contains(&fingerprint), "{doctor:#}");
     let url = state["jupyter"]["url"].as_str().unwrap().to_string();
     assert_eq!(curl_status(&env, &url, None), "200");
     agent.stop();

@@ -101,9 +101,16 @@ pub async fn run(cfg: &Config, state: Option<&State>) -> Vec<Check> {
 
     checks.push(image_check(cfg, docker.as_ref().ok()).await);
     checks.push(token_check(state, published).await);
-    if let Some(port) = published {
+    // With TLS, participants reach the agent's listener; Jupyter is on loopback.
+    let listen = state.and_then(|s| s.tls.as_ref()).and_then(|t| t.listen.parse::<SocketAddr>().ok());
+    let reached = match (cfg.tls.is_on(), published) {
+        (true, Some(_)) => Some(listen.map_or(cfg.container.publish.port, |l| l.port())),
+        (_, published) => published,
+    };
+    if let Some(port) = reached {
         checks.push(own_address_check(cfg, port).await);
     }
+    checks.push(tls_check(cfg, state));
     checks.push(disk_check(cfg));
     checks.push(metadata_check(cfg).await);
     checks
@@ -186,6 +193,89 @@ async fn token_check(state: Option<&State>, published: Option<u16>) -> Check {
             "the server restarted with a new token: jupyter-agent run",
         ),
         Err(e) => bad("token", Verdict::Fail, format!("{url} does not answer: {e}"), "jupyter-agent logs -n 50"),
+    }
+}
+
+/// The certificate the agent serves: for what, from whom, until when, the
+/// next renewal, and whether its chain verifies against the system's CAs and
+/// `[tls] ca_file` (docs/tls.md#doctor). Read from the state directory: no network.
+fn tls_check(cfg: &Config, state: Option<&State>) -> Check {
+    use crate::tls::certs::{self, Kind, Served};
+    if !cfg.tls.is_on() {
+        return ok("tls", "off: plain http ([tls] mode = \"acme\" or \"self-signed\" serves HTTPS)");
+    }
+    let recorded = state.and_then(|s| s.tls.as_ref());
+    let kind = match recorded.map(|t| t.served.as_str()) {
+        Some("acme") => Kind::Acme,
+        Some(_) => Kind::SelfSigned,
+        None if cfg.tls.mode == crate::config::TlsMode::Acme => Kind::Acme,
+        None => Kind::SelfSigned,
+    };
+    let served = match Served::load(kind, &cfg.state_dir) {
+        Ok(Some(served)) => served,
+        Ok(None) => {
+            return bad(
+                "tls",
+                Verdict::Fail,
+                format!("no {} certificate in {}", kind.as_str(), kind.path(&cfg.state_dir).display()),
+                "jupyter-agent run (it makes or orders one)",
+            )
+        }
+        Err(e) => {
+            return bad(
+                "tls",
+                Verdict::Fail,
+                format!("{e:#}"),
+                "remove the file; jupyter-agent run makes or orders a new one",
+            )
+        }
+    };
+    let info = &served.info;
+    let next = recorded
+        .and_then(|t| t.next_renewal)
+        .map_or(String::new(), |n| format!(", next ACME attempt {}", n.format("%Y-%m-%d %H:%M UTC")));
+    let what = format!(
+        "{} certificate for {} from {}, valid until {}{next}, SHA-256 {}",
+        kind.as_str(),
+        info.subject(),
+        info.issuer,
+        info.not_after.format("%Y-%m-%d %H:%M UTC"),
+        info.fingerprint
+    );
+    if info.not_after <= chrono::Utc::now() {
+        return bad(
+            "tls",
+            Verdict::Fail,
+            format!("{what}: expired"),
+            "jupyter-agent status says why ACME fails; restart the agent to try at once",
+        );
+    }
+    if let Some(e) = recorded.and_then(|t| t.acme_error.as_deref()) {
+        return bad(
+            "tls",
+            Verdict::Warn,
+            format!("{what}; the last ACME attempt failed: {e}"),
+            "see docs/tls.md#when-acme-fails: a public address, the challenge port open to 0.0.0.0/0",
+        );
+    }
+    if kind == Kind::SelfSigned {
+        return bad(
+            "tls",
+            Verdict::Warn,
+            format!("{what}: browsers warn"),
+            "participants compare the fingerprint; [tls] mode = \"acme\" on a public address gives a trusted one",
+        );
+    }
+    let host =
+        info.addresses.first().map(|a| a.to_string()).or_else(|| info.names.first().cloned()).unwrap_or_default();
+    match certs::roots(cfg.tls.ca_file.as_deref()).and_then(|roots| certs::verify(&served, &host, roots)) {
+        Ok(()) => ok("tls", format!("{what}; the chain verifies")),
+        Err(e) => bad(
+            "tls",
+            Verdict::Fail,
+            format!("{what}; the chain does not verify: {e:#}"),
+            "restart the agent to order a new certificate; check [tls] directory and ca_file",
+        ),
     }
 }
 
