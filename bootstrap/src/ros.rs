@@ -101,16 +101,21 @@ pub struct Signal {
 }
 
 impl Signal {
-    /// SUCCESS; `data` is the login URL unless the organiser keeps it out of the stack.
-    pub fn success(id: &str, data: Option<&str>) -> Signal {
-        Signal { status: Status::Success, id: id.into(), data: data.map(Into::into), reason: "Jupyter is ready".into() }
+    /// SUCCESS; `data` is the login URL unless the organiser keeps it out of
+    /// the stack; the agent's note on the URL (a self-signed certificate's
+    /// fingerprint and why ACME failed, docs/tls.md) follows the reason.
+    pub fn success(id: &str, data: Option<&str>, note: Option<&str>) -> Signal {
+        Signal { status: Status::Success, id: id.into(), data: data.map(Into::into), reason: ready_reason(note) }
     }
 
     /// A room's participant that is ready: SUCCESS with `{"url": URL}` as
-    /// data (docs/ros.md#a-room).
-    pub fn success_json(id: &str, url: &str) -> Signal {
-        let data = serde_json::json!({ "url": url }).to_string();
-        Signal { status: Status::Success, id: id.into(), data: Some(data), reason: "Jupyter is ready".into() }
+    /// data, and `"note"` when the agent has one (docs/ros.md#a-room).
+    pub fn success_json(id: &str, url: &str, note: Option<&str>) -> Signal {
+        let mut data = serde_json::json!({ "url": url });
+        if let Some(note) = note {
+            data["note"] = serde_json::Value::String(bound(&redact(note), MAX_REASON));
+        }
+        Signal { status: Status::Success, id: id.into(), data: Some(data.to_string()), reason: ready_reason(note) }
     }
 
     /// A room's participant whose setup failed, in a room that must complete
@@ -244,6 +249,14 @@ async fn attempt(url: &Uri, headers: HeaderMap, body: Bytes) -> Result<(), Attem
     Err(AttemptError::Status { status, body })
 }
 
+/// "Jupyter is ready", and the note when there is one, bounded.
+fn ready_reason(note: Option<&str>) -> String {
+    match note {
+        Some(note) => bound(&redact(&format!("Jupyter is ready; note: {note}")), MAX_REASON),
+        None => "Jupyter is ready".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,7 +264,7 @@ mod tests {
     #[test]
     fn a_rooms_signals_carry_json_data_and_a_failure_can_complete_the_room() {
         assert_eq!(
-            Signal::success_json("alice", "http://203.0.113.7:8888/?token=abc").to_json(),
+            Signal::success_json("alice", "http://203.0.113.7:8888/?token=abc", None).to_json(),
             r#"{"status":"SUCCESS","id":"alice","data":"{\"url\":\"http://203.0.113.7:8888/?token=abc\"}","reason":"Jupyter is ready"}"#
         );
         let s = Signal::failure_as_data(
@@ -268,14 +281,26 @@ mod tests {
     }
 
     #[test]
+    fn a_note_on_the_url_reaches_the_reason_and_a_rooms_data() {
+        let note =
+            "self-signed certificate: browsers warn once; accept it only if the SHA-256 fingerprint they show is AB:CD";
+        let s = Signal::success("jupyter", Some("https://h:8888/?token=abc"), Some(note));
+        assert_eq!(s.reason, format!("Jupyter is ready; note: {note}"));
+        let s = Signal::success_json("alice", "https://h:8888/?token=abc", Some(note));
+        let data: serde_json::Value = serde_json::from_str(s.data.as_deref().unwrap()).unwrap();
+        assert_eq!(data["note"], note);
+        assert_eq!(data["url"], "https://h:8888/?token=abc");
+    }
+
+    #[test]
     fn signal_bodies_have_the_exact_documented_shape() {
         let url = "http://203.0.113.7:8888/tree?token=abc";
         assert_eq!(
-            Signal::success("jupyter", Some(url)).to_json(),
+            Signal::success("jupyter", Some(url), None).to_json(),
             r#"{"status":"SUCCESS","id":"jupyter","data":"http://203.0.113.7:8888/tree?token=abc","reason":"Jupyter is ready"}"#
         );
         assert_eq!(
-            Signal::success("nb", None).to_json(),
+            Signal::success("nb", None, None).to_json(),
             r#"{"status":"SUCCESS","id":"nb","reason":"Jupyter is ready"}"#
         );
         assert_eq!(

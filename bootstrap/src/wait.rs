@@ -215,7 +215,7 @@ async fn follow<W: Write>(
         if let Some(ros) = ros {
             for (id, data) in milestones.due(&state) {
                 // A lost milestone must not cost the verdict: a short budget, and on.
-                let signal = Signal { reason: "milestone".into(), ..Signal::success(id, Some(&data)) };
+                let signal = Signal { reason: "milestone".into(), ..Signal::success(id, Some(&data), None) };
                 let budget = ros.budget.min(MILESTONE_BUDGET);
                 match ros::send(&ros.target, &signal, budget).await {
                     Ok(_) => eprintln!("jupyter-bootstrap: signalled milestone {id} to the ROS wait condition"),
@@ -344,10 +344,10 @@ async fn report(opts: &Options, outcome: &Outcome) -> u8 {
 
     if let Some(ros) = &opts.ros {
         let signal = match outcome {
-            Outcome::Ready { url, .. } => match ros.data {
-                crate::cli::RosData::Url => Signal::success(&ros.id, Some(url)),
-                crate::cli::RosData::None => Signal::success(&ros.id, None),
-                crate::cli::RosData::Json => Signal::success_json(&ros.id, url),
+            Outcome::Ready { url, note } => match ros.data {
+                crate::cli::RosData::Url => Signal::success(&ros.id, Some(url), note.as_deref()),
+                crate::cli::RosData::None => Signal::success(&ros.id, None, note.as_deref()),
+                crate::cli::RosData::Json => Signal::success_json(&ros.id, url, note.as_deref()),
             },
             _ if ros.failure_as_data => {
                 Signal::failure_as_data(&ros.id, outcome.step(), &outcome.reason(opts).unwrap_or_default())
