@@ -11,6 +11,7 @@
 //! | image | [`image`] | pull, load or build the image, always tagged |
 //! | container | [`container`] | create, reuse, start or recreate it by configuration hash |
 //! | token | [`jupyter`], [`token`] | follow the log, parse the token, prove it on `/api/status` |
+//! | tls | [`tls`] | with `[tls]` on: the certificate (ACME or self-signed) and the HTTPS listener in front of Jupyter |
 //! | url | [`url`] | the host from the ECS metadata service, the login URL |
 //!
 //! Around them: [`config`] (the validated TOML file), [`state`] (the state

@@ -73,6 +73,7 @@ fn the_handson_example_parses() {
     let w = c.workspace.as_ref().unwrap();
     assert_eq!(w.path, PathBuf::from("/root/imagesearchhandson"));
     assert_eq!(c.container.volumes[0].host, w.path, "the repository is mounted");
+    assert_eq!(c.tls.mode, TlsMode::Acme);
     assert!(matches!(&c.image.source, ImageSource::Build(b) if b.context == w.path), "built from its Dockerfile");
     assert_eq!(c.container.env_file.as_deref(), Some(Path::new("/root/imagesearchhandson/env")));
     assert!(w.env.contains_key("IMAGESEARCH_INSTANCE_NAME"), "the name the notebooks read");
