@@ -34,19 +34,6 @@ const WATCH_RECONNECT: Policy = Policy::new(Duration::from_millis(500), Duration
 /// Who writes the result file, in its first line.
 const PROGRAM: &str = "jupyter-agent";
 
-/// The configured secrets: what the redactor hides besides tokens.
-fn secrets(cfg: &Config) -> Redactor {
-    let workspace = cfg.workspace.iter().flat_map(|w| w.env.values());
-    // A signed archive URL's query is its signature.
-    let signature = match &cfg.image.source {
-        ImageSource::Archive(crate::config::Archive { location: crate::config::ArchiveLocation::Url(url), .. }) => {
-            url.split_once('?').map(|(_, query)| query.to_string()).filter(|q| q.len() >= 8)
-        }
-        _ => None,
-    };
-    Redactor::new(cfg.container.env.values().chain(workspace).chain(signature.iter()))
-}
-
 /// One agent's converge and watch, with the state it keeps.
 pub struct Converger<'a> {
     cfg: &'a Config,
@@ -97,7 +84,7 @@ impl<'a> Converger<'a> {
     ) -> Result<Self> {
         let mut rec = Recorder::new(store, watchers)
             .with_context(|| format!("writing the state file {}", store.path().display()))?;
-        rec.redact_secrets(secrets(cfg));
+        rec.redact_secrets(cfg.redactor());
         Ok(Converger { cfg, rec, docker: None, login: None, host: None, tls: None, token_note: None })
     }
 
@@ -262,32 +249,16 @@ impl<'a> Converger<'a> {
         self.rec.begin("tls", Phase::StartingContainer);
         let host = self.host().await;
         let tls = crate::tls::Tls::start(self.cfg, &host).await.context("serving HTTPS")?;
-        let detail = match (&tls.state.acme_error, tls.state.served.as_str()) {
-            (Some(e), _) => {
-                format!("ACME failed ({e}); serving a self-signed certificate, SHA-256 {}", tls.state.fingerprint)
-            }
-            (None, "acme") => {
-                format!("{} from {}, valid until {}", tls.state.subject, tls.state.issuer, tls.state.not_after)
-            }
-            (None, _) => format!("self-signed for {}, SHA-256 {}", tls.state.subject, tls.state.fingerprint),
-        };
         self.rec.state.tls = Some(tls.state.clone());
+        self.rec.done("tls", tls.summary());
         self.tls = Some(tls);
-        self.rec.done(
-            "tls",
-            format!("listening on {}; {detail}", self.rec.state.tls.as_ref().map_or("", |t| t.listen.as_str())),
-        );
         Ok(())
     }
 
     /// What a participant must know about the URL: the token's note, and
     /// the certificate's when browsers do not trust it.
     fn note(&self) -> Option<String> {
-        let tls = self.tls.as_ref().and_then(|t| crate::tls::note(&t.state));
-        match (self.token_note.clone(), tls) {
-            (Some(a), Some(b)) => Some(format!("{a}; {b}")),
-            (a, b) => a.or(b),
-        }
+        crate::tls::with_note(self.token_note.clone(), self.tls.as_ref())
     }
 
     /// The renewal task changed the certificate or failed: the state, the
@@ -453,7 +424,7 @@ impl<'a> Converger<'a> {
                 let event = tokio::select! {
                     _ = &mut stop => return,
                     event = events.next() => event,
-                    state = next_tls_update(&mut self.tls) => {
+                    state = crate::tls::next_update(&mut self.tls) => {
                         self.tls_changed(state);
                         continue;
                     }
@@ -614,14 +585,6 @@ fn exited(code: Option<i64>) -> String {
 /// cannot be asked).
 async fn restart_count(docker: &Docker, id: &str) -> i64 {
     docker.inspect_container(id, None).await.ok().and_then(|c| c.restart_count).unwrap_or(0)
-}
-
-/// The next state the TLS renewal task sends; never, without TLS.
-async fn next_tls_update(tls: &mut Option<crate::tls::Tls>) -> crate::state::TlsState {
-    match tls {
-        Some(tls) => tls.next_update().await,
-        None => std::future::pending().await,
-    }
 }
 
 /// Sleeps until `at`, or for ever without one.

@@ -350,6 +350,19 @@ impl Config {
         self.tls.jupyter_publish(&self.container.publish)
     }
 
+    /// The configured secrets: what the redactor hides besides tokens.
+    pub fn redactor(&self) -> jupyter_proto::redact::Redactor {
+        let workspace = self.workspace.iter().flat_map(|w| w.env.values());
+        // A signed archive URL's query is its signature.
+        let signature = match &self.image.source {
+            ImageSource::Archive(Archive { location: ArchiveLocation::Url(url), .. }) => {
+                url.split_once('?').map(|(_, query)| query.to_string()).filter(|q| q.len() >= 8)
+            }
+            _ => None,
+        };
+        jupyter_proto::redact::Redactor::new(self.container.env.values().chain(workspace).chain(signature.iter()))
+    }
+
     /// `<state_dir>/state.json`.
     pub fn state_file(&self) -> PathBuf {
         self.state_dir.join("state.json")

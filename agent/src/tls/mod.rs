@@ -132,15 +132,15 @@ impl Tls {
         self.front.local.port()
     }
 
-    /// The next change of the state from the renewal task; never, without one.
-    pub async fn next_update(&mut self) -> TlsState {
-        match self.updates.recv().await {
-            Some(state) => {
-                self.state = state.clone();
-                state
-            }
-            None => std::future::pending().await,
-        }
+    /// The `tls` step's detail: where it listens and what it serves.
+    pub fn summary(&self) -> String {
+        let s = &self.state;
+        let what = match (&s.acme_error, s.served.as_str()) {
+            (Some(e), _) => format!("ACME failed ({e}); serving a self-signed certificate, SHA-256 {}", s.fingerprint),
+            (None, "acme") => format!("{} from {}, valid until {}", s.subject, s.issuer, s.not_after),
+            (None, _) => format!("self-signed for {}, SHA-256 {}", s.subject, s.fingerprint),
+        };
+        format!("listening on {}; {what}", s.listen)
     }
 
     /// Proves the path through the listener: a TLS handshake that presents
@@ -166,6 +166,26 @@ impl Tls {
             bail!("through the HTTPS listener on {addr}, /api/status answered {}", response.status());
         }
         Ok(())
+    }
+}
+
+/// The next state the renewal task sends; never, without TLS or a task.
+pub async fn next_update(tls: &mut Option<Tls>) -> TlsState {
+    let Some(tls) = tls else { return std::future::pending().await };
+    match tls.updates.recv().await {
+        Some(state) => {
+            tls.state = state.clone();
+            state
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// The URL's whole note: `token_note` (the token's), then the certificate's.
+pub fn with_note(token_note: Option<String>, tls: Option<&Tls>) -> Option<String> {
+    match (token_note, tls.and_then(|t| note(&t.state))) {
+        (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+        (a, b) => a.or(b),
     }
 }
 
