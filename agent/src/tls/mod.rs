@@ -241,13 +241,18 @@ fn state_of(
     }
 }
 
+/// The wait after `failures` failed attempts in a row (at least one).
+fn retry_delay(failures: usize) -> Duration {
+    RETRY_DELAYS[failures.saturating_sub(1).min(RETRY_DELAYS.len() - 1)]
+}
+
 impl Renewal {
     /// When to ask the CA next: at half the certificate's life, or after a
     /// delay that grows with each failure.
     fn next_attempt(&self) -> DateTime<Utc> {
         match (self.served.kind, self.failures) {
             (Kind::Acme, 0) => self.served.info.renew_at(),
-            (_, n) => Utc::now() + RETRY_DELAYS[n.saturating_sub(1).min(RETRY_DELAYS.len() - 1)],
+            (_, n) => Utc::now() + retry_delay(n),
         }
     }
 
@@ -367,4 +372,92 @@ fn pinned_client_config(expected: String) -> Result<rustls::ClientConfig> {
         .with_custom_certificate_verifier(Arc::new(Pinned(expected, provider)))
         .with_no_client_auth();
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lets_encrypt_is_not_asked_for_an_address_it_cannot_reach() {
+        let le = TlsConfig { directory: LETS_ENCRYPT.into(), ..Config::defaults().tls };
+        for private in ["10.0.3.4", "172.16.0.1", "192.168.1.1", "127.0.0.1", "100.64.0.7", "169.254.1.1", "[fd00::1]"]
+        {
+            assert!(private_address_refused(&le, private).is_some(), "{private}");
+        }
+        for public in ["47.98.1.2", "203.0.113.7", "100.128.0.1", "example.org"] {
+            assert_eq!(private_address_refused(&le, public), None, "{public}");
+        }
+        // A private or test CA may validate what it can reach.
+        let pebble = TlsConfig { directory: "https://127.0.0.1:14000/dir".into(), ..le };
+        assert_eq!(private_address_refused(&pebble, "127.0.0.1"), None);
+    }
+
+    #[test]
+    fn failed_attempts_back_off_to_every_four_hours() {
+        let waits: Vec<u64> = (1..=6).map(|n| retry_delay(n).as_secs()).collect();
+        assert_eq!(waits, [60, 600, 6000, 14400, 14400, 14400]);
+    }
+
+    #[test]
+    fn the_note_gives_the_fingerprint_and_why_acme_failed_and_none_for_a_trusted_certificate() {
+        let mut state = TlsState { served: "self-signed".into(), fingerprint: "AB:CD".into(), ..Default::default() };
+        assert!(note(&state).unwrap().ends_with("the SHA-256 fingerprint they show is AB:CD"));
+        state.acme_error = Some("port 80 closed".into());
+        assert!(note(&state).unwrap().contains("the ACME CA failed: port 80 closed"));
+        state.served = "acme".into();
+        assert_eq!(note(&state), None);
+    }
+
+    /// The listener against a real backend: bytes pass both ways; a swapped
+    /// certificate reaches new handshakes while an open connection goes on;
+    /// plain HTTP is redirected.
+    #[tokio::test]
+    async fn the_listener_swaps_its_certificate_under_an_open_connection() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let backend = echo.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = echo.accept().await {
+                tokio::spawn(async move {
+                    let (mut r, mut w) = s.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+            }
+        });
+        let first = certs::self_signed("127.0.0.1").unwrap();
+        let second = certs::self_signed("127.0.0.1").unwrap();
+        let front = Front::bind("127.0.0.1:0".parse().unwrap(), first.certified_key().unwrap(), Default::default())
+            .await
+            .unwrap();
+        front.set_backend(backend);
+        let at = front.reachable();
+        let connect = |fingerprint: String| async move {
+            let connector = tokio_rustls::TlsConnector::from(Arc::new(pinned_client_config(fingerprint).unwrap()));
+            let tcp = tokio::net::TcpStream::connect(at).await.unwrap();
+            let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+            connector.connect(name, tcp).await
+        };
+        let mut open = connect(first.info.fingerprint.clone()).await.expect("the first certificate");
+        open.write_all(b"hello").await.unwrap();
+        let mut buf = [0u8; 5];
+        open.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"hello");
+
+        front.set_certificate(second.certified_key().unwrap());
+        assert!(connect(first.info.fingerprint.clone()).await.is_err(), "new handshakes get the new certificate");
+        connect(second.info.fingerprint.clone()).await.expect("the second certificate");
+        open.write_all(b"again").await.unwrap();
+        open.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"again", "the open connection goes on");
+
+        let mut plain = tokio::net::TcpStream::connect(front.reachable()).await.unwrap();
+        plain.write_all(b"GET /tree?x=1 HTTP/1.1\r\nHost: 127.0.0.1:8888\r\n\r\n").await.unwrap();
+        let mut answer = String::new();
+        plain.read_to_string(&mut answer).await.unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 301 ") && answer.contains("Location: https://127.0.0.1:8888/tree?x=1\r\n"),
+            "{answer}"
+        );
+    }
 }
