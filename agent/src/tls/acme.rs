@@ -103,37 +103,38 @@ async fn account(cfg: &TlsConfig, state_dir: &Path) -> Result<Account> {
 
 /// The ACME identifier for the URL's host.
 fn identifier(host: &str) -> Identifier {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let bare = certs::bare(host);
     match bare.parse::<IpAddr>() {
         Ok(ip) => Identifier::Ip(ip),
         Err(_) => Identifier::Dns(bare.to_string()),
     }
 }
 
-/// Orders a certificate for `host`; `front_port` is where the agent's HTTPS
-/// listener answers TLS-ALPN-01 itself (when the challenge port is that port).
-pub async fn obtain(
-    cfg: &TlsConfig,
-    state_dir: &Path,
-    host: &str,
-    challenges: &Arc<Challenges>,
-    front_port: u16,
-) -> Result<Served> {
-    let result = tokio::time::timeout(ATTEMPT_TIMEOUT, order(cfg, state_dir, host, challenges, front_port)).await;
-    challenges.clear();
+/// What one order needs.
+pub struct Request<'a> {
+    pub cfg: &'a TlsConfig,
+    pub state_dir: &'a Path,
+    /// The URL's host: the certificate's only name.
+    pub host: &'a str,
+    /// Where the answers to the CA's challenges are put.
+    pub challenges: &'a Arc<Challenges>,
+    /// The agent's HTTPS listener's port: it answers TLS-ALPN-01 itself
+    /// when the challenge port is that port.
+    pub front_port: u16,
+}
+
+/// Orders a certificate, within [`ATTEMPT_TIMEOUT`].
+pub async fn obtain(req: &Request<'_>) -> Result<Served> {
+    let result = tokio::time::timeout(ATTEMPT_TIMEOUT, order(req)).await;
+    req.challenges.clear();
     match result {
         Ok(result) => result,
         Err(_) => bail!("the ACME order did not complete within {}", humantime::format_duration(ATTEMPT_TIMEOUT)),
     }
 }
 
-async fn order(
-    cfg: &TlsConfig,
-    state_dir: &Path,
-    host: &str,
-    challenges: &Arc<Challenges>,
-    front_port: u16,
-) -> Result<Served> {
+async fn order(req: &Request<'_>) -> Result<Served> {
+    let Request { cfg, state_dir, host, challenges, front_port } = *req;
     let account = account(cfg, state_dir).await?;
     let offered: Vec<String> = account.profiles().map(|p| p.name.to_string()).collect();
     let identifiers = [identifier(host)];
@@ -208,7 +209,7 @@ async fn order(
 
     // The CSR: the address as its only name, an empty subject (Let's Encrypt
     // refuses an IP address in the common name).
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let bare = certs::bare(host);
     let mut params = rcgen::CertificateParams::new(vec![bare.to_string()])?;
     params.distinguished_name = rcgen::DistinguishedName::new();
     let key = rcgen::KeyPair::generate()?;
@@ -226,7 +227,7 @@ async fn order(
 /// The TLS-ALPN-01 validation certificate (RFC 8737): self-signed, for the
 /// address alone, with the critical acmeIdentifier extension.
 fn alpn_certificate(host: &str, digest: &[u8]) -> Result<Arc<rustls::sign::CertifiedKey>> {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let bare = certs::bare(host);
     let mut params = rcgen::CertificateParams::new(vec![bare.to_string()])?;
     params.distinguished_name = rcgen::DistinguishedName::new();
     params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(digest)];

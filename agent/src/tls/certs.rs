@@ -26,6 +26,11 @@ pub fn dir(state_dir: &Path) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// A URL host without the brackets of an IPv6 address: `[::1]` -> `::1`.
+pub fn bare(host: &str) -> &str {
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
 /// Which kind of certificate a file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -88,7 +93,7 @@ impl Info {
 
     /// Whether the certificate is for `host` (an address or a name).
     pub fn covers(&self, host: &str) -> bool {
-        match host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+        match bare(host).parse::<IpAddr>() {
             Ok(ip) => self.addresses.contains(&ip),
             Err(_) => self.names.iter().any(|n| n.eq_ignore_ascii_case(host)),
         }
@@ -221,7 +226,7 @@ pub fn from_acme(key_pem: &str, chain_pem: &str) -> Result<Served> {
 
 /// A new self-signed certificate for `host`, valid for a year.
 pub fn self_signed(host: &str) -> Result<Served> {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host = bare(host);
     let mut params = rcgen::CertificateParams::new(vec![host.to_string()])?;
     params.distinguished_name = rcgen::DistinguishedName::new();
     params.distinguished_name.push(rcgen::DnType::CommonName, "jupyter-agent self-signed");
@@ -265,8 +270,7 @@ pub fn verify(served: &Served, host: &str, roots: rustls::RootCertStore) -> Resu
     )
     .build()
     .map_err(|e| anyhow!("{e}"))?;
-    let name = ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']').to_string())
-        .map_err(|e| anyhow!("{host}: {e}"))?;
+    let name = ServerName::try_from(bare(host).to_string()).map_err(|e| anyhow!("{host}: {e}"))?;
     let (leaf, intermediates) = served.chain.split_first().ok_or_else(|| anyhow!("an empty chain"))?;
     verifier
         .verify_server_cert(leaf, intermediates, &name, &[], UnixTime::now())

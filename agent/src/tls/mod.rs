@@ -265,7 +265,14 @@ impl Renewal {
         let result = match private_address_refused(&self.cfg, &self.host) {
             Some(why) => Err(anyhow!(why)),
             None => {
-                acme::obtain(&self.cfg, &self.state_dir, &self.host, &self.challenges, self.front.local.port()).await
+                acme::obtain(&acme::Request {
+                    cfg: &self.cfg,
+                    state_dir: &self.state_dir,
+                    host: &self.host,
+                    challenges: &self.challenges,
+                    front_port: self.front.local.port(),
+                })
+                .await
             }
         };
         match result {
@@ -304,7 +311,7 @@ impl Renewal {
 /// Let's Encrypt cannot reach a private or loopback address: say so instead
 /// of burning its failed-validation limit.
 fn private_address_refused(cfg: &TlsConfig, host: &str) -> Option<String> {
-    let ip: std::net::IpAddr = host.trim_start_matches('[').trim_end_matches(']').parse().ok()?;
+    let ip: std::net::IpAddr = certs::bare(host).parse().ok()?;
     let private = match ip {
         std::net::IpAddr::V4(a) => {
             a.is_private()
