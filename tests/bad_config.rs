@@ -114,7 +114,7 @@ fn at_least_sixty_bad_configurations_exit_2_with_their_message_and_change_nothin
 
     let mut cases: Vec<(Vec<Change>, String)> = vec![
         // The top level.
-        (vec![("", "colour", Some("1"))], "{f}: colour: unknown key; expected one of: state_dir, log_dir, socket, result_file, docker, workspace, image, container, jupyter".into()),
+        (vec![("", "colour", Some("1"))], "{f}: colour: unknown key; expected one of: state_dir, log_dir, socket, result_file, docker, workspace, image, container, jupyter, tls".into()),
         (vec![("", "state_dir", Some("\"relative/dir\""))], "{f}: state_dir = \"relative/dir\": expected an absolute path (starting with /)".into()),
         (vec![("", "state_dir", Some("\"/tmp/ja-bad-state\""))], "{f}: state_dir = \"/tmp/ja-bad-state\": is in /tmp, which every user may write to; expected a directory below one only root writes (e.g. /var/lib)".into()),
         (vec![("", "log_dir", Some("\"/tmp/ja-bad-log\""))], "{f}: log_dir = \"/tmp/ja-bad-log\": is in /tmp, which every user may write to; expected a directory below one only root writes (e.g. /var/lib)".into()),
@@ -174,6 +174,9 @@ fn at_least_sixty_bad_configurations_exit_2_with_their_message_and_change_nothin
         (vec![("jupyter", "metadata_endpoint", Some("\"https://100.100.100.200\""))], "{f}: [jupyter] metadata_endpoint = \"https://100.100.100.200\": expected an http:// URL with a host and no spaces".into()),
         (vec![("jupyter", "metadata_endpoint", Some("\"http://metadata.example\""))], "{f}: [jupyter] metadata_endpoint = \"http://metadata.example\": expected an IPv4 address as the host (the agent keeps the container from reaching it), unless [container] metadata_access = true".into()),
         // [docker]
+        (vec![("tls", "mode", Some("\"https\""))], "{f}: [tls] mode = \"https\": expected \"off\", \"acme\" or \"self-signed\"".into()),
+        (vec![("tls", "mode", Some("\"acme\"")), ("tls", "directory", Some("\"http://127.0.0.1:14000/dir\""))], "{f}: [tls] directory = \"http://127.0.0.1:14000/dir\": expected an https:// URL (ACME runs over HTTPS only)".into()),
+        (vec![("tls", "mode", Some("\"acme\"")), ("tls", "ca_file", Some("\"ca.pem\""))], "{f}: [tls] ca_file = \"ca.pem\": expected an absolute path (starting with /)".into()),
         (vec![("docker", "host", Some("\"docker.sock\""))], "{f}: [docker] host = \"docker.sock\": expected unix:///path/to/docker.sock, tcp://HOST:PORT or http://HOST:PORT".into()),
         (vec![("docker", "source", Some("\"snap\""))], "{f}: [docker] source = \"snap\": expected one of \"auto\", \"distro\", \"docker-ce\"".into()),
         (vec![("docker", "install", Some("\"yes\""))], "{f}: [docker] install = \"yes\": expected true or false".into()),
@@ -203,7 +206,7 @@ fn at_least_sixty_bad_configurations_exit_2_with_their_message_and_change_nothin
     // Not TOML at all, and a section that does not exist.
     let raw: Vec<(String, String)> = vec![
         ("[container\nname = 1\n".into(), "{f}: not valid TOML at line 1, column 11: unclosed table, expected `]`".into()),
-        ("[jupyterr]\nready_timeout = \"1m\"\n[image]\nname = \"nb\"\n".into(), "{f}: jupyterr: unknown key; expected one of: state_dir, log_dir, socket, result_file, docker, workspace, image, container, jupyter".into()),
+        ("[jupyterr]\nready_timeout = \"1m\"\n[image]\nname = \"nb\"\n".into(), "{f}: jupyterr: unknown key; expected one of: state_dir, log_dir, socket, result_file, docker, workspace, image, container, jupyter, tls".into()),
     ];
     assert!(cases.len() + raw.len() >= 60, "{} cases", cases.len() + raw.len());
 
