@@ -60,7 +60,8 @@ impl Kind {
 pub struct Served {
     pub kind: Kind,
     pub chain: Vec<CertificateDer<'static>>,
-    key_pem: String,
+    /// The file's text: the private key, then the chain.
+    pem: String,
     pub info: Info,
 }
 
@@ -148,8 +149,7 @@ impl Served {
             .map_err(|e| anyhow!("reading the certificates: {e}"))?;
         let Some(leaf) = chain.first() else { bail!("no certificate in the file") };
         PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| anyhow!("reading the private key: {e}"))?;
-        let key_pem = key_block(pem).ok_or_else(|| anyhow!("no private key in the file"))?;
-        Ok(Served { kind, info: info(leaf)?, chain, key_pem })
+        Ok(Served { kind, info: info(leaf)?, chain, pem: pem.to_string() })
     }
 
     /// Reads `<state_dir>/tls/<kind>.pem`; `None` when there is none.
@@ -167,21 +167,13 @@ impl Served {
     pub fn save(&self, state_dir: &Path) -> Result<()> {
         dir(state_dir)?;
         let path = self.kind.path(state_dir);
-        jupyter_proto::fs::write_atomic(&path, self.to_pem().as_bytes(), 0o600)
+        jupyter_proto::fs::write_atomic(&path, self.pem.as_bytes(), 0o600)
             .with_context(|| format!("writing {}", path.display()))
-    }
-
-    fn to_pem(&self) -> String {
-        let mut pem = self.key_pem.clone();
-        for cert in &self.chain {
-            pem.push_str(&pem_of(cert));
-        }
-        pem
     }
 
     /// For rustls: the chain and its signing key.
     pub fn certified_key(&self) -> Result<Arc<CertifiedKey>> {
-        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).map_err(|e| anyhow!("the key: {e}"))?;
+        let key = PrivateKeyDer::from_pem_slice(self.pem.as_bytes()).map_err(|e| anyhow!("the key: {e}"))?;
         let provider = rustls::crypto::ring::default_provider();
         let key = provider.key_provider.load_private_key(key).map_err(|e| anyhow!("the key: {e}"))?;
         Ok(Arc::new(CertifiedKey::new(self.chain.clone(), key)))
@@ -191,32 +183,6 @@ impl Served {
     pub fn usable_for(&self, host: &str) -> bool {
         self.info.covers(host) && self.info.not_after > Utc::now()
     }
-}
-
-/// The private key's PEM block, its BEGIN and END lines included.
-fn key_block(pem: &str) -> Option<String> {
-    let mut block = String::new();
-    for line in pem.lines().skip_while(|l| !(l.starts_with("-----BEGIN") && l.contains("PRIVATE KEY"))) {
-        block.push_str(line.trim_end());
-        block.push('\n');
-        if line.starts_with("-----END") {
-            return Some(block);
-        }
-    }
-    None
-}
-
-/// One certificate as PEM.
-fn pem_of(cert: &CertificateDer<'_>) -> String {
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(cert.as_ref());
-    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        pem.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
-        pem.push('\n');
-    }
-    pem.push_str("-----END CERTIFICATE-----\n");
-    pem
 }
 
 /// A key and a chain as the ACME CA returned them (PEM).
