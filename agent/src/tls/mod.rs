@@ -57,6 +57,8 @@ struct Renewal {
     served: Served,
     acme_error: Option<String>,
     failures: usize,
+    /// When the CA is asked next ([`Renewal::schedule`]).
+    next: DateTime<Utc>,
     updates: mpsc::UnboundedSender<TlsState>,
 }
 
@@ -101,8 +103,10 @@ impl Tls {
                     served: first,
                     acme_error: None,
                     failures: 0,
+                    next: Utc::now(),
                     updates: updates_tx,
                 };
+                renewal.schedule();
                 match stored {
                     Some(s) => {
                         info!(subject = %s.info.subject(), not_after = %s.info.not_after, "serving the stored certificate")
@@ -249,15 +253,15 @@ fn retry_delay(failures: usize) -> Duration {
 impl Renewal {
     /// When to ask the CA next: at half the certificate's life, or after a
     /// delay that grows with each failure.
-    fn next_attempt(&self) -> DateTime<Utc> {
-        match (self.served.kind, self.failures) {
+    fn schedule(&mut self) {
+        self.next = match (self.served.kind, self.failures) {
             (Kind::Acme, 0) => self.served.info.renew_at(),
             (_, n) => Utc::now() + retry_delay(n),
-        }
+        };
     }
 
     fn state(&self) -> TlsState {
-        state_of(&self.cfg, &self.front, &self.served, Some(self.next_attempt()), self.acme_error.clone())
+        state_of(&self.cfg, &self.front, &self.served, Some(self.next), self.acme_error.clone())
     }
 
     /// One order; on success the new certificate is stored and served.
@@ -275,11 +279,8 @@ impl Renewal {
                 .await
             }
         };
-        match result {
-            Ok(served) => {
-                served.save(&self.state_dir)?;
-                self.front.set_certificate(served.certified_key()?);
-                self.served = served;
+        let result = match result.and_then(|served| self.serve(served)) {
+            Ok(()) => {
                 self.failures = 0;
                 self.acme_error = None;
                 Ok(())
@@ -289,12 +290,22 @@ impl Renewal {
                 self.acme_error = Some(jupyter_proto::redact::bound(&format!("{e:#}"), 400));
                 Err(e)
             }
-        }
+        };
+        self.schedule();
+        result
+    }
+
+    /// Stores the new certificate and hands it to the listener.
+    fn serve(&mut self, served: Served) -> Result<()> {
+        served.save(&self.state_dir)?;
+        self.front.set_certificate(served.certified_key()?);
+        self.served = served;
+        Ok(())
     }
 
     async fn run(mut self) {
         loop {
-            let wait = (self.next_attempt() - Utc::now()).to_std().unwrap_or_default();
+            let wait = (self.next - Utc::now()).to_std().unwrap_or_default();
             info!(in_seconds = wait.as_secs(), "next ACME attempt");
             tokio::time::sleep(wait).await;
             match self.attempt().await {
@@ -463,7 +474,8 @@ mod tests {
         let mut answer = String::new();
         plain.read_to_string(&mut answer).await.unwrap();
         assert!(
-            answer.starts_with("HTTP/1.1 301 ") && answer.contains("Location: https://127.0.0.1:8888/tree?x=1\r\n"),
+            answer.starts_with("HTTP/1.1 301 ")
+                && answer.contains("Location: https://127.0.0.1:8888/tree?x=1\r\n"),
             "{answer}"
         );
     }
