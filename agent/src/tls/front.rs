@@ -16,7 +16,7 @@ use anyhow::{anyhow, Context, Result};
 use rustls::server::{Acceptor, ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::LazyConfigAcceptor;
@@ -152,7 +152,8 @@ impl ChallengeListener {
                 let Ok((tcp, _)) = listener.accept().await else { continue };
                 let challenges = challenges.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = answer_http01(tcp, &challenges).await {
+                    let answer = move |req: &hyper::Request<hyper::body::Incoming>| http01_answer(req, &challenges);
+                    if let Err(e) = plain_http(tcp, answer).await {
                         debug!(error = %e, "an HTTP-01 connection ended");
                     }
                 });
@@ -212,7 +213,7 @@ async fn connection(
         return Ok(());
     }
     if first[0] != 0x16 {
-        return redirect_to_https(tcp).await;
+        return plain_http(tcp, redirect_to_https).await;
     }
     let start = tokio::time::timeout(HANDSHAKE_TIMEOUT, LazyConfigAcceptor::new(Acceptor::default(), tcp)).await??;
     let offers_acme = start.client_hello().alpn().is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN));
@@ -238,66 +239,55 @@ async fn connection(
     Ok(())
 }
 
-/// Reads a request's head (at most 8 KiB, within the handshake timeout).
-async fn read_head(tcp: &mut TcpStream) -> Result<String> {
-    let mut head = Vec::with_capacity(1024);
-    let mut buf = [0u8; 1024];
-    tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
-            let n = tcp.read(&mut buf).await?;
-            if n == 0 {
-                break;
-            }
-            head.extend_from_slice(&buf[..n]);
-        }
-        Ok::<_, std::io::Error>(())
-    })
-    .await??;
-    Ok(String::from_utf8_lossy(&head).into_owned())
+type Reply = hyper::Response<http_body_util::Full<bytes::Bytes>>;
+
+fn reply(status: hyper::StatusCode, location: Option<hyper::header::HeaderValue>, body: String) -> Reply {
+    let mut response = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
+    *response.status_mut() = status;
+    if let Some(location) = location {
+        response.headers_mut().insert(hyper::header::LOCATION, location);
+    }
+    response
 }
 
-/// The request line's path and the Host header.
-fn path_and_host(head: &str) -> (Option<&str>, Option<&str>) {
-    let mut lines = head.split("\r\n");
-    let path = lines.next().and_then(|l| l.split(' ').nth(1)).filter(|p| p.starts_with('/'));
-    let host = lines.find_map(|l| {
-        let (name, value) = l.split_once(':')?;
-        name.eq_ignore_ascii_case("host").then(|| value.trim())
+/// One plain HTTP/1.1 connection (hyper), each request answered by `answer`,
+/// within the handshake timeout, then closed.
+async fn plain_http(
+    tcp: TcpStream,
+    answer: impl Fn(&hyper::Request<hyper::body::Incoming>) -> Reply + Send + Sync + 'static,
+) -> Result<()> {
+    let answer = Arc::new(answer);
+    let service = hyper::service::service_fn(move |req| {
+        let answer = answer.clone();
+        async move { Ok::<_, std::convert::Infallible>(answer(&req)) }
     });
-    (path, host.filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_graphic())))
+    let connection = hyper::server::conn::http1::Builder::new()
+        .keep_alive(false)
+        .serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, connection).await??;
+    Ok(())
 }
 
 /// `http://` typed on the HTTPS port: a redirect to the same place over https://.
-async fn redirect_to_https(mut tcp: TcpStream) -> Result<()> {
-    let head = read_head(&mut tcp).await?;
-    let response = match path_and_host(&head) {
-        (Some(path), Some(host)) if path.chars().all(|c| c.is_ascii_graphic()) => format!(
-            "HTTP/1.1 301 Moved Permanently\r\nLocation: https://{host}{path}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        ),
-        _ => "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string(),
-    };
-    tcp.write_all(response.as_bytes()).await?;
-    let _ = tcp.shutdown().await;
-    Ok(())
+fn redirect_to_https<B>(req: &hyper::Request<B>) -> Reply {
+    let host = req.headers().get(hyper::header::HOST).and_then(|h| h.to_str().ok());
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let location = host
+        .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_graphic()))
+        .and_then(|h| hyper::header::HeaderValue::from_str(&format!("https://{h}{path}")).ok());
+    match location {
+        Some(location) => reply(hyper::StatusCode::MOVED_PERMANENTLY, Some(location), String::new()),
+        None => reply(hyper::StatusCode::BAD_REQUEST, None, String::new()),
+    }
 }
 
 /// `GET /.well-known/acme-challenge/<token>`: the key authorization, or 404.
-async fn answer_http01(mut tcp: TcpStream, challenges: &Challenges) -> Result<()> {
-    let head = read_head(&mut tcp).await?;
-    let answer = path_and_host(&head)
-        .0
-        .and_then(|p| p.strip_prefix("/.well-known/acme-challenge/"))
-        .and_then(|token| challenges.http(token));
-    let response = match answer {
-        Some(body) => format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        ),
-        None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string(),
-    };
-    tcp.write_all(response.as_bytes()).await?;
-    let _ = tcp.shutdown().await;
-    Ok(())
+fn http01_answer<B>(req: &hyper::Request<B>, challenges: &Challenges) -> Reply {
+    let answer = req.uri().path().strip_prefix("/.well-known/acme-challenge/").and_then(|token| challenges.http(token));
+    match answer {
+        Some(body) => reply(hyper::StatusCode::OK, None, body),
+        None => reply(hyper::StatusCode::NOT_FOUND, None, String::new()),
+    }
 }
 
 #[cfg(test)]
@@ -305,12 +295,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_request_head_gives_its_path_and_host() {
-        let head = "GET /tree?token=x HTTP/1.1\r\nhost: 1.2.3.4:8888\r\nAccept: */*\r\n\r\n";
-        assert_eq!(path_and_host(head), (Some("/tree?token=x"), Some("1.2.3.4:8888")));
-        assert_eq!(path_and_host("GET / HTTP/1.0\r\n\r\n"), (Some("/"), None));
-        assert_eq!(path_and_host("garbage"), (None, None));
-        // A header value that would split the response is not taken.
-        assert_eq!(path_and_host("GET / HTTP/1.1\r\nHost: a b\r\n\r\n").1, None);
+    fn http_on_the_https_port_is_sent_to_https_and_only_known_tokens_are_answered() {
+        let request = |path: &str, host: Option<&str>| {
+            let mut builder = hyper::Request::builder().uri(path);
+            if let Some(host) = host {
+                builder = builder.header("host", host);
+            }
+            builder.body(()).unwrap()
+        };
+        let moved = redirect_to_https(&request("/tree?token=x", Some("1.2.3.4:8888")));
+        assert_eq!(moved.status(), 301);
+        assert_eq!(moved.headers()["location"], "https://1.2.3.4:8888/tree?token=x");
+        assert_eq!(redirect_to_https(&request("/", None)).status(), 400);
+        // A Host that would make another URL of the Location is not taken.
+        assert_eq!(redirect_to_https(&request("/", Some("a b"))).status(), 400);
+
+        let challenges = Challenges::default();
+        challenges.set_http("tok", "tok.thumb");
+        assert_eq!(http01_answer(&request("/.well-known/acme-challenge/tok", None), &challenges).status(), 200);
+        assert_eq!(http01_answer(&request("/.well-known/acme-challenge/other", None), &challenges).status(), 404);
+        assert_eq!(http01_answer(&request("/tok", None), &challenges).status(), 404);
     }
 }

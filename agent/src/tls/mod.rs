@@ -475,7 +475,7 @@ mod tests {
         plain.read_to_string(&mut answer).await.unwrap();
         assert!(
             answer.starts_with("HTTP/1.1 301 ")
-                && answer.contains("Location: https://127.0.0.1:8888/tree?x=1\r\n"),
+                && answer.to_ascii_lowercase().contains("location: https://127.0.0.1:8888/tree?x=1\r\n"),
             "{answer}"
         );
     }
