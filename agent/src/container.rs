@@ -207,6 +207,10 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    pub fn socket_addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::new(self.address, self.port)
+    }
+
     /// `http://address:port<path>`.
     pub fn url(&self, path: &str) -> String {
         match self.address {
@@ -219,13 +223,19 @@ impl Endpoint {
     /// reached: the port Docker bound (it picks one for port 0), on the
     /// publish address or loopback for a wildcard. The one place that says so.
     pub fn of(c: &ContainerInspectResponse, port: u16, publish: &Publish) -> Endpoint {
+        Endpoint::bound(c, port, publish)
+            .unwrap_or(Endpoint { address: publish.reachable_address(), port: publish.port })
+    }
+
+    /// As [`Endpoint::of`], but `None` when the engine bound no host port.
+    pub fn bound(c: &ContainerInspectResponse, port: u16, publish: &Publish) -> Option<Endpoint> {
         let bound = c
             .network_settings
             .as_ref()
             .and_then(|n| n.ports.as_ref())
             .and_then(|p| p.get(&port_key(port))?.as_ref())
-            .and_then(|bindings| bindings.iter().find_map(|b| b.host_port.as_deref()?.parse().ok()));
-        Endpoint { address: publish.reachable_address(), port: bound.unwrap_or(publish.port) }
+            .and_then(|bindings| bindings.iter().find_map(|b| b.host_port.as_deref()?.parse().ok()))?;
+        Some(Endpoint { address: publish.reachable_address(), port: bound })
     }
 }
 

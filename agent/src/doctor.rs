@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::{Config, DockerConfig};
+use crate::container::Endpoint;
 use crate::docker_install::runtimes;
 use crate::state::{Phase, State};
 
@@ -58,11 +59,11 @@ pub async fn run(cfg: &Config, state: Option<&State>) -> Vec<Check> {
     ));
 
     let name = state.and_then(|s| s.container.as_ref()).map_or(cfg.container.name.clone(), |c| c.name.clone());
-    let mut published: Option<u16> = None;
+    let mut published: Option<Endpoint> = None;
     if let Ok(d) = &docker {
         match d.inspect_container(&name, None).await {
             Ok(c) => {
-                let s = c.state.unwrap_or_default();
+                let s = c.state.clone().unwrap_or_default();
                 if s.running == Some(true) && s.restarting != Some(true) {
                     checks
                         .push(ok("container", format!("{name} is running since {}", s.started_at.unwrap_or_default())));
@@ -74,18 +75,16 @@ pub async fn run(cfg: &Config, state: Option<&State>) -> Vec<Check> {
                         format!("jupyter-agent logs -n 50, then jupyter-agent run (or docker start {name})"),
                     ));
                 }
-                let key = format!("{}/tcp", cfg.container.port);
-                published = c
-                    .network_settings
-                    .and_then(|n| n.ports)
-                    .and_then(|p| p.get(&key).cloned().flatten())
-                    .and_then(|b| b.into_iter().find_map(|b| b.host_port?.parse().ok()));
+                published = Endpoint::bound(&c, cfg.container.port, &cfg.jupyter_publish());
                 checks.push(match published {
-                    Some(p) => ok("port", format!("container port {key} is published on host port {p}")),
+                    Some(e) => ok(
+                        "port",
+                        format!("container port {}/tcp is published on host port {}", cfg.container.port, e.port),
+                    ),
                     None => bad(
                         "port",
                         Verdict::Fail,
-                        format!("container port {key} is not published"),
+                        format!("container port {}/tcp is not published", cfg.container.port),
                         "check [container] port and publish, then jupyter-agent run",
                     ),
                 });
@@ -102,10 +101,10 @@ pub async fn run(cfg: &Config, state: Option<&State>) -> Vec<Check> {
     checks.push(image_check(cfg, docker.as_ref().ok()).await);
     checks.push(token_check(state, published).await);
     // With TLS, participants reach the agent's listener; Jupyter is on loopback.
-    let listen = state.and_then(|s| s.tls.as_ref()).and_then(|t| t.listen.parse::<SocketAddr>().ok());
+    let listen = state.and_then(|s| s.tls.as_ref()).map(|t| t.listen);
     let reached = match (cfg.tls.is_on(), published) {
         (true, Some(_)) => Some(listen.map_or(cfg.container.publish.port, |l| l.port())),
-        (_, published) => published,
+        (_, published) => published.map(|e| e.port),
     };
     if let Some(port) = reached {
         checks.push(own_address_check(cfg, port).await);
@@ -158,11 +157,11 @@ fn engine_check(address: &str, api: Result<String, ()>, runtimes: &[runtimes::Fo
     }
 }
 
-async fn token_check(state: Option<&State>, published: Option<u16>) -> Check {
+async fn token_check(state: Option<&State>, published: Option<Endpoint>) -> Check {
     let Some(s) = state else {
         return bad("token", Verdict::Fail, "the agent has no state: it has not run", "jupyter-agent run");
     };
-    let (&Phase::Ready, Some(j), Some(port)) = (&s.phase, s.jupyter.as_ref(), published) else {
+    let (&Phase::Ready, Some(j), Some(endpoint)) = (&s.phase, s.jupyter.as_ref(), published) else {
         return bad(
             "token",
             Verdict::Fail,
@@ -170,7 +169,7 @@ async fn token_check(state: Option<&State>, published: Option<u16>) -> Check {
             "jupyter-agent status, then jupyter-agent run",
         );
     };
-    let url = format!("http://127.0.0.1:{port}/api/status");
+    let url = endpoint.url("/api/status");
     let client = crate::http::client().no_proxy().timeout(Duration::from_secs(5)).build();
     let status = match client {
         Ok(c) => {
@@ -183,7 +182,7 @@ async fn token_check(state: Option<&State>, published: Option<u16>) -> Check {
             "token",
             Verdict::Warn,
             format!("the reported token opens /api/status now, but: {}", j.note.as_deref().unwrap_or_default()),
-            "see [jupyter] token in the README",
+            "see [jupyter] token in docs/configuration.md",
         ),
         Ok(200) => ok("token", "the reported token opens /api/status now"),
         Ok(code) => bad(
@@ -205,11 +204,9 @@ fn tls_check(cfg: &Config, state: Option<&State>) -> Check {
         return ok("tls", "off: plain http ([tls] mode = \"acme\" or \"self-signed\" serves HTTPS)");
     }
     let recorded = state.and_then(|s| s.tls.as_ref());
-    let kind = match recorded.map(|t| t.served.as_str()) {
-        Some("acme") => Kind::Acme,
-        Some(_) => Kind::SelfSigned,
-        None if cfg.tls.mode == crate::config::TlsMode::Acme => Kind::Acme,
-        None => Kind::SelfSigned,
+    let kind = match recorded.map(|t| t.served).or(cfg.tls.mode.cert_kind()) {
+        Some(Kind::Acme) => Kind::Acme,
+        _ => Kind::SelfSigned,
     };
     let served = match Served::load(kind, &cfg.state_dir) {
         Ok(Some(served)) => served,
@@ -217,7 +214,7 @@ fn tls_check(cfg: &Config, state: Option<&State>) -> Check {
             return bad(
                 "tls",
                 Verdict::Fail,
-                format!("no {} certificate in {}", kind.as_str(), kind.path(&cfg.state_dir).display()),
+                format!("no {kind} certificate in {}", certs::path(kind, &cfg.state_dir).display()),
                 "jupyter-agent run (it makes or orders one)",
             )
         }
@@ -235,8 +232,7 @@ fn tls_check(cfg: &Config, state: Option<&State>) -> Check {
         .and_then(|t| t.next_renewal)
         .map_or(String::new(), |n| format!(", next ACME attempt {}", n.format("%Y-%m-%d %H:%M UTC")));
     let what = format!(
-        "{} certificate for {} from {}, valid until {}{next}, SHA-256 {}",
-        kind.as_str(),
+        "{kind} certificate for {} from {}, valid until {}{next}, SHA-256 {}",
         info.subject(),
         info.issuer,
         info.not_after.format("%Y-%m-%d %H:%M UTC"),
@@ -266,8 +262,10 @@ fn tls_check(cfg: &Config, state: Option<&State>) -> Check {
             "participants compare the fingerprint; [tls] mode = \"acme\" on a public address gives a trusted one",
         );
     }
-    let host =
-        info.addresses.first().map(|a| a.to_string()).or_else(|| info.names.first().cloned()).unwrap_or_default();
+    let host = match (info.addresses.first(), info.names.first()) {
+        (Some(ip), _) => certs::Host::Ip(*ip),
+        (None, name) => certs::Host::Name(name.cloned().unwrap_or_default()),
+    };
     match certs::roots(cfg.tls.ca_file.as_deref()).and_then(|roots| certs::verify(&served, &host, roots)) {
         Ok(()) => ok("tls", format!("{what}; the chain verifies")),
         Err(e) => bad(

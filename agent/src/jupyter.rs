@@ -19,7 +19,7 @@ use jupyter_proto::redact::{redact, MARK};
 use jupyter_proto::retry::{self, Policy, Transient};
 
 use crate::container::Endpoint;
-use crate::state::LOG_TAIL_LINES;
+use crate::state::{TokenSource, LOG_TAIL_LINES};
 use crate::token::{base_url, parse_line, parse_server_list, Finding, LineAssembler};
 
 /// The proof's wait for the published port to answer: it can lag the log
@@ -34,8 +34,8 @@ pub struct Proven {
     pub token: String,
     /// The path of the login URL: `/`, `/tree`, `/lab`, or below a base URL.
     pub path: String,
-    /// `log` or `server-list`.
-    pub source: &'static str,
+    /// Where the token was found.
+    pub source: TokenSource,
     pub seen_at: DateTime<Utc>,
     pub proven_at: DateTime<Utc>,
 }
@@ -71,7 +71,7 @@ pub async fn wait_for_token(
                 return Ok(Proven {
                     token: String::new(),
                     path: "/".into(),
-                    source: "server",
+                    source: TokenSource::Server,
                     seen_at,
                     proven_at: Utc::now(),
                 });
@@ -105,7 +105,11 @@ pub async fn wait_for_token(
             let Some(finding) = parse_line(&line) else { continue };
             let seen_at = Utc::now();
             let candidates = match finding {
-                Finding::Token { token, path } => vec![(token, path, "log")],
+                // The agent's own token, printed by the server.
+                Finding::Token { token, path } if Some(token.as_str()) == given => {
+                    vec![(token, path, TokenSource::Agent)]
+                }
+                Finding::Token { token, path } => vec![(token, path, TokenSource::Log)],
                 // The token the agent gave the server is the first candidate
                 // (proven like any other), before asking the server, whose
                 // `jupyter` command may not be on the container's PATH.
@@ -113,7 +117,7 @@ pub async fn wait_for_token(
                     let mut candidates = Vec::new();
                     if let Some(given) = given {
                         info!("the log hides a configured token: proving the one the agent gave");
-                        candidates.push((given.to_string(), path.clone(), "agent"));
+                        candidates.push((given.to_string(), path.clone(), TokenSource::Agent));
                     } else {
                         info!("the log hides a configured token; asking the server");
                     }
@@ -131,7 +135,9 @@ pub async fn wait_for_token(
                         } else {
                             format!("{}{}", s.base_url.trim_end_matches('/'), path)
                         };
-                        (s.token, under, "server-list")
+                        let source =
+                            if Some(s.token.as_str()) == given { TokenSource::Agent } else { TokenSource::ServerList };
+                        (s.token, under, source)
                     }));
                     candidates
                 }
@@ -140,7 +146,7 @@ pub async fn wait_for_token(
                 let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
                 match prove(&client, docker, container, endpoint, &base_url(&path), &token, remaining, false).await? {
                     Proof::Accepted => {
-                        info!(source, "token proven against /api/status");
+                        info!(source = %source, "token proven against /api/status");
                         return Ok(Proven { token, path, source, seen_at, proven_at: Utc::now() });
                     }
                     Proof::Rejected(status) => {

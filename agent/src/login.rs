@@ -174,6 +174,13 @@ pub fn remember_env_only(state_dir: &Path, image_id: &str) -> Result<()> {
         .context("recording that the image's server ignores JUPYTER_TOKEN_FILE")
 }
 
+/// The login given by `JUPYTER_TOKEN` from now on, for an image whose
+/// server ignored `JUPYTER_TOKEN_FILE` (remembered for this image).
+pub fn env_only(login: Option<Login>, state_dir: &Path, image_id: &str) -> Result<Option<Login>> {
+    remember_env_only(state_dir, image_id)?;
+    Ok(login.map(|l| Login { delivery: Delivery::Env, ..l }))
+}
+
 /// Writes the copy the container mounts: owned by the container's user,
 /// mode 0400, no trailing newline (the servers read the whole file as the
 /// token). The state directory (0700) keeps other local users away from it.

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tracing::{debug, info};
 
+pub use crate::config::Host;
 use crate::config::UrlHost;
 
 /// The whole metadata look-up stays under this, so that off the cloud it costs
@@ -18,8 +19,7 @@ const METADATA_CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
 const ADDRESS_KEYS: [&str; 3] = ["eipv4", "public-ipv4", "private-ipv4"];
 
 /// Builds the login URL; `https` when the agent serves TLS.
-pub fn login_url(https: bool, host: &str, port: u16, path: &str, token: &str) -> String {
-    let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_string() };
+pub fn login_url(https: bool, host: &Host, port: u16, path: &str, token: &str) -> String {
     let scheme = if https { "https" } else { "http" };
     if token.is_empty() {
         // A server that checks no token ([jupyter] token = "none").
@@ -29,25 +29,25 @@ pub fn login_url(https: bool, host: &str, port: u16, path: &str, token: &str) ->
 }
 
 /// The host participants reach the instance by.
-pub async fn resolve_host(setting: &UrlHost, metadata_endpoint: &str) -> String {
+pub async fn resolve_host(setting: &UrlHost, metadata_endpoint: &str) -> Host {
     match setting {
         UrlHost::Explicit(h) => h.clone(),
         UrlHost::Auto => match tokio::time::timeout(METADATA_BUDGET, from_metadata(metadata_endpoint)).await {
             Ok(Some((key, addr))) => {
                 info!(source = key, host = %addr, "URL host from the ECS metadata service");
-                addr
+                Host::Ip(addr)
             }
             _ => {
-                let addr = primary_address().map_or_else(|| "127.0.0.1".to_string(), |a| a.to_string());
+                let addr = primary_address().unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
                 info!(host = %addr, "no ECS metadata service answered; using the machine's primary address");
-                addr
+                Host::Ip(addr)
             }
         },
     }
 }
 
 /// Asks the metadata service, hardened mode first (a session token), then plain.
-async fn from_metadata(endpoint: &str) -> Option<(&'static str, String)> {
+async fn from_metadata(endpoint: &str) -> Option<(&'static str, IpAddr)> {
     let client = crate::http::client()
         .no_proxy()
         .connect_timeout(METADATA_CONNECT_TIMEOUT)
@@ -80,11 +80,8 @@ async fn from_metadata(endpoint: &str) -> Option<(&'static str, String)> {
         if !resp.status().is_success() {
             continue;
         }
-        if let Ok(text) = resp.text().await {
-            let text = text.trim();
-            if text.parse::<IpAddr>().is_ok() {
-                return Some((key, text.to_string()));
-            }
+        if let Ok(Ok(addr)) = resp.text().await.map(|text| text.trim().parse::<IpAddr>()) {
+            return Some((key, addr));
         }
     }
     None
@@ -103,11 +100,28 @@ pub fn primary_address() -> Option<IpAddr> {
 mod tests {
     use super::*;
 
+    fn host(s: &str) -> Host {
+        s.parse().unwrap()
+    }
+
     #[test]
     fn urls() {
-        assert_eq!(login_url(false, "1.2.3.4", 8888, "/tree", "abc"), "http://1.2.3.4:8888/tree?token=abc");
-        assert_eq!(login_url(false, "::1", 8888, "/", "abc"), "http://[::1]:8888/?token=abc");
-        assert_eq!(login_url(true, "[::1]", 8888, "/lab", "abc"), "https://[::1]:8888/lab?token=abc");
-        assert_eq!(login_url(true, "1.2.3.4", 8888, "/", ""), "https://1.2.3.4:8888/");
+        assert_eq!(login_url(false, &host("1.2.3.4"), 8888, "/tree", "abc"), "http://1.2.3.4:8888/tree?token=abc");
+        assert_eq!(login_url(false, &host("::1"), 8888, "/", "abc"), "http://[::1]:8888/?token=abc");
+        assert_eq!(login_url(true, &host("[::1]"), 8888, "/lab", "abc"), "https://[::1]:8888/lab?token=abc");
+        assert_eq!(login_url(true, &host("1.2.3.4"), 8888, "/", ""), "https://1.2.3.4:8888/");
+        assert_eq!(login_url(false, &host("lab.example.org"), 80, "/", "t"), "http://lab.example.org:80/?token=t");
+    }
+
+    /// A host is parsed once: an address with or without brackets, or a name.
+    #[test]
+    fn hosts() {
+        assert_eq!(host("[2001:db8::7]"), Host::Ip("2001:db8::7".parse().unwrap()));
+        assert_eq!(host("2001:db8::7"), host("[2001:db8::7]"));
+        assert_eq!(host("203.0.113.7").ip(), Some("203.0.113.7".parse().unwrap()));
+        assert_eq!(host("lab.example.org"), Host::Name("lab.example.org".into()));
+        for bad in ["", "a:80", "[1.2.3.4]", "h/x", "[::1"] {
+            assert!(bad.parse::<Host>().is_err(), "{bad}");
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! agent adds reads as [`Phase::Other`], shown by name, not refused.
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -17,8 +18,11 @@ pub const STATE_VERSION: u32 = 1;
 pub const LOG_TAIL_LINES: usize = 20;
 
 /// Where the converge is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, strum::Display, strum::EnumString, strum::AsRefStr,
+)]
 #[serde(from = "String", into = "String")]
+#[strum(serialize_all = "kebab-case")]
 pub enum Phase {
     #[default]
     Pending,
@@ -33,26 +37,16 @@ pub enum Phase {
     /// on when the agent starts again.
     Stopped,
     /// A phase this reader does not know (a newer agent's), by its name.
+    #[strum(default, to_string = "{0}")]
     Other(String),
 }
 
-const PHASES: [(Phase, &str); 9] = [
-    (Phase::Pending, "pending"),
-    (Phase::InstallingDocker, "installing-docker"),
-    (Phase::FetchingWorkspace, "fetching-workspace"),
-    (Phase::PreparingImage, "preparing-image"),
-    (Phase::StartingContainer, "starting-container"),
-    (Phase::WaitingForToken, "waiting-for-token"),
-    (Phase::Ready, "ready"),
-    (Phase::Failed, "failed"),
-    (Phase::Stopped, "stopped"),
-];
-
 impl Phase {
+    /// The phase's name, as the state document spells it.
     pub fn as_str(&self) -> &str {
         match self {
             Phase::Other(name) => name,
-            known => PHASES.iter().find(|(p, _)| p == known).map_or("unknown", |(_, name)| name),
+            known => known.as_ref(),
         }
     }
 
@@ -64,64 +58,96 @@ impl Phase {
 
 impl From<String> for Phase {
     fn from(name: String) -> Phase {
-        PHASES.iter().find(|(_, n)| *n == name).map_or(Phase::Other(name), |(p, _)| p.clone())
+        name.parse().unwrap_or(Phase::Other(name))
     }
 }
 
 impl From<Phase> for String {
     fn from(p: Phase) -> String {
-        p.as_str().to_string()
+        p.to_string()
     }
 }
 
-impl std::fmt::Display for Phase {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, strum::Display, strum::EnumString, strum::AsRefStr)]
 #[serde(from = "String", into = "String")]
+#[strum(serialize_all = "kebab-case")]
 pub enum StepStatus {
     Running,
     Done,
     Failed,
     /// A status this reader does not know, by its name.
+    #[strum(default, to_string = "{0}")]
     Other(String),
 }
 
 impl StepStatus {
+    /// The status's name, as the state document spells it.
     pub fn as_str(&self) -> &str {
         match self {
-            StepStatus::Running => "running",
-            StepStatus::Done => "done",
-            StepStatus::Failed => "failed",
             StepStatus::Other(name) => name,
+            known => known.as_ref(),
         }
     }
 }
 
 impl From<String> for StepStatus {
     fn from(name: String) -> StepStatus {
-        match name.as_str() {
-            "running" => StepStatus::Running,
-            "done" => StepStatus::Done,
-            "failed" => StepStatus::Failed,
-            _ => StepStatus::Other(name),
-        }
+        name.parse().unwrap_or(StepStatus::Other(name))
     }
 }
 
 impl From<StepStatus> for String {
     fn from(s: StepStatus) -> String {
-        s.as_str().to_string()
+        s.to_string()
     }
 }
 
-impl std::fmt::Display for StepStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
+/// Where the image came from (`[image]`'s source, docs/images.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, strum::Display)]
+#[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
+pub enum ImageSourceKind {
+    #[default]
+    Pull,
+    Archive,
+    Build,
+    /// A source this reader does not know (a newer agent's).
+    #[serde(other)]
+    Other,
+}
+
+/// Where the login token came from (docs/jupyter.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, strum::Display)]
+#[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
+pub enum TokenSource {
+    /// The agent's own token, given to the server and proven.
+    Agent,
+    /// A login URL in the container's log.
+    #[default]
+    Log,
+    /// `jupyter server list --json` (or `notebook list`) in the container.
+    ServerList,
+    /// The server checks no token (`[jupyter] token = "none"`).
+    Server,
+    /// A source this reader does not know (a newer agent's).
+    #[serde(other)]
+    Other,
+}
+
+/// A certificate's kind, in `[tls] mode` and as served (docs/tls.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, strum::Display)]
+#[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
+pub enum CertKind {
+    /// Issued by an ACME CA (Let's Encrypt).
+    #[default]
+    Acme,
+    /// Made by the agent: the mode itself, or the fallback while ACME fails.
+    SelfSigned,
+    /// A kind this reader does not know (a newer agent's).
+    #[serde(other)]
+    Other,
 }
 
 /// One step of the converge, as it ran.
@@ -148,8 +174,7 @@ pub struct Step {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ImageState {
     pub reference: String,
-    /// `pull`, `archive` or `build`.
-    pub source: String,
+    pub source: ImageSourceKind,
     #[serde(default)]
     pub id: Option<String>,
     /// Per-layer pull progress, keyed by layer id.
@@ -166,7 +191,7 @@ pub struct LayerProgress {
     pub total: Option<i64>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ContainerState {
     pub id: String,
     pub name: String,
@@ -177,7 +202,7 @@ pub struct ContainerState {
     #[serde(default)]
     pub started_at: Option<String>,
     /// The host address and port the Jupyter port is published on.
-    pub host_address: String,
+    pub host_address: IpAddr,
     pub host_port: u16,
 }
 
@@ -187,9 +212,9 @@ pub struct JupyterState {
     pub url: String,
     #[serde(default)]
     pub token: String,
-    /// Where the token came from: `log` or `server-list`.
+    /// Where the token came from.
     #[serde(default)]
-    pub token_source: String,
+    pub token_source: TokenSource,
     /// When the agent read the token (to compare with Docker's timestamp of the log line).
     #[serde(default)]
     pub token_seen_at: DateTime<Utc>,
@@ -249,15 +274,15 @@ pub struct State {
 }
 
 /// The HTTPS the agent serves in front of Jupyter (docs/tls.md).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TlsState {
     /// The configured mode: `acme` or `self-signed`.
-    pub mode: String,
+    pub mode: CertKind,
     /// What is served now: `acme` (a CA's certificate) or `self-signed`
     /// (the mode itself, or the fallback while ACME fails).
-    pub served: String,
+    pub served: CertKind,
     /// Where the agent listens with TLS: `0.0.0.0:8888`.
-    pub listen: String,
+    pub listen: SocketAddr,
     /// The names and addresses the certificate is for: `IP 203.0.113.7`.
     pub subject: String,
     pub issuer: String,
@@ -471,7 +496,7 @@ mod tests {
         s.ready(JupyterState {
             url: "http://h:8888/tree?token=s3cret".into(),
             token: "s3cret".into(),
-            token_source: "log".into(),
+            token_source: TokenSource::Log,
             token_seen_at: Utc::now(),
             proven_at: Utc::now(),
             note: None,
@@ -519,10 +544,57 @@ mod tests {
         assert!(!s.is_ready() && !s.is_failed() && !s.phase.is_final());
         let again: State = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
         assert_eq!(again, s);
-        for (phase, name) in PHASES {
+        let phases = [
+            (Phase::Pending, "pending"),
+            (Phase::InstallingDocker, "installing-docker"),
+            (Phase::FetchingWorkspace, "fetching-workspace"),
+            (Phase::PreparingImage, "preparing-image"),
+            (Phase::StartingContainer, "starting-container"),
+            (Phase::WaitingForToken, "waiting-for-token"),
+            (Phase::Ready, "ready"),
+            (Phase::Failed, "failed"),
+            (Phase::Stopped, "stopped"),
+        ];
+        for (phase, name) in phases {
             assert_eq!(Phase::from(name.to_string()), phase);
+            assert_eq!(phase.as_str(), name);
             assert_eq!(serde_json::to_string(&phase).unwrap(), format!("\"{name}\""));
         }
+        for (status, name) in
+            [(StepStatus::Running, "running"), (StepStatus::Done, "done"), (StepStatus::Failed, "failed")]
+        {
+            assert_eq!(StepStatus::from(name.to_string()), status);
+            assert_eq!(status.as_str(), name);
+        }
+    }
+
+    /// Addresses and keywords are typed in Rust and keep the documented
+    /// JSON shape (docs/api.md); a keyword a newer agent adds reads as `Other`.
+    #[test]
+    fn typed_fields_keep_the_documented_json() {
+        let doc = r#"{"version":1,"phase":"ready",
+          "image": {"reference": "nb:1", "source": "archive"},
+          "container": {"id": "c", "name": "n", "host_address": "::1", "host_port": 8888},
+          "jupyter": {"url": "u", "token_source": "server-list"},
+          "tls": {"mode": "acme", "served": "self-signed", "listen": "[::]:443", "subject": "IP ::1",
+                  "issuer": "i", "not_after": "2026-11-27T04:17:37Z", "fingerprint": "AB"}}"#;
+        let s = State::from_json(doc.as_bytes(), "test").unwrap();
+        assert_eq!(s.image.as_ref().unwrap().source, ImageSourceKind::Archive);
+        assert_eq!(s.container.as_ref().unwrap().host_address, "::1".parse::<IpAddr>().unwrap());
+        assert_eq!(s.jupyter.as_ref().unwrap().token_source, TokenSource::ServerList);
+        let tls = s.tls.as_ref().unwrap();
+        assert_eq!((tls.mode, tls.served), (CertKind::Acme, CertKind::SelfSigned));
+        assert_eq!(tls.listen, "[::]:443".parse::<SocketAddr>().unwrap());
+        let json: serde_json::Value = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["container"]["host_address"], "::1");
+        assert_eq!(json["tls"]["listen"], "[::]:443");
+        assert_eq!(json["tls"]["served"], "self-signed");
+        assert_eq!(json["jupyter"]["token_source"], "server-list");
+        assert_eq!(json["image"]["source"], "archive");
+        assert_eq!(TokenSource::ServerList.to_string(), "server-list");
+        assert_eq!(CertKind::SelfSigned.to_string(), "self-signed");
+        let newer: JupyterState = serde_json::from_str(r#"{"url": "u", "token_source": "oracle"}"#).unwrap();
+        assert_eq!(newer.token_source, TokenSource::Other);
     }
 
     #[test]

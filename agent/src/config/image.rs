@@ -23,6 +23,18 @@ pub enum ImageSource {
     Build(BuildConfig),
 }
 
+impl ImageSource {
+    /// Which source it is, as the state document says.
+    pub fn kind(&self) -> jupyter_proto::state::ImageSourceKind {
+        use jupyter_proto::state::ImageSourceKind;
+        match self {
+            ImageSource::Pull(_) => ImageSourceKind::Pull,
+            ImageSource::Archive(_) => ImageSourceKind::Archive,
+            ImageSource::Build(_) => ImageSourceKind::Build,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pull {
     pub policy: PullPolicy,

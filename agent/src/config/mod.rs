@@ -25,7 +25,7 @@ use jupyter_proto::redact::redact_url;
 use section::{toml_str, Section};
 pub use tls::{Challenge, Fallback, TlsConfig, TlsMode, LETS_ENCRYPT};
 pub use values::{
-    with_tag, ContainerName, DockerHost, DockerSource, ImageRef, Publish, PullPolicy, RestartPolicy, TokenChoice,
+    with_tag, ContainerName, DockerHost, DockerSource, Host, ImageRef, Publish, PullPolicy, RestartPolicy, TokenChoice,
     UrlHost, Volume,
 };
 

@@ -1,10 +1,8 @@
 //! `[tls]`: HTTPS in front of Jupyter, with a certificate from an ACME CA for
 //! the instance's address or a self-signed one (docs/tls.md).
 
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
-use std::str::FromStr;
 
 use super::section::{toml_str, Section};
 use super::{ConfigError, Publish};
@@ -14,7 +12,10 @@ pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 /// The Let's Encrypt profile that allows IP addresses (160-hour certificates).
 pub const DEFAULT_PROFILE: &str = "shortlived";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+super::values::keywords!(TlsMode: Either, Challenge: Either, Fallback: Either);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumIter, strum::AsRefStr, strum::Display, strum::EnumMessage)]
+#[strum(serialize_all = "kebab-case")]
 pub enum TlsMode {
     /// Plain http, Jupyter published as configured.
     Off,
@@ -24,73 +25,25 @@ pub enum TlsMode {
     SelfSigned,
 }
 
-impl FromStr for TlsMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "off" => Ok(TlsMode::Off),
-            "acme" => Ok(TlsMode::Acme),
-            "self-signed" => Ok(TlsMode::SelfSigned),
-            _ => Err("expected \"off\", \"acme\" or \"self-signed\"".into()),
-        }
-    }
-}
-
-impl fmt::Display for TlsMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            TlsMode::Off => "off",
-            TlsMode::Acme => "acme",
-            TlsMode::SelfSigned => "self-signed",
-        })
-    }
-}
-
 /// How the instance proves to the CA that it holds the address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumIter, strum::AsRefStr, strum::Display, strum::EnumMessage)]
+#[strum(serialize_all = "kebab-case")]
 pub enum Challenge {
     /// A plain HTTP answer on port 80.
+    #[strum(to_string = "http-01", message = "port 80")]
     Http01,
     /// A special certificate in a TLS handshake on port 443.
+    #[strum(to_string = "tls-alpn-01", message = "port 443")]
     TlsAlpn01,
 }
 
-impl FromStr for Challenge {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "http-01" => Ok(Challenge::Http01),
-            "tls-alpn-01" => Ok(Challenge::TlsAlpn01),
-            _ => Err("expected \"http-01\" (port 80) or \"tls-alpn-01\" (port 443)".into()),
-        }
-    }
-}
-
-impl fmt::Display for Challenge {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Challenge::Http01 => "http-01",
-            Challenge::TlsAlpn01 => "tls-alpn-01",
-        })
-    }
-}
-
 /// What is served while ACME fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumIter, strum::AsRefStr, strum::Display, strum::EnumMessage)]
+#[strum(serialize_all = "kebab-case")]
 pub enum Fallback {
+    #[strum(message = "serve one while ACME fails")]
     SelfSigned,
     Fail,
-}
-
-impl FromStr for Fallback {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "self-signed" => Ok(Fallback::SelfSigned),
-            "fail" => Ok(Fallback::Fail),
-            _ => Err("expected \"self-signed\" (serve one while ACME fails) or \"fail\"".into()),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -108,6 +61,18 @@ pub struct TlsConfig {
     /// More CA certificates (PEM) to trust: for the directory's HTTPS and for
     /// checking the served chain (a private or test CA).
     pub ca_file: Option<PathBuf>,
+}
+
+impl TlsMode {
+    /// The kind of certificate the mode serves; none when off.
+    pub fn cert_kind(self) -> Option<jupyter_proto::state::CertKind> {
+        use jupyter_proto::state::CertKind;
+        match self {
+            TlsMode::Off => None,
+            TlsMode::Acme => Some(CertKind::Acme),
+            TlsMode::SelfSigned => Some(CertKind::SelfSigned),
+        }
+    }
 }
 
 impl TlsConfig {

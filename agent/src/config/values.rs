@@ -8,8 +8,61 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+/// A keyword value of the configuration: strum spells each word once
+/// (kebab-case), and a refusal lists them all, each with its hint
+/// (`#[strum(message = "...")]`) when it has one.
+pub trait Keyword: strum::IntoEnumIterator + AsRef<str> + strum::EnumMessage {
+    /// How the refusal lists the words.
+    const LIST: List;
+}
+
+/// The two ways a refusal lists the words a keyword takes.
+pub enum List {
+    /// `expected one of "a", "b", "c"`.
+    OneOf,
+    /// `expected "a" (hint), "b" or "c"`.
+    Either,
+}
+
+/// Reads a keyword: one of `T`'s words, or what was expected.
+pub fn keyword<T: Keyword>(s: &str) -> Result<T, String> {
+    T::iter().find(|k| k.as_ref() == s).ok_or_else(|| {
+        let words: Vec<String> = T::iter()
+            .map(|k| match k.get_message() {
+                Some(hint) => format!("\"{}\" ({hint})", k.as_ref()),
+                None => format!("\"{}\"", k.as_ref()),
+            })
+            .collect();
+        match (T::LIST, words.split_last()) {
+            (List::Either, Some((last, rest))) if !rest.is_empty() => {
+                format!("expected {} or {last}", rest.join(", "))
+            }
+            _ => format!("expected one of {}", words.join(", ")),
+        }
+    })
+}
+
+/// `FromStr` (and the refusal's style) for keyword enums.
+macro_rules! keywords {
+    ($($t:ty: $list:ident),* $(,)?) => {$(
+        impl $crate::config::values::Keyword for $t {
+            const LIST: $crate::config::values::List = $crate::config::values::List::$list;
+        }
+        impl std::str::FromStr for $t {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                $crate::config::values::keyword(s)
+            }
+        }
+    )*};
+}
+pub(crate) use keywords;
+
+keywords!(DockerSource: OneOf, PullPolicy: OneOf, RestartPolicy: OneOf);
+
 /// Where Docker's packages come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumIter, strum::AsRefStr, strum::Display, strum::EnumMessage)]
+#[strum(serialize_all = "kebab-case")]
 pub enum DockerSource {
     /// The distribution's `docker.io` on Debian and Ubuntu, docker-ce elsewhere.
     Auto,
@@ -19,62 +72,35 @@ pub enum DockerSource {
     DockerCe,
 }
 
-impl FromStr for DockerSource {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "auto" => Ok(DockerSource::Auto),
-            "distro" => Ok(DockerSource::Distro),
-            "docker-ce" => Ok(DockerSource::DockerCe),
-            _ => Err("expected one of \"auto\", \"distro\", \"docker-ce\"".into()),
-        }
-    }
-}
-
 /// When the image is pulled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumIter, strum::AsRefStr, strum::Display, strum::EnumMessage)]
+#[strum(serialize_all = "kebab-case")]
 pub enum PullPolicy {
     Always,
     IfNotPresent,
     Never,
 }
 
-impl FromStr for PullPolicy {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "always" => Ok(PullPolicy::Always),
-            "if-not-present" => Ok(PullPolicy::IfNotPresent),
-            "never" => Ok(PullPolicy::Never),
-            _ => Err("expected one of \"always\", \"if-not-present\", \"never\"".into()),
-        }
-    }
-}
-
 /// Docker's restart policy for the container.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    strum::EnumIter,
+    strum::AsRefStr,
+    strum::Display,
+    strum::EnumMessage,
+)]
 #[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
 pub enum RestartPolicy {
     No,
     Always,
     UnlessStopped,
     OnFailure,
-}
-
-impl FromStr for RestartPolicy {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "no" => Ok(RestartPolicy::No),
-            "always" => Ok(RestartPolicy::Always),
-            "unless-stopped" => Ok(RestartPolicy::UnlessStopped),
-            "on-failure" => Ok(RestartPolicy::OnFailure),
-            _ => Err("expected one of \"no\", \"always\", \"unless-stopped\", \"on-failure\"".into()),
-        }
-    }
 }
 
 /// Host address and port the container port is published on. Port 0 lets
@@ -183,25 +209,77 @@ impl FromStr for Volume {
 pub enum UrlHost {
     /// Ask the ECS metadata service, else use the machine's primary address.
     Auto,
-    Explicit(String),
+    Explicit(Host),
 }
 
 impl FromStr for UrlHost {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        if s == "auto" {
-            return Ok(UrlHost::Auto);
+        match s {
+            "auto" => Ok(UrlHost::Auto),
+            host => host.parse().map(UrlHost::Explicit),
         }
-        let name = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || ".-".contains(c));
-        let ipv6 = s.trim_start_matches('[').trim_end_matches(']').parse::<std::net::Ipv6Addr>().is_ok();
-        if !(name || ipv6) {
-            return Err(
-                "expected \"auto\", a host name or an IP address, without a port (the port is [container] publish's)"
-                    .into(),
-            );
+    }
+}
+
+/// A URL's host, parsed once: an IP address (written `[...]` in a URL when
+/// it is IPv6) or a DNS name. The certificate's name, the ACME identifier
+/// and the login URL are all made from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Host {
+    Ip(IpAddr),
+    Name(String),
+}
+
+impl FromStr for Host {
+    type Err = String;
+
+    /// An address (IPv6 with or without brackets) or a name of letters,
+    /// digits, dots and dashes; nothing else (no port, no path).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bare = s.strip_prefix('[').and_then(|b| b.strip_suffix(']'));
+        if let Some(ip) = bare.and_then(|b| b.parse::<std::net::Ipv6Addr>().ok()) {
+            return Ok(Host::Ip(IpAddr::V6(ip)));
         }
-        Ok(UrlHost::Explicit(s.to_string()))
+        if let Ok(ip) = s.parse::<IpAddr>() {
+            return Ok(Host::Ip(ip));
+        }
+        if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || ".-".contains(c)) {
+            return Ok(Host::Name(s.to_string()));
+        }
+        Err("expected \"auto\", a host name or an IP address, without a port (the port is [container] publish's)"
+            .into())
+    }
+}
+
+impl Host {
+    /// Without the brackets of an IPv6 address: a certificate's name, an
+    /// ACME identifier's value.
+    pub fn name(&self) -> String {
+        match self {
+            Host::Ip(ip) => ip.to_string(),
+            Host::Name(name) => name.clone(),
+        }
+    }
+
+    /// The address, when the host is one.
+    pub fn ip(&self) -> Option<IpAddr> {
+        match self {
+            Host::Ip(ip) => Some(*ip),
+            Host::Name(_) => None,
+        }
+    }
+}
+
+/// As in a URL: `203.0.113.7`, `[2001:db8::7]`, `lab.example.org`.
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Ip(IpAddr::V6(a)) => write!(f, "[{a}]"),
+            Host::Ip(IpAddr::V4(a)) => write!(f, "{a}"),
+            Host::Name(n) => f.write_str(n),
+        }
     }
 }
 

@@ -111,6 +111,26 @@ pub enum Progress<'a> {
     Text(&'a str, bool),
 }
 
+/// Records what a pull or a build reports as the running step's progress,
+/// and a pull's layers in the state's `image` (docs/api.md).
+pub fn record(rec: &mut crate::state::Recorder<'_>, progress: Progress) {
+    match progress {
+        Progress::Layer(layer, mut progress) => {
+            let Some(image) = rec.state.image.as_mut() else { return };
+            // "Pull complete" carries no size: keep the one the download had.
+            if progress.total.is_none() {
+                progress.total = image.layers.get(layer).and_then(|old| old.total);
+            }
+            let changed = image.layers.get(layer).is_none_or(|old| old.status != progress.status);
+            image.layers.insert(layer.to_string(), progress);
+            let line = pull_progress(&image.layers);
+            rec.progress(line, changed);
+        }
+        Progress::Build(step) => rec.progress(step.to_string(), true),
+        Progress::Text(line, force) => rec.progress(line.to_string(), force),
+    }
+}
+
 /// Makes `cfg.reference` present, by the configured source.
 /// `on_progress` receives a pull's layers, a build's steps and a download's
 /// bytes as they go. Downloads and the record of a loaded archive live in

@@ -4,8 +4,8 @@
 //! directory offers profiles), the HTTP-01 or TLS-ALPN-01 answer, the CSR
 //! with an empty subject, and the chain as returned (docs/tls.md#acme).
 
+use crate::config::Host;
 use std::future::Future;
-use std::net::IpAddr;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -102,11 +102,10 @@ async fn account(cfg: &TlsConfig, state_dir: &Path) -> Result<Account> {
 }
 
 /// The ACME identifier for the URL's host.
-fn identifier(host: &str) -> Identifier {
-    let bare = certs::bare(host);
-    match bare.parse::<IpAddr>() {
-        Ok(ip) => Identifier::Ip(ip),
-        Err(_) => Identifier::Dns(bare.to_string()),
+fn identifier(host: &Host) -> Identifier {
+    match host {
+        Host::Ip(ip) => Identifier::Ip(*ip),
+        Host::Name(name) => Identifier::Dns(name.clone()),
     }
 }
 
@@ -115,7 +114,7 @@ pub struct Request<'a> {
     pub cfg: &'a TlsConfig,
     pub state_dir: &'a Path,
     /// The URL's host: the certificate's only name.
-    pub host: &'a str,
+    pub host: &'a Host,
     /// Where the answers to the CA's challenges are put.
     pub challenges: &'a Arc<Challenges>,
     /// The agent's HTTPS listener's port: it answers TLS-ALPN-01 itself
@@ -209,8 +208,7 @@ async fn order(req: &Request<'_>) -> Result<Served> {
 
     // The CSR: the address as its only name, an empty subject (Let's Encrypt
     // refuses an IP address in the common name).
-    let bare = certs::bare(host);
-    let mut params = rcgen::CertificateParams::new(vec![bare.to_string()])?;
+    let mut params = rcgen::CertificateParams::new(vec![host.name()])?;
     params.distinguished_name = rcgen::DistinguishedName::new();
     let key = rcgen::KeyPair::generate()?;
     let csr = params.serialize_request(&key)?;
@@ -226,9 +224,8 @@ async fn order(req: &Request<'_>) -> Result<Served> {
 
 /// The TLS-ALPN-01 validation certificate (RFC 8737): self-signed, for the
 /// address alone, with the critical acmeIdentifier extension.
-fn alpn_certificate(host: &str, digest: &[u8]) -> Result<Arc<rustls::sign::CertifiedKey>> {
-    let bare = certs::bare(host);
-    let mut params = rcgen::CertificateParams::new(vec![bare.to_string()])?;
+fn alpn_certificate(host: &Host, digest: &[u8]) -> Result<Arc<rustls::sign::CertifiedKey>> {
+    let mut params = rcgen::CertificateParams::new(vec![host.name()])?;
     params.distinguished_name = rcgen::DistinguishedName::new();
     params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(digest)];
     let key = rcgen::KeyPair::generate()?;

@@ -4,6 +4,8 @@
 //! whether a chain verifies (docs/tls.md#files).
 
 use std::net::IpAddr;
+
+pub use crate::config::Host;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -26,33 +28,15 @@ pub fn dir(state_dir: &Path) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// A URL host without the brackets of an IPv6 address: `[::1]` -> `::1`.
-pub fn bare(host: &str) -> &str {
-    host.trim_start_matches('[').trim_end_matches(']')
-}
+/// Which kind of certificate a file holds: the state document's (docs/api.md).
+pub use jupyter_proto::state::CertKind as Kind;
 
-/// Which kind of certificate a file holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Acme,
-    SelfSigned,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Acme => "acme",
-            Kind::SelfSigned => "self-signed",
-        }
-    }
-
-    /// The file in `<state_dir>/tls` that keeps this kind.
-    pub fn path(self, state_dir: &Path) -> PathBuf {
-        state_dir.join("tls").join(match self {
-            Kind::Acme => "acme.pem",
-            Kind::SelfSigned => "self-signed.pem",
-        })
-    }
+/// The file in `<state_dir>/tls` that keeps a kind of certificate.
+pub fn path(kind: Kind, state_dir: &Path) -> PathBuf {
+    state_dir.join("tls").join(match kind {
+        Kind::Acme => "acme.pem",
+        Kind::SelfSigned | Kind::Other => "self-signed.pem",
+    })
 }
 
 /// A key and the chain it serves, leaf first, with what the leaf says.
@@ -93,10 +77,10 @@ impl Info {
     }
 
     /// Whether the certificate is for `host` (an address or a name).
-    pub fn covers(&self, host: &str) -> bool {
-        match bare(host).parse::<IpAddr>() {
-            Ok(ip) => self.addresses.contains(&ip),
-            Err(_) => self.names.iter().any(|n| n.eq_ignore_ascii_case(host)),
+    pub fn covers(&self, host: &Host) -> bool {
+        match host {
+            Host::Ip(ip) => self.addresses.contains(ip),
+            Host::Name(name) => self.names.iter().any(|n| n.eq_ignore_ascii_case(name)),
         }
     }
 
@@ -154,7 +138,7 @@ impl Served {
 
     /// Reads `<state_dir>/tls/<kind>.pem`; `None` when there is none.
     pub fn load(kind: Kind, state_dir: &Path) -> Result<Option<Served>> {
-        let path = kind.path(state_dir);
+        let path = path(kind, state_dir);
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -166,7 +150,7 @@ impl Served {
     /// Writes it to `<state_dir>/tls/<kind>.pem`, 0600, atomically.
     pub fn save(&self, state_dir: &Path) -> Result<()> {
         dir(state_dir)?;
-        let path = self.kind.path(state_dir);
+        let path = path(self.kind, state_dir);
         jupyter_proto::fs::write_atomic(&path, self.pem.as_bytes(), 0o600)
             .with_context(|| format!("writing {}", path.display()))
     }
@@ -180,7 +164,7 @@ impl Served {
     }
 
     /// Whether it can be served for `host` now: for it, and not expired.
-    pub fn usable_for(&self, host: &str) -> bool {
+    pub fn usable_for(&self, host: &Host) -> bool {
         self.info.covers(host) && self.info.not_after > Utc::now()
     }
 }
@@ -191,9 +175,8 @@ pub fn from_acme(key_pem: &str, chain_pem: &str) -> Result<Served> {
 }
 
 /// A new self-signed certificate for `host`, valid for a year.
-pub fn self_signed(host: &str) -> Result<Served> {
-    let host = bare(host);
-    let mut params = rcgen::CertificateParams::new(vec![host.to_string()])?;
+pub fn self_signed(host: &Host) -> Result<Served> {
+    let mut params = rcgen::CertificateParams::new(vec![host.name()])?;
     params.distinguished_name = rcgen::DistinguishedName::new();
     params.distinguished_name.push(rcgen::DnType::CommonName, "jupyter-agent self-signed");
     let now = time::OffsetDateTime::now_utc();
@@ -228,7 +211,7 @@ pub fn roots(extra: Option<&Path>) -> Result<rustls::RootCertStore> {
 }
 
 /// Whether `served`'s chain verifies for `host` against `roots`: `Err` says why not.
-pub fn verify(served: &Served, host: &str, roots: rustls::RootCertStore) -> Result<()> {
+pub fn verify(served: &Served, host: &Host, roots: rustls::RootCertStore) -> Result<()> {
     use rustls::client::danger::ServerCertVerifier;
     let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
         Arc::new(roots),
@@ -236,7 +219,7 @@ pub fn verify(served: &Served, host: &str, roots: rustls::RootCertStore) -> Resu
     )
     .build()
     .map_err(|e| anyhow!("{e}"))?;
-    let name = ServerName::try_from(bare(host).to_string()).map_err(|e| anyhow!("{host}: {e}"))?;
+    let name = ServerName::try_from(host.name()).map_err(|e| anyhow!("{host}: {e}"))?;
     let (leaf, intermediates) = served.chain.split_first().ok_or_else(|| anyhow!("an empty chain"))?;
     verifier
         .verify_server_cert(leaf, intermediates, &name, &[], UnixTime::now())
@@ -251,20 +234,21 @@ mod tests {
     #[test]
     fn a_self_signed_certificate_is_for_the_address_and_reads_back_from_its_file() {
         let dir = tempfile::tempdir().unwrap();
-        let served = self_signed("203.0.113.7").unwrap();
+        let host = |s: &str| s.parse::<Host>().unwrap();
+        let served = self_signed(&host("203.0.113.7")).unwrap();
         assert_eq!(served.info.addresses, vec!["203.0.113.7".parse::<IpAddr>().unwrap()]);
-        assert!(served.info.covers("203.0.113.7") && !served.info.covers("203.0.113.8"));
+        assert!(served.info.covers(&host("203.0.113.7")) && !served.info.covers(&host("203.0.113.8")));
         assert_eq!(served.info.subject(), "IP 203.0.113.7");
         assert_eq!(served.info.fingerprint.len(), 32 * 3 - 1);
         served.save(dir.path()).unwrap();
-        let path = Kind::SelfSigned.path(dir.path());
+        let path = path(Kind::SelfSigned, dir.path());
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         let again = Served::load(Kind::SelfSigned, dir.path()).unwrap().unwrap();
         assert_eq!(again.info, served.info);
         again.certified_key().unwrap();
         // Nobody vouches for it.
-        assert!(verify(&served, "203.0.113.7", rustls::RootCertStore::empty()).is_err());
+        assert!(verify(&served, &host("203.0.113.7"), rustls::RootCertStore::empty()).is_err());
         assert!(Served::load(Kind::Acme, dir.path()).unwrap().is_none());
     }
 }

@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use crate::config::{Config, Fallback, TlsConfig, TlsMode, LETS_ENCRYPT};
+use crate::config::{Config, Fallback, Host, TlsConfig, TlsMode, LETS_ENCRYPT};
 use crate::state::TlsState;
 use certs::{Kind, Served};
 use front::{Challenges, Front};
@@ -51,7 +51,7 @@ impl Drop for Tls {
 struct Renewal {
     cfg: TlsConfig,
     state_dir: PathBuf,
-    host: String,
+    host: Host,
     challenges: Arc<Challenges>,
     front: Arc<Front>,
     served: Served,
@@ -66,7 +66,7 @@ impl Tls {
     /// The `tls` step: a certificate for `host` (the stored one while it
     /// serves, else a new one), and the listener on `[container] publish`.
     /// With ACME failing, the fallback the configuration allows.
-    pub async fn start(cfg: &Config, host: &str) -> Result<Tls> {
+    pub async fn start(cfg: &Config, host: &Host) -> Result<Tls> {
         let tls = &cfg.tls;
         certs::dir(&cfg.state_dir)?;
         let listen = SocketAddr::new(cfg.container.publish.address, cfg.container.publish.port);
@@ -97,7 +97,7 @@ impl Tls {
                 let mut renewal = Renewal {
                     cfg: tls.clone(),
                     state_dir: cfg.state_dir.clone(),
-                    host: host.to_string(),
+                    host: host.clone(),
                     challenges,
                     front: front.clone(),
                     served: first,
@@ -139,9 +139,9 @@ impl Tls {
     /// The `tls` step's detail: where it listens and what it serves.
     pub fn summary(&self) -> String {
         let s = &self.state;
-        let what = match (&s.acme_error, s.served.as_str()) {
+        let what = match (&s.acme_error, s.served) {
             (Some(e), _) => format!("ACME failed ({e}); serving a self-signed certificate, SHA-256 {}", s.fingerprint),
-            (None, "acme") => format!("{} from {}, valid until {}", s.subject, s.issuer, s.not_after),
+            (None, Kind::Acme) => format!("{} from {}, valid until {}", s.subject, s.issuer, s.not_after),
             (None, _) => format!("self-signed for {}, SHA-256 {}", s.subject, s.fingerprint),
         };
         format!("listening on {}; {what}", s.listen)
@@ -196,7 +196,7 @@ pub fn with_note(token_note: Option<String>, tls: Option<&Tls>) -> Option<String
 /// The note next to the URL: what a participant must know of a certificate
 /// browsers do not trust.
 pub fn note(state: &TlsState) -> Option<String> {
-    if state.served == Kind::Acme.as_str() {
+    if state.served == Kind::Acme {
         return None;
     }
     let why = match &state.acme_error {
@@ -213,7 +213,7 @@ pub fn note(state: &TlsState) -> Option<String> {
 
 /// The self-signed certificate for `host`: the kept one (participants who
 /// accepted it once are not asked again), or a new one.
-fn keep_self_signed(state_dir: &Path, host: &str) -> Result<Served> {
+fn keep_self_signed(state_dir: &Path, host: &Host) -> Result<Served> {
     if let Ok(Some(kept)) = Served::load(Kind::SelfSigned, state_dir) {
         if kept.usable_for(host) && kept.info.not_after > Utc::now() + chrono::Duration::days(30) {
             return Ok(kept);
@@ -233,9 +233,9 @@ fn state_of(
     acme_error: Option<String>,
 ) -> TlsState {
     TlsState {
-        mode: cfg.mode.to_string(),
-        served: served.kind.as_str().into(),
-        listen: front.local.to_string(),
+        mode: cfg.mode.cert_kind().unwrap_or_default(),
+        served: served.kind,
+        listen: front.local,
         subject: served.info.subject(),
         issuer: served.info.issuer.clone(),
         not_after: served.info.not_after,
@@ -321,8 +321,8 @@ impl Renewal {
 
 /// Let's Encrypt cannot reach a private or loopback address: say so instead
 /// of burning its failed-validation limit.
-fn private_address_refused(cfg: &TlsConfig, host: &str) -> Option<String> {
-    let ip: std::net::IpAddr = certs::bare(host).parse().ok()?;
+fn private_address_refused(cfg: &TlsConfig, host: &Host) -> Option<String> {
+    let ip = host.ip()?;
     let private = match ip {
         std::net::IpAddr::V4(a) => {
             a.is_private()
@@ -401,14 +401,14 @@ mod tests {
         let le = TlsConfig { directory: LETS_ENCRYPT.into(), ..Config::defaults().tls };
         for private in ["10.0.3.4", "172.16.0.1", "192.168.1.1", "127.0.0.1", "100.64.0.7", "169.254.1.1", "[fd00::1]"]
         {
-            assert!(private_address_refused(&le, private).is_some(), "{private}");
+            assert!(private_address_refused(&le, &private.parse().unwrap()).is_some(), "{private}");
         }
         for public in ["47.98.1.2", "203.0.113.7", "100.128.0.1", "example.org"] {
-            assert_eq!(private_address_refused(&le, public), None, "{public}");
+            assert_eq!(private_address_refused(&le, &public.parse().unwrap()), None, "{public}");
         }
         // A private or test CA may validate what it can reach.
         let pebble = TlsConfig { directory: "https://127.0.0.1:14000/dir".into(), ..le };
-        assert_eq!(private_address_refused(&pebble, "127.0.0.1"), None);
+        assert_eq!(private_address_refused(&pebble, &"127.0.0.1".parse().unwrap()), None);
     }
 
     #[test]
@@ -419,11 +419,21 @@ mod tests {
 
     #[test]
     fn the_note_gives_the_fingerprint_and_why_acme_failed_and_none_for_a_trusted_certificate() {
-        let mut state = TlsState { served: "self-signed".into(), fingerprint: "AB:CD".into(), ..Default::default() };
+        let mut state = TlsState {
+            mode: Kind::Acme,
+            served: Kind::SelfSigned,
+            listen: "0.0.0.0:443".parse().unwrap(),
+            subject: "IP 203.0.113.7".into(),
+            issuer: "jupyter-agent self-signed".into(),
+            not_after: Utc::now(),
+            fingerprint: "AB:CD".into(),
+            next_renewal: None,
+            acme_error: None,
+        };
         assert!(note(&state).unwrap().ends_with("the SHA-256 fingerprint they show is AB:CD"));
         state.acme_error = Some("port 80 closed".into());
         assert!(note(&state).unwrap().contains("the ACME CA failed: port 80 closed"));
-        state.served = "acme".into();
+        state.served = Kind::Acme;
         assert_eq!(note(&state), None);
     }
 
@@ -443,8 +453,8 @@ mod tests {
                 });
             }
         });
-        let first = certs::self_signed("127.0.0.1").unwrap();
-        let second = certs::self_signed("127.0.0.1").unwrap();
+        let first = certs::self_signed(&Host::Ip(std::net::Ipv4Addr::LOCALHOST.into())).unwrap();
+        let second = certs::self_signed(&Host::Ip(std::net::Ipv4Addr::LOCALHOST.into())).unwrap();
         let front = Front::bind("127.0.0.1:0".parse().unwrap(), first.certified_key().unwrap(), Default::default())
             .await
             .unwrap();

@@ -1,0 +1,475 @@
+//! The converge: the runbook from "a bare host" to "a Jupyter container is
+//! running and its login URL is proven", one step after the other
+//! (ARCHITECTURE.md, "The converge"), each recorded in the state as it
+//! starts and ends and wrapped in one context label; each returns what the
+//! next one needs. Then, for a long-running agent, the container is watched
+//! ([`watch`]).
+
+mod watch;
+
+use anyhow::{Context, Result};
+use bollard::Docker;
+use chrono::Utc;
+use tracing::{error, info, warn};
+
+use jupyter_proto::redact::{redact, Redactor};
+use jupyter_proto::report;
+
+use crate::config::{Config, ContainerConfig, ImageSource, TokenChoice};
+use crate::container::{self, Running, Spec};
+use crate::docker_install;
+use crate::image::{self, Prepared};
+use crate::jupyter::{self, Proven};
+use crate::login::{Delivery, Login};
+use crate::state::{
+    ContainerState, Failure, ImageState, JupyterState, Phase, Recorder, State, StateStore, TokenSource,
+};
+use crate::tls::Tls;
+use crate::url::{self, Host};
+use crate::workspace::Ensured;
+
+/// Who writes the result file, in its first line.
+const PROGRAM: &str = "jupyter-agent";
+
+/// One step of the runbook: its name in the state, the phase it belongs to,
+/// and the context its errors are given.
+struct Step {
+    name: &'static str,
+    phase: Phase,
+    context: &'static str,
+}
+
+const WORKSPACE: Step = Step { name: "workspace", phase: Phase::FetchingWorkspace, context: "fetching the workspace" };
+const IMAGE: Step = Step { name: "image", phase: Phase::PreparingImage, context: "preparing the image" };
+const NETWORK: Step =
+    Step { name: "network", phase: Phase::StartingContainer, context: "preparing the containers' network" };
+const CONTAINER: Step = Step { name: "container", phase: Phase::StartingContainer, context: "starting the container" };
+const TLS: Step = Step { name: "tls", phase: Phase::StartingContainer, context: "serving HTTPS" };
+const TOKEN: Step = Step { name: "token", phase: Phase::WaitingForToken, context: "waiting for Jupyter's login token" };
+
+/// The notes a URL carries when it is not the stable one (JupyterState::note).
+const IGNORED_NOTE: &str = "this image's Jupyter server sets its own token and ignores the agent's (JUPYTER_TOKEN_FILE and JUPYTER_TOKEN): the login URL changes whenever the container starts again; remove the token setting from the image, or set [jupyter] token = \"image\" to accept this";
+const NO_TOKEN_NOTE: &str = "WARNING: this Jupyter server checks no token ([jupyter] token = \"none\"): anyone who can reach its port can log in and run code";
+const NONE_BUT_TOKEN_NOTE: &str = "[jupyter] token = \"none\", but the server checks a token: the URL carries the token it printed, which changes whenever the container starts again";
+
+/// One agent's converge and watch, with the state it keeps.
+pub struct Converger<'a> {
+    cfg: &'a Config,
+    rec: Recorder<'a>,
+    /// The engine, once it answered.
+    docker: Option<Docker>,
+    /// The container the converge started (the watch follows it).
+    container: Option<Running>,
+    /// The token the agent gave the server, when it gave one.
+    login: Option<Login>,
+    /// The URL's host, once resolved.
+    host: Option<Host>,
+    /// The HTTPS listener in front of Jupyter, with `[tls]` on.
+    tls: Option<Tls>,
+    /// The URL's note apart from the certificate's (see [`Converger::note`]).
+    token_note: Option<String>,
+}
+
+/// What the token step came to.
+enum Token {
+    /// The login URL, proven.
+    Proven(Proven),
+    /// The server did not take the token from `JUPYTER_TOKEN_FILE`: the
+    /// container is started again with `JUPYTER_TOKEN`.
+    FileIgnored,
+}
+
+impl Token {
+    fn proven(self) -> Result<Proven> {
+        match self {
+            Token::Proven(proven) => Ok(proven),
+            Token::FileIgnored => anyhow::bail!("the server ignored JUPYTER_TOKEN_FILE"),
+        }
+    }
+}
+
+/// What is published for whoever waits: the state and the result file.
+enum Outcome {
+    /// Ready, with the proven login (the URL's note is the converger's).
+    Ready {
+        url: String,
+        proven: Proven,
+    },
+    /// The URL's note changed (a new certificate): the same URL again.
+    Renote,
+    Failed(Failure),
+}
+
+impl<'a> Converger<'a> {
+    /// Starts a fresh state; `watchers` receives every change (the local API).
+    /// `Err` when the state file cannot be written.
+    pub fn new(
+        cfg: &'a Config,
+        store: &'a StateStore,
+        watchers: Option<tokio::sync::watch::Sender<State>>,
+    ) -> Result<Self> {
+        let mut rec = Recorder::new(store, watchers)
+            .with_context(|| format!("writing the state file {}", store.path().display()))?;
+        rec.redact_secrets(cfg.redactor());
+        Ok(Converger { cfg, rec, docker: None, container: None, login: None, host: None, tls: None, token_note: None })
+    }
+
+    /// Converges the host. On failure the state is `failed` with the step,
+    /// the cause, the container's exit code and log tail, and the error is
+    /// returned too.
+    pub async fn converge(&mut self) -> Result<()> {
+        let mut result = self.steps().await;
+        if let (Ok(()), Some(unsaved)) = (&result, self.rec.unsaved()) {
+            // Ready, but nobody could have followed it there: say so loudly.
+            result = Err(anyhow::anyhow!("{unsaved}; status, wait and jupyter-bootstrap cannot follow this agent"));
+        }
+        if let Err(err) = &result {
+            self.record_failure("converge", format!("{err:#}")).await;
+        }
+        result
+    }
+
+    /// The runbook. A step that fails is recorded as the failed one by
+    /// [`Converger::converge`], with the error's whole chain.
+    async fn steps(&mut self) -> Result<()> {
+        let cfg = self.cfg;
+        let docker = docker_install::ensure_engine(cfg, &mut docker_install::RecordProgress::docker(&mut self.rec))
+            .await
+            .context("connecting to the Docker engine")?;
+        self.docker = Some(docker.clone());
+        crate::git_install::ensure_for_workspace(cfg, &mut self.rec).await?;
+        let workspace = match &cfg.workspace {
+            Some(w) => Some(self.step(WORKSPACE, async |_| fetch_workspace(cfg, w).await).await?),
+            None => None,
+        };
+        let image = self.step(IMAGE, async |rec| prepare_image(&docker, cfg, workspace.as_ref(), rec).await).await?;
+        self.step(NETWORK, async |_| prepare_network(&docker, cfg).await).await?;
+        let mut login = self.login_for(&image)?;
+        let spec = self.container_spec(&image, workspace.map(|w| w.identity), login.as_ref())?;
+        let mut running = self.start(&docker, &spec, &login).await?;
+        self.serve_https().await?;
+        let proven = match self.prove(&running).await? {
+            Token::Proven(proven) => proven,
+            // An older server: the container again, given JUPYTER_TOKEN.
+            Token::FileIgnored => {
+                login = crate::login::env_only(login, &cfg.state_dir, &image.id)?;
+                running = self.start(&docker, &spec, &login).await?;
+                self.prove(&running).await?.proven()?
+            }
+        };
+        self.ready(&running, proven).await
+    }
+
+    /// Runs one step: begins it in the state, runs `work` (which may report
+    /// progress on the recorder), gives its error the step's context, and
+    /// ends it with the detail `work` returned. A failed step stays the
+    /// running one until [`Converger::converge`] records the failure on it.
+    async fn step<T>(
+        &mut self,
+        step: Step,
+        work: impl AsyncFnOnce(&mut Recorder<'a>) -> Result<(T, String)>,
+    ) -> Result<T> {
+        self.rec.begin(step.name, step.phase);
+        let (value, detail) = work(&mut self.rec).await.context(step.context)?;
+        self.rec.done(step.name, detail);
+        Ok(value)
+    }
+
+    /// The container the configuration asks for, from this image, with
+    /// the workspace copy it mounts (`workspace`: its identity). With TLS,
+    /// Jupyter is published on the host's loopback only.
+    fn container_spec(&mut self, image: &Prepared, workspace: Option<String>, login: Option<&Login>) -> Result<Spec> {
+        let cfg = self.cfg;
+        let container = ContainerConfig { publish: cfg.jupyter_publish(), ..cfg.container.clone() };
+        let spec = Spec::new(&container, &cfg.image.reference, &image.id, workspace.as_deref())
+            .context("preparing the container")?;
+        // The env file's values and the login token are secrets too, from now on.
+        self.rec.redact_secrets(Redactor::new(
+            spec.env_values()
+                .chain(cfg.workspace.iter().flat_map(|w| w.env.values().map(String::as_str)))
+                .chain(login.iter().map(|l| l.token.as_str())),
+        ));
+        Ok(spec)
+    }
+
+    /// The token the agent gives the server, when `[jupyter] token` asks for one.
+    fn login_for(&self, image: &Prepared) -> Result<Option<Login>> {
+        let cfg = self.cfg;
+        crate::login::for_container(
+            &cfg.jupyter.token,
+            &cfg.state_dir,
+            cfg.container.user.as_deref(),
+            &image.id,
+            image.user.as_deref(),
+        )
+        .context("choosing the login token")
+    }
+
+    /// The `container` step: the container as `spec` says, given `login`;
+    /// the watch and the token step follow this one from now on.
+    async fn start(&mut self, docker: &Docker, spec: &Spec, login: &Option<Login>) -> Result<Running> {
+        let cfg = self.cfg;
+        self.login = login.clone();
+        let running = self.step(CONTAINER, async |rec| start_container(docker, cfg, spec, login, rec).await).await?;
+        self.container = Some(running.clone());
+        Ok(running)
+    }
+
+    /// The `tls` step: the certificate and the HTTPS listener on `[container]
+    /// publish` (docs/tls.md), once per run of the agent; nothing with `[tls]` off.
+    async fn serve_https(&mut self) -> Result<()> {
+        if self.tls.is_some() || !self.cfg.tls.is_on() {
+            return Ok(());
+        }
+        let host = self.host().await;
+        let cfg = self.cfg;
+        let tls = self
+            .step(TLS, async |_| {
+                let tls = Tls::start(cfg, &host).await?;
+                let summary = tls.summary();
+                Ok((tls, summary))
+            })
+            .await?;
+        self.rec.state.tls = Some(tls.state.clone());
+        self.rec.save();
+        self.tls = Some(tls);
+        Ok(())
+    }
+
+    /// The `token` step: follows the container's log until its token is
+    /// proven, directly and, with TLS, through the HTTPS listener.
+    async fn prove(&mut self, running: &Running) -> Result<Token> {
+        let cfg = self.cfg;
+        let docker = self.docker.clone().expect("the engine answered");
+        let login = self.login.clone();
+        let tls = self.tls.as_ref();
+        self.rec.begin(TOKEN.name, TOKEN.phase);
+        let proven = async {
+            let proven = jupyter::wait_for_token(
+                &docker,
+                &running.id,
+                running.started_at.as_deref(),
+                running.endpoint,
+                cfg.jupyter.ready_timeout,
+                cfg.jupyter.token == TokenChoice::None,
+                login.as_ref().map(|l| l.token.as_str()),
+            )
+            .await?;
+            if let Some(tls) = tls {
+                tls.set_backend(running.endpoint.socket_addr());
+                tls.prove(&proven.path, &proven.token).await.context("proving the login through HTTPS")?;
+            }
+            anyhow::Ok(proven)
+        }
+        .await
+        .context(TOKEN.context)?;
+        let delivered_as_file = matches!(login, Some(Login { delivery: Delivery::File { .. }, .. }));
+        if proven.source != TokenSource::Agent && delivered_as_file {
+            warn!("the image's server ignored JUPYTER_TOKEN_FILE (Notebook before 6.1, jupyter_server before 1.6?): giving it JUPYTER_TOKEN instead");
+            self.rec.done(TOKEN.name, "the server ignored JUPYTER_TOKEN_FILE; trying JUPYTER_TOKEN".into());
+            return Ok(Token::FileIgnored);
+        }
+        let detail = match proven.source {
+            TokenSource::Agent => "the agent's token, proven against /api/status".to_string(),
+            TokenSource::Server => "the server checks no token ([jupyter] token = \"none\")".to_string(),
+            other => format!("from the {other}, proven against /api/status"),
+        };
+        self.rec.done(TOKEN.name, detail);
+        Ok(Token::Proven(proven))
+    }
+
+    /// The proven login is the URL: published, with what a participant
+    /// must know of it.
+    async fn ready(&mut self, running: &Running, proven: Proven) -> Result<()> {
+        self.token_note = match (&self.login, proven.source) {
+            (Some(_), TokenSource::Agent) => None,
+            (Some(_), _) => {
+                warn!("the image's server ignores JUPYTER_TOKEN_FILE and JUPYTER_TOKEN: its login URL changes whenever the container starts again");
+                Some(IGNORED_NOTE.to_string())
+            }
+            (None, TokenSource::Server) => Some(NO_TOKEN_NOTE.to_string()),
+            (None, _) if self.cfg.jupyter.token == TokenChoice::None => Some(NONE_BUT_TOKEN_NOTE.to_string()),
+            (None, _) => None,
+        };
+        let host = self.host().await;
+        let url = match &self.tls {
+            None => url::login_url(false, &host, running.endpoint.port, &proven.path, &proven.token),
+            Some(tls) => url::login_url(true, &host, tls.port(), &proven.path, &proven.token),
+        };
+        self.publish(Outcome::Ready { url, proven })?;
+        info!("Jupyter is ready (jupyter-agent url prints the URL with its token)");
+        Ok(())
+    }
+
+    /// Publishes an outcome: the result file first (whoever sees the
+    /// published state may read it at once), then the state. The one place
+    /// that writes either.
+    fn publish(&mut self, outcome: Outcome) -> Result<()> {
+        let now = Utc::now();
+        let note = self.note();
+        let text = match &outcome {
+            Outcome::Ready { url, .. } => Some(report::ready_text(PROGRAM, url, note.as_deref(), now)),
+            Outcome::Renote => {
+                self.rec.state.jupyter.as_ref().map(|j| report::ready_text(PROGRAM, &j.url, note.as_deref(), now))
+            }
+            Outcome::Failed(failure) => Some(report::failed_text(PROGRAM, failure, now)),
+        };
+        let written = match (&self.cfg.result_file, text) {
+            (Some(path), Some(text)) => report::write_result_file(path, &text).map_err(anyhow::Error::msg),
+            _ => Ok(()),
+        };
+        match outcome {
+            Outcome::Ready { url, proven } => {
+                // A ready URL nobody can read is no URL: that fails the converge.
+                written?;
+                info!(url = %redact(&url), "publishing the login URL");
+                self.rec.state.ready(JupyterState {
+                    url,
+                    token: proven.token,
+                    token_source: proven.source,
+                    token_seen_at: proven.seen_at,
+                    proven_at: proven.proven_at,
+                    note,
+                });
+            }
+            Outcome::Renote => {
+                if let Err(e) = written {
+                    warn!("{e:#}");
+                }
+                if let Some(j) = self.rec.state.jupyter.as_mut() {
+                    j.note = note;
+                }
+            }
+            Outcome::Failed(failure) => {
+                if let Err(e) = written {
+                    warn!("{e:#}");
+                }
+                self.rec.state.fail(failure);
+            }
+        }
+        self.rec.save();
+        Ok(())
+    }
+
+    /// Records a failure of the running step (or of `fallback_step` when
+    /// none runs), with the container's exit code and log tail.
+    async fn record_failure(&mut self, fallback_step: &str, cause: String) -> Failure {
+        let (mut exit_code, mut log_tail) = (None, Vec::new());
+        if let (Some(docker), Some(c)) = (&self.docker, &self.container) {
+            exit_code = jupyter::exit_code(docker, &c.id).await;
+            log_tail = jupyter::log_tail(docker, &c.id).await;
+        }
+        let failure = self.rec.failure(fallback_step, cause, exit_code, log_tail);
+        error!(step = %failure.step, exit_code = ?exit_code, "converge failed: {}", failure.cause);
+        for line in &failure.log_tail {
+            error!(step = %failure.step, "container log: {line}");
+        }
+        let _ = self.publish(Outcome::Failed(failure.clone()));
+        failure
+    }
+
+    /// What a participant must know about the URL: the token's note, and
+    /// the certificate's when browsers do not trust it.
+    fn note(&self) -> Option<String> {
+        crate::tls::with_note(self.token_note.clone(), self.tls.as_ref())
+    }
+
+    /// The URL's host, resolved once per run of the agent.
+    async fn host(&mut self) -> Host {
+        if self.host.is_none() {
+            self.host = Some(url::resolve_host(&self.cfg.jupyter.url_host, &self.cfg.jupyter.metadata_endpoint).await);
+        }
+        self.host.clone().expect("set above")
+    }
+
+    /// Records that the agent was stopped (SIGTERM) in the middle of a step.
+    pub fn record_stop(&mut self) {
+        let step = self.rec.state.running_step().map(|s| s.name.clone());
+        warn!(step = ?step, "stopped before the step ended; the next start of the agent converges again");
+        self.rec.state.stop("stopped by SIGTERM before this step ended; the agent converges again when it starts");
+        self.rec.save();
+    }
+}
+
+/// The `workspace` step: the materials fetched once, never overwritten.
+async fn fetch_workspace(cfg: &Config, w: &crate::config::WorkspaceConfig) -> Result<(Ensured, String)> {
+    let ensured = crate::workspace::ensure(w, &cfg.state_dir).await?;
+    let detail = ensured.detail.clone();
+    Ok((ensured, detail))
+}
+
+/// The `image` step: the image present by its source, its progress in the
+/// state. An image built from the workspace is built from the materials as
+/// fetched (the workspace's pristine copy), not from the participant's copy.
+async fn prepare_image(
+    docker: &Docker,
+    cfg: &Config,
+    workspace: Option<&Ensured>,
+    rec: &mut Recorder<'_>,
+) -> Result<(Prepared, String)> {
+    let mut image_cfg = cfg.image.clone();
+    let pristine = workspace.and_then(|w| w.pristine.clone());
+    if let (ImageSource::Build(build), Some(pristine), Some(w)) = (&mut image_cfg.source, pristine, &cfg.workspace) {
+        if build.context == w.path {
+            build.context = pristine;
+        }
+    }
+    rec.state.image = Some(ImageState {
+        reference: cfg.image.reference.clone(),
+        source: cfg.image.source.kind(),
+        ..Default::default()
+    });
+    let prepared = image::ensure(docker, &image_cfg, &cfg.state_dir, &mut |p| image::record(rec, p)).await?;
+    if let Some(image) = rec.state.image.as_mut() {
+        image.id = Some(prepared.id.clone());
+    }
+    let detail = prepared.detail.clone();
+    Ok((prepared, detail))
+}
+
+/// The `network` step: the containers' network, and the metadata service
+/// blocked or allowed from it (docs/threat-model.md).
+async fn prepare_network(docker: &Docker, cfg: &Config) -> Result<((), String)> {
+    crate::network::ensure(docker).await?;
+    let access = match (cfg.container.metadata_access, cfg.jupyter.metadata_address()) {
+        (false, Some(address)) => crate::network::block(address).await?,
+        (true, Some(address)) => crate::network::allow(address).await?,
+        // Refused by the configuration's check; nothing to allow by address.
+        (_, None) => "allowed",
+    };
+    Ok(((), format!("{}; metadata service: {access}", crate::network::NETWORK)))
+}
+
+/// The `container` step: the container as `spec` says, with the login,
+/// recorded in the state.
+async fn start_container(
+    docker: &Docker,
+    cfg: &Config,
+    spec: &Spec,
+    login: &Option<Login>,
+    rec: &mut Recorder<'_>,
+) -> Result<(Running, String)> {
+    let spec = match login {
+        Some(l) => {
+            crate::login::write_mount_source(&cfg.state_dir, l)?;
+            spec.clone().with_login(l, &crate::login::mount_source(&cfg.state_dir))
+        }
+        None => spec.clone(),
+    };
+    let running = container::ensure(docker, &spec).await?;
+    rec.state.container = Some(container_state(&running));
+    let action = running.action.clone();
+    Ok((running, action))
+}
+
+/// What the state says of a running container.
+fn container_state(running: &Running) -> ContainerState {
+    ContainerState {
+        id: running.id.clone(),
+        name: running.name.clone(),
+        config_hash: running.hash.clone(),
+        started_at: running.started_at.clone(),
+        host_address: running.endpoint.address,
+        host_port: running.endpoint.port,
+    }
+}

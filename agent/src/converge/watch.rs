@@ -1,0 +1,264 @@
+//! The watch: after the converge, a long-running agent follows its
+//! container through Docker's event stream (no polling: the engine pushes),
+//! so that the state follows it when it dies, starts again or is removed,
+//! and the certificate's renewals reach the URL's note.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use bollard::query_parameters::EventsOptionsBuilder;
+use bollard::Docker;
+use chrono::Utc;
+use futures_util::StreamExt;
+use tracing::info;
+
+use jupyter_proto::retry::Policy;
+
+use super::{container_state, Converger, Outcome};
+use crate::container::Endpoint;
+
+/// Reconnecting to the engine's event stream after it ended (the engine
+/// restarted or went away): from 0.5 s, at most 10 s apart (20 s with
+/// jitter), for as long as the agent runs.
+const WATCH_RECONNECT: Policy = Policy::new(Duration::from_millis(500), Duration::from_secs(10), Duration::MAX);
+
+/// From this many restarts by its restart policy, the container is in a
+/// restart loop: the state stays `failed`, naming the loop, instead of
+/// flipping between `waiting-for-token` and `failed` at every start.
+const RESTART_LOOP_COUNT: i64 = 2;
+/// In a restart loop, a start is believed once the container has stayed up
+/// this long; then its token is proven.
+const RESTART_LOOP_QUIET: Duration = Duration::from_secs(60);
+
+/// What looking at the container after a reconnect came to.
+enum Resynced {
+    Done,
+    /// The engine does not answer (yet).
+    EngineAway,
+    /// `stop` resolved meanwhile.
+    Stopped,
+}
+
+impl Converger<'_> {
+    /// Watches the container through Docker's event stream until `stop`
+    /// resolves: a death is recorded as `failed` with the exit code and log
+    /// tail; a start (restart policy, reboot, `docker start`) is followed by
+    /// a new token, proven, and a new URL.
+    ///
+    /// Whenever the stream ends (the engine restarted or went away for a
+    /// while), events may have been missed: once the engine answers again,
+    /// the container itself is looked at (running with a new start time: its
+    /// token is proven again; stopped or gone: recorded), and the new stream
+    /// starts from that moment, so nothing falls in between.
+    pub async fn watch(&mut self, mut stop: impl std::future::Future<Output = ()> + Unpin) {
+        let Some(docker) = self.docker.clone() else {
+            stop.await;
+            return;
+        };
+        let mut reconnect = WATCH_RECONNECT.delays();
+        // Set once a stream has ended: from then on, look before listening.
+        let mut reconnected = false;
+        let mut since: Option<String> = None;
+        loop {
+            let Some(id) = self.container.as_ref().map(|c| c.id.clone()) else {
+                stop.await;
+                return;
+            };
+            if reconnected {
+                let from = Utc::now().timestamp().to_string();
+                match self.resync(&docker, &id, &mut stop).await {
+                    Resynced::Stopped => return,
+                    Resynced::EngineAway => {
+                        let delay = reconnect.next().unwrap_or(WATCH_RECONNECT.max_delay);
+                        tokio::select! {
+                            _ = &mut stop => return,
+                            _ = tokio::time::sleep(delay) => {}
+                        }
+                        continue;
+                    }
+                    Resynced::Done => since = Some(from),
+                }
+            }
+            let filters = HashMap::from([
+                ("type".to_string(), vec!["container".to_string()]),
+                ("container".to_string(), vec![id.clone()]),
+                ("event".to_string(), vec!["die".to_string(), "start".to_string(), "destroy".to_string()]),
+            ]);
+            let mut options = EventsOptionsBuilder::new().filters(&filters);
+            if let Some(since) = &since {
+                options = options.since(since);
+            }
+            let mut events = docker.events(Some(options.build()));
+            reconnected = true;
+            // In a restart loop: when a start that has stayed up is believed.
+            let mut believe_at: Option<tokio::time::Instant> = None;
+            loop {
+                let event = tokio::select! {
+                    _ = &mut stop => return,
+                    event = events.next() => event,
+                    state = crate::tls::next_update(&mut self.tls) => {
+                        // A new certificate, or ACME failing: the note follows; the URL does not change.
+                        self.rec.state.tls = Some(state);
+                        let _ = self.publish(Outcome::Renote);
+                        continue;
+                    }
+                    _ = sleep_until(believe_at) => {
+                        believe_at = None;
+                        info!("the container has stayed up since it started: proving its token");
+                        if self.prove_again(&docker, &id, &mut stop).await.is_none() {
+                            return;
+                        }
+                        continue;
+                    }
+                };
+                let Some(Ok(event)) = event else { break };
+                reconnect = WATCH_RECONNECT.delays();
+                let action = event.action.unwrap_or_default();
+                let attributes = event.actor.and_then(|a| a.attributes).unwrap_or_default();
+                match action.as_str() {
+                    "die" => {
+                        let code = attributes.get("exitCode").and_then(|c| c.parse::<i64>().ok());
+                        info!(exit_code = ?code, "the container died");
+                        believe_at = None;
+                        let cause = match restart_count(&docker, &id).await {
+                            n if n >= RESTART_LOOP_COUNT => format!(
+                                "the container is in a restart loop: restarted {n} times by its restart policy; last: {}",
+                                exited(code)
+                            ),
+                            _ => exited(code),
+                        };
+                        self.record_failure("container", cause).await;
+                    }
+                    "start" if restart_count(&docker, &id).await >= RESTART_LOOP_COUNT => {
+                        info!("the container started again, in a restart loop: its token is proven once it stays up");
+                        believe_at = Some(tokio::time::Instant::now() + RESTART_LOOP_QUIET);
+                    }
+                    "start" => {
+                        info!("the container started again: proving its new token");
+                        if self.prove_again(&docker, &id, &mut stop).await.is_none() {
+                            return;
+                        }
+                    }
+                    "destroy" => {
+                        self.record_removed().await;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            // The stream ended: the engine restarted or went away. Try again after a delay.
+            let delay = reconnect.next().unwrap_or(WATCH_RECONNECT.max_delay);
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    /// Looks at the container after events may have been missed.
+    async fn resync(
+        &mut self,
+        docker: &Docker,
+        id: &str,
+        stop: &mut (impl std::future::Future<Output = ()> + Unpin),
+    ) -> Resynced {
+        let now = match docker.inspect_container(id, None).await {
+            Ok(now) => now,
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
+                self.record_removed().await;
+                return Resynced::Done;
+            }
+            Err(e) => {
+                info!(error = %e, "the Docker engine does not answer yet; looking again shortly");
+                return Resynced::EngineAway;
+            }
+        };
+        let state = now.state.unwrap_or_default();
+        let known = self.container.as_ref().and_then(|c| c.started_at.clone());
+        if state.running == Some(true) {
+            if state.started_at != known || !self.rec.state.is_ready() {
+                info!("the container runs since the engine came back: proving its token");
+                if self.prove_again(docker, id, stop).await.is_none() {
+                    return Resynced::Stopped;
+                }
+            }
+        } else if !self.rec.state.is_failed() {
+            info!(exit_code = ?state.exit_code, "the container stopped while the engine was away");
+            self.record_failure("container", exited(state.exit_code)).await;
+        }
+        Resynced::Done
+    }
+
+    /// Proves the token of a container that (re)started; `None` when `stop`
+    /// came first (the state then says `stopped`).
+    async fn prove_again(
+        &mut self,
+        docker: &Docker,
+        id: &str,
+        stop: &mut (impl std::future::Future<Output = ()> + Unpin),
+    ) -> Option<()> {
+        let proven = tokio::select! {
+            proven = self.restarted(docker, id) => Some(proven),
+            _ = stop => None,
+        };
+        match proven {
+            None => {
+                self.record_stop();
+                None
+            }
+            Some(Err(err)) => {
+                self.record_failure("token", format!("{err:#}")).await;
+                Some(())
+            }
+            Some(Ok(())) => Some(()),
+        }
+    }
+
+    async fn record_removed(&mut self) {
+        self.record_failure(
+            "container",
+            "the container was removed; run jupyter-agent again (or restart its service) to converge".into(),
+        )
+        .await;
+        self.container = None;
+        self.rec.state.container = None;
+        self.rec.save();
+    }
+
+    /// The container started again: its start time and published port are
+    /// new; its token is proven and the URL published again.
+    async fn restarted(&mut self, docker: &Docker, id: &str) -> Result<()> {
+        let now = docker.inspect_container(id, None).await.context("inspecting the restarted container")?;
+        let Some(mut running) = self.container.clone() else { bail!("no container is watched") };
+        running.endpoint = Endpoint::of(&now, self.cfg.container.port, &self.cfg.jupyter_publish());
+        running.started_at = now.state.and_then(|s| s.started_at);
+        self.container = Some(running.clone());
+        self.rec.state.container = Some(container_state(&running));
+        self.rec.state.error = None;
+        let proven = self.prove(&running).await?.proven()?;
+        self.ready(&running, proven).await
+    }
+}
+
+/// The cause recorded when the container exited.
+fn exited(code: Option<i64>) -> String {
+    match code {
+        Some(code) => format!("the container exited with code {code}"),
+        None => "the container exited".to_string(),
+    }
+}
+
+/// How many times the restart policy restarted the container (0 when it
+/// cannot be asked).
+async fn restart_count(docker: &Docker, id: &str) -> i64 {
+    docker.inspect_container(id, None).await.ok().and_then(|c| c.restart_count).unwrap_or(0)
+}
+
+/// Sleeps until `at`, or for ever without one.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
