@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use crate::common;
 use crate::common::ros::FakeRos;
-use crate::common::{get_status, split_url, Env, ForegroundAgent};
+use crate::common::{get_status, split_url};
+use crate::common::agent::ForegroundAgent;
+use crate::common::env::Env;
 
 fn bootstrap(env: &Env, args: &[&str]) -> Output {
     Command::new(common::bin("jupyter-bootstrap"))
