@@ -80,7 +80,13 @@ pub fn file_body(mut file: std::fs::File, start: u64, cut: Option<u64>) -> Body 
     file.seek(io::SeekFrom::Start(start)).expect("seek in the served file");
     let file = tokio::fs::File::from_std(file).take(cut.unwrap_or(u64::MAX));
     let data = tokio_util::io::ReaderStream::new(file).map(|chunk| chunk.map(Frame::data));
-    let failure = futures_util::stream::iter(cut.map(|_| Err(io::Error::other("the fake cuts the response here"))));
+    // The failure comes a second after the last bytes: hyper drops what it
+    // has not flushed when a body fails, and flushes while the body is
+    // pending; a client that reads on (the download) takes them meanwhile.
+    let failure = futures_util::stream::iter(cut).then(|_| async {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        Err(io::Error::other("the fake cuts the response here"))
+    });
     http_body_util::BodyExt::boxed(StreamBody::new(data.chain(failure)))
 }
 
