@@ -5,9 +5,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use crate::common;
-use crate::common::{docker, get_status, inspect, split_url};
 use crate::common::env::Env;
 use crate::common::metadata::FakeMetadata;
+use crate::common::{docker, get_status, inspect, split_url};
 
 fn mode(path: &std::path::Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777

@@ -17,11 +17,11 @@ use std::sync::MutexGuard;
 use std::time::Duration;
 
 use crate::common;
-use crate::common::ros::{FakeRos, QUERY};
-use crate::common::{docker, get_status, sh, split_url};
 use crate::common::env::EngineShared;
 use crate::common::files::StaticServer;
 use crate::common::metadata::FakeMetadata;
+use crate::common::ros::{FakeRos, QUERY};
+use crate::common::{docker, get_status, sh, split_url};
 
 const BIN_DIR: &str = "/usr/local/bin";
 

@@ -11,9 +11,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::common::{bin, get_status, split_url};
 use crate::common::agent::ForegroundAgent;
 use crate::common::env::{engine_exclusive, Env};
+use crate::common::{bin, get_status, split_url};
 
 fn engine_answers() -> bool {
     Command::new("docker")

@@ -6,9 +6,9 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::common::{bin, docker, get_status, split_url};
 use crate::common::agent::ForegroundAgent;
 use crate::common::env::Env;
+use crate::common::{bin, docker, get_status, split_url};
 
 /// Durations beyond the documented maximum (30 days) are refused when they
 /// are parsed, with exit 2 and the value named: before, `Instant + Duration`

@@ -15,10 +15,10 @@ use std::time::Duration;
 use hyper::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE};
 use hyper::StatusCode;
 
+use crate::common::env::Env;
 use crate::common::http_fake::{file_body, response, FakeServer, Request};
 use crate::common::registry::Registry;
 use crate::common::{bin, docker, get_status, split_url, test_image};
-use crate::common::env::Env;
 
 /// Serves one file at `/nb.tar.gz` (any query), honouring `Range: bytes=N-`;
 /// the first answer is cut after `cut` bytes, as a dropped connection

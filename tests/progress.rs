@@ -5,8 +5,8 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{bin, test_image};
 use crate::common::env::Env;
+use crate::common::{bin, test_image};
 
 /// `jupyter-agent run --once` for `env`, not waited for.
 fn run_once_in_background(env: &Env) -> std::process::Child {

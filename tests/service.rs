@@ -8,9 +8,9 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use crate::common;
-use crate::common::{docker, get_status, split_url};
 use crate::common::agent::ForegroundAgent as Agent;
 use crate::common::env::Env;
+use crate::common::{docker, get_status, split_url};
 
 fn curl(socket: &Path, path: &str) -> Output {
     Command::new("curl")

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use crate::common::{bin, docker, get_status, split_url, test_image};
 use crate::common::env::Env;
+use crate::common::{bin, docker, get_status, split_url, test_image};
 
 /// The systemd container, removed when dropped.
 struct SystemdHost {

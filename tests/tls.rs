@@ -10,11 +10,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::common::pebble::{free_port, Pebble, PebbleOptions};
-use crate::common::wss::{self, KernelSocket};
 use crate::common;
 use crate::common::agent::ForegroundAgent;
 use crate::common::env::Env;
+use crate::common::pebble::{free_port, Pebble, PebbleOptions};
+use crate::common::wss::{self, KernelSocket};
 
 /// A configuration for the test image with `[tls]` as given; the agent
 /// listens on `port` (fixed, so that a restarted agent keeps the URL). The

@@ -76,4 +76,3 @@ pub fn follow_events(socket: &Path, seconds: u32) -> std::process::Child {
         .spawn()
         .expect("curl runs")
 }
-

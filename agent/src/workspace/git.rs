@@ -317,9 +317,7 @@ mod tests {
     use std::sync::Arc;
 
     use crate::workspace::fetch::{fetch, fetch_with, Source};
-    use crate::workspace::test_support::{
-        destination, git, message, names, repository, response, serve_with, BUDGET,
-    };
+    use crate::workspace::test_support::{destination, git, message, names, repository, response, serve_with, BUDGET};
 
     /// A git server over the dumb HTTP protocol (static files of a bare
     /// repository after `git update-server-info`) that answers 401 unless
