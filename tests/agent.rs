@@ -5,7 +5,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use crate::common;
-use crate::common::{docker, get_status, inspect, split_url, Env, FakeMetadata};
+use crate::common::env::Env;
+use crate::common::metadata::FakeMetadata;
+use crate::common::{docker, get_status, inspect, split_url};
 
 fn mode(path: &std::path::Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
@@ -198,7 +200,7 @@ fn a_second_agent_is_refused_while_the_first_converges() {
     let env = Env::new("lock");
     env.write_config(&env.base_config(""));
     // Without --once the agent stays in the foreground, holding the lock.
-    let mut first = common::ForegroundAgent::start(&env);
+    let mut first = common::agent::ForegroundAgent::start(&env);
     env.agent(&["wait", "--timeout", "90s"]).expect(0);
     let second = env.agent(&["run", "--once"]).expect(5);
     assert!(second.stderr.contains(&format!("another jupyter-agent (pid {})", first.id())), "{}", second.stderr);

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use crate::common::{docker, Env};
+use crate::common::docker;
+use crate::common::env::Env;
 
 /// The valid configuration each case changes: section -> key -> TOML value.
 fn base(env: &Env) -> BTreeMap<&'static str, Vec<(String, String)>> {

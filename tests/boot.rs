@@ -7,9 +7,9 @@
 //!
 //! The user data installs into /usr/local/bin, writes /etc/jupyter-agent and
 //! runs a container named `notebook`, as on an instance (published on
-//! loopback here): the tests run one at a time (`common::host_paths`) and
+//! loopback here): the tests run one at a time (`common::env::host_paths`) and
 //! clean up after themselves. Each holds the engine lock's read guard
-//! (`common::engine_shared`) for its whole duration, cleanup included.
+//! (`common::env::engine_shared`) for its whole duration, cleanup included.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -17,8 +17,11 @@ use std::sync::MutexGuard;
 use std::time::Duration;
 
 use crate::common;
+use crate::common::env::EngineShared;
+use crate::common::files::StaticServer;
+use crate::common::metadata::FakeMetadata;
 use crate::common::ros::{FakeRos, QUERY};
-use crate::common::{docker, get_status, sh, split_url, EngineShared, FakeMetadata, StaticServer};
+use crate::common::{docker, get_status, sh, split_url};
 
 const BIN_DIR: &str = "/usr/local/bin";
 
@@ -134,8 +137,8 @@ impl Drop for Boot {
 impl Boot {
     /// One boot at a time: they share the host's paths (and the engine).
     pub(crate) fn new() -> Boot {
-        let host = common::host_paths();
-        let engine = common::engine_shared();
+        let host = common::env::host_paths();
+        let engine = common::env::engine_shared();
         clean_host();
         let image = format!("ja-boot-{}:latest", std::process::id());
         Boot {

@@ -8,8 +8,10 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use crate::common;
+use crate::common::agent::ForegroundAgent;
+use crate::common::env::Env;
 use crate::common::ros::FakeRos;
-use crate::common::{get_status, split_url, Env, ForegroundAgent};
+use crate::common::{get_status, split_url};
 
 fn bootstrap(env: &Env, args: &[&str]) -> Output {
     Command::new(common::bin("jupyter-bootstrap"))

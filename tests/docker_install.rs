@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::Env;
+use crate::common::env::Env;
 
 /// A directory that looks like a root file system of the named os-release fixture.
 fn fake_root(env: &Env, fixture: &str) -> PathBuf {

@@ -3,7 +3,7 @@
 //! with its log in the agent's log directory) before converging.
 //!
 //! This test stops the machine's Docker engine. It holds the engine lock's
-//! write guard from its start to its end (`common::engine_exclusive`), so it
+//! write guard from its start to its end (`common::env::engine_exclusive`), so it
 //! waits until no other test uses the engine, and none starts meanwhile; it
 //! leaves the engine running.
 
@@ -11,7 +11,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::common::{bin, engine_exclusive, get_status, split_url, Env, ForegroundAgent};
+use crate::common::agent::ForegroundAgent;
+use crate::common::env::{engine_exclusive, Env};
+use crate::common::{bin, get_status, split_url};
 
 fn engine_answers() -> bool {
     Command::new("docker")

@@ -10,7 +10,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::common::{self, Env};
+use crate::common;
+use crate::common::env::Env;
 
 /// A directory that looks like a root file system of the named os-release fixture.
 fn fake_root(env: &Env, fixture: &str) -> PathBuf {

@@ -6,7 +6,9 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::common::{bin, docker, get_status, split_url, Env, ForegroundAgent};
+use crate::common::agent::ForegroundAgent;
+use crate::common::env::Env;
+use crate::common::{bin, docker, get_status, split_url};
 
 /// Durations beyond the documented maximum (30 days) are refused when they
 /// are parsed, with exit 2 and the value named: before, `Instant + Duration`
@@ -139,7 +141,7 @@ fn a_stray_token_url_and_a_slow_server_still_converge() {
 /// the file existed).
 #[test]
 fn install_refuses_a_bad_configuration_before_anything_changes() {
-    let _host = crate::common::host_paths();
+    let _host = crate::common::env::host_paths();
     let env = Env::new("install-bad");
     env.write_config(&env.base_config("port = 70000"));
     let existed = std::path::Path::new("/usr/local/bin/jupyter-agent").exists();

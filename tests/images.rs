@@ -6,15 +6,19 @@
 //! from a root-only file, and a wrong password fails at once, the password
 //! appearing nowhere.
 
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::net::TcpListener;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use hyper::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE};
+use hyper::StatusCode;
+
+use crate::common::env::Env;
+use crate::common::http_fake::{file_body, response, FakeServer, Request};
 use crate::common::registry::Registry;
-use crate::common::{bin, docker, get_status, split_url, test_image, Env};
+use crate::common::{bin, docker, get_status, split_url, test_image};
 
 /// Serves one file at `/nb.tar.gz` (any query), honouring `Range: bytes=N-`;
 /// the first answer is cut after `cut` bytes, as a dropped connection
@@ -22,58 +26,39 @@ use crate::common::{bin, docker, get_status, split_url, test_image, Env};
 struct ArchiveServer {
     url: String,
     ranges: Arc<Mutex<Vec<String>>>,
+    _server: FakeServer,
 }
 
 impl ArchiveServer {
     fn start(file: PathBuf, cut: u64) -> ArchiveServer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/nb.tar.gz", listener.local_addr().unwrap());
         let ranges = Arc::new(Mutex::new(Vec::new()));
         let seen = ranges.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { return };
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut request_line = String::new();
-                if reader.read_line(&mut request_line).is_err() {
-                    continue;
-                }
-                let mut range = "-".to_string();
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("range: ") {
-                        range = v.trim().to_string();
-                    }
-                }
-                let first = seen.lock().unwrap().is_empty();
-                seen.lock().unwrap().push(range.clone());
-                let path = request_line.split_whitespace().nth(1).unwrap_or("");
-                if !path.starts_with("/nb.tar.gz") {
-                    let _ = write!(stream, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-                    continue;
-                }
-                let mut f = std::fs::File::open(&file).unwrap();
-                let len = f.metadata().unwrap().len();
-                let start =
-                    range.strip_prefix("bytes=").and_then(|r| r.strip_suffix('-')).and_then(|n| n.parse::<u64>().ok());
-                let head = match start {
-                    Some(s) => format!(
-                        "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {s}-{}/{len}\r\nConnection: close\r\n\r\n",
-                        len - s,
-                        len - 1
-                    ),
-                    None => format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nAccept-Ranges: bytes\r\nConnection: close\r\n\r\n"),
-                };
-                let _ = stream.write_all(head.as_bytes());
-                f.seek(SeekFrom::Start(start.unwrap_or(0))).unwrap();
-                let limit = if first { cut } else { u64::MAX };
-                let _ = std::io::copy(&mut f.take(limit), &mut stream);
+        let server = FakeServer::tcp(move |request: Request| {
+            let range = request.header("range").unwrap_or("-").to_string();
+            let first = {
+                let mut seen = seen.lock().unwrap();
+                seen.push(range.clone());
+                seen.len() == 1
+            };
+            if !request.target.starts_with("/nb.tar.gz") {
+                return Some(response(404, None, ""));
             }
+            let f = std::fs::File::open(&file).unwrap();
+            let len = f.metadata().unwrap().len();
+            let start =
+                range.strip_prefix("bytes=").and_then(|r| r.strip_suffix('-')).and_then(|n| n.parse::<u64>().ok());
+            let answer = hyper::Response::builder();
+            let answer = match start {
+                Some(s) => answer
+                    .status(StatusCode::PARTIAL_CONTENT)
+                    .header(CONTENT_LENGTH, len - s)
+                    .header(CONTENT_RANGE, format!("bytes {s}-{}/{len}", len - 1)),
+                None => answer.header(CONTENT_LENGTH, len).header(ACCEPT_RANGES, "bytes"),
+            };
+            Some(answer.body(file_body(f, start.unwrap_or(0), first.then_some(cut))).unwrap())
         });
-        ArchiveServer { url, ranges }
+        let url = format!("{}/nb.tar.gz", server.url());
+        ArchiveServer { url, ranges, _server: server }
     }
 }
 
@@ -155,9 +140,9 @@ fn an_exported_archive_is_downloaded_resumed_verified_and_loaded_and_a_wrong_che
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let events = crate::common::follow_events(&env.socket(), 300);
+    let events = crate::common::agent::follow_events(&env.socket(), 300);
     let out = agent.wait_with_output().unwrap();
-    let run = crate::common::Run {
+    let run = crate::common::env::Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::new(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -279,7 +264,7 @@ fn a_private_registry_pull_logs_in_from_a_root_only_file_and_a_wrong_password_fa
     write_credentials(&password);
     // The tiny image runs no Jupyter: only the image step is this test's.
     // doctor (below) asks the metadata service: a local stand-in.
-    let meta = crate::common::FakeMetadata::start(&[("instance-id", "i-test")]);
+    let meta = crate::common::metadata::FakeMetadata::start(&[("instance-id", "i-test")]);
     env.write_config(
         &with_image(
             &env,

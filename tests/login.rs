@@ -7,7 +7,9 @@
 
 use std::time::Duration;
 
-use crate::common::{docker, get_status, inspect, split_url, Env, ForegroundAgent};
+use crate::common::agent::ForegroundAgent;
+use crate::common::env::Env;
+use crate::common::{docker, get_status, inspect, split_url};
 
 /// A loopback port nobody listens on now: the URL's port must not change
 /// between starts, so the tests publish on a fixed one.

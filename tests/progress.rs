@@ -5,7 +5,8 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{bin, test_image, Env};
+use crate::common::env::Env;
+use crate::common::{bin, test_image};
 
 /// `jupyter-agent run --once` for `env`, not waited for.
 fn run_once_in_background(env: &Env) -> std::process::Child {
@@ -94,7 +95,7 @@ fn a_pull_reports_its_bytes_and_percent_while_it_runs() {
     env.write_config(&config);
     let mut agent = run_once_in_background(&env);
     // Every state the agent publishes, from the moment its socket answers.
-    let events = crate::common::follow_events(&env.socket(), 120);
+    let events = crate::common::agent::follow_events(&env.socket(), 120);
     // The image has no Jupyter: the converge fails after the pull, which is all this test needs.
     agent.wait().unwrap();
     let out = events.wait_with_output().unwrap();

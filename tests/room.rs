@@ -10,8 +10,10 @@
 
 use std::process::{Command, Output};
 
+use crate::common::agent::ForegroundAgent;
+use crate::common::env::Env;
 use crate::common::ros::{FakeRos, WaitStatus};
-use crate::common::{bin, get_status, split_url, test_image, Env, ForegroundAgent};
+use crate::common::{bin, get_status, split_url, test_image};
 
 const PARTICIPANTS: [&str; 3] = ["alice", "bob", "carol"];
 /// carol's image is missing: her setup fails in the `image` step.

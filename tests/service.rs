@@ -8,7 +8,9 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use crate::common;
-use crate::common::{docker, get_status, split_url, Env, ForegroundAgent as Agent};
+use crate::common::agent::ForegroundAgent as Agent;
+use crate::common::env::Env;
+use crate::common::{docker, get_status, split_url};
 
 fn curl(socket: &Path, path: &str) -> Output {
     Command::new("curl")
@@ -174,7 +176,7 @@ fn wait_times_out_with_its_own_exit_code() {
 fn install_without_systemd_explains_and_changes_nothing() {
     assert!(!Path::new("/run/systemd/system").exists(), "this test is for hosts without systemd");
     // The boot tests install into /usr/local/bin: not while this one looks.
-    let _host = common::host_paths();
+    let _host = common::env::host_paths();
     let env = Env::new("install");
     env.write_config(&env.base_config(""));
     let unit = Path::new("/etc/systemd/system/jupyter-agent.service");
@@ -190,7 +192,7 @@ fn install_without_systemd_explains_and_changes_nothing() {
 #[test]
 fn doctor_checks_what_a_person_would() {
     let env = Env::new("doctor");
-    let meta = common::FakeMetadata::start(&[("instance-id", "i-test123")]);
+    let meta = common::metadata::FakeMetadata::start(&[("instance-id", "i-test123")]);
     env.write_config(&env.base_config("").replace(
         "url_host = \"127.0.0.1\"",
         &format!("url_host = \"127.0.0.1\"\nmetadata_endpoint = \"{}\"", meta.url),

@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use crate::common::{bin, docker, get_status, split_url, test_image, Env};
+use crate::common::env::Env;
+use crate::common::{bin, docker, get_status, split_url, test_image};
 
 /// The systemd container, removed when dropped.
 struct SystemdHost {
@@ -232,7 +233,7 @@ fn the_user_datas_systemd_branch_ends_in_one_success_whose_url_opens_jupyter() {
     let dir = boot.dir.path().to_path_buf();
     let repo = crate::boot::materials(&dir, "");
     let bundle = crate::boot::bundle(&dir);
-    let server = crate::common::StaticServer::start(vec![("/jupyter-agent.tar.gz".into(), bundle.clone())]);
+    let server = crate::common::files::StaticServer::start(vec![("/jupyter-agent.tar.gz".into(), bundle.clone())]);
     let host =
         SystemdHost::start(format!("ja-userdata-systemd-{}", std::process::id()), state.clone(), &[state, dir.clone()]);
     boot.inside = Some(host.name.clone());

@@ -4,12 +4,12 @@
 //!
 //! All tests of this binary run in parallel threads. Most use the machine's
 //! Docker engine, and `engine_start` stops it, so they coordinate through a
-//! process-wide read-write lock (`common` explains it): a test that uses the
-//! engine holds a read guard for its whole duration (`common::Env` and the
+//! process-wide read-write lock (`common::env` explains it): a test that uses the
+//! engine holds a read guard for its whole duration (`common::env::Env` and the
 //! boot tests take it), and `engine_start` holds the write guard, so it runs
 //! while no other test uses the engine and no such test starts meanwhile.
 //! Likewise the tests that touch the host's own install paths (the boot
-//! tests, `service`'s install test) take turns through `common::host_paths`.
+//! tests, `service`'s install test) take turns through `common::env::host_paths`.
 //! Tests that use neither (template, release, bootstrap_fake_agent) need no
 //! Docker engine at all.
 //!

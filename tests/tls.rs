@@ -10,14 +10,16 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::common;
+use crate::common::agent::ForegroundAgent;
+use crate::common::env::Env;
 use crate::common::pebble::{free_port, Pebble, PebbleOptions};
 use crate::common::wss::{self, KernelSocket};
-use crate::common::{self, Env, ForegroundAgent};
 
 /// A configuration for the test image with `[tls]` as given; the agent
 /// listens on `port` (fixed, so that a restarted agent keeps the URL). The
 /// metadata service is a stand-in on loopback (`doctor` asks it).
-fn config(env: &Env, port: u16, tls: &str, metadata: &common::FakeMetadata) -> String {
+fn config(env: &Env, port: u16, tls: &str, metadata: &common::metadata::FakeMetadata) -> String {
     let base =
         env.base_config("").replace("publish = \"127.0.0.1:0\"", &format!("publish = \"127.0.0.1:{port}\"")).replace(
             "url_host = \"127.0.0.1\"",
@@ -103,7 +105,7 @@ fn mode(path: &Path) -> u32 {
 #[test]
 fn acme_over_http_01_serves_a_trusted_certificate_renewed_under_a_running_kernel() {
     let env = Env::new("tls-http01");
-    let meta = common::FakeMetadata::start(&[]);
+    let meta = common::metadata::FakeMetadata::start(&[]);
     let http_port = free_port();
     // 60 s certificates: the agent renews at half-life, 30 s in.
     let pebble = Pebble::start(
@@ -186,7 +188,7 @@ fn acme_over_http_01_serves_a_trusted_certificate_renewed_under_a_running_kernel
 #[test]
 fn acme_over_tls_alpn_01_is_issued_and_trusted() {
     let env = Env::new("tls-alpn");
-    let meta = common::FakeMetadata::start(&[]);
+    let meta = common::metadata::FakeMetadata::start(&[]);
     let tls_port = free_port();
     let pebble = Pebble::start(
         env.dir.path(),
@@ -214,7 +216,7 @@ fn acme_over_tls_alpn_01_is_issued_and_trusted() {
 #[test]
 fn a_refusing_acme_server_leads_to_the_configured_fallback_with_the_reason() {
     let env = Env::new("tls-refused");
-    let meta = common::FakeMetadata::start(&[]);
+    let meta = common::metadata::FakeMetadata::start(&[]);
     let pebble = Pebble::start(
         env.dir.path(),
         &PebbleOptions { http_port: free_port(), tls_port: free_port(), validity_secs: 3600, refuse_accounts: true },
@@ -262,7 +264,7 @@ fn a_refusing_acme_server_leads_to_the_configured_fallback_with_the_reason() {
 #[test]
 fn self_signed_is_served_and_kept_across_restarts() {
     let env = Env::new("tls-self");
-    let meta = common::FakeMetadata::start(&[]);
+    let meta = common::metadata::FakeMetadata::start(&[]);
     let port = free_port();
     env.write_config(&config(&env, port, "mode = \"self-signed\"\n", &meta));
     let mut agent = ForegroundAgent::start(&env);

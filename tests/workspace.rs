@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::common;
-use crate::common::{docker, sh, split_url, Env, StaticServer};
+use crate::common::env::Env;
+use crate::common::files::StaticServer;
+use crate::common::{docker, sh, split_url};
 
 const NOTEBOOK: &str = r#"{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}"#;
 const SECRET: &str = "s3cr3t-access-key-value";

@@ -5,14 +5,14 @@
 //! the test can wait until one is pending before it makes the change: that
 //! proves the client waits on the agent instead of polling it.
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use hyper::Method;
 use serde_json::{json, Value};
+
+use super::http_fake::{self, FakeServer};
 
 /// The token the fake Jupyter prints; it must show only where it belongs.
 pub const TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -35,10 +35,12 @@ struct Shared {
     changed: Condvar,
 }
 
+/// The fake; it stops when dropped (pending long polls are then closed
+/// unanswered, as when the agent exits).
 pub struct FakeAgent {
-    path: PathBuf,
     shared: Arc<Shared>,
-    acceptor: Option<JoinHandle<()>>,
+    /// Dropped after `Drop::drop` has woken the long polls.
+    _server: FakeServer,
 }
 
 const T0: &str = "2026-11-27T04:17:37.406Z";
@@ -46,7 +48,6 @@ const T0: &str = "2026-11-27T04:17:37.406Z";
 impl FakeAgent {
     /// Listens on `path`; the document starts `pending` at revision 1.
     pub fn start(path: &Path) -> FakeAgent {
-        let listener = UnixListener::bind(path).expect("bind the agent socket");
         let doc = json!({
             "version": 1,
             "revision": 1,
@@ -65,15 +66,8 @@ impl FakeAgent {
             changed: Condvar::new(),
         });
         let s = shared.clone();
-        let acceptor = super::accept_each(
-            move || listener.accept().map(|(stream, _)| stream),
-            move || s.inner.lock().unwrap().stopping,
-            {
-                let s = shared.clone();
-                move |stream| handle(stream, &s)
-            },
-        );
-        FakeAgent { path: path.to_path_buf(), shared, acceptor: Some(acceptor) }
+        let server = FakeServer::unix(path, move |request| handle(request, &s));
+        FakeAgent { shared, _server: server }
     }
 
     /// Changes the document (one revision) and wakes the long polls.
@@ -143,10 +137,6 @@ impl Drop for FakeAgent {
     fn drop(&mut self) {
         self.shared.inner.lock().unwrap().stopping = true;
         self.shared.changed.notify_all();
-        let _ = UnixStream::connect(&self.path);
-        if let Some(t) = self.acceptor.take() {
-            let _ = t.join();
-        }
     }
 }
 
@@ -173,49 +163,22 @@ fn shown(doc: &Value, show_token: bool) -> Value {
     doc
 }
 
-fn handle(stream: UnixStream, shared: &Shared) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let mut reader = BufReader::new(&stream);
-    let mut line = String::new();
-    if reader.read_line(&mut line).is_err() {
-        return;
-    }
-    // Headers: read up to the blank line; a GET has no body.
-    loop {
-        let mut h = String::new();
-        match reader.read_line(&mut h) {
-            Ok(0) | Err(_) => return,
-            Ok(_) if h.trim_end().is_empty() => break,
-            Ok(_) => {}
-        }
-    }
-    let mut parts = line.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default().to_string());
-    shared.inner.lock().unwrap().requests.push(target.clone());
-    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-    let params: Vec<(&str, &str)> = query.split('&').filter_map(|kv| kv.split_once('=')).collect();
-    let param = |name: &str| params.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
-    let show_token = param("show_token") == Some("true");
-    let (code, body) = if method != "GET" {
-        (405, json!({ "error": format!("method {method}: only GET") }))
+fn handle(request: http_fake::Request, shared: &Shared) -> Option<http_fake::Response> {
+    shared.inner.lock().unwrap().requests.push(request.target.clone());
+    let show_token = request.query("show_token") == Some("true");
+    let (code, body) = if request.method != Method::GET {
+        (405, json!({ "error": format!("method {}: only GET", request.method) }))
     } else {
-        match path {
+        match request.path() {
             "/v1/status" => (200, shown(&shared.inner.lock().unwrap().doc, show_token)),
-            "/v1/wait" => match long_poll(shared, param("until"), param("after"), param("timeout"), show_token) {
-                Some(answer) => answer,
-                // Stopping: the connection closes unanswered, as when the agent exits.
-                None => return,
-            },
-            _ => (404, json!({ "error": format!("{path}: no such endpoint") })),
+            // None when stopping: the connection closes unanswered, as when the agent exits.
+            "/v1/wait" => {
+                long_poll(shared, request.query("until"), request.query("after"), request.query("timeout"), show_token)?
+            }
+            path => (404, json!({ "error": format!("{path}: no such endpoint") })),
         }
     };
-    let body = body.to_string();
-    let mut stream = &stream;
-    let _ = write!(
-        stream,
-        "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
+    Some(http_fake::response(code, Some("application/json"), body.to_string()))
 }
 
 fn long_poll(

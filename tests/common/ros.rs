@@ -7,11 +7,12 @@
 //! statuses (`500, 500, 200`), a refusal (`403`), or no answer at all.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use hyper::HeaderMap;
+
+use super::http_fake::{self, FakeServer};
 
 /// How the endpoint answers one valid request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,8 +31,7 @@ pub struct Request {
     pub method: String,
     /// Path and query, as sent.
     pub target: String,
-    /// In order; names lowercased.
-    pub headers: Vec<(String, String)>,
+    pub headers: HeaderMap,
     pub body: String,
     /// The body as JSON, when it is JSON.
     pub json: Option<serde_json::Value>,
@@ -42,8 +42,7 @@ pub struct Request {
 
 impl Request {
     pub fn header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
+        self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
     pub fn path(&self) -> &str {
@@ -77,9 +76,9 @@ struct Shared {
 
 /// The endpoint; it stops when dropped (hanging requests are then closed).
 pub struct FakeRos {
-    addr: SocketAddr,
     shared: Arc<Shared>,
-    acceptor: Option<JoinHandle<()>>,
+    /// Dropped after `Drop::drop` has woken the hanging requests.
+    server: FakeServer,
 }
 
 /// The query of a signed handle URL, shaped like ROS's.
@@ -93,8 +92,6 @@ impl FakeRos {
 
     /// Answers valid requests with `script` in order, then with `then`.
     pub fn scripted(script: impl IntoIterator<Item = Reply>, then: Reply) -> FakeRos {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
-        let addr = listener.local_addr().expect("local address");
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 script: script.into_iter().collect(),
@@ -105,20 +102,13 @@ impl FakeRos {
             changed: Condvar::new(),
         });
         let s = shared.clone();
-        let acceptor = super::accept_each(
-            move || listener.accept().map(|(stream, _)| stream),
-            move || s.inner.lock().unwrap().stopping,
-            {
-                let s = shared.clone();
-                move |stream| handle(stream, &s)
-            },
-        );
-        FakeRos { addr, shared, acceptor: Some(acceptor) }
+        let server = FakeServer::tcp(move |request| handle(request, &s));
+        FakeRos { shared, server }
     }
 
     /// The handle's signed URL.
     pub fn url(&self) -> String {
-        format!("http://{}/waitcondition?{QUERY}", self.addr)
+        format!("{}/waitcondition?{QUERY}", self.server.url())
     }
 
     /// The handle's `CurlCli` attribute, as ROS writes it: the URL unquoted,
@@ -221,22 +211,25 @@ impl Drop for FakeRos {
     fn drop(&mut self) {
         self.shared.inner.lock().unwrap().stopping = true;
         self.shared.changed.notify_all();
-        // Wake the acceptor so that it sees `stopping`.
-        let _ = TcpStream::connect(self.addr);
-        if let Some(t) = self.acceptor.take() {
-            let _ = t.join();
-        }
     }
 }
 
-fn handle(stream: TcpStream, shared: &Shared) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let Some(request) = read_request(&stream) else { return };
+fn handle(request: http_fake::Request, shared: &Shared) -> Option<http_fake::Response> {
+    let body = String::from_utf8_lossy(&request.body).into_owned();
+    let request = Request {
+        method: request.method.to_string(),
+        target: request.target,
+        headers: request.headers,
+        json: serde_json::from_str(&body).ok(),
+        body,
+        problem: None,
+        at: Instant::now(),
+    };
     let problem = check(&request);
     let reply = {
         let mut inner = shared.inner.lock().unwrap();
         if inner.stopping {
-            return;
+            return None;
         }
         let reply = match &problem {
             Some(p) => Reply::Body(400, serde_json::json!({ "Code": "InvalidParameter", "Message": p }).to_string()),
@@ -250,49 +243,16 @@ fn handle(stream: TcpStream, shared: &Shared) {
         Reply::Status(code) => (code, serde_json::json!({ "status": code }).to_string()),
         Reply::Body(code, body) => (code, body),
         Reply::Hang => {
-            // Hold the connection open, unanswered, until the fake stops.
+            // Hold the connection open, unanswered, until the fake stops;
+            // then close it unanswered.
             let mut inner = shared.inner.lock().unwrap();
             while !inner.stopping {
                 inner = shared.changed.wait(inner).unwrap();
             }
-            return;
-        }
-    };
-    let mut stream = stream;
-    let _ = write!(
-        stream,
-        "HTTP/1.1 {code} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        reason(code),
-        body.len()
-    );
-    let _ = stream.flush();
-}
-
-fn read_request(stream: &TcpStream) -> Option<Request> {
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line).ok()?;
-    let mut parts = line.split_whitespace();
-    let (method, target) = (parts.next()?.to_string(), parts.next()?.to_string());
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).ok()? == 0 {
             return None;
         }
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        let (k, v) = line.split_once(':')?;
-        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-    }
-    let len: usize = headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body).ok()?;
-    let body = String::from_utf8_lossy(&body).into_owned();
-    let json = serde_json::from_str(&body).ok();
-    Some(Request { method, target, headers, body, json, problem: None, at: Instant::now() })
+    };
+    Some(http_fake::response(code, Some("application/json"), body))
 }
 
 /// What the documented protocol requires of a signal.
@@ -327,19 +287,4 @@ fn check(r: &Request) -> Option<String> {
         }
     }
     None
-}
-
-fn reason(code: u16) -> &'static str {
-    match code {
-        200 => "OK",
-        400 => "Bad Request",
-        403 => "Forbidden",
-        404 => "Not Found",
-        408 => "Request Timeout",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        _ => "Status",
-    }
 }

@@ -1,12 +1,8 @@
 //! Clients for the agent's HTTPS front of Jupyter, blocking like the rest of
 //! the tests: TLS streams that trust exactly the roots a test gives (or any
-//! certificate, to read which one a server presents), an HTTPS client, a
-//! minimal RFC 6455 WebSocket client over any stream, and a Jupyter kernel
-//! channel on top of it that runs code and returns its result.
-//!
-//! The WebSocket client is hand-written (no crate): the tests need the
-//! handshake's status when it is refused (a foreign `Origin` gets 403), the
-//! headers a browser sends, and nothing of a full client's API.
+//! certificate, to read which one a server presents), an HTTPS client, and
+//! a Jupyter kernel channel that runs code and returns its result, over
+//! tungstenite's WebSocket client on such a stream (or any other).
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -14,13 +10,16 @@ use std::path::Path;
 use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned};
 use serde_json::{json, Value};
+use tungstenite::client::IntoClientRequest as _;
+use tungstenite::handshake::HandshakeError;
+use tungstenite::http::{HeaderName, HeaderValue};
+use tungstenite::{Message, WebSocket};
 
 /// A TLS connection to 127.0.0.1, as [`tls_stream`] returns it.
 pub type TlsStream = StreamOwned<ClientConnection, TcpStream>;
@@ -152,15 +151,11 @@ pub fn https_client(roots_pem: &Path) -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder().no_proxy().tls_certs_only(roots).build().expect("an HTTPS client")
 }
 
-/// `n` random bytes from the kernel (WebSocket keys and masks, message ids).
-fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut bytes = [0u8; N];
-    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).expect("/dev/urandom");
-    bytes
-}
-
+/// 16 random bytes from the kernel, in hex (message ids, the session).
 fn random_hex() -> String {
-    random_bytes::<16>().iter().map(|b| format!("{b:02x}")).collect()
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).expect("/dev/urandom");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A stream whose reads can be given a timeout, so that a wait for a
@@ -179,216 +174,6 @@ impl ReadTimeout for TlsStream {
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         self.sock.set_read_timeout(timeout)
     }
-}
-
-/// A whole WebSocket message as received.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Message {
-    Text(String),
-    Binary(Vec<u8>),
-    /// The peer closed (already answered): its status code and reason.
-    Close(Option<u16>, String),
-}
-
-const OP_CONTINUATION: u8 = 0x0;
-const OP_TEXT: u8 = 0x1;
-const OP_BINARY: u8 = 0x2;
-const OP_CLOSE: u8 = 0x8;
-const OP_PING: u8 = 0x9;
-const OP_PONG: u8 = 0xA;
-
-/// A client end of a WebSocket (RFC 6455) over `stream`: masked frames out;
-/// text, binary, fragmented, ping (answered with a pong) and close frames in.
-pub struct WebSocket<S> {
-    stream: S,
-    /// Bytes read and not yet parsed: the rest of the handshake's response,
-    /// a frame cut by a read timeout.
-    buf: Vec<u8>,
-    /// A fragmented message's opcode and payload so far.
-    partial: Option<(u8, Vec<u8>)>,
-    closed: bool,
-}
-
-impl<S: Read + Write> WebSocket<S> {
-    /// The opening handshake: `GET path` on `host` (the `Host` header, e.g.
-    /// `127.0.0.1:8443`) with a random key and `headers` (e.g. `Origin`,
-    /// `Cookie`). `Err(status)` when the server answers other than 101;
-    /// panics when it answers 101 with a wrong `Sec-WebSocket-Accept`.
-    pub fn connect(mut stream: S, host: &str, path: &str, headers: &[(&str, &str)]) -> Result<WebSocket<S>, u16> {
-        let key = base64::engine::general_purpose::STANDARD.encode(random_bytes::<16>());
-        let mut request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-        );
-        for (name, value) in headers {
-            request.push_str(&format!("{name}: {value}\r\n"));
-        }
-        request.push_str("\r\n");
-        stream.write_all(request.as_bytes()).and_then(|()| stream.flush()).expect("send the WebSocket handshake");
-
-        let mut buf = Vec::new();
-        let end = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            let mut chunk = [0u8; 4096];
-            let n = stream.read(&mut chunk).expect("read the WebSocket handshake's response");
-            assert!(n > 0, "the server closed during the handshake: {}", String::from_utf8_lossy(&buf));
-            buf.extend_from_slice(&chunk[..n]);
-        };
-        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-        let status: u16 = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("not an HTTP response: {head}"));
-        if status != 101 {
-            return Err(status);
-        }
-        let accept = head
-            .lines()
-            .find_map(|l| l.split_once(':').filter(|(n, _)| n.trim().eq_ignore_ascii_case("sec-websocket-accept")))
-            .map(|(_, v)| v.trim().to_string())
-            .unwrap_or_else(|| panic!("101 without Sec-WebSocket-Accept: {head}"));
-        assert_eq!(accept, accept_for(&key), "Sec-WebSocket-Accept for key {key}: {head}");
-        buf.drain(..end);
-        Ok(WebSocket { stream, buf, partial: None, closed: false })
-    }
-
-    pub fn send_text(&mut self, text: &str) -> io::Result<()> {
-        self.send_frame(OP_TEXT, text.as_bytes())
-    }
-
-    /// Sends a close frame with `code` (once; the peer's answer is read by
-    /// [`WebSocket::recv`]).
-    pub fn close(&mut self, code: u16) -> io::Result<()> {
-        if self.closed {
-            return Ok(());
-        }
-        self.closed = true;
-        self.send_frame(OP_CLOSE, &code.to_be_bytes())
-    }
-
-    /// One frame, final, masked with a random key (clients must mask).
-    fn send_frame(&mut self, opcode: u8, payload: &[u8]) -> io::Result<()> {
-        let mut frame = vec![0x80 | opcode];
-        match payload.len() {
-            n if n < 126 => frame.push(0x80 | n as u8),
-            n if n <= 0xFFFF => {
-                frame.push(0x80 | 126);
-                frame.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                frame.push(0x80 | 127);
-                frame.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        let mask = random_bytes::<4>();
-        frame.extend_from_slice(&mask);
-        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        self.stream.write_all(&frame)?;
-        self.stream.flush()
-    }
-
-    /// The next whole message, blocking. A read that times out is an error
-    /// of kind `WouldBlock` or `TimedOut` and loses nothing: the bytes read
-    /// so far wait in the buffer for the next call.
-    pub fn recv(&mut self) -> io::Result<Message> {
-        loop {
-            let Some((fin, opcode, payload)) = self.take_frame() else {
-                let mut chunk = [0u8; 16384];
-                let n = self.stream.read(&mut chunk)?;
-                if n == 0 {
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the WebSocket's stream ended"));
-                }
-                self.buf.extend_from_slice(&chunk[..n]);
-                continue;
-            };
-            match opcode {
-                OP_PING => self.send_frame(OP_PONG, &payload)?,
-                OP_PONG => {}
-                OP_CLOSE => {
-                    let code = payload.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]]));
-                    let reason = String::from_utf8_lossy(payload.get(2..).unwrap_or_default()).into_owned();
-                    if !self.closed {
-                        self.closed = true;
-                        self.send_frame(OP_CLOSE, payload.get(..2).unwrap_or_default())?;
-                    }
-                    return Ok(Message::Close(code, reason));
-                }
-                OP_TEXT | OP_BINARY | OP_CONTINUATION => {
-                    let (opcode, mut data) = match (opcode, self.partial.take()) {
-                        (OP_CONTINUATION, Some(partial)) => partial,
-                        (OP_CONTINUATION, None) => panic!("a continuation frame with no message begun"),
-                        (op, None) => (op, Vec::new()),
-                        (_, Some(_)) => panic!("a new message inside a fragmented one"),
-                    };
-                    data.extend_from_slice(&payload);
-                    if !fin {
-                        self.partial = Some((opcode, data));
-                        continue;
-                    }
-                    return Ok(if opcode == OP_TEXT {
-                        Message::Text(String::from_utf8(data).expect("a text message in UTF-8"))
-                    } else {
-                        Message::Binary(data)
-                    });
-                }
-                other => panic!("a frame with the reserved opcode {other:#x}"),
-            }
-        }
-    }
-
-    /// Parses one frame off the front of the buffer, if it holds a whole one.
-    fn take_frame(&mut self) -> Option<(bool, u8, Vec<u8>)> {
-        let b = &self.buf;
-        if b.len() < 2 {
-            return None;
-        }
-        let (fin, opcode, masked) = (b[0] & 0x80 != 0, b[0] & 0x0F, b[1] & 0x80 != 0);
-        let (len, mut at) = match b[1] & 0x7F {
-            126 => (u16::from_be_bytes(b.get(2..4)?.try_into().ok()?) as usize, 4),
-            127 => (u64::from_be_bytes(b.get(2..10)?.try_into().ok()?) as usize, 10),
-            n => (n as usize, 2),
-        };
-        let mask = if masked {
-            at += 4;
-            Some(<[u8; 4]>::try_from(b.get(at - 4..at)?).ok()?)
-        } else {
-            None
-        };
-        let mut payload = b.get(at..at + len)?.to_vec();
-        if let Some(mask) = mask {
-            payload.iter_mut().enumerate().for_each(|(i, byte)| *byte ^= mask[i % 4]);
-        }
-        self.buf.drain(..at + len);
-        Some((fin, opcode, payload))
-    }
-}
-
-impl<S: Read + Write + ReadTimeout> WebSocket<S> {
-    /// The next whole message, or `None` once `deadline` has passed.
-    pub fn recv_until(&mut self, deadline: Instant) -> io::Result<Option<Message>> {
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(None);
-            }
-            self.stream.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
-            match self.recv() {
-                Ok(message) => return Ok(Some(message)),
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-    }
-}
-
-/// `Sec-WebSocket-Accept` for `key`: base64(SHA-1(key + the RFC's GUID)).
-pub fn accept_for(key: &str) -> String {
-    use sha1::Digest;
-    let digest = sha1::Sha1::digest(format!("{key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11").as_bytes());
-    base64::engine::general_purpose::STANDARD.encode(digest)
 }
 
 /// Starts a kernel of the server's default kind: `POST {base_url}api/kernels`
@@ -419,8 +204,9 @@ pub struct KernelSocket<S> {
 
 impl<S: Read + Write + ReadTimeout> KernelSocket<S> {
     /// The handshake on `{base_path}api/kernels/{kernel}/channels?token=T`
-    /// (`base_path` ends with `/`), with `headers` as in
-    /// [`WebSocket::connect`]; `Err(status)` when refused.
+    /// (`base_path` ends with `/`) over `stream`, connected to `host` (the
+    /// `Host` header, e.g. `127.0.0.1:8443`), with `headers` added (e.g.
+    /// `Origin`); `Err(status)` when the server answers other than 101.
     pub fn open(
         stream: S,
         host: &str,
@@ -429,9 +215,40 @@ impl<S: Read + Write + ReadTimeout> KernelSocket<S> {
         token: &str,
         headers: &[(&str, &str)],
     ) -> Result<KernelSocket<S>, u16> {
-        let path = format!("{base_path}api/kernels/{kernel}/channels?token={token}");
-        let ws = WebSocket::connect(stream, host, &path, headers)?;
-        Ok(KernelSocket { ws, session: random_hex() })
+        // The scheme only shapes the request: the stream is already connected (TLS or not).
+        let url = format!("ws://{host}{base_path}api/kernels/{kernel}/channels?token={token}");
+        let mut request = url.as_str().into_client_request().unwrap_or_else(|e| panic!("{e}: a WebSocket request"));
+        for (name, value) in headers {
+            let name = HeaderName::from_bytes(name.as_bytes()).expect("a header name");
+            request.headers_mut().insert(name, HeaderValue::from_str(value).expect("a header value"));
+        }
+        match tungstenite::client::client(request, stream) {
+            Ok((ws, _)) => Ok(KernelSocket { ws, session: random_hex() }),
+            Err(HandshakeError::Failure(tungstenite::Error::Http(response))) => Err(response.status().as_u16()),
+            Err(e) => panic!("the WebSocket handshake with {host}: {e}"),
+        }
+    }
+
+    /// The next message, or `None` once `deadline` has passed. A read that
+    /// times out loses nothing: tungstenite keeps what it has read of a
+    /// frame for the next call.
+    fn recv_until(&mut self, deadline: Instant) -> tungstenite::Result<Option<Message>> {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            self.ws.get_ref().set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+            match self.ws.read() {
+                Ok(message) => return Ok(Some(message)),
+                Err(tungstenite::Error::Io(e))
+                    if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) =>
+                {
+                    continue
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Runs `code` (an `execute_request` on `shell`, message spec 5.3) and
@@ -462,25 +279,27 @@ impl<S: Read + Write + ReadTimeout> KernelSocket<S> {
             },
             "channel": "shell",
         });
-        self.ws.send_text(&request.to_string()).expect("send the execute_request");
+        self.ws.send(Message::text(request.to_string())).expect("send the execute_request");
 
         let deadline = Instant::now() + timeout;
         let mut seen = Vec::new();
         let mut printed = String::new();
         loop {
-            let message = match self.ws.recv_until(deadline) {
+            let message = match self.recv_until(deadline) {
                 Ok(Some(message)) => message,
                 Ok(None) => panic!("no result for {code:?} within {timeout:?}; seen:\n{}", seen.join("\n")),
                 Err(e) => panic!("the kernel socket failed ({e}) running {code:?}; seen:\n{}", seen.join("\n")),
             };
             let text = match message {
-                Message::Text(text) => text,
+                Message::Text(text) => text.to_string(),
                 Message::Binary(data) => {
                     seen.push(format!("(binary, {} bytes)", data.len()));
                     continue;
                 }
-                Message::Close(status, reason) => {
-                    panic!("the server closed the kernel socket ({status:?} {reason}); seen:\n{}", seen.join("\n"))
+                // tungstenite answers pings itself.
+                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
+                Message::Close(frame) => {
+                    panic!("the server closed the kernel socket ({frame:?}); seen:\n{}", seen.join("\n"))
                 }
             };
             let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
@@ -505,10 +324,5 @@ impl<S: Read + Write + ReadTimeout> KernelSocket<S> {
                 _ => {}
             }
         }
-    }
-
-    /// The WebSocket underneath, e.g. to close it.
-    pub fn socket(&mut self) -> &mut WebSocket<S> {
-        &mut self.ws
     }
 }

@@ -317,51 +317,28 @@ mod tests {
     use std::sync::Arc;
 
     use crate::workspace::fetch::{fetch, fetch_with, Source};
-    use crate::workspace::test_support::{destination, git, message, names, repository, BUDGET};
+    use crate::workspace::test_support::{destination, git, message, names, repository, response, serve_with, BUDGET};
 
     /// A git server over the dumb HTTP protocol (static files of a bare
     /// repository after `git update-server-info`) that answers 401 unless
     /// the request carries `expected` as its Authorization; counts the
     /// authorized requests.
     fn serve_with_basic_auth(bare: PathBuf, expected: String) -> (u16, Arc<AtomicUsize>) {
-        use std::io::{BufRead, BufReader, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
         let authorized = Arc::new(AtomicUsize::new(0));
         let count = authorized.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut request = String::new();
-                reader.read_line(&mut request).unwrap_or_default();
-                let mut auth = None;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
-                        break;
-                    }
-                    if let Some((name, value)) = line.split_once(':') {
-                        if name.eq_ignore_ascii_case("authorization") {
-                            auth = Some(value.trim().to_string());
-                        }
-                    }
-                }
-                let path = request.split_whitespace().nth(1).unwrap_or("/").split('?').next().unwrap().to_string();
-                let (status, body) = if auth.as_deref() != Some(expected.as_str()) {
-                    ("401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"t\"", Vec::new())
-                } else {
-                    count.fetch_add(1, Ordering::SeqCst);
-                    match fs::read(bare.join(path.trim_start_matches("/r.git/"))) {
-                        Ok(bytes) => ("200 OK", bytes),
-                        Err(_) => ("404 Not Found", Vec::new()),
-                    }
-                };
-                let head = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
-                let _ = stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(&body));
+        let addr = serve_with(move |request| {
+            if request.headers().get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+                let mut refused = response(401, Vec::new());
+                refused.headers_mut().insert("www-authenticate", "Basic realm=\"t\"".parse().unwrap());
+                return refused;
+            }
+            count.fetch_add(1, Ordering::SeqCst);
+            match fs::read(bare.join(request.uri().path().trim_start_matches("/r.git/"))) {
+                Ok(bytes) => response(200, bytes),
+                Err(_) => response(404, Vec::new()),
             }
         });
-        (port, authorized)
+        (addr.port(), authorized)
     }
 
     /// Credentials in a git URL were an argument of `git` (visible to any

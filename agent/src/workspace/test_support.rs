@@ -1,15 +1,17 @@
-//! Helpers shared by the fetch tests: a scripted HTTP server, tar and gzip
+//! Helpers shared by the fetch tests: test HTTP servers, tar and gzip
 //! builders, a scratch destination, and a small git repository.
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::TcpListener;
+use std::io::Write;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::Full;
 use sha2::{Digest, Sha256};
 use tar::EntryType;
 
@@ -17,7 +19,45 @@ use super::fetch::FetchError;
 
 pub(super) const BUDGET: Duration = Duration::from_secs(30);
 
-/// An HTTP/1.1 server on 127.0.0.1 answering one scripted response per request, in order
+/// A test HTTP server on 127.0.0.1: hyper, on a thread and a Tokio runtime
+/// of its own (so that it answers whatever the test's own runtime does),
+/// answering each request with `answer(request)`. It runs until the test
+/// process ends. Its address.
+pub(super) fn serve_with(
+    answer: impl Fn(&hyper::Request<hyper::body::Incoming>) -> hyper::Response<Full<Bytes>> + Send + Sync + 'static,
+) -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let answer = Arc::new(answer);
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let answer = answer.clone();
+                let service = hyper::service::service_fn(move |request| {
+                    std::future::ready(Ok::<_, std::convert::Infallible>(answer(&request)))
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+                );
+            }
+        });
+    });
+    addr
+}
+
+/// `status` with `body`.
+pub(super) fn response(status: u16, body: Vec<u8>) -> hyper::Response<Full<Bytes>> {
+    let mut response = hyper::Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+    response
+}
+
+/// A test HTTP server answering one scripted response per request, in order
 /// (the last one again for any later request); `hits` counts the requests.
 pub(super) struct Server {
     pub(super) base: String,
@@ -25,35 +65,14 @@ pub(super) struct Server {
 }
 
 pub(super) fn serve(responses: Vec<(u16, Vec<u8>)>) -> Server {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
     let hits = Arc::new(AtomicUsize::new(0));
     let counter = hits.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut request = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => request.extend_from_slice(&buf[..n]),
-                }
-            }
-            let n = counter.fetch_add(1, Ordering::SeqCst);
-            let (status, body) = &responses[n.min(responses.len() - 1)];
-            let reason = match status {
-                200 => "OK",
-                404 => "Not Found",
-                503 => "Service Unavailable",
-                _ => "Whatever",
-            };
-            let head =
-                format!("HTTP/1.1 {status} {reason}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
-            let _ = stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(body));
-        }
+    let addr = serve_with(move |_| {
+        let n = counter.fetch_add(1, Ordering::SeqCst);
+        let (status, body) = &responses[n.min(responses.len() - 1)];
+        response(*status, body.clone())
     });
-    Server { base, hits }
+    Server { base: format!("http://{addr}"), hits }
 }
 
 /// An archive entry, written with raw headers: tar's builder refuses some of these paths.
