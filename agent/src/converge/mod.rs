@@ -224,14 +224,13 @@ impl<'a> Converger<'a> {
         let host = self.host().await;
         let cfg = self.cfg;
         let tls = self
-            .step(TLS, async |_| {
+            .step(TLS, async |rec| {
                 let tls = Tls::start(cfg, &host).await?;
+                rec.state.tls = Some(tls.state.clone());
                 let summary = tls.summary();
                 Ok((tls, summary))
             })
             .await?;
-        self.rec.state.tls = Some(tls.state.clone());
-        self.rec.save();
         self.tls = Some(tls);
         Ok(())
     }
