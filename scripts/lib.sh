@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # Shared by scripts/test, scripts/run-local and the image and bench scripts:
 # make this Debian machine able to run the agent and its tests, and time
-# what they do. Source it; it defines functions only.
+# what they do. Source it: it defines functions and their variables (and notes the
+# time, for the total in stage_times).
 #
 # Nothing here names a package registry: apt uses the machine's own sources.
 
