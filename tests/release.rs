@@ -1,8 +1,15 @@
 //! The release as a user gets it: `scripts/release` builds the static
-//! binaries and the tarball once (minutes: LTO on a small machine), and the
-//! tests check what a user would: the checksums, the tarball's contents,
-//! that the binaries are static, and that they run in an empty root file
-//! system (a directory holding only the binary: no /lib, no /etc).
+//! binaries and the tarball (minutes: LTO on a small machine), and the tests
+//! check what a user would: the checksums, the tarball's contents, that the
+//! binaries are static (read with the `object` crate: the one check of
+//! it), and that they run in an empty root file system (a directory holding
+//! only the binary: no /lib, no /etc).
+//!
+//! The release checked is `$JA_RELEASE_DIR` when set (scripts/test builds
+//! it once for these tests and the boot test; a release to publish is
+//! checked the same way: `scripts/release --out dist && JA_RELEASE_DIR=$PWD/dist
+//! cargo test -p e2e --test tests -- release::`), else one built here by
+//! running `scripts/release`.
 //!
 //! Needs root (chroot); no Docker engine. `cargo test -p e2e --test tests
 //! release:: -- --nocapture` shows the build's summary and the sizes.
@@ -13,6 +20,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use object::elf::{self, FileHeader64};
+use object::read::elf::{Dyn, FileHeader, ProgramHeader};
+use object::Endianness;
 
 use crate::common::ros;
 
@@ -35,9 +46,10 @@ impl Release {
     }
 }
 
-/// The release, built by the first test that asks; the others wait for it
-/// (`OnceLock` runs one initializer and blocks the rest). A failed build is
-/// kept, so that every test fails with its message instead of building again.
+/// The release, found (or built) by the first test that asks; the others
+/// wait for it (`OnceLock` runs one initializer and blocks the rest). A
+/// failure is kept, so that every test fails with its message instead of
+/// building again.
 fn release() -> &'static Release {
     static RELEASE: OnceLock<Result<Release, String>> = OnceLock::new();
     match RELEASE.get_or_init(build) {
@@ -47,6 +59,33 @@ fn release() -> &'static Release {
 }
 
 fn build() -> Result<Release, String> {
+    let out = match std::env::var_os("JA_RELEASE_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => run_release_script()?,
+    };
+    let name = format!("jupyter-agent-{}-x86_64-linux", env!("CARGO_PKG_VERSION"));
+    let tarball = out.join(format!("{name}.tar.gz"));
+    if !tarball.is_file() {
+        return Err(format!("no {} (scripts/release writes it)", tarball.display()));
+    }
+    let unpacked = Path::new(env!("CARGO_TARGET_TMPDIR")).join("release-unpacked");
+    let _ = fs::remove_dir_all(&unpacked);
+    fs::create_dir_all(&unpacked).map_err(|e| format!("cannot create {}: {e}", unpacked.display()))?;
+    let tar = Command::new("tar")
+        .arg("-xzf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&unpacked)
+        .output()
+        .map_err(|e| format!("cannot run tar: {e}"))?;
+    if !tar.status.success() {
+        return Err(format!("tar -xzf {} failed: {}", tarball.display(), String::from_utf8_lossy(&tar.stderr)));
+    }
+    Ok(Release { out, name, tarball, unpacked })
+}
+
+/// `scripts/release --out <target tmp>/release`; the directory it wrote.
+fn run_release_script() -> Result<PathBuf, String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
     let script = root.join("scripts/release");
     // Under target/tmp, emptied at each run: nothing left behind in /tmp.
@@ -71,26 +110,7 @@ fn build() -> Result<Release, String> {
         ));
     }
     eprintln!("scripts/release took {took:.1?}:\n{stdout}");
-
-    let name = format!("jupyter-agent-{}-x86_64-linux", env!("CARGO_PKG_VERSION"));
-    let tarball = out.join(format!("{name}.tar.gz"));
-    if !tarball.is_file() {
-        return Err(format!("scripts/release succeeded but wrote no {}\n--- stdout\n{stdout}", tarball.display()));
-    }
-    let unpacked = Path::new(env!("CARGO_TARGET_TMPDIR")).join("release-unpacked");
-    let _ = fs::remove_dir_all(&unpacked);
-    fs::create_dir_all(&unpacked).map_err(|e| format!("cannot create {}: {e}", unpacked.display()))?;
-    let tar = Command::new("tar")
-        .arg("-xzf")
-        .arg(&tarball)
-        .arg("-C")
-        .arg(&unpacked)
-        .output()
-        .map_err(|e| format!("cannot run tar: {e}"))?;
-    if !tar.status.success() {
-        return Err(format!("tar -xzf {} failed: {}", tarball.display(), String::from_utf8_lossy(&tar.stderr)));
-    }
-    Ok(Release { out, name, tarball, unpacked })
+    Ok(out)
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -157,38 +177,60 @@ fn checksums_pass_and_the_tarball_holds_the_two_binaries() {
     assert!(readme.contains("jupyter-bootstrap wait"), "README.txt says how user data uses it:\n{readme}");
 }
 
-/// Why an x86_64 ELF64 file is not static, if it is not: it has a program
-/// interpreter (PT_INTERP) or its dynamic section needs a library
-/// (DT_NEEDED). A static-pie keeps a PT_DYNAMIC for its own relocations.
+/// Why a file is not a static x86_64 executable, if it is not: not a
+/// little-endian ELF64 x86-64 executable, a program interpreter (PT_INTERP:
+/// it needs the dynamic loader) or shared libraries its dynamic segment
+/// needs (DT_NEEDED). Read from the program headers, which is what the
+/// kernel and the loader read. A static-pie keeps a PT_DYNAMIC for its own
+/// relocations, without DT_NEEDED: that is static.
 fn not_static(data: &[u8]) -> Option<String> {
-    if data.len() < 64 || &data[..4] != b"\x7fELF" || data[4] != 2 || data[5] != 1 {
-        return Some("not a little-endian ELF64 file".into());
+    let header = match FileHeader64::<Endianness>::parse(data) {
+        Ok(header) => header,
+        Err(e) => return Some(format!("not an ELF64 file ({e})")),
+    };
+    let endian = match header.endian() {
+        Ok(Endianness::Little) => Endianness::Little,
+        _ => return Some("not a little-endian ELF file".into()),
+    };
+    if header.e_machine(endian) != elf::EM_X86_64 {
+        return Some(format!("e_machine {} is not x86-64 ({})", header.e_machine(endian), elf::EM_X86_64));
     }
-    let u16_at = |o: usize| u16::from_le_bytes(data[o..o + 2].try_into().unwrap()) as usize;
-    let u32_at = |o: usize| u32::from_le_bytes(data[o..o + 4].try_into().unwrap());
-    let u64_at = |o: usize| u64::from_le_bytes(data[o..o + 8].try_into().unwrap()) as usize;
-    if u16_at(18) != 62 {
-        return Some(format!("e_machine {} is not x86-64 (62)", u16_at(18)));
+    if !matches!(header.e_type(endian), elf::ET_EXEC | elf::ET_DYN) {
+        return Some(format!("e_type {} is not an executable", header.e_type(endian)));
     }
-    let (phoff, phentsize, phnum) = (u64_at(32), u16_at(54), u16_at(56));
-    for i in 0..phnum {
-        let ph = phoff + i * phentsize;
-        match u32_at(ph) {
-            3 => return Some(format!("program header {i} is PT_INTERP: it needs a dynamic loader")),
-            2 => {
-                let (offset, size) = (u64_at(ph + 8), u64_at(ph + 32));
-                for entry in (offset..offset + size).step_by(16) {
-                    match u64_at(entry) {
-                        0 => break,
-                        1 => return Some("its dynamic section has DT_NEEDED: it needs a shared library".into()),
-                        _ => {}
-                    }
+    let segments = match header.program_headers(endian, data) {
+        Ok(segments) => segments,
+        Err(e) => return Some(format!("unreadable program headers ({e})")),
+    };
+    let mut why = Vec::new();
+    for segment in segments {
+        if let Ok(Some(interpreter)) = segment.interpreter(endian, data) {
+            why.push(format!(
+                "a program interpreter (PT_INTERP {}): it needs the dynamic loader",
+                String::from_utf8_lossy(interpreter)
+            ));
+        }
+        match segment.dynamic(endian, data) {
+            Ok(Some(entries)) => {
+                let needed = entries
+                    .iter()
+                    .map(|d| d.tag(endian))
+                    .take_while(|&tag| tag != elf::DT_NULL)
+                    .filter(|&tag| tag == elf::DT_NEEDED)
+                    .count();
+                if needed > 0 {
+                    why.push(format!("{needed} DT_NEEDED in its dynamic segment: it needs shared libraries"));
                 }
             }
-            _ => {}
+            Ok(None) => {}
+            Err(e) => why.push(format!("an unreadable dynamic segment ({e})")),
         }
     }
-    None
+    if why.is_empty() {
+        None
+    } else {
+        Some(why.join("; "))
+    }
 }
 
 #[test]
@@ -202,12 +244,22 @@ fn both_binaries_are_static() {
     }
 }
 
-/// The check itself: this test executable is dynamically linked.
+/// The check itself: this test executable is dynamically linked (an
+/// interpreter, libc and more needed); a script, a truncated ELF header and
+/// an empty file are not executables at all.
 #[test]
-fn the_static_check_catches_a_dynamic_executable() {
+fn the_static_check_catches_a_dynamic_executable_and_non_executables() {
     let data = fs::read(std::env::current_exe().unwrap()).unwrap();
     let why = not_static(&data).expect("the test executable is not static");
-    assert!(why.contains("PT_INTERP"), "{why}");
+    assert!(why.starts_with("a program interpreter (PT_INTERP /"), "{why}");
+    assert!(why.contains("DT_NEEDED in its dynamic segment: it needs shared libraries"), "{why}");
+
+    for (file, expected) in
+        [(&b"#!/bin/sh\n"[..], "not an ELF64 file"), (&data[..40], "not an ELF64 file"), (&[], "not an ELF64 file")]
+    {
+        let why = not_static(file).expect("not an executable");
+        assert!(why.starts_with(expected), "{why}");
+    }
 }
 
 #[test]

@@ -201,15 +201,15 @@ fn alibabas_template_formatter_accepts_both_templates() {
     }
 }
 
-/// A room larger than one stack: `scripts/room-split` prints one CreateStack
+/// A room larger than one stack: `jupyter-room split` prints one CreateStack
 /// command per group of at most 32, as even as they can be, every name once
 /// and in order; a bad or repeated name is refused (exit 2, nothing printed).
 #[test]
 fn a_larger_room_is_split_into_stacks_that_each_fit() {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/room-split");
+    let room = crate::common::bin("jupyter-room");
     let names: Vec<String> = (0..70).map(|i| format!("p{i}")).collect();
-    let out = Command::new(&script)
-        .args(["--participants", &names.join(","), "--param", "ZoneId=cn-hangzhou-h"])
+    let out = Command::new(&room)
+        .args(["split", "--participants", &names.join(","), "--param", "ZoneId=cn-hangzhou-h"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -229,7 +229,7 @@ fn a_larger_room_is_split_into_stacks_that_each_fit() {
     assert_eq!(seen, names, "every participant once, in order");
 
     for bad in ["alice,Bob", "alice,bob,alice", "", "a-b"] {
-        let out = Command::new(&script).args(["--participants", bad]).output().unwrap();
+        let out = Command::new(&room).args(["split", "--participants", bad]).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{bad:?}");
         assert!(out.stdout.is_empty(), "{bad:?}: nothing printed");
     }

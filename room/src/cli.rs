@@ -1,5 +1,6 @@
-//! The command line: read the input, show the room or write its cards, and
-//! map the outcome to a documented exit code.
+//! The command line: read the input, show the room or write its cards (or
+//! print the commands that create a larger room), and map the outcome to a
+//! documented exit code.
 
 use std::io::{self, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -9,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::input::{self, Room};
 use crate::text::{one_line, scrub};
-use crate::{cards, show};
+use crate::{cards, show, split};
 
 /// Exit codes.
 pub mod exit {
@@ -49,7 +50,9 @@ Getting the input (the aliyun CLI, after `aliyun configure`, or in Cloud Shell):
   aliyun ros GetStack --RegionId cn-hangzhou --StackId <stack id> > room.json
   jupyter-room show room.json
   aliyun ros GetStack --RegionId cn-hangzhou --StackId <stack id> | jupyter-room show --csv > room.csv
-  jupyter-room cards --html cards.html room.json";
+  jupyter-room cards --html cards.html room.json
+
+A room larger than one stack (32 participants): `jupyter-room split` prints the CreateStack commands.";
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -58,6 +61,26 @@ Exit codes:
   2  bad command line or input: the message names the input and says what was expected;
      nothing was written
   4  cards: the HTML file could not be written; nothing was";
+
+const SPLIT_ABOUT: &str = "\
+One stack of userdata/room.yml holds at most 32 participants (ROS allows 200 resources per stack; \
+docs/room.md). This takes the whole room's participants, checks their names (lowercase letters and \
+digits, 1 to 20, no duplicates), splits them into groups of at most --per-stack, and prints one \
+`aliyun ros CreateStack` command per group, each with the same parameters and its own Participants \
+list and stack name. It runs nothing and needs no cloud account: review the commands, then run them \
+(or pass them to a shell). `jupyter-room show` reads each stack's GetStack output.
+
+Groups are as even as they can be (70 names: 24, 23, 23), so no stack is left with a handful. Every \
+value is shell-quoted; the template body is read by the shell that runs the command, as \
+\"$(cat PATH)\".
+
+A --param value (the root password, say) is printed as given: keep the output private, or leave such \
+parameters out and add them when you run the commands.";
+
+const SPLIT_EXIT_CODES: &str = "\
+Exit codes:
+  0  the commands were printed
+  2  bad command line, option or name: the message says which; nothing was printed";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -82,6 +105,10 @@ pub enum Command {
     /// code of it; a card saying why for the others. Six cards to an A4 page.
     #[command(after_help = EXIT_CODES)]
     Cards(CardsArgs),
+    /// For a room larger than one stack (32 participants): the names checked and split into even
+    /// groups, and one `aliyun ros CreateStack` command printed per group (nothing is run).
+    #[command(long_about = SPLIT_ABOUT, after_help = SPLIT_EXIT_CODES)]
+    Split(SplitArgs),
 }
 
 #[derive(Debug, Args)]
@@ -110,6 +137,37 @@ pub struct CardsArgs {
     pub input: Option<PathBuf>,
 }
 
+#[derive(Debug, Args)]
+pub struct SplitArgs {
+    /// The participants, comma-separated (alice,bob,carol).
+    #[arg(long, value_name = "NAMES")]
+    pub participants: Option<String>,
+
+    /// Participants from a file too: one per line or comma-separated; # starts a comment.
+    #[arg(long, value_name = "FILE")]
+    pub participants_file: Option<PathBuf>,
+
+    /// The most participants in one stack (1 to 32).
+    #[arg(long, value_name = "N", default_value_t = split::MAX_PER_STACK, allow_negative_numbers = true)]
+    pub per_stack: i64,
+
+    /// The stacks' names: NAME-1, NAME-2, ...
+    #[arg(long, value_name = "NAME", default_value = "handson-room")]
+    pub stack_name: String,
+
+    /// The region the stacks are created in.
+    #[arg(long, value_name = "REGION", default_value = "cn-hangzhou")]
+    pub region: String,
+
+    /// The room template, as the commands read it (relative to where they run).
+    #[arg(long, value_name = "PATH", default_value = "userdata/room.yml")]
+    pub template: String,
+
+    /// Another parameter of the template, the same for every stack (repeatable).
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+}
+
 pub fn main() -> ExitCode {
     let cli = match jupyter_proto::exit::parse_command_line::<Cli>() {
         Ok(cli) => cli,
@@ -123,6 +181,50 @@ pub fn run(command: Command) -> u8 {
     match command {
         Command::Show(args) => run_show(&args),
         Command::Cards(args) => run_cards(&args),
+        Command::Split(args) => run_split(args),
+    }
+}
+
+fn run_split(args: SplitArgs) -> u8 {
+    let mut options = split::Options {
+        participants: args.participants,
+        participants_file: None,
+        per_stack: args.per_stack,
+        stack_name: args.stack_name,
+        region: args.region,
+        template: args.template,
+        params: args.params,
+    };
+    // The options are checked before the file is read, as they come first.
+    if let Err(message) = split::check_options(&options) {
+        return bad_input(&message);
+    }
+    if let Some(path) = &args.participants_file {
+        let name = path.display().to_string();
+        match std::fs::read(path) {
+            Ok(bytes) => match String::from_utf8(bytes) {
+                Ok(text) => options.participants_file = Some((name, text)),
+                Err(_) => return bad_input(&format!("--participants-file {name}: not UTF-8 text")),
+            },
+            Err(e) => return bad_input(&format!("--participants-file {name}: {}", os_message(&e))),
+        }
+    }
+    match split::plan(&options) {
+        Ok(commands) => {
+            write_stdout(&commands);
+            jupyter_proto::exit::OK
+        }
+        Err(message) => bad_input(&message),
+    }
+}
+
+/// The system's own words for an I/O error (`No such file or directory`),
+/// without Rust's ` (os error 2)`.
+fn os_message(e: &io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error ") {
+        Some(at) => text[..at].to_string(),
+        None => text,
     }
 }
 

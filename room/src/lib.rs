@@ -2,13 +2,15 @@
 //! participant, each signalling one shared ROS wait condition with the
 //! participant's name as the signal id). It reads the stack's outputs and
 //! shows who is ready, who failed and who is still waiting, or writes
-//! printable login cards with QR codes (room/README.md).
+//! printable login cards with QR codes (room/README.md). For a room larger
+//! than one stack, it prints the commands that create the stacks.
 //!
 //! | module | what it holds |
 //! |---|---|
 //! | [`input`] | every documented shape of the input, read into one `Room` |
 //! | [`show`] | the terminal table and the CSV |
 //! | [`cards`] | the printable HTML page, its QR codes and HTML escaping |
+//! | [`split`] | a larger room's names checked and split into stacks, one CreateStack command each |
 //! | [`text`] | redaction, one-line and control-character defusing, terminal widths |
 //! | [`cli`] | the command line and its exit codes |
 
@@ -16,4 +18,5 @@ pub mod cards;
 pub mod cli;
 pub mod input;
 pub mod show;
+pub mod split;
 pub mod text;

@@ -184,3 +184,86 @@ fn help_explains_the_input_and_the_exit_codes() {
     let out = room(&["--version"], None);
     assert_eq!(text(&out.stdout).trim(), format!("jupyter-room {}", env!("CARGO_PKG_VERSION")));
 }
+
+/// `split` as an organiser runs it: 70 names from the command line and a
+/// file become three CreateStack commands of 24, 23 and 23, every name once
+/// and in order; a bad or repeated name, or a file that is not there, is
+/// refused with exit 2 and nothing on stdout.
+#[test]
+fn split_prints_one_create_stack_per_even_group_or_refuses_with_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let names: Vec<String> = (0..70).map(|i| format!("p{i}")).collect();
+    let file = write(dir.path(), "names.txt", &format!("# the afternoon\n{}\n", names[40..].join("\n")));
+    let list = names[..40].join(",");
+    let out = room(
+        &["split", "--participants", &list, "--participants-file", &file, "--param", "ZoneId=cn-hangzhou-h"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(out.stderr, b"");
+    let printed = text(&out.stdout);
+    let lines: Vec<&str> = printed.lines().collect();
+    assert_eq!(lines.len(), 6, "{printed}");
+    let mut seen: Vec<String> = Vec::new();
+    for (i, (comment, size)) in [(0, 24), (2, 23), (4, 23)].into_iter().enumerate() {
+        let (first, last) = (&names[seen.len()], &names[seen.len() + size - 1]);
+        assert_eq!(lines[comment], format!("# stack {}: {size} participants ({first} .. {last})", i + 1));
+        let command = lines[comment + 1];
+        let group = command.split("--Parameters.1.ParameterValue ").nth(1).unwrap().split(' ').next().unwrap();
+        assert_eq!(
+            command,
+            format!(
+                "aliyun ros CreateStack --RegionId cn-hangzhou --StackName handson-room-{} --TimeoutInMinutes 90 \
+                 --TemplateBody \"$(cat userdata/room.yml)\" \
+                 --Parameters.1.ParameterKey Participants --Parameters.1.ParameterValue {group} \
+                 --Parameters.2.ParameterKey ZoneId --Parameters.2.ParameterValue cn-hangzhou-h",
+                i + 1
+            )
+        );
+        seen.extend(group.split(',').map(String::from));
+    }
+    assert_eq!(seen, names, "every participant once, in order");
+
+    let missing = dir.path().join("missing.txt");
+    for (args, message) in [
+        (
+            vec!["split", "--participants", "alice,Bob"],
+            "jupyter-room: participant names must be 1 to 20 lowercase letters or digits \
+             (they go into resource and bucket names): 'Bob'\n"
+                .to_string(),
+        ),
+        (
+            vec!["split", "--participants", "alice,bob,alice"],
+            "jupyter-room: each participant once (the name is their key in the room's output): alice more than once\n"
+                .into(),
+        ),
+        (
+            vec!["split", "--participants", ""],
+            "jupyter-room: no participants: give --participants a,b,c or --participants-file FILE\n".into(),
+        ),
+        (
+            vec!["split", "--participants-file", missing.to_str().unwrap()],
+            format!("jupyter-room: --participants-file {}: No such file or directory\n", missing.display()),
+        ),
+        (
+            vec!["split", "--participants", "a", "--per-stack", "33"],
+            "jupyter-room: --per-stack 33: expected 1 to 32 (the most one stack holds)\n".into(),
+        ),
+    ] {
+        let out = room(&args, None);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_eq!(text(&out.stderr), message, "{args:?}");
+        assert_eq!(out.stdout, b"", "{args:?}: nothing printed");
+    }
+    let out = room(&["split", "--per-stack", "x"], None);
+    assert_eq!(out.status.code(), Some(2), "a bad command line");
+    assert_eq!(out.stdout, b"");
+
+    let out = room(&["split", "--help"], None);
+    assert_eq!(out.status.code(), Some(0));
+    let help = text(&out.stdout);
+    for needle in ["70 names: 24, 23, 23", "0  the commands were printed", "2  bad command line", "--participants-file"]
+    {
+        assert!(help.contains(needle), "{needle} not in:\n{help}");
+    }
+}
