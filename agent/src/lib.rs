@@ -47,5 +47,6 @@ pub mod service;
 pub mod state;
 pub mod tls;
 pub mod token;
+pub mod transfer;
 pub mod url;
 pub mod workspace;

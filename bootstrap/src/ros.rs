@@ -156,11 +156,7 @@ impl Transient for AttemptError {
     fn is_transient(&self) -> bool {
         match self {
             AttemptError::Transport(_) => true,
-            AttemptError::Status { status, .. } => {
-                status.is_server_error()
-                    || *status == StatusCode::REQUEST_TIMEOUT
-                    || *status == StatusCode::TOO_MANY_REQUESTS
-            }
+            AttemptError::Status { status, .. } => retry::transient_status(*status),
         }
     }
 }
