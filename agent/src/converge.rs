@@ -134,7 +134,7 @@ impl<'a> Converger<'a> {
 
         let mut workspace = None;
         let mut image_cfg = cfg.image.clone();
-        crate::git_install::ensure_for_workspace(cfg, t).await?;
+        crate::docker_install::git::ensure_for_workspace(cfg, t).await?;
         if let Some(w) = &cfg.workspace {
             t.begin("workspace", Phase::FetchingWorkspace);
             let ensured = crate::workspace::ensure(w, &cfg.state_dir).await.context("fetching the workspace")?;

@@ -35,7 +35,6 @@ pub mod doctor;
 pub mod engine;
 #[cfg(test)]
 mod fuzz_tests;
-pub mod git_install;
 pub mod http;
 pub mod image;
 pub mod jupyter;
@@ -43,6 +42,7 @@ pub mod logging;
 pub mod login;
 pub mod network;
 pub mod notify;
+pub mod runtimes;
 pub mod service;
 pub mod state;
 pub mod tls;

@@ -10,9 +10,14 @@
 pub mod conflicts;
 pub mod daemon_json;
 pub mod distro;
+pub mod git;
 pub mod plan;
 pub mod run;
-pub mod runtimes;
+
+// Below the engine, which names them when no engine answers; kept at their
+// old paths for the callers that use them.
+pub use crate::engine::is_local_default;
+pub use crate::runtimes;
 
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -30,19 +35,12 @@ use crate::state::{Phase, Recorder};
 use daemon_json::Merge;
 use plan::{Action, Plan};
 use run::Executor;
+pub use run::Progress;
 
 /// How long a held package-manager lock is waited for.
 pub const LOCK_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// A quick look whether an engine already answers.
 const QUICK_PING: Duration = Duration::from_secs(3);
-
-/// Receives the sub-steps as they start and end, to record them in the state.
-pub trait Progress {
-    fn begin(&mut self, step: &str);
-    fn done(&mut self, step: &str, detail: String);
-    /// A line the running command printed (the package manager's output).
-    fn output(&mut self, _line: &str) {}
-}
 
 /// Records an install's sub-steps in the state, in `phase`
 /// (`installing-docker` for Docker, `fetching-workspace` for git).
@@ -216,16 +214,7 @@ pub async fn install(cfg: &Config, root: &Path, progress: &mut dyn Progress) -> 
         for action in &plan.actions {
             let name = action.name();
             progress.begin(&name);
-            // The command's lines reach the state as they come.
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-            let run = executor.run_with_lines(action, Some(tx));
-            tokio::pin!(run);
-            let detail = loop {
-                tokio::select! {
-                    done = &mut run => break done?,
-                    Some(line) = rx.recv() => progress.output(&line),
-                }
-            };
+            let (detail, _) = executor.run_step(action, progress).await?;
             progress.done(&name, detail);
         }
     }
@@ -384,11 +373,6 @@ fn reload(cfg: &Config) -> Result<()> {
     Ok(())
 }
 
-/// Only the local engine on its default socket is installed and started by the agent.
-pub fn is_local_default(address: &str) -> bool {
-    matches!(address, "unix:///var/run/docker.sock" | "unix:///run/docker.sock")
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     /// Every os-release fixture, by file name (tests/fixtures/os-release/README.md says where each is from).
@@ -464,13 +448,5 @@ pub(crate) mod tests {
         }
         let trixie = detect(&parse_os_release(os_release("debian-13"))).unwrap();
         assert_eq!(trixie.codename.as_deref(), Some("trixie"));
-    }
-
-    #[test]
-    fn only_the_default_local_socket_is_managed() {
-        assert!(super::is_local_default("unix:///var/run/docker.sock"));
-        assert!(super::is_local_default("unix:///run/docker.sock"));
-        assert!(!super::is_local_default("unix:///tmp/other.sock"));
-        assert!(!super::is_local_default("tcp://10.0.0.1:2375"));
     }
 }

@@ -30,6 +30,15 @@ const LOCK_POLL: Policy = Policy::new(Duration::from_millis(500), Duration::from
 /// The PATH commands run with (cloud-init's may lack the sbin directories).
 pub(super) const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// Receives the sub-steps of an install as they start and end, to record
+/// them in the state.
+pub trait Progress {
+    fn begin(&mut self, step: &str);
+    fn done(&mut self, step: &str, detail: String);
+    /// A line the running command printed (the package manager's output).
+    fn output(&mut self, _line: &str) {}
+}
+
 /// Runs actions against a root file system (`/`, or another root with `chroot`).
 pub struct Executor {
     pub root: PathBuf,
@@ -69,6 +78,29 @@ impl Executor {
     /// Carries out one action; returns a short detail for the state.
     pub async fn run(&self, action: &Action) -> Result<String> {
         self.run_with_lines(action, None).await
+    }
+
+    /// [`Executor::run`] as a step of an install: each line the command
+    /// prints reaches `progress` as it comes. Returns the detail and the
+    /// last line printed (`git --version`'s answer).
+    pub async fn run_step(&self, action: &Action, progress: &mut dyn Progress) -> Result<(String, String)> {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let run = self.run_with_lines(action, Some(tx));
+        tokio::pin!(run);
+        let mut last = String::new();
+        let detail = loop {
+            tokio::select! {
+                done = &mut run => break done?,
+                Some(line) = rx.recv() => {
+                    progress.output(&line);
+                    last = line;
+                }
+            }
+        };
+        while let Ok(line) = rx.try_recv() {
+            last = line;
+        }
+        Ok((detail, last))
     }
 
     /// [`Executor::run`], sending each line a command prints to `lines` as
