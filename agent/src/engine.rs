@@ -10,6 +10,10 @@ use tracing::{debug, info, warn};
 
 use crate::config::DockerConfig;
 
+/// The label on everything the agent makes on the engine (its containers,
+/// its network): nothing without it is ever touched.
+pub const LABEL_MANAGED: &str = "io.jupyter-agent.managed";
+
 /// Requests that return a stream (pull, build, load) may take long before
 /// their headers arrive; the engine answers everything else at once.
 const REQUEST_TIMEOUT_SECS: u64 = 900;
