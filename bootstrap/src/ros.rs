@@ -25,6 +25,17 @@ pub const FIRST_DELAY: Duration = Duration::from_millis(500);
 /// Before jitter, which may double it: no single delay exceeds 30 s.
 pub const MAX_DELAY: Duration = Duration::from_secs(15);
 
+/// What SUCCESS carries as `data` (`--ros-data`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RosData {
+    /// The login URL, with its token.
+    Url,
+    /// No `data` field.
+    None,
+    /// {"url": URL}: a room's wait condition, whose Data the organiser reads per participant.
+    Json,
+}
+
 /// Where and how to signal: the handle's URL and the headers its CurlCli sends.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {
