@@ -67,6 +67,10 @@ pub fn seconds(d: Duration) -> String {
 /// How much of an error page goes into a message.
 const ERROR_PAGE_CHARS: usize = 200;
 
+/// The refusal of a download larger than its bound, told `is announced as`
+/// or `sent`.
+pub type TooLarge<'a> = &'a (dyn Fn(&str) -> anyhow::Error + Sync);
+
 /// What to download, and how its messages name it.
 pub struct Download<'a> {
     /// The URL as configured, credentials and signature included: only sent, never shown.
@@ -78,9 +82,9 @@ pub struct Download<'a> {
     /// Where it goes (mode 0600): what an earlier attempt or run left there
     /// is resumed when the server answers the range.
     pub path: &'a Path,
-    /// The most it may be, and the refusal, told `is announced as` or
-    /// `sent`; a refusal is not retried. `None`: no bound.
-    pub max_size: Option<(u64, &'a (dyn Fn(&str) -> anyhow::Error + Sync))>,
+    /// The most it may be (bytes), and the refusal, which is not retried.
+    /// `None`: no bound.
+    pub max_size: Option<(u64, TooLarge<'a>)>,
     /// Whether the start of an error page goes into the message (not for
     /// signed URLs: a store's error page may echo the signature).
     pub error_page: bool,

@@ -14,7 +14,7 @@ use tracing::info;
 
 use super::plan::{self, Action, PackageManager};
 use super::run::{Executor, Progress};
-use super::{distro, RecordProgress, LOCK_TIMEOUT};
+use super::{distro, RecordProgress};
 use crate::config::Config;
 use crate::state::{Phase, Recorder};
 use crate::workspace::fetch::Source;
@@ -190,18 +190,8 @@ fn check_action() -> Action {
 /// runs `git --version` (the step `git: check`). Returns what was installed:
 /// `git version 2.39.5 at /usr/bin/git`.
 pub async fn install(cfg: &Config, root: &Path, plan: &GitPlan, progress: &mut dyn Progress) -> Result<String> {
-    let executor = Executor {
-        root: root.to_path_buf(),
-        package_manager: plan.package_manager,
-        log: Some(cfg.log_dir.join("install-git.log")),
-        lock_timeout: LOCK_TIMEOUT,
-    };
-    for action in &plan.actions {
-        let name = step_name(action);
-        progress.begin(&name);
-        let (detail, _) = executor.run_step(action, progress).await?;
-        progress.done(&name, detail);
-    }
+    let executor = Executor::new(root, plan.package_manager, Some(cfg.log_dir.join("install-git.log")));
+    executor.run_steps(&plan.actions, step_name, progress).await?;
     progress.begin(CHECK_STEP);
     let (_, version) = executor.run_step(&check_action(), progress).await?;
     let found = git_path(root).ok_or_else(|| {

@@ -35,10 +35,8 @@ use crate::state::{Phase, Recorder};
 use daemon_json::Merge;
 use plan::{Action, Plan};
 use run::Executor;
-pub use run::Progress;
+pub use run::{Progress, LOCK_TIMEOUT};
 
-/// How long a held package-manager lock is waited for.
-pub const LOCK_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// A quick look whether an engine already answers.
 const QUICK_PING: Duration = Duration::from_secs(3);
 
@@ -205,29 +203,13 @@ pub async fn install(cfg: &Config, root: &Path, progress: &mut dyn Progress) -> 
                 removes.map_or(String::new(), |r| format!("; removes {r} first (they conflict with docker-ce)"))
             ),
         );
-        let executor = Executor {
-            root: root.to_path_buf(),
-            package_manager: plan.package_manager,
-            log: Some(cfg.log_dir.join("install-docker.log")),
-            lock_timeout: LOCK_TIMEOUT,
-        };
-        for action in &plan.actions {
-            let name = action.name();
-            progress.begin(&name);
-            let (detail, _) = executor.run_step(action, progress).await?;
-            progress.done(&name, detail);
-        }
+        let log = cfg.log_dir.join("install-docker.log");
+        Executor::new(root, plan.package_manager, Some(log)).run_steps(&plan.actions, Action::name, progress).await?;
     }
     let Some(action) = daemon_json_action(cfg, root) else { return Ok(false) };
     let name = "docker: daemon.json registry mirrors";
     progress.begin(name);
-    let executor = Executor {
-        root: root.to_path_buf(),
-        package_manager: plan::PackageManager::Apt,
-        log: None,
-        lock_timeout: LOCK_TIMEOUT,
-    };
-    executor.run(&action).await?;
+    Executor::new(root, plan::PackageManager::Apt, None).run(&action).await?;
     progress.done(name, format!("merged {}", cfg.docker.registry_mirrors.join(", ")));
     Ok(true)
 }
@@ -265,12 +247,8 @@ fn start_description(cfg: &Config) -> String {
 pub async fn start(cfg: &Config, daemon_json_changed: bool, progress: &mut dyn Progress) -> Result<()> {
     let name = "docker: start";
     progress.begin(name);
-    let executor = Executor {
-        root: PathBuf::from("/"),
-        package_manager: plan::PackageManager::Apt,
-        log: Some(cfg.log_dir.join("install-docker.log")),
-        lock_timeout: LOCK_TIMEOUT,
-    };
+    let executor =
+        Executor::new(Path::new("/"), plan::PackageManager::Apt, Some(cfg.log_dir.join("install-docker.log")));
     let systemctl = |words: &[&str]| Action::Run {
         argv: words.iter().map(|w| w.to_string()).collect(),
         env: Vec::new(),

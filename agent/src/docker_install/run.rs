@@ -24,6 +24,8 @@ use super::plan::{Action, PackageManager};
 /// budget (its own timeout bounds it).
 const COMMAND_RETRY: Policy =
     Policy::new(Duration::from_secs(2), Duration::from_secs(60), Duration::from_secs(10 * 60)).attempts(5).waits_only();
+/// How long a held package-manager lock is waited for.
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// Looking again whether another process still holds the package manager's
 /// lock: every 0.5 to 1 s, within `Executor::lock_timeout`.
 const LOCK_POLL: Policy = Policy::new(Duration::from_millis(500), Duration::from_millis(500), Duration::ZERO);
@@ -50,6 +52,29 @@ pub struct Executor {
 }
 
 impl Executor {
+    /// Runs in `root` with `package_manager`'s locks, appending every
+    /// command's output to `log`, waiting [`LOCK_TIMEOUT`] for a held lock.
+    pub fn new(root: &Path, package_manager: PackageManager, log: Option<PathBuf>) -> Self {
+        Executor { root: root.to_path_buf(), package_manager, log, lock_timeout: LOCK_TIMEOUT }
+    }
+
+    /// Carries out `actions` in order, each the step `name(action)` of an
+    /// install; the first failure ends it.
+    pub async fn run_steps(
+        &self,
+        actions: &[Action],
+        name: impl Fn(&Action) -> String,
+        progress: &mut dyn Progress,
+    ) -> Result<()> {
+        for action in actions {
+            let name = name(action);
+            progress.begin(&name);
+            let (detail, _) = self.run_step(action, progress).await?;
+            progress.done(&name, detail);
+        }
+        Ok(())
+    }
+
     fn chrooted(&self) -> bool {
         self.root != Path::new("/")
     }

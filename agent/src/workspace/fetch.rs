@@ -96,37 +96,6 @@ mod tests {
 
     use crate::workspace::test_support::{destination, message, names, serve, tar_bytes, Item, BUDGET};
     use std::fs;
-    use std::sync::atomic::Ordering;
-
-    #[tokio::test]
-    async fn transient_errors_are_retried_within_the_budget_only() {
-        let server = serve(vec![(503, Vec::new())]);
-        let (tmp, dest) = destination();
-        let url = format!("{}/m.tgz", server.base);
-        let source = Source::Tarball {
-            url: url.clone(),
-            sha256: "a".repeat(64),
-            max_size: crate::workspace::fetch::DEFAULT_MAX_SIZE,
-        };
-
-        let err = fetch(&source, &dest, Duration::ZERO).await.unwrap_err();
-
-        assert_eq!(message(err), format!("downloading {url}: the server answered 503 Service Unavailable"));
-        assert_eq!(server.hits.load(Ordering::SeqCst), 1);
-        assert_eq!(names(&tmp.path().join("home")), Vec::<String>::new());
-
-        // The first wait is 1 to 2 s (with jitter), the second 2 to 4 s: only one retry fits in 2.5 s.
-        let err = message(fetch(&source, &dest, Duration::from_millis(2500)).await.unwrap_err());
-        assert_eq!(server.hits.load(Ordering::SeqCst), 3);
-        assert!(err.starts_with("downloading the tarball: gave up after 2 attempts in "), "{err}");
-        assert!(
-            err.ends_with(&format!(
-                " (retry budget spent): downloading {url}: the server answered 503 Service Unavailable"
-            )),
-            "{err}"
-        );
-        assert_eq!(names(&tmp.path().join("home")), Vec::<String>::new());
-    }
 
     #[tokio::test]
     async fn bad_arguments_and_an_existing_destination_are_refused() {
