@@ -146,14 +146,8 @@ pub fn dry_run_text(cfg: &Config, root: &Path) -> Result<String> {
         Some(found) => out.push_str(&format!("git is installed at {}: nothing to install\n", found.display())),
         None => {
             let plan = make_plan(root)?;
-            out.push_str(&format!(
-                "git is not installed; distribution: {} ({} {}); package manager: {}; packages: {}\n",
-                plan.distro.name,
-                plan.distro.id,
-                plan.distro.version_id,
-                plan.package_manager.as_str(),
-                plan.packages.join(" ")
-            ));
+            let described = plan::describe(&plan.distro, plan.package_manager, None, plan.packages);
+            out.push_str(&format!("git is not installed; {described}\n"));
             if chrooted {
                 out.push_str(&format!("every command runs as: chroot {} COMMAND\n", root.display()));
             }

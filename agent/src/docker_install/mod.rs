@@ -6,6 +6,8 @@
 //!
 //! Idempotent: an engine that answers means nothing is installed; Docker
 //! installed but stopped means it is only started.
+//!
+//! The same executor installs git when a git workspace needs it ([`git`]).
 
 pub mod conflicts;
 pub mod daemon_json;
@@ -143,14 +145,10 @@ pub async fn dry_run(cfg: &Config, root: &Path) -> Result<String> {
         out.push_str("dockerd is installed but does not answer: it would only be started\n");
     } else {
         let plan = make_plan(cfg, root)?;
+        let packages: Vec<&str> = plan.packages.iter().map(String::as_str).collect();
         out.push_str(&format!(
-            "distribution: {} ({} {}); package manager: {}; source: {}; packages: {}\n",
-            plan.distro.name,
-            plan.distro.id,
-            plan.distro.version_id,
-            plan.package_manager.as_str(),
-            plan.source,
-            plan.packages.join(" ")
+            "{}\n",
+            plan::describe(&plan.distro, plan.package_manager, Some(plan.source), &packages)
         ));
         for note in &plan.notes {
             out.push_str(&format!("{note}\n"));

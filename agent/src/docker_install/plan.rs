@@ -130,6 +130,20 @@ impl fmt::Display for Action {
     }
 }
 
+/// How a dry run names what a plan installs: `distribution: Debian GNU/Linux
+/// 12 (bookworm) (debian 12); package manager: apt; source: ...; packages: ...`.
+pub fn describe(distro: &Distro, package_manager: PackageManager, source: Option<&str>, packages: &[&str]) -> String {
+    format!(
+        "distribution: {} ({} {}); package manager: {}; {}packages: {}",
+        distro.name,
+        distro.id,
+        distro.version_id,
+        package_manager.as_str(),
+        source.map_or(String::new(), |s| format!("source: {s}; ")),
+        packages.join(" ")
+    )
+}
+
 /// The plan for one distribution.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
