@@ -85,8 +85,9 @@ pub struct Download<'a> {
     /// The most it may be (bytes), and the refusal, which is not retried.
     /// `None`: no bound.
     pub max_size: Option<(u64, TooLarge<'a>)>,
-    /// Whether the start of an error page goes into the message (not for
-    /// signed URLs: a store's error page may echo the signature).
+    /// Whether the start of an error page goes into the message. Not for
+    /// signed URLs, whose store may echo the signature in it: a 403 then
+    /// says that the signed URL may have expired.
     pub error_page: bool,
 }
 

@@ -107,7 +107,8 @@ async fn download(url: &str, label: &str, path: &Path, on_progress: &mut dyn FnM
     // No bound on the whole transfer: archives are large, and a stall ends an attempt.
     let client = crate::http::download_client(None)?;
     let what = format!("downloading the image archive {label}");
-    // The label, not the URL: a signed URL's query is its signature, and so may the store's error page be.
+    // Messages name the label (the URL without its query, a signed URL's
+    // signature) and show no error page, which may echo the signature.
     let d = Download { url, task: &what, prefix: &what, path, max_size: None, error_page: false };
     transfer::download(&client, &d, RETRY, |done, total| {
         let line = match total {
