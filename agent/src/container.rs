@@ -22,7 +22,7 @@ use tracing::{debug, info};
 use crate::config::{self, ContainerConfig, Publish};
 
 /// Marks containers this agent created; it never touches others.
-pub const LABEL_MANAGED: &str = "io.jupyter-agent.managed";
+pub use crate::engine::LABEL_MANAGED;
 /// The hash of the specification the container was created from.
 pub const LABEL_HASH: &str = "io.jupyter-agent.config-hash";
 

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::config::{Config, DockerConfig};
 use crate::container::Endpoint;
-use crate::docker_install::runtimes;
+use crate::runtimes;
 use crate::state::{Phase, State};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -45,7 +45,7 @@ pub async fn run(cfg: &Config, state: Option<&State>) -> Vec<Check> {
     let quick = DockerConfig { ping_timeout: Duration::from_secs(3), ..cfg.docker.clone() };
     let docker = crate::engine::connect(&quick).await;
     let root = std::path::Path::new("/");
-    let local = crate::docker_install::is_local_default(&address);
+    let local = crate::engine::is_local_default(&address);
     let runtimes = match (&docker, local && !runtimes::docker_installed(root)) {
         (Err(_), true) => runtimes::detect(root),
         _ => Vec::new(),

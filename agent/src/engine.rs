@@ -10,6 +10,10 @@ use tracing::{debug, info, warn};
 
 use crate::config::DockerConfig;
 
+/// The label on everything the agent makes on the engine (its containers,
+/// its network): nothing without it is ever touched.
+pub const LABEL_MANAGED: &str = "io.jupyter-agent.managed";
+
 /// Requests that return a stream (pull, build, load) may take long before
 /// their headers arrive; the engine answers everything else at once.
 const REQUEST_TIMEOUT_SECS: u64 = 900;
@@ -36,10 +40,15 @@ fn connect_once(address: &str) -> Result<Docker, bollard::errors::Error> {
 /// here instead (podman, containerd alone) and what to do
 /// (docs/docker-install.md#other-container-runtimes).
 fn other_runtime(address: &str) -> Option<String> {
-    if !crate::docker_install::is_local_default(address) {
+    if !is_local_default(address) {
         return None;
     }
-    crate::docker_install::runtimes::advice_here()
+    crate::runtimes::advice_here()
+}
+
+/// Only the local engine on its default socket is installed and started by the agent.
+pub fn is_local_default(address: &str) -> bool {
+    matches!(address, "unix:///var/run/docker.sock" | "unix:///run/docker.sock")
 }
 
 /// The engine does not answer (yet): no socket, refused, no answer in time.
@@ -113,4 +122,15 @@ pub async fn connect(cfg: &DockerConfig) -> Result<Docker> {
         .with_context(|| format!("agreeing on an API version with the Docker engine at {address}"))?;
     info!(engine = %address, api = %docker.client_version(), "Docker engine answers");
     Ok(docker)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_the_default_local_socket_is_managed() {
+        assert!(super::is_local_default("unix:///var/run/docker.sock"));
+        assert!(super::is_local_default("unix:///run/docker.sock"));
+        assert!(!super::is_local_default("unix:///tmp/other.sock"));
+        assert!(!super::is_local_default("tcp://10.0.0.1:2375"));
+    }
 }

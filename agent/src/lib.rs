@@ -6,7 +6,7 @@
 //! | step | module | what it does |
 //! |---|---|---|
 //! | docker, engine | [`docker_install`], [`engine`] | install and start Docker when absent; wait (bounded) for a ping |
-//! | git: ... | [`git_install`] | install git when a git workspace needs it and it is missing |
+//! | git: ... | [`docker_install::git`] | install git when a git workspace needs it and it is missing |
 //! | workspace | [`workspace`] | fetch the workshop materials once, never overwrite them |
 //! | image | [`image`] | pull, load or build the image, always tagged |
 //! | container | [`container`] | create, reuse, start or recreate it by configuration hash |
@@ -18,7 +18,10 @@
 //! file, its lock and the recorder), [`daemon`] (`run`: the API served
 //! beside the converge and the watch), [`api`] (the local API), [`client`]
 //! (the CLI's side of it), [`cli`] (commands and exit codes), [`doctor`],
-//! [`service`] (the systemd unit) and [`logging`]. What the agent shares
+//! [`service`] (the systemd unit), [`runtimes`] (podman or containerd
+//! instead of Docker), [`logging`], [`http`] (the HTTP client)
+//! and [`transfer`] (the retry of long attempts, the one verified download
+//! that workspace tarballs and image archives share). What the agent shares
 //! with `jupyter-bootstrap` (the state document, the API client, redaction,
 //! durations, the result file, the retry helper) is `jupyter_proto`'s.
 
@@ -35,7 +38,6 @@ pub mod doctor;
 pub mod engine;
 #[cfg(test)]
 mod fuzz_tests;
-pub mod git_install;
 pub mod http;
 pub mod image;
 pub mod jupyter;
@@ -43,9 +45,11 @@ pub mod logging;
 pub mod login;
 pub mod network;
 pub mod notify;
+pub mod runtimes;
 pub mod service;
 pub mod state;
 pub mod tls;
 pub mod token;
+pub mod transfer;
 pub mod url;
 pub mod workspace;

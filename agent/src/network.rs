@@ -13,7 +13,7 @@ use bollard::models::NetworkCreateRequest;
 use bollard::Docker;
 use tracing::info;
 
-use crate::container::LABEL_MANAGED;
+use crate::engine::LABEL_MANAGED;
 
 /// The Docker network the agent's containers join.
 pub const NETWORK: &str = "jupyter-agent";

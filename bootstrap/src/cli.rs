@@ -8,19 +8,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::curl_cli;
-use crate::ros::Target;
-use crate::wait::{Options, RosOptions};
+use crate::ros::{RosData, Target};
+use crate::wait::{exit, Options, RosOptions};
 use jupyter_proto::duration;
-
-/// Exit codes of `wait`.
-pub mod exit {
-    pub use jupyter_proto::exit::{FAILED, OK, TIMED_OUT, USAGE};
-
-    /// The result file could not be written (overrides 0, 1, 3).
-    pub const RESULT_FILE: u8 = 4;
-    /// The ROS signal could not be delivered (overrides 0, 1, 3, 4).
-    pub const SIGNAL: u8 = 5;
-}
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -151,16 +141,6 @@ pub struct WaitArgs {
     /// and ShowProgressEvent Enabled, whose stack events then show the setup's progress.
     #[arg(long, help_heading = "ROS wait condition")]
     pub ros_milestones: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum RosData {
-    /// The login URL, with its token.
-    Url,
-    /// No `data` field.
-    None,
-    /// {"url": URL}: a room's wait condition, whose Data the organiser reads per participant.
-    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -8,7 +8,7 @@
 //! `PROPTEST_CASES`); `scripts/fuzz` runs a million in an optimised build and
 //! prints, per property, the inputs run and how many the parser accepted.
 
-use jupyter_proto::fuzz::fuzz;
+use jupyter_proto::fuzz::{self, fuzz, lit};
 use proptest::collection::vec;
 use proptest::option::weighted;
 use proptest::prelude::*;
@@ -29,29 +29,14 @@ const ODD: &[&str] = &[
     "http://", "https://", "curl", "-H", "-X", "--url",
 ];
 
-fn lit(items: &'static [&'static str]) -> BoxedStrategy<String> {
-    select(items).prop_map(str::to_string).boxed()
-}
-
-/// Short text of any kind: printable, any `char` (controls included), or
-/// runs of [`ODD`] pieces.
+/// [`jupyter_proto::fuzz::odd_text`] with these [`ODD`] pieces.
 fn odd_text() -> BoxedStrategy<String> {
-    prop_oneof![
-        any::<String>(),
-        vec(any::<char>(), 0..40).prop_map(String::from_iter),
-        vec(select(ODD), 0..12).prop_map(|v| v.concat()),
-    ]
-    .boxed()
+    fuzz::odd_text(ODD)
 }
 
-/// [`odd_text`], and now and then a long one (up to 40,000 characters).
+/// [`jupyter_proto::fuzz::arbitrary_text`] with these [`ODD`] pieces.
 fn arbitrary_text() -> BoxedStrategy<String> {
-    prop_oneof![
-        30 => odd_text(),
-        1 => (odd_text(), 100..4_000usize).prop_map(|(s, n)| s.repeat(n).chars().take(40_000).collect()),
-        1 => (select(ODD), 1_000..40_000usize).prop_map(|(s, n)| s.repeat(n)),
-    ]
-    .boxed()
+    fuzz::arbitrary_text(ODD)
 }
 
 // ---------------------------------------------------------------------------

@@ -6,8 +6,8 @@
 //!
 //! | module | what it does |
 //! |---|---|
-//! | [`cli`] | the command line and the exit codes |
-//! | [`wait`] | the runbook: follow the agent, then report: stdout, result file, ROS |
+//! | [`cli`] | the command line |
+//! | [`wait`] | the runbook: follow the agent, then report: stdout, result file, ROS; the exit codes |
 //! | [`progress`] | the live line on a terminal, plain lines elsewhere |
 //! | [`ros`] | the wait-condition signal: body, reason, delivery |
 //! | [`curl_cli`] | the handle's `CurlCli` string: URL and headers |

@@ -25,6 +25,17 @@ pub const FIRST_DELAY: Duration = Duration::from_millis(500);
 /// Before jitter, which may double it: no single delay exceeds 30 s.
 pub const MAX_DELAY: Duration = Duration::from_secs(15);
 
+/// What SUCCESS carries as `data` (`--ros-data`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RosData {
+    /// The login URL, with its token.
+    Url,
+    /// No `data` field.
+    None,
+    /// {"url": URL}: a room's wait condition, whose Data the organiser reads per participant.
+    Json,
+}
+
 /// Where and how to signal: the handle's URL and the headers its CurlCli sends.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {
@@ -73,11 +84,16 @@ impl Target {
     }
 }
 
+/// A refused header is shown without what follows a `?`: a word of a
+/// CurlCli taken for a header may be the signed URL, whose query is the
+/// signature.
 fn parse_header(h: &str) -> Result<(HeaderName, HeaderValue), String> {
-    let (name, value) = h.split_once(':').ok_or_else(|| format!("header `{h}`: expected `Name: value`"))?;
-    let name =
-        HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| format!("header `{h}`: invalid header name"))?;
-    let value = HeaderValue::from_str(value.trim()).map_err(|_| format!("header `{h}`: invalid header value"))?;
+    let shown = || bound(&without_query(h), 200);
+    let (name, value) = h.split_once(':').ok_or_else(|| format!("header `{}`: expected `Name: value`", shown()))?;
+    let name = HeaderName::from_bytes(name.trim().as_bytes())
+        .map_err(|_| format!("header `{}`: invalid header name", shown()))?;
+    let value =
+        HeaderValue::from_str(value.trim()).map_err(|_| format!("header `{}`: invalid header value", shown()))?;
     Ok((name, value))
 }
 
@@ -156,11 +172,7 @@ impl Transient for AttemptError {
     fn is_transient(&self) -> bool {
         match self {
             AttemptError::Transport(_) => true,
-            AttemptError::Status { status, .. } => {
-                status.is_server_error()
-                    || *status == StatusCode::REQUEST_TIMEOUT
-                    || *status == StatusCode::TOO_MANY_REQUESTS
-            }
+            AttemptError::Status { status, .. } => retry::transient_status(*status),
         }
     }
 }
@@ -260,6 +272,13 @@ fn ready_reason(note: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_signed_url_taken_for_a_header_is_refused_without_its_signature() {
+        // Found by the curl fuzz target: `curl -H<signed URL> <signed URL>`.
+        let err = parse_header("100.100.100.110/waitcondition?stackid=1&signature=c2VjcmV0").unwrap_err();
+        assert_eq!(err, "header `100.100.100.110/waitcondition`: expected `Name: value`");
+    }
 
     #[test]
     fn a_rooms_signals_carry_json_data_and_a_failure_can_complete_the_room() {

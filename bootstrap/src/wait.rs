@@ -15,9 +15,18 @@ use jupyter_proto::state::{Failure, State, StepStatus};
 use jupyter_proto::{duration, report};
 use tokio::time::Instant;
 
-use crate::cli::exit;
 use crate::progress::Progress;
-use crate::ros::{self, Signal, Target};
+use crate::ros::{self, RosData, Signal, Target};
+
+/// Exit codes of `wait` (`jupyter-bootstrap wait --help` documents them).
+pub mod exit {
+    pub use jupyter_proto::exit::{FAILED, OK, TIMED_OUT, USAGE};
+
+    /// The result file could not be written (overrides 0, 1, 3).
+    pub const RESULT_FILE: u8 = 4;
+    /// The ROS signal could not be delivered (overrides 0, 1, 3, 4).
+    pub const SIGNAL: u8 = 5;
+}
 
 /// What `wait` was asked to do (the validated command line).
 #[derive(Debug, Clone)]
@@ -35,7 +44,7 @@ pub struct RosOptions {
     pub target: Target,
     pub id: String,
     /// What SUCCESS carries as `data`.
-    pub data: crate::cli::RosData,
+    pub data: RosData,
     /// A failure goes as SUCCESS with `{"error", "step"}` data (a room that
     /// completes whoever failed), not as FAILURE.
     pub failure_as_data: bool,
@@ -345,9 +354,9 @@ async fn report(opts: &Options, outcome: &Outcome) -> u8 {
     if let Some(ros) = &opts.ros {
         let signal = match outcome {
             Outcome::Ready { url, note } => match ros.data {
-                crate::cli::RosData::Url => Signal::success(&ros.id, Some(url), note.as_deref()),
-                crate::cli::RosData::None => Signal::success(&ros.id, None, note.as_deref()),
-                crate::cli::RosData::Json => Signal::success_json(&ros.id, url, note.as_deref()),
+                RosData::Url => Signal::success(&ros.id, Some(url), note.as_deref()),
+                RosData::None => Signal::success(&ros.id, None, note.as_deref()),
+                RosData::Json => Signal::success_json(&ros.id, url, note.as_deref()),
             },
             _ if ros.failure_as_data => {
                 Signal::failure_as_data(&ros.id, outcome.step(), &outcome.reason(opts).unwrap_or_default())

@@ -1,11 +1,41 @@
 //! The harness of the property-based fuzz tests of the agent and the
-//! bootstrap (docs/fuzzing.md); feature `fuzz`, for their tests only.
+//! bootstrap (docs/fuzzing.md), and the text strategies they share; feature
+//! `fuzz`, for their tests only.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use proptest::collection::vec;
+use proptest::prelude::*;
+use proptest::sample::select;
 use proptest::strategy::Strategy;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
+
+/// One of `items`, as an owned string.
+pub fn lit(items: &'static [&'static str]) -> BoxedStrategy<String> {
+    select(items).prop_map(str::to_string).boxed()
+}
+
+/// Short text of any kind: printable, any `char` (controls included), or
+/// runs of `odd`, the pieces that upset the parser under test.
+pub fn odd_text(odd: &'static [&'static str]) -> BoxedStrategy<String> {
+    prop_oneof![
+        any::<String>(),
+        vec(any::<char>(), 0..40).prop_map(String::from_iter),
+        vec(select(odd), 0..12).prop_map(|v| v.concat()),
+    ]
+    .boxed()
+}
+
+/// [`odd_text`], and now and then a long one (up to 40,000 characters).
+pub fn arbitrary_text(odd: &'static [&'static str]) -> BoxedStrategy<String> {
+    prop_oneof![
+        30 => odd_text(odd),
+        1 => (odd_text(odd), 100..4_000usize).prop_map(|(s, n)| s.repeat(n).chars().take(40_000).collect()),
+        1 => (select(odd), 1_000..40_000usize).prop_map(|(s, n)| s.repeat(n)),
+    ]
+    .boxed()
+}
 
 /// Runs `property` on proptest's configured number of inputs from
 /// `strategy`, counting each one run; `property` says whether the parser

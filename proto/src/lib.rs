@@ -4,7 +4,7 @@
 //!
 //! | module | what it holds |
 //! |---|---|
-//! | `fuzz` | the property tests' harness (feature `fuzz`, tests only) |
+//! | `fuzz` | the property tests' harness and text strategies (feature `fuzz`, tests only) |
 //! | [`state`] | the versioned state document (docs/api.md), its transitions and version check |
 //! | [`client`] | the local API's client: status, long polls and logs over the Unix socket |
 //! | [`redact`] | one set of rules that keep tokens, secrets and credentials out of text |
@@ -12,7 +12,7 @@
 //! | [`duration`] | durations on command lines and in the configuration, bounded |
 //! | [`exit`] | the exit codes both binaries share |
 //! | [`fs`] | atomic file writes |
-//! | [`retry`] | the one retry helper: exponential backoff within a budget |
+//! | [`retry`] | the one retry helper: exponential backoff within a budget; one attempt's failure and which HTTP answers are transient |
 //!
 //! Nothing here links bollard or a TLS stack: `jupyter-bootstrap` depends on
 //! this crate and stays small.

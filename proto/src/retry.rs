@@ -10,6 +10,9 @@
 //! its budget named where it is used: [`retry`] for an operation that
 //! succeeds or fails, [`Policy::delays`] for a loop that reconnects for as
 //! long as it runs (the container watch, the bootstrap's wait for the agent).
+//! Beside it, the two rules every retried operation shares: which HTTP
+//! answers are worth another try ([`transient_status`]), and the failure of
+//! one attempt that knows whether it is ([`Attempt`]).
 
 use std::fmt::Display;
 use std::future::Future;
@@ -23,6 +26,48 @@ use tokio::time::Instant;
 /// Whether an error is worth another attempt.
 pub trait Transient {
     fn is_transient(&self) -> bool;
+}
+
+/// Whether an HTTP answer says "try again": 408, 429 and 5xx. Any other
+/// answer that is not a success is final (STYLE: one retry rule).
+pub fn transient_status(status: hyper::StatusCode) -> bool {
+    status.is_server_error()
+        || status == hyper::StatusCode::REQUEST_TIMEOUT
+        || status == hyper::StatusCode::TOO_MANY_REQUESTS
+}
+
+/// One attempt's failure (a download, a pull, a clone), told apart where it
+/// happened: whether another attempt may do better.
+#[derive(Debug)]
+pub struct Attempt<E> {
+    pub error: E,
+    pub transient: bool,
+}
+
+impl<E> Attempt<E> {
+    /// A failure another attempt may not meet (the network, a busy server).
+    pub fn transient(error: impl Into<E>) -> Self {
+        Attempt { error: error.into(), transient: true }
+    }
+
+    /// A failure every attempt would meet again.
+    pub fn permanent(error: impl Into<E>) -> Self {
+        Attempt { error: error.into(), transient: false }
+    }
+}
+
+impl<E> Transient for Attempt<E> {
+    fn is_transient(&self) -> bool {
+        self.transient
+    }
+}
+
+/// The error in its alternate form: an `anyhow` error's whole chain, for a
+/// log line.
+impl<E: Display> Display for Attempt<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.error)
+    }
 }
 
 /// How to retry: delays that double from `first_delay` up to `max_delay`
@@ -317,6 +362,16 @@ mod tests {
         .await;
         assert_eq!(r, Err(Error::GaveUp { attempts: 1, last: Fake::Again(1) }));
         assert_eq!(start.elapsed(), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn only_408_429_and_5xx_are_worth_another_try() {
+        for code in [408, 429, 500, 502, 503, 504, 599] {
+            assert!(transient_status(hyper::StatusCode::from_u16(code).unwrap()), "{code}");
+        }
+        for code in [200, 301, 400, 401, 403, 404, 409, 410, 416, 422] {
+            assert!(!transient_status(hyper::StatusCode::from_u16(code).unwrap()), "{code}");
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub fn dispatch(config: &Path, command: Command) -> Result<()> {
         Command::Run { once } => run(config, once),
         Command::Status { json, show_token } => status(config, json, show_token),
         Command::InstallDocker { dry_run, root } => install_docker(config, dry_run, root.as_deref()),
-        Command::InstallGit { dry_run, root } => crate::git_install::command(config, dry_run, root.as_deref()),
+        Command::InstallGit { dry_run, root } => install_git(config, dry_run, root.as_deref()),
         Command::Token { rotate: true, .. } => rotate_token(config),
         Command::Token { json, .. } => {
             print_one(config, json, "token", |s| s.jupyter.as_ref().map(|j| j.token.clone()))
@@ -90,7 +90,7 @@ async fn wait_for_stop() {
 
 /// `--root DIR` of install-docker and install-git (`/` without it): an
 /// existing directory named by an absolute path, else exit 2.
-pub(crate) fn mounted_root(root: Option<&Path>) -> Result<&Path> {
+fn mounted_root(root: Option<&Path>) -> Result<&Path> {
     let root = root.unwrap_or(Path::new("/"));
     if !root.is_absolute() || !root.is_dir() {
         return Err(Exit::new(
@@ -112,27 +112,67 @@ fn install_docker(config: &Path, dry_run: bool, root: Option<&Path>) -> Result<(
         print!("{}", rt.block_on(di::dry_run(&cfg, root))?);
         return Ok(());
     }
+    recorded(&rt, &cfg, "docker", super::exit_code, async |rec| {
+        let mut progress = di::RecordProgress::docker(rec);
+        if chrooted {
+            di::install(&cfg, root, &mut progress).await.map(|_| ())
+        } else {
+            di::ensure_engine(&cfg, &mut progress).await.map(|_| ())
+        }
+    })
+}
+
+/// `install-git`: the converge's git steps alone, into this host or the
+/// mounted root `--root` (docs/git-install.md).
+fn install_git(config: &Path, dry_run: bool, root: Option<&Path>) -> Result<()> {
+    use crate::docker_install::{git, RecordProgress};
+    let cfg = lenient_config(config)?;
+    let root = mounted_root(root)?;
+    if dry_run {
+        print!("{}", git::dry_run_text(&cfg, root)?);
+        return Ok(());
+    }
+    if let Some(found) = git::git_path(root) {
+        println!("git is installed at {}: nothing to install", found.display());
+        return Ok(());
+    }
+    // A refusal comes before the state is touched.
+    let plan = git::make_plan(root)?;
+    let installed = recorded(
+        &runtime()?,
+        &cfg,
+        "git",
+        |_| exit::FAILED,
+        async |rec| git::install(&cfg, root, &plan, &mut RecordProgress { rec, phase: Phase::FetchingWorkspace }).await,
+    )?;
+    println!("installed {installed}");
+    Ok(())
+}
+
+/// Runs an install command's steps as the converge would, recorded in the
+/// state: done, the phase is `pending` again (Jupyter is not converged
+/// yet); failed, the failure is the state's, in `step`, and the command
+/// ends with `code_of` the error.
+fn recorded<T>(
+    rt: &tokio::runtime::Runtime,
+    cfg: &Config,
+    step: &str,
+    code_of: fn(&anyhow::Error) -> u8,
+    steps: impl AsyncFnOnce(&mut state::Recorder<'_>) -> Result<T>,
+) -> Result<T> {
     let store = StateStore::lock(&cfg.state_dir)?;
     rt.block_on(async {
         let mut rec = state::Recorder::new(&store, None)
             .with_context(|| format!("writing the state file {}", store.path().display()))?;
-        let mut progress = di::RecordProgress::docker(&mut rec);
-        let result = if chrooted {
-            di::install(&cfg, root, &mut progress).await.map(|_| ())
-        } else {
-            di::ensure_engine(&cfg, &mut progress).await.map(|_| ())
-        };
-        match result {
-            Ok(()) => {
-                // Docker is there; Jupyter is not converged yet.
+        match steps(&mut rec).await {
+            Ok(done) => {
                 rec.state.phase = Phase::Pending;
                 rec.save();
-                Ok(())
+                Ok(done)
             }
             Err(e) => {
-                let code = super::exit_code(&e);
-                let failure = rec.fail("docker", format!("{e:#}"), None, Vec::new());
-                Err(Exit::new(code, format!("{}: {}", failure.step, failure.cause)).into())
+                let failure = rec.fail(step, format!("{e:#}"), None, Vec::new());
+                Err(Exit::new(code_of(&e), format!("{}: {}", failure.step, failure.cause)).into())
             }
         }
     })

@@ -13,7 +13,6 @@ use clap::{Parser, Subcommand};
 
 use crate::config::DEFAULT_CONFIG_PATH;
 
-pub(crate) use commands::mounted_root;
 pub use render::render;
 
 /// Exit codes, shared by every command.
@@ -262,7 +261,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if let Some(crate::state::LockError::Busy { .. }) = cause.downcast_ref::<crate::state::LockError>() {
             return exit::LOCKED;
         }
-        if cause.is::<crate::docker_install::Refused>() || cause.is::<crate::git_install::Refused>() {
+        if cause.is::<crate::docker_install::Refused>() || cause.is::<crate::docker_install::git::Refused>() {
             return exit::UNSUPPORTED;
         }
         if let Some(failed) = cause.downcast_ref::<crate::daemon::ConvergeFailed>() {

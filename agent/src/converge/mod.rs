@@ -137,7 +137,7 @@ impl<'a> Converger<'a> {
             .await
             .context("connecting to the Docker engine")?;
         self.docker = Some(docker.clone());
-        crate::git_install::ensure_for_workspace(cfg, &mut self.rec).await?;
+        crate::docker_install::git::ensure_for_workspace(cfg, &mut self.rec).await?;
         let workspace = match &cfg.workspace {
             Some(w) => Some(self.step(WORKSPACE, async |_| fetch_workspace(cfg, w).await).await?),
             None => None,

@@ -8,28 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The packages a docker-ce install conflicts with, in the order the plan
-/// names them: Docker's own list for RHEL (the distribution's Docker
-/// packages, `podman` and `runc`), `containerd` (Docker's `containerd.io`
-/// package conflicts with and obsoletes both `containerd` and `runc`), and
-/// `podman-docker` (its own package conflicts with `docker-ce`, and both
-/// own `/usr/bin/docker`). What needs them (`buildah` where it requires
-/// `runc`, `cockpit-podman`, `toolbox`) the package manager removes with
-/// them and lists in its transaction.
-pub const CONFLICTING: &[&str] = &[
-    "docker",
-    "docker-client",
-    "docker-client-latest",
-    "docker-common",
-    "docker-latest",
-    "docker-latest-logrotate",
-    "docker-logrotate",
-    "docker-engine",
-    "podman",
-    "podman-docker",
-    "runc",
-    "containerd",
-];
+pub use super::plan::CONFLICTING;
 
 /// How long the query may take: rpm waits for its database lock while a
 /// package manager holds it.

@@ -6,13 +6,18 @@
 //!
 //! Idempotent: an engine that answers means nothing is installed; Docker
 //! installed but stopped means it is only started.
+//!
+//! The same executor installs git when a git workspace needs it ([`git`]).
 
 pub mod conflicts;
 pub mod daemon_json;
 pub mod distro;
+pub mod git;
 pub mod plan;
 pub mod run;
-pub mod runtimes;
+
+use crate::engine::is_local_default;
+use crate::runtimes;
 
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -30,19 +35,10 @@ use crate::state::{Phase, Recorder};
 use daemon_json::Merge;
 use plan::{Action, Plan};
 use run::Executor;
+pub use run::{Progress, LOCK_TIMEOUT};
 
-/// How long a held package-manager lock is waited for.
-pub const LOCK_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// A quick look whether an engine already answers.
 const QUICK_PING: Duration = Duration::from_secs(3);
-
-/// Receives the sub-steps as they start and end, to record them in the state.
-pub trait Progress {
-    fn begin(&mut self, step: &str);
-    fn done(&mut self, step: &str, detail: String);
-    /// A line the running command printed (the package manager's output).
-    fn output(&mut self, _line: &str) {}
-}
 
 /// Records an install's sub-steps in the state, in `phase`
 /// (`installing-docker` for Docker, `fetching-workspace` for git).
@@ -147,14 +143,10 @@ pub async fn dry_run(cfg: &Config, root: &Path) -> Result<String> {
         out.push_str("dockerd is installed but does not answer: it would only be started\n");
     } else {
         let plan = make_plan(cfg, root)?;
+        let packages: Vec<&str> = plan.packages.iter().map(String::as_str).collect();
         out.push_str(&format!(
-            "distribution: {} ({} {}); package manager: {}; source: {}; packages: {}\n",
-            plan.distro.name,
-            plan.distro.id,
-            plan.distro.version_id,
-            plan.package_manager.as_str(),
-            plan.source,
-            plan.packages.join(" ")
+            "{}\n",
+            plan::describe(&plan.distro, plan.package_manager, Some(plan.source), &packages)
         ));
         for note in &plan.notes {
             out.push_str(&format!("{note}\n"));
@@ -207,38 +199,13 @@ pub async fn install(cfg: &Config, root: &Path, progress: &mut dyn Progress) -> 
                 removes.map_or(String::new(), |r| format!("; removes {r} first (they conflict with docker-ce)"))
             ),
         );
-        let executor = Executor {
-            root: root.to_path_buf(),
-            package_manager: plan.package_manager,
-            log: Some(cfg.log_dir.join("install-docker.log")),
-            lock_timeout: LOCK_TIMEOUT,
-        };
-        for action in &plan.actions {
-            let name = action.name();
-            progress.begin(&name);
-            // The command's lines reach the state as they come.
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-            let run = executor.run_with_lines(action, Some(tx));
-            tokio::pin!(run);
-            let detail = loop {
-                tokio::select! {
-                    done = &mut run => break done?,
-                    Some(line) = rx.recv() => progress.output(&line),
-                }
-            };
-            progress.done(&name, detail);
-        }
+        let log = cfg.log_dir.join("install-docker.log");
+        Executor::new(root, plan.package_manager, Some(log)).run_steps(&plan.actions, Action::name, progress).await?;
     }
     let Some(action) = daemon_json_action(cfg, root) else { return Ok(false) };
     let name = "docker: daemon.json registry mirrors";
     progress.begin(name);
-    let executor = Executor {
-        root: root.to_path_buf(),
-        package_manager: plan::PackageManager::Apt,
-        log: None,
-        lock_timeout: LOCK_TIMEOUT,
-    };
-    executor.run(&action).await?;
+    Executor::new(root, plan::PackageManager::Apt, None).run(&action).await?;
     progress.done(name, format!("merged {}", cfg.docker.registry_mirrors.join(", ")));
     Ok(true)
 }
@@ -276,12 +243,8 @@ fn start_description(cfg: &Config) -> String {
 pub async fn start(cfg: &Config, daemon_json_changed: bool, progress: &mut dyn Progress) -> Result<()> {
     let name = "docker: start";
     progress.begin(name);
-    let executor = Executor {
-        root: PathBuf::from("/"),
-        package_manager: plan::PackageManager::Apt,
-        log: Some(cfg.log_dir.join("install-docker.log")),
-        lock_timeout: LOCK_TIMEOUT,
-    };
+    let executor =
+        Executor::new(Path::new("/"), plan::PackageManager::Apt, Some(cfg.log_dir.join("install-docker.log")));
     let systemctl = |words: &[&str]| Action::Run {
         argv: words.iter().map(|w| w.to_string()).collect(),
         env: Vec::new(),
@@ -384,11 +347,6 @@ fn reload(cfg: &Config) -> Result<()> {
     Ok(())
 }
 
-/// Only the local engine on its default socket is installed and started by the agent.
-pub fn is_local_default(address: &str) -> bool {
-    matches!(address, "unix:///var/run/docker.sock" | "unix:///run/docker.sock")
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     /// Every os-release fixture, by file name (tests/fixtures/os-release/README.md says where each is from).
@@ -464,13 +422,5 @@ pub(crate) mod tests {
         }
         let trixie = detect(&parse_os_release(os_release("debian-13"))).unwrap();
         assert_eq!(trixie.codename.as_deref(), Some("trixie"));
-    }
-
-    #[test]
-    fn only_the_default_local_socket_is_managed() {
-        assert!(super::is_local_default("unix:///var/run/docker.sock"));
-        assert!(super::is_local_default("unix:///run/docker.sock"));
-        assert!(!super::is_local_default("unix:///tmp/other.sock"));
-        assert!(!super::is_local_default("tcp://10.0.0.1:2375"));
     }
 }

@@ -130,6 +130,20 @@ impl fmt::Display for Action {
     }
 }
 
+/// How a dry run names what a plan installs: `distribution: Debian GNU/Linux
+/// 12 (bookworm) (debian 12); package manager: apt; source: ...; packages: ...`.
+pub fn describe(distro: &Distro, package_manager: PackageManager, source: Option<&str>, packages: &[&str]) -> String {
+    format!(
+        "distribution: {} ({} {}); package manager: {}; {}packages: {}",
+        distro.name,
+        distro.id,
+        distro.version_id,
+        package_manager.as_str(),
+        source.map_or(String::new(), |s| format!("source: {s}; ")),
+        packages.join(" ")
+    )
+}
+
 /// The plan for one distribution.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
@@ -143,6 +157,29 @@ pub struct Plan {
     /// (the packages that conflict with docker-ce).
     pub notes: Vec<String>,
 }
+
+/// The packages a docker-ce install conflicts with, in the order the plan
+/// names them: Docker's own list for RHEL (the distribution's Docker
+/// packages, `podman` and `runc`), `containerd` (Docker's `containerd.io`
+/// package conflicts with and obsoletes both `containerd` and `runc`), and
+/// `podman-docker` (its own package conflicts with `docker-ce`, and both
+/// own `/usr/bin/docker`). What needs them (`buildah` where it requires
+/// `runc`, `cockpit-podman`, `toolbox`) the package manager removes with
+/// them and lists in its transaction.
+pub const CONFLICTING: &[&str] = &[
+    "docker",
+    "docker-client",
+    "docker-client-latest",
+    "docker-common",
+    "docker-latest",
+    "docker-latest-logrotate",
+    "docker-logrotate",
+    "docker-engine",
+    "podman",
+    "podman-docker",
+    "runc",
+    "containerd",
+];
 
 /// The packages installed in the target root that conflict with docker-ce
 /// (see [`super::conflicts`]), and whether the plan may remove them
@@ -450,7 +487,7 @@ pub fn plan(
     let mut notes = Vec::new();
     if distro.family.uses_rpm() {
         let pm = package_manager.as_str();
-        let checked = super::conflicts::CONFLICTING.join(" ");
+        let checked = CONFLICTING.join(" ");
         let installed = conflicts.installed.join(" ");
         if conflicts.installed.is_empty() {
             notes.push(format!("packages that conflict with docker-ce: none installed (checked: {checked})"));

@@ -24,11 +24,22 @@ use super::plan::{Action, PackageManager};
 /// budget (its own timeout bounds it).
 const COMMAND_RETRY: Policy =
     Policy::new(Duration::from_secs(2), Duration::from_secs(60), Duration::from_secs(10 * 60)).attempts(5).waits_only();
+/// How long a held package-manager lock is waited for.
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// Looking again whether another process still holds the package manager's
 /// lock: every 0.5 to 1 s, within `Executor::lock_timeout`.
 const LOCK_POLL: Policy = Policy::new(Duration::from_millis(500), Duration::from_millis(500), Duration::ZERO);
 /// The PATH commands run with (cloud-init's may lack the sbin directories).
 pub(super) const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Receives the sub-steps of an install as they start and end, to record
+/// them in the state.
+pub trait Progress {
+    fn begin(&mut self, step: &str);
+    fn done(&mut self, step: &str, detail: String);
+    /// A line the running command printed (the package manager's output).
+    fn output(&mut self, _line: &str) {}
+}
 
 /// Runs actions against a root file system (`/`, or another root with `chroot`).
 pub struct Executor {
@@ -41,6 +52,29 @@ pub struct Executor {
 }
 
 impl Executor {
+    /// Runs in `root` with `package_manager`'s locks, appending every
+    /// command's output to `log`, waiting [`LOCK_TIMEOUT`] for a held lock.
+    pub fn new(root: &Path, package_manager: PackageManager, log: Option<PathBuf>) -> Self {
+        Executor { root: root.to_path_buf(), package_manager, log, lock_timeout: LOCK_TIMEOUT }
+    }
+
+    /// Carries out `actions` in order, each the step `name(action)` of an
+    /// install; the first failure ends it.
+    pub async fn run_steps(
+        &self,
+        actions: &[Action],
+        name: impl Fn(&Action) -> String,
+        progress: &mut dyn Progress,
+    ) -> Result<()> {
+        for action in actions {
+            let name = name(action);
+            progress.begin(&name);
+            let (detail, _) = self.run_step(action, progress).await?;
+            progress.done(&name, detail);
+        }
+        Ok(())
+    }
+
     fn chrooted(&self) -> bool {
         self.root != Path::new("/")
     }
@@ -69,6 +103,29 @@ impl Executor {
     /// Carries out one action; returns a short detail for the state.
     pub async fn run(&self, action: &Action) -> Result<String> {
         self.run_with_lines(action, None).await
+    }
+
+    /// [`Executor::run`] as a step of an install: each line the command
+    /// prints reaches `progress` as it comes. Returns the detail and the
+    /// last line printed (`git --version`'s answer).
+    pub async fn run_step(&self, action: &Action, progress: &mut dyn Progress) -> Result<(String, String)> {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let run = self.run_with_lines(action, Some(tx));
+        tokio::pin!(run);
+        let mut last = String::new();
+        let detail = loop {
+            tokio::select! {
+                done = &mut run => break done?,
+                Some(line) = rx.recv() => {
+                    progress.output(&line);
+                    last = line;
+                }
+            }
+        };
+        while let Ok(line) = rx.try_recv() {
+            last = line;
+        }
+        Ok((detail, last))
     }
 
     /// [`Executor::run`], sending each line a command prints to `lines` as

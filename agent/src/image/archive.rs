@@ -4,7 +4,6 @@
 //! never loaded on a mismatch, and not loaded again while the engine still
 //! has what the same archive gave (docs/images.md#an-archive).
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -14,13 +13,12 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use jupyter_proto::retry::Policy;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
 use tokio_util::io::ReaderStream;
 use tracing::{info, warn};
 
-use super::{image_id, split_reference, with_retries, Attempt, Progress};
+use super::{image_id, split_reference, Progress};
 use crate::config::{Archive, ArchiveLocation};
+use crate::transfer::{self, Download};
 
 /// Waits between attempts: 1 s doubling to 60 s, none started after 15
 /// minutes of them (a room of instances downloading at once).
@@ -62,19 +60,22 @@ pub(super) async fn ensure(
         }
     }
     let (path, downloaded) = match &archive.location {
-        ArchiveLocation::Path(p) => (p.clone(), false),
+        ArchiveLocation::Path(p) => (p.clone(), None),
         ArchiveLocation::Url(url) => {
             let sha256 = archive.sha256.as_deref().ok_or_else(|| anyhow!("an archive URL without sha256"))?;
             let path = download_path(state_dir, sha256);
-            download(url, &label, &path, on_progress).await?;
-            (path, true)
+            let actual = download(url, &label, &path, on_progress).await?;
+            (path, Some(actual))
         }
     };
     if let Some(expected) = &archive.sha256 {
         on_progress(Progress::Text("verifying the archive's sha256", true));
-        let actual = sha256_of(&path).await.with_context(|| format!("reading the image archive {label}"))?;
+        let actual = match &downloaded {
+            Some(actual) => actual.clone(),
+            None => transfer::sha256_of(&path).await.with_context(|| format!("reading the image archive {label}"))?,
+        };
         if actual != *expected {
-            if downloaded {
+            if downloaded.is_some() {
                 let _ = std::fs::remove_file(&path);
             }
             bail!(
@@ -84,7 +85,7 @@ pub(super) async fn ensure(
     }
     on_progress(Progress::Text("loading the archive into the engine", true));
     load(docker, &path, &label, reference).await?;
-    if downloaded {
+    if downloaded.is_some() {
         let _ = std::fs::remove_file(&path);
     }
     if let (Some(sha256), Some(id)) = (&archive.sha256, image_id(docker, reference).await?) {
@@ -93,130 +94,30 @@ pub(super) async fn ensure(
             warn!("cannot record the loaded archive ({e:#}); it is loaded again at the next converge");
         }
     }
-    Ok(if downloaded { "downloaded, verified and loaded".into() } else { "loaded".into() })
-}
-
-async fn sha256_of(path: &Path) -> std::io::Result<String> {
-    let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let mut file = std::fs::File::open(path)?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            let n = file.read(&mut buf)?;
-            if n == 0 {
-                return Ok(hex::encode(hasher.finalize()));
-            }
-            hasher.update(&buf[..n]);
-        }
-    })
-    .await
-    .map_err(std::io::Error::other)?
+    Ok(if downloaded.is_some() { "downloaded, verified and loaded".into() } else { "loaded".into() })
 }
 
 /// Downloads `url` into `path`, resuming what an earlier attempt (or an
-/// earlier run) left there when the server answers a range.
-async fn download(url: &str, label: &str, path: &Path, on_progress: &mut dyn FnMut(Progress)) -> Result<()> {
+/// earlier run) left there when the server answers a range; its sha256.
+async fn download(url: &str, label: &str, path: &Path, on_progress: &mut dyn FnMut(Progress)) -> Result<String> {
     let dir = path.parent().expect("the download path has a directory");
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .with_context(|| format!("setting the mode of {}", dir.display()))?;
     // No bound on the whole transfer: archives are large, and a stall ends an attempt.
-    let client = &crate::http::download_client(None)?;
-    // One attempt at a time: each borrows the progress callback in turn.
-    let progress = &tokio::sync::Mutex::new(on_progress);
-    let attempt = || async move { download_once(client, url, label, path, &mut **progress.lock().await).await };
-    with_retries(RETRY, &format!("downloading the image archive {label}"), attempt).await.map_err(|a| a.error)
-}
-
-async fn download_once(
-    client: &reqwest::Client,
-    url: &str,
-    label: &str,
-    path: &Path,
-    on_progress: &mut dyn FnMut(Progress),
-) -> Result<(), Attempt> {
-    // reqwest's messages carry the whole URL, signature and all: name the label instead.
-    let net = |e: reqwest::Error| Attempt {
-        transient: !(e.is_builder() || e.is_redirect()),
-        error: anyhow!(e.without_url()).context(format!("downloading the image archive {label}")),
-    };
-    let local = |e: std::io::Error| Attempt {
-        transient: false,
-        error: anyhow!(e).context(format!("writing {}", path.display())),
-    };
-    let have = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    let mut request = client.get(url);
-    if have > 0 {
-        request = request.header(reqwest::header::RANGE, format!("bytes={have}-"));
-    }
-    let mut response = request.send().await.map_err(net)?;
-    let status = response.status();
-    let resumed = status == reqwest::StatusCode::PARTIAL_CONTENT && starts_at(&response, have);
-    if status == reqwest::StatusCode::RANGE_NOT_SATISFIABLE {
-        // What is there is not a prefix of this file (or is all of it and more): start over.
-        std::fs::remove_file(path).map_err(local)?;
-        return Err(Attempt { error: anyhow!("the server refused to resume; starting over"), transient: true });
-    }
-    if !status.is_success() {
-        let transient = status.is_server_error()
-            || status == reqwest::StatusCode::REQUEST_TIMEOUT
-            || status == reqwest::StatusCode::TOO_MANY_REQUESTS;
-        let hint = if status == reqwest::StatusCode::FORBIDDEN {
-            " (a signed URL may have expired: sign a new one)"
-        } else {
-            ""
-        };
-        return Err(Attempt {
-            error: anyhow!("downloading the image archive {label}: the server answered {status}{hint}"),
-            transient,
-        });
-    }
-    let mut file = tokio::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .append(resumed)
-        .truncate(!resumed)
-        .mode(0o600)
-        .open(path)
-        .await
-        .map_err(local)?;
-    let mut done = if resumed { have } else { 0 };
-    if resumed {
-        info!(archive = %label, from = have, "resuming the download");
-    }
-    let total = response.content_length().map(|n| n + done);
-    while let Some(chunk) = response.chunk().await.map_err(net)? {
-        file.write_all(&chunk).await.map_err(local)?;
-        done += chunk.len() as u64;
+    let client = crate::http::download_client(None)?;
+    let what = format!("downloading the image archive {label}");
+    // Messages name the label (the URL without its query, a signed URL's
+    // signature) and show no error page, which may echo the signature.
+    let d = Download { url, task: &what, prefix: &what, path, max_size: None, error_page: false };
+    transfer::download(&client, &d, RETRY, |done, total| {
         let line = match total {
             Some(t) if t > 0 => format!("downloading: {} of {} ({}%)", size(done), size(t), done * 100 / t),
             _ => format!("downloading: {}", size(done)),
         };
         on_progress(Progress::Text(&line, false));
-    }
-    file.flush().await.map_err(local)?;
-    file.sync_all().await.map_err(local)?;
-    if let Some(t) = total.filter(|t| done < *t) {
-        return Err(Attempt {
-            error: anyhow!("downloading the image archive {label}: the transfer ended at {done} of {t} bytes"),
-            transient: true,
-        });
-    }
-    info!(archive = %label, bytes = done, "downloaded");
-    Ok(())
-}
-
-/// Whether a 206 answer's `Content-Range` starts where the file ends.
-fn starts_at(response: &reqwest::Response, have: u64) -> bool {
-    response
-        .headers()
-        .get(reqwest::header::CONTENT_RANGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("bytes "))
-        .and_then(|v| v.split('-').next())
-        .and_then(|start| start.parse::<u64>().ok())
-        == Some(have)
+    })
+    .await
 }
 
 /// A byte count as Docker shows sizes.

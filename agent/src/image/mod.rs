@@ -20,54 +20,8 @@ use crate::config::{ImageConfig, ImageSource, PullPolicy};
 use crate::state::LayerProgress;
 pub use pull::registry_host;
 
-/// One attempt's failure (a pull, a download), and whether another may do better.
-struct Attempt {
-    error: anyhow::Error,
-    transient: bool,
-}
-
-impl jupyter_proto::retry::Transient for Attempt {
-    fn is_transient(&self) -> bool {
-        self.transient
-    }
-}
-
-impl std::fmt::Display for Attempt {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:#}", self.error)
-    }
-}
-
-/// Runs `op` until it succeeds or fails for good, waiting between transient
-/// failures as `policy` says; no attempt starts once its budget is spent,
-/// and a running one is never cut (transfers have timeouts of their own).
-/// The last failure, saying how long it tried when it gave up.
-async fn with_retries<T, Fut>(
-    policy: jupyter_proto::retry::Policy,
-    what: &str,
-    mut op: impl FnMut() -> Fut,
-) -> Result<T, Attempt>
-where
-    Fut: std::future::Future<Output = Result<T, Attempt>>,
-{
-    use jupyter_proto::retry::{retry, Error};
-    let started = std::time::Instant::now();
-    let on_retry = |a: &Attempt, delay: std::time::Duration| {
-        tracing::warn!(error = %a, "{what} failed; retrying in {}s", delay.as_secs());
-    };
-    retry(&policy.waits_only(), |_| op(), on_retry).await.map_err(|e| match e {
-        Error::Permanent(a) => a,
-        Error::GaveUp { attempts, last } if attempts > 1 => Attempt {
-            error: last.error.context(format!(
-                "{what}: gave up after {} of retries",
-                humantime::format_duration(std::time::Duration::from_secs(started.elapsed().as_secs()))
-            )),
-            transient: true,
-        },
-        Error::GaveUp { last, .. } => last,
-        Error::OutOfTime { .. } => unreachable!("waits_only never runs out of time during an attempt"),
-    })
-}
+/// One attempt's failure (a pull), and whether another may do better.
+type Attempt = jupyter_proto::retry::Attempt<anyhow::Error>;
 
 /// What preparing the image came to.
 #[derive(Debug, Clone)]

@@ -15,8 +15,9 @@ use futures_util::StreamExt;
 use jupyter_proto::retry::Policy;
 use tracing::info;
 
-use super::{split_reference, with_retries, Attempt, Progress};
+use super::{split_reference, Attempt, Progress};
 use crate::state::LayerProgress;
+use crate::transfer::with_retries;
 
 /// Waits between attempts: 2 s doubling to 30 s; no attempt starts after 5
 /// minutes of them (a room's registry under load answers again).

@@ -1,17 +1,18 @@
-//! The archive entry guard: lists a tarball's entries and refuses the archive,
-//! before anything is written, if any entry would land outside the destination
-//! (an absolute path, `..`, a link leading out, a device).
+//! Reading a tarball, and the archive entry guard: lists its entries and
+//! refuses the archive, before anything is written, if any entry would land
+//! outside the destination (an absolute path, `..`, a link leading out, a
+//! device).
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::io;
+use std::fs;
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use tar::EntryType;
 
-use super::fetch::FetchError;
-use super::tarball::open_archive;
+use super::failure::FetchError;
 
 /// Symbolic links followed while resolving one path before the kernel gives up (MAXSYMLINKS).
 const MAX_SYMLINK_HOPS: u32 = 40;
@@ -23,6 +24,19 @@ pub(super) struct Listed {
     link: Option<PathBuf>,
     /// The content's size, as its header says.
     pub(super) size: u64,
+}
+
+/// The archive's reader: gzip by its magic bytes, else plain tar.
+pub(super) fn open_archive(path: &Path) -> io::Result<Box<dyn Read>> {
+    let mut file = fs::File::open(path)?;
+    let mut magic = Vec::with_capacity(2);
+    (&mut file).take(2).read_to_end(&mut magic)?;
+    file.seek(SeekFrom::Start(0))?;
+    Ok(if magic == [0x1f, 0x8b] {
+        Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(BufReader::new(file))))
+    } else {
+        Box::new(BufReader::new(file))
+    })
 }
 
 pub(super) fn list_entries(archive: &Path) -> io::Result<Vec<Listed>> {

@@ -5,25 +5,22 @@
 //! beside the destination and renamed into place, so the destination holds
 //! all of the materials or does not exist.
 //!
-//! This file is the entry point and the retry loop; the jobs are in files of
-//! their own: `staging` (the directory beside the destination, the rename into
-//! place), `tarball` (download, sha256, unpack), `entries` (the guard on archive
-//! entries), `git` (the command line) and `credentials` (redaction).
+//! This file is the entry point alone; the jobs are in files of their own,
+//! below it: `staging` (the directory beside the destination, the rename into
+//! place), `tarball` (download, sha256, unpack), `entries` (reading the
+//! archive, the guard on its entries), `git` (the command line) and `failure`
+//! (the errors and the retry every part shares).
 
-use std::future::Future;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use jupyter_proto::redact::redact_url;
-use jupyter_proto::retry::{retry, Error as RetryError, Policy, Transient};
-use tracing::{info, warn};
+use tracing::info;
 
+pub use super::failure::FetchError;
 use super::git::{fetch_git, Git};
 use super::staging::Staging;
 use super::tarball::fetch_tarball;
-
-const FIRST_RETRY_DELAY: Duration = Duration::from_secs(1);
-const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
 
 /// `[workspace] max_size` when not set: 1 GiB (README, Configuration).
 pub const DEFAULT_MAX_SIZE: u64 = 1 << 30;
@@ -54,25 +51,6 @@ impl Source {
     pub fn display_url(&self) -> String {
         redact_url(self.raw_url())
     }
-}
-
-/// Why a fetch failed; the caller branches on the kind (retry is done inside).
-/// URLs in these errors have their credentials replaced by `***`.
-#[derive(Debug, thiserror::Error)]
-pub enum FetchError {
-    /// The download's sha256 is not the configured one; nothing was extracted.
-    #[error("the tarball at {url} has sha256 {actual}, not the expected {expected}; nothing was written")]
-    Checksum { url: String, expected: String, actual: String },
-    /// The repository has no branch, tag or commit by that name.
-    #[error("the repository {url} has no branch, tag or commit `{reference}`")]
-    UnknownRef { url: String, reference: String },
-    /// An archive entry would land outside the destination, or is a device; nothing was written.
-    /// `reason` reads after the entry's name: "has a `..` component".
-    #[error("refusing the tarball: entry `{entry}` {reason}; nothing was written")]
-    Unsafe { entry: String, reason: String },
-    /// Anything else, transient failures included once the retry budget is spent.
-    #[error(transparent)]
-    Other(#[from] anyhow::Error),
 }
 
 /// Fetches `source` into `dest`, a directory that must not exist yet (its parent exists).
@@ -112,117 +90,12 @@ pub(super) async fn fetch_with(
     Ok(identity)
 }
 
-/// One attempt's failure, and whether another attempt may do better.
-pub(super) struct Attempt {
-    pub(super) error: FetchError,
-    pub(super) transient: bool,
-}
-
-impl Attempt {
-    pub(super) fn transient(error: anyhow::Error) -> Self {
-        Attempt { error: error.into(), transient: true }
-    }
-
-    pub(super) fn permanent(error: impl Into<FetchError>) -> Self {
-        Attempt { error: error.into(), transient: false }
-    }
-}
-
-impl Transient for Attempt {
-    fn is_transient(&self) -> bool {
-        self.transient
-    }
-}
-
-impl std::fmt::Display for Attempt {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&describe(&self.error))
-    }
-}
-
-/// Runs `op` until it succeeds, fails for good, or the next wait would pass
-/// `deadline` (a running attempt is never cut: downloads and clones have
-/// timeouts of their own); waits grow exponentially from 1 s up to 60 s, with
-/// jitter so that a room of instances does not retry in step.
-pub(super) async fn with_retry<T, F, Fut>(deadline: Instant, what: &str, url: &str, mut op: F) -> Result<T, FetchError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, Attempt>>,
-{
-    let started = Instant::now();
-    let budget = deadline.saturating_duration_since(started);
-    let policy = Policy::new(FIRST_RETRY_DELAY, MAX_RETRY_DELAY, budget).waits_only();
-    let result = retry(
-        &policy,
-        |_| op(),
-        |a: &Attempt, delay| {
-            warn!(url = %url, error = %a, "{what} failed; retrying in {}", seconds(delay));
-        },
-    )
-    .await;
-    result.map_err(|e| match e {
-        RetryError::Permanent(a) => a.error,
-        RetryError::GaveUp { attempts, last } => match last.error {
-            FetchError::Other(e) if attempts > 1 => FetchError::Other(e.context(format!(
-                "{what}: gave up after {attempts} attempts in {} (retry budget spent)",
-                seconds(started.elapsed())
-            ))),
-            other => other,
-        },
-        // A policy that only bounds the waits never cuts an attempt.
-        RetryError::OutOfTime { .. } => unreachable!("waits_only never runs out of time during an attempt"),
-    })
-}
-
-pub(super) fn seconds(d: Duration) -> String {
-    humantime::format_duration(Duration::from_secs(d.as_secs().max(1))).to_string()
-}
-
-/// The whole chain of an error, for a log line.
-fn describe(e: &FetchError) -> String {
-    match e {
-        FetchError::Other(e) => format!("{e:#}"),
-        other => other.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     use crate::workspace::test_support::{destination, message, names, serve, tar_bytes, Item, BUDGET};
     use std::fs;
-    use std::sync::atomic::Ordering;
-
-    #[tokio::test]
-    async fn transient_errors_are_retried_within_the_budget_only() {
-        let server = serve(vec![(503, Vec::new())]);
-        let (tmp, dest) = destination();
-        let url = format!("{}/m.tgz", server.base);
-        let source = Source::Tarball {
-            url: url.clone(),
-            sha256: "a".repeat(64),
-            max_size: crate::workspace::fetch::DEFAULT_MAX_SIZE,
-        };
-
-        let err = fetch(&source, &dest, Duration::ZERO).await.unwrap_err();
-
-        assert_eq!(message(err), format!("downloading {url}: the server answered 503 Service Unavailable"));
-        assert_eq!(server.hits.load(Ordering::SeqCst), 1);
-        assert_eq!(names(&tmp.path().join("home")), Vec::<String>::new());
-
-        // The first wait is 1 to 2 s (with jitter), the second 2 to 4 s: only one retry fits in 2.5 s.
-        let err = message(fetch(&source, &dest, Duration::from_millis(2500)).await.unwrap_err());
-        assert_eq!(server.hits.load(Ordering::SeqCst), 3);
-        assert!(err.starts_with("downloading the tarball: gave up after 2 attempts in "), "{err}");
-        assert!(
-            err.ends_with(&format!(
-                " (retry budget spent): downloading {url}: the server answered 503 Service Unavailable"
-            )),
-            "{err}"
-        );
-        assert_eq!(names(&tmp.path().join("home")), Vec::<String>::new());
-    }
 
     #[tokio::test]
     async fn bad_arguments_and_an_existing_destination_are_refused() {

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 
-use super::fetch::{seconds, with_retry, Attempt, FetchError};
+use super::failure::{with_retry, Attempt, FetchError};
 use super::staging::{move_into_place, remove_tree, Staging};
+use crate::transfer::seconds;
 use jupyter_proto::redact::redact_url_credentials as redact_text;
 
 const CLONE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -98,7 +99,7 @@ pub(super) async fn fetch_git(
         return Err(anyhow!("`{reference}` is not a branch, tag or commit name (for {url})").into());
     }
     let repo = staging.dir.join("repo");
-    with_retry(deadline, "cloning the repository", url, || git.clone_into(&repo)).await?;
+    with_retry(deadline, "cloning the repository", || git.clone_into(&repo)).await?;
     let (commit, branch) = match git.resolve(&repo, reference, deadline).await? {
         Some(found) => found,
         None => return Err(FetchError::UnknownRef { url: url.to_string(), reference: reference.to_string() }),
@@ -246,7 +247,7 @@ impl Git<'_> {
     /// Asks the server for one commit; `false` when it will not hand it out.
     async fn fetch_commit(&self, repo: &Path, commit: &str, deadline: Instant) -> Result<bool, FetchError> {
         let args = &["fetch", "--quiet", "origin", commit].map(OsStr::new);
-        with_retry(deadline, "fetching the commit", self.url, || async move {
+        with_retry(deadline, "fetching the commit", || async move {
             let args = &args[..];
             match self.run(Some(repo), args, CLONE_TIMEOUT).await {
                 Ok(output) if output.status.success() => Ok(true),

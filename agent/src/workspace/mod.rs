@@ -9,6 +9,7 @@
 //! participant's copy, and it first moves that copy aside with a timestamp.
 
 mod entries;
+mod failure;
 pub mod fetch;
 mod git;
 pub mod pristine;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, Context};
 use tracing::warn;
 
-use super::fetch::FetchError;
+use super::failure::FetchError;
 
 /// A directory beside the destination where the materials are assembled; removed when dropped,
 /// on every path, after its result has been renamed out of it.

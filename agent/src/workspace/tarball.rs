@@ -3,24 +3,21 @@
 //! passed every entry.
 
 use std::fs;
-use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
-use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
+use jupyter_proto::redact::redact_url;
 
-use super::entries::{check_entries, list_entries};
-use super::fetch::{with_retry, Attempt, FetchError};
+use super::entries::{check_entries, list_entries, open_archive};
+use super::failure::{policy, FetchError};
 use super::staging::{move_into_place, Staging};
-use jupyter_proto::redact::{redact_url, redact_url_credentials as redact_text};
+use crate::transfer::{self, Download};
 
 /// A whole download; materials can be a few hundred MB on a slow link.
 const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-/// How much of an error page goes into a message.
-const ERROR_BODY_CHARS: usize = 200;
 
 pub(super) async fn fetch_tarball(
     raw_url: &str,
@@ -41,10 +38,21 @@ pub(super) async fn fetch_tarball(
     }
     let client = crate::http::download_client(Some(DOWNLOAD_TIMEOUT))?;
     let download = staging.dir.join("download");
-    let actual = with_retry(deadline, "downloading the tarball", &url, || {
-        download_once(&client, raw_url, &url, &download, max_size)
-    })
-    .await?;
+    // No retry when it is too large: the same tarball would be as large again.
+    let too_large = |verb: &str| {
+        anyhow!(
+            "the tarball from {url} {verb} more than [workspace] max_size ({max_size} bytes); raise max_size if the materials really are that large"
+        )
+    };
+    let d = Download {
+        url: raw_url,
+        task: "downloading the tarball",
+        prefix: &format!("downloading {url}"),
+        path: &download,
+        max_size: Some((max_size, &too_large)),
+        error_page: true,
+    };
+    let actual = transfer::download(&client, &d, policy(deadline), |_, _| {}).await?;
     if actual != expected {
         return Err(FetchError::Checksum { url, expected, actual });
     }
@@ -54,70 +62,6 @@ pub(super) async fn fetch_tarball(
         .context("unpacking the tarball")??;
     move_into_place(&root, dest)?;
     Ok(actual)
-}
-
-/// Downloads into `path` (replacing what an earlier attempt left), returning the sha256 of what was written.
-/// Refuses materials larger than `[workspace] max_size`: no retry, the same
-/// tarball would be as large again.
-fn too_large(url: &str, what: &str, max_size: u64) -> Attempt {
-    Attempt::permanent(anyhow!(
-        "the tarball from {url} {what} more than [workspace] max_size ({max_size} bytes); raise max_size if the materials really are that large"
-    ))
-}
-
-async fn download_once(
-    client: &reqwest::Client,
-    raw_url: &str,
-    url: &str,
-    path: &Path,
-    max_size: u64,
-) -> Result<String, Attempt> {
-    // reqwest names the URL, credentials and all, in its messages: drop it and name the redacted one.
-    let failed = |e: reqwest::Error| Attempt {
-        transient: !(e.is_builder() || e.is_redirect()),
-        error: anyhow!(e.without_url()).context(format!("downloading {url}")).into(),
-    };
-    let mut response = client.get(raw_url).send().await.map_err(failed)?;
-    let status = response.status();
-    if !status.is_success() {
-        let transient = status.is_server_error()
-            || status == reqwest::StatusCode::REQUEST_TIMEOUT
-            || status == reqwest::StatusCode::TOO_MANY_REQUESTS;
-        // The start of the error page, which often says why.
-        let mut page = Vec::new();
-        while page.len() < 4 * ERROR_BODY_CHARS {
-            match response.chunk().await {
-                Ok(Some(chunk)) => page.extend_from_slice(&chunk),
-                _ => break,
-            }
-        }
-        let page = String::from_utf8_lossy(&page);
-        let body: String =
-            page.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(ERROR_BODY_CHARS).collect();
-        let message = if body.is_empty() {
-            format!("downloading {url}: the server answered {status}")
-        } else {
-            format!("downloading {url}: the server answered {status}: {}", redact_text(&body))
-        };
-        return Err(Attempt { error: anyhow!(message).into(), transient });
-    }
-    if response.content_length().is_some_and(|n| n > max_size) {
-        return Err(too_large(url, "is announced as", max_size));
-    }
-    let write_failed = |e: io::Error| Attempt::permanent(anyhow!(e).context(format!("writing {}", path.display())));
-    let mut file = tokio::fs::File::create(path).await.map_err(write_failed)?;
-    let mut hasher = Sha256::new();
-    let mut written: u64 = 0;
-    while let Some(chunk) = response.chunk().await.map_err(failed)? {
-        written += chunk.len() as u64;
-        if written > max_size {
-            return Err(too_large(url, "sent", max_size));
-        }
-        hasher.update(&chunk);
-        file.write_all(&chunk).await.map_err(write_failed)?;
-    }
-    file.flush().await.map_err(write_failed)?;
-    Ok(hex::encode(hasher.finalize()))
 }
 
 /// Checks every entry of the archive, then unpacks it into `tree`; returns the directory to move into place
@@ -145,19 +89,6 @@ fn unpack_checked(archive: &Path, tree: &Path, url: &str, max_size: u64) -> Resu
     Ok(single_top_dir(tree).with_context(|| format!("listing {}", tree.display()))?)
 }
 
-/// The archive's reader: gzip by its magic bytes, else plain tar.
-pub(super) fn open_archive(path: &Path) -> io::Result<Box<dyn Read>> {
-    let mut file = fs::File::open(path)?;
-    let mut magic = Vec::with_capacity(2);
-    (&mut file).take(2).read_to_end(&mut magic)?;
-    file.seek(SeekFrom::Start(0))?;
-    Ok(if magic == [0x1f, 0x8b] {
-        Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(BufReader::new(file))))
-    } else {
-        Box::new(BufReader::new(file))
-    })
-}
-
 /// GitHub-style archives hold one top-level directory (`repo-<sha>/`): its contents are the materials.
 fn single_top_dir(tree: &Path) -> io::Result<PathBuf> {
     let entries = fs::read_dir(tree)?.collect::<io::Result<Vec<_>>>()?;
@@ -179,6 +110,11 @@ mod tests {
     use crate::workspace::test_support::{
         destination, gzip, message, names, repository, serve, sha256_hex, tar_bytes, Item, BUDGET,
     };
+
+    /// A tarball source whose download never gets as far as its checksum.
+    fn any_sha256(url: &str) -> Source {
+        Source::Tarball { url: url.into(), sha256: "a".repeat(64), max_size: crate::workspace::fetch::DEFAULT_MAX_SIZE }
+    }
 
     fn mode(path: &Path) -> u32 {
         fs::symlink_metadata(path).unwrap().mode() & 0o7777
@@ -306,15 +242,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn transient_errors_are_retried_within_the_budget_only() {
+        let server = serve(vec![(503, Vec::new())]);
+        let (tmp, dest) = destination();
+        let url = format!("{}/m.tgz", server.base);
+        let source = any_sha256(&url);
+
+        let err = fetch(&source, &dest, Duration::ZERO).await.unwrap_err();
+
+        assert_eq!(message(err), format!("downloading {url}: the server answered 503 Service Unavailable"));
+        assert_eq!(server.hits.load(Ordering::SeqCst), 1);
+        assert_eq!(names(&tmp.path().join("home")), Vec::<String>::new());
+
+        // The first wait is 1 to 2 s (with jitter), the second 2 to 4 s: only one retry fits in 2.5 s.
+        let err = message(fetch(&source, &dest, Duration::from_millis(2500)).await.unwrap_err());
+        assert_eq!(server.hits.load(Ordering::SeqCst), 3);
+        assert!(err.starts_with("downloading the tarball: gave up after 2 attempts in "), "{err}");
+        assert!(
+            err.ends_with(&format!(
+                " (retry budget spent): downloading {url}: the server answered 503 Service Unavailable"
+            )),
+            "{err}"
+        );
+        assert_eq!(names(&tmp.path().join("home")), Vec::<String>::new());
+    }
+
+    #[tokio::test]
     async fn http_errors_other_than_transient_ones_fail_at_once() {
         let server = serve(vec![(404, b"<html>\n  no such\n  file\n</html>".to_vec())]);
         let (tmp, dest) = destination();
         let url = format!("{}/m.tgz", server.base);
-        let source = Source::Tarball {
-            url: url.clone(),
-            sha256: "a".repeat(64),
-            max_size: crate::workspace::fetch::DEFAULT_MAX_SIZE,
-        };
+        let source = any_sha256(&url);
 
         let err = fetch(&source, &dest, BUDGET).await.unwrap_err();
 

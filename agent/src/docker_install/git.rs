@@ -2,8 +2,8 @@
 //! the command is missing (minimal images lack it): the distribution's own
 //! package, carried out by the Docker installer's executor (timeouts,
 //! retries, lock waits, apt's roll-forward steps), as steps `git: ...` of the
-//! converge before the workspace is fetched, and as `install-git`
-//! (docs/git-install.md).
+//! converge before the workspace is fetched, and for `install-git`
+//! (`cli::commands`, docs/git-install.md).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -12,9 +12,10 @@ use std::time::Duration;
 use anyhow::{anyhow, Context, Result};
 use tracing::info;
 
+use super::plan::{self, Action, PackageManager};
+use super::run::{Executor, Progress};
+use super::{distro, RecordProgress};
 use crate::config::Config;
-use crate::docker_install::plan::{self, Action, PackageManager};
-use crate::docker_install::{distro, run::Executor, Progress, RecordProgress, LOCK_TIMEOUT};
 use crate::state::{Phase, Recorder};
 use crate::workspace::fetch::Source;
 
@@ -145,14 +146,8 @@ pub fn dry_run_text(cfg: &Config, root: &Path) -> Result<String> {
         Some(found) => out.push_str(&format!("git is installed at {}: nothing to install\n", found.display())),
         None => {
             let plan = make_plan(root)?;
-            out.push_str(&format!(
-                "git is not installed; distribution: {} ({} {}); package manager: {}; packages: {}\n",
-                plan.distro.name,
-                plan.distro.id,
-                plan.distro.version_id,
-                plan.package_manager.as_str(),
-                plan.packages.join(" ")
-            ));
+            let described = plan::describe(&plan.distro, plan.package_manager, None, plan.packages);
+            out.push_str(&format!("git is not installed; {described}\n"));
             if chrooted {
                 out.push_str(&format!("every command runs as: chroot {} COMMAND\n", root.display()));
             }
@@ -189,20 +184,10 @@ fn check_action() -> Action {
 /// runs `git --version` (the step `git: check`). Returns what was installed:
 /// `git version 2.39.5 at /usr/bin/git`.
 pub async fn install(cfg: &Config, root: &Path, plan: &GitPlan, progress: &mut dyn Progress) -> Result<String> {
-    let executor = Executor {
-        root: root.to_path_buf(),
-        package_manager: plan.package_manager,
-        log: Some(cfg.log_dir.join("install-git.log")),
-        lock_timeout: LOCK_TIMEOUT,
-    };
-    for action in &plan.actions {
-        let name = step_name(action);
-        progress.begin(&name);
-        let (detail, _) = run_step(&executor, action, progress).await?;
-        progress.done(&name, detail);
-    }
+    let executor = Executor::new(root, plan.package_manager, Some(cfg.log_dir.join("install-git.log")));
+    executor.run_steps(&plan.actions, step_name, progress).await?;
     progress.begin(CHECK_STEP);
-    let (_, version) = run_step(&executor, &check_action(), progress).await?;
+    let (_, version) = executor.run_step(&check_action(), progress).await?;
     let found = git_path(root).ok_or_else(|| {
         anyhow!(
             "`git --version` ran, but the workspace fetch will not find git: it is in none of {} (below {}); add the directory apt or dnf installed it in to the agent's PATH",
@@ -213,28 +198,6 @@ pub async fn install(cfg: &Config, root: &Path, plan: &GitPlan, progress: &mut d
     let installed = format!("{} at {}", version.trim(), found.display());
     progress.done(CHECK_STEP, installed.clone());
     Ok(installed)
-}
-
-/// Runs one action, its lines reaching the state as they come; returns
-/// the executor's detail and the last line the command printed.
-async fn run_step(executor: &Executor, action: &Action, progress: &mut dyn Progress) -> Result<(String, String)> {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let run = executor.run_with_lines(action, Some(tx));
-    tokio::pin!(run);
-    let mut last = String::new();
-    let detail = loop {
-        tokio::select! {
-            done = &mut run => break done?,
-            Some(line) = rx.recv() => {
-                progress.output(&line);
-                last = line;
-            }
-        }
-    };
-    while let Ok(line) = rx.try_recv() {
-        last = line;
-    }
-    Ok((detail, last))
 }
 
 /// The converge's git steps: when the `[workspace] source` is a git
@@ -259,44 +222,6 @@ pub async fn ensure_for_workspace(cfg: &Config, rec: &mut Recorder<'_>) -> Resul
     .context("installing git to fetch the workspace")?;
     info!("installed {installed}");
     Ok(())
-}
-
-/// `jupyter-agent install-git`: the converge's git steps alone, into this
-/// host or the mounted root `root` (docs/git-install.md).
-pub fn command(config: &Path, dry_run: bool, root: Option<&Path>) -> Result<()> {
-    use crate::cli::{exit, Exit};
-    let cfg = Config::load_or_default(config)?;
-    let root = crate::cli::mounted_root(root)?;
-    if dry_run {
-        print!("{}", dry_run_text(&cfg, root)?);
-        return Ok(());
-    }
-    if let Some(found) = git_path(root) {
-        println!("git is installed at {}: nothing to install", found.display());
-        return Ok(());
-    }
-    // A refusal comes before the state is touched.
-    let plan = make_plan(root)?;
-    let store = crate::state::StateStore::lock(&cfg.state_dir)?;
-    let runtime =
-        tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        let mut rec = Recorder::new(&store, None)
-            .with_context(|| format!("writing the state file {}", store.path().display()))?;
-        match install(&cfg, root, &plan, &mut RecordProgress { rec: &mut rec, phase: Phase::FetchingWorkspace }).await {
-            Ok(installed) => {
-                // git is there; Jupyter is not converged yet.
-                rec.state.phase = Phase::Pending;
-                rec.save();
-                println!("installed {installed}");
-                Ok(())
-            }
-            Err(e) => {
-                let failure = rec.fail("git", format!("{e:#}"), None, Vec::new());
-                Err(Exit::new(exit::FAILED, format!("{}: {}", failure.step, failure.cause)).into())
-            }
-        }
-    })
 }
 
 #[cfg(test)]
