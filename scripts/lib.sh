@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Shared by scripts/test, scripts/run-local and the image and bench scripts:
+# Shared by scripts/test.sh, scripts/run-local.sh and the image and bench scripts:
 # make this Debian machine able to run the agent and its tests, and time
 # what they do. Source it: it defines functions and their variables (and notes the
 # time, for the total in stage_times).
@@ -129,7 +129,7 @@ install_docker() {
 }
 
 # The Debian packages the main job needs on a fresh machine: debootstrap and
-# curl for the local Jupyter image (scripts/build-test-image).
+# curl for the local Jupyter image (scripts/build-test-image.sh).
 ensure_host_packages() {
     ensure_packages debootstrap:debootstrap curl:curl
 }
@@ -154,7 +154,7 @@ ensure_test_packages() {
 # (debootstrap, apt in a chroot, pip): the local image then the
 # jupyter_server 2 one built on it; the systemd image; rostran. Each image
 # waits up to $1 seconds (default 0) for an engine that another job is
-# starting. scripts/test runs this beside cargo.
+# starting. scripts/test.sh runs this beside cargo.
 prepare_test_images() {
     local wait=${1:-0} here logs rc=0 name
     here=$(dirname "${BASH_SOURCE[0]}")
@@ -168,10 +168,10 @@ prepare_test_images() {
         echo "== $(basename "$1"): $how in $((SECONDS - t))s"
         return "$rc"
     }
-    (timed "$here/build-test-image" --wait-engine "$wait" && timed "$here/build-server2-image") \
+    (timed "$here/build-test-image.sh" --wait-engine "$wait" && timed "$here/build-server2-image.sh") \
         >"$logs/notebook and jupyter_server 2 images" 2>&1 &
     pid["notebook and jupyter_server 2 images"]=$!
-    timed "$here/build-systemd-image" --wait-engine "$wait" >"$logs/systemd image" 2>&1 &
+    timed "$here/build-systemd-image.sh" --wait-engine "$wait" >"$logs/systemd image" 2>&1 &
     pid["systemd image"]=$!
     timed ensure_rostran >"$logs/rostran" 2>&1 &
     pid[rostran]=$!
@@ -204,7 +204,7 @@ ensure_rostran() {
 }
 
 # --- timing -------------------------------------------------------------------
-# scripts/test and scripts/run-local print how long each stage took, as it
+# scripts/test.sh and scripts/run-local.sh print how long each stage took, as it
 # ends and in a table at the end (stage_times, from their EXIT trap).
 
 # Seconds since the epoch, to the nanosecond.

@@ -1,5 +1,5 @@
 //! `jupyter-agent` end to end: the real binary against the real Docker engine
-//! and the real Jupyter server of `scripts/build-test-image`.
+//! and the real Jupyter server of `scripts/build-test-image.sh`.
 
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};

@@ -25,8 +25,8 @@ use crate::common::{docker, get_status, sh, split_url};
 
 const BIN_DIR: &str = "/usr/local/bin";
 
-/// The release bundle: from `JA_RELEASE_DIR` (scripts/test builds it with
-/// scripts/release), else packed here from this build's binaries.
+/// The release bundle: from `JA_RELEASE_DIR` (scripts/test.sh builds it with
+/// scripts/release.sh), else packed here from this build's binaries.
 pub(crate) fn bundle(dir: &Path) -> Vec<u8> {
     if let Ok(release) = std::env::var("JA_RELEASE_DIR") {
         let tarball = std::fs::read_dir(&release)
@@ -180,7 +180,7 @@ impl Boot {
         path: Option<&Path>,
     ) -> (Output, Vec<String>) {
         let render = |pairs: Vec<(&str, String)>| {
-            let mut cmd = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/render-userdata"));
+            let mut cmd = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/render-userdata.py"));
             cmd.arg("values");
             for (k, v) in pairs {
                 cmd.arg(format!("{k}={v}"));
@@ -391,7 +391,7 @@ fn the_user_data_is_posix_sh_that_dash_busybox_and_shellcheck_accept() {
         ("shellcheck", vec!["shellcheck", "-s", "sh"]),
     ] {
         let out = Command::new(cmd[0]).args(&cmd[1..]).arg(&script).output().unwrap_or_else(|e| {
-            panic!("{what} is needed for this test ({e}); scripts/test installs it from Debian's packages")
+            panic!("{what} is needed for this test ({e}); scripts/test.sh installs it from Debian's packages")
         });
         assert!(
             out.status.success(),

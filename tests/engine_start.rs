@@ -39,7 +39,7 @@ fn stop_engine() {
 #[test]
 fn the_agent_starts_an_installed_but_stopped_engine_and_converges() {
     let engine = engine_exclusive();
-    assert!(engine_answers(), "precondition: an engine answers (scripts/test starts one)");
+    assert!(engine_answers(), "precondition: an engine answers (scripts/test.sh starts one)");
     stop_engine();
 
     let env = Env::with_engine_exclusive("start", &engine);
@@ -67,7 +67,7 @@ fn the_agent_starts_an_installed_but_stopped_engine_and_converges() {
     assert_eq!(get_status(&format!("{base}/api/status"), &token), 200);
 }
 
-/// Starts the engine again the way scripts/test does: `jupyter-agent
+/// Starts the engine again the way scripts/test.sh does: `jupyter-agent
 /// install-docker` (a detached dockerd when there is no systemd).
 fn start_engine(env: &Env) {
     let config = env.path("host.toml");
@@ -90,7 +90,7 @@ fn start_engine(env: &Env) {
 #[test]
 fn a_long_running_agent_follows_a_dockerd_restart() {
     let engine = engine_exclusive();
-    assert!(engine_answers(), "precondition: an engine answers (scripts/test starts one)");
+    assert!(engine_answers(), "precondition: an engine answers (scripts/test.sh starts one)");
     let env = Env::with_engine_exclusive("dockerd-restart", &engine);
     // A fixed port, as on an instance: with port 0 the engine picks a new one at each start.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();

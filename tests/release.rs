@@ -1,15 +1,15 @@
-//! The release as a user gets it: `scripts/release` builds the static
+//! The release as a user gets it: `scripts/release.sh` builds the static
 //! binaries and the tarball (minutes: LTO on a small machine), and the tests
 //! check what a user would: the checksums, the tarball's contents, that the
 //! binaries are static (read with the `object` crate: the one check of
 //! it), and that they run in an empty root file system (a directory holding
 //! only the binary: no /lib, no /etc).
 //!
-//! The release checked is `$JA_RELEASE_DIR` when set (scripts/test builds
+//! The release checked is `$JA_RELEASE_DIR` when set (scripts/test.sh builds
 //! it once for these tests and the boot test; a release to publish is
-//! checked the same way: `scripts/release --out dist && JA_RELEASE_DIR=$PWD/dist
+//! checked the same way: `scripts/release.sh --out dist && JA_RELEASE_DIR=$PWD/dist
 //! cargo test -p e2e --test tests -- release::`), else one built here by
-//! running `scripts/release`.
+//! running `scripts/release.sh`.
 //!
 //! Needs root (chroot); no Docker engine. `cargo test -p e2e --test tests
 //! release:: -- --nocapture` shows the build's summary and the sizes.
@@ -29,7 +29,7 @@ use crate::common::ros;
 
 const BINARIES: [&str; 2] = ["jupyter-agent", "jupyter-bootstrap"];
 
-/// What one run of `scripts/release` produced.
+/// What one run of `scripts/release.sh` produced.
 struct Release {
     out: PathBuf,
     /// `jupyter-agent-<version>-x86_64-linux`.
@@ -66,7 +66,7 @@ fn build() -> Result<Release, String> {
     let name = format!("jupyter-agent-{}-x86_64-linux", env!("CARGO_PKG_VERSION"));
     let tarball = out.join(format!("{name}.tar.gz"));
     if !tarball.is_file() {
-        return Err(format!("no {} (scripts/release writes it)", tarball.display()));
+        return Err(format!("no {} (scripts/release.sh writes it)", tarball.display()));
     }
     let unpacked = Path::new(env!("CARGO_TARGET_TMPDIR")).join("release-unpacked");
     let _ = fs::remove_dir_all(&unpacked);
@@ -84,10 +84,10 @@ fn build() -> Result<Release, String> {
     Ok(Release { out, name, tarball, unpacked })
 }
 
-/// `scripts/release --out <target tmp>/release`; the directory it wrote.
+/// `scripts/release.sh --out <target tmp>/release`; the directory it wrote.
 fn run_release_script() -> Result<PathBuf, String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
-    let script = root.join("scripts/release");
+    let script = root.join("scripts/release.sh");
     // Under target/tmp, emptied at each run: nothing left behind in /tmp.
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("release");
     let _ = fs::remove_dir_all(&out);
@@ -109,7 +109,7 @@ fn run_release_script() -> Result<PathBuf, String> {
             run.status,
         ));
     }
-    eprintln!("scripts/release took {took:.1?}:\n{stdout}");
+    eprintln!("scripts/release.sh took {took:.1?}:\n{stdout}");
     Ok(out)
 }
 

@@ -1,5 +1,5 @@
 //! The service path under a real systemd: a container in which systemd
-//! boots as PID 1 (`scripts/build-systemd-image`), with host networking and
+//! boots as PID 1 (`scripts/build-systemd-image.sh`), with host networking and
 //! the host engine's socket, stands in for the instance. `jupyter-agent
 //! install` runs inside it, so the agent is a real `Type=notify` unit that
 //! manages Jupyter on the host engine. One systemd container for the whole

@@ -7,7 +7,7 @@
 # never waits out its timeout for a script that died.
 #
 # POSIX sh (dash, busybox sh). The markers (a name between two pairs of
-# at-signs) are filled in by scripts/render-userdata: with ${Name} for the
+# at-signs) are filled in by scripts/render-userdata.py: with ${Name} for the
 # template's Fn::Sub, or with values for a test.
 
 set -u

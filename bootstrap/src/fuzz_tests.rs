@@ -5,7 +5,7 @@
 //!
 //! Each property must hold, and nothing may panic, on every input. `cargo
 //! test` runs proptest's default number of cases per property (256, or
-//! `PROPTEST_CASES`); `scripts/fuzz` runs a million in an optimised build and
+//! `PROPTEST_CASES`); `scripts/fuzz.sh` runs a million in an optimised build and
 //! prints, per property, the inputs run and how many the parser accepted.
 
 use jupyter_proto::fuzz::{self, fuzz, lit};

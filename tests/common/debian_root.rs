@@ -1,5 +1,5 @@
 //! Fresh Debian roots for the tests that install packages with the real apt
-//! (`docker_install`, `git_install`). `scripts/make-debian-root` (debootstrap
+//! (`docker_install`, `git_install`). `scripts/make-debian-root.sh` (debootstrap
 //! of this machine's release from the mirror of its own apt configuration)
 //! runs once per week and release, into a template under cargo's target
 //! directory (`CARGO_TARGET_TMPDIR`); each test gets a copy of it (`cp -a`),
@@ -48,7 +48,7 @@ fn template() -> Result<PathBuf, String> {
     }
     let building = dir.join(format!("{name}.building-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&building);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/make-debian-root");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/make-debian-root.sh");
     let out = Command::new(&script).arg(&building).output().map_err(|e| format!("{}: {e}", script.display()))?;
     if !out.status.success() {
         let _ = std::fs::remove_dir_all(&building);

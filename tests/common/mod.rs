@@ -28,12 +28,12 @@ pub mod wss;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The Jupyter image built by `scripts/build-test-image`.
+/// The Jupyter image built by `scripts/build-test-image.sh`.
 pub fn test_image() -> String {
     std::env::var("JUPYTER_TEST_IMAGE").unwrap_or_else(|_| "jupyter-agent/notebook:local".into())
 }
 
-/// The jupyter_server 2 image built by `scripts/build-server2-image`.
+/// The jupyter_server 2 image built by `scripts/build-server2-image.sh`.
 pub fn server2_image() -> String {
     std::env::var("JUPYTER_SERVER2_IMAGE").unwrap_or_else(|_| "jupyter-agent/server2:local".into())
 }

@@ -158,7 +158,7 @@ pub fn read(rel: &str) -> String {
 }
 
 pub fn render_userdata() -> Command {
-    Command::new(repo().join("scripts/render-userdata"))
+    Command::new(repo().join("scripts/render-userdata.py"))
 }
 
 // --- YAML access ---------------------------------------------------------------

@@ -101,7 +101,7 @@ pub async fn ensure(
             let present = image_id(docker, reference).await?.is_some();
             match (p.policy, present) {
                 (PullPolicy::Never, false) => bail!(
-                    "the image {reference} is not on this host and [image] pull = \"never\"; load or build it first (scripts/build-test-image builds the local one), or set pull = \"if-not-present\""
+                    "the image {reference} is not on this host and [image] pull = \"never\"; load or build it first (scripts/build-test-image.sh builds the local one), or set pull = \"if-not-present\""
                 ),
                 (PullPolicy::Never | PullPolicy::IfNotPresent, true) => "present".to_string(),
                 (PullPolicy::Always, _) | (PullPolicy::IfNotPresent, false) => {

@@ -5,23 +5,23 @@
 # examples/local.toml, and print the login URL. Jupyter keeps running
 # afterwards on 127.0.0.1:8888.
 #
-# Only what the main job needs: not the images only the tests use (scripts/test
+# Only what the main job needs: not the images only the tests use (scripts/test.sh
 # builds those). The image's Debian tree is made in the background while cargo
 # builds the agent (network and disk beside CPU); its import waits for the
 # engine the agent installs. Prints how long each part took.
 #
-#   scripts/run-local       (as root on Debian 12)
+#   scripts/run-local.sh       (as root on Debian 12)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 trap 'stage_bg_stop; stage_times' EXIT
 stage "Debian packages (debootstrap, curl)" ensure_host_packages
-stage_bg "the local Jupyter image (scripts/build-test-image)" scripts/build-test-image --wait-engine 1800
+stage_bg "the local Jupyter image (scripts/build-test-image.sh)" scripts/build-test-image.sh --wait-engine 1800
 stage "building jupyter-agent (release)" cargo build --release --locked -p jupyter-agent
 agent=${CARGO_TARGET_DIR:-target}/release/jupyter-agent
 stage "Docker (jupyter-agent install-docker)" install_docker "$agent"
-stage_wait "the local Jupyter image (scripts/build-test-image)"
+stage_wait "the local Jupyter image (scripts/build-test-image.sh)"
 stage "jupyter-agent run --config examples/local.toml --once" "$agent" --config examples/local.toml run --once
 echo
 echo "Jupyter is ready. Open:"

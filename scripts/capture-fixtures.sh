@@ -7,7 +7,7 @@
 # `docker logs` byte for byte. See tests/fixtures/README.md for the files.
 #
 # Servers:
-#   - Debian 12's Jupyter Notebook 6.4 (the image from scripts/build-test-image),
+#   - Debian 12's Jupyter Notebook 6.4 (the image from scripts/build-test-image.sh),
 #     without and with a TTY, and with the token set by JUPYTER_TOKEN;
 #   - newer servers installed with pip, each in its own virtual environment under /opt
 #     in an image derived from that one (jupyter-agent/fixtures:local):
@@ -56,7 +56,7 @@ Options:
 
 Environment:
   JUPYTER_TEST_IMAGE     base image (default jupyter-agent/notebook:local; built
-                         with scripts/build-test-image if missing)
+                         with scripts/build-test-image.sh if missing)
   JUPYTER_FIXTURE_IMAGE  derived image with the pip-installed servers
                          (default jupyter-agent/fixtures:local)
   WHEEL_CACHE            wheel download cache
@@ -167,7 +167,7 @@ env_pins() {
 }
 
 # --- images --------------------------------------------------------------------
-"$HERE/build-test-image" --name "$BASE_IMAGE"
+"$HERE/build-test-image.sh" --name "$BASE_IMAGE"
 
 download_wheels() {
     local env dir

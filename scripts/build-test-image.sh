@@ -11,8 +11,8 @@
 # (unless --force), so CI can call it on every run.
 #
 # With --wait-engine SECONDS it may start before Docker is installed: the
-# Debian tree needs no engine, and the import waits for one (scripts/test and
-# scripts/run-local build the agent and install Docker meanwhile).
+# Debian tree needs no engine, and the import waits for one (scripts/test.sh and
+# scripts/run-local.sh build the agent and install Docker meanwhile).
 set -euo pipefail
 
 PROG=$(basename "$0")
@@ -204,7 +204,7 @@ tar --numeric-owner -C "$ROOTFS" -c . |
         -c "EXPOSE $PORT" \
         -c 'ENV LANG=C.UTF-8' \
         -c 'WORKDIR /root' \
-        -m "Debian $SUITE minbase + python3-notebook $NB_VERSION (scripts/build-test-image)" \
+        -m "Debian $SUITE minbase + python3-notebook $NB_VERSION (scripts/build-test-image.sh)" \
         - "$NAME" >>"$LOGFILE" 2>&1 || die "docker import failed"
 NEW_ID=$("$DOCKER" image inspect -f '{{.Id}}' "$NAME")
 if [ -n "$OLD_ID" ] && [ "$OLD_ID" != "$NEW_ID" ]; then

@@ -5,9 +5,9 @@
 # upgrade first, then the package with its recommendations), measured in one
 # run on the same machine and mirror. Prints the figures; asserts nothing.
 #
-#   scripts/bench-install [AGENT]     (as root; default AGENT: target/release/jupyter-agent)
+#   scripts/bench-install.sh [AGENT]     (as root; default AGENT: target/release/jupyter-agent)
 #
-# Both roots come from scripts/make-debian-root (this machine's release and
+# Both roots come from scripts/make-debian-root.sh (this machine's release and
 # mirror). The agent goes first, so any cache warmed along the way favours
 # the hands-on way, not the agent.
 set -euo pipefail
@@ -27,8 +27,8 @@ cleanup() {
 trap cleanup EXIT
 
 echo "== preparing two fresh Debian roots"
-scripts/make-debian-root "$WORK/agent" >/dev/null
-scripts/make-debian-root "$WORK/handson" >/dev/null
+scripts/make-debian-root.sh "$WORK/agent" >/dev/null
+scripts/make-debian-root.sh "$WORK/handson" >/dev/null
 printf 'state_dir = "%s/state"\nlog_dir = "%s/log"\n' "$WORK" "$WORK" >"$WORK/config.toml"
 
 echo "== jupyter-agent install-docker --root (the agent's plan)"

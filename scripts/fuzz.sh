@@ -10,7 +10,7 @@
 #   config  jupyter-agent  src/config: the TOML configuration
 #   curl    jupyter-bootstrap  src/curl_cli.rs: the wait condition's CurlCli
 #
-#   scripts/fuzz [--cases N] [TARGET...]   (default: 1000000 cases, all targets;
+#   scripts/fuzz.sh [--cases N] [TARGET...]   (default: 1000000 cases, all targets;
 #                                           PROPTEST_CASES sets the default)
 set -euo pipefail
 PROG=$(basename "$0")

@@ -6,14 +6,14 @@
 # agent in it to install git, and the install benchmark compares installs
 # in two of them.
 #
-# A debootstrap is minutes of downloads, and one run of scripts/test needs
+# A debootstrap is minutes of downloads, and one run of scripts/test.sh needs
 # several roots (the systemd image, the install tests' template): the fresh
 # tree is kept as a tarball for the week (suite, mirror and week in its
 # name, under $JA_DEBIAN_ROOT_CACHE, default /var/cache/jupyter-agent), and
 # later calls unpack it in seconds. Nothing is ever installed into the
 # cached tree; a lock keeps two callers from making it twice.
 #
-#   scripts/make-debian-root DIR      (as root; DIR must not exist or be empty)
+#   scripts/make-debian-root.sh DIR      (as root; DIR must not exist or be empty)
 set -euo pipefail
 PROG=$(basename "$0")
 die() { echo "$PROG: error: $*" >&2; exit 1; }

@@ -9,7 +9,7 @@
 #
 # Idempotent: exits 0 at once when the image exists (unless --force).
 #
-#   scripts/build-server2-image [--name NAME] [--force]
+#   scripts/build-server2-image.sh [--name NAME] [--force]
 set -euo pipefail
 
 PROG=$(basename "$0")
@@ -36,7 +36,7 @@ if [ "$FORCE" -eq 0 ] && "$DOCKER" image inspect "$NAME" >/dev/null 2>&1; then
     echo "$PROG: $NAME exists"
     exit 0
 fi
-"$DOCKER" image inspect "$BASE_IMAGE" >/dev/null 2>&1 || "$HERE/build-test-image" --name "$BASE_IMAGE"
+"$DOCKER" image inspect "$BASE_IMAGE" >/dev/null 2>&1 || "$HERE/build-test-image.sh" --name "$BASE_IMAGE"
 command -v python3 >/dev/null || die "python3 (with pip) is needed on the host"
 
 mkdir -p "$WHEEL_CACHE/server" "$WHEEL_CACHE/pip"

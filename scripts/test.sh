@@ -6,7 +6,7 @@
 # the engine and checks that the agent starts it again: the end-to-end tests
 # are one test binary (tests/tests.rs) whose tests run in parallel threads,
 # and that test waits for, and holds off, every other test that uses the
-# engine (the engine lock in tests/common/mod.rs).
+# engine (the engine lock in tests/common/env.rs).
 #
 # The host's preparation is mostly network and disk (debootstrap, apt in a
 # chroot, pip, docker import) and cargo is CPU, so they overlap: the images
@@ -16,7 +16,7 @@
 # done. Every stage's time is printed as it ends, and all of them in a
 # table at the end.
 #
-#   scripts/test            (as root on Debian 12)
+#   scripts/test.sh            (as root on Debian 12)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -36,18 +36,18 @@ stage_bg "Docker (jupyter-agent install-docker)" install_docker "${CARGO_TARGET_
 # it, so that the sizes the release tests print are the release's. Its long
 # single-threaded LTO steps leave a core free, which clippy and the test
 # build below use (release and debug builds do not lock each other out).
-stage_bg "scripts/release" scripts/release --out target/release-bundle
+stage_bg "scripts/release.sh" scripts/release.sh --out target/release-bundle
 
 stage "shellcheck (the user data must stay POSIX sh)" shellcheck -s sh userdata/userdata.sh
-stage "shellcheck scripts" shellcheck -x scripts/lib.sh scripts/test scripts/run-local scripts/build-test-image \
-    scripts/build-server2-image scripts/build-systemd-image scripts/make-debian-root scripts/bench-install \
-    scripts/bench-tls scripts/release scripts/capture-fixtures scripts/fuzz .ci/run
-stage "scripts/render-userdata template --check" scripts/render-userdata template --check
+stage "shellcheck scripts" shellcheck -x scripts/lib.sh scripts/test.sh scripts/run-local.sh scripts/build-test-image.sh \
+    scripts/build-server2-image.sh scripts/build-systemd-image.sh scripts/make-debian-root.sh scripts/bench-install.sh \
+    scripts/bench-tls.sh scripts/release.sh scripts/capture-fixtures.sh scripts/fuzz.sh .ci/run
+stage "scripts/render-userdata.py template --check" scripts/render-userdata.py template --check
 stage "cargo fmt --check" cargo fmt --all -- --check
 stage "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 stage "cargo test --no-run (the test binaries)" cargo test --workspace --locked --no-run
 
-stage_wait "scripts/release"
+stage_wait "scripts/release.sh"
 export JA_RELEASE_DIR="$PWD/target/release-bundle"
 stage_wait "Docker (jupyter-agent install-docker)"
 stage_wait "test images and rostran"

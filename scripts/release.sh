@@ -7,7 +7,7 @@ set -euo pipefail
 
 usage() {
     cat <<'EOF'
-Usage: scripts/release [--out DIR] [--version V]
+Usage: scripts/release.sh [--out DIR] [--version V]
 
 Builds jupyter-agent and jupyter-bootstrap for x86_64 Linux, statically
 linked (RUSTFLAGS='-C target-feature=+crt-static', --target

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the image in which systemd boots as PID 1 (docs/systemd.md): a
-# Debian root of this machine's release (scripts/make-debian-root) with
+# Debian root of this machine's release (scripts/make-debian-root.sh) with
 # systemd and systemd-sysv (and what user data needs on an instance: curl,
 # git, iptables) installed from the machine's own mirror, turned
 # into an image with `docker import` and `CMD ["/sbin/init"]`. The service
@@ -8,9 +8,9 @@
 #
 # Idempotent: exits 0 at once when the image exists (unless --force). With
 # --wait-engine SECONDS no engine is needed until the import, which waits
-# that long for one (scripts/test installs Docker meanwhile).
+# that long for one (scripts/test.sh installs Docker meanwhile).
 #
-#   scripts/build-systemd-image [--name NAME] [--force] [--wait-engine SECONDS]
+#   scripts/build-systemd-image.sh [--name NAME] [--force] [--wait-engine SECONDS]
 set -euo pipefail
 
 PROG=$(basename "$0")
@@ -44,7 +44,7 @@ fi
 WORK=$(mktemp -d /var/tmp/build-systemd-image.XXXXXX)
 trap 'rm -rf --one-file-system "$WORK"' EXIT
 ROOT=$WORK/root
-"$HERE/make-debian-root" "$ROOT" >/dev/null
+"$HERE/make-debian-root.sh" "$ROOT" >/dev/null
 # Package scripts must not start services in the chroot (invoke-rc.d's policy layer).
 printf '#!/bin/sh\nexit 101\n' >"$ROOT/usr/sbin/policy-rc.d"
 chmod 0755 "$ROOT/usr/sbin/policy-rc.d"

@@ -8,8 +8,8 @@ to the moment the bootstrap process has exited with the URL. Also prints
 the bootstrap binary's size. Prints figures; asserts nothing (target: median
 under 20 ms).
 
-Usage: scripts/bench-bootstrap [--runs N] [--release-dir DIR]
-Needs: a running Docker engine, the image of scripts/build-test-image, and
+Usage: scripts/bench-bootstrap.py [--runs N] [--release-dir DIR]
+Needs: a running Docker engine, the image of scripts/build-test-image.sh, and
 release builds of both binaries (cargo build --release --workspace).
 """
 

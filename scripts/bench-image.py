@@ -20,8 +20,8 @@ also pull its base, the archive and the pull would carry it), so the figures
 compare what differs: the materials' layer made or fetched. Prints the
 figures and the ratios; asserts nothing.
 
-Usage: scripts/bench-image [--agent PATH] [--runs N]
-Needs: root, a running Docker engine, the image of scripts/build-test-image,
+Usage: scripts/bench-image.py [--agent PATH] [--runs N]
+Needs: root, a running Docker engine, the image of scripts/build-test-image.sh,
 docker-registry (Debian's package), python3 with pip (wheels are downloaded
 with pip from the machine's configured index).
 """

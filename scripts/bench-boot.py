@@ -11,7 +11,7 @@ Runs, on this machine and in one run:
    token; jupyter-bootstrap then signals a local endpoint playing the ROS
    wait condition. Measured: from the script's start to the SUCCESS request.
 2. what the original hands-on's user data did: a full system upgrade (done in
-   a fresh Debian root from scripts/make-debian-root, so that this machine is
+   a fresh Debian root from scripts/make-debian-root.sh, so that this machine is
    not upgraded; Docker is already installed on the host for both), git
    clone, docker build, docker run, a fixed `sleep 10`, and a grep of the
    log for the token. Measured: start to the end of the grep.
@@ -20,8 +20,8 @@ Prints both, their ratio, and whether the hands-on way found a token at all.
 Asserts nothing. Uses this host's /usr/local/bin, /etc/jupyter-agent and a
 container named `notebook` (published on loopback), and removes them afterwards.
 
-Usage: scripts/bench-boot [--bundle TARBALL]   (default: built here from target/release)
-Needs: root, a running Docker engine, the image of scripts/build-test-image,
+Usage: scripts/bench-boot.py [--bundle TARBALL]   (default: built here from target/release)
+Needs: root, a running Docker engine, the image of scripts/build-test-image.sh,
 release builds (cargo build --release --workspace), git, debootstrap.
 """
 
@@ -163,7 +163,7 @@ def run(work, bundle_path):
         "TlsMode": "off",
     }
     script = subprocess.run(
-        [os.path.join(ROOT, "scripts/render-userdata"), "values"] + [f"{k}={v}" for k, v in values.items()],
+        [os.path.join(ROOT, "scripts/render-userdata.py"), "values"] + [f"{k}={v}" for k, v in values.items()],
         check=True,
         capture_output=True,
         text=True,
@@ -187,7 +187,7 @@ def run(work, bundle_path):
 
     # The hands-on way. The upgrade runs in a fresh Debian root (not on this host).
     droot = os.path.join(work, "debian")
-    subprocess.run([os.path.join(ROOT, "scripts/make-debian-root"), droot], check=True, capture_output=True)
+    subprocess.run([os.path.join(ROOT, "scripts/make-debian-root.sh"), droot], check=True, capture_output=True)
     clone = os.path.join(work, "handson-clone")
     handson = f"""
 set -e

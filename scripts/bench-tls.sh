@@ -29,14 +29,14 @@
 # a read-only mount, in a header file (0600), never in a process's
 # arguments.
 #
-#   scripts/bench-tls [--agent PATH] [--requests N] [--connections N]
+#   scripts/bench-tls.sh [--agent PATH] [--requests N] [--connections N]
 #                     [--round-trips N] [--held N]        (as root)
 #
 # Without --agent it builds the agent (cargo build --release; honours
 # CARGO_TARGET_DIR). Prepares what it needs: curl, openssl and jq (Debian
 # packages), a Docker engine (the agent's install-docker when none answers;
 # stopped again afterwards only then), and the local Jupyter image
-# (scripts/build-test-image; $JUPYTER_TEST_IMAGE).
+# (scripts/build-test-image.sh; $JUPYTER_TEST_IMAGE).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh disable=SC1091
@@ -116,7 +116,7 @@ if ! engine_answers; then
     STARTED_ENGINE=1
     install_docker "$AGENT"
 fi
-scripts/build-test-image
+scripts/build-test-image.sh
 
 WORK=$(mktemp -d /var/tmp/bench-tls.XXXXXX)
 chmod 700 "$WORK"

@@ -13,14 +13,14 @@ Measures, against the real engine and the local Jupyter image:
    the state file (no agent running).
 4. the same for `cloud-init status`, in the same run: Debian's cloud-init
    package in a Debian root of this machine's release, run through chroot
-   (made once with scripts/make-debian-root and kept in --cloud-init-root).
+   (made once with scripts/make-debian-root.sh and kept in --cloud-init-root).
 
 Prints figures and the ratios; asserts nothing (targets: median latency
 < 50 ms, converge peak < 20 MiB, status at most 1.5 ms CPU and 3 MiB).
 
-Usage: scripts/bench-agent [--starts N] [--status-runs M] [--agent PATH]
+Usage: scripts/bench-agent.py [--starts N] [--status-runs M] [--agent PATH]
                            [--cloud-init-root DIR]
-Needs: a running Docker engine, the image of scripts/build-test-image, and
+Needs: a running Docker engine, the image of scripts/build-test-image.sh, and
 a built agent (default: target/release/jupyter-agent).
 """
 
@@ -220,7 +220,7 @@ def ensure_cloud_init_root(root):
         return root
     print(f"bench-agent: making {root} with cloud-init (once; kept for later runs)", file=sys.stderr)
     subprocess.run(["rm", "-rf", root], check=True)
-    subprocess.run([os.path.join(ROOT, "scripts/make-debian-root"), root], check=True)
+    subprocess.run([os.path.join(ROOT, "scripts/make-debian-root.sh"), root], check=True)
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     subprocess.run(
         ["chroot", root, "apt-get", "install", "-y", "-qq", "--no-install-recommends", "cloud-init"],
