@@ -185,12 +185,10 @@ fn alibabas_template_formatter_accepts_both_templates() {
     let rostran = std::env::var("ROSTRAN").unwrap_or_else(|_| "/var/tmp/jupyter-agent-rostran/bin/rostran".into());
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     for template in ["userdata/template.yml", ROOM] {
-        let out = Command::new(&rostran)
-            .arg("format")
-            .arg(repo.join(template))
-            .env("NO_COLOR", "1")
-            .output()
-            .unwrap_or_else(|e| panic!("{rostran}: {e} (scripts/test.sh installs it: scripts/lib.sh ensure_rostran)"));
+        let out =
+            Command::new(&rostran).arg("format").arg(repo.join(template)).env("NO_COLOR", "1").output().unwrap_or_else(
+                |e| panic!("{rostran}: {e} (scripts/test.sh installs it: scripts/lib.sh ensure_rostran)"),
+            );
         let printed = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "rostran format {template}: {printed}");
         assert!(

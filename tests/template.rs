@@ -394,7 +394,8 @@ fn the_user_data_refuses_a_tls_mode_other_than_the_three_before_the_download() {
                 format!("{m}={value}")
             })
             .collect();
-        let out = render_userdata().arg("values").args(&values).output().expect("run scripts/render-userdata.py values");
+        let out =
+            render_userdata().arg("values").args(&values).output().expect("run scripts/render-userdata.py values");
         assert!(out.status.success(), "render-userdata values: {}", String::from_utf8_lossy(&out.stderr));
         let path = dir.path().join("userdata.sh");
         std::fs::write(&path, &out.stdout).unwrap();
