@@ -310,7 +310,7 @@ async fn image_check(cfg: &Config, docker: Option<&bollard::Docker>) -> Check {
     use crate::image::{image_id, registry_host, short_id};
     let reference = &cfg.image.reference;
     let source = match &cfg.image.source {
-        ImageSource::Pull(Pull { credentials: Some(path), .. }) => match crate::image::credentials::read(path) {
+        ImageSource::Pull(Pull { credentials: Some(path), .. }) => match crate::config::credentials::read(path) {
             Ok(login) => {
                 format!("pulled from {} as {} (login in {})", registry_host(reference), login.username, path.display())
             }

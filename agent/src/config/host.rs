@@ -53,7 +53,7 @@ impl Config {
             }
         }
         if let super::ImageSource::Pull(super::Pull { credentials: Some(path), .. }) = &self.image.source {
-            if let Err(e) = crate::image::credentials::read(path) {
+            if let Err(e) = super::credentials::read(path) {
                 return Err(refuse("[image] credentials", path, &format!("{e:#}")));
             }
         }

@@ -6,6 +6,7 @@
 //! (`config.toml: [container] port = 70000: expected an integer from 1 to
 //! 65535`). Nothing on the host changes before the whole file is valid.
 
+pub mod credentials;
 pub mod host;
 mod image;
 mod section;
@@ -13,6 +14,7 @@ mod section;
 mod tests;
 mod tls;
 pub mod values;
+pub mod workspace;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -106,7 +108,7 @@ pub struct DockerConfig {
 /// The `[workspace]` section: materials fetched once into `path`, never overwritten.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkspaceConfig {
-    pub source: crate::workspace::fetch::Source,
+    pub source: workspace::Source,
     /// The host directory (the hands-on: `/root/imagesearchhandson`).
     pub path: PathBuf,
     /// Where the container's env file is written (mode 0600) from `env`.
@@ -119,10 +121,10 @@ impl WorkspaceConfig {
     /// The source as a person wrote it, for messages and the record (no secrets: userinfo removed).
     pub fn source_label(&self) -> String {
         match &self.source {
-            crate::workspace::fetch::Source::Tarball { url, sha256, .. } => {
+            workspace::Source::Tarball { url, sha256, .. } => {
                 format!("{} (sha256 {sha256})", redact_url(url))
             }
-            crate::workspace::fetch::Source::Git { url, reference } => {
+            workspace::Source::Git { url, reference } => {
                 format!("{} (ref {reference})", redact_url(url))
             }
         }
@@ -370,7 +372,7 @@ impl Config {
 }
 
 fn workspace_config(mut s: Section) -> Result<WorkspaceConfig, ConfigError> {
-    use crate::workspace::fetch::Source;
+    use workspace::Source;
     let url = s.string("source")?.ok_or_else(|| {
         s.err("source", None, "missing; expected the URL of a tarball (with sha256) or of a git repository (with ref)")
     })?;
@@ -448,7 +450,7 @@ fn workspace_config(mut s: Section) -> Result<WorkspaceConfig, ConfigError> {
                     "expected 64 hexadecimal digits (sha256sum of the tarball)",
                 ));
             }
-            let max_size = max_size.map_or(crate::workspace::fetch::DEFAULT_MAX_SIZE, |b| b.0);
+            let max_size = max_size.map_or(workspace::DEFAULT_MAX_SIZE, |b| b.0);
             Source::Tarball { url, sha256: sha.to_ascii_lowercase(), max_size }
         }
         (None, Some(_)) if is_archive(&url) => {

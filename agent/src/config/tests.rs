@@ -129,7 +129,7 @@ fn rejections_name_file_key_value_and_expectation() {
 
 #[test]
 fn a_workspace_is_a_tarball_or_a_git_repository_and_can_be_named() {
-    use crate::workspace::fetch::Source;
+    use crate::config::workspace::Source;
     let sha = "ab".repeat(32);
     let c = parse(&format!(
         "[workspace]\nsource = \"https://example.com/h.tar.gz\"\nsha256 = \"{}\"\npath = \"/root/handson\"\nenv_file = \"env\"\n\
@@ -145,7 +145,7 @@ fn a_workspace_is_a_tarball_or_a_git_repository_and_can_be_named() {
         Source::Tarball {
             url: "https://example.com/h.tar.gz".into(),
             sha256: sha.clone(),
-            max_size: crate::workspace::fetch::DEFAULT_MAX_SIZE
+            max_size: crate::config::workspace::DEFAULT_MAX_SIZE
         }
     );
     assert_eq!(w.env_file.as_deref(), Some(Path::new("/root/handson/env")));

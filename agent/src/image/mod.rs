@@ -6,7 +6,6 @@
 
 mod archive;
 mod build;
-pub mod credentials;
 pub mod export;
 mod pull;
 

@@ -45,7 +45,7 @@ pub(super) async fn pull(
         // Read at each attempt: an organiser may fix the file meanwhile.
         let auth = match credentials {
             Some(path) => {
-                let c = super::credentials::read(path).map_err(|error| Attempt { error, transient: false })?;
+                let c = crate::config::credentials::read(path).map_err(|error| Attempt { error, transient: false })?;
                 Some(DockerCredentials {
                     username: Some(c.username),
                     password: Some(c.password),

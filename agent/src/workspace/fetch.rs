@@ -14,44 +14,13 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use jupyter_proto::redact::redact_url;
 use tracing::info;
 
 pub use super::failure::FetchError;
 use super::git::{fetch_git, Git};
 use super::staging::Staging;
 use super::tarball::fetch_tarball;
-
-/// `[workspace] max_size` when not set: 1 GiB (README, Configuration).
-pub const DEFAULT_MAX_SIZE: u64 = 1 << 30;
-
-/// Where the materials come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
-    /// A tarball (.tar, .tar.gz / .tgz) at an http(s) URL, verified against its sha256 (hex, 64 chars).
-    Tarball {
-        url: String,
-        sha256: String,
-        /// The most the download, and the unpacked materials, may take (bytes).
-        max_size: u64,
-    },
-    /// A git repository URL (https://, http://, file://, or a local path) at a branch, tag or commit.
-    Git { url: String, reference: String },
-}
-
-impl Source {
-    /// The URL as given, credentials included: never for messages or logs.
-    fn raw_url(&self) -> &str {
-        match self {
-            Source::Tarball { url, .. } | Source::Git { url, .. } => url,
-        }
-    }
-
-    /// The URL with any credentials in it replaced by `***`, for messages and logs.
-    pub fn display_url(&self) -> String {
-        redact_url(self.raw_url())
-    }
-}
+pub use crate::config::workspace::{Source, DEFAULT_MAX_SIZE};
 
 /// Fetches `source` into `dest`, a directory that must not exist yet (its parent exists).
 /// On success `dest` holds the materials; on any error nothing is left at `dest`
