@@ -86,7 +86,7 @@ pub(crate) fn materials(dir: &Path, dockerfile_extra: &str) -> PathBuf {
 }
 
 /// Everything a boot leaves on the host, removed before and after each test.
-fn clean_host() {
+pub(crate) fn clean_host() {
     // Only this PID namespace's: the agents that the systemd tests run as
     // units in their containers have the same command line.
     let own = std::process::id().to_string();
@@ -120,7 +120,8 @@ pub(crate) struct Boot {
     pub(crate) inside: Option<String>,
     pub(crate) ros: FakeRos,
     _meta: FakeMetadata,
-    image: String,
+    /// The notebook image the user data builds, removed when the boot is dropped.
+    pub(crate) image: String,
     /// The template's image source parameters (build, by default).
     pub(crate) image_source: Vec<(&'static str, String)>,
     _engine: EngineShared,
@@ -179,6 +180,39 @@ impl Boot {
         curl_cli: &str,
         path: Option<&Path>,
     ) -> (Output, Vec<String>) {
+        let child = self.user_data(bundle_url, bundle_sha, repo, wait, curl_cli, path).spawn().unwrap();
+        let (tx, done) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(child.wait_with_output()));
+        let signature = QUERY.rsplit("signature=").next().unwrap();
+        let mut exposed = Vec::new();
+        loop {
+            if let Ok(out) = done.recv_timeout(Duration::from_millis(50)) {
+                return (out.unwrap(), exposed);
+            }
+            for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+                if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+                    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+                    if cmdline.contains(signature) && !exposed.contains(&cmdline) {
+                        exposed.push(cmdline);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The user data rendered with these values and written to the boot's
+    /// directory, as the command that runs it under `sh` (stdin empty,
+    /// output captured), not yet started: the benchmark
+    /// (`tests/bench_boot.rs`) times it from its start.
+    pub(crate) fn user_data(
+        &self,
+        bundle_url: &str,
+        bundle_sha: &str,
+        repo: &Path,
+        wait: &str,
+        curl_cli: &str,
+        path: Option<&Path>,
+    ) -> Command {
         let render = |pairs: Vec<(&str, String)>| {
             let mut cmd = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/render-userdata.py"));
             cmd.arg("values");
@@ -239,24 +273,7 @@ impl Boot {
         if let Some(dir) = path {
             cmd.env("PATH", format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default()));
         }
-        let child = cmd.spawn().unwrap();
-        let (tx, done) = std::sync::mpsc::channel();
-        std::thread::spawn(move || tx.send(child.wait_with_output()));
-        let signature = QUERY.rsplit("signature=").next().unwrap();
-        let mut exposed = Vec::new();
-        loop {
-            if let Ok(out) = done.recv_timeout(Duration::from_millis(50)) {
-                return (out.unwrap(), exposed);
-            }
-            for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-                if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
-                    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-                    if cmdline.contains(signature) && !exposed.contains(&cmdline) {
-                        exposed.push(cmdline);
-                    }
-                }
-            }
-        }
+        cmd
     }
 
     /// The verdicts: the signals with id `jupyter` (the bootstrap's final

@@ -14,12 +14,14 @@
 //! Docker engine at all.
 //!
 //! `cargo test -p e2e --test tests` runs them all; a module alone, e.g.
-//! `cargo test -p e2e --test tests template::`.
+//! `cargo test -p e2e --test tests template::`. The one ignored test is a
+//! benchmark (`bench_boot`, run by `scripts/bench-boot.sh`).
 
 mod common;
 
 mod agent;
 mod bad_config;
+mod bench_boot;
 mod boot;
 mod bootstrap;
 mod bootstrap_fake_agent;
