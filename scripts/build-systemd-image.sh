@@ -64,5 +64,5 @@ if ! "$DOCKER" info >/dev/null 2>&1; then
         exit 0
     fi
 fi
-tar -C "$ROOT" -c . | "$DOCKER" import -c 'CMD ["/sbin/init"]' - "$NAME" >/dev/null
+import_tree "$ROOT" "$NAME" -c 'CMD ["/sbin/init"]' >/dev/null || die "docker import failed"
 echo "$PROG: built $NAME (systemd as PID 1)"

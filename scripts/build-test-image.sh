@@ -198,14 +198,13 @@ if ! engine_up; then
 fi
 t=$SECONDS
 OLD_ID=$("$DOCKER" image inspect -f '{{.Id}}' "$NAME" 2>/dev/null || true)
-tar --numeric-owner -C "$ROOTFS" -c . |
-    "$DOCKER" import \
-        -c 'CMD ["jupyter-notebook","--ip=0.0.0.0","--port=8888","--allow-root","--no-browser"]' \
-        -c "EXPOSE $PORT" \
-        -c 'ENV LANG=C.UTF-8' \
-        -c 'WORKDIR /root' \
-        -m "Debian $SUITE minbase + python3-notebook $NB_VERSION (scripts/build-test-image.sh)" \
-        - "$NAME" >>"$LOGFILE" 2>&1 || die "docker import failed"
+import_tree "$ROOTFS" "$NAME" \
+    -c 'CMD ["jupyter-notebook","--ip=0.0.0.0","--port=8888","--allow-root","--no-browser"]' \
+    -c "EXPOSE $PORT" \
+    -c 'ENV LANG=C.UTF-8' \
+    -c 'WORKDIR /root' \
+    -m "Debian $SUITE minbase + python3-notebook $NB_VERSION (scripts/build-test-image.sh)" \
+    >>"$LOGFILE" 2>&1 || die "docker import failed"
 NEW_ID=$("$DOCKER" image inspect -f '{{.Id}}' "$NAME")
 if [ -n "$OLD_ID" ] && [ "$OLD_ID" != "$NEW_ID" ]; then
     # --force: drop the previous, now untagged build (kept if a container uses it).

@@ -307,3 +307,22 @@ stage_times() {
     for line in "${STAGE_LINES[@]}"; do echo "$line"; done
     printf '  %-58s %9s\n' "total" "$(human_duration "$(since "$STAGE_T0")")"
 }
+
+# Imports the tree ROOT as the image NAME (more `docker import` options may
+# follow). It goes in under a temporary name, tagged NAME only once the whole
+# tree went in: a tar stopped mid-stream (a run stopped because a stage
+# failed) sends what the engine takes as a whole, smaller archive, and a
+# truncated image under NAME would be taken as built by every later run.
+#   import_tree ROOT NAME [IMPORT_OPTION ...]
+import_tree() {
+    local root=$1 name=$2 docker=${DOCKER:-docker}
+    shift 2
+    local partial
+    partial=jupyter-agent-partial:$$-$RANDOM
+    if tar --numeric-owner -C "$root" -c . | "$docker" import "$@" - "$partial"; then
+        "$docker" tag "$partial" "$name" && "$docker" rmi "$partial" >/dev/null
+    else
+        "$docker" rmi "$partial" >/dev/null 2>&1 || true
+        return 1
+    fi
+}

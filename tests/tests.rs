@@ -36,6 +36,7 @@ mod progress;
 mod release;
 mod room;
 mod room_template;
+mod scripts;
 mod service;
 mod systemd;
 mod template;
