@@ -4,8 +4,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::common::env::engine_shared;
 use crate::common::docker;
+use crate::common::env::engine_shared;
 
 /// An image build that is stopped while its tree streams into `docker
 /// import` (a run stopped when a stage fails) must not leave a truncated
