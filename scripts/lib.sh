@@ -215,7 +215,7 @@ since() { awk -v a="$(now)" -v b="$1" 'BEGIN { printf "%.3f", a - b }'; }
 
 # 75.4 -> "1m 15s"; 9.26 -> "9.3s".
 human_duration() {
-    awk -v s="$1" 'BEGIN { if (s < 60) printf "%.1fs", s; else printf "%dm %02ds", int(s / 60), int(s % 60 + 0.5) }'
+    awk -v s="$1" 'BEGIN { if (s < 59.95) printf "%.1fs", s; else { t = int(s + 0.5); printf "%dm %02ds", int(t / 60), t % 60 } }'
 }
 
 STAGE_T0=$(now)
