@@ -234,8 +234,18 @@ impl Endpoint {
             .as_ref()
             .and_then(|n| n.ports.as_ref())
             .and_then(|p| p.get(&port_key(port))?.as_ref())
-            .and_then(|bindings| bindings.iter().find_map(|b| b.host_port.as_deref()?.parse().ok()))?;
-        Some(Endpoint { address: publish.reachable_address(), port: bound })
+            .and_then(|bindings| {
+                bindings.iter().find_map(|b| {
+                    let address = b.host_ip.as_deref().and_then(|ip| ip.parse().ok());
+                    Some((address, b.host_port.as_deref()?.parse().ok()?))
+                })
+            })?;
+        // Where the engine bound it (loopback behind the front), else where the configuration says.
+        let address = match bound.0 {
+            Some(address) => Publish { address, port: bound.1 }.reachable_address(),
+            None => publish.reachable_address(),
+        };
+        Some(Endpoint { address, port: bound.1 })
     }
 }
 

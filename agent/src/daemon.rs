@@ -37,12 +37,15 @@ pub struct Stopped;
 /// `stopped`. The socket is removed on the way out.
 pub async fn run(cfg: &Config, once: bool, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
     let store = StateStore::lock(&cfg.state_dir)?;
+    if !once {
+        crate::front::limits::raise_nofile();
+    }
     // Revisions go on from the last run's, so that they only ever grow.
     let mut seed = state::fresh();
     seed.revision = state::load(&cfg.state_file()).ok().flatten().map_or(0, |s| s.revision);
     let (updates, watched) = tokio::sync::watch::channel(seed);
     // The first write of the state file, before anything else starts.
-    let mut converger = Converger::new(cfg, &store, Some(updates))?;
+    let mut converger = Converger::new(cfg, &store, Some(updates), !once)?;
     let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
     let notifier = crate::notify::Notifier::from_env();
     let mut changes = watched.clone();

@@ -75,7 +75,7 @@ pub async fn run(cfg: &Config, state: Option<&State>) -> Vec<Check> {
                         format!("jupyter-agent logs -n 50, then jupyter-agent run (or docker start {name})"),
                     ));
                 }
-                published = Endpoint::bound(&c, cfg.container.port, &cfg.jupyter_publish());
+                published = Endpoint::bound(&c, cfg.container.port, &cfg.container.publish);
                 checks.push(match published {
                     Some(e) => ok(
                         "port",

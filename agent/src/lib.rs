@@ -36,6 +36,7 @@ pub mod daemon;
 pub mod docker_install;
 pub mod doctor;
 pub mod engine;
+pub mod front;
 #[cfg(test)]
 mod fuzz_tests;
 pub mod http;

@@ -22,7 +22,12 @@ const OWN: [&str; 2] = ["jupyter_agent", "jupyter_proto"];
 pub fn filter(value: Option<&str>) -> Targets {
     let asked = value.and_then(|v| v.trim().parse::<LevelFilter>().ok()).unwrap_or(LevelFilter::INFO);
     let others = asked.min(LevelFilter::INFO);
-    OWN.iter().fold(Targets::new().with_default(others), |t, own| t.with_target(*own, asked))
+    // What a TLS client sends (a bad hello, an address as the server
+    // name) is the client's doing: never a warning in the agent's log.
+    let clients = asked.min(LevelFilter::ERROR);
+    let targets =
+        Targets::new().with_default(others).with_target("rustls", clients).with_target("tokio_rustls", clients);
+    OWN.iter().fold(targets, |t, own| t.with_target(*own, asked))
 }
 
 pub fn init() {
@@ -52,6 +57,8 @@ mod tests {
         assert!(!quiet.would_enable("jupyter_agent::converge", &Level::INFO));
         assert!(!quiet.would_enable("reqwest::connect", &Level::INFO));
         assert!(filter(Some("nonsense")).would_enable("jupyter_agent", &Level::INFO));
+        assert!(!filter(None).would_enable("rustls::server::hs", &Level::WARN), "a client's doing");
+        assert!(filter(None).would_enable("rustls::server::hs", &Level::ERROR));
         assert!(!filter(None).would_enable("jupyter_agent", &Level::DEBUG));
     }
 }

@@ -16,7 +16,8 @@ pub const UNIT_NAME: &str = "jupyter-agent.service";
 pub const STOP_TIMEOUT_SECS: u64 = 15;
 
 /// The unit: ordered after the network is online and after Docker (when
-/// Docker is a unit at all), restarted when it fails.
+/// Docker is a unit at all), restarted when it fails; with room for the
+/// front's connections (docs/front.md#limits).
 pub fn unit(config: &Path) -> String {
     format!(
         "[Unit]\n\
@@ -28,12 +29,14 @@ pub fn unit(config: &Path) -> String {
          Type=notify\n\
          ExecStart={BINARY} --config {} run\n\
          Restart=on-failure\n\
+         LimitNOFILE={nofile}\n\
          RestartSec=10\n\
          TimeoutStopSec={STOP_TIMEOUT_SECS}\n\
          \n\
          [Install]\n\
          WantedBy=multi-user.target\n",
-        config.display()
+        config.display(),
+        nofile = crate::front::limits::NOFILE,
     )
 }
 

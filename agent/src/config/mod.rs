@@ -346,10 +346,15 @@ impl Config {
         Ok(Config { state_dir, log_dir, socket, result_file, docker, workspace, image, container, jupyter, tls })
     }
 
-    /// Where Jupyter's port is published: as configured, or on the host's
-    /// loopback when the agent serves TLS on the configured address.
-    pub fn jupyter_publish(&self) -> Publish {
-        self.tls.jupyter_publish(&self.container.publish)
+    /// Where Jupyter's port is published: on the host's loopback, a port
+    /// Docker picks, when the agent's front takes the configured address
+    /// (docs/front.md); as configured for `run --once`, which leaves no
+    /// front behind (and refuses `[tls]`).
+    pub fn jupyter_publish(&self, fronted: bool) -> Publish {
+        match fronted {
+            true => Publish { address: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), port: 0 },
+            false => self.container.publish,
+        }
     }
 
     /// The configured secrets: what the redactor hides besides tokens.

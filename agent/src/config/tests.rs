@@ -35,7 +35,8 @@ fn defaults_fill_everything_but_the_image() {
     assert!(c.docker.remove_conflicts);
     assert_eq!(c.log_dir, PathBuf::from("/var/log/jupyter-agent"));
     assert_eq!(c.tls.mode, TlsMode::Off);
-    assert_eq!(c.jupyter_publish(), c.container.publish);
+    assert_eq!(c.jupyter_publish(false), c.container.publish);
+    assert_eq!(c.jupyter_publish(true), Publish { address: "127.0.0.1".parse().unwrap(), port: 0 });
 }
 
 #[test]
@@ -45,8 +46,6 @@ fn tls_defaults_to_lets_encrypt_over_http_01_with_a_self_signed_fallback() {
     assert_eq!((c.tls.challenge, c.tls.challenge_port), (Challenge::Http01, 80));
     assert_eq!(c.tls.profile, "shortlived");
     assert_eq!(c.tls.fallback, Fallback::SelfSigned);
-    // Jupyter moves to the host's loopback; the agent takes the published address.
-    assert_eq!(c.jupyter_publish(), Publish { address: "127.0.0.1".parse().unwrap(), port: 0 });
     let c = parse(&format!("{MINIMAL}[tls]\nmode = \"acme\"\nchallenge = \"tls-alpn-01\"\n")).unwrap();
     assert_eq!(c.tls.challenge_port, 443);
 }

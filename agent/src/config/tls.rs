@@ -1,7 +1,6 @@
 //! `[tls]`: HTTPS in front of Jupyter, with a certificate from an ACME CA for
 //! the instance's address or a self-signed one (docs/tls.md).
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
 use super::section::{toml_str, Section};
@@ -78,15 +77,6 @@ impl TlsMode {
 impl TlsConfig {
     pub fn is_on(&self) -> bool {
         self.mode != TlsMode::Off
-    }
-
-    /// Where Jupyter's port is published when the agent serves TLS in front
-    /// of it: the host's loopback, a port Docker picks.
-    pub fn jupyter_publish(&self, configured: &Publish) -> Publish {
-        match self.mode {
-            TlsMode::Off => *configured,
-            _ => Publish { address: IpAddr::V4(Ipv4Addr::LOCALHOST), port: 0 },
-        }
     }
 }
 

@@ -18,6 +18,7 @@ use jupyter_proto::report;
 use crate::config::{Config, ContainerConfig, ImageSource, TokenChoice};
 use crate::container::{self, Running, Spec};
 use crate::docker_install;
+use crate::front::Front;
 use crate::image::{self, Prepared};
 use crate::jupyter::{self, Proven};
 use crate::login::{Delivery, Login};
@@ -44,7 +45,7 @@ const IMAGE: Step = Step { name: "image", phase: Phase::PreparingImage, context:
 const NETWORK: Step =
     Step { name: "network", phase: Phase::StartingContainer, context: "preparing the containers' network" };
 const CONTAINER: Step = Step { name: "container", phase: Phase::StartingContainer, context: "starting the container" };
-const TLS: Step = Step { name: "tls", phase: Phase::StartingContainer, context: "serving HTTPS" };
+const FRONT: Step = Step { name: "front", phase: Phase::Pending, context: "serving the front on [container] publish" };
 const TOKEN: Step = Step { name: "token", phase: Phase::WaitingForToken, context: "waiting for Jupyter's login token" };
 
 /// The notes a URL carries when it is not the stable one (JupyterState::note).
@@ -64,7 +65,13 @@ pub struct Converger<'a> {
     login: Option<Login>,
     /// The URL's host, once resolved.
     host: Option<Host>,
-    /// The HTTPS listener in front of Jupyter, with `[tls]` on.
+    /// Whether the agent serves its front (not with `run --once`).
+    fronted: bool,
+    /// The converge's state as it changes, for the front's progress page.
+    watched: Option<tokio::sync::watch::Receiver<State>>,
+    /// The front on `[container] publish`, once its step ran.
+    front: Option<std::sync::Arc<Front>>,
+    /// The certificate and its renewal, with `[tls]` on.
     tls: Option<Tls>,
     /// The URL's note apart from the certificate's (see [`Converger::note`]).
     token_note: Option<String>,
@@ -101,17 +108,33 @@ enum Outcome {
 }
 
 impl<'a> Converger<'a> {
-    /// Starts a fresh state; `watchers` receives every change (the local API).
-    /// `Err` when the state file cannot be written.
+    /// Starts a fresh state; `watchers` receives every change (the local API,
+    /// the front's progress page). With `fronted`, the agent serves its
+    /// front on `[container] publish` and Jupyter is published on loopback
+    /// (docs/front.md). `Err` when the state file cannot be written.
     pub fn new(
         cfg: &'a Config,
         store: &'a StateStore,
         watchers: Option<tokio::sync::watch::Sender<State>>,
+        fronted: bool,
     ) -> Result<Self> {
+        let watched = watchers.as_ref().map(|tx| tx.subscribe());
         let mut rec = Recorder::new(store, watchers)
             .with_context(|| format!("writing the state file {}", store.path().display()))?;
         rec.redact_secrets(cfg.redactor());
-        Ok(Converger { cfg, rec, docker: None, container: None, login: None, host: None, tls: None, token_note: None })
+        Ok(Converger {
+            cfg,
+            rec,
+            docker: None,
+            container: None,
+            login: None,
+            host: None,
+            fronted,
+            watched,
+            front: None,
+            tls: None,
+            token_note: None,
+        })
     }
 
     /// Converges the host. On failure the state is `failed` with the step,
@@ -133,6 +156,7 @@ impl<'a> Converger<'a> {
     /// [`Converger::converge`], with the error's whole chain.
     async fn steps(&mut self) -> Result<()> {
         let cfg = self.cfg;
+        self.serve_front().await?;
         let docker = docker_install::ensure_engine(cfg, &mut docker_install::RecordProgress::docker(&mut self.rec))
             .await
             .context("connecting to the Docker engine")?;
@@ -147,7 +171,6 @@ impl<'a> Converger<'a> {
         let mut login = self.login_for(&image)?;
         let spec = self.container_spec(&image, workspace.map(|w| w.identity), login.as_ref())?;
         let mut running = self.start(&docker, &spec, &login).await?;
-        self.serve_https().await?;
         let proven = match self.prove(&running).await? {
             Token::Proven(proven) => proven,
             // An older server: the container again, given JUPYTER_TOKEN.
@@ -176,11 +199,11 @@ impl<'a> Converger<'a> {
     }
 
     /// The container the configuration asks for, from this image, with
-    /// the workspace copy it mounts (`workspace`: its identity). With TLS,
-    /// Jupyter is published on the host's loopback only.
+    /// the workspace copy it mounts (`workspace`: its identity). Behind the
+    /// front, Jupyter is published on the host's loopback only.
     fn container_spec(&mut self, image: &Prepared, workspace: Option<String>, login: Option<&Login>) -> Result<Spec> {
         let cfg = self.cfg;
-        let container = ContainerConfig { publish: cfg.jupyter_publish(), ..cfg.container.clone() };
+        let container = ContainerConfig { publish: cfg.jupyter_publish(self.fronted), ..cfg.container.clone() };
         let spec = Spec::new(&container, &cfg.image.reference, &image.id, workspace.as_deref())
             .context("preparing the container")?;
         // The env file's values and the login token are secrets too, from now on.
@@ -215,23 +238,38 @@ impl<'a> Converger<'a> {
         Ok(running)
     }
 
-    /// The `tls` step: the certificate and the HTTPS listener on `[container]
-    /// publish` (docs/tls.md), once per run of the agent; nothing with `[tls]` off.
-    async fn serve_https(&mut self) -> Result<()> {
-        if self.tls.is_some() || !self.cfg.tls.is_on() {
+    /// The `front` step, first, once per run of the agent (not with `run
+    /// --once`): the listener on `[container] publish` that shows the
+    /// progress until Jupyter is proven, then forwards to it; with `[tls]`
+    /// on, HTTPS with its certificate (docs/front.md, docs/tls.md).
+    async fn serve_front(&mut self) -> Result<()> {
+        if self.front.is_some() || !self.fronted {
             return Ok(());
         }
-        let host = self.host().await;
         let cfg = self.cfg;
-        let tls = self
-            .step(TLS, async |rec| {
-                let tls = Tls::start(cfg, &host).await?;
-                rec.state.tls = Some(tls.state.clone());
-                let summary = tls.summary();
-                Ok((tls, summary))
+        let watched = self.watched.clone();
+        let host = match cfg.tls.is_on() {
+            true => Some(self.host().await),
+            false => None,
+        };
+        let (front, tls) = self
+            .step(FRONT, async |rec| match host {
+                Some(host) => {
+                    let tls = Tls::start(cfg, &host, watched).await?;
+                    rec.state.tls = Some(tls.state.clone());
+                    let summary = tls.summary();
+                    Ok(((tls.front().clone(), Some(tls)), summary))
+                }
+                None => {
+                    let listen = std::net::SocketAddr::new(cfg.container.publish.address, cfg.container.publish.port);
+                    let front = Front::bind(listen, None, watched).await?;
+                    let summary = format!("HTTP on {}", front.local);
+                    Ok(((std::sync::Arc::new(front), None), summary))
+                }
             })
             .await?;
-        self.tls = Some(tls);
+        self.front = Some(front);
+        self.tls = tls;
         Ok(())
     }
 
@@ -241,7 +279,7 @@ impl<'a> Converger<'a> {
         let cfg = self.cfg;
         let docker = self.docker.clone().expect("the engine answered");
         let login = self.login.clone();
-        let tls = self.tls.as_ref();
+        let (front, tls) = (self.front.clone(), self.tls.as_ref());
         self.rec.begin(TOKEN.name, TOKEN.phase);
         let proven = async {
             let proven = jupyter::wait_for_token(
@@ -254,9 +292,13 @@ impl<'a> Converger<'a> {
                 login.as_ref().map(|l| l.token.as_str()),
             )
             .await?;
-            if let Some(tls) = tls {
-                tls.set_backend(running.endpoint.socket_addr());
-                tls.prove(&proven.path, &proven.token).await.context("proving the login through HTTPS")?;
+            if let Some(front) = &front {
+                front.set_backend(Some(running.endpoint.socket_addr()));
+                match tls {
+                    Some(tls) => tls.prove(&proven.path, &proven.token).await,
+                    None => front.prove(&proven.path, &proven.token, None).await,
+                }
+                .context("proving the login through the front")?;
             }
             anyhow::Ok(proven)
         }
@@ -291,10 +333,8 @@ impl<'a> Converger<'a> {
             (None, _) => None,
         };
         let host = self.host().await;
-        let url = match &self.tls {
-            None => url::login_url(false, &host, running.endpoint.port, &proven.path, &proven.token),
-            Some(tls) => url::login_url(true, &host, tls.port(), &proven.path, &proven.token),
-        };
+        let port = self.front.as_ref().map_or(running.endpoint.port, |f| f.local.port());
+        let url = url::login_url(self.tls.is_some(), &host, port, &proven.path, &proven.token);
         self.publish(Outcome::Ready { url, proven })?;
         info!("Jupyter is ready (jupyter-agent url prints the URL with its token)");
         Ok(())
@@ -353,6 +393,10 @@ impl<'a> Converger<'a> {
     /// Records a failure of the running step (or of `fallback_step` when
     /// none runs), with the container's exit code and log tail.
     async fn record_failure(&mut self, fallback_step: &str, cause: String) -> Failure {
+        if let Some(front) = &self.front {
+            // The front shows the failed step instead.
+            front.set_backend(None);
+        }
         let (mut exit_code, mut log_tail) = (None, Vec::new());
         if let (Some(docker), Some(c)) = (&self.docker, &self.container) {
             exit_code = jupyter::exit_code(docker, &c.id).await;

@@ -231,7 +231,7 @@ impl Converger<'_> {
     async fn restarted(&mut self, docker: &Docker, id: &str) -> Result<()> {
         let now = docker.inspect_container(id, None).await.context("inspecting the restarted container")?;
         let Some(mut running) = self.container.clone() else { bail!("no container is watched") };
-        running.endpoint = Endpoint::of(&now, self.cfg.container.port, &self.cfg.jupyter_publish());
+        running.endpoint = Endpoint::of(&now, self.cfg.container.port, &self.cfg.jupyter_publish(self.fronted));
         running.started_at = now.state.and_then(|s| s.started_at);
         self.container = Some(running.clone());
         self.rec.state.container = Some(container_state(&running));

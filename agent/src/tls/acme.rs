@@ -21,8 +21,8 @@ use instant_acme::{
 use tracing::info;
 
 use super::certs::{self, Served};
-use super::front::{ChallengeListener, Challenges};
 use crate::config::{Challenge, TlsConfig};
+use crate::front::{ChallengeListener, Challenges};
 
 /// How long one whole attempt may take, validation included.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(180);

@@ -6,22 +6,21 @@
 
 pub mod acme;
 pub mod certs;
-pub mod front;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use chrono::{DateTime, Utc};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::config::{Config, Fallback, Host, TlsConfig, TlsMode, LETS_ENCRYPT};
-use crate::state::TlsState;
+use crate::front::{Challenges, Front};
+use crate::state::{State, TlsState};
 use certs::{Kind, Served};
-use front::{Challenges, Front};
 
 /// After a failed ACME attempt, the next one comes after 1 min, 10 min,
 /// 100 min, then every 4 hours: Let's Encrypt asks for backoff, and allows
@@ -66,7 +65,8 @@ impl Tls {
     /// The `tls` step: a certificate for `host` (the stored one while it
     /// serves, else a new one), and the listener on `[container] publish`.
     /// With ACME failing, the fallback the configuration allows.
-    pub async fn start(cfg: &Config, host: &Host) -> Result<Tls> {
+    /// The front on `[container] publish` shows the progress from `state`.
+    pub async fn start(cfg: &Config, host: &Host, state: Option<watch::Receiver<State>>) -> Result<Tls> {
         let tls = &cfg.tls;
         certs::dir(&cfg.state_dir)?;
         let listen = SocketAddr::new(cfg.container.publish.address, cfg.container.publish.port);
@@ -77,7 +77,7 @@ impl Tls {
             TlsMode::Off => bail!("[tls] mode = \"off\""),
             TlsMode::SelfSigned => {
                 let served = self_signed()?;
-                let front = Arc::new(Front::bind(listen, served.certified_key()?, challenges).await?);
+                let front = Arc::new(Front::bind(listen, Some((served.certified_key()?, challenges)), state).await?);
                 let state = state_of(tls, &front, &served, None, None);
                 Ok(Tls { front, state, updates, renewer: None })
             }
@@ -93,7 +93,8 @@ impl Tls {
                     Some(s) => s.clone(),
                     None => self_signed()?,
                 };
-                let front = Arc::new(Front::bind(listen, first.certified_key()?, challenges.clone()).await?);
+                let front =
+                    Arc::new(Front::bind(listen, Some((first.certified_key()?, challenges.clone())), state).await?);
                 let mut renewal = Renewal {
                     cfg: tls.clone(),
                     state_dir: cfg.state_dir.clone(),
@@ -126,14 +127,9 @@ impl Tls {
         }
     }
 
-    /// Jupyter answers at `addr` now.
-    pub fn set_backend(&self, addr: SocketAddr) {
-        self.front.set_backend(addr);
-    }
-
-    /// The port of the HTTPS URL.
-    pub fn port(&self) -> u16 {
-        self.front.local.port()
+    /// The front it serves on.
+    pub fn front(&self) -> &Arc<Front> {
+        &self.front
     }
 
     /// The `tls` step's detail: where it listens and what it serves.
@@ -144,32 +140,14 @@ impl Tls {
             (None, Kind::Acme) => format!("{} from {}, valid until {}", s.subject, s.issuer, s.not_after),
             (None, _) => format!("self-signed for {}, SHA-256 {}", s.subject, s.fingerprint),
         };
-        format!("listening on {}; {what}", s.listen)
+        format!("HTTPS on {}; {what}", s.listen)
     }
 
-    /// Proves the path through the listener: a TLS handshake that presents
+    /// Proves the path through the front: a TLS handshake that presents
     /// the certificate on record, and `/api/status` answering 200 to `token`.
     pub async fn prove(&self, path: &str, token: &str) -> Result<()> {
-        let expected = self.state.fingerprint.clone();
-        let config = pinned_client_config(expected)?;
-        let client = crate::http::client()
-            .no_proxy()
-            .tls_backend_preconfigured(config)
-            .timeout(Duration::from_secs(10))
-            .build()
-            .context("building the HTTPS proof's client")?;
-        let addr = self.front.reachable();
-        let url = format!("https://{addr}{}api/status", crate::token::base_url(path));
-        let mut request = client.get(&url);
-        if !token.is_empty() {
-            request = request.header("Authorization", format!("token {token}"));
-        }
-        let response =
-            request.send().await.map_err(|e| anyhow!("through the HTTPS listener on {addr}: {}", e.without_url()))?;
-        if !response.status().is_success() {
-            bail!("through the HTTPS listener on {addr}, /api/status answered {}", response.status());
-        }
-        Ok(())
+        let config = pinned_client_config(self.state.fingerprint.clone())?;
+        self.front.prove(path, token, Some(config)).await
     }
 }
 
@@ -340,7 +318,7 @@ fn private_address_refused(cfg: &TlsConfig, host: &Host) -> Option<String> {
 /// A client configuration that trusts exactly the certificate whose
 /// fingerprint is `expected`: the proof checks the listener serves what the
 /// state says, whoever issued it.
-fn pinned_client_config(expected: String) -> Result<rustls::ClientConfig> {
+pub(crate) fn pinned_client_config(expected: String) -> Result<rustls::ClientConfig> {
     use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
     use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
     use rustls::{DigitallySignedStruct, SignatureScheme};
@@ -435,58 +413,5 @@ mod tests {
         assert!(note(&state).unwrap().contains("the ACME CA failed: port 80 closed"));
         state.served = Kind::Acme;
         assert_eq!(note(&state), None);
-    }
-
-    /// The listener against a real backend: bytes pass both ways; a swapped
-    /// certificate reaches new handshakes while an open connection goes on;
-    /// plain HTTP is redirected.
-    #[tokio::test]
-    async fn the_listener_swaps_its_certificate_under_an_open_connection() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let backend = echo.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = echo.accept().await {
-                tokio::spawn(async move {
-                    let (mut r, mut w) = s.split();
-                    let _ = tokio::io::copy(&mut r, &mut w).await;
-                });
-            }
-        });
-        let first = certs::self_signed(&Host::Ip(std::net::Ipv4Addr::LOCALHOST.into())).unwrap();
-        let second = certs::self_signed(&Host::Ip(std::net::Ipv4Addr::LOCALHOST.into())).unwrap();
-        let front = Front::bind("127.0.0.1:0".parse().unwrap(), first.certified_key().unwrap(), Default::default())
-            .await
-            .unwrap();
-        front.set_backend(backend);
-        let at = front.reachable();
-        let connect = |fingerprint: String| async move {
-            let connector = tokio_rustls::TlsConnector::from(Arc::new(pinned_client_config(fingerprint).unwrap()));
-            let tcp = tokio::net::TcpStream::connect(at).await.unwrap();
-            let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-            connector.connect(name, tcp).await
-        };
-        let mut open = connect(first.info.fingerprint.clone()).await.expect("the first certificate");
-        open.write_all(b"hello").await.unwrap();
-        let mut buf = [0u8; 5];
-        open.read_exact(&mut buf).await.unwrap();
-        assert_eq!(&buf, b"hello");
-
-        front.set_certificate(second.certified_key().unwrap());
-        assert!(connect(first.info.fingerprint.clone()).await.is_err(), "new handshakes get the new certificate");
-        connect(second.info.fingerprint.clone()).await.expect("the second certificate");
-        open.write_all(b"again").await.unwrap();
-        open.read_exact(&mut buf).await.unwrap();
-        assert_eq!(&buf, b"again", "the open connection goes on");
-
-        let mut plain = tokio::net::TcpStream::connect(front.reachable()).await.unwrap();
-        plain.write_all(b"GET /tree?x=1 HTTP/1.1\r\nHost: 127.0.0.1:8888\r\n\r\n").await.unwrap();
-        let mut answer = String::new();
-        plain.read_to_string(&mut answer).await.unwrap();
-        assert!(
-            answer.starts_with("HTTP/1.1 301 ")
-                && answer.to_ascii_lowercase().contains("location: https://127.0.0.1:8888/tree?x=1\r\n"),
-            "{answer}"
-        );
     }
 }

@@ -1,0 +1,420 @@
+//! The front (docs/front.md): the one listener on `[container] publish`,
+//! plain HTTP with `[tls]` off and HTTPS otherwise, in front of Jupyter on
+//! the host's loopback. It speaks HTTP/1.1 (hyper) and forwards requests
+//! and upgrades ([`proxy`]); it is bounded like a hardened server
+//! ([`limits`]); until Jupyter's login is proven it shows the setup's
+//! progress instead ([`progress`]); it logs one line per request.
+
+pub mod limits;
+mod progress;
+mod proxy;
+pub mod tls;
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::Bytes;
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use rustls::sign::CertifiedKey;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tracing::{debug, info};
+
+use crate::state::State;
+use limits::{Activity, Admission, Registry, Ticket, Watched};
+use progress::Progress;
+pub use tls::Challenges;
+
+/// What a response's body is: Jupyter's, streamed, or the front's own.
+type Body = Either<Incoming, Full<Bytes>>;
+
+/// What a listener answers.
+#[derive(Clone)]
+enum Role {
+    /// Jupyter, or the progress page while it is not ready.
+    Jupyter,
+    /// The ACME challenges only (a port of their own while an order is open).
+    Challenge(Arc<Challenges>),
+}
+
+/// What every connection of one listener shares.
+struct Shared {
+    role: Role,
+    /// HTTPS when set.
+    tls: Option<tls::Side>,
+    /// Where Jupyter answers, once its login is proven.
+    backend: watch::Sender<Option<SocketAddr>>,
+    /// The converge's state, for the progress page.
+    state: Option<watch::Receiver<State>>,
+}
+
+/// The front, listening until dropped.
+pub struct Front {
+    shared: Arc<Shared>,
+    /// Where it listens (the port the system chose for port 0).
+    pub local: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Front {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Front {
+    /// Listens on `addr`: HTTPS serving `tls`'s certificate (until
+    /// [`Front::set_certificate`]) and answering its challenges, or plain
+    /// HTTP without. Until [`Front::set_backend`] every request gets the
+    /// progress page, made from `state`.
+    pub async fn bind(
+        addr: SocketAddr,
+        tls: Option<(Arc<CertifiedKey>, Arc<Challenges>)>,
+        state: Option<watch::Receiver<State>>,
+    ) -> Result<Front> {
+        let what = if tls.is_some() { "HTTPS" } else { "HTTP" };
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening on {addr} for {what} ([container] publish)"))?;
+        let local = listener.local_addr()?;
+        let tls = match tls {
+            Some((first, challenges)) => {
+                let current = tls::Current::new(first);
+                Some(tls::Side { config: tls::server_config(current.clone())?, current, challenges })
+            }
+            None => None,
+        };
+        let shared = Arc::new(Shared { role: Role::Jupyter, tls, backend: watch::channel(None).0, state });
+        let task = tokio::spawn(serve(listener, shared.clone(), what));
+        Ok(Front { shared, local, task })
+    }
+
+    /// New handshakes get `key`; open connections keep theirs.
+    pub fn set_certificate(&self, key: Arc<CertifiedKey>) {
+        if let Some(tls) = &self.shared.tls {
+            tls.current.set(key);
+        }
+    }
+
+    /// Where Jupyter answers now (its published port changes when the
+    /// container starts again); `None` while it is not ready, when the
+    /// front shows the progress page.
+    pub fn set_backend(&self, addr: Option<SocketAddr>) {
+        self.shared.backend.send_replace(addr);
+    }
+
+    pub fn is_https(&self) -> bool {
+        self.shared.tls.is_some()
+    }
+
+    /// The address a client on this host reaches the listener at.
+    pub fn reachable(&self) -> SocketAddr {
+        let mut addr = self.local;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        addr
+    }
+
+    /// Proves the path through the front: `/api/status` answering 200 to
+    /// `token`, over HTTPS with `tls` (a client that checks the certificate).
+    pub async fn prove(&self, path: &str, token: &str, tls: Option<rustls::ClientConfig>) -> Result<()> {
+        let mut client = crate::http::client().no_proxy().timeout(Duration::from_secs(10));
+        let scheme = match tls {
+            Some(config) => {
+                client = client.tls_backend_preconfigured(config);
+                "https"
+            }
+            None => "http",
+        };
+        let client = client.build().context("building the front's proof client")?;
+        let addr = self.reachable();
+        let url = format!("{scheme}://{addr}{}api/status", crate::token::base_url(path));
+        let mut request = client.get(&url);
+        if !token.is_empty() {
+            request = request.header("Authorization", format!("token {token}"));
+        }
+        let response = request.send().await.map_err(|e| anyhow!("through the front on {addr}: {}", e.without_url()))?;
+        if !response.status().is_success() {
+            bail!("through the front on {addr}, /api/status answered {}", response.status());
+        }
+        Ok(())
+    }
+}
+
+/// A listener for the challenges alone, while an order is open: HTTP-01's
+/// plain HTTP answers, or TLS-ALPN-01's handshakes; bounded as the front
+/// is. Stops when dropped.
+pub struct ChallengeListener(tokio::task::JoinHandle<()>);
+
+impl Drop for ChallengeListener {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl ChallengeListener {
+    pub async fn http01(port: u16, challenges: Arc<Challenges>) -> Result<ChallengeListener> {
+        let listener = bind_any(port).await?;
+        let shared = Arc::new(Shared {
+            role: Role::Challenge(challenges),
+            tls: None,
+            backend: watch::channel(None).0,
+            state: None,
+        });
+        Ok(ChallengeListener(tokio::spawn(serve(listener, shared, "HTTP-01"))))
+    }
+
+    pub async fn tls_alpn01(port: u16, challenges: Arc<Challenges>) -> Result<ChallengeListener> {
+        let listener = bind_any(port).await?;
+        // The real certificate is never asked for here: only acme-tls/1 hellos are answered.
+        let placeholder = challenges.alpn().ok_or_else(|| anyhow!("no TLS-ALPN-01 certificate set"))?;
+        let current = tls::Current::new(placeholder);
+        let side = tls::Side { config: tls::server_config(current.clone())?, current, challenges: challenges.clone() };
+        let shared = Arc::new(Shared {
+            role: Role::Challenge(challenges),
+            tls: Some(side),
+            backend: watch::channel(None).0,
+            state: None,
+        });
+        Ok(ChallengeListener(tokio::spawn(serve(listener, shared, "TLS-ALPN-01"))))
+    }
+}
+
+async fn bind_any(port: u16) -> Result<TcpListener> {
+    let addr = SocketAddr::from(([0, 0, 0, 0], port));
+    TcpListener::bind(addr).await.with_context(|| format!("listening on {addr} for the ACME challenge"))
+}
+
+async fn serve(listener: TcpListener, shared: Arc<Shared>, what: &'static str) {
+    let registry = Arc::new(Registry::default());
+    limits::accept_loop(listener, registry, what, move |tcp, peer, admission| {
+        let (ticket, busy) = match admission {
+            Admission::Open(ticket) => (ticket, false),
+            Admission::Busy(ticket) => (ticket, true),
+            Admission::Refused(_) => return,
+        };
+        let conn = Arc::new(Conn {
+            shared: shared.clone(),
+            client: peer.ip(),
+            busy,
+            ticket,
+            activity: Activity::new(),
+            upstream: tokio::sync::Mutex::new(proxy::Upstream::default()),
+            upgrade: Mutex::new(None),
+        });
+        tokio::spawn(async move {
+            let ended = tokio::select! {
+                served = conn.clone().run(tcp) => match served {
+                    Ok(()) => return,
+                    Err(e) => format!("{e:#}"),
+                },
+                why = conn.activity.expired() => why.to_string(),
+                () = conn.ticket.evicted() => "dropped to make room".to_string(),
+            };
+            // The client's doing: never above debug.
+            debug!(client = %conn.client, "a {what} connection ended: {ended}");
+        });
+    })
+    .await
+}
+
+/// One client connection.
+struct Conn {
+    shared: Arc<Shared>,
+    client: IpAddr,
+    /// Over its address's cap: every request gets the busy answer.
+    busy: bool,
+    ticket: Ticket,
+    activity: Arc<Activity>,
+    upstream: tokio::sync::Mutex<proxy::Upstream>,
+    /// A WebSocket both sides agreed to, once the HTTP side hands it over.
+    upgrade: Mutex<Option<proxy::Upgrade>>,
+}
+
+impl Conn {
+    async fn run(self: Arc<Self>, tcp: TcpStream) -> Result<()> {
+        let Some(side) = &self.shared.tls else {
+            return self.http(Watched::new(tcp, self.activity.clone()), false).await;
+        };
+        let mut first = [0u8; 1];
+        if tcp.peek(&mut first).await? == 0 {
+            return Ok(());
+        }
+        // 0x16: a TLS handshake record. Anything else is someone typing http://.
+        if first[0] != 0x16 {
+            return self.http(Watched::new(tcp, self.activity.clone()), true).await;
+        }
+        match tls::handshake(Watched::new(tcp, self.activity.clone()), side).await? {
+            tls::Handshake::Done(stream) => self.http(stream, false).await,
+            tls::Handshake::Challenge => Ok(()),
+        }
+    }
+
+    /// HTTP/1.1 on `io` until the client or the limits end it; then the
+    /// WebSocket, if a request was upgraded.
+    async fn http<IO>(self: &Arc<Self>, io: IO, plain_on_https: bool) -> Result<()>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let conn = self.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let conn = conn.clone();
+            async move { Ok::<_, Infallible>(conn.answer(req, plain_on_https).await) }
+        });
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        // The deadlines are the connection's own (limits::Activity), one for all.
+        builder.header_read_timeout(None).keep_alive(!self.busy && !plain_on_https);
+        builder.serve_connection(TokioIo::new(io), service).with_upgrades().await?;
+        let upgrade = self.upgrade.lock().expect("not poisoned").take();
+        if let Some(up) = upgrade {
+            let (client, jupyter) = tokio::try_join!(up.client, up.jupyter)?;
+            tokio::io::copy_bidirectional(&mut TokioIo::new(client), &mut TokioIo::new(jupyter)).await?;
+        }
+        Ok(())
+    }
+
+    /// One request: answered, then logged (never its query).
+    async fn answer(self: &Arc<Self>, req: Request<Incoming>, plain_on_https: bool) -> Response<Body> {
+        self.activity.requested();
+        self.ticket.requested();
+        let started = std::time::Instant::now();
+        let method = req.method().clone();
+        let path = jupyter_proto::redact::bound(req.uri().path(), 200);
+        let response = self.route(req, plain_on_https).await;
+        info!(
+            client = %self.client,
+            method = %method,
+            path = %path,
+            status = response.status().as_u16(),
+            ms = started.elapsed().as_millis() as u64,
+            "request"
+        );
+        response
+    }
+
+    async fn route(self: &Arc<Self>, req: Request<Incoming>, plain_on_https: bool) -> Response<Body> {
+        if let Role::Challenge(challenges) = &self.shared.role {
+            return http01_answer(&req, challenges);
+        }
+        if plain_on_https {
+            return redirect_to_https(&req);
+        }
+        if self.busy {
+            return busy();
+        }
+        if req.uri().path() == progress::PATH {
+            let json = serde_json::to_string(&self.progress()).expect("serialisable");
+            return own(StatusCode::OK, "application/json", json);
+        }
+        let Some(addr) = *self.shared.backend.borrow() else { return self.not_ready(&req) };
+        let html = accepts_html(&req);
+        let forwarded = self.upstream.lock().await.forward(addr, req, self.client, self.shared.tls.is_some()).await;
+        match forwarded {
+            Ok(forwarded) => {
+                if let Some(up) = forwarded.upgrade {
+                    *self.upgrade.lock().expect("not poisoned") = Some(up);
+                }
+                forwarded.response.map(Either::Left)
+            }
+            Err(e) => {
+                // Restarting, most likely: the watch clears the backend soon.
+                debug!("{e}");
+                self.progress_reply(html)
+            }
+        }
+    }
+
+    fn progress(&self) -> Progress {
+        let forwarding = self.shared.backend.borrow().is_some();
+        match &self.shared.state {
+            Some(state) => Progress::of(&state.borrow(), forwarding),
+            None => Progress::of(&crate::state::fresh(), forwarding),
+        }
+    }
+
+    fn not_ready<B>(&self, req: &Request<B>) -> Response<Body> {
+        self.progress_reply(accepts_html(req))
+    }
+
+    /// 503 with the progress: the page for a browser, else the JSON.
+    fn progress_reply(&self, html: bool) -> Response<Body> {
+        let mut progress = self.progress();
+        // Jupyter did not answer: not ready, whatever the backend says.
+        progress.ready = false;
+        let mut response = match html {
+            true => own(StatusCode::SERVICE_UNAVAILABLE, "text/html; charset=utf-8", progress.page()),
+            false => own(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "application/json",
+                serde_json::to_string(&progress).expect("serialisable"),
+            ),
+        };
+        response.headers_mut().insert(hyper::header::RETRY_AFTER, hyper::header::HeaderValue::from_static("2"));
+        response
+    }
+}
+
+fn accepts_html<B>(req: &Request<B>) -> bool {
+    req.headers().get(hyper::header::ACCEPT).and_then(|a| a.to_str().ok()).is_some_and(|a| a.contains("text/html"))
+}
+
+/// The front's own answer, never cached.
+fn own(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
+    let mut response = Response::new(Either::Right(Full::new(Bytes::from(body))));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
+    headers.insert(hyper::header::CACHE_CONTROL, hyper::header::HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Over the address's cap ([`limits::MAX_PER_CLIENT`]): say so, rather than hang.
+fn busy() -> Response<Body> {
+    let mut response = own(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "text/html; charset=utf-8",
+        "<!DOCTYPE html><title>Busy</title><p>This Jupyter is busy: too many connections from your address. Close some tabs and try again in a few seconds.</p>\n".into(),
+    );
+    response.headers_mut().insert(hyper::header::RETRY_AFTER, hyper::header::HeaderValue::from_static("5"));
+    response
+}
+
+/// `http://` typed on the HTTPS port: a redirect to the same place over https://.
+fn redirect_to_https<B>(req: &Request<B>) -> Response<Body> {
+    let host = req.headers().get(hyper::header::HOST).and_then(|h| h.to_str().ok());
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let location = host
+        .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_graphic()))
+        .and_then(|h| hyper::header::HeaderValue::from_str(&format!("https://{h}{path}")).ok());
+    match location {
+        Some(location) => {
+            let mut response = own(StatusCode::MOVED_PERMANENTLY, "text/plain", String::new());
+            response.headers_mut().insert(hyper::header::LOCATION, location);
+            response
+        }
+        None => own(StatusCode::BAD_REQUEST, "text/plain", String::new()),
+    }
+}
+
+/// `GET /.well-known/acme-challenge/<token>`: the key authorization, or 404.
+fn http01_answer<B>(req: &Request<B>, challenges: &Challenges) -> Response<Body> {
+    let answer = req.uri().path().strip_prefix("/.well-known/acme-challenge/").and_then(|token| challenges.http(token));
+    match answer {
+        Some(body) => own(StatusCode::OK, "text/plain", body),
+        None => own(StatusCode::NOT_FOUND, "text/plain", String::new()),
+    }
+}
+
+#[cfg(test)]
+mod tests;
