@@ -45,8 +45,9 @@ fn a_converge_delivers_one_success_whose_url_opens_jupyter() {
         }
     });
     let agent = ForegroundAgent::start(&env);
+    // Kept running: its front serves the URL.
+    let _agent = agent;
     let out = waiter.join().unwrap();
-    drop(agent);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
 

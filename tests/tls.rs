@@ -212,7 +212,7 @@ fn acme_over_tls_alpn_01_is_issued_and_trusted() {
 
 /// A CA that refuses (pebble requiring external account binding): the
 /// self-signed fallback, its fingerprint next to the URL, the reason in
-/// `status`; with fallback = "fail", the converge fails at `tls`.
+/// `status`; with fallback = "fail", the converge fails at `front`.
 #[test]
 fn a_refusing_acme_server_leads_to_the_configured_fallback_with_the_reason() {
     let env = Env::new("tls-refused");
@@ -255,7 +255,7 @@ fn a_refusing_acme_server_leads_to_the_configured_fallback_with_the_reason() {
     let state = state_until(&env, Duration::from_secs(120), |s| {
         s["started_at"] != before["started_at"] && s["phase"] == "failed"
     });
-    assert_eq!(state["error"]["step"], "tls", "{state:#}");
+    assert_eq!(state["error"]["step"], "front", "{state:#}");
     assert!(state["error"]["cause"].as_str().unwrap().contains("externalAccountRequired"), "{state:#}");
 }
 

@@ -156,7 +156,7 @@ impl<'a> Converger<'a> {
     /// [`Converger::converge`], with the error's whole chain.
     async fn steps(&mut self) -> Result<()> {
         let cfg = self.cfg;
-        self.serve_front().await?;
+        self.serve_front(false).await?;
         let docker = docker_install::ensure_engine(cfg, &mut docker_install::RecordProgress::docker(&mut self.rec))
             .await
             .context("connecting to the Docker engine")?;
@@ -171,6 +171,8 @@ impl<'a> Converger<'a> {
         let mut login = self.login_for(&image)?;
         let spec = self.container_spec(&image, workspace.map(|w| w.identity), login.as_ref())?;
         let mut running = self.start(&docker, &spec, &login).await?;
+        // When an earlier container held the port, it is free now.
+        self.serve_front(true).await?;
         let proven = match self.prove(&running).await? {
             Token::Proven(proven) => proven,
             // An older server: the container again, given JUPYTER_TOKEN.
@@ -241,8 +243,11 @@ impl<'a> Converger<'a> {
     /// The `front` step, first, once per run of the agent (not with `run
     /// --once`): the listener on `[container] publish` that shows the
     /// progress until Jupyter is proven, then forwards to it; with `[tls]`
-    /// on, HTTPS with its certificate (docs/front.md, docs/tls.md).
-    async fn serve_front(&mut self) -> Result<()> {
+    /// on, HTTPS with its certificate (docs/front.md, docs/tls.md). When the
+    /// address is in use (a container an older agent, or `run --once`,
+    /// published there), it is taken again after the container step, unless
+    /// that was the `last_chance`.
+    async fn serve_front(&mut self, last_chance: bool) -> Result<()> {
         if self.front.is_some() || !self.fronted {
             return Ok(());
         }
@@ -252,24 +257,33 @@ impl<'a> Converger<'a> {
             true => Some(self.host().await),
             false => None,
         };
-        let (front, tls) = self
-            .step(FRONT, async |rec| match host {
-                Some(host) => {
-                    let tls = Tls::start(cfg, &host, watched).await?;
-                    rec.state.tls = Some(tls.state.clone());
-                    let summary = tls.summary();
-                    Ok(((tls.front().clone(), Some(tls)), summary))
-                }
-                None => {
-                    let listen = std::net::SocketAddr::new(cfg.container.publish.address, cfg.container.publish.port);
-                    let front = Front::bind(listen, None, watched).await?;
-                    let summary = format!("HTTP on {}", front.local);
-                    Ok(((std::sync::Arc::new(front), None), summary))
+        let listen = std::net::SocketAddr::new(cfg.container.publish.address, cfg.container.publish.port);
+        let bound = self
+            .step(FRONT, async |rec| {
+                let bound = match host {
+                    Some(host) => Tls::start(cfg, &host, watched).await.map(|tls| {
+                        rec.state.tls = Some(tls.state.clone());
+                        (tls.front().clone(), tls.summary(), Some(tls))
+                    }),
+                    None => Front::bind(listen, None, watched).await.map(|front| {
+                        let summary = format!("HTTP on {}", front.local);
+                        (std::sync::Arc::new(front), summary, None)
+                    }),
+                };
+                match bound {
+                    Ok((front, summary, tls)) => Ok((Some((front, tls)), summary)),
+                    Err(e) if !last_chance && in_use(&e) => {
+                        warn!("{e:#}; taking it once the container step has run");
+                        Ok((None, format!("{listen} is in use: taken once the container step has run")))
+                    }
+                    Err(e) => Err(e),
                 }
             })
             .await?;
-        self.front = Some(front);
-        self.tls = tls;
+        if let Some((front, tls)) = bound {
+            self.front = Some(front);
+            self.tls = tls;
+        }
         Ok(())
     }
 
@@ -432,6 +446,11 @@ impl<'a> Converger<'a> {
         self.rec.state.stop("stopped by SIGTERM before this step ended; the agent converges again when it starts");
         self.rec.save();
     }
+}
+
+/// The address is taken by another socket.
+fn in_use(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::AddrInUse))
 }
 
 /// The `workspace` step: the materials fetched once, never overwritten.
