@@ -33,8 +33,8 @@ pub const MAX_CONNECTIONS: usize = 1024;
 /// Open connections from one client address: a browser opens six, and one
 /// WebSocket per open notebook or terminal.
 pub const MAX_PER_CLIENT: usize = 64;
-/// Busy answers being written at once; beyond, a connection over its
-/// address's cap is closed without one.
+/// Busy answers being written at once; beyond, the oldest that has not
+/// sent its request yet is dropped for the new one.
 pub const MAX_BUSY: usize = 64;
 /// The open-files limit the unit sets and the agent raises itself to.
 pub const NOFILE: u64 = 16384;
@@ -117,6 +117,21 @@ struct Entry {
 }
 
 impl Inner {
+    /// Drops the oldest connection that `quiet` says may go, and tells its
+    /// task; `false` when there is none.
+    fn evict_oldest(&mut self, quiet: impl Fn(&Entry) -> bool) -> bool {
+        let oldest = self.open.iter().find(|(_, e)| quiet(e)).map(|(id, _)| *id);
+        match oldest.and_then(|id| self.remove(id)) {
+            Some(mut evicted) => {
+                if let Some(tx) = evicted.evict.take() {
+                    let _ = tx.send(());
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
     fn remove(&mut self, id: u64) -> Option<Entry> {
         let entry = self.open.remove(&id)?;
         if let Some(n) = self.per_client.get_mut(&entry.client) {
@@ -138,14 +153,9 @@ impl Registry {
     pub fn admit(self: &Arc<Self>, client: IpAddr) -> Admission {
         let mut inner = self.inner.lock().expect("not poisoned");
         if inner.open.len() >= MAX_CONNECTIONS {
-            let oldest = inner.open.iter().find(|(_, e)| !e.requested).map(|(id, _)| *id);
-            match oldest.and_then(|id| inner.remove(id)) {
-                Some(mut evicted) => {
-                    if let Some(tx) = evicted.evict.take() {
-                        let _ = tx.send(());
-                    }
-                }
-                None => {
+            match inner.evict_oldest(|e| !e.requested) {
+                true => {}
+                false => {
                     drop(inner);
                     self.full.warn(format_args!(
                         "{MAX_CONNECTIONS} connections are open and all of them are in use: refusing new ones"
@@ -156,7 +166,8 @@ impl Registry {
         }
         let from_client = inner.per_client.get(&client).copied().unwrap_or(0);
         let busy = from_client >= MAX_PER_CLIENT;
-        if busy && inner.busy >= MAX_BUSY {
+        // The newest gets the busy answer: the oldest quiet one waiting for its own goes.
+        if busy && inner.busy >= MAX_BUSY && !inner.evict_oldest(|e| e.busy && !e.requested) {
             return Admission::Refused("too many busy answers at once");
         }
         let id = inner.next;
@@ -360,6 +371,15 @@ mod tests {
             })
             .collect();
         assert!(matches!(registry.admit(a), Admission::Busy(_)), "over the address's cap");
+        // Quiet busy ones make room for newer ones rather than lock them out.
+        let quiet_busy: Vec<Ticket> = (0..MAX_BUSY)
+            .map(|_| match registry.admit(a) {
+                Admission::Busy(t) => t,
+                _ => panic!("busy"),
+            })
+            .collect();
+        let Admission::Busy(newest) = registry.admit(a) else { panic!("the newest gets the busy answer") };
+        drop((quiet_busy, newest));
         // Dropped busy tickets give their place back.
         assert_eq!(registry.open(), MAX_PER_CLIENT);
         held[0].requested();
