@@ -100,9 +100,11 @@ pub async fn run(cfg: &Config, state: Option<&State>) -> Vec<Check> {
 
     checks.push(image_check(cfg, docker.as_ref().ok()).await);
     checks.push(token_check(state, published).await);
-    // With TLS, participants reach the agent's listener; Jupyter is on loopback.
+    // Behind the front (a long-running agent, docs/front.md), participants
+    // reach the agent's listener; Jupyter is on loopback.
+    let fronted = state.is_some_and(|s| s.steps.iter().any(|step| step.name == "front"));
     let listen = state.and_then(|s| s.tls.as_ref()).map(|t| t.listen);
-    let reached = match (cfg.tls.is_on(), published) {
+    let reached = match (fronted || cfg.tls.is_on(), published) {
         (true, Some(_)) => Some(listen.map_or(cfg.container.publish.port, |l| l.port())),
         (_, published) => published.map(|e| e.port),
     };
