@@ -36,6 +36,10 @@ pub const MAX_PER_CLIENT: usize = 64;
 /// Busy answers being written at once; beyond, the oldest that has not
 /// sent its request yet is dropped for the new one.
 pub const MAX_BUSY: usize = 64;
+/// The most a connection's read buffer holds: a request head larger than
+/// this is refused with 431 (nginx's `large_client_header_buffers` is
+/// 4 x 8 KiB); 1024 connections hold at most 64 MiB.
+pub const MAX_HEAD_BUFFER: usize = 64 * 1024;
 /// The open-files limit the unit sets and the agent raises itself to.
 pub const NOFILE: u64 = 16384;
 /// The first wait after a failed accept; it doubles up to [`ACCEPT_BACKOFF_MAX`].

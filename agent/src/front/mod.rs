@@ -274,7 +274,10 @@ impl Conn {
         });
         let mut builder = hyper::server::conn::http1::Builder::new();
         // The deadlines are the connection's own (limits::Activity), one for all.
-        builder.header_read_timeout(None).keep_alive(!self.busy && !plain_on_https);
+        builder
+            .header_read_timeout(None)
+            .keep_alive(!self.busy && !plain_on_https)
+            .max_buf_size(limits::MAX_HEAD_BUFFER);
         builder.serve_connection(TokioIo::new(io), service).with_upgrades().await?;
         let upgrade = self.upgrade.lock().expect("not poisoned").take();
         if let Some(up) = upgrade {
