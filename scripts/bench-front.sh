@@ -142,6 +142,7 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 16384 ]; then
     ulimit -n 16384 || die "cannot raise the open files limit to 16384 (ulimit -n)"
 fi
 
+LOAD=$(cut -d' ' -f1 /proc/loadavg)
 WORK=$(mktemp -d /var/tmp/bench-front.XXXXXX)
 chmod 700 "$WORK"
 mkdir -m 700 "$WORK/ws"
@@ -580,8 +581,8 @@ agent_version=$("$AGENT" --version 2>/dev/null | head -n1) || agent_version=jupy
 LABELS=("direct to Jupyter (http)" "nginx $nginx_version, the usual Jupyter config (https)" "the agent, $agent_version (https)")
 
 echo
-printf 'The front: Jupyter direct, nginx and the agent, on 127.0.0.1 (%s, %s cores, image %s; the agent'"'"'s certificate and key for both):\n\n' \
-    "$(date -u +%F)" "$(nproc)" "$IMAGE"
+printf 'The front: Jupyter direct, nginx and the agent, on 127.0.0.1 (%s, %s cores, load average %s at the start, image %s; the agent'"'"'s certificate and key for both):\n\n' \
+    "$(date -u +%F)" "$(nproc)" "$LOAD" "$IMAGE"
 echo "| path | requests/s | p50 (p90), kept alive | new connection + request, p50 (p90) | kernel round trip, p50 (p90) | $DOWNLOAD_MB MB download | proxy CPU per 1000 requests | Jupyter CPU per 1000 requests | memory per idle connection |"
 echo '|---|---|---|---|---|---|---|---|---|'
 for i in 0 1 2; do
