@@ -11,7 +11,7 @@ From Python (the bench scripts put scripts/ on sys.path):
     import benchlib
     benchlib.summary([1.2, 0.9, 3.4])   # "median 1.2 ms, p90 3.4 ms, max 3.4 ms"
 
-From a shell (scripts/bench-tls.sh):
+From a shell (scripts/bench-front.sh):
 
     python3 scripts/benchlib.py stats --scale 1000 FILE   # "MEDIAN P90", one value a line in FILE
 """

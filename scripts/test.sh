@@ -41,7 +41,7 @@ stage_bg "scripts/release.sh" scripts/release.sh --out target/release-bundle
 stage "shellcheck (the user data must stay POSIX sh)" shellcheck -s sh userdata/userdata.sh
 stage "shellcheck scripts" shellcheck -x scripts/lib.sh scripts/test.sh scripts/run-local.sh scripts/build-test-image.sh \
     scripts/build-server2-image.sh scripts/build-systemd-image.sh scripts/make-debian-root.sh scripts/bench-install.sh \
-    scripts/bench-boot.sh scripts/bench-tls.sh scripts/release.sh scripts/capture-fixtures.sh scripts/fuzz.sh .ci/run
+    scripts/bench-boot.sh scripts/bench-front.sh scripts/release.sh scripts/capture-fixtures.sh scripts/fuzz.sh .ci/run
 stage "scripts/render-userdata.py template --check" scripts/render-userdata.py template --check
 stage "cargo fmt --check" cargo fmt --all -- --check
 stage "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
