@@ -77,7 +77,8 @@ impl Chromium {
                 Err(e) => panic!("DevTools {method}: {e}"),
             };
             let Message::Text(text) = message else { continue };
-            let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("DevTools sent no JSON ({e}): {text}"));
+            let v: Value =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("DevTools sent no JSON ({e}): {text}"));
             if v["id"] != id {
                 continue;
             }
