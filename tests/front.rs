@@ -554,11 +554,12 @@ fn a_browser_opened_during_a_slow_setup_sees_the_step_then_jupyter() {
             sh(Command::new("sha256sum").arg(&archive)).split_whitespace().next().unwrap().to_string()
         })
     };
-    // The first converge: the participant's URL.
+    // The first converge, by the agent as a service runs it: the participant's URL.
     env.write_config(&config(&env, port, "off", &meta));
-    env.agent(&["run", "--once"]).expect(0);
-    let url = env.agent(&["url"]).expect(0).stdout.trim().to_string();
+    let mut first = ForegroundAgent::start(&env);
+    let url = ready(&env)["jupyter"]["url"].as_str().expect("a URL").to_string();
     let (_, _, token) = split(&url);
+    first.stop();
     let sha256 = saving.join().expect("docker save");
 
     // A re-converge from the archive, downloaded in about 15 s.
