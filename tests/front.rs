@@ -556,7 +556,8 @@ fn a_browser_opened_during_a_slow_setup_sees_the_step_then_jupyter() {
     };
     // The first converge, by the agent as a service runs it: the participant's URL.
     env.write_config(&config(&env, port, "off", &meta));
-    let mut first = ForegroundAgent::start(&env);
+    let log = env.path("agent.log");
+    let mut first = ForegroundAgent::start_logging(&env, &log);
     let url = ready(&env)["jupyter"]["url"].as_str().expect("a URL").to_string();
     let (_, _, token) = split(&url);
     first.stop();
@@ -574,7 +575,7 @@ fn a_browser_opened_during_a_slow_setup_sees_the_step_then_jupyter() {
     let profile = env.path("chromium");
     std::fs::create_dir(&profile).unwrap();
     let mut browser = common::chromium::Chromium::start(&profile);
-    let _agent = ForegroundAgent::start(&env);
+    let _agent = ForegroundAgent::start_logging(&env, &log);
 
     // The front answers while the image step runs.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -591,7 +592,11 @@ fn a_browser_opened_during_a_slow_setup_sees_the_step_then_jupyter() {
         }
         if Instant::now() >= deadline {
             let last = progress(port).map(|(status, _, _, body)| (status, body.chars().take(300).collect::<String>()));
-            panic!("/_agent/progress never showed the image step's progress: {last:?}");
+            panic!(
+                "/_agent/progress never showed the image step's progress: {last:?}\n--- listening on {port}:\n{}--- the agents' log:\n{}",
+                sh(Command::new("ss").args(["-ltnp", &format!("sport = :{port}")])),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
         }
         std::thread::sleep(Duration::from_millis(200));
     };

@@ -25,6 +25,22 @@ impl ForegroundAgent {
         ForegroundAgent(child)
     }
 
+    /// [`ForegroundAgent::start`], its log (at info) appended to `log`, for
+    /// a test to show when it fails.
+    pub fn start_logging(env: &Env, log: &Path) -> ForegroundAgent {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("the agent's log file");
+        let child = Command::new(bin("jupyter-agent"))
+            .arg("--config")
+            .arg(env.config_path())
+            .arg("run")
+            .env("JUPYTER_AGENT_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("jupyter-agent starts");
+        ForegroundAgent(child)
+    }
+
     pub fn id(&self) -> u32 {
         self.0.id()
     }
