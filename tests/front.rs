@@ -8,7 +8,8 @@
 //! the busy answer; kernels (also one idle longer than the idle timeout)
 //! and terminals work through it; Jupyter itself stays on loopback; and a
 //! participant's browser opened during a slow setup sees the progress page
-//! and then Jupyter, with no reload by hand.
+//! and then Jupyter, with no reload by hand; and the ACME HTTP-01 responder
+//! out of descriptors waits instead of spinning.
 //!
 //! The attackers connect from other loopback addresses (all of 127/8 is
 //! loopback): the per-address cap counts per source address, and the
@@ -733,29 +734,13 @@ fn an_http_01_responder_out_of_descriptors_does_not_burn_a_core() {
     env.write_config(&cfg);
     // A low limit the agent cannot raise: soft and hard.
     const NOFILE: usize = 200;
-    let log = std::fs::File::create(env.path("agent.log")).unwrap();
-    let mut agent = Command::new("prlimit")
-        .arg(format!("--nofile={NOFILE}:{NOFILE}"))
-        .arg(common::bin("jupyter-agent"))
-        .arg("--config")
-        .arg(env.config_path())
-        .arg("run")
-        .env("JUPYTER_AGENT_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("prlimit runs the agent");
+    let log = env.path("agent.log");
+    let agent = ForegroundAgent::start_with_nofile(&env, &log, NOFILE);
     let pid = agent.id();
-    let stop = |agent: &mut std::process::Child| {
-        let _ = Command::new("kill").args(["-TERM", &agent.id().to_string()]).status();
-        let _ = agent.wait();
-    };
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
 
     // The CA asks: the responder listens, its answer is held back.
-    if arrived.recv_timeout(Duration::from_secs(120)).is_err() {
-        stop(&mut agent);
-        panic!("pebble never came to validate: {}", std::fs::read_to_string(env.path("agent.log")).unwrap_or_default());
-    }
+    assert!(arrived.recv_timeout(Duration::from_secs(120)).is_ok(), "pebble never came to validate: {}", log_text());
     let mut flood = Vec::new();
     for source in addresses(127, 0, 4, 8) {
         for _ in 0..50 {
@@ -770,24 +755,18 @@ fn an_http_01_responder_out_of_descriptors_does_not_burn_a_core() {
     let burnt = cpu_time(pid) - before;
     drop(flood);
     release.store(true, std::sync::atomic::Ordering::SeqCst);
-    let log_text = || std::fs::read_to_string(env.path("agent.log")).unwrap_or_default();
-    if burnt >= Duration::from_secs(1) {
-        stop(&mut agent);
-        panic!("the agent used {burnt:?} of CPU in 5 s out of descriptors ({fds} open of {NOFILE})");
-    }
+    assert!(fds >= NOFILE - 10, "the flood never took the agent's descriptors: {fds} open of {NOFILE}");
+    assert!(
+        burnt < Duration::from_secs(1),
+        "the agent used {burnt:?} of CPU in 5 s out of descriptors ({fds} open of {NOFILE})"
+    );
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let state = env.state();
         if state["tls"]["served"] == "acme" {
             break;
         }
-        if Instant::now() >= deadline {
-            stop(&mut agent);
-            panic!("no certificate after the flood: {state:#}\n{}", log_text());
-        }
+        assert!(Instant::now() < deadline, "no certificate after the flood: {state:#}\n{}", log_text());
         std::thread::sleep(Duration::from_millis(500));
     }
-    stop(&mut agent);
-    assert!(fds >= NOFILE - 10, "the flood never took the agent's descriptors: {fds} open of {NOFILE}");
-    eprintln!("EMFILE: {burnt:?} CPU in 5 s at {fds} descriptors");
 }
