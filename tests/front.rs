@@ -567,7 +567,7 @@ fn a_browser_opened_during_a_slow_setup_sees_the_step_then_jupyter() {
     let log = env.path("agent.log");
     let mut first = ForegroundAgent::start_logging(&env, &log);
     let url = ready(&env)["jupyter"]["url"].as_str().expect("a URL").to_string();
-    let (_, _, token) = split(&url);
+    let (_, path, token) = split(&url);
     first.stop();
     let sha256 = saving.join().expect("docker save");
 
@@ -662,6 +662,13 @@ fn a_browser_opened_during_a_slow_setup_sees_the_step_then_jupyter() {
     assert_eq!(after["ready"], true, "{body}");
     assert!(!body.contains(&token));
     assert_eq!(env.agent(&["url"]).expect(0).stdout.trim(), url, "the same URL after the re-converge");
+
+    // One access line per request, with the path and never its query.
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("request client=127.0.0.1 method=GET path=/_agent/progress status=200 ms="), "{logged}");
+    let first_page = format!("method=GET path={path} status=503 ms=");
+    assert!(logged.contains(&first_page), "the browser's first request ({first_page}): {logged}");
+    assert!(!logged.contains(&token), "the token in the agent's log");
 }
 
 /// CPU time (user and system) process `pid` has used so far.
