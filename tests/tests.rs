@@ -27,6 +27,7 @@ mod bootstrap;
 mod bootstrap_fake_agent;
 mod docker_install;
 mod engine_start;
+mod front;
 mod git_install;
 mod hardening;
 mod images;

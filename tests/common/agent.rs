@@ -25,6 +25,35 @@ impl ForegroundAgent {
         ForegroundAgent(child)
     }
 
+    /// [`ForegroundAgent::start`], its log (at info) appended to `log`, for
+    /// a test to show when it fails.
+    pub fn start_logging(env: &Env, log: &Path) -> ForegroundAgent {
+        ForegroundAgent::spawn_logging(Command::new(bin("jupyter-agent")), env, log)
+    }
+
+    /// [`ForegroundAgent::start_logging`] with at most `nofile` open files
+    /// (soft and hard limit, so the agent cannot raise it), set by
+    /// util-linux's `prlimit`, which then becomes the agent (same pid).
+    pub fn start_with_nofile(env: &Env, log: &Path, nofile: usize) -> ForegroundAgent {
+        let mut prlimit = Command::new("prlimit");
+        prlimit.arg(format!("--nofile={nofile}:{nofile}")).arg(bin("jupyter-agent"));
+        ForegroundAgent::spawn_logging(prlimit, env, log)
+    }
+
+    fn spawn_logging(mut command: Command, env: &Env, log: &Path) -> ForegroundAgent {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("the agent's log file");
+        let child = command
+            .arg("--config")
+            .arg(env.config_path())
+            .arg("run")
+            .env("JUPYTER_AGENT_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("jupyter-agent starts");
+        ForegroundAgent(child)
+    }
+
     pub fn id(&self) -> u32 {
         self.0.id()
     }

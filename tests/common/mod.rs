@@ -9,10 +9,12 @@
 //!   condition (`ros`), the agent's own API for `jupyter-bootstrap`
 //!   (`fake_agent`), a file server (`files`); and real ones: an ACME CA
 //!   (`pebble`), a registry (`registry`);
-//! - clients: plain HTTP (here), HTTPS and a kernel's WebSocket (`wss`);
+//! - clients: plain HTTP (here), HTTPS and a kernel's WebSocket (`wss`), a
+//!   headless browser (`chromium`);
 //! - the ROS template checker (`template`), a Debian root (`debian_root`).
 
 pub mod agent;
+pub mod chromium;
 pub mod debian_root;
 pub mod env;
 pub mod fake_agent;

@@ -68,7 +68,17 @@ pub fn tls_stream(port: u16, roots_pem: &Path) -> TlsStream {
 }
 
 fn connect(port: u16, config: ClientConfig) -> io::Result<TlsStream> {
-    let sock = TcpStream::connect(("127.0.0.1", port))?;
+    handshake(TcpStream::connect(("127.0.0.1", port))?, config)
+}
+
+/// A TLS handshake for the server name 127.0.0.1 over `sock`, already
+/// connected (e.g. from another source address), accepting any server
+/// certificate (as [`served_leaf`]): for tests of the listener itself.
+pub fn tls_over(sock: TcpStream) -> io::Result<TlsStream> {
+    handshake(sock, client_config(None))
+}
+
+fn handshake(sock: TcpStream, config: ClientConfig) -> io::Result<TlsStream> {
     sock.set_read_timeout(Some(READ_TIMEOUT))?;
     let name = ServerName::try_from("127.0.0.1").expect("an IP address server name");
     let conn = ClientConnection::new(Arc::new(config), name).map_err(io::Error::other)?;
@@ -247,6 +257,23 @@ impl<S: Read + Write + ReadTimeout> KernelSocket<S> {
                     continue
                 }
                 Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Stays connected and silent for `time`, as an idle browser tab does:
+    /// reads what the server sends (answering its pings, as a browser
+    /// does) and sends nothing of its own. The number of pings seen.
+    pub fn idle(&mut self, time: Duration) -> usize {
+        let deadline = Instant::now() + time;
+        let mut pings = 0;
+        loop {
+            match self.recv_until(deadline) {
+                Ok(None) => return pings,
+                Ok(Some(Message::Ping(_))) => pings += 1,
+                Ok(Some(Message::Close(frame))) => panic!("the server closed the idle kernel socket: {frame:?}"),
+                Ok(Some(_)) => {}
+                Err(e) => panic!("the idle kernel socket failed after {pings} pings: {e}"),
             }
         }
     }
