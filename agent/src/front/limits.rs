@@ -25,6 +25,10 @@ pub const PRE_REQUEST: Duration = Duration::from_secs(10);
 /// between requests, or a WebSocket. Longer than Jupyter's WebSocket ping
 /// (every 30 s), so an idle kernel's connection stays.
 pub const IDLE: Duration = Duration::from_secs(60);
+/// A kept-alive connection quiet for this long gives back its HTTP buffers
+/// and its connection to Jupyter until the client sends again (nginx frees
+/// an idle kept-alive connection's buffers as soon as its request ends).
+pub const PARK_AFTER: Duration = Duration::from_secs(1);
 /// TCP keepalive: a peer that vanished is found even while nothing is sent.
 pub const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 /// Open connections in all. Each takes two descriptors (the client's and
@@ -252,6 +256,17 @@ impl Activity {
         self.requested.store(true, Ordering::Relaxed);
     }
 
+    /// Resolves once no byte has moved for `quiet`.
+    pub async fn quiet_for(&self, quiet: Duration) {
+        loop {
+            let at = self.epoch + Duration::from_millis(self.last.load(Ordering::Relaxed)) + quiet;
+            if Instant::now() >= at {
+                return;
+            }
+            tokio::time::sleep_until(at).await;
+        }
+    }
+
     /// Resolves when the connection is past its deadline: [`PRE_REQUEST`]
     /// after accept while no request came, else [`IDLE`] after the last byte.
     pub async fn expired(&self) -> &'static str {
@@ -311,6 +326,68 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
             self.activity.touch();
         }
         polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// A stream whose first reads return `prefix`: bytes read from it before
+/// (by an HTTP connection that ended, or while it was parked).
+pub struct Prefixed<T> {
+    prefix: bytes::Bytes,
+    io: T,
+}
+
+impl<T> Prefixed<T> {
+    pub fn new(io: T) -> Self {
+        Prefixed { prefix: bytes::Bytes::new(), io }
+    }
+
+    /// Puts `bytes` before what is still to be read.
+    pub fn unread(&mut self, bytes: bytes::Bytes) {
+        self.prefix = match self.prefix.is_empty() {
+            true => bytes,
+            false => [&bytes[..], &self.prefix[..]].concat().into(),
+        };
+    }
+
+    pub fn has_unread(&self) -> bool {
+        !self.prefix.is_empty()
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Prefixed<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        if self.prefix.is_empty() {
+            return Pin::new(&mut self.io).poll_read(cx, buf);
+        }
+        let n = buf.remaining().min(self.prefix.len());
+        buf.put_slice(&self.prefix.split_to(n));
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Prefixed<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {

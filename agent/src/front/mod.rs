@@ -262,29 +262,64 @@ impl Conn {
     }
 
     /// HTTP/1.1 on `io` until the client or the limits end it; then the
-    /// WebSocket, if a request was upgraded.
+    /// WebSocket, if a request was upgraded. A kept-alive connection quiet
+    /// for [`limits::PARK_AFTER`] is parked: hyper's buffers and the
+    /// connection to Jupyter are let go until the client sends again.
     async fn http<IO>(self: &Arc<Self>, io: IO, plain_on_https: bool) -> Result<()>
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let conn = self.clone();
-        let service = hyper::service::service_fn(move |req| {
-            let conn = conn.clone();
-            async move { Ok::<_, Infallible>(conn.answer(req, plain_on_https).await) }
-        });
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        // The deadlines are the connection's own (limits::Activity), one for all.
-        builder
-            .header_read_timeout(None)
-            .keep_alive(!self.busy && !plain_on_https)
-            .max_buf_size(limits::MAX_HEAD_BUFFER);
-        builder.serve_connection(TokioIo::new(io), service).with_upgrades().await?;
-        let upgrade = self.upgrade.lock().expect("not poisoned").take();
-        if let Some(up) = upgrade {
-            let (client, jupyter) = tokio::try_join!(up.client, up.jupyter)?;
-            tokio::io::copy_bidirectional(&mut TokioIo::new(client), &mut TokioIo::new(jupyter)).await?;
+        let keep_alive = !self.busy && !plain_on_https;
+        let mut io = limits::Prefixed::new(io);
+        loop {
+            let conn = self.clone();
+            let service = hyper::service::service_fn(move |req| {
+                let conn = conn.clone();
+                Box::pin(async move { Ok::<_, Infallible>(conn.answer(req, plain_on_https).await) })
+            });
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            // The deadlines are the connection's own (limits::Activity), one for all.
+            builder.header_read_timeout(None).keep_alive(keep_alive).max_buf_size(limits::MAX_HEAD_BUFFER);
+            let mut http = builder.serve_connection(TokioIo::new(io), service);
+            let mut parking = false;
+            loop {
+                tokio::select! {
+                    done = std::future::poll_fn(|cx| http.poll_without_shutdown(cx)) => {
+                        done?;
+                        break;
+                    }
+                    () = self.activity.quiet_for(limits::PARK_AFTER), if keep_alive && !parking => {
+                        // Ends the connection once its request (if any) is answered.
+                        std::pin::Pin::new(&mut http).graceful_shutdown();
+                        parking = true;
+                    }
+                }
+            }
+            let parts = http.into_parts();
+            io = parts.io.into_inner();
+            io.unread(parts.read_buf);
+            let upgrade = self.upgrade.lock().expect("not poisoned").take();
+            if let Some(up) = upgrade {
+                let jupyter = up.jupyter.await?;
+                tokio::io::copy_bidirectional(&mut io, &mut TokioIo::new(jupyter)).await?;
+                return Ok(());
+            }
+            if !parking {
+                // The client closed, or asked for no keep-alive.
+                let _ = tokio::io::AsyncWriteExt::shutdown(&mut io).await;
+                return Ok(());
+            }
+            self.upstream.lock().await.release();
+            if !io.has_unread() {
+                // Parked: a few bytes of state wait for the client's next request.
+                let mut first = [0u8; 64];
+                let n = tokio::io::AsyncReadExt::read(&mut io, &mut first).await?;
+                if n == 0 {
+                    return Ok(());
+                }
+                io.unread(Bytes::copy_from_slice(&first[..n]));
+            }
         }
-        Ok(())
     }
 
     /// One request: answered, then logged (never its query).

@@ -23,9 +23,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Default)]
 pub struct Upstream(Option<(SocketAddr, SendRequest<Incoming>)>);
 
-/// An upgrade both sides agreed to: the client's end and Jupyter's.
+/// An upgrade Jupyter agreed to: its end, once its connection hands it over
+/// (the client's end is the connection's own stream).
 pub struct Upgrade {
-    pub client: OnUpgrade,
     pub jupyter: OnUpgrade,
 }
 
@@ -64,6 +64,11 @@ impl Upstream {
         Ok(&mut self.0.as_mut().expect("set above").1)
     }
 
+    /// Closes the connection to Jupyter while the client's is idle.
+    pub fn release(&mut self) {
+        self.0 = None;
+    }
+
     /// Sends `req` from `client` to Jupyter at `addr`.
     pub async fn forward(
         &mut self,
@@ -73,7 +78,6 @@ impl Upstream {
         https: bool,
     ) -> Result<Forwarded, Unreachable> {
         let upgrading = wants_upgrade(req.headers());
-        let client_upgrade = upgrading.then(|| hyper::upgrade::on(&mut req));
         prepare_request(req.headers_mut(), client, https, upgrading);
         let sender = self.sender(addr).await.map_err(|cause| Unreachable { addr, cause })?;
         let sent = sender.send_request(req).await;
@@ -84,13 +88,13 @@ impl Upstream {
                 return Err(Unreachable { addr, cause: e.into() });
             }
         };
-        let upgrade = match client_upgrade {
-            Some(client) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
+        let upgrade = match upgrading && response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            true => {
                 // This connection to Jupyter now carries the WebSocket.
                 self.0 = None;
-                Some(Upgrade { client, jupyter: hyper::upgrade::on(&mut response) })
+                Some(Upgrade { jupyter: hyper::upgrade::on(&mut response) })
             }
-            _ => None,
+            false => None,
         };
         strip_hop_by_hop(response.headers_mut(), upgrade.is_some());
         Ok(Forwarded { response, upgrade })
