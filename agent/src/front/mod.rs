@@ -310,6 +310,7 @@ impl Conn {
                 return Ok(());
             }
             self.upstream.lock().await.release();
+            limits::parked();
             if !io.has_unread() {
                 // Parked: a few bytes of state wait for the client's next request.
                 let mut first = [0u8; 64];
