@@ -90,8 +90,8 @@ pub struct Side {
 
 /// What a TLS handshake came to.
 pub enum Handshake<IO> {
-    /// A client to serve.
-    Done(TlsStream<IO>),
+    /// A client to serve (boxed: rustls' state is about 1 KiB).
+    Done(Box<TlsStream<IO>>),
     /// A TLS-ALPN-01 validation, answered by the handshake itself (or no
     /// order open): nothing more to do.
     Challenge,
@@ -105,7 +105,7 @@ pub async fn handshake<IO: AsyncRead + AsyncWrite + Unpin>(io: IO, side: &Side) 
     let start = LazyConfigAcceptor::new(Acceptor::default(), io).await?;
     let offers_acme = start.client_hello().alpn().is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN));
     if !offers_acme {
-        return Ok(Handshake::Done(start.into_stream(side.config.clone()).await?));
+        return Ok(Handshake::Done(Box::new(start.into_stream(side.config.clone()).await?)));
     }
     let Some(key) = side.challenges.alpn() else { return Ok(Handshake::Challenge) };
     let mut config = ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
