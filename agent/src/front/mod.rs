@@ -53,6 +53,14 @@ struct Shared {
     backend: watch::Sender<Option<SocketAddr>>,
     /// The converge's state, for the progress page.
     state: Option<watch::Receiver<State>>,
+    /// The connections to Jupyter.
+    jupyter: proxy::Jupyter,
+}
+
+impl Shared {
+    fn new(role: Role, tls: Option<tls::Side>, state: Option<watch::Receiver<State>>) -> Arc<Shared> {
+        Arc::new(Shared { role, tls, backend: watch::channel(None).0, state, jupyter: proxy::Jupyter::new() })
+    }
 }
 
 /// The front, listening until dropped.
@@ -91,7 +99,7 @@ impl Front {
             }
             None => None,
         };
-        let shared = Arc::new(Shared { role: Role::Jupyter, tls, backend: watch::channel(None).0, state });
+        let shared = Shared::new(Role::Jupyter, tls, state);
         let task = tokio::spawn(serve(listener, shared.clone(), what));
         Ok(Front { shared, local, task })
     }
@@ -166,12 +174,7 @@ impl Drop for ChallengeListener {
 impl ChallengeListener {
     pub async fn http01(port: u16, challenges: Arc<Challenges>) -> Result<ChallengeListener> {
         let listener = bind_any(port).await?;
-        let shared = Arc::new(Shared {
-            role: Role::Challenge(challenges),
-            tls: None,
-            backend: watch::channel(None).0,
-            state: None,
-        });
+        let shared = Shared::new(Role::Challenge(challenges), None, None);
         Ok(ChallengeListener(tokio::spawn(serve(listener, shared, "HTTP-01"))))
     }
 
@@ -181,12 +184,7 @@ impl ChallengeListener {
         let placeholder = challenges.alpn().ok_or_else(|| anyhow!("no TLS-ALPN-01 certificate set"))?;
         let current = tls::Current::new(placeholder);
         let side = tls::Side { config: tls::server_config(current.clone())?, current, challenges: challenges.clone() };
-        let shared = Arc::new(Shared {
-            role: Role::Challenge(challenges),
-            tls: Some(side),
-            backend: watch::channel(None).0,
-            state: None,
-        });
+        let shared = Shared::new(Role::Challenge(challenges), Some(side), None);
         Ok(ChallengeListener(tokio::spawn(serve(listener, shared, "TLS-ALPN-01"))))
     }
 }
@@ -210,7 +208,7 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>, what: &'static str) {
             busy,
             ticket,
             activity: Activity::new(),
-            upstream: tokio::sync::Mutex::new(proxy::Upstream::default()),
+            answering: Default::default(),
             upgrade: Mutex::new(None),
         });
         tokio::spawn(async move {
@@ -237,7 +235,8 @@ struct Conn {
     busy: bool,
     ticket: Ticket,
     activity: Arc<Activity>,
-    upstream: tokio::sync::Mutex<proxy::Upstream>,
+    /// Requests in the service, waiting for their answer's head.
+    answering: std::sync::atomic::AtomicUsize,
     /// A WebSocket both sides agreed to, once the HTTP side hands it over.
     upgrade: Mutex<Option<proxy::Upgrade>>,
 }
@@ -288,7 +287,7 @@ impl Conn {
                         done?;
                         break;
                     }
-                    () = self.activity.quiet_for(limits::PARK_AFTER), if keep_alive && !parking => {
+                    () = self.park_due(), if keep_alive && !parking => {
                         // Ends the connection once its request (if any) is answered.
                         std::pin::Pin::new(&mut http).graceful_shutdown();
                         parking = true;
@@ -309,7 +308,6 @@ impl Conn {
                 let _ = tokio::io::AsyncWriteExt::shutdown(&mut io).await;
                 return Ok(());
             }
-            self.upstream.lock().await.release();
             limits::parked();
             if !io.has_unread() {
                 // Parked: a few bytes of state wait for the client's next request.
@@ -323,10 +321,26 @@ impl Conn {
         }
     }
 
+    /// Resolves once the connection has been quiet for
+    /// [`limits::PARK_AFTER`] with no request waiting for Jupyter's answer
+    /// (parking then would end that answer with `Connection: close`, a
+    /// WebSocket's among them).
+    async fn park_due(&self) {
+        loop {
+            self.activity.quiet_for(limits::PARK_AFTER).await;
+            if self.answering.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+                return;
+            }
+            tokio::time::sleep(limits::PARK_AFTER).await;
+        }
+    }
+
     /// One request: answered, then logged (never its query).
     async fn answer(self: &Arc<Self>, req: Request<Incoming>, plain_on_https: bool) -> Response<Body> {
         self.activity.requested();
         self.ticket.requested();
+        self.answering.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _answered = Answered(&self.answering);
         let started = std::time::Instant::now();
         let method = req.method().clone();
         let path = jupyter_proto::redact::bound(req.uri().path(), 200);
@@ -358,7 +372,7 @@ impl Conn {
         }
         let Some(addr) = *self.shared.backend.borrow() else { return self.not_ready(&req) };
         let html = accepts_html(&req);
-        let forwarded = self.upstream.lock().await.forward(addr, req, self.client, self.shared.tls.is_some()).await;
+        let forwarded = self.shared.jupyter.forward(addr, req, self.client, self.shared.tls.is_some()).await;
         match forwarded {
             Ok(forwarded) => {
                 if let Some(up) = forwarded.upgrade {
@@ -401,6 +415,15 @@ impl Conn {
         };
         response.headers_mut().insert(hyper::header::RETRY_AFTER, hyper::header::HeaderValue::from_static("2"));
         response
+    }
+}
+
+/// Counts a request out of the service, however its future ends.
+struct Answered<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Answered<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

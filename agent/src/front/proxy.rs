@@ -1,27 +1,32 @@
 //! Forwarding one request to Jupyter on the host's loopback
-//! (docs/front.md#forwarding): one connection to Jupyter per client
-//! connection, kept alive with it; bodies streamed both ways, never held
-//! whole; an upgrade (a kernel's or a terminal's WebSocket) answered by
-//! Jupyter is handed back to the connection, which then copies the bytes.
+//! (docs/front.md#forwarding): through a pool of kept-alive connections to
+//! Jupyter, shared by all client connections (nginx's `upstream` with
+//! `keepalive`), so that a client connection holds none while it is idle;
+//! bodies streamed both ways, never held whole; an upgrade (a kernel's or a
+//! terminal's WebSocket) answered by Jupyter is handed back to the client
+//! connection, which then copies the bytes.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
 use hyper::upgrade::OnUpgrade;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use hyper::{Request, Response, StatusCode, Uri};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 /// Connecting to Jupyter on loopback takes no time; longer means it is gone.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Kept-alive connections to Jupyter waiting for a request: about the
+/// requests in flight at once in a busy room's minute.
+const POOL_IDLE: usize = 32;
+/// An idle pooled connection is closed after this.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The connection to Jupyter a client connection uses, by Jupyter's address.
-#[derive(Default)]
-pub struct Upstream(Option<(SocketAddr, SendRequest<Incoming>)>);
+/// The connections to Jupyter, whatever its port.
+pub struct Jupyter(Client<HttpConnector, Incoming>);
 
 /// An upgrade Jupyter agreed to: its end, once its connection hands it over
 /// (the client's end is the connection's own stream).
@@ -37,41 +42,30 @@ pub struct Forwarded {
 
 /// The request could not reach Jupyter: it is not up (yet, or any more).
 #[derive(Debug, thiserror::Error)]
-#[error("Jupyter at {addr} does not answer: {cause:#}")]
+#[error("Jupyter at {addr} does not answer: {cause}")]
 pub struct Unreachable {
     addr: SocketAddr,
-    cause: anyhow::Error,
+    cause: String,
 }
 
-impl Upstream {
-    async fn sender(&mut self, addr: SocketAddr) -> Result<&mut SendRequest<Incoming>> {
-        let usable = match &mut self.0 {
-            Some((at, sender)) if *at == addr => sender.ready().await.is_ok(),
-            _ => false,
-        };
-        if !usable {
-            let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
-                .await
-                .context("connect timed out")??;
-            tcp.set_nodelay(true)?;
-            let (sender, connection) = hyper::client::conn::http1::Builder::new()
-                .handshake(TokioIo::new(tcp))
-                .await
-                .context("HTTP handshake")?;
-            tokio::spawn(connection.with_upgrades());
-            self.0 = Some((addr, sender));
-        }
-        Ok(&mut self.0.as_mut().expect("set above").1)
-    }
-
-    /// Closes the connection to Jupyter while the client's is idle.
-    pub fn release(&mut self) {
-        self.0 = None;
+impl Jupyter {
+    pub fn new() -> Jupyter {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(POOL_IDLE)
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_timer(TokioTimer::new())
+            // The client's own Host goes on: Jupyter checks Origin against it.
+            .set_host(false)
+            .build(connector);
+        Jupyter(client)
     }
 
     /// Sends `req` from `client` to Jupyter at `addr`.
     pub async fn forward(
-        &mut self,
+        &self,
         addr: SocketAddr,
         mut req: Request<Incoming>,
         client: IpAddr,
@@ -79,21 +73,13 @@ impl Upstream {
     ) -> Result<Forwarded, Unreachable> {
         let upgrading = wants_upgrade(req.headers());
         prepare_request(req.headers_mut(), client, https, upgrading);
-        let sender = self.sender(addr).await.map_err(|cause| Unreachable { addr, cause })?;
-        let sent = sender.send_request(req).await;
-        let mut response = match sent {
-            Ok(response) => response,
-            Err(e) => {
-                self.0 = None;
-                return Err(Unreachable { addr, cause: e.into() });
-            }
-        };
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        *req.uri_mut() = Uri::try_from(format!("http://{addr}{path}"))
+            .map_err(|e| Unreachable { addr, cause: format!("the request's path: {e}") })?;
+        let mut response = self.0.request(req).await.map_err(|e| Unreachable { addr, cause: format!("{e:?}") })?;
         let upgrade = match upgrading && response.status() == StatusCode::SWITCHING_PROTOCOLS {
-            true => {
-                // This connection to Jupyter now carries the WebSocket.
-                self.0 = None;
-                Some(Upgrade { jupyter: hyper::upgrade::on(&mut response) })
-            }
+            // That connection to Jupyter now carries the WebSocket.
+            true => Some(Upgrade { jupyter: hyper::upgrade::on(&mut response) }),
             false => None,
         };
         strip_hop_by_hop(response.headers_mut(), upgrade.is_some());

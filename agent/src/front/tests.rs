@@ -30,7 +30,8 @@ fn http_on_the_https_port_is_sent_to_https_and_only_known_tokens_are_answered() 
     assert_eq!(http01_answer(&request("/tok", None), &challenges).status(), 404);
 }
 
-/// A backend that answers every request with the `X-Forwarded-For` it got.
+/// A backend that answers every request with the `X-Forwarded-For` it got;
+/// `/slow` after 1.5 s.
 async fn backend() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -38,6 +39,9 @@ async fn backend() -> SocketAddr {
         while let Ok((tcp, _)) = listener.accept().await {
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                    if req.uri().path() == "/slow" {
+                        tokio::time::sleep(Duration::from_millis(1500)).await;
+                    }
                     let xff = req.headers().get("x-forwarded-for").map(|v| v.to_str().unwrap().to_string());
                     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(format!(
                         "xff={}",
@@ -132,5 +136,32 @@ async fn the_https_front_swaps_its_certificate_under_an_open_connection() {
         answer.starts_with("HTTP/1.1 301 ")
             && answer.to_ascii_lowercase().contains("location: https://127.0.0.1:8888/tree?x=1\r\n"),
         "{answer}"
+    );
+}
+
+/// A connection quiet past [`limits::PARK_AFTER`] is parked and answers its
+/// next request; one whose request waits that long for Jupyter is not
+/// parked under it (its answer would say `Connection: close`).
+#[tokio::test]
+async fn a_quiet_connection_is_parked_and_wakes_but_never_under_a_slow_answer() {
+    let front = Front::bind("127.0.0.1:0".parse().unwrap(), None, None).await.unwrap();
+    front.set_backend(Some(backend().await));
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(TcpStream::connect(front.reachable()).await.unwrap()))
+            .await
+            .unwrap();
+    let closed = tokio::spawn(connection);
+    sender.ready().await.unwrap();
+    let req = Request::builder().uri("/slow").header("host", "127.0.0.1").body(http_body_util::Empty::<Bytes>::new());
+    let response = sender.send_request(req.unwrap()).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers().get("connection"), None, "kept alive: {:?}", response.headers());
+    response.into_body().collect().await.unwrap();
+    tokio::time::sleep(limits::PARK_AFTER * 2).await;
+    assert!(!closed.is_finished(), "parked, not closed");
+    assert_eq!(
+        get(&mut sender, "/api/status", "*/*").await,
+        (200, "xff=127.0.0.1".to_string()),
+        "a parked connection wakes"
     );
 }
