@@ -38,6 +38,9 @@ pub struct Proven {
     pub source: TokenSource,
     pub seen_at: DateTime<Utc>,
     pub proven_at: DateTime<Utc>,
+    /// Where it was proven: the published port may have moved since the
+    /// container step (a container published on port 0 that started again).
+    pub endpoint: Endpoint,
 }
 
 impl std::fmt::Debug for Proven {
@@ -62,6 +65,8 @@ pub async fn wait_for_token(
     given: Option<&str>,
 ) -> Result<Proven> {
     let deadline = retry::deadline_after(timeout);
+    let endpoint = &std::sync::Mutex::new(endpoint);
+    let at = || *endpoint.lock().expect("not poisoned");
     if no_token {
         let client = http_client()?;
         let seen_at = Utc::now();
@@ -74,6 +79,7 @@ pub async fn wait_for_token(
                     source: TokenSource::Server,
                     seen_at,
                     proven_at: Utc::now(),
+                    endpoint: at(),
                 });
             }
             Proof::Rejected(status) => {
@@ -147,7 +153,7 @@ pub async fn wait_for_token(
                 match prove(&client, docker, container, endpoint, &base_url(&path), &token, remaining, false).await? {
                     Proof::Accepted => {
                         info!(source = %source, "token proven against /api/status");
-                        return Ok(Proven { token, path, source, seen_at, proven_at: Utc::now() });
+                        return Ok(Proven { token, path, source, seen_at, proven_at: Utc::now(), endpoint: at() });
                     }
                     Proof::Rejected(status) => {
                         info!(status, "a token URL from the log did not open /api/status (an earlier run's, or not the server's); still following")
@@ -229,9 +235,15 @@ impl std::fmt::Display for NotUp {
     }
 }
 
-async fn is_running(docker: &Docker, container: &str) -> bool {
-    let state = docker.inspect_container(container, None).await.ok().and_then(|c| c.state);
-    state.is_some_and(|s| s.running == Some(true))
+/// `None` when the container does not run; else the host port its
+/// published port is bound to now, if any (the agent publishes one).
+async fn published_now(docker: &Docker, container: &str) -> Option<Option<u16>> {
+    let c = docker.inspect_container(container, None).await.ok()?;
+    if c.state.as_ref().is_none_or(|s| s.running != Some(true)) {
+        return None;
+    }
+    let ports = c.network_settings.and_then(|n| n.ports).unwrap_or_default();
+    Some(ports.values().flatten().flatten().find_map(|b| b.host_port.as_deref()?.parse().ok()))
 }
 
 /// `GET /api/status` with the token must answer 200, and with a wrong token
@@ -245,29 +257,39 @@ async fn prove(
     client: &reqwest::Client,
     docker: &Docker,
     container: &str,
-    endpoint: Endpoint,
+    endpoint: &std::sync::Mutex<Endpoint>,
     base: &str,
     token: &str,
     within: Duration,
     open_ok: bool,
 ) -> Result<Proof> {
-    let url = endpoint.url(&format!("{base}api/status"));
+    let path = format!("{base}api/status");
+    let url = || endpoint.lock().expect("not poisoned").url(&path);
     let policy = Policy { budget: within, ..PROOF_RETRY };
     let asked = retry::retry(
         &policy,
         |_| async {
-            let request = client.get(&url);
+            let request = client.get(url());
             let request =
                 if token.is_empty() { request } else { request.header("Authorization", format!("token {token}")) };
             match request.send().await {
                 Ok(resp) => Ok(resp.status().as_u16()),
-                Err(_) if !is_running(docker, container).await => Err(NotUp::Stopped),
-                Err(e) => Err(NotUp::Yet(format!("{:#}", anyhow!(e)))),
+                Err(e) => match published_now(docker, container).await {
+                    None => Err(NotUp::Stopped),
+                    Some(port) => {
+                        // Started again meanwhile, on another port Docker picked: follow it.
+                        if let Some(port) = port {
+                            endpoint.lock().expect("not poisoned").port = port;
+                        }
+                        Err(NotUp::Yet(format!("{:#}", anyhow!(e))))
+                    }
+                },
             }
         },
-        |e, _| debug!(url = %url, error = %e, "Jupyter does not answer yet"),
+        |e, _| debug!(url = %url(), error = %e, "Jupyter does not answer yet"),
     )
     .await;
+    let url = url();
     let status = match asked {
         Ok(status) => status,
         Err(e) => {

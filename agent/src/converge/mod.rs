@@ -182,7 +182,7 @@ impl<'a> Converger<'a> {
                 self.prove(&running).await?.proven()?
             }
         };
-        self.ready(&running, proven).await
+        self.ready(proven).await
     }
 
     /// Runs one step: begins it in the state, runs `work` (which may report
@@ -307,7 +307,7 @@ impl<'a> Converger<'a> {
             )
             .await?;
             if let Some(front) = &front {
-                front.set_backend(Some(running.endpoint.socket_addr()));
+                front.set_backend(Some(proven.endpoint.socket_addr()));
                 match tls {
                     Some(tls) => tls.prove(&proven.path, &proven.token).await,
                     None => front.prove(&proven.path, &proven.token, None).await,
@@ -318,6 +318,11 @@ impl<'a> Converger<'a> {
         }
         .await
         .context(TOKEN.context)?;
+        if let Some(c) = self.container.as_mut().filter(|c| c.endpoint != proven.endpoint) {
+            info!(port = proven.endpoint.port, "the container started again during the token step, on another port");
+            c.endpoint = proven.endpoint;
+            self.rec.state.container = Some(container_state(c));
+        }
         let delivered_as_file = matches!(login, Some(Login { delivery: Delivery::File { .. }, .. }));
         if proven.source != TokenSource::Agent && delivered_as_file {
             warn!("the image's server ignored JUPYTER_TOKEN_FILE (Notebook before 6.1, jupyter_server before 1.6?): giving it JUPYTER_TOKEN instead");
@@ -335,7 +340,7 @@ impl<'a> Converger<'a> {
 
     /// The proven login is the URL: published, with what a participant
     /// must know of it.
-    async fn ready(&mut self, running: &Running, proven: Proven) -> Result<()> {
+    async fn ready(&mut self, proven: Proven) -> Result<()> {
         self.token_note = match (&self.login, proven.source) {
             (Some(_), TokenSource::Agent) => None,
             (Some(_), _) => {
@@ -347,7 +352,7 @@ impl<'a> Converger<'a> {
             (None, _) => None,
         };
         let host = self.host().await;
-        let port = self.front.as_ref().map_or(running.endpoint.port, |f| f.local.port());
+        let port = self.front.as_ref().map_or(proven.endpoint.port, |f| f.local.port());
         let url = url::login_url(self.tls.is_some(), &host, port, &proven.path, &proven.token);
         self.publish(Outcome::Ready { url, proven })?;
         info!("Jupyter is ready (jupyter-agent url prints the URL with its token)");

@@ -237,7 +237,7 @@ impl Converger<'_> {
         self.rec.state.container = Some(container_state(&running));
         self.rec.state.error = None;
         let proven = self.prove(&running).await?.proven()?;
-        self.ready(&running, proven).await
+        self.ready(proven).await
     }
 }
 
