@@ -36,10 +36,10 @@ pub use tls::Challenges;
 type Body = Either<Incoming, Full<Bytes>>;
 
 /// What a listener answers.
-#[derive(Clone)]
 enum Role {
-    /// Jupyter, or the progress page while it is not ready.
-    Jupyter,
+    /// Jupyter, through its pool of connections, or the progress page
+    /// while it is not ready.
+    Jupyter(proxy::Jupyter),
     /// The ACME challenges only (a port of their own while an order is open).
     Challenge(Arc<Challenges>),
 }
@@ -53,13 +53,11 @@ struct Shared {
     backend: watch::Sender<Option<SocketAddr>>,
     /// The converge's state, for the progress page.
     state: Option<watch::Receiver<State>>,
-    /// The connections to Jupyter.
-    jupyter: proxy::Jupyter,
 }
 
 impl Shared {
     fn new(role: Role, tls: Option<tls::Side>, state: Option<watch::Receiver<State>>) -> Arc<Shared> {
-        Arc::new(Shared { role, tls, backend: watch::channel(None).0, state, jupyter: proxy::Jupyter::new() })
+        Arc::new(Shared { role, tls, backend: watch::channel(None).0, state })
     }
 }
 
@@ -99,7 +97,7 @@ impl Front {
             }
             None => None,
         };
-        let shared = Shared::new(Role::Jupyter, tls, state);
+        let shared = Shared::new(Role::Jupyter(proxy::Jupyter::new()), tls, state);
         let task = tokio::spawn(serve(listener, shared.clone(), what));
         Ok(Front { shared, local, task })
     }
@@ -357,9 +355,10 @@ impl Conn {
     }
 
     async fn route(self: &Arc<Self>, req: Request<Incoming>, plain_on_https: bool) -> Response<Body> {
-        if let Role::Challenge(challenges) = &self.shared.role {
-            return http01_answer(&req, challenges);
-        }
+        let jupyter = match &self.shared.role {
+            Role::Challenge(challenges) => return http01_answer(&req, challenges),
+            Role::Jupyter(jupyter) => jupyter,
+        };
         if plain_on_https {
             return redirect_to_https(&req);
         }
@@ -370,9 +369,9 @@ impl Conn {
             let json = serde_json::to_string(&self.progress()).expect("serialisable");
             return own(StatusCode::OK, "application/json", json);
         }
-        let Some(addr) = *self.shared.backend.borrow() else { return self.not_ready(&req) };
+        let Some(addr) = *self.shared.backend.borrow() else { return self.progress_reply(accepts_html(&req)) };
         let html = accepts_html(&req);
-        let forwarded = self.shared.jupyter.forward(addr, req, self.client, self.shared.tls.is_some()).await;
+        let forwarded = jupyter.forward(addr, req, self.client, self.shared.tls.is_some()).await;
         match forwarded {
             Ok(forwarded) => {
                 if let Some(up) = forwarded.upgrade {
@@ -394,10 +393,6 @@ impl Conn {
             Some(state) => Progress::of(&state.borrow(), forwarding),
             None => Progress::of(&crate::state::fresh(), forwarding),
         }
-    }
-
-    fn not_ready<B>(&self, req: &Request<B>) -> Response<Body> {
-        self.progress_reply(accepts_html(req))
     }
 
     /// 503 with the progress: the page for a browser, else the JSON.
