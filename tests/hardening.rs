@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::agent::ForegroundAgent;
 use crate::common::env::Env;
+use crate::common::netns::{MetadataRules, NamespaceHost, USER_DATA};
 use crate::common::{bin, docker, get_status, split_url};
 
 /// Durations beyond the documented maximum (30 days) are refused when they
@@ -301,70 +302,12 @@ fn a_removal_already_in_progress_is_waited_for() {
     assert_eq!(get_status(&format!("{base}/api/status"), &token), 200);
 }
 
-/// A test host in a network namespace of the test's own (a veth pair to
-/// this host), serving HTTP on `10.254.254.2:8080`: the metadata service's
-/// stand-in for a container, which cannot reach the host's loopback.
-struct NamespaceHost {
-    ns: String,
-    server: std::process::Child,
-}
-
-impl NamespaceHost {
-    const ADDRESS: &'static str = "10.254.254.2";
-
-    fn start() -> NamespaceHost {
-        let id = std::process::id();
-        let (ns, outer, inner) = (format!("ja-meta-{id}"), format!("jamh{id}"), format!("jamn{id}"));
-        let ip = |args: &[&str]| {
-            let out = Command::new("ip").args(args).output().unwrap();
-            assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        };
-        ip(&["netns", "add", &ns]);
-        ip(&["link", "add", &outer, "type", "veth", "peer", "name", &inner]);
-        ip(&["link", "set", &inner, "netns", &ns]);
-        ip(&["addr", "add", "10.254.254.1/30", "dev", &outer]);
-        ip(&["link", "set", &outer, "up"]);
-        ip(&["netns", "exec", &ns, "ip", "addr", "add", "10.254.254.2/30", "dev", &inner]);
-        ip(&["netns", "exec", &ns, "ip", "link", "set", &inner, "up"]);
-        let server = Command::new("ip")
-            .args(["netns", "exec", &ns, "python3", "-m", "http.server", "8080", "--bind", Self::ADDRESS])
-            .current_dir(std::env::temp_dir())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let host = NamespaceHost { ns, server };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect_timeout(&"10.254.254.2:8080".parse().unwrap(), Duration::from_secs(1))
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "the test host never answered");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        host
-    }
-}
-
-impl Drop for NamespaceHost {
-    fn drop(&mut self) {
-        let _ = self.server.kill();
-        let _ = self.server.wait();
-        // Removing the namespace removes both ends of the veth pair.
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
-    }
-}
-
 /// What a participant's notebook would try: an HTTP request from inside the
 /// container to `url`; its exit code and error.
 fn fetch_from_container(name: &str, url: &str) -> (bool, String) {
     let script = format!("import urllib.request; urllib.request.urlopen('{url}', timeout=5).read()");
     let out = docker(&["exec", name, "python3", "-c", &script]);
     (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
-}
-
-fn docker_user_rules() -> String {
-    String::from_utf8_lossy(&Command::new("iptables").args(["-w", "-S", "DOCKER-USER"]).output().unwrap().stdout)
-        .into_owned()
 }
 
 /// The container could read the instance's user data (access keys, the
@@ -375,15 +318,15 @@ fn docker_user_rules() -> String {
 /// packet goes to the real one's address).
 #[test]
 fn the_container_cannot_reach_the_metadata_service_unless_allowed() {
-    let host = NamespaceHost::start();
+    let host = NamespaceHost::start(0);
+    let rules = MetadataRules::guard(&host.address);
     let env = Env::new("metadata-block");
-    let endpoint = format!("http://{}:8080", NamespaceHost::ADDRESS);
+    let endpoint = host.endpoint();
     let config = |access: &str| {
         let mut c = env.base_config(access);
         c = c.replace("[jupyter]\n", &format!("[jupyter]\nmetadata_endpoint = \"{endpoint}\"\n"));
         env.write_config(&c);
     };
-    let rule = format!("-A DOCKER-USER -d {}/32 -i jupyter-agent0", NamespaceHost::ADDRESS);
 
     // Allowed: the test host is reachable from the container, so a refusal
     // later is the rule's doing.
@@ -391,7 +334,7 @@ fn the_container_cannot_reach_the_metadata_service_unless_allowed() {
     env.agent(&["run", "--once"]).expect(0);
     let (ok, err) = fetch_from_container(&env.name, &endpoint);
     assert!(ok, "reachable while allowed: {err}");
-    assert!(!docker_user_rules().contains(&rule));
+    assert!(!MetadataRules::listed().contains(&rules.containers()));
 
     // The default: rejected.
     config("");
@@ -399,14 +342,67 @@ fn the_container_cannot_reach_the_metadata_service_unless_allowed() {
     assert_eq!(env.step_detail("network"), "jupyter-agent; metadata service: blocked", "{}", run.stderr);
     let (ok, err) = fetch_from_container(&env.name, &endpoint);
     assert!(!ok && err.contains("Connection refused"), "blocked: {err}");
-    assert!(docker_user_rules().contains(&rule), "{}", docker_user_rules());
+    assert!(MetadataRules::listed().contains(&rules.containers()), "{}", MetadataRules::listed());
 
     // Allowed again: the rule is gone.
     config("metadata_access = true");
     env.agent(&["run", "--once"]).expect(0);
     let (ok, err) = fetch_from_container(&env.name, &endpoint);
     assert!(ok, "reachable once allowed again: {err}");
-    assert!(!docker_user_rules().contains(&rule));
+    assert!(!MetadataRules::listed().contains(&rules.containers()));
+    drop(host);
+}
+
+/// `curl` of `url` as `uid` (0 or `nobody`'s 65534, with no supplementary
+/// groups): whether it answered, and its body or error.
+fn curl_as(uid: u32, url: &str) -> (bool, String) {
+    let id = uid.to_string();
+    let out = Command::new("setpriv")
+        .args(["--reuid", &id, "--regid", &id, "--clear-groups", "curl", "-sS", "--max-time", "5", url])
+        .output()
+        .unwrap();
+    let text = if out.status.success() { &out.stdout } else { &out.stderr };
+    (out.status.success(), String::from_utf8_lossy(text).into_owned())
+}
+
+/// Any local user could read the instance's user data (access keys, the
+/// registry password, the signed ROS URL) from the metadata service: the
+/// only rule was for the containers' bridge. By default the agent now
+/// rejects what any local user but root sends to the service's address (an
+/// `OUTPUT` rule matching the socket's owner, the whole address: a match on
+/// the path could be split across TCP segments); root (the agent, the user
+/// data, the bootstrap) still gets its answers. `metadata_access = true`
+/// removes that rule too. The service is a test host in a network namespace.
+#[test]
+fn a_local_user_other_than_root_cannot_read_the_user_data() {
+    let host = NamespaceHost::start(1);
+    let rules = MetadataRules::guard(&host.address);
+    let env = Env::new("metadata-local");
+    let user_data = format!("{}/latest/user-data", host.endpoint());
+    let config = |access: &str| {
+        let c = env.base_config(access).replace(
+            "[jupyter]\n",
+            &format!("[jupyter]\nmetadata_endpoint = \"{}\"\n", host.endpoint()),
+        );
+        env.write_config(&c);
+    };
+    // Before any rule, `nobody` reads it: a refusal later is the rule's doing.
+    assert_eq!(curl_as(65534, &user_data), (true, USER_DATA.to_string()));
+
+    config("");
+    let run = env.agent(&["run", "--once"]).expect(0);
+    assert_eq!(env.step_detail("network"), "jupyter-agent; metadata service: blocked", "{}", run.stderr);
+    let (ok, err) = curl_as(65534, &user_data);
+    assert!(!ok && err.contains("Connection refused"), "nobody was answered: {err}");
+    assert_eq!(curl_as(0, &user_data), (true, USER_DATA.to_string()), "root still reads it");
+    assert!(MetadataRules::listed().contains(&rules.local_users()), "{}", MetadataRules::listed());
+
+    // Allowed: both rules are gone, and nobody reads it again.
+    config("metadata_access = true");
+    env.agent(&["run", "--once"]).expect(0);
+    assert_eq!(curl_as(65534, &user_data), (true, USER_DATA.to_string()));
+    let listed = MetadataRules::listed();
+    assert!(!listed.contains(&rules.local_users()) && !listed.contains(&rules.containers()), "{listed}");
     drop(host);
 }
 

@@ -21,6 +21,7 @@ pub mod fake_agent;
 pub mod files;
 pub mod http_fake;
 pub mod metadata;
+pub mod netns;
 pub mod pebble;
 pub mod registry;
 pub mod ros;
