@@ -495,15 +495,11 @@ async fn prepare_image(
 }
 
 /// The `network` step: the containers' network, and the metadata service
-/// blocked or allowed from it (docs/threat-model.md).
+/// blocked or allowed from it and from local users other than root
+/// (docs/threat-model.md).
 async fn prepare_network(docker: &Docker, cfg: &Config) -> Result<((), String)> {
     crate::network::ensure(docker).await?;
-    let access = match (cfg.container.metadata_access, cfg.jupyter.metadata_address()) {
-        (false, Some(address)) => crate::network::block(address).await?,
-        (true, Some(address)) => crate::network::allow(address).await?,
-        // Refused by the configuration's check; nothing to allow by address.
-        (_, None) => "allowed",
-    };
+    let access = crate::network::apply(cfg.container.metadata_access, cfg.jupyter.metadata_address()).await?;
     Ok(((), format!("{}; metadata service: {access}", crate::network::NETWORK)))
 }
 
