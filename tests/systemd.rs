@@ -10,6 +10,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use crate::common::env::Env;
+use crate::common::netns::{MetadataRules, NamespaceHost};
 use crate::common::{bin, docker, get_status, split_url, test_image};
 
 /// The systemd container, removed when dropped.
@@ -256,4 +257,123 @@ fn the_user_datas_systemd_branch_ends_in_one_success_whose_url_opens_jupyter() {
     assert_eq!(get_status(&format!("{base}/api/status"), &token), 200, "the signalled URL opens Jupyter");
     let ids: Vec<String> = boot.all_signals().iter().map(|r| r.field("id").unwrap_or_default().to_string()).collect();
     assert_eq!(ids, ["docker", "materials", "image", "container", "jupyter"]);
+}
+
+/// What the managed container runs first at every start, before Jupyter
+/// (bash, which starts in milliseconds): a request for the metadata test
+/// host's user data, its outcome appended to `/probe/log` with how long
+/// after the container's start it was made (PID 1's age, from /proc, read
+/// just before the connection).
+const PROBE: &str = r#"start=$(cut -d' ' -f22 /proc/1/stat)
+read -r up _ < /proc/uptime
+outcome=$( { exec 3<>/dev/tcp/ADDRESS/8080 && printf 'GET /latest/user-data HTTP/1.0\r\n\r\n' >&3 && grep -c test-secret <&3; } 2>&1 )
+case $outcome in
+    1) outcome=reached ;;
+    *"Connection refused"*) outcome=refused ;;
+    *) outcome="error $(echo $outcome | head -c 80)" ;;
+esac
+age=$(awk -v u="$up" -v s="$start" -v t="$(getconf CLK_TCK)" 'BEGIN { printf "%.3f", u - s / t }')
+echo "$age $outcome" >> /probe/log
+"#;
+
+/// The harness's stand-in for `docker.service`: at boot it starts the
+/// managed container, as the engine's restart policy does when dockerd
+/// starts (the Jupyter container runs on the host's engine, which a reboot
+/// of the harness does not restart).
+fn docker_stand_in(container: &str) -> String {
+    format!(
+        "[Unit]\nDescription=stand-in for Docker at boot: starts {container} as its restart policy would\nAfter=network.target\n\n\
+         [Service]\nType=oneshot\nRemainAfterExit=yes\n\
+         ExecStart=/usr/bin/curl -sSf --unix-socket /var/run/docker.sock -X POST http://localhost/containers/{container}/start\n\n\
+         [Install]\nWantedBy=multi-user.target\n"
+    )
+}
+
+fn probe_log(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("log")).unwrap_or_default().lines().map(String::from).collect()
+}
+
+/// After a reboot the engine starts the container (its restart policy)
+/// before the agent's converge: the metadata rules must already be there.
+/// A reboot, as faithfully as this harness allows: the Jupyter container
+/// is stopped, the harness shut down, the agent's rules for the test host
+/// removed from the host's firewall (a reboot starts with an empty one),
+/// then the harness boots, and its `docker.service` (a stand-in that starts
+/// the container) runs when systemd orders it. The container's first act
+/// at every start is a request to the metadata test host: refused at the
+/// first start (the converge put the rules in place) and, within the first
+/// second after the reboot, refused again.
+#[test]
+fn after_a_reboot_the_metadata_rules_are_in_place_before_docker_starts_the_container() {
+    let meta = NamespaceHost::start(2);
+    let rules = MetadataRules::guard(&meta.address);
+    let env = Env::new("systemd-boot");
+    let state = env.path("agent-state");
+    let probe = env.path("probe");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::create_dir_all(&probe).unwrap();
+    std::fs::write(probe.join("probe.sh"), PROBE.replace("ADDRESS", &meta.address)).unwrap();
+    let host = SystemdHost::start(format!("{}-systemd", env.name), state.clone(), &[state.clone(), probe.clone()]);
+    host.write("/etc/systemd/system/docker.service", &docker_stand_in(&env.name));
+    assert!(host.exec(&["systemctl", "daemon-reload"]).status.success());
+    assert!(host.exec(&["systemctl", "enable", "docker.service"]).status.success());
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = format!(
+        "state_dir = \"{state}\"\n\n[image]\nname = \"{image}\"\npull = \"never\"\n\n\
+         [container]\nname = \"{name}\"\npublish = \"127.0.0.1:{port}\"\nvolumes = [\"{probe}:/probe\"]\n\
+         command = [\"sh\", \"-c\", \"bash /probe/probe.sh; exec jupyter-notebook --ip=0.0.0.0 --port=8888 --allow-root --no-browser\"]\n\n\
+         [jupyter]\nurl_host = \"127.0.0.1\"\nready_timeout = \"2m\"\nmetadata_endpoint = \"{endpoint}\"\n",
+        state = state.display(),
+        image = test_image(),
+        name = env.name,
+        probe = probe.display(),
+        endpoint = meta.endpoint(),
+    );
+    host.write("/etc/jupyter-agent/config.toml", &config);
+    let installed = host.exec(&["/root/jupyter-agent", "install"]);
+    assert!(installed.status.success(), "{}", String::from_utf8_lossy(&installed.stderr));
+    let wait = host.exec(&["jupyter-agent", "wait", "--timeout", "2m"]);
+    assert!(wait.status.success(), "{}", String::from_utf8_lossy(&wait.stdout));
+    let log = probe_log(&probe);
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert!(log[0].ends_with(" refused"), "the first start, after the converge's rules: {log:?}");
+
+    // The reboot.
+    assert!(docker(&["stop", "-t", "1", &env.name]).status.success());
+    assert!(docker(&["stop", "-t", "5", &host.name]).status.success());
+    rules.remove();
+    let listed = MetadataRules::listed();
+    assert!(!listed.contains(&rules.containers()) && !listed.contains(&rules.local_users()), "{listed}");
+    assert!(docker(&["start", &host.name]).status.success());
+    host.wait_for_boot();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while probe_log(&probe).len() < 2 {
+        assert!(Instant::now() < deadline, "the container was not started at boot: {:?}", probe_log(&probe));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = probe_log(&probe);
+    let (age, outcome) = log[1].split_once(' ').unwrap();
+    assert_eq!(outcome, "refused", "the first request after the reboot: {log:?}");
+    assert!(age.parse::<f64>().unwrap() < 1.0, "made within the first second of the container's life: {log:?}");
+    let listed = MetadataRules::listed();
+    assert!(listed.contains(&rules.containers()) && listed.contains(&rules.local_users()), "{listed}");
+    // What put them there: the firewall unit, done before the stand-in
+    // started, and the agent's unit only after it.
+    let at = |unit: &str, property: &str| -> u64 {
+        host.stdout(&["systemctl", "show", "-p", property, "--value", unit]).parse().unwrap_or(0)
+    };
+    let firewall_done = at("jupyter-agent-firewall.service", "ExecMainExitTimestampMonotonic");
+    let docker_started = at("docker.service", "ExecMainStartTimestampMonotonic");
+    let agent_started = at("jupyter-agent.service", "ExecMainStartTimestampMonotonic");
+    assert!(
+        0 < firewall_done && firewall_done <= docker_started && docker_started <= agent_started,
+        "firewall done {firewall_done}, docker.service started {docker_started}, agent started {agent_started}"
+    );
+    eprintln!("probe after the reboot: {}", log[1]);
+    // And the agent converges as before.
+    let wait = host.exec(&["jupyter-agent", "wait", "--timeout", "2m"]);
+    assert!(wait.status.success(), "{}", String::from_utf8_lossy(&wait.stdout));
+    drop(host);
+    drop(meta);
 }

@@ -1,6 +1,9 @@
 //! `jupyter-agent install`: the agent as a systemd service, so that every
-//! boot converges again without anyone logging in. Without systemd it
-//! explains how to run the agent in the foreground and changes nothing.
+//! boot converges again without anyone logging in, and the metadata
+//! service's firewall rules as a unit that Docker requires, so that at boot
+//! they are in place before the engine starts any container
+//! (docs/metadata.md#at-boot). Without systemd it explains how to run the
+//! agent in the foreground and changes nothing.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -11,6 +14,8 @@ use anyhow::{bail, Context, Result};
 pub const BINARY: &str = "/usr/local/bin/jupyter-agent";
 pub const UNIT_PATH: &str = "/etc/systemd/system/jupyter-agent.service";
 pub const UNIT_NAME: &str = "jupyter-agent.service";
+pub const FIREWALL_UNIT_PATH: &str = "/etc/systemd/system/jupyter-agent-firewall.service";
+pub const FIREWALL_UNIT_NAME: &str = "jupyter-agent-firewall.service";
 /// How long systemd waits for the agent to stop: it stops within 10 s of
 /// SIGTERM in every phase (daemon.rs), and is killed after this.
 pub const STOP_TIMEOUT_SECS: u64 = 15;
@@ -40,6 +45,34 @@ pub fn unit(config: &Path) -> String {
     )
 }
 
+/// The firewall unit: `jupyter-agent firewall` once per boot, before
+/// `docker.service` (which requires it: if the rules cannot be applied,
+/// Docker does not start, rather than start the container with the metadata
+/// service open) and before the network is up (the local users' rule). No
+/// default dependencies, as firewall units have, so that nothing but the
+/// local file systems comes first.
+pub fn firewall_unit(config: &Path) -> String {
+    format!(
+        "[Unit]\n\
+         Description=jupyter-agent: only root reaches the metadata service, before Docker starts any container\n\
+         DefaultDependencies=no\n\
+         Wants=network-pre.target\n\
+         After=local-fs.target\n\
+         Before=network-pre.target docker.service {UNIT_NAME} shutdown.target\n\
+         Conflicts=shutdown.target\n\
+         \n\
+         [Service]\n\
+         Type=oneshot\n\
+         RemainAfterExit=yes\n\
+         ExecStart={BINARY} --config {} firewall\n\
+         \n\
+         [Install]\n\
+         WantedBy=multi-user.target\n\
+         RequiredBy=docker.service\n",
+        config.display(),
+    )
+}
+
 /// What `install` did, for the person who ran it.
 pub enum Installed {
     /// Binary, unit, enabled and started.
@@ -55,8 +88,13 @@ pub fn install(config: &Path) -> Result<Installed> {
         return Ok(Installed::Foreground(format!(
             "this host does not run systemd (no /run/systemd/system), so no service was installed and nothing was changed.\n\
              Run the agent in the foreground instead, under whatever keeps processes running here:\n\n    \
-             {} --config {} run\n\n\
-             It converges, stays running and serves its socket; run it again after a reboot.",
+             {0} --config {1} run\n\n\
+             It converges, stays running and serves its socket; run it again after a reboot.\n\
+             Nothing of the agent's runs at boot here: the metadata service's firewall rules do not survive a reboot, \
+             and the engine starts the container (restart policy) without them. Run\n\n    \
+             {0} --config {1} firewall\n\n\
+             from this host's init before Docker starts, or set [container] restart = \"no\" \
+             (docs/metadata.md#at-boot).",
             std::env::current_exe().map_or_else(|_| "jupyter-agent".into(), |p| p.display().to_string()),
             config.display()
         )));
@@ -75,7 +113,13 @@ pub fn install(config: &Path) -> Result<Installed> {
     let unit_path = PathBuf::from(UNIT_PATH);
     crate::state::write_atomic(&unit_path, unit(&config).as_bytes(), 0o644)
         .with_context(|| format!("writing {}", unit_path.display()))?;
+    let firewall_path = PathBuf::from(FIREWALL_UNIT_PATH);
+    crate::state::write_atomic(&firewall_path, firewall_unit(&config).as_bytes(), 0o644)
+        .with_context(|| format!("writing {}", firewall_path.display()))?;
     systemctl(&["daemon-reload"])?;
+    // Enabled, not started: the converge applies the rules on this boot, and
+    // restarting a unit Docker requires would restart Docker.
+    systemctl(&["enable", FIREWALL_UNIT_NAME])?;
     systemctl(&["enable", UNIT_NAME])?;
     // A running agent restarts to pick up the new binary and unit.
     systemctl(&["restart", UNIT_NAME])?;
@@ -107,6 +151,21 @@ mod tests {
             "After=network-online.target docker.service",
             "ExecStart=/usr/local/bin/jupyter-agent --config /etc/jupyter-agent/config.toml run",
             "Restart=on-failure",
+            "WantedBy=multi-user.target",
+        ] {
+            assert!(u.lines().any(|l| l == line), "{line} missing:\n{u}");
+        }
+    }
+
+    #[test]
+    fn the_firewall_unit_runs_before_docker_which_requires_it() {
+        let u = firewall_unit(Path::new("/etc/jupyter-agent/config.toml"));
+        for line in [
+            "DefaultDependencies=no",
+            "Before=network-pre.target docker.service jupyter-agent.service shutdown.target",
+            "Type=oneshot",
+            "ExecStart=/usr/local/bin/jupyter-agent --config /etc/jupyter-agent/config.toml firewall",
+            "RequiredBy=docker.service",
             "WantedBy=multi-user.target",
         ] {
             assert!(u.lines().any(|l| l == line), "{line} missing:\n{u}");

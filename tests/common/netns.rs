@@ -33,7 +33,8 @@ impl NamespaceHost {
         let id = std::process::id();
         let net = format!("10.254.{}", id % 250);
         let (outer_ip, address) = (format!("{net}.{}", 4 * index + 1), format!("{net}.{}", 4 * index + 2));
-        let (ns, outer, inner) = (format!("ja-meta-{id}-{index}"), format!("jamh{id}x{index}"), format!("jamn{id}x{index}"));
+        let (ns, outer, inner) =
+            (format!("ja-meta-{id}-{index}"), format!("jamh{id}x{index}"), format!("jamn{id}x{index}"));
         let ip = |args: &[&str]| {
             let out = Command::new("ip").args(args).output().unwrap();
             assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));

@@ -27,6 +27,7 @@ pub fn dispatch(config: &Path, command: Command) -> Result<()> {
         Command::Wait { timeout, json } => wait(config, timeout, json),
         Command::Logs { follow, lines, json } => logs(config, follow, lines, json),
         Command::Install { json } => install(config, json),
+        Command::Firewall => firewall(config),
         Command::Doctor { json } => doctor(config, json),
         Command::Workspace(WorkspaceCommand::Status { json }) => workspace_status(config, json),
         Command::Workspace(WorkspaceCommand::Reset) => workspace_reset(config),
@@ -263,6 +264,17 @@ fn install(config: &Path, json: bool) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// The metadata rules alone (docs/metadata.md#at-boot): the defaults when
+/// the file does not exist (only root reaches 100.100.100.200), exit 2 when
+/// it cannot be used, so that the unit fails and Docker does not start.
+fn firewall(config: &Path) -> Result<()> {
+    let cfg = lenient_config(config)?;
+    let done =
+        runtime()?.block_on(crate::network::apply(cfg.container.metadata_access, cfg.jupyter.metadata_address()))?;
+    println!("metadata service: {done}");
     Ok(())
 }
 

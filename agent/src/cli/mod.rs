@@ -116,6 +116,17 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Apply the metadata service's firewall rules as the configuration says, and nothing else.
+    ///
+    /// What the converge's network step does for the metadata service, alone and idempotent:
+    /// unless [container] metadata_access = true, only root may reach it (a rule in Docker's
+    /// DOCKER-USER chain for the agent's containers, made with its jump from FORWARD when the
+    /// engine has not started yet, and one in OUTPUT for local users); with it, the rules are
+    /// removed. `install` enables jupyter-agent-firewall.service, which runs it at boot
+    /// before docker.service, so that no container starts before the rules
+    /// (docs/metadata.md#at-boot).
+    #[command(after_help = EXIT_CODES)]
+    Firewall,
     /// The workshop materials ([workspace]): what was fetched, what changed, and reset.
     #[command(subcommand, after_help = EXIT_CODES)]
     Workspace(WorkspaceCommand),
