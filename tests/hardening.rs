@@ -339,7 +339,8 @@ fn the_container_cannot_reach_the_metadata_service_unless_allowed() {
     // The default: rejected.
     config("");
     let run = env.agent(&["run", "--once"]).expect(0);
-    assert_eq!(env.step_detail("network"), "jupyter-agent; metadata service: blocked", "{}", run.stderr);
+    // Blocked first thing in the converge: the network step finds the rules.
+    assert_eq!(env.step_detail("network"), "jupyter-agent; metadata service: already blocked", "{}", run.stderr);
     let (ok, err) = fetch_from_container(&env.name, &endpoint);
     assert!(!ok && err.contains("Connection refused"), "blocked: {err}");
     assert!(MetadataRules::listed().contains(&rules.containers()), "{}", MetadataRules::listed());
@@ -388,9 +389,23 @@ fn a_local_user_other_than_root_cannot_read_the_user_data() {
     // Before any rule, `nobody` reads it: a refusal later is the rule's doing.
     assert_eq!(curl_as(65534, &user_data), (true, USER_DATA.to_string()));
 
+    // The rules come first in a converge, before the engine, the image and
+    // the minutes they can take: a converge that fails at the image has
+    // already put them in place.
+    config("");
+    env.write_config(&std::fs::read_to_string(env.config_path()).unwrap().replace(
+        &format!("name = \"{}\"\npull", crate::common::test_image()),
+        "name = \"jupyter-agent/no-such-image:never\"\npull",
+    ));
+    assert_eq!(env.agent(&["run", "--once"]).code, 1);
+    let (ok, err) = curl_as(65534, &user_data);
+    assert!(!ok && err.starts_with("curl: (7) Failed to connect"), "nobody was answered before the image: {err}");
+    assert!(MetadataRules::listed().contains(&rules.containers()), "{}", MetadataRules::listed());
+
     config("");
     let run = env.agent(&["run", "--once"]).expect(0);
-    assert_eq!(env.step_detail("network"), "jupyter-agent; metadata service: blocked", "{}", run.stderr);
+    // Blocked first thing in the converge: the network step finds the rules.
+    assert_eq!(env.step_detail("network"), "jupyter-agent; metadata service: already blocked", "{}", run.stderr);
     let (ok, err) = curl_as(65534, &user_data);
     // curl's exit 7: it could not connect (refused at once, not a timeout).
     assert!(!ok && err.starts_with("curl: (7) Failed to connect"), "nobody was answered: {err}");

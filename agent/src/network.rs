@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use bollard::models::NetworkCreateRequest;
 use bollard::Docker;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::engine::LABEL_MANAGED;
 
@@ -206,6 +206,20 @@ pub async fn allow(address: Ipv4Addr) -> Result<&'static str> {
         info!(address = %address, "the containers and local users may reach the metadata service ([container] metadata_access = true)");
     }
     Ok(if removed { "allowed (rules removed)" } else { "allowed" })
+}
+
+/// The metadata rules applied first thing in a converge, when `iptables`
+/// is already here: before the engine starts (it starts the container by
+/// its restart policy) and before the minutes an install or a pull can take
+/// (docs/metadata.md#at-boot). A failure is only logged: the `network` step
+/// applies them again and fails there, naming the rule.
+pub async fn apply_early(metadata_access: bool, address: Option<Ipv4Addr>) {
+    if !iptables_present() {
+        return;
+    }
+    if let Err(e) = apply(metadata_access, address).await {
+        warn!(error = %format!("{e:#}"), "the metadata rules could not be applied yet; the network step tries again");
+    }
 }
 
 /// The metadata rules as the configuration says: blocked by default, allowed

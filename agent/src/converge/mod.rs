@@ -157,6 +157,9 @@ impl<'a> Converger<'a> {
     async fn steps(&mut self) -> Result<()> {
         let cfg = self.cfg;
         self.serve_front(false).await?;
+        // Only root reaches the metadata service, from the start when it can
+        // be done now (the network step makes sure of it).
+        crate::network::apply_early(cfg.container.metadata_access, cfg.jupyter.metadata_address()).await;
         let docker = docker_install::ensure_engine(cfg, &mut docker_install::RecordProgress::docker(&mut self.rec))
             .await
             .context("connecting to the Docker engine")?;
