@@ -152,10 +152,23 @@ impl Spec {
 }
 
 /// Reads a Docker env file (`KEY=VALUE` lines, `#` comments, a bare `KEY`
-/// takes the agent's own value). Errors name the file and line, never a value.
+/// takes the agent's own value). It is opened, then checked through the
+/// descriptor: a regular file (no symbolic link) of root's that nobody
+/// else may write to (config::paths). Errors name the file and line, never
+/// a value.
 pub fn read_env_file(path: &Path) -> Result<Vec<(String, String)>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading the env file {} ([container] env_file)", path.display()))?;
+    use crate::config::paths::{read_private, FileRefused, Private};
+    let text = match read_private(path, Private::RootWritten) {
+        Ok(text) => text,
+        Err(FileRefused::Io(e)) => {
+            return Err(e).with_context(|| format!("reading the env file {} ([container] env_file)", path.display()))
+        }
+        Err(e) => bail!(
+            "the env file {} ([container] env_file) {e}; expected a regular file of root's that only root may write to (chmod 600 {})",
+            path.display(),
+            path.display()
+        ),
+    };
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim_start();
@@ -504,6 +517,17 @@ mod tests {
         let err = format!("{:#}", read_env_file(bad.path()).unwrap_err());
         assert!(err.ends_with(":2: expected KEY=VALUE with a variable name without spaces (the value is not shown: it may be a secret)"), "{err}");
         assert!(!err.contains("s3cr3t"));
+        // Opened, then checked: no link, a regular file of root's that
+        // nobody else may write to (issue 22, item 9).
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(f.path(), dir.path().join("link")).unwrap();
+        let err = format!("{:#}", read_env_file(&dir.path().join("link")).unwrap_err());
+        assert!(err.contains("is a symbolic link"), "{err}");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(0o666)).unwrap();
+        let err = format!("{:#}", read_env_file(f.path()).unwrap_err());
+        assert!(err.contains("may be written by users other than root"), "{err}");
+        std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
         let mut c = cfg();
         c.env_file = Some(PathBuf::from(f.path()));
         let spec = Spec::new(&c, "nb", "id", None).unwrap();
