@@ -211,11 +211,11 @@ pub fn container_user_on_host(state_dir: &Path) -> Option<(u32, String)> {
     Some((uid, user.name))
 }
 
-/// The warning `status` and `doctor` print for [`container_user_on_host`].
+/// What `status` and `doctor` say about [`container_user_on_host`].
 pub fn container_user_warning(state_dir: &Path) -> Option<String> {
     let (uid, name) = container_user_on_host(state_dir)?;
     Some(format!(
-        "the container runs as uid {uid}, which is the host account {name}: it owns the token file the container mounts ({}) and whatever the container writes in its mounts; give the container a uid no host account has ([container] user)",
+        "the container runs as uid {uid}, which is the host account {name}: it owns the token file the container mounts ({}) and whatever the container writes in its mounts",
         mount_source(state_dir).display()
     ))
 }

@@ -203,7 +203,7 @@ fn status(config: &Path, json: bool, show_token: bool) -> Result<()> {
     let _ = if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&state).expect("state serializes"))
     } else {
-        write!(out, "{}", super::render(&state))
+        write!(out, "{}{}", super::render(&state), super::render::host_notes(&cfg))
     };
     if matches!(state.phase, Phase::Failed | Phase::Stopped) {
         return Err(Exit::silent(exit::FAILED).into());
