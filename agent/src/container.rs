@@ -208,7 +208,7 @@ fn missing_source(spec: &Spec, error: &str) -> Option<String> {
     let source = bind.source.display();
     Some(if bind.target == crate::login::MOUNTED_AT {
         format!(
-            "the login token file {source} (mounted at {}) does not exist on the Docker engine's host: the agent must run on the engine's host, sharing its files (docs/agent.md)",
+            "the login token file {source} (mounted at {}) does not exist on the Docker engine's host: the agent must run on the engine's host, where its state directory is",
             bind.target
         )
     } else {

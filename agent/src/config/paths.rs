@@ -137,6 +137,9 @@ const CONTEXT_EXPECTED: &str = "expected a directory that holds none of the agen
 /// is read, `by_name`; every way the host may resolve them before
 /// anything changes, [`views`]).
 pub(super) fn check_exposure(cfg: &Config, file: &Path, see: fn(&Path) -> Vec<PathBuf>) -> Result<(), ConfigError> {
+    // A configuration named by a relative path (`--config c.toml`) is a
+    // secret all the same.
+    let absolute = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
     let refuse = |key: &str, value: String, secret: &Path, what: &str, how: &str, seen: &Path, given: &Path| {
         let resolved =
             if seen != normalize(given) { format!(" (resolved: {})", seen.display()) } else { String::new() };
@@ -161,14 +164,14 @@ pub(super) fn check_exposure(cfg: &Config, file: &Path, see: fn(&Path) -> Vec<Pa
         }
         None
     };
-    let volume_secrets = secrets(cfg, file, true);
+    let volume_secrets = secrets(cfg, &absolute, true);
     for v in &cfg.container.volumes {
         if let Some((seen, secret, what, how)) = meet(&v.host, &volume_secrets) {
             return Err(refuse("[container] volumes", v.bind(), &secret, &what, how, &seen, &v.host));
         }
     }
     if let ImageSource::Build(b) = &cfg.image.source {
-        if let Some((seen, secret, what, how)) = meet(&b.context, &secrets(cfg, file, false)) {
+        if let Some((seen, secret, what, how)) = meet(&b.context, &secrets(cfg, &absolute, false)) {
             let value = b.context.display().to_string();
             return Err(refuse("[image.build] context", value, &secret, &what, how, &seen, &b.context));
         }
