@@ -293,6 +293,13 @@ mod tests {
         let err = ensure_private_dir(&theirs).unwrap_err().to_string();
         assert!(err.contains("belongs to uid 65534"), "{err}");
 
+        // A link to a private directory is followed; the directory is checked.
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&loose, &link).unwrap();
+        ensure_private_dir(&link).unwrap();
+        std::os::unix::fs::symlink(&open, dir.path().join("open-link")).unwrap();
+        assert!(ensure_private_dir(&dir.path().join("open-link")).is_err());
+
         let err = ensure_private_dir(Path::new("/tmp")).unwrap_err().to_string();
         assert!(err.contains("(mode 1777)"), "{err}");
         assert!(StateStore::lock(Path::new("/tmp")).is_err());

@@ -319,13 +319,11 @@ fn libc_flags() -> i32 {
     nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY | nix::libc::O_CLOEXEC
 }
 
-/// Opens the directory `dir` itself (no final link) for a check through
-/// its descriptor.
+/// Opens the directory `dir` (a link to one is followed: [`dir_refusal`]
+/// checks the chain it resolves to) for a check and a change of mode
+/// through its descriptor.
 pub fn open_dir(dir: &Path) -> io::Result<File> {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_DIRECTORY | nix::libc::O_CLOEXEC)
-        .open(dir)
+    std::fs::OpenOptions::new().read(true).custom_flags(nix::libc::O_DIRECTORY | nix::libc::O_CLOEXEC).open(dir)
 }
 
 impl Config {
