@@ -109,6 +109,13 @@ fn at_least_sixty_bad_configurations_exit_2_with_their_message_and_change_nothin
     std::fs::write(env.path("plain-file"), "mine\n").unwrap();
     std::fs::create_dir(env.path("a-dir")).unwrap();
     std::fs::write(env.path("foreign.env"), "KEY=the user's own\n").unwrap();
+    // A state directory of someone else's, one below a directory everyone
+    // may write to, and a link (dangling: nothing made it yet) to the state.
+    std::fs::create_dir(env.path("theirs")).unwrap();
+    std::os::unix::fs::chown(env.path("theirs"), Some(65534), Some(65534)).unwrap();
+    std::fs::create_dir_all(env.path("open/sub")).unwrap();
+    std::fs::set_permissions(env.path("open"), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    std::os::unix::fs::symlink(env.path("state"), env.path("link")).unwrap();
     let long_name = "n".repeat(1_000_000);
     let long_name_toml = format!("\"{long_name}\"");
     let long_socket = format!("\"{d}/{}.sock\"", "s".repeat(120));
@@ -125,6 +132,10 @@ fn at_least_sixty_bad_configurations_exit_2_with_their_message_and_change_nothin
         (vec![("", "result_file", Some("\"{d}/plain-file/result.txt\""))], "{f}: result_file = \"{d}/plain-file/result.txt\": is below something that is not a directory".into()),
         (vec![("", "result_file", Some("\"result.txt\""))], "{f}: result_file = \"result.txt\": expected an absolute path (starting with /)".into()),
         (vec![("", "state_dir", Some("42"))], "{f}: state_dir = 42: expected a string".into()),
+        // The state directory and the directories above it are root's alone (issue 22, items 7 and 10).
+        (vec![("", "state_dir", Some("\"/tmp\""))], "{f}: state_dir = \"/tmp\": may be written by users other than root (mode 1777); expected a directory only root may write to, e.g. /var/lib/jupyter-agent".into()),
+        (vec![("", "state_dir", Some("\"{d}/theirs\""))], "{f}: state_dir = \"{d}/theirs\": belongs to uid 65534 (nobody); expected a directory of root's, e.g. /var/lib/jupyter-agent".into()),
+        (vec![("", "state_dir", Some("\"{d}/open/sub/state\""))], "{f}: state_dir = \"{d}/open/sub/state\": is below {d}/open, which users other than root may write to (mode 777); expected a directory whose every parent only root may write to, e.g. /var/lib/jupyter-agent".into()),
         // [image]
         (vec![("image", "name", Some("\"Notebook\""))], "{f}: [image] name = \"Notebook\": expected a repository name in lowercase (Docker refuses capitals), e.g. \"notebook:latest\"".into()),
         (vec![("image", "name", Some("\"a b\""))], "{f}: [image] name = \"a b\": expected an image reference of at most 255 characters such as \"notebook:latest\" or \"registry.example:5000/team/notebook:1.0\"".into()),
@@ -149,8 +160,12 @@ fn at_least_sixty_bad_configurations_exit_2_with_their_message_and_change_nothin
         (vec![("container", "publish", Some("\"0.0.0.0:99999\""))], "{f}: [container] publish = \"0.0.0.0:99999\": expected \"ADDRESS:PORT\" or \"PORT\" with an IP address and a port from 0 to 65535 (0: Docker picks one), e.g. \"0.0.0.0:8888\"".into()),
         (vec![("container", "publish", Some("\"example.com:80\""))], "{f}: [container] publish = \"example.com:80\": expected \"ADDRESS:PORT\" or \"PORT\" with an IP address and a port from 0 to 65535 (0: Docker picks one), e.g. \"0.0.0.0:8888\"".into()),
         (vec![("container", "restart", Some("\"sometimes\""))], "{f}: [container] restart = \"sometimes\": expected one of \"no\", \"always\", \"unless-stopped\", \"on-failure\"".into()),
-        (vec![("container", "volumes", Some("[\"/:/host\"]"))], "{f}: [container] volumes = \"/:/host\": expected a host path that is neither / nor holds the agent's state ({d}/state): a container must not own the host".into()),
-        (vec![("container", "volumes", Some("[\"{d}/state:/x\"]"))], "{f}: [container] volumes = \"{d}/state:/x\": expected a host path that is neither / nor holds the agent's state ({d}/state): a container must not own the host".into()),
+        (vec![("container", "volumes", Some("[\"/:/host\"]"))], "{f}: [container] volumes = \"/:/host\": expected a host path that is neither /, nor holds or is inside the agent's state ({d}/state): a container must not own the host".into()),
+        (vec![("container", "volumes", Some("[\"{d}/state:/x\"]"))], "{f}: [container] volumes = \"{d}/state:/x\": expected a host path that is neither /, nor holds or is inside the agent's state ({d}/state): a container must not own the host".into()),
+        // Compared resolved, not by name (issue 22, item 9).
+        (vec![("container", "volumes", Some("[\"{d}/materials/../state:/x\"]"))], "{f}: [container] volumes = \"{d}/materials/../state:/x\": expected a host path that is neither /, nor holds or is inside the agent's state ({d}/state): a container must not own the host".into()),
+        (vec![("container", "volumes", Some("[\"{d}/link/tls:/x:ro\"]"))], "{f}: [container] volumes = \"{d}/link/tls:/x:ro\": is inside the agent's state directory {d}/state (resolved: {d}/state/tls); expected a host path that exposes none of the agent's secrets (the state directory, the configuration file, registry credentials, the token file, an env file outside the workspace)".into()),
+        (vec![("image", "name", None), ("image", "pull", None), ("image", "tag", Some("\"nb:1\"")), ("image.build", "context", Some("\"{d}/a-dir/..\""))], "{f}: [image.build] context = \"{d}/a-dir/..\": holds the agent's state directory {d}/state; expected a directory that holds none of the agent's secrets (the state directory, the configuration file, registry credentials, the token file)".into()),
         (vec![("container", "volumes", Some("[\"data:/data\"]"))], "{f}: [container] volumes = \"data:/data\": expected \"/host/path:/container/path\" or \"/host/path:/container/path:ro\" (the host path may be \"workspace\")".into()),
         (vec![("container", "volumes", Some("[\"/srv:relative\"]"))], "{f}: [container] volumes = \"/srv:relative\": expected \"/host/path:/container/path\" or \"/host/path:/container/path:ro\" (the host path may be \"workspace\")".into()),
         (vec![("container", "volumes", Some("\"/srv:/srv\""))], "{f}: [container] volumes = \"/srv:/srv\": expected a non-empty array of strings, e.g. [\"/srv/data:/data\"]".into()),
@@ -211,8 +226,15 @@ fn at_least_sixty_bad_configurations_exit_2_with_their_message_and_change_nothin
     ];
     assert!(cases.len() + raw.len() >= 60, "{} cases", cases.len() + raw.len());
 
-    let involved = [env.dir.path(), Path::new("/tmp/ja-bad-state"), Path::new("/tmp/ja-bad-log")];
+    let involved = [
+        env.dir.path(),
+        Path::new("/tmp/ja-bad-state"),
+        Path::new("/tmp/ja-bad-log"),
+        Path::new("/tmp/agent.lock"),
+        Path::new("/tmp/state.json"),
+    ];
     let before = snapshot(&involved);
+    let tmp_mode = std::fs::metadata("/tmp").unwrap().mode();
     let f = env.config_path().display().to_string();
     let texts =
         cases.iter().map(|(changes, want)| (render(&env, changes), want.clone())).chain(raw).collect::<Vec<_>>();
@@ -245,4 +267,5 @@ fn at_least_sixty_bad_configurations_exit_2_with_their_message_and_change_nothin
     std::fs::remove_file(env.config_path()).unwrap();
     assert!(failures.is_empty(), "{} of {} cases failed:\n\n{}", failures.len(), texts.len(), failures.join("\n\n"));
     assert_eq!(snapshot(&involved), before, "the host changed");
+    assert_eq!(std::fs::metadata("/tmp").unwrap().mode(), tmp_mode, "/tmp changed");
 }

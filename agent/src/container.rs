@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, HostConfig, PortBinding, RestartPolicy,
-    RestartPolicyNameEnum,
+    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, HostConfig, Mount, MountType, PortBinding,
+    RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
 use bollard::Docker;
@@ -39,7 +39,7 @@ pub struct Spec {
     pub env: Vec<String>,
     pub port: u16,
     pub publish: Publish,
-    pub binds: Vec<String>,
+    pub binds: Vec<Bind>,
     pub restart: config::RestartPolicy,
     /// The Docker network it joins (the agent's own, crate::network).
     pub network: String,
@@ -80,7 +80,7 @@ impl Spec {
             env: env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
             port: cfg.port,
             publish: cfg.publish,
-            binds: cfg.volumes.iter().map(config::Volume::bind).collect(),
+            binds: cfg.volumes.iter().map(Bind::from).collect(),
             restart: cfg.restart,
             network: crate::network::NETWORK.to_string(),
             login: None,
@@ -96,7 +96,11 @@ impl Spec {
         match login.delivery {
             crate::login::Delivery::File { .. } => {
                 self.env.push(format!("JUPYTER_TOKEN_FILE={}", crate::login::MOUNTED_AT));
-                self.binds.push(format!("{}:{}:ro", mount_source.display(), crate::login::MOUNTED_AT));
+                self.binds.push(Bind {
+                    source: mount_source.to_path_buf(),
+                    target: crate::login::MOUNTED_AT.into(),
+                    read_only: true,
+                });
             }
             crate::login::Delivery::Env => self.env.push(format!("JUPYTER_TOKEN={}", login.token)),
         }
@@ -140,7 +144,7 @@ impl Spec {
             exposed_ports: Some(vec![self.port_key()]),
             labels: Some(labels),
             host_config: Some(HostConfig {
-                binds: if self.binds.is_empty() { None } else { Some(self.binds.clone()) },
+                mounts: if self.binds.is_empty() { None } else { Some(self.binds.iter().map(Bind::mount).collect()) },
                 port_bindings: Some(HashMap::from([(self.port_key(), Some(vec![binding]))])),
                 restart_policy: Some(RestartPolicy { name: Some(restart), maximum_retry_count: None }),
                 network_mode: Some(self.network.clone()),
@@ -151,11 +155,88 @@ impl Spec {
     }
 }
 
+/// A bind mount. It is created as a `Mount` of type bind, which the engine
+/// refuses when the source is missing on its host (`Binds` made an empty
+/// directory there instead: a token file mounted that way became a
+/// directory), and hashed in the `Binds` form it always had
+/// (`/host:/container[:ro]`), so that containers made before keep their hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind {
+    pub source: std::path::PathBuf,
+    pub target: String,
+    pub read_only: bool,
+}
+
+impl From<&config::Volume> for Bind {
+    fn from(v: &config::Volume) -> Bind {
+        Bind { source: v.host.clone(), target: v.container.clone(), read_only: v.read_only }
+    }
+}
+
+impl std::fmt::Display for Bind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mode = if self.read_only { ":ro" } else { "" };
+        write!(f, "{}:{}{mode}", self.source.display(), self.target)
+    }
+}
+
+impl Serialize for Bind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl Bind {
+    fn mount(&self) -> Mount {
+        Mount {
+            target: Some(self.target.clone()),
+            source: Some(self.source.display().to_string()),
+            typ: Some(MountType::BIND),
+            read_only: Some(self.read_only),
+            ..Default::default()
+        }
+    }
+}
+
+/// The engine's refusal of a bind mount whose source its host lacks, as a
+/// message that names the path; `None` for any other error.
+fn missing_source(spec: &Spec, error: &str) -> Option<String> {
+    if !error.contains("bind source path does not exist") {
+        return None;
+    }
+    let bind = spec.binds.iter().find(|b| error.contains(&*b.source.to_string_lossy()))?;
+    let source = bind.source.display();
+    Some(if bind.target == crate::login::MOUNTED_AT {
+        format!(
+            "the login token file {source} (mounted at {}) does not exist on the Docker engine's host: the agent must run on the engine's host, where its state directory is",
+            bind.target
+        )
+    } else {
+        format!(
+            "the host path {source} of a bind mount (to {}) does not exist on the Docker engine's host; create it there or change [container] volumes (paths name the engine host's files)",
+            bind.target
+        )
+    })
+}
+
 /// Reads a Docker env file (`KEY=VALUE` lines, `#` comments, a bare `KEY`
-/// takes the agent's own value). Errors name the file and line, never a value.
+/// takes the agent's own value). It is opened, then checked through the
+/// descriptor: a regular file (no symbolic link) of root's that nobody
+/// else may write to (config::paths). Errors name the file and line, never
+/// a value.
 pub fn read_env_file(path: &Path) -> Result<Vec<(String, String)>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading the env file {} ([container] env_file)", path.display()))?;
+    use crate::config::paths::{read_private, FileRefused, Private};
+    let text = match read_private(path, Private::RootWritten) {
+        Ok(text) => text,
+        Err(FileRefused::Io(e)) => {
+            return Err(e).with_context(|| format!("reading the env file {} ([container] env_file)", path.display()))
+        }
+        Err(e) => bail!(
+            "the env file {} ([container] env_file) {e}; expected a regular file of root's that only root may write to (chmod 600 {})",
+            path.display(),
+            path.display()
+        ),
+    };
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim_start();
@@ -430,10 +511,13 @@ pub async fn ensure(docker: &Docker, spec: &Spec) -> Result<Running> {
 
 async fn create_and_start(docker: &Docker, spec: &Spec) -> Result<()> {
     let options = CreateContainerOptionsBuilder::new().name(&spec.name).build();
-    let created = docker
-        .create_container(Some(options), spec.body())
-        .await
-        .with_context(|| format!("creating the container {} from {}", spec.name, spec.image))?;
+    let created = match docker.create_container(Some(options), spec.body()).await {
+        Ok(created) => created,
+        Err(e) => match missing_source(spec, &e.to_string()) {
+            Some(message) => bail!("{message}"),
+            None => return Err(anyhow!(e).context(format!("creating the container {} from {}", spec.name, spec.image))),
+        },
+    };
     if let Err(e) = docker.start_container(&created.id, None).await {
         // A container that never started is removed: the next run starts clean
         // and nothing is left behind by a refused setting.
@@ -483,6 +567,26 @@ mod tests {
         assert_ne!(base.hash(), Spec::new(&cfg(), "nb:latest", "sha256:1", Some("abc@t")).unwrap().hash());
     }
 
+    /// Bind mounts keep the hash they had as `Binds`, and the engine's
+    /// refusal of a missing source names the path (issue 22, item 11).
+    #[test]
+    fn bind_mounts_keep_their_hash_and_a_missing_source_is_named() {
+        let mut c = cfg();
+        c.volumes = vec!["/srv/data:/data:ro".parse().unwrap()];
+        let spec = Spec::new(&c, "nb", "id", None).unwrap();
+        assert_eq!(serde_json::to_value(&spec).unwrap()["binds"], serde_json::json!(["/srv/data:/data:ro"]));
+        let body = spec.body();
+        let mounts = body.host_config.unwrap().mounts.unwrap();
+        assert_eq!(mounts[0].typ, Some(MountType::BIND));
+        assert_eq!((mounts[0].source.as_deref(), mounts[0].read_only), (Some("/srv/data"), Some(true)));
+        let refusal = "Docker responded with status code 400: invalid mount config for type \"bind\": bind source path does not exist: /srv/data";
+        assert_eq!(
+            missing_source(&spec, refusal).unwrap(),
+            "the host path /srv/data of a bind mount (to /data) does not exist on the Docker engine's host; create it there or change [container] volumes (paths name the engine host's files)"
+        );
+        assert_eq!(missing_source(&spec, "Docker responded with status code 409: conflict"), None);
+    }
+
     #[test]
     fn env_files_follow_docker_and_hide_values() {
         let mut f = tempfile::NamedTempFile::new().unwrap();
@@ -504,6 +608,17 @@ mod tests {
         let err = format!("{:#}", read_env_file(bad.path()).unwrap_err());
         assert!(err.ends_with(":2: expected KEY=VALUE with a variable name without spaces (the value is not shown: it may be a secret)"), "{err}");
         assert!(!err.contains("s3cr3t"));
+        // Opened, then checked: no link, a regular file of root's that
+        // nobody else may write to (issue 22, item 9).
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(f.path(), dir.path().join("link")).unwrap();
+        let err = format!("{:#}", read_env_file(&dir.path().join("link")).unwrap_err());
+        assert!(err.contains("is a symbolic link"), "{err}");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(0o666)).unwrap();
+        let err = format!("{:#}", read_env_file(f.path()).unwrap_err());
+        assert!(err.contains("may be written by users other than root"), "{err}");
+        std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
         let mut c = cfg();
         c.env_file = Some(PathBuf::from(f.path()));
         let spec = Spec::new(&c, "nb", "id", None).unwrap();

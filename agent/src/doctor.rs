@@ -100,6 +100,7 @@ pub async fn run(cfg: &Config, state: Option<&State>) -> Vec<Check> {
 
     checks.push(image_check(cfg, docker.as_ref().ok()).await);
     checks.push(token_check(state, published).await);
+    checks.extend(container_user_check(cfg));
     // Behind the front (a long-running agent, docs/front.md), participants
     // reach the agent's listener; Jupyter is on loopback.
     let fronted = state.is_some_and(|s| s.steps.iter().any(|step| step.name == "front"));
@@ -423,6 +424,18 @@ async fn metadata_check(cfg: &Config) -> Check {
     }
 }
 
+/// A host account that has the uid of the container's user: a warning
+/// (docs/threat-model.md#a-local-user-on-the-instance-not-root).
+fn container_user_check(cfg: &Config) -> Option<Check> {
+    let warning = crate::login::container_user_warning(&cfg.state_dir)?;
+    Some(bad(
+        "uid",
+        Verdict::Warn,
+        warning,
+        "set [container] user to a uid no host account has, then jupyter-agent run",
+    ))
+}
+
 /// One line per check: `ok    engine     ...`, `FAIL  container  ...; fix: ...`.
 pub fn render(checks: &[Check]) -> String {
     checks
@@ -469,6 +482,22 @@ mod tests {
         assert_eq!(
             line(engine_check(ADDRESS, Err(()), &[containerd], false)),
             "FAIL  engine     no Docker engine answers at unix:///var/run/docker.sock, but containerd (pid 812) without Docker is here; fix: jupyter-agent install-docker: containerd alone does not serve Docker's API\n"
+        );
+    }
+
+    /// Issue 22, item 7: doctor warns when the container's uid is a host account's.
+    #[test]
+    fn a_host_account_with_the_containers_uid_is_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!("state_dir = \"{}\"\n[image]\nname = \"nb\"\n", dir.path().display());
+        let cfg = Config::parse(std::path::Path::new("c.toml"), &text).unwrap();
+        let source = crate::login::mount_source(dir.path());
+        std::fs::write(&source, "t").unwrap();
+        assert!(container_user_check(&cfg).is_none(), "root's");
+        std::os::unix::fs::chown(&source, Some(65534), None).unwrap();
+        assert_eq!(
+            line(container_user_check(&cfg).unwrap()),
+            format!("warn  uid        the container runs as uid 65534, which is the host account nobody: it owns the token file the container mounts ({}) and whatever the container writes in its mounts; fix: set [container] user to a uid no host account has, then jupyter-agent run\n", source.display())
         );
     }
 

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
+use crate::config::paths::{read_private, FileRefused, Private};
 use crate::config::TokenChoice;
 
 /// Where the token is mounted in the container.
@@ -86,14 +87,14 @@ fn generate() -> Result<String> {
 /// when there is none yet.
 pub fn load_or_create(state_dir: &Path) -> Result<String> {
     let path = token_path(state_dir);
-    match std::fs::read_to_string(&path) {
+    match read_private(&path, Private::RootOnly) {
         Ok(text) if is_valid_token(text.trim_end()) => return Ok(text.trim_end().to_string()),
         Ok(_) => bail!(
             "{} does not hold a valid token; remove it (a new one is made) or run jupyter-agent token --rotate",
             path.display()
         ),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        Err(FileRefused::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => bail!("the kept login token {} {e}; remove it (a new one is made)", path.display()),
     }
     rotate(state_dir)
 }
@@ -102,7 +103,8 @@ pub fn load_or_create(state_dir: &Path) -> Result<String> {
 /// container is recreated with it.
 pub fn rotate(state_dir: &Path) -> Result<String> {
     let token = generate()?;
-    std::fs::create_dir_all(state_dir).with_context(|| format!("creating {}", state_dir.display()))?;
+    crate::state::ensure_private_dir(state_dir)
+        .with_context(|| format!("cannot use the state directory {}", state_dir.display()))?;
     crate::state::write_atomic(&token_path(state_dir), token.as_bytes(), 0o600)
         .with_context(|| format!("writing {}", token_path(state_dir).display()))?;
     Ok(token)
@@ -111,17 +113,18 @@ pub fn rotate(state_dir: &Path) -> Result<String> {
 /// An organiser's own token from `path`: owned by root, readable by no one
 /// else, one valid token (a trailing newline is dropped).
 pub fn read_given(path: &Path) -> Result<String> {
-    let meta = std::fs::metadata(path)
-        .with_context(|| format!("reading the login token file {} ([jupyter] token)", path.display()))?;
-    if meta.uid() != 0 || meta.mode() & 0o077 != 0 {
-        bail!(
-            "the login token file {} ([jupyter] token) must belong to root and be readable by no one else (chmod 600 {})",
+    let text = match read_private(path, Private::RootOnly) {
+        Ok(text) => text,
+        Err(FileRefused::Io(e)) => {
+            return Err(e).with_context(|| format!("reading the login token file {} ([jupyter] token)", path.display()))
+        }
+        Err(e @ (FileRefused::Owner(_) | FileRefused::Writable(_) | FileRefused::Readable(_))) => bail!(
+            "the login token file {} ([jupyter] token) {e}: it must belong to root and be readable by no one else (chmod 600 {})",
             path.display(),
             path.display()
-        );
-    }
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading the login token file {} ([jupyter] token)", path.display()))?;
+        ),
+        Err(e) => bail!("the login token file {} ([jupyter] token) {e}", path.display()),
+    };
     let token = text.strip_suffix('\n').unwrap_or(&text);
     if !is_valid_token(token) {
         bail!(
@@ -194,6 +197,29 @@ pub fn write_mount_source(state_dir: &Path, login: &Login) -> Result<()> {
     Ok(())
 }
 
+/// The host account that has the uid of the container's user, when one
+/// does: it owns the token file the container mounts (and whatever the
+/// container writes in its mounts). The 0700 state directory keeps it from
+/// the token file, but the uid is better one no host account has
+/// (docs/threat-model.md#a-local-user-on-the-instance-not-root).
+pub fn container_user_on_host(state_dir: &Path) -> Option<(u32, String)> {
+    let uid = std::fs::symlink_metadata(mount_source(state_dir)).ok()?.uid();
+    if uid == 0 {
+        return None;
+    }
+    let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok()??;
+    Some((uid, user.name))
+}
+
+/// What `status` and `doctor` say about [`container_user_on_host`].
+pub fn container_user_warning(state_dir: &Path) -> Option<String> {
+    let (uid, name) = container_user_on_host(state_dir)?;
+    Some(format!(
+        "the container runs as uid {uid}, which is the host account {name}: it owns the token file the container mounts ({}) and whatever the container writes in its mounts",
+        mount_source(state_dir).display()
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,6 +237,56 @@ mod tests {
         let second = rotate(dir.path()).unwrap();
         assert_ne!(second, first);
         assert_eq!(load_or_create(dir.path()).unwrap(), second);
+    }
+
+    /// `token --rotate` on a host where the agent never ran makes the state
+    /// directory 0700, as the agent does (issue 22, item 7).
+    #[test]
+    fn rotating_makes_the_state_directory_0700() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        rotate(&state).unwrap();
+        assert_eq!(std::fs::metadata(&state).unwrap().permissions().mode() & 0o777, 0o700);
+    }
+
+    /// Token files are opened, then checked (no symbolic link, a regular
+    /// file, root's, private): a link cannot swap in another file between
+    /// the check and the read (issue 22, item 9).
+    #[test]
+    fn token_files_are_opened_then_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        std::fs::write(&real, "organisers-own-token-1234\n").unwrap();
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let err = format!("{:#}", read_given(&link).unwrap_err());
+        assert!(err.contains("is a symbolic link"), "{err}");
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let err = format!("{:#}", read_given(&fifo).unwrap_err());
+        assert!(err.contains("is not a regular file"), "{err}");
+
+        let state = dir.path().join("state");
+        load_or_create(&state).unwrap();
+        std::fs::remove_file(token_path(&state)).unwrap();
+        std::os::unix::fs::symlink(&real, token_path(&state)).unwrap();
+        let err = format!("{:#}", load_or_create(&state).unwrap_err());
+        assert!(err.contains("is a symbolic link"), "{err}");
+    }
+
+    /// A host account with the container's uid is named (issue 22, item 7).
+    #[test]
+    fn a_host_account_with_the_containers_uid_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(container_user_on_host(dir.path()), None, "no token file");
+        let source = mount_source(dir.path());
+        std::fs::write(&source, "t").unwrap();
+        assert_eq!(container_user_on_host(dir.path()), None, "root's");
+        std::os::unix::fs::chown(&source, Some(65534), None).unwrap();
+        assert_eq!(container_user_on_host(dir.path()), Some((65534, "nobody".to_string())));
+        std::os::unix::fs::chown(&source, Some(54321), None).unwrap();
+        assert_eq!(container_user_on_host(dir.path()), None, "no such account");
     }
 
     #[test]

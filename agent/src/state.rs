@@ -5,7 +5,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use jupyter_proto::redact::Redactor;
@@ -38,7 +38,7 @@ impl StateStore {
     /// Creates `dir` (mode 0700) if needed and takes its lock without waiting.
     pub fn lock(dir: &Path) -> Result<StateStore, LockError> {
         let io_err = |source| LockError::Io { path: dir.to_path_buf(), source };
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io_err)?;
+        ensure_private_dir(dir).map_err(io_err)?;
         let lock_path = dir.join("agent.lock");
         let file = OpenOptions::new()
             .read(true)
@@ -187,6 +187,37 @@ impl<'a> Recorder<'a> {
     }
 }
 
+/// Makes `dir` the agent's private directory, the one way every command
+/// makes the state directory: mode 0700 (directories made above it 0755),
+/// one of root's that others may read tightened to 0700, and one that
+/// someone else owns or may write to, or that is below such a directory,
+/// refused and left as it was (docs/threat-model.md#what-runs-where).
+pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
+    let refused = |why: String| io::Error::new(io::ErrorKind::PermissionDenied, why);
+    if let Some(why) = crate::config::paths::dir_refusal(dir) {
+        return Err(refused(why));
+    }
+    if let Some(parent) = dir.parent() {
+        fs::DirBuilder::new().recursive(true).mode(0o755).create(parent)?;
+    }
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
+    }
+    // Checked through the directory itself, then again with the chain:
+    // nothing may have been put in its place in between.
+    let opened = crate::config::paths::open_dir(dir)?;
+    let meta = opened.metadata()?;
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 && mode & 0o022 == 0 && crate::config::paths::dir_refusal(dir).is_none() {
+        opened.set_permissions(fs::Permissions::from_mode(0o700))?;
+    }
+    match crate::config::paths::dir_refusal(dir) {
+        Some(why) => Err(refused(why)),
+        None => Ok(()),
+    }
+}
+
 /// Reads a state file; `Ok(None)` when there is none yet.
 pub fn load(path: &Path) -> anyhow::Result<Option<State>> {
     let bytes = match fs::read(path) {
@@ -201,7 +232,7 @@ pub fn load(path: &Path) -> anyhow::Result<Option<State>> {
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     use super::*;
 
@@ -226,6 +257,53 @@ mod tests {
         }
         drop(store);
         StateStore::lock(dir.path()).unwrap();
+    }
+
+    /// One function makes every copy of the state directory: 0700, a loose
+    /// one of root's tightened, and one that others may write to or that is
+    /// someone else's refused and left as it was (issue 22, items 7 and 10).
+    #[test]
+    fn the_state_directory_is_made_0700_and_an_unsafe_one_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let fresh = dir.path().join("a/b/state");
+        ensure_private_dir(&fresh).unwrap();
+        assert_eq!(mode(&fresh), 0o700);
+        assert_eq!(mode(&dir.path().join("a/b")), 0o755, "the directories above are not made private");
+
+        let loose = dir.path().join("loose");
+        fs::create_dir(&loose).unwrap();
+        fs::set_permissions(&loose, fs::Permissions::from_mode(0o755)).unwrap();
+        ensure_private_dir(&loose).unwrap();
+        assert_eq!(mode(&loose), 0o700, "tightened");
+
+        let open = dir.path().join("open");
+        fs::create_dir(&open).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+        let err = ensure_private_dir(&open).unwrap_err().to_string();
+        assert!(err.contains("may be written by users other than root (mode 777)"), "{err}");
+        assert_eq!(mode(&open), 0o777, "left as it was");
+        let err = ensure_private_dir(&open.join("state")).unwrap_err().to_string();
+        assert!(err.contains("which users other than root may write to (mode 777)"), "{err}");
+        assert!(!open.join("state").exists(), "nothing made below it");
+
+        let theirs = dir.path().join("theirs");
+        fs::create_dir(&theirs).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(65534), None).unwrap();
+        let err = ensure_private_dir(&theirs).unwrap_err().to_string();
+        assert!(err.contains("belongs to uid 65534"), "{err}");
+
+        // A link to a private directory is followed; the directory is checked.
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&loose, &link).unwrap();
+        ensure_private_dir(&link).unwrap();
+        std::os::unix::fs::symlink(&open, dir.path().join("open-link")).unwrap();
+        assert!(ensure_private_dir(&dir.path().join("open-link")).is_err());
+
+        let err = ensure_private_dir(Path::new("/tmp")).unwrap_err().to_string();
+        assert!(err.contains("(mode 1777)"), "{err}");
+        assert!(StateStore::lock(Path::new("/tmp")).is_err());
+        assert!(!Path::new("/tmp/agent.lock").exists() || fs::metadata("/tmp/agent.lock").unwrap().uid() != 0);
     }
 
     #[test]

@@ -69,6 +69,7 @@ fn run(config: &Path, once: bool) -> Result<()> {
         Ok(cfg) => {
             // Nothing that is not the agent's may be replaced: refused before anything changes.
             cfg.check_host(config)?;
+            cfg.check_paths(config)?;
             daemon_runtime()?.block_on(crate::daemon::run(&cfg, once, Box::pin(wait_for_stop())))
         }
         // Refused before anything changed.
@@ -203,7 +204,7 @@ fn status(config: &Path, json: bool, show_token: bool) -> Result<()> {
     let _ = if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&state).expect("state serializes"))
     } else {
-        write!(out, "{}", super::render(&state))
+        write!(out, "{}{}", super::render(&state), super::render::host_notes(&cfg))
     };
     if matches!(state.phase, Phase::Failed | Phase::Stopped) {
         return Err(Exit::silent(exit::FAILED).into());
@@ -242,7 +243,9 @@ fn logs(config: &Path, follow: bool, lines: u64, json: bool) -> Result<()> {
 
 fn install(config: &Path, json: bool) -> Result<()> {
     // Nothing is enabled for a configuration the service could not use.
-    Config::load(config)?.check_host(config)?;
+    let cfg = Config::load(config)?;
+    cfg.check_host(config)?;
+    cfg.check_paths(config)?;
     match crate::service::install(config)? {
         crate::service::Installed::Foreground(how) => {
             if json {
@@ -327,6 +330,7 @@ fn image_export(config: &Path, out: &Path, json: bool) -> Result<()> {
     use crate::config::ImageSource;
     let cfg = Config::load(config)?;
     cfg.check_host(config)?;
+    cfg.check_paths(config)?;
     let _store = StateStore::lock(&cfg.state_dir)?;
     let exported = runtime()?.block_on(async {
         let docker = crate::engine::connect(&cfg.docker).await?;

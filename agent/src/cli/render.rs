@@ -1,7 +1,7 @@
 //! The human forms of what the commands print: the state (`status`,
 //! `wait`) and the workspace record (`workspace status`).
 
-use crate::config::WorkspaceConfig;
+use crate::config::{Config, WorkspaceConfig};
 use crate::state::{State, StepStatus};
 use crate::workspace::Record;
 
@@ -121,4 +121,37 @@ pub fn workspace(w: &WorkspaceConfig, record: &Record) -> String {
         }
     }
     out
+}
+
+/// What the human form of `status` adds about this host, beyond the state
+/// document: a host account that has the container's uid (it owns the
+/// token file the container mounts).
+pub fn host_notes(cfg: &Config) -> String {
+    match crate::login::container_user_warning(&cfg.state_dir) {
+        Some(w) => format!("warning: {w}; give the container a uid no host account has ([container] user)\n"),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    /// Issue 22, item 7: `status` warns when the container's uid is a host account's.
+    #[test]
+    fn status_names_a_host_account_with_the_containers_uid() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!("state_dir = \"{}\"\n", dir.path().display());
+        let cfg = Config::parse(Path::new("c.toml"), &format!("{text}[image]\nname = \"nb\"\n")).unwrap();
+        assert_eq!(host_notes(&cfg), "");
+        let source = crate::login::mount_source(dir.path());
+        std::fs::write(&source, "t").unwrap();
+        std::os::unix::fs::chown(&source, Some(65534), None).unwrap();
+        assert_eq!(
+            host_notes(&cfg),
+            format!("warning: the container runs as uid 65534, which is the host account nobody: it owns the token file the container mounts ({}) and whatever the container writes in its mounts; give the container a uid no host account has ([container] user)\n", source.display())
+        );
+    }
 }

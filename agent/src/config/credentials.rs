@@ -3,7 +3,6 @@
 //! read at each pull and handed to the engine in the request's
 //! `X-Registry-Auth` header, never in a process argument, a log or the state.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -20,19 +19,27 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
-/// Reads `path`: owned by root, readable by no one else, with exactly the
+/// Reads `path`: a regular file (no symbolic link) owned by root, readable
+/// by no one else, with exactly the
 /// keys `username` and `password` (non-empty strings). Messages name the
 /// file and the fix, never a value.
 pub fn read(path: &Path) -> Result<Credentials> {
     let what = || format!("the registry credentials file {} ([image] credentials)", path.display());
-    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", what()))?;
-    if !meta.is_file() {
-        bail!("{} is not a file", what());
-    }
-    if meta.uid() != 0 || meta.mode() & 0o077 != 0 {
-        bail!("{} must belong to root and be readable by no one else (chmod 600 {})", what(), path.display());
-    }
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", what()))?;
+    // Opened, then checked through the descriptor (config::paths).
+    let text = match super::paths::read_private(path, super::paths::Private::RootOnly) {
+        Ok(text) => text,
+        Err(super::paths::FileRefused::Io(e)) => return Err(e).with_context(|| format!("reading {}", what())),
+        Err(
+            e @ (super::paths::FileRefused::Owner(_)
+            | super::paths::FileRefused::Writable(_)
+            | super::paths::FileRefused::Readable(_)),
+        ) => bail!(
+            "{} {e}: it must belong to root and be readable by no one else (chmod 600 {})",
+            what(),
+            path.display()
+        ),
+        Err(e) => bail!("{} {e}", what()),
+    };
     // toml's messages quote the offending line, which may be the password.
     let table: toml::Table = text.parse().map_err(|_| {
         anyhow::anyhow!(
@@ -99,6 +106,11 @@ mod tests {
             assert!(err.contains(says), "{text:?}: {err}");
             assert!(!err.contains("s3cret-pw"), "{err}");
         }
+        // Opened, then checked: a link to a private file is refused (issue 22, item 9).
+        let ok = file(d, "username = \"u\"\npassword = \"s3cret-pw\"\n", 0o600);
+        std::os::unix::fs::symlink(&ok, d.join("link.toml")).unwrap();
+        let err = format!("{:#}", read(&d.join("link.toml")).unwrap_err());
+        assert!(err.contains("is a symbolic link"), "{err}");
         let err = format!("{:#}", read(&d.join("missing.toml")).unwrap_err());
         assert!(err.contains("missing.toml ([image] credentials)"), "{err}");
     }

@@ -9,6 +9,7 @@
 pub mod credentials;
 pub mod host;
 mod image;
+pub mod paths;
 mod section;
 #[cfg(test)]
 mod tests;
@@ -343,7 +344,11 @@ impl Config {
                 .collect();
             build.withhold.dedup();
         }
-        Ok(Config { state_dir, log_dir, socket, result_file, docker, workspace, image, container, jupyter, tls })
+        let config =
+            Config { state_dir, log_dir, socket, result_file, docker, workspace, image, container, jupyter, tls };
+        // By name here; as the host resolves them in `check_paths`.
+        paths::check_exposure(&config, path, paths::by_name)?;
+        Ok(config)
     }
 
     /// Where Jupyter's port is published: on the host's loopback, a port

@@ -253,9 +253,12 @@ impl<'a> Section<'a> {
         s.parse().map(Some).map_err(|expected: String| self.err(key, Some(toml_str(&s)), &expected))
     }
 
-    /// Bind mounts; `/` and the agent's own state directory (or a directory
-    /// above it) are refused: a container would own the host, or forge the
-    /// agent's state.
+    /// Bind mounts; `/`, the agent's own state directory, a directory above
+    /// it and one inside it are refused, compared by name once `.` and `..`
+    /// are taken out: a container would own the host, read the agent's keys
+    /// and token, or forge its state. The other secrets, and the paths as
+    /// links resolve, are checked once the whole file is read
+    /// (`config::paths`).
     pub fn volumes(
         &mut self,
         key: &'static str,
@@ -267,12 +270,13 @@ impl<'a> Section<'a> {
         for item in items {
             let volume = item.parse::<Volume>().and_then(|v| v.resolve(workspace));
             let volume = volume.map_err(|expected| self.err(key, Some(toml_str(&item)), &expected))?;
-            if volume.host == Path::new("/") || state_dir.starts_with(&volume.host) {
+            let (host, state) = (super::paths::normalize(&volume.host), super::paths::normalize(state_dir));
+            if host == Path::new("/") || state.starts_with(&host) || host.starts_with(&state) {
                 return Err(self.err(
                     key,
                     Some(toml_str(&item)),
                     &format!(
-                        "expected a host path that is neither / nor holds the agent's state ({}): a container must not own the host",
+                        "expected a host path that is neither /, nor holds or is inside the agent's state ({}): a container must not own the host",
                         jupyter_proto::redact::bound(&state_dir.display().to_string(), MAX_SHOWN_VALUE)
                     ),
                 ));

@@ -261,11 +261,11 @@ fn dangerous_or_malformed_values_are_refused_when_read() {
         ),
         (
             "[container]\nvolumes = [\"/:/host\"]\n".into(),
-            format!("{f}: [container] volumes = \"/:/host\": expected a host path that is neither / nor holds the agent's state (/var/lib/jupyter-agent): a container must not own the host"),
+            format!("{f}: [container] volumes = \"/:/host\": expected a host path that is neither /, nor holds or is inside the agent's state (/var/lib/jupyter-agent): a container must not own the host"),
         ),
         (
             "[container]\nvolumes = [\"/var/lib:/x\"]\n".into(),
-            format!("{f}: [container] volumes = \"/var/lib:/x\": expected a host path that is neither / nor holds the agent's state (/var/lib/jupyter-agent): a container must not own the host"),
+            format!("{f}: [container] volumes = \"/var/lib:/x\": expected a host path that is neither /, nor holds or is inside the agent's state (/var/lib/jupyter-agent): a container must not own the host"),
         ),
         (
             "[image]\nname = \"Notebook:latest\"\n".into(),
@@ -303,4 +303,139 @@ fn dangerous_or_malformed_values_are_refused_when_read() {
         let text = if ok.contains("[image]") { ok.to_string() } else { format!("{ok}{MINIMAL}") };
         parse(&text).unwrap_or_else(|e| panic!("{ok}: {e}"));
     }
+}
+
+/// Paths are compared resolved, not by name: `..` and symbolic links do not
+/// get the agent's secrets into a container or a build context (issue 22,
+/// item 9).
+#[test]
+fn volumes_and_build_contexts_that_reach_a_secret_are_refused_however_written() {
+    let f = "/etc/jupyter-agent/config.toml";
+    let secrets = "expected a host path that exposes none of the agent's secrets (the state directory, the configuration file, registry credentials, the token file, an env file outside the workspace)";
+    let context_secrets = "expected a directory that holds none of the agent's secrets (the state directory, the configuration file, registry credentials, the token file)";
+    let state = "expected a host path that is neither /, nor holds or is inside the agent's state (/var/lib/jupyter-agent): a container must not own the host";
+    let cases = [
+        (
+            "[container]\nvolumes = [\"/var/lib/jupyter-agent/../jupyter-agent:/x\"]\n".to_string(),
+            format!("{f}: [container] volumes = \"/var/lib/jupyter-agent/../jupyter-agent:/x\": {state}"),
+        ),
+        (
+            "[container]\nvolumes = [\"/var/lib/jupyter-agent/tls:/x\"]\n".into(),
+            format!("{f}: [container] volumes = \"/var/lib/jupyter-agent/tls:/x\": {state}"),
+        ),
+        (
+            "[container]\nvolumes = [\"/var/./lib/:/x:ro\"]\n".into(),
+            format!("{f}: [container] volumes = \"/var/./lib/:/x:ro\": {state}"),
+        ),
+        (
+            "[container]\nvolumes = [\"/etc/jupyter-agent:/x\"]\n".into(),
+            format!("{f}: [container] volumes = \"/etc/jupyter-agent:/x\": holds the configuration file {f}; {secrets}"),
+        ),
+        (
+            "[container]\nvolumes = [\"/srv/keys:/x\"]\n[jupyter]\ntoken = \"/srv/keys/token\"\n".into(),
+            format!("{f}: [container] volumes = \"/srv/keys:/x\": holds the token file /srv/keys/token; {secrets}"),
+        ),
+        (
+            "[container]\nvolumes = [\"/srv/../etc/docker:/x\"]\nenv_file = \"/etc/docker/env\"\n".into(),
+            format!("{f}: [container] volumes = \"/srv/../etc/docker:/x\": holds the env file /etc/docker/env; {secrets}"),
+        ),
+        (
+            "[image]\nname = \"nb\"\ncredentials = \"/srv/r/registry.toml\"\n[container]\nvolumes = [\"/srv/r/registry.toml:/x:ro\"]\n".into(),
+            format!("{f}: [container] volumes = \"/srv/r/registry.toml:/x:ro\": is the registry credentials /srv/r/registry.toml; {secrets}"),
+        ),
+        (
+            "[image]\ntag = \"nb:1\"\n[image.build]\ncontext = \"/var/lib\"\n".into(),
+            format!("{f}: [image.build] context = \"/var/lib\": holds the agent's state directory /var/lib/jupyter-agent; {context_secrets}"),
+        ),
+        (
+            "[image]\ntag = \"nb:1\"\n[image.build]\ncontext = \"/var/lib/jupyter-agent/../jupyter-agent/tls\"\n".into(),
+            format!("{f}: [image.build] context = \"/var/lib/jupyter-agent/../jupyter-agent/tls\": is inside the agent's state directory /var/lib/jupyter-agent; {context_secrets}"),
+        ),
+        (
+            "[image]\ntag = \"nb:1\"\n[image.build]\ncontext = \"/etc\"\n".into(),
+            format!("{f}: [image.build] context = \"/etc\": holds the configuration file {f}; {context_secrets}"),
+        ),
+    ];
+    for (body, want) in cases {
+        let text = if body.contains("[image]") { body.clone() } else { format!("{body}{MINIMAL}") };
+        assert_eq!(parse(&text).unwrap_err(), want, "config:\n{text}");
+    }
+    // Neighbours stay legal: a sibling of the state directory, an env file
+    // inside the mounted workspace (the container has its values anyway), a
+    // context beside the configuration.
+    for ok in [
+        "[container]\nvolumes = [\"/var/lib/jupyter-agent-data:/x\"]\n".to_string(),
+        "[workspace]\nsource = \"/srv/repo\"\nref = \"main\"\npath = \"/root/w\"\nenv_file = \"env\"\n[workspace.env]\nA = \"1\"\n[container]\nvolumes = [\"workspace:/home/jupyter/w\"]\n".into(),
+        "[image]\ntag = \"nb:1\"\n[image.build]\ncontext = \"/etc/jupyter-agent/image\"\n".into(),
+    ] {
+        let text = if ok.contains("[image]") { ok.clone() } else { format!("{ok}{MINIMAL}") };
+        parse(&text).unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+}
+
+/// What only the host can tell: a symbolic link that leads into the state
+/// directory, and a state directory anyone may write to or that belongs to
+/// someone else (issue 22, items 9 and 10).
+#[test]
+fn links_into_the_state_and_unsafe_state_directories_are_refused_on_the_host() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let f = d.join("c.toml");
+    std::fs::create_dir(d.join("state")).unwrap();
+    std::os::unix::fs::symlink(d.join("state"), d.join("link")).unwrap();
+    std::os::unix::fs::symlink(d, d.join("up")).unwrap();
+    let check = |text: &str| {
+        let text = format!("{text}\n{MINIMAL}");
+        Config::parse(&f, &text).unwrap().check_paths(&f).map_err(|e| e.to_string())
+    };
+    let state = format!("state_dir = \"{}/state\"\n", d.display());
+    assert_eq!(check(&state), Ok(()));
+    let secrets = "expected a host path that exposes none of the agent's secrets (the state directory, the configuration file, registry credentials, the token file, an env file outside the workspace)";
+    assert_eq!(
+        check(&format!("{state}[container]\nvolumes = [\"{}/link:/x\"]", d.display())),
+        Err(format!(
+            "{}: [container] volumes = \"{}/link:/x\": is the agent's state directory {}/state (resolved: {}/state); {secrets}",
+            f.display(),
+            d.display(),
+            d.display(),
+            d.display()
+        ))
+    );
+    assert_eq!(
+        check(&format!("{state}[container]\nvolumes = [\"{}/up/link/tls:/x\"]", d.display())),
+        Err(format!(
+            "{}: [container] volumes = \"{}/up/link/tls:/x\": is inside the agent's state directory {}/state (resolved: {}/state/tls); {secrets}",
+            f.display(),
+            d.display(),
+            d.display(),
+            d.display()
+        ))
+    );
+
+    // The world-writable directory itself, and one of someone else's.
+    assert_eq!(
+        check("state_dir = \"/tmp\""),
+        Err(format!("{}: state_dir = \"/tmp\": may be written by users other than root (mode 1777); expected a directory only root may write to, e.g. /var/lib/jupyter-agent", f.display()))
+    );
+    let theirs = d.join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    assert_eq!(
+        check(&format!("state_dir = \"{}\"", theirs.display())),
+        Err(format!("{}: state_dir = \"{}\": belongs to uid 65534 (nobody); expected a directory of root's, e.g. /var/lib/jupyter-agent", f.display(), theirs.display()))
+    );
+    // A directory above it that others may write to (without the sticky bit).
+    let open = d.join("open");
+    std::fs::create_dir_all(open.join("sub")).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    assert_eq!(
+        check(&format!("state_dir = \"{}/sub/state\"", open.display())),
+        Err(format!("{}: state_dir = \"{}/sub/state\": is below {}, which users other than root may write to (mode 777); expected a directory whose every parent only root may write to, e.g. /var/lib/jupyter-agent", f.display(), open.display(), open.display()))
+    );
+    // Below a link whose target is such a directory.
+    std::os::unix::fs::symlink(open.join("sub"), d.join("sublink")).unwrap();
+    assert!(check(&format!("state_dir = \"{}/sublink/state\"", d.display()))
+        .unwrap_err()
+        .contains("which users other than root may write to (mode 777)"));
 }

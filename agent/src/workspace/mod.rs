@@ -152,13 +152,15 @@ fn adopt(cfg: &WorkspaceConfig) -> Result<Copy> {
 fn save_record(state_dir: &Path, record: &Record) -> Result<()> {
     let mut json = serde_json::to_vec_pretty(record)?;
     json.push(b'\n');
-    fs::create_dir_all(state_dir)?;
+    crate::state::ensure_private_dir(state_dir)
+        .with_context(|| format!("cannot use the state directory {}", state_dir.display()))?;
     crate::state::write_atomic(&record_path(state_dir), &json, 0o600).context("writing the workspace record")
 }
 
 /// Workspace changes (a converge's fetch, a reset) take turns.
 fn lock(state_dir: &Path) -> Result<Flock<File>> {
-    fs::create_dir_all(state_dir)?;
+    crate::state::ensure_private_dir(state_dir)
+        .with_context(|| format!("cannot use the state directory {}", state_dir.display()))?;
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
