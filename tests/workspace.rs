@@ -323,6 +323,37 @@ fn a_tarball_workspace_is_verified_before_anything_is_written() {
     assert_eq!(code, 200, "{body}");
 }
 
+/// A tarball whose PAX `size` record says 2 MiB while its ustar header
+/// says 0 unpacked the 2 MiB under `max_size = "1MiB"`: the bound summed
+/// the header's field, tar wrote what the record said.
+#[test]
+fn a_pax_size_record_cannot_carry_a_tarball_past_max_size() {
+    let mut env = Env::new("ws-pax");
+    let tag = format!("{}:latest", env.name);
+    env.images.push(tag.clone());
+    let bomb = hex_decode(&sh(Command::new("python3").args([
+        "-c",
+        "import gzip, io, sys, tarfile\nn = 2 << 20\nb = io.BytesIO()\n\
+         t = tarfile.open(fileobj=b, mode='w', format=tarfile.PAX_FORMAT)\n\
+         i = tarfile.TarInfo('bomb.bin'); i.size = 0; i.pax_headers = {'size': str(n)}\n\
+         t.addfile(i); t.fileobj.write(bytes(n)); t.offset += n\n\
+         t.close(); sys.stdout.write(gzip.compress(b.getvalue()).hex())",
+    ])));
+    assert!(bomb.len() < 64 << 10, "a small download: {} bytes", bomb.len());
+    let server = StaticServer::start(vec![("/bomb.tar.gz".into(), bomb.clone())]);
+    env.write_config(&config(
+        &env,
+        &tag,
+        &format!("source = \"{}/bomb.tar.gz\"\nsha256 = \"{}\"\nmax_size = \"1MiB\"", server.url, sha256(&bomb)),
+    ));
+    env.agent(&["run", "--once"]).expect(1);
+    let state = env.state();
+    assert_eq!(state["error"]["step"], "workspace", "{state}");
+    let cause = state["error"]["cause"].as_str().unwrap();
+    assert!(cause.contains("unpacks to 2097152 bytes, more than [workspace] max_size (1048576 bytes)"), "{cause}");
+    assert!(!env.path("handson").exists(), "nothing written");
+}
+
 fn hex_decode(s: &str) -> Vec<u8> {
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
 }
