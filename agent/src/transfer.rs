@@ -163,16 +163,21 @@ async fn download_once<P: FnMut(u64, Option<u64>)>(
         }
     }
     let dir = path.parent().unwrap_or(Path::new("/"));
-    let free = free_space(dir).map_err(|e| local(e.into()))?;
+    let free = free_space(dir).map_err(|e| {
+        Attempt::permanent(anyhow!(e).context(format!("measuring the free space of {}", dir.display())))
+    })?;
     // Starting over frees what was there.
     let free = if resumed { free } else { free.saturating_add(have) };
     if let Some(room) = room_needed(done, total, d.max_size.map(|(max, _)| max)).filter(|room| *room > free) {
-        let why = match total {
-            Some(_) => format!("{room} more bytes to write"),
-            None => format!("the server does not announce the size, so up to max_size ({room} more bytes) may come"),
+        let (why, way_out) = match total {
+            Some(_) => (format!("{room} more bytes to write"), ""),
+            None => (
+                format!("the server does not announce the size, so up to max_size ({room} more bytes) may come"),
+                ", or lower max_size",
+            ),
         };
         return Err(Attempt::permanent(anyhow!(
-            "{}: {why}, but the filesystem of {} has {free} bytes free; free some space there",
+            "{}: {why}, but the filesystem of {} has {free} bytes free; free some space there{way_out}",
             d.prefix,
             dir.display()
         )));
@@ -396,7 +401,7 @@ mod tests {
         let err = fetch_into(&url, &path, Some(2 << 20)).await;
         assert_eq!(
             err,
-            format!("downloading a.tar: the server does not announce the size, so up to max_size (2097152 more bytes) may come, but the filesystem of {dir} has 1048576 bytes free; free some space there")
+            format!("downloading a.tar: the server does not announce the size, so up to max_size (2097152 more bytes) may come, but the filesystem of {dir} has 1048576 bytes free; free some space there, or lower max_size")
         );
         assert!(!path.exists());
 
