@@ -12,11 +12,14 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, StreamBody};
+use hyper::body::Frame;
 use hyper::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE};
 use hyper::StatusCode;
 
 use crate::common::env::Env;
-use crate::common::http_fake::{file_body, response, FakeServer, Request};
+use crate::common::http_fake::{file_body, response, Body, FakeServer, Request};
 use crate::common::registry::Registry;
 use crate::common::{bin, docker, get_status, split_url, test_image};
 
@@ -205,6 +208,92 @@ fn an_exported_archive_is_downloaded_resumed_verified_and_loaded_and_a_wrong_che
     );
     assert!(!error.contains(&signature), "{error}");
     assert!(!docker(&["image", "inspect", &wrong]).status.success(), "nothing loaded on a mismatch");
+}
+
+/// An archive server that sends zeros without announcing a size: endless
+/// as far as a 1 MiB bound can tell (it stops at 64 MiB, so that the agent
+/// before the bound failed on the checksum instead of filling the disk).
+fn endless_zeros() -> Body {
+    let chunk = Bytes::from(vec![0u8; 64 << 10]);
+    let frames = futures_util::stream::iter((0..1024).map(move |_| Ok(Frame::data(chunk.clone()))));
+    StreamBody::new(frames).boxed()
+}
+
+/// An archive server that announces 30 bytes and sends one a second (one
+/// every 50 s kept the agent's read timeout from firing, forever).
+fn drip() -> Body {
+    let frames = futures_util::stream::unfold(0, |sent| async move {
+        if sent == 30 {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        Some((Ok(Frame::data(Bytes::from_static(b"x"))), sent + 1))
+    });
+    StreamBody::new(frames).boxed()
+}
+
+/// `[image] archive` from `url`, sha256 of nothing that will come, and `extra` lines.
+fn archive_config(env: &Env, url: &str, extra: &str) -> String {
+    let sha256 = "1".repeat(64);
+    with_image(
+        env,
+        &format!("[image]\narchive = \"{url}\"\nsha256 = \"{sha256}\"\ntag = \"{}-never:1\"\n{extra}", env.name),
+    )
+}
+
+/// The partial downloads left in the state directory.
+fn partial_downloads(env: &Env) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(env.state_dir().join("downloads"))
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// A server sending zeros for ever filled the disk (shared with
+/// /var/lib/docker), and the next converge resumed the same partial file;
+/// partial files of an archive replaced before it was loaded stayed for
+/// ever. The download now stops at `[image] max_size` and removes its file,
+/// and a converge removes the partial downloads of other archives.
+#[test]
+fn an_archive_server_sending_endless_zeros_is_cut_at_max_size_and_leaves_no_file() {
+    let env = Env::new("archive-zeros");
+    let server = FakeServer::tcp(|_| Some(hyper::Response::new(endless_zeros())));
+    // What a download of an archive since replaced left behind.
+    let downloads = env.state_dir().join("downloads");
+    std::fs::create_dir_all(&downloads).unwrap();
+    for dir in [env.state_dir(), downloads.clone()] {
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    }
+    let stale = format!("image-{}.tar.part", "2".repeat(64));
+    std::fs::write(downloads.join(&stale), vec![0u8; 4096]).unwrap();
+    env.write_config(&archive_config(&env, &format!("{}/nb.tar.gz", server.url()), "max_size = \"1MiB\"\n"));
+    let started = std::time::Instant::now();
+    let run = env.agent(&["run", "--once"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let error = env.state()["error"].clone();
+    assert_eq!(error["step"], "image", "{error}");
+    let cause = error["cause"].as_str().unwrap();
+    assert!(cause.contains("sent more than [image] max_size (1048576 bytes)"), "{cause}");
+    assert!(!run.stderr.contains("retrying"), "too large is not retried: {}", run.stderr);
+    assert_eq!(partial_downloads(&env), Vec::<String>::new(), "neither this download nor the stale one is left");
+    assert!(started.elapsed() < Duration::from_secs(60), "{:?}", started.elapsed());
+}
+
+/// A server sending a byte every 50 s wedged the image step for ever: no
+/// timeout covered the whole download. `[image] download_timeout` does.
+#[test]
+fn an_archive_server_that_drips_fails_the_step_at_download_timeout() {
+    let env = Env::new("archive-drip");
+    let server = FakeServer::tcp(|_| Some(hyper::Response::builder().header(CONTENT_LENGTH, 30).body(drip()).unwrap()));
+    env.write_config(&archive_config(&env, &format!("{}/nb.tar.gz", server.url()), "download_timeout = \"3s\"\n"));
+    let started = std::time::Instant::now();
+    let run = env.agent(&["run", "--once"]);
+    let took = started.elapsed();
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let cause = env.state()["error"]["cause"].as_str().unwrap().to_string();
+    assert!(cause.contains("not done within [image] download_timeout (3s)"), "{cause}");
+    assert!(took < Duration::from_secs(25), "the step ended at its deadline, not with the drip: {took:?}");
 }
 
 /// A tiny image (one file), pushed to `registry` as `reference` with the

@@ -206,6 +206,40 @@ fn an_unknown_ref_fails_clearly_and_writes_nothing() {
     assert!(!env.path("handson").exists(), "nothing written");
 }
 
+/// `git clone` had no bound: a repository larger than the disk filled it.
+/// The clone is now watched and stopped past `[workspace] max_size`.
+#[test]
+fn a_git_repository_larger_than_max_size_is_refused_and_writes_nothing() {
+    use std::io::Read;
+    let mut env = Env::new("ws-git-size");
+    let tag = format!("{}:latest", env.name);
+    env.images.push(tag.clone());
+    let repo = make_repo(env.dir.path());
+    // Random bytes, which no pack compresses.
+    let mut noise = vec![0u8; 4 << 20];
+    std::fs::File::open("/dev/urandom").unwrap().read_exact(&mut noise).unwrap();
+    std::fs::write(repo.join("data.bin"), &noise).unwrap();
+    git(&repo, &["add", "data.bin"]);
+    git(&repo, &["commit", "-q", "-m", "data"]);
+    env.write_config(&config(
+        &env,
+        &tag,
+        &format!("source = \"file://{}\"\nref = \"main\"\nmax_size = \"1MiB\"", repo.display()),
+    ));
+    env.agent(&["run", "--once"]).expect(1);
+    let state = env.state();
+    assert_eq!(state["error"]["step"], "workspace");
+    let cause = state["error"]["cause"].as_str().unwrap();
+    assert!(cause.contains("more than [workspace] max_size (1048576 bytes); nothing was written"), "{cause}");
+    assert!(!env.path("handson").exists(), "nothing written");
+    let beside: Vec<String> = std::fs::read_dir(env.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("handson"))
+        .collect();
+    assert!(beside.is_empty(), "no staging left: {beside:?}");
+}
+
 /// A gzipped tarball of `dir`'s contents under one top-level directory, as GitHub serves them.
 fn tarball(dir: &Path) -> Vec<u8> {
     let out = Command::new("tar")
@@ -287,6 +321,37 @@ fn a_tarball_workspace_is_verified_before_anything_is_written() {
     assert!(env.path("handson/Dockerfile").exists());
     let (code, body) = contents(&env, "GET", &format!("{MOUNT}/hello.ipynb"), None);
     assert_eq!(code, 200, "{body}");
+}
+
+/// A tarball whose PAX `size` record says 2 MiB while its ustar header
+/// says 0 unpacked the 2 MiB under `max_size = "1MiB"`: the bound summed
+/// the header's field, tar wrote what the record said.
+#[test]
+fn a_pax_size_record_cannot_carry_a_tarball_past_max_size() {
+    let mut env = Env::new("ws-pax");
+    let tag = format!("{}:latest", env.name);
+    env.images.push(tag.clone());
+    let bomb = hex_decode(&sh(Command::new("python3").args([
+        "-c",
+        "import gzip, io, sys, tarfile\nn = 2 << 20\nb = io.BytesIO()\n\
+         t = tarfile.open(fileobj=b, mode='w', format=tarfile.PAX_FORMAT)\n\
+         i = tarfile.TarInfo('bomb.bin'); i.size = 0; i.pax_headers = {'size': str(n)}\n\
+         t.addfile(i); t.fileobj.write(bytes(n)); t.offset += n\n\
+         t.close(); sys.stdout.write(gzip.compress(b.getvalue()).hex())",
+    ])));
+    assert!(bomb.len() < 64 << 10, "a small download: {} bytes", bomb.len());
+    let server = StaticServer::start(vec![("/bomb.tar.gz".into(), bomb.clone())]);
+    env.write_config(&config(
+        &env,
+        &tag,
+        &format!("source = \"{}/bomb.tar.gz\"\nsha256 = \"{}\"\nmax_size = \"1MiB\"", server.url, sha256(&bomb)),
+    ));
+    env.agent(&["run", "--once"]).expect(1);
+    let state = env.state();
+    assert_eq!(state["error"]["step"], "workspace", "{state}");
+    let cause = state["error"]["cause"].as_str().unwrap();
+    assert!(cause.contains("unpacks to 2097152 bytes, more than [workspace] max_size (1048576 bytes)"), "{cause}");
+    assert!(!env.path("handson").exists(), "nothing written");
 }
 
 fn hex_decode(s: &str) -> Vec<u8> {

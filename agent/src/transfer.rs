@@ -3,7 +3,9 @@
 //! bound them, the budget bounds only the waits), and the one verified
 //! download that workspace tarballs and image archives share: transient
 //! answers retried, resumed where the server takes ranges, bounded in size,
-//! and the sha256 of what was written returned for the caller to compare.
+//! refused when its filesystem lacks the room, its file removed when it
+//! cannot be resumed, and the sha256 of what was written returned for the
+//! caller to compare.
 
 use std::fmt::Display;
 use std::future::Future;
@@ -80,10 +82,12 @@ pub struct Download<'a> {
     /// How each failure's message begins: `downloading http://***@host/m.tgz`.
     pub prefix: &'a str,
     /// Where it goes (mode 0600): what an earlier attempt or run left there
-    /// is resumed when the server answers the range.
+    /// is resumed when the server answers the range. Removed on a failure
+    /// that resuming would not mend: too large, a failed write (a full disk).
     pub path: &'a Path,
     /// The most it may be (bytes), and the refusal, which is not retried.
-    /// `None`: no bound.
+    /// `None`: no bound. Its filesystem must have the room for what the
+    /// server announces, or for this much when it announces nothing.
     pub max_size: Option<(u64, TooLarge<'a>)>,
     /// Whether the start of an error page goes into the message. Not for
     /// signed URLs, whose store may echo the signature in it: a 403 then
@@ -118,6 +122,11 @@ async fn download_once<P: FnMut(u64, Option<u64>)>(
         error: anyhow!(e.without_url()).context(d.prefix.to_string()),
     };
     let local = |e: std::io::Error| Attempt::permanent(anyhow!(e).context(format!("writing {}", path.display())));
+    // What cannot be resumed goes: a full disk would be filled again by the next run.
+    let discard = |a: Attempt<anyhow::Error>| {
+        let _ = std::fs::remove_file(path);
+        a
+    };
     let have = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let mut request = client.get(d.url);
     if have > 0 {
@@ -147,15 +156,35 @@ async fn download_once<P: FnMut(u64, Option<u64>)>(
     let resumed = status == reqwest::StatusCode::PARTIAL_CONTENT && starts_at(&response, have);
     let mut done = if resumed { have } else { 0 };
     let total = response.content_length().map(|n| n + done);
-    let too_large = |verb: &str| d.max_size.map(|(_, refusal)| Attempt::permanent(refusal(verb)));
+    let too_large = |verb: &str| d.max_size.map(|(_, refusal)| discard(Attempt::permanent(refusal(verb))));
     if let (Some(t), Some((max, _))) = (total, d.max_size) {
         if t > max {
             return Err(too_large("is announced as").expect("a bound"));
         }
     }
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let free = free_space(dir).map_err(|e| {
+        Attempt::permanent(anyhow!(e).context(format!("measuring the free space of {}", dir.display())))
+    })?;
+    // Starting over frees what was there.
+    let free = if resumed { free } else { free.saturating_add(have) };
+    if let Some(room) = room_needed(done, total, d.max_size.map(|(max, _)| max)).filter(|room| *room > free) {
+        let (why, way_out) = match total {
+            Some(_) => (format!("{room} more bytes to write"), ""),
+            None => (
+                format!("the server does not announce the size, so up to max_size ({room} more bytes) may come"),
+                ", or lower max_size",
+            ),
+        };
+        return Err(Attempt::permanent(anyhow!(
+            "{}: {why}, but the filesystem of {} has {free} bytes free; free some space there{way_out}",
+            d.prefix,
+            dir.display()
+        )));
+    }
     let mut hasher = if resumed {
         info!(file = %path.display(), from = have, "resuming the download");
-        hash_file(path).await.map_err(local)?
+        hash_file(path).await.map_err(|e| discard(local(e)))?
     } else {
         Sha256::new()
     };
@@ -167,23 +196,37 @@ async fn download_once<P: FnMut(u64, Option<u64>)>(
         .mode(0o600)
         .open(path)
         .await
-        .map_err(local)?;
+        .map_err(|e| discard(local(e)))?;
     while let Some(chunk) = response.chunk().await.map_err(net)? {
         done += chunk.len() as u64;
         if d.max_size.is_some_and(|(max, _)| done > max) {
             return Err(too_large("sent").expect("a bound"));
         }
         hasher.update(&chunk);
-        file.write_all(&chunk).await.map_err(local)?;
+        file.write_all(&chunk).await.map_err(|e| discard(local(e)))?;
         on_progress(done, total);
     }
-    file.flush().await.map_err(local)?;
-    file.sync_all().await.map_err(local)?;
+    file.flush().await.map_err(|e| discard(local(e)))?;
+    file.sync_all().await.map_err(|e| discard(local(e)))?;
     if let Some(t) = total.filter(|t| done < *t) {
         return Err(Attempt::transient(anyhow!("{}: the transfer ended at {done} of {t} bytes", d.prefix)));
     }
     info!(file = %path.display(), bytes = done, "downloaded");
     Ok(hex::encode(hasher.finalize()))
+}
+
+/// The bytes an unprivileged writer may still put on the filesystem of `dir`.
+fn free_space(dir: &Path) -> nix::Result<u64> {
+    let stat = nix::sys::statvfs::statvfs(dir)?;
+    #[allow(clippy::useless_conversion)] // u32 on some targets
+    Ok(u64::from(stat.blocks_available()).saturating_mul(u64::from(stat.fragment_size())))
+}
+
+/// The room a download needs from where it stands (`done` bytes written):
+/// the rest of what the server announced, else the rest of the bound, else
+/// nothing known.
+fn room_needed(done: u64, total: Option<u64>, max: Option<u64>) -> Option<u64> {
+    total.or(max).map(|end| end.saturating_sub(done))
 }
 
 /// The start of an error page, which often says why: white space folded,
@@ -235,4 +278,139 @@ async fn hash_file(path: &Path) -> std::io::Result<Sha256> {
 /// The sha256 (hex) of a file.
 pub async fn sha256_of(path: &Path) -> std::io::Result<String> {
     Ok(hex::encode(hash_file(path).await?.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use bytes::Bytes;
+    use http_body_util::{BodyExt as _, Full, StreamBody};
+
+    #[test]
+    fn the_room_a_download_needs() {
+        let cases = [
+            // (written, announced end, bound, room)
+            (0, Some(500), Some(1000), Some(500)),
+            (200, Some(500), Some(1000), Some(300)),
+            (0, None, Some(1000), Some(1000)),
+            (400, None, Some(1000), Some(600)),
+            (0, None, None, None),
+            (700, Some(500), None, Some(0)),
+        ];
+        for (done, total, max, room) in cases {
+            assert_eq!(room_needed(done, total, max), room, "{done} {total:?} {max:?}");
+        }
+    }
+
+    /// A tmpfs of 1 MiB in a temporary directory, unmounted when dropped;
+    /// `None` where this process may not mount one (not root).
+    struct SmallFs {
+        dir: tempfile::TempDir,
+    }
+
+    impl SmallFs {
+        fn mount() -> Option<SmallFs> {
+            let dir = tempfile::tempdir().unwrap();
+            let mounted = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs"])
+                .arg(dir.path())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !mounted {
+                eprintln!("cannot mount a tmpfs here (not root?): skipping the free-space test");
+            }
+            mounted.then_some(SmallFs { dir })
+        }
+    }
+
+    impl Drop for SmallFs {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(self.dir.path()).status();
+        }
+    }
+
+    /// Serves `body` to every request on 127.0.0.1, with its length or
+    /// (`announce` false) in chunks without one; the base URL.
+    async fn serve(body: Vec<u8>, announce: bool) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let body = body.clone();
+                let service = hyper::service::service_fn(move |_| {
+                    let body = body.clone();
+                    async move {
+                        let body = if announce {
+                            Full::new(Bytes::from(body)).map_err(|e| match e {}).boxed()
+                        } else {
+                            let chunks: Vec<Result<_, std::convert::Infallible>> = body
+                                .chunks(64 << 10)
+                                .map(|c| Ok(hyper::body::Frame::data(Bytes::copy_from_slice(c))))
+                                .collect();
+                            StreamBody::new(futures_util::stream::iter(chunks)).boxed()
+                        };
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(body))
+                    }
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+                );
+            }
+        });
+        format!("http://{addr}/a.tar")
+    }
+
+    async fn fetch_into(url: &str, path: &Path, max_size: Option<u64>) -> String {
+        let refusal = |verb: &str| anyhow!("{verb} more than max_size");
+        let d = Download {
+            url,
+            task: "downloading",
+            prefix: "downloading a.tar",
+            path,
+            max_size: max_size.map(|m| (m, &refusal as TooLarge)),
+            error_page: false,
+        };
+        let client = crate::http::download_client(None).unwrap();
+        let once = Policy::new(Duration::from_secs(1), Duration::from_secs(1), Duration::ZERO);
+        format!("{:#}", download(&client, &d, once, |_, _| {}).await.unwrap_err())
+    }
+
+    #[tokio::test]
+    async fn a_download_its_filesystem_cannot_hold_is_refused_and_a_full_disk_leaves_no_file() {
+        let Some(fs) = SmallFs::mount() else { return };
+        let path = fs.dir.path().join("a.tar.part");
+        let free = free_space(fs.dir.path()).unwrap();
+        assert_eq!(free, 1 << 20);
+
+        // Announced: 2 MiB do not fit; nothing is written.
+        let url = serve(vec![0; 2 << 20], true).await;
+        let err = fetch_into(&url, &path, Some(16 << 20)).await;
+        let dir = fs.dir.path().display();
+        assert_eq!(
+            err,
+            format!("downloading a.tar: 2097152 more bytes to write, but the filesystem of {dir} has 1048576 bytes free; free some space there")
+        );
+        assert!(!path.exists());
+
+        // Not announced: up to the bound must fit.
+        let url = serve(vec![0; 512 << 10], false).await;
+        let err = fetch_into(&url, &path, Some(2 << 20)).await;
+        assert_eq!(
+            err,
+            format!("downloading a.tar: the server does not announce the size, so up to max_size (2097152 more bytes) may come, but the filesystem of {dir} has 1048576 bytes free; free some space there, or lower max_size")
+        );
+        assert!(!path.exists());
+
+        // Unbounded and not announced, the disk fills: the partial file goes,
+        // or the next run would resume it and fill the disk again.
+        let url = serve(vec![0; 2 << 20], false).await;
+        let err = fetch_into(&url, &path, None).await;
+        assert!(err.contains("No space left on device"), "{err}");
+        assert!(!path.exists());
+        assert_eq!(free_space(fs.dir.path()).unwrap(), 1 << 20);
+    }
 }

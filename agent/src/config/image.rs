@@ -2,12 +2,20 @@
 //! on this host or on a web server, or a build), docs/images.md.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use jupyter_proto::redact::without_query;
 
 use super::section::{is_web_url, toml_str, Section};
-use super::values::{ImageRef, PullPolicy};
+use super::values::{ByteSize, ImageRef, PullPolicy};
 use super::ConfigError;
+
+/// `[image] max_size` when not set: 16 GiB, above the largest Jupyter
+/// images gzip makes (docs/configuration.md).
+pub const DEFAULT_ARCHIVE_MAX_SIZE: u64 = 16 << 30;
+
+/// `[image] download_timeout` when not set (docs/configuration.md).
+pub const DEFAULT_DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(2 * 3600);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageConfig {
@@ -49,6 +57,10 @@ pub struct Archive {
     pub location: ArchiveLocation,
     /// Lower-case hex; required with a URL, optional with a path.
     pub sha256: Option<String>,
+    /// The most a download from a URL may write (bytes).
+    pub max_size: u64,
+    /// The most a download from a URL may take, its retries included.
+    pub download_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -85,6 +97,8 @@ pub(super) fn image_config(mut s: Section, workspace: Option<&Path>) -> Result<I
     let credentials = s.abs_path("credentials")?;
     let archive = archive_location(&mut s)?;
     let sha256 = s.string("sha256")?;
+    let max_size = s.parsed::<ByteSize>("max_size")?.map(|b| b.0);
+    let download_timeout = s.at_least_a_second("download_timeout")?;
     let tag = s.parsed::<ImageRef>("tag")?.map(|r| r.0);
     let build = match s.take("build") {
         None => None,
@@ -105,6 +119,11 @@ pub(super) fn image_config(mut s: Section, workspace: Option<&Path>) -> Result<I
     }
     if sha256.is_some() && archive.is_none() {
         return Err(s.err("sha256", None, "only goes with archive: it is the archive's sha256sum"));
+    }
+    for (key, set) in [("max_size", max_size.is_some()), ("download_timeout", download_timeout.is_some())] {
+        if set && !matches!(archive, Some(ArchiveLocation::Url(_))) {
+            return Err(s.err(key, None, "only goes with an archive URL: it bounds the download"));
+        }
     }
     if credentials.is_some() && name.is_none() {
         return Err(s.err(
@@ -162,7 +181,13 @@ pub(super) fn image_config(mut s: Section, workspace: Option<&Path>) -> Result<I
                     }
                     None => None,
                 };
-                ImageConfig { reference, source: ImageSource::Archive(Archive { location, sha256 }) }
+                let archive = Archive {
+                    location,
+                    sha256,
+                    max_size: max_size.unwrap_or(DEFAULT_ARCHIVE_MAX_SIZE),
+                    download_timeout: download_timeout.unwrap_or(DEFAULT_DOWNLOAD_TIMEOUT),
+                };
+                ImageConfig { reference, source: ImageSource::Archive(archive) }
             }
             (_, Some(b)) => ImageConfig { reference, source: ImageSource::Build(b) },
             _ => unreachable!("exactly one source was checked above"),
@@ -244,6 +269,7 @@ mod tests {
         assert_eq!(a.location, ArchiveLocation::Url(url.into()));
         assert_eq!(a.sha256.as_deref(), Some(sha.as_str()), "kept in lower case");
         assert_eq!(a.label(), "https://b.example/nb.tar.gz");
+        assert_eq!((a.max_size, a.download_timeout), (16 << 30, Duration::from_secs(7200)), "the defaults");
 
         let err = parse(&format!("archive = \"{url}\"\ntag = \"nb:1\"")).unwrap_err();
         assert_eq!(err, "c.toml: [image] sha256: missing; an archive from a URL is verified before it is loaded: set sha256 to its sha256sum (jupyter-agent image export prints it)");
@@ -256,11 +282,41 @@ mod tests {
         let c = parse("archive = \"/srv/nb.tar\"\ntag = \"nb:1\"").unwrap();
         assert_eq!(
             c.source,
-            ImageSource::Archive(Archive { location: ArchiveLocation::Path("/srv/nb.tar".into()), sha256: None }),
+            ImageSource::Archive(Archive {
+                location: ArchiveLocation::Path("/srv/nb.tar".into()),
+                sha256: None,
+                max_size: DEFAULT_ARCHIVE_MAX_SIZE,
+                download_timeout: DEFAULT_DOWNLOAD_TIMEOUT,
+            }),
             "a path may go without sha256"
         );
         let err = parse(&format!("name = \"nb:1\"\nsha256 = \"{sha}\"")).unwrap_err();
         assert_eq!(err, "c.toml: [image] sha256: only goes with archive: it is the archive's sha256sum");
+    }
+
+    #[test]
+    fn an_archive_download_is_bounded_in_size_and_time() {
+        let sha = "ab".repeat(32);
+        let url = format!("archive = \"https://b.example/nb.tar\"\nsha256 = \"{sha}\"\ntag = \"nb:1\"");
+        let c = parse(&format!("{url}\nmax_size = \"2GiB\"\ndownload_timeout = \"30m\"")).unwrap();
+        let ImageSource::Archive(a) = &c.source else { panic!("{c:?}") };
+        assert_eq!((a.max_size, a.download_timeout), (2 << 30, Duration::from_secs(1800)));
+        let cases = [
+            (format!("{url}\nmax_size = \"10\""), "c.toml: [image] max_size = \"10\": expected a size with its unit"),
+            (format!("{url}\ndownload_timeout = \"0.5s\""), "c.toml: [image] download_timeout = \"0.5s\": expected"),
+            (
+                "archive = \"/srv/nb.tar\"\ntag = \"nb:1\"\nmax_size = \"1GiB\"".into(),
+                "c.toml: [image] max_size: only goes with an archive URL: it bounds the download",
+            ),
+            (
+                "name = \"nb:1\"\ndownload_timeout = \"1h\"".into(),
+                "c.toml: [image] download_timeout: only goes with an archive URL: it bounds the download",
+            ),
+        ];
+        for (image, expected) in cases {
+            let err = parse(&image).unwrap_err();
+            assert!(err.starts_with(expected), "{image}: {err}");
+        }
     }
 
     #[test]

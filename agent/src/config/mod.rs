@@ -125,7 +125,7 @@ impl WorkspaceConfig {
             workspace::Source::Tarball { url, sha256, .. } => {
                 format!("{} (sha256 {sha256})", redact_url(url))
             }
-            workspace::Source::Git { url, reference } => {
+            workspace::Source::Git { url, reference, .. } => {
                 format!("{} (ref {reference})", redact_url(url))
             }
         }
@@ -426,10 +426,7 @@ fn workspace_config(mut s: Section) -> Result<WorkspaceConfig, ConfigError> {
         ));
     }
     let shown = redact_url(&url);
-    let max_size = s.parsed::<values::ByteSize>("max_size")?;
-    if max_size.is_some() && sha256.is_none() {
-        return Err(s.err("max_size", None, "applies to a tarball source (with sha256) only"));
-    }
+    let max_size = s.parsed::<values::ByteSize>("max_size")?.map_or(workspace::DEFAULT_MAX_SIZE, |b| b.0);
     let source = match (sha256, reference) {
         (Some(_), Some(_)) => {
             return Err(s.err(
@@ -460,7 +457,6 @@ fn workspace_config(mut s: Section) -> Result<WorkspaceConfig, ConfigError> {
                     "expected 64 hexadecimal digits (sha256sum of the tarball)",
                 ));
             }
-            let max_size = max_size.map_or(workspace::DEFAULT_MAX_SIZE, |b| b.0);
             Source::Tarball { url, sha256: sha.to_ascii_lowercase(), max_size }
         }
         (None, Some(_)) if is_archive(&url) => {
@@ -482,7 +478,7 @@ fn workspace_config(mut s: Section) -> Result<WorkspaceConfig, ConfigError> {
             if reference.is_empty() || reference.starts_with('-') || reference.contains(char::is_whitespace) {
                 return Err(s.err("ref", Some(toml_str(&reference)), "expected a branch, a tag or a commit"));
             }
-            Source::Git { url, reference }
+            Source::Git { url, reference, max_size }
         }
     };
     s.finish()?;

@@ -157,7 +157,11 @@ fn a_workspace_is_a_tarball_or_a_git_repository_and_can_be_named() {
     .unwrap();
     assert_eq!(
         g.workspace.unwrap().source,
-        Source::Git { url: "file:///srv/repo.git".into(), reference: "main".into() }
+        Source::Git {
+            url: "file:///srv/repo.git".into(),
+            reference: "main".into(),
+            max_size: crate::config::workspace::DEFAULT_MAX_SIZE
+        }
     );
 
     let f = "/etc/jupyter-agent/config.toml";

@@ -3,7 +3,8 @@
 
 use jupyter_proto::redact::redact_url;
 
-/// `[workspace] max_size` when not set: 1 GiB (docs/configuration.md).
+/// `[workspace] max_size` when not set: 1 GiB, for a tarball and a git
+/// clone alike (docs/configuration.md).
 pub const DEFAULT_MAX_SIZE: u64 = 1 << 30;
 
 /// Where the materials come from.
@@ -17,7 +18,12 @@ pub enum Source {
         max_size: u64,
     },
     /// A git repository URL (https://, http://, file://, or a local path) at a branch, tag or commit.
-    Git { url: String, reference: String },
+    Git {
+        url: String,
+        reference: String,
+        /// The most the clone, its history (`.git`) included, may take (bytes).
+        max_size: u64,
+    },
 }
 
 impl Source {

@@ -1,8 +1,10 @@
 //! Image archives (`docker save` output, plain or gzip), from a path or from
 //! an http(s) URL: downloaded with retries and resumed where the server
-//! takes ranges, verified against `[image] sha256` before `/images/load`,
-//! never loaded on a mismatch, and not loaded again while the engine still
-//! has what the same archive gave (docs/images.md#an-archive).
+//! takes ranges, within `[image] max_size` and `download_timeout` and the
+//! free space of the state directory's filesystem, verified against
+//! `[image] sha256` before `/images/load`, never loaded on a mismatch, and
+//! not loaded again while the engine still has what the same archive gave
+//! (docs/images.md#an-archive).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -40,6 +42,23 @@ fn download_path(state_dir: &Path, sha256: &str) -> PathBuf {
     state_dir.join("downloads").join(format!("image-{sha256}.tar.part"))
 }
 
+/// Removes what downloads of other archives left (an archive replaced
+/// before its download finished): only the current one may be resumed.
+fn remove_stale_downloads(state_dir: &Path, keep: Option<&Path>) {
+    let Ok(entries) = std::fs::read_dir(state_dir.join("downloads")) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let ours = name.starts_with("image-") && name.ends_with(".tar.part");
+        if ours && keep != Some(entry.path().as_path()) {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => info!(file = %entry.path().display(), "removed the partial download of another archive"),
+                Err(e) => warn!(file = %entry.path().display(), "cannot remove a stale partial download: {e}"),
+            }
+        }
+    }
+}
+
 /// Makes the archive's image present as `reference`; the step's detail.
 pub(super) async fn ensure(
     docker: &Docker,
@@ -49,6 +68,11 @@ pub(super) async fn ensure(
     on_progress: &mut dyn FnMut(Progress),
 ) -> Result<String> {
     let label = archive.label();
+    let current = match (&archive.location, &archive.sha256) {
+        (ArchiveLocation::Url(_), Some(sha256)) => Some(download_path(state_dir, sha256)),
+        _ => None,
+    };
+    remove_stale_downloads(state_dir, current.as_deref());
     if let Some(sha256) = &archive.sha256 {
         let loaded: Option<Loaded> =
             std::fs::read(marker(state_dir)).ok().and_then(|b| serde_json::from_slice(&b).ok());
@@ -64,7 +88,7 @@ pub(super) async fn ensure(
         ArchiveLocation::Url(url) => {
             let sha256 = archive.sha256.as_deref().ok_or_else(|| anyhow!("an archive URL without sha256"))?;
             let path = download_path(state_dir, sha256);
-            let actual = download(url, &label, &path, on_progress).await?;
+            let actual = download(url, archive, &label, &path, on_progress).await?;
             (path, Some(actual))
         }
     };
@@ -98,26 +122,48 @@ pub(super) async fn ensure(
 }
 
 /// Downloads `url` into `path`, resuming what an earlier attempt (or an
-/// earlier run) left there when the server answers a range; its sha256.
-async fn download(url: &str, label: &str, path: &Path, on_progress: &mut dyn FnMut(Progress)) -> Result<String> {
+/// earlier run) left there when the server answers a range, within the
+/// archive's `max_size` and `download_timeout`; its sha256.
+async fn download(
+    url: &str,
+    archive: &Archive,
+    label: &str,
+    path: &Path,
+    on_progress: &mut dyn FnMut(Progress),
+) -> Result<String> {
     let dir = path.parent().expect("the download path has a directory");
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .with_context(|| format!("setting the mode of {}", dir.display()))?;
-    // No bound on the whole transfer: archives are large, and a stall ends an attempt.
+    // A stall ends an attempt; download_timeout bounds them all, the waits between included.
     let client = crate::http::download_client(None)?;
     let what = format!("downloading the image archive {label}");
+    let max_size = archive.max_size;
+    let too_large = |verb: &str| {
+        anyhow!(
+            "the image archive {label} {verb} more than [image] max_size ({max_size} bytes); nothing is kept (raise max_size if the archive really is that large)"
+        )
+    };
     // Messages name the label (the URL without its query, a signed URL's
     // signature) and show no error page, which may echo the signature.
-    let d = Download { url, task: &what, prefix: &what, path, max_size: None, error_page: false };
-    transfer::download(&client, &d, RETRY, |done, total| {
+    let d =
+        Download { url, task: &what, prefix: &what, path, max_size: Some((max_size, &too_large)), error_page: false };
+    let transfer = transfer::download(&client, &d, RETRY, |done, total| {
         let line = match total {
             Some(t) if t > 0 => format!("downloading: {} of {} ({}%)", size(done), size(t), done * 100 / t),
             _ => format!("downloading: {}", size(done)),
         };
         on_progress(Progress::Text(&line, false));
-    })
-    .await
+    });
+    let timeout = archive.download_timeout;
+    match tokio::time::timeout(timeout, transfer).await {
+        Ok(result) => result,
+        // What arrived stays for the next converge to resume.
+        Err(_) => bail!(
+            "{what}: not done within [image] download_timeout ({}); what arrived is resumed at the next converge (raise download_timeout for a slow link)",
+            humantime::format_duration(timeout)
+        ),
+    }
 }
 
 /// A byte count as Docker shows sizes.

@@ -22,7 +22,8 @@ pub(super) struct Listed {
     path: PathBuf,
     kind: EntryType,
     link: Option<PathBuf>,
-    /// The content's size, as its header says.
+    /// The content's size as tar writes it: a PAX `size` record's, else the
+    /// header's (a sparse file's whole size).
     pub(super) size: u64,
 }
 
@@ -39,19 +40,25 @@ pub(super) fn open_archive(path: &Path) -> io::Result<Box<dyn Read>> {
     })
 }
 
-pub(super) fn list_entries(archive: &Path) -> io::Result<Vec<Listed>> {
+/// The archive's entries, or `None` when it holds more than `max`.
+pub(super) fn list_entries(archive: &Path, max: usize) -> io::Result<Option<Vec<Listed>>> {
     let mut reader = tar::Archive::new(open_archive(archive)?);
     let mut listed = Vec::new();
     for entry in reader.entries()? {
+        if listed.len() == max {
+            return Ok(None);
+        }
         let entry = entry?;
         listed.push(Listed {
             path: bytes_path(&entry.path_bytes()),
             kind: entry.header().entry_type(),
             link: entry.link_name_bytes().map(|b| bytes_path(&b)),
-            size: entry.header().size().unwrap_or(0),
+            // Not the header's size field: a PAX `size` record overrides it,
+            // and tar writes what the record says.
+            size: entry.size(),
         });
     }
-    Ok(listed)
+    Ok(Some(listed))
 }
 
 fn bytes_path(bytes: &[u8]) -> PathBuf {

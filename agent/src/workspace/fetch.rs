@@ -49,9 +49,10 @@ pub(super) async fn fetch_with(
         Source::Tarball { url: raw_url, sha256, max_size } => {
             fetch_tarball(raw_url, sha256, *max_size, &staging, dest, deadline).await?
         }
-        Source::Git { url: raw_url, reference } => {
+        Source::Git { url: raw_url, reference, max_size } => {
             let (bare, header) = super::git::split_credentials(raw_url);
-            let git = Git { program: git, raw_url: &bare, url: &url, auth_header: header.as_deref() };
+            let git =
+                Git { program: git, raw_url: &bare, url: &url, auth_header: header.as_deref(), max_size: *max_size };
             fetch_git(&git, reference, &staging, dest, deadline).await?
         }
     };
@@ -76,7 +77,11 @@ mod tests {
             sha256: sha.into(),
             max_size: crate::workspace::fetch::DEFAULT_MAX_SIZE,
         };
-        let git = |url: &str, reference: &str| Source::Git { url: url.into(), reference: reference.into() };
+        let git = |url: &str, reference: &str| Source::Git {
+            url: url.into(),
+            reference: reference.into(),
+            max_size: crate::workspace::fetch::DEFAULT_MAX_SIZE,
+        };
         let fresh = tmp.path().join("home/fresh");
         let cases = [
             (
@@ -126,7 +131,11 @@ mod tests {
     #[test]
     fn fetching_is_send() {
         fn assert_send<T: Send>(_: T) {}
-        let source = Source::Git { url: "/srv/repo".into(), reference: "main".into() };
+        let source = Source::Git {
+            url: "/srv/repo".into(),
+            reference: "main".into(),
+            max_size: crate::workspace::fetch::DEFAULT_MAX_SIZE,
+        };
         assert_send(fetch(&source, Path::new("/nonexistent/work"), BUDGET));
     }
 
@@ -153,7 +162,11 @@ mod tests {
             max_size: crate::workspace::fetch::DEFAULT_MAX_SIZE,
         };
         let refused = message(fetch(&refused, &dest, Duration::ZERO).await.unwrap_err());
-        let git = Source::Git { url: format!("http://alice:{secret}@127.0.0.1:9/r.git"), reference: "main".into() };
+        let git = Source::Git {
+            url: format!("http://alice:{secret}@127.0.0.1:9/r.git"),
+            reference: "main".into(),
+            max_size: crate::workspace::fetch::DEFAULT_MAX_SIZE,
+        };
         let cloned = message(fetch(&git, &dest, Duration::ZERO).await.unwrap_err());
 
         for text in [&checksum, &not_found, &refused, &cloned] {

@@ -1,6 +1,8 @@
 //! Git sources: the `git` command line run without the user's configuration,
 //! the clone (retried when the failure is transient), resolving a branch, tag
-//! or commit, and checking it out.
+//! or commit, and checking it out, the clone's size watched all along and git
+//! stopped past `[workspace] max_size` (git has no such bound of its own for a
+//! fetch: docs/configuration.md).
 
 use std::ffi::OsStr;
 use std::io;
@@ -18,6 +20,8 @@ use jupyter_proto::redact::redact_url_credentials as redact_text;
 const CLONE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// `git rev-parse` and `git checkout` on the clone.
 const LOCAL_GIT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// How often the clone's size is measured while git writes it.
+const SIZE_CHECK_INTERVAL: Duration = Duration::from_millis(250);
 /// Environment variables that would point git at another repository or configuration.
 const GIT_ENV_REMOVED: &[&str] = &[
     "GIT_DIR",
@@ -54,6 +58,8 @@ pub(super) struct Git<'a> {
     /// `Authorization: Basic ...` from the configured URL's user and
     /// password: handed to git through its environment, scoped to the URL.
     pub(super) auth_header: Option<&'a str>,
+    /// The most the clone may take, `.git` included (bytes).
+    pub(super) max_size: u64,
 }
 
 /// Moves an http(s) URL's user and password out of it: git gets (and keeps
@@ -78,7 +84,40 @@ pub(super) fn split_credentials(raw: &str) -> (String, Option<String>) {
 
 enum GitFailure {
     Timeout,
+    /// The clone grew past `max_size` (its size then, in bytes): git was stopped.
+    TooLarge(u64),
     Fatal(FetchError),
+}
+
+impl Git<'_> {
+    /// The refusal of a clone past `max_size`, not retried: the same
+    /// repository would be as large again.
+    fn too_large(&self, shown: &str, size: u64) -> FetchError {
+        anyhow!(
+            "`{shown}` was stopped: the clone of {} took {size} bytes, more than [workspace] max_size ({} bytes); nothing was written (raise max_size if the materials really are that large)",
+            self.url,
+            self.max_size
+        )
+        .into()
+    }
+}
+
+/// The bytes of the files below `dir` (links not followed), as the clone
+/// takes them; what cannot be read counts nothing.
+fn tree_size(dir: &Path) -> u64 {
+    let mut total = 0u64;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&next) else { continue };
+        for entry in entries.flatten() {
+            match entry.metadata() {
+                Ok(m) if m.is_dir() => pending.push(entry.path()),
+                Ok(m) => total = total.saturating_add(m.len()),
+                Err(_) => {}
+            }
+        }
+    }
+    total
 }
 
 pub(super) async fn fetch_git(
@@ -123,7 +162,16 @@ pub(super) async fn fetch_git(
 
 impl Git<'_> {
     /// Runs git; `Ok` whatever its exit status, which the caller judges.
-    async fn run(&self, cwd: Option<&Path>, args: &[&OsStr], timeout: Duration) -> Result<Output, GitFailure> {
+    /// With `watched`, the clone git writes: git is killed when it grows
+    /// past `max_size`, and its size is checked once more when git ends
+    /// (which may come between two measures).
+    async fn run(
+        &self,
+        cwd: Option<&Path>,
+        args: &[&OsStr],
+        timeout: Duration,
+        watched: Option<&Path>,
+    ) -> Result<Output, GitFailure> {
         let mut command = tokio::process::Command::new(self.program);
         for setting in GIT_CONFIG {
             command.arg("-c").arg(setting);
@@ -153,6 +201,9 @@ impl Git<'_> {
             command.env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes");
         }
         command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+        // A group of its own, so that git's helpers (index-pack, upload-pack,
+        // remote-http) are stopped with it.
+        command.process_group(0);
         let child = command.spawn().map_err(|e| {
             GitFailure::Fatal(if e.kind() == io::ErrorKind::NotFound {
                 anyhow!(
@@ -164,21 +215,60 @@ impl Git<'_> {
                 anyhow!(e).context("starting `git`").into()
             })
         })?;
-        match tokio::time::timeout(timeout, child.wait_with_output()).await {
-            Ok(Ok(output)) => Ok(output),
-            Ok(Err(e)) => Err(GitFailure::Fatal(anyhow!(e).context("waiting for `git`").into())),
-            Err(_) => Err(GitFailure::Timeout),
+        let max_size = self.max_size;
+        let measure = |dir: &Path| {
+            let dir = dir.to_path_buf();
+            async move { tokio::task::spawn_blocking(move || tree_size(&dir)).await.unwrap_or(0) }
+        };
+        let group = child.id().and_then(|id| i32::try_from(id).ok()).map(nix::unistd::Pid::from_raw);
+        let output = child.wait_with_output();
+        tokio::pin!(output);
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut tick = tokio::time::interval(SIZE_CHECK_INTERVAL);
+        let stopped = loop {
+            tokio::select! {
+                done = &mut output => break Ok(done),
+                () = &mut deadline => break Err(GitFailure::Timeout),
+                _ = tick.tick(), if watched.is_some() => {
+                    let size = measure(watched.expect("watched")).await;
+                    if size > max_size {
+                        break Err(GitFailure::TooLarge(size));
+                    }
+                }
+            }
+        };
+        let output = match stopped {
+            Ok(done) => done,
+            Err(why) => {
+                // The whole group, then its end: git's output closes once
+                // every process that could write into the clone is gone.
+                if let Some(group) = group {
+                    let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+                }
+                let _ = tokio::time::timeout(Duration::from_secs(5), &mut output).await;
+                return Err(why);
+            }
+        };
+        let output = output.map_err(|e| GitFailure::Fatal(anyhow!(e).context("waiting for `git`").into()))?;
+        if let Some(dir) = watched {
+            let size = measure(dir).await;
+            if size > max_size {
+                return Err(GitFailure::TooLarge(size));
+            }
         }
+        Ok(output)
     }
 
     /// Runs git in the clone; its exit status must be 0.
     async fn check(&self, repo: &Path, args: &[String], timeout: Duration) -> Result<Output, FetchError> {
         let shown = format!("git {}", args.join(" "));
         let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
-        match self.run(Some(repo), &args, timeout).await {
+        match self.run(Some(repo), &args, timeout, Some(repo)).await {
             Ok(output) if output.status.success() => Ok(output),
             Ok(output) => Err(anyhow!("{}", self.failure(&shown, &output)).into()),
             Err(GitFailure::Timeout) => Err(anyhow!("`{shown}` did not finish within {}", seconds(timeout)).into()),
+            Err(GitFailure::TooLarge(size)) => Err(self.too_large(&shown, size)),
             Err(GitFailure::Fatal(e)) => Err(e),
         }
     }
@@ -189,7 +279,7 @@ impl Git<'_> {
         let shown = format!("git clone {}", self.url);
         let args = ["clone", "--no-checkout", "--quiet", "--", self.raw_url].map(OsStr::new);
         let args = [&args[..], &[repo.as_os_str()]].concat();
-        match self.run(None, &args, CLONE_TIMEOUT).await {
+        match self.run(None, &args, CLONE_TIMEOUT, Some(repo)).await {
             Ok(output) if output.status.success() => Ok(()),
             Ok(output) => Err(Attempt {
                 transient: is_transient_git(&String::from_utf8_lossy(&output.stderr)),
@@ -198,6 +288,7 @@ impl Git<'_> {
             Err(GitFailure::Timeout) => {
                 Err(Attempt::transient(anyhow!("`{shown}` did not finish within {}", seconds(CLONE_TIMEOUT))))
             }
+            Err(GitFailure::TooLarge(size)) => Err(Attempt::permanent(self.too_large(&shown, size))),
             Err(GitFailure::Fatal(e)) => Err(Attempt::permanent(e)),
         }
     }
@@ -230,7 +321,7 @@ impl Git<'_> {
     async fn commit_of(&self, repo: &Path, name: &str) -> Result<Option<String>, FetchError> {
         let spec = format!("{name}^{{commit}}");
         let args = ["rev-parse", "--verify", "--quiet", &spec].map(OsStr::new);
-        match self.run(Some(repo), &args, LOCAL_GIT_TIMEOUT).await {
+        match self.run(Some(repo), &args, LOCAL_GIT_TIMEOUT, None).await {
             Ok(output) if output.status.success() => {
                 Ok(Some(String::from_utf8_lossy(&output.stdout).trim().to_string()))
             }
@@ -240,6 +331,7 @@ impl Git<'_> {
             Err(GitFailure::Timeout) => {
                 Err(anyhow!("`git rev-parse` did not finish within {}", seconds(LOCAL_GIT_TIMEOUT)).into())
             }
+            Err(GitFailure::TooLarge(size)) => Err(self.too_large("git rev-parse", size)),
             Err(GitFailure::Fatal(e)) => Err(e),
         }
     }
@@ -249,7 +341,7 @@ impl Git<'_> {
         let args = &["fetch", "--quiet", "origin", commit].map(OsStr::new);
         with_retry(deadline, "fetching the commit", || async move {
             let args = &args[..];
-            match self.run(Some(repo), args, CLONE_TIMEOUT).await {
+            match self.run(Some(repo), args, CLONE_TIMEOUT, Some(repo)).await {
                 Ok(output) if output.status.success() => Ok(true),
                 Ok(output) if is_transient_git(&String::from_utf8_lossy(&output.stderr)) => Err(Attempt::transient(
                     anyhow!("{}", self.failure(&format!("git fetch {} {commit}", self.url), &output)),
@@ -257,6 +349,9 @@ impl Git<'_> {
                 Ok(_) => Ok(false),
                 Err(GitFailure::Timeout) => {
                     Err(Attempt::transient(anyhow!("`git fetch` did not finish within {}", seconds(CLONE_TIMEOUT))))
+                }
+                Err(GitFailure::TooLarge(size)) => {
+                    Err(Attempt::permanent(self.too_large(&format!("git fetch {} {commit}", self.url), size)))
                 }
                 Err(GitFailure::Fatal(e)) => Err(Attempt::permanent(e)),
             }
@@ -365,8 +460,11 @@ mod tests {
         fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
 
         let (_dest_tmp, dest) = destination();
-        let source =
-            Source::Git { url: format!("http://alice:p%40ss-7f3e@127.0.0.1:{port}/r.git"), reference: "main".into() };
+        let source = Source::Git {
+            url: format!("http://alice:p%40ss-7f3e@127.0.0.1:{port}/r.git"),
+            reference: "main".into(),
+            max_size: crate::workspace::fetch::DEFAULT_MAX_SIZE,
+        };
         let identity = fetch_with(wrapper.to_str().unwrap(), &source, &dest, BUDGET).await.unwrap();
 
         assert_eq!(identity, repo.two);
@@ -407,7 +505,11 @@ mod tests {
         ];
         for (reference, url, commit, a, has_b, branch) in cases {
             let (tmp, dest) = destination();
-            let source = Source::Git { url: url.clone(), reference: reference.to_string() };
+            let source = Source::Git {
+                url: url.clone(),
+                reference: reference.to_string(),
+                max_size: crate::workspace::fetch::DEFAULT_MAX_SIZE,
+            };
 
             let identity = fetch(&source, &dest, BUDGET).await.unwrap();
 
@@ -423,13 +525,50 @@ mod tests {
         }
     }
 
+    /// git has no bound of its own on what a clone fetches: a repository
+    /// larger than the disk filled it. The clone's size is now watched.
+    #[tokio::test]
+    async fn a_clone_larger_than_max_size_is_stopped_and_leaves_nothing() {
+        use std::io::Read;
+        let repo = repository();
+        // Random bytes, which no pack compresses: 4 MiB of history.
+        let mut noise = vec![0u8; 4 << 20];
+        fs::File::open("/dev/urandom").unwrap().read_exact(&mut noise).unwrap();
+        fs::write(repo.path.join("noise.bin"), &noise).unwrap();
+        git(&repo.path, &["add", "noise.bin"]);
+        git(&repo.path, &["commit", "--quiet", "-m", "noise"]);
+        let url = format!("file://{}", repo.path.display());
+        let (tmp, dest) = destination();
+        let source = Source::Git { url: url.clone(), reference: "main".into(), max_size: 1 << 20 };
+
+        let err = message(fetch(&source, &dest, BUDGET).await.unwrap_err());
+
+        let prefix = format!("`git clone {url}` was stopped: the clone of {url} took ");
+        assert!(err.starts_with(&prefix), "{err}");
+        assert!(
+            err.ends_with(" bytes, more than [workspace] max_size (1048576 bytes); nothing was written (raise max_size if the materials really are that large)"),
+            "{err}"
+        );
+        assert!(!dest.exists());
+        assert_eq!(names(&tmp.path().join("home")), Vec::<String>::new(), "no staging left");
+
+        // Within the bound, the same repository is fetched.
+        let source = Source::Git { url, reference: "main".into(), max_size: 16 << 20 };
+        fetch(&source, &dest, BUDGET).await.unwrap();
+        assert_eq!(fs::read(dest.join("noise.bin")).unwrap(), noise);
+    }
+
     #[tokio::test]
     async fn an_unknown_git_reference_leaves_nothing() {
         let repo = repository();
         let url = format!("file://{}", repo.path.display());
         for reference in ["no-such-branch", "0123456789abcdef0123456789abcdef01234567", "v2"] {
             let (tmp, dest) = destination();
-            let source = Source::Git { url: url.clone(), reference: reference.into() };
+            let source = Source::Git {
+                url: url.clone(),
+                reference: reference.into(),
+                max_size: crate::workspace::fetch::DEFAULT_MAX_SIZE,
+            };
 
             let err = fetch(&source, &dest, BUDGET).await.unwrap_err();
 
@@ -444,7 +583,11 @@ mod tests {
     async fn git_failures_are_explained() {
         let (tmp, dest) = destination();
         let missing = tmp.path().join("no-repo");
-        let source = Source::Git { url: missing.display().to_string(), reference: "main".into() };
+        let source = Source::Git {
+            url: missing.display().to_string(),
+            reference: "main".into(),
+            max_size: crate::workspace::fetch::DEFAULT_MAX_SIZE,
+        };
 
         let err = message(fetch(&source, &dest, BUDGET).await.unwrap_err());
         assert_eq!(

@@ -449,7 +449,11 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = WorkspaceConfig {
-            source: fetch::Source::Git { url: "/x".into(), reference: "main".into() },
+            source: fetch::Source::Git {
+                url: "/x".into(),
+                reference: "main".into(),
+                max_size: fetch::DEFAULT_MAX_SIZE,
+            },
             path: dir.path().to_path_buf(),
             env_file: Some(dir.path().join("env")),
             env: BTreeMap::from([("B".into(), "2".into()), ("A".into(), "1".into())]),

@@ -19,6 +19,10 @@ use crate::transfer::{self, Download};
 /// A whole download; materials can be a few hundred MB on a slow link.
 const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
+/// The most entries a tarball may hold (docs/configuration.md): empty files
+/// compress to almost nothing, and each takes an inode and a listing.
+pub const MAX_ENTRIES: usize = 100_000;
+
 pub(super) async fn fetch_tarball(
     raw_url: &str,
     sha256: &str,
@@ -57,17 +61,29 @@ pub(super) async fn fetch_tarball(
         return Err(FetchError::Checksum { url, expected, actual });
     }
     let tree = staging.dir.join("tree");
-    let root = tokio::task::spawn_blocking(move || unpack_checked(&download, &tree, &url, max_size))
+    let root = tokio::task::spawn_blocking(move || unpack_checked(&download, &tree, &url, max_size, MAX_ENTRIES))
         .await
         .context("unpacking the tarball")??;
     move_into_place(&root, dest)?;
     Ok(actual)
 }
 
-/// Checks every entry of the archive, then unpacks it into `tree`; returns the directory to move into place
-/// (the single top-level directory of a GitHub-style archive, or `tree`).
-fn unpack_checked(archive: &Path, tree: &Path, url: &str, max_size: u64) -> Result<PathBuf, FetchError> {
-    let listed = list_entries(archive).with_context(|| format!("reading the tarball from {url}"))?;
+/// Checks every entry of the archive (at most `max_entries`), then unpacks it into `tree`; returns the
+/// directory to move into place (the single top-level directory of a GitHub-style archive, or `tree`).
+fn unpack_checked(
+    archive: &Path,
+    tree: &Path,
+    url: &str,
+    max_size: u64,
+    max_entries: usize,
+) -> Result<PathBuf, FetchError> {
+    let listed = list_entries(archive, max_entries).with_context(|| format!("reading the tarball from {url}"))?;
+    let Some(listed) = listed else {
+        return Err(anyhow!(
+            "the tarball from {url} holds more than {max_entries} entries, the most materials may have; nothing was written"
+        )
+        .into());
+    };
     check_entries(&listed)?;
     let unpacked: u64 = listed.iter().map(|e| e.size).fold(0, u64::saturating_add);
     if unpacked > max_size {
@@ -213,6 +229,64 @@ mod tests {
         let err = fetch(&source, &dest, BUDGET).await.unwrap_err().to_string();
         assert!(err.contains("more than [workspace] max_size"), "{err}");
         assert_eq!(server.hits.load(std::sync::atomic::Ordering::SeqCst), 1, "not retried");
+    }
+
+    /// A tarball whose one file is `size` bytes of zeros by its PAX `size`
+    /// record while its ustar header says 0: tar unpacks what the PAX record
+    /// says (gzip makes 64 MiB of zeros about 65 kB).
+    fn pax_bomb(size: u64) -> Vec<u8> {
+        use std::io::Read;
+        let mut builder = tar::Builder::new(Vec::new());
+        let record = format!("size={size}\n");
+        // A PAX record's length counts its own digits.
+        let mut len = record.len() + 2;
+        while format!("{len} {record}").len() != len {
+            len += 1;
+        }
+        let record = format!("{len} {record}");
+        let mut pax = tar::Header::new_ustar();
+        pax.set_path("PaxHeaders/bomb.bin").unwrap();
+        pax.set_entry_type(tar::EntryType::XHeader);
+        pax.set_size(record.len() as u64);
+        pax.set_cksum();
+        builder.append(&pax, record.as_bytes()).unwrap();
+        let mut file = tar::Header::new_ustar();
+        file.set_path("bomb.bin").unwrap();
+        file.set_entry_type(tar::EntryType::Regular);
+        file.set_mode(0o644);
+        file.set_size(0);
+        file.set_cksum();
+        builder.append(&file, io::repeat(0).take(size)).unwrap();
+        gzip(&builder.into_inner().unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_pax_size_record_counts_toward_max_size() {
+        let archive = pax_bomb(2 << 20);
+        let sha = sha256_hex(&archive);
+        let server = serve(vec![(200, archive)]);
+        let (tmp, dest) = destination();
+        let source = Source::Tarball { url: format!("{}/m.tgz", server.base), sha256: sha, max_size: 1 << 20 };
+        let err = fetch(&source, &dest, BUDGET).await.unwrap_err().to_string();
+        assert!(err.contains("unpacks to 2097152 bytes, more than [workspace] max_size (1048576 bytes)"), "{err}");
+        assert!(!dest.exists());
+        assert_eq!(names(tmp.path()), ["home"], "nothing left beside");
+    }
+
+    #[test]
+    fn more_entries_than_the_cap_are_refused_before_anything_is_written() {
+        let items = [Item::Dir("d/"), Item::File("d/a", b"a", 0o644), Item::File("d/b", b"b", 0o644)];
+        let tmp = tempfile::tempdir().unwrap();
+        let archive = tmp.path().join("m.tgz");
+        fs::write(&archive, gzip(&tar_bytes(&items))).unwrap();
+        let tree = tmp.path().join("tree");
+        let err = unpack_checked(&archive, &tree, "http://h/m.tgz", 1 << 20, 2).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "the tarball from http://h/m.tgz holds more than 2 entries, the most materials may have; nothing was written"
+        );
+        assert!(!tree.exists());
+        assert_eq!(unpack_checked(&archive, &tree, "http://h/m.tgz", 1 << 20, 3).unwrap(), tree.join("d"));
     }
 
     #[tokio::test]
