@@ -249,10 +249,21 @@ fn tls_check(cfg: &Config, state: Option<&State>) -> Check {
         );
     }
     if let Some(e) = recorded.and_then(|t| t.acme_error.as_deref()) {
+        // A trusted certificate not renewed: when it gives way, or that nothing replaces it.
+        let until = match (kind, cfg.tls.fallback) {
+            (Kind::Acme, crate::config::Fallback::SelfSigned) => format!(
+                "; it could not be renewed: the self-signed fallback from {}",
+                info.fallback_at().format("%Y-%m-%d %H:%M UTC")
+            ),
+            (Kind::Acme, crate::config::Fallback::Fail) => {
+                "; it could not be renewed and [tls] fallback = \"fail\": it is served until it expires".into()
+            }
+            _ => String::new(),
+        };
         return bad(
             "tls",
             Verdict::Warn,
-            format!("{what}; the last ACME attempt failed: {e}"),
+            format!("{what}{until}; the last ACME attempt failed: {e}"),
             "see docs/tls.md#when-acme-fails: a public address, the challenge port open to 0.0.0.0/0",
         );
     }
