@@ -310,3 +310,33 @@ fn alpn_certificate(host: &Host, digest: &[u8]) -> Result<Arc<rustls::sign::Cert
     // Not CertifiedKey::from_der: it refuses the critical extension (docs/tls.md).
     Ok(Arc::new(rustls::sign::CertifiedKey::new(vec![cert.der().clone()], signing)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 9773 §4.1's example: keyIdentifier 69:88:5B:...:C8:D4, serial
+    /// 00:87:65:43:21.
+    #[test]
+    fn the_ari_identifier_is_the_authority_key_id_and_the_serial_in_base64url() {
+        let aki = [
+            0x69, 0x88, 0x5B, 0x6B, 0x87, 0x46, 0x40, 0x41, 0xE1, 0xB3, 0x7B, 0x84, 0x7B, 0xA0, 0xAE, 0x2C, 0xDE, 0x01,
+            0xC8, 0xD4,
+        ];
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.key_identifier_method = rcgen::KeyIdMethod::PreSpecified(aki.to_vec());
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut leaf = rcgen::CertificateParams::new(vec!["203.0.113.7".into()]).unwrap();
+        leaf.use_authority_key_identifier_extension = true;
+        leaf.serial_number = Some(rcgen::SerialNumber::from_slice(&[0x00, 0x87, 0x65, 0x43, 0x21]));
+        let cert = leaf.signed_by(&key, &issuer).unwrap();
+        let served = certs::from_acme(&key.serialize_pem(), &cert.pem()).unwrap();
+        assert_eq!(ari_id(&served).unwrap().to_string(), "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE");
+        // A certificate without the extension (the self-signed one) has none.
+        let own = certs::self_signed(&"203.0.113.7".parse().unwrap()).unwrap();
+        assert!(ari_id(&own).is_err());
+    }
+}
