@@ -224,7 +224,7 @@ mod tests {
         state.tls =
             Some(crate::state::TlsState { acme_error: Some("port 80 closed at secret-host".into()), ..tls.clone() });
         let p = Progress::of(&state, false);
-        let line = p.certificate.as_deref().unwrap();
+        let line = p.certificate.unwrap();
         assert!(line.contains("could not be renewed"), "{line}");
         let json = serde_json::to_string(&p).unwrap();
         assert!(!json.contains("secret-host") && json.contains("could not be renewed"), "{json}");
