@@ -72,8 +72,8 @@ struct Renewal {
     ari: Option<Ari>,
     /// Whether the directory offers ARI; unknown until asked.
     ari_offered: Option<bool>,
-    /// The fallback could not be made at its time: not tried again until
-    /// the next attempt.
+    /// The fallback could not be made at its time: tried again after the
+    /// next attempt.
     fallback_failed: bool,
     /// When the CA is asked next ([`Renewal::schedule`]).
     next: DateTime<Utc>,
@@ -360,6 +360,8 @@ impl Renewal {
 
     /// One order; on success the new certificate is stored and served.
     async fn attempt(&mut self) -> Result<()> {
+        // A fallback that could not be made is tried again after this attempt.
+        self.fallback_failed = false;
         let result = match private_address_refused(&self.cfg, &self.host) {
             Some(why) => Err(anyhow!(why)),
             None => {
@@ -378,7 +380,6 @@ impl Renewal {
             Ok(()) => {
                 self.failures = 0;
                 self.last_error = None;
-                self.fallback_failed = false;
                 self.ari = None;
                 Ok(())
             }
@@ -444,9 +445,10 @@ impl Renewal {
                 self.front.set_certificate(key);
                 self.served = served;
                 if self.failures == 0 {
-                    // Not one attempt failed (the agent was suspended?): ask now.
+                    // No attempt has failed (the host was suspended?): one now.
                     self.failures = 1;
                     self.last_error = Some("no renewal was attempted before the certificate's last tenth".into());
+                    self.next = Utc::now();
                 }
             }
             Err(e) => {
@@ -454,7 +456,6 @@ impl Renewal {
                 self.fallback_failed = true;
             }
         }
-        self.schedule();
     }
 
     async fn run(mut self) {
@@ -467,9 +468,14 @@ impl Renewal {
             let wait = (wake - Utc::now()).to_std().unwrap_or_default();
             info!(in_seconds = wait.as_secs(), "next ACME attempt or check");
             tokio::time::sleep(wait).await;
-            if Utc::now() >= self.next {
-                let ari_poll = self.ari.as_ref().is_some_and(|a| a.poll_at <= Utc::now() && a.at > Utc::now());
-                if ari_poll && self.failures == 0 {
+            let now = Utc::now();
+            if now >= self.next {
+                // Woken to ask for the window again, before the time picked in it.
+                let deadline = self.served.info.fallback_at();
+                let window_only = self.failures == 0
+                    && self.served.kind == Kind::Acme
+                    && self.ari.as_ref().is_some_and(|a| a.at.min(deadline) > now);
+                if window_only {
                     // Only the window to refresh; the renewal comes at its time.
                     self.ask_ari().await;
                 } else {
