@@ -285,3 +285,78 @@ fn self_signed_is_served_and_kept_across_restarts() {
     assert_eq!(again["jupyter"]["url"], url.as_str());
     assert_eq!(wss::sha256_fingerprint(&wss::served_leaf(port)), fingerprint);
 }
+
+/// Renewals that fail (the challenge port taken by another process, so the
+/// agent cannot answer): from the first failure the URL's note, `status`,
+/// the result file and `doctor` say the trusted certificate is not being
+/// renewed and when it expires; before it expires (the last tenth of its
+/// life, 6 s of 60) the self-signed fallback is served with the reason, as
+/// at first issue; the next attempt that succeeds serves a trusted
+/// certificate again, the URL unchanged throughout.
+#[test]
+fn failing_renewals_are_warned_about_then_the_fallback_is_served_before_expiry_until_a_renewal_succeeds() {
+    let env = Env::new("tls-expiry");
+    let meta = common::metadata::FakeMetadata::start(&[]);
+    let http_port = free_port();
+    // 60 s certificates: renewal at 30 s, the fallback from 54 s, the first
+    // retry 60 s after the failed renewal.
+    let pebble = Pebble::start(
+        env.dir.path(),
+        &PebbleOptions { http_port, tls_port: free_port(), validity_secs: 60, refuse_accounts: false },
+    );
+    let port = free_port();
+    env.write_config(&config(&env, port, &acme(&pebble, "http-01", http_port), &meta));
+    let _agent = ForegroundAgent::start(&env);
+    let state = ready(&env);
+    assert_eq!(state["tls"]["served"], "acme", "{state:#}");
+    let url = state["jupyter"]["url"].as_str().unwrap().to_string();
+    let trusted = state["tls"]["fingerprint"].as_str().unwrap().to_string();
+    let not_after = state["tls"]["not_after"].as_str().unwrap().to_string();
+
+    // Another process holds the challenge port: the renewal at half-life fails.
+    let squatter = std::net::TcpListener::bind(("0.0.0.0", http_port)).expect("the challenge port, taken");
+    let failing = state_until(&env, Duration::from_secs(60), |s| {
+        s["tls"]["served"] == "acme" && s["tls"]["acme_error"].is_string()
+    });
+    assert_eq!(failing["tls"]["fingerprint"], trusted.as_str(), "still the trusted certificate: {failing:#}");
+    let note =
+        failing["jupyter"]["note"].as_str().unwrap_or_else(|| panic!("no note while renewals fail: {failing:#}"));
+    assert!(
+        note.contains("could not be renewed")
+            && note.contains(&not_after[..16].replace('T', " "))
+            && note.contains("self-signed"),
+        "{note}"
+    );
+    assert!(note.contains("listening on 0.0.0.0"), "the reason: {note}");
+    let human = env.agent(&["status"]).expect(0).stdout;
+    assert!(human.contains("note: ") && human.contains("could not be renewed"), "{human}");
+    let result = std::fs::read_to_string(env.path("result.txt")).unwrap();
+    assert!(result.contains("could not be renewed"), "{result}");
+    let doctor = doctor_tls(&env);
+    assert_eq!(doctor["verdict"], "warn", "{doctor:#}");
+    let detail = doctor["detail"].as_str().unwrap();
+    assert!(detail.contains("could not be renewed") && detail.contains("self-signed fallback from"), "{detail}");
+
+    // Near expiry: the self-signed fallback, with the reason.
+    let fallen = state_until(&env, Duration::from_secs(60), |s| s["tls"]["served"] == "self-signed");
+    let error = fallen["tls"]["acme_error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("could not be renewed") && error.contains("listening on 0.0.0.0"),
+        "the reason, as at first issue: {fallen:#}"
+    );
+    let fingerprint = wss::sha256_fingerprint(&wss::served_leaf(port));
+    assert_eq!(fallen["tls"]["fingerprint"], fingerprint.as_str());
+    assert_ne!(fingerprint, trusted);
+    let note = fallen["jupyter"]["note"].as_str().unwrap_or_default();
+    assert!(note.contains(&fingerprint) && note.contains("could not be renewed"), "{note}");
+    assert_eq!(fallen["jupyter"]["url"], url.as_str());
+    assert_eq!(curl_status(&env, &url, None), "200");
+
+    // The port free again: the next attempt succeeds, a trusted certificate again.
+    drop(squatter);
+    let back = state_until(&env, Duration::from_secs(90), |s| s["tls"]["served"] == "acme");
+    assert!(back["tls"]["acme_error"].is_null() && back["jupyter"]["note"].is_null(), "{back:#}");
+    assert_eq!(back["jupyter"]["url"], url.as_str());
+    assert_eq!(wss::sha256_fingerprint(&wss::served_leaf(port)), back["tls"]["fingerprint"].as_str().unwrap());
+    assert_eq!(curl_status(&env, &url, Some(&pebble.root_file())), "200");
+}

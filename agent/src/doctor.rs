@@ -250,10 +250,21 @@ fn tls_check(cfg: &Config, state: Option<&State>) -> Check {
         );
     }
     if let Some(e) = recorded.and_then(|t| t.acme_error.as_deref()) {
+        // A trusted certificate not renewed: when it gives way, or that nothing replaces it.
+        let until = match (kind, cfg.tls.fallback) {
+            (Kind::Acme, crate::config::Fallback::SelfSigned) => format!(
+                "; it could not be renewed: the self-signed fallback from {}",
+                info.fallback_at().format("%Y-%m-%d %H:%M UTC")
+            ),
+            (Kind::Acme, crate::config::Fallback::Fail) => {
+                "; it could not be renewed and [tls] fallback = \"fail\": it is served until it expires".into()
+            }
+            _ => String::new(),
+        };
         return bad(
             "tls",
             Verdict::Warn,
-            format!("{what}; the last ACME attempt failed: {e}"),
+            format!("{what}{until}; the last ACME attempt failed: {e}"),
             "see docs/tls.md#when-acme-fails: a public address, the challenge port open to 0.0.0.0/0",
         );
     }
@@ -514,5 +525,51 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    /// A trusted certificate whose renewals fail: `warn`, with when the
+    /// self-signed fallback takes over, or that `fallback = "fail"` serves
+    /// it until it expires (docs/tls.md#when-renewals-fail).
+    #[test]
+    fn the_tls_line_says_when_a_certificate_not_renewed_gives_way_or_that_nothing_replaces_it() {
+        use crate::config::{Fallback, TlsMode};
+        use crate::tls::certs;
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = Config::defaults();
+        cfg.state_dir = dir.path().to_path_buf();
+        cfg.tls.mode = TlsMode::Acme;
+        // A certificate of 160 hours, 100 of them gone (as if from an ACME CA: the kind is the file's).
+        let mut params = rcgen::CertificateParams::new(vec!["203.0.113.7".into()]).unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::hours(100);
+        params.not_after = now + time::Duration::hours(60);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let served = certs::from_acme(&key.serialize_pem(), &cert.pem()).unwrap();
+        served.save(dir.path()).unwrap();
+        let mut state = crate::state::fresh();
+        state.tls = Some(crate::state::TlsState {
+            mode: certs::Kind::Acme,
+            served: certs::Kind::Acme,
+            listen: "0.0.0.0:8888".parse().unwrap(),
+            subject: served.info.subject(),
+            issuer: served.info.issuer.clone(),
+            not_after: served.info.not_after,
+            fingerprint: served.info.fingerprint.clone(),
+            next_renewal: None,
+            acme_error: Some("port 80 closed".into()),
+        });
+        let check = tls_check(&cfg, Some(&state));
+        assert_eq!(check.verdict, Verdict::Warn, "{check:?}");
+        let from = served.info.fallback_at().format("%Y-%m-%d %H:%M UTC").to_string();
+        assert!(
+            check.detail.contains(&format!("it could not be renewed: the self-signed fallback from {from}"))
+                && check.detail.ends_with("the last ACME attempt failed: port 80 closed"),
+            "{}",
+            check.detail
+        );
+        cfg.tls.fallback = Fallback::Fail;
+        let check = tls_check(&cfg, Some(&state));
+        assert!(check.detail.contains("[tls] fallback = \"fail\": it is served until it expires"), "{}", check.detail);
     }
 }

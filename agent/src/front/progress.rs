@@ -2,11 +2,12 @@
 //! the phase, the running step and its progress, as a page that follows
 //! them live and turns into Jupyter by itself, and as JSON at
 //! `/_agent/progress`. Never a URL, a token or an error's text: a failure
-//! shows the failed step's name only.
+//! shows the failed step's name only, a certificate that could not be
+//! renewed a fixed line.
 
 use serde::Serialize;
 
-use crate::state::{Phase, State};
+use crate::state::{CertKind, Phase, State};
 
 /// The path of the JSON.
 pub const PATH: &str = "/_agent/progress";
@@ -24,7 +25,18 @@ pub struct Progress {
     pub ready: bool,
     /// The step the setup failed at.
     pub failed_step: Option<String>,
+    /// A fixed line when ACME fails: the trusted certificate could not be
+    /// renewed, or a self-signed one stands in (docs/tls.md#when-renewals-fail).
+    pub certificate: Option<&'static str>,
 }
+
+/// The line for a trusted certificate that could not be renewed.
+const NOT_RENEWED: &str =
+    "The HTTPS certificate could not be renewed; a self-signed one replaces it before it expires. \
+     The organiser sees why in jupyter-agent status.";
+/// The line while the self-signed fallback stands in for ACME.
+const FALLBACK: &str = "This address serves a self-signed certificate until a trusted one can be had: \
+     compare the fingerprint your browser shows with the organiser's.";
 
 impl Progress {
     /// From the state, and whether the front forwards to Jupyter now.
@@ -40,6 +52,10 @@ impl Progress {
             progress: running.and_then(|s| s.progress.clone()),
             ready: forwarding,
             failed_step,
+            certificate: state.tls.as_ref().filter(|t| t.acme_error.is_some()).map(|t| match t.served {
+                CertKind::Acme => NOT_RENEWED,
+                _ => FALLBACK,
+            }),
         }
     }
 
@@ -67,6 +83,7 @@ impl Progress {
     pub fn page(&self) -> String {
         let step = self.step.as_deref().unwrap_or("");
         let progress = self.progress.as_deref().unwrap_or("");
+        let certificate = self.certificate.unwrap_or("");
         format!(
             r#"<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -81,6 +98,7 @@ h1{{font-size:1.3em;margin:0 0 .8em}} p{{margin:.4em 0}} code{{background:#eee;p
 <h1 id="phase">{headline}</h1>
 <p>Step: <code id="step">{step}</code></p>
 <p id="progress">{progress}</p>
+<p id="certificate">{certificate}</p>
 <p class="small">This page follows the setup and opens Jupyter by itself when it is ready.</p>
 </main>
 <script>
@@ -94,6 +112,7 @@ async function follow() {{
       : (HEADLINES[p.phase] || p.phase) + "…";
     document.getElementById("step").textContent = p.step || "";
     document.getElementById("progress").textContent = p.progress || "";
+    document.getElementById("certificate").textContent = p.certificate || "";
   }} catch (e) {{}}
   setTimeout(follow, 1000);
 }}
@@ -105,6 +124,7 @@ setTimeout(follow, 1000);
             headline = escape(&self.headline()),
             step = escape(step),
             progress = escape(progress),
+            certificate = escape(certificate),
             headlines = headlines_json(),
         )
     }
@@ -125,8 +145,15 @@ fn headlines_json() -> String {
     let map: serde_json::Map<String, serde_json::Value> = phases
         .iter()
         .map(|p| {
-            let line = Progress { phase: p.to_string(), step: None, progress: None, ready: false, failed_step: None }
-                .headline();
+            let line = Progress {
+                phase: p.to_string(),
+                step: None,
+                progress: None,
+                ready: false,
+                failed_step: None,
+                certificate: None,
+            }
+            .headline();
             (p.to_string(), line.trim_end_matches('…').into())
         })
         .collect();
@@ -173,5 +200,40 @@ mod tests {
         let json = serde_json::to_string(&failed).unwrap();
         assert!(!json.contains("secret-registry") && !json.contains("abc"), "{json}");
         assert!(failed.page().contains("The setup failed at image; ask the organiser."));
+        assert_eq!(failed.certificate, None);
+    }
+
+    #[test]
+    fn a_certificate_not_renewed_or_replaced_by_the_fallback_is_said_without_the_reason() {
+        use crate::state::CertKind;
+        let mut state = crate::state::fresh();
+        state.phase = Phase::Ready;
+        let tls = crate::state::TlsState {
+            mode: CertKind::Acme,
+            served: CertKind::Acme,
+            listen: "0.0.0.0:8888".parse().unwrap(),
+            subject: "IP 203.0.113.7".into(),
+            issuer: "CN=R13".into(),
+            not_after: chrono::Utc::now(),
+            fingerprint: "AB:CD".into(),
+            next_renewal: None,
+            acme_error: None,
+        };
+        state.tls = Some(tls.clone());
+        assert_eq!(Progress::of(&state, false).certificate, None, "renewed in time: nothing to say");
+        state.tls =
+            Some(crate::state::TlsState { acme_error: Some("port 80 closed at secret-host".into()), ..tls.clone() });
+        let p = Progress::of(&state, false);
+        let line = p.certificate.unwrap();
+        assert!(line.contains("could not be renewed"), "{line}");
+        let json = serde_json::to_string(&p).unwrap();
+        assert!(!json.contains("secret-host") && json.contains("could not be renewed"), "{json}");
+        assert!(p.page().contains("<p id=\"certificate\">The HTTPS certificate"), "{}", p.page());
+        state.tls = Some(crate::state::TlsState {
+            served: CertKind::SelfSigned,
+            acme_error: Some("port 80 closed".into()),
+            ..tls
+        });
+        assert!(Progress::of(&state, false).certificate.unwrap().contains("self-signed"));
     }
 }

@@ -2,7 +2,10 @@
 //! identifiers), with instant-acme over the agent's own HTTP client: the
 //! account (kept, 0600), the order (with the configured profile when the
 //! directory offers profiles), the HTTP-01 or TLS-ALPN-01 answer, the CSR
-//! with an empty subject, and the chain as returned (docs/tls.md#acme).
+//! with an empty subject, and the chain as returned (docs/tls.md#acme);
+//! and, where the directory offers it, ARI (RFC 9773): the CA's suggested
+//! renewal window, and `replaces` naming the certificate a renewal replaces
+//! (docs/tls.md#ari).
 
 use crate::config::Host;
 use std::future::Future;
@@ -15,10 +18,10 @@ use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use instant_acme::{
-    Account, AccountCredentials, AuthorizationStatus, BodyWrapper, BytesResponse, ChallengeType, HttpClient,
-    Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,
+    Account, AccountCredentials, AuthorizationStatus, BodyWrapper, BytesResponse, CertificateIdentifier, ChallengeType,
+    HttpClient, Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,
 };
-use tracing::info;
+use tracing::{info, warn};
 
 use super::certs::{self, Served};
 use crate::config::{Challenge, TlsConfig};
@@ -120,6 +123,48 @@ pub struct Request<'a> {
     /// The agent's HTTPS listener's port: it answers TLS-ALPN-01 itself
     /// when the challenge port is that port.
     pub front_port: u16,
+    /// The certificate this order renews: named in the order's `replaces`
+    /// when the directory offers ARI.
+    pub replaces: Option<&'a Served>,
+}
+
+/// The CA's suggested renewal window for a certificate (RFC 9773 §4.2).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Window {
+    pub start: chrono::DateTime<chrono::Utc>,
+    pub end: chrono::DateTime<chrono::Utc>,
+    /// When to ask again (the answer's `Retry-After`).
+    pub retry_after: Duration,
+    /// The CA's page on why the window is where it is, if it gave one.
+    pub explanation: Option<String>,
+}
+
+/// The certificate's ARI identifier: base64url(AKI keyIdentifier) "."
+/// base64url(serial) (RFC 9773 §4.1).
+pub fn ari_id(served: &Served) -> Result<CertificateIdentifier<'static>> {
+    let leaf = served.chain.first().ok_or_else(|| anyhow!("an empty chain"))?;
+    CertificateIdentifier::try_from(leaf).map(CertificateIdentifier::into_owned).map_err(|e| anyhow!("{e}"))
+}
+
+/// The CA's renewal window for `served`; `None` when the directory offers
+/// no `renewalInfo` (pebble 2.4).
+pub async fn renewal_window(cfg: &TlsConfig, state_dir: &Path, served: &Served) -> Result<Option<Window>> {
+    let id = ari_id(served)?;
+    let account = account(cfg, state_dir).await?;
+    let to_chrono = |t: time::OffsetDateTime| {
+        chrono::DateTime::from_timestamp(t.unix_timestamp(), t.nanosecond())
+            .ok_or_else(|| anyhow!("a renewal window time out of range"))
+    };
+    match account.renewal_info(&id).await {
+        Ok((info, retry_after)) => Ok(Some(Window {
+            start: to_chrono(info.suggested_window.start)?,
+            end: to_chrono(info.suggested_window.end)?,
+            retry_after,
+            explanation: info.explanation_url,
+        })),
+        Err(instant_acme::Error::Unsupported(_)) => Ok(None),
+        Err(e) => Err(anyhow!("asking the ACME directory {} for the renewal window: {e}", cfg.directory)),
+    }
 }
 
 /// Orders a certificate, within [`ATTEMPT_TIMEOUT`].
@@ -133,22 +178,49 @@ pub async fn obtain(req: &Request<'_>) -> Result<Served> {
 }
 
 async fn order(req: &Request<'_>) -> Result<Served> {
-    let Request { cfg, state_dir, host, challenges, front_port } = *req;
+    let Request { cfg, state_dir, host, challenges, front_port, replaces } = *req;
     let account = account(cfg, state_dir).await?;
     let offered: Vec<String> = account.profiles().map(|p| p.name.to_string()).collect();
     let identifiers = [identifier(host)];
-    let mut new_order = NewOrder::new(&identifiers);
-    if !offered.is_empty() {
-        if !offered.contains(&cfg.profile) {
-            bail!(
-                "the ACME directory offers the profiles {} but not [tls] profile = \"{}\"",
-                offered.join(", "),
-                cfg.profile
-            );
-        }
-        new_order = new_order.profile(&cfg.profile);
+    if !offered.is_empty() && !offered.contains(&cfg.profile) {
+        bail!(
+            "the ACME directory offers the profiles {} but not [tls] profile = \"{}\"",
+            offered.join(", "),
+            cfg.profile
+        );
     }
-    let mut order = account.new_order(&new_order).await.map_err(|e| anyhow!("placing the order for {host}: {e}"))?;
+    let new_order = |replaces: Option<CertificateIdentifier<'static>>| {
+        let mut new_order = NewOrder::new(&identifiers);
+        if !offered.is_empty() {
+            new_order = new_order.profile(&cfg.profile);
+        }
+        match replaces {
+            Some(id) => new_order.replaces(id),
+            None => new_order,
+        }
+    };
+    // A renewal names the certificate it replaces (RFC 9773 §5): Let's
+    // Encrypt exempts such renewals from its rate limits. A directory
+    // without ARI, or a certificate already replaced, gets a plain order.
+    let replaced = replaces.filter(|r| r.info.covers(host)).and_then(|r| ari_id(r).ok());
+    let placed = match replaced {
+        Some(id) => match account.new_order(&new_order(Some(id))).await {
+            Err(instant_acme::Error::Unsupported(_)) => None,
+            Err(instant_acme::Error::Api(p))
+                if p.r#type.as_deref().is_some_and(|t| t.ends_with(":alreadyReplaced")) =>
+            {
+                warn!("the ACME CA says the certificate was already replaced: ordering without `replaces`");
+                None
+            }
+            other => Some(other),
+        },
+        None => None,
+    };
+    let placed = match placed {
+        Some(placed) => placed,
+        None => account.new_order(&new_order(None)).await,
+    };
+    let mut order = placed.map_err(|e| anyhow!("placing the order for {host}: {e}"))?;
 
     // Answer every pending authorization (one: the address).
     let mut listener = None;
@@ -237,4 +309,34 @@ fn alpn_certificate(host: &Host, digest: &[u8]) -> Result<Arc<rustls::sign::Cert
         .map_err(|e| anyhow!("the validation key: {e}"))?;
     // Not CertifiedKey::from_der: it refuses the critical extension (docs/tls.md).
     Ok(Arc::new(rustls::sign::CertifiedKey::new(vec![cert.der().clone()], signing)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 9773 §4.1's example: keyIdentifier 69:88:5B:...:C8:D4, serial
+    /// 00:87:65:43:21.
+    #[test]
+    fn the_ari_identifier_is_the_authority_key_id_and_the_serial_in_base64url() {
+        let aki = [
+            0x69, 0x88, 0x5B, 0x6B, 0x87, 0x46, 0x40, 0x41, 0xE1, 0xB3, 0x7B, 0x84, 0x7B, 0xA0, 0xAE, 0x2C, 0xDE, 0x01,
+            0xC8, 0xD4,
+        ];
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.key_identifier_method = rcgen::KeyIdMethod::PreSpecified(aki.to_vec());
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut leaf = rcgen::CertificateParams::new(vec!["203.0.113.7".into()]).unwrap();
+        leaf.use_authority_key_identifier_extension = true;
+        leaf.serial_number = Some(rcgen::SerialNumber::from_slice(&[0x00, 0x87, 0x65, 0x43, 0x21]));
+        let cert = leaf.signed_by(&key, &issuer).unwrap();
+        let served = certs::from_acme(&key.serialize_pem(), &cert.pem()).unwrap();
+        assert_eq!(ari_id(&served).unwrap().to_string(), "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE");
+        // A certificate without the extension (the self-signed one) has none.
+        let own = certs::self_signed(&"203.0.113.7".parse().unwrap()).unwrap();
+        assert!(ari_id(&own).is_err());
+    }
 }

@@ -87,7 +87,19 @@ impl Info {
     /// Half the lifetime: Let's Encrypt's advice for certificates valid
     /// less than ten days (docs/tls.md#when-to-renew).
     pub fn renew_at(&self) -> DateTime<Utc> {
-        self.not_before + (self.not_after - self.not_before) / 2
+        self.not_before + self.lifetime() / 2
+    }
+
+    /// From `not_before` to `not_after`.
+    pub fn lifetime(&self) -> chrono::Duration {
+        self.not_after - self.not_before
+    }
+
+    /// When an ACME certificate that could not be renewed gives way to the
+    /// fallback: the last tenth of its life, at most a day before it
+    /// expires (16 hours of 160; docs/tls.md#when-renewals-fail).
+    pub fn fallback_at(&self) -> DateTime<Utc> {
+        self.not_after - (self.lifetime() / 10).min(chrono::Duration::days(1))
     }
 }
 
@@ -250,5 +262,24 @@ mod tests {
         // Nobody vouches for it.
         assert!(verify(&served, &host("203.0.113.7"), rustls::RootCertStore::empty()).is_err());
         assert!(Served::load(Kind::Acme, dir.path()).unwrap().is_none());
+    }
+
+    #[test]
+    fn renewal_at_half_life_and_the_fallback_in_the_last_tenth_at_most_a_day_before_expiry() {
+        let at = |h: i64| DateTime::from_timestamp(1_700_000_000 + h * 3600, 0).unwrap();
+        let info = |hours: i64| Info {
+            addresses: vec![],
+            names: vec![],
+            issuer: String::new(),
+            not_before: at(0),
+            not_after: at(hours),
+            fingerprint: String::new(),
+        };
+        // Let's Encrypt's shortlived profile: 160 hours.
+        assert_eq!((info(160).renew_at(), info(160).fallback_at()), (at(80), at(144)));
+        // 90 days: a day before.
+        assert_eq!(info(90 * 24).fallback_at(), at(89 * 24));
+        let test = Info { not_after: info(0).not_before + chrono::Duration::seconds(60), ..info(0) };
+        assert_eq!(test.fallback_at() - test.not_before, chrono::Duration::seconds(54));
     }
 }

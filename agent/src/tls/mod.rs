@@ -23,10 +23,18 @@ use crate::state::{State, TlsState};
 use certs::{Kind, Served};
 
 /// After a failed ACME attempt, the next one comes after 1 min, 10 min,
-/// 100 min, then every 4 hours: Let's Encrypt asks for backoff, and allows
-/// 5 failed validations per hour (docs/tls.md#renewal).
-const RETRY_DELAYS: [Duration; 4] =
-    [Duration::from_secs(60), Duration::from_secs(600), Duration::from_secs(6000), Duration::from_secs(4 * 3600)];
+/// 100 min, as Let's Encrypt's integration guide says; then every
+/// [`retry_cap`] (docs/tls.md#retries).
+const RETRY_DELAYS: [Duration; 3] = [Duration::from_secs(60), Duration::from_secs(600), Duration::from_secs(6000)];
+
+/// The lifetime assumed before any ACME certificate is known: Let's
+/// Encrypt's `shortlived` profile, 160 hours.
+const SHORTLIVED: Duration = Duration::from_secs(160 * 3600);
+
+/// How often the CA's renewal window is asked for (its `Retry-After`),
+/// within these bounds: at least twice a day, as Let's Encrypt's
+/// integration guide asks (docs/tls.md#ari).
+const ARI_POLL: (Duration, Duration) = (Duration::from_secs(60), Duration::from_secs(12 * 3600));
 
 /// The HTTPS listener with its certificate, and the task that renews it.
 pub struct Tls {
@@ -53,12 +61,34 @@ struct Renewal {
     host: Host,
     challenges: Arc<Challenges>,
     front: Arc<Front>,
+    /// What the listener serves.
     served: Served,
-    acme_error: Option<String>,
+    /// The latest ACME certificate for the host, served or not (after the
+    /// fallback): what ARI is asked about, what a renewal replaces.
+    acme: Option<Served>,
+    /// Why the last attempt failed, until one succeeds.
+    last_error: Option<String>,
     failures: usize,
+    /// The CA's renewal window for `acme` when it offers ARI.
+    ari: Option<Ari>,
+    /// Whether the directory offers ARI; unknown until asked.
+    ari_offered: Option<bool>,
+    /// The fallback could not be made at its time: tried again after the
+    /// next attempt.
+    fallback_failed: bool,
     /// When the CA is asked next ([`Renewal::schedule`]).
     next: DateTime<Utc>,
     updates: mpsc::UnboundedSender<TlsState>,
+}
+
+/// What ARI said of the current certificate.
+#[derive(Debug, Clone, PartialEq)]
+struct Ari {
+    window: (DateTime<Utc>, DateTime<Utc>),
+    /// The random time picked in the window: when to renew.
+    at: DateTime<Utc>,
+    /// When to ask for the window again.
+    poll_at: DateTime<Utc>,
 }
 
 impl Tls {
@@ -86,7 +116,10 @@ impl Tls {
                     warn!("{e:#}; ordering a new certificate");
                     None
                 });
-                let stored = stored.filter(|s| s.usable_for(host));
+                let for_host = stored.filter(|s| s.info.covers(host));
+                // One inside its last tenth is not served: it could expire
+                // before the next attempt (docs/tls.md#when-renewals-fail).
+                let stored = for_host.clone().filter(|s| Utc::now() < s.info.fallback_at());
                 // Until the CA answers, the listener (which may have to
                 // answer TLS-ALPN-01 itself) serves a self-signed certificate.
                 let first = match &stored {
@@ -102,8 +135,12 @@ impl Tls {
                     challenges,
                     front: front.clone(),
                     served: first,
-                    acme_error: None,
+                    acme: for_host,
+                    last_error: None,
                     failures: 0,
+                    ari: None,
+                    ari_offered: None,
+                    fallback_failed: false,
                     next: Utc::now(),
                     updates: updates_tx,
                 };
@@ -136,9 +173,11 @@ impl Tls {
     pub fn summary(&self) -> String {
         let s = &self.state;
         let what = match (&s.acme_error, s.served) {
-            (Some(e), _) => format!("ACME failed ({e}); serving a self-signed certificate, SHA-256 {}", s.fingerprint),
-            (None, Kind::Acme) => format!("{} from {}, valid until {}", s.subject, s.issuer, s.not_after),
-            (None, _) => format!("self-signed for {}, SHA-256 {}", s.subject, s.fingerprint),
+            (Some(e), Kind::SelfSigned) => {
+                format!("ACME failed ({e}); serving a self-signed certificate, SHA-256 {}", s.fingerprint)
+            }
+            (_, Kind::Acme) => format!("{} from {}, valid until {}", s.subject, s.issuer, s.not_after),
+            (_, _) => format!("self-signed for {}, SHA-256 {}", s.subject, s.fingerprint),
         };
         format!("HTTPS on {}; {what}", s.listen)
     }
@@ -172,10 +211,15 @@ pub fn with_note(token_note: Option<String>, tls: Option<&Tls>) -> Option<String
 }
 
 /// The note next to the URL: what a participant must know of a certificate
-/// browsers do not trust.
+/// browsers do not trust, or of a trusted one that could not be renewed.
 pub fn note(state: &TlsState) -> Option<String> {
     if state.served == Kind::Acme {
-        return None;
+        let e = state.acme_error.as_ref()?;
+        let retry = state.next_renewal.map_or(String::new(), |n| format!("; the agent retries at {}", when(n)));
+        return Some(format!(
+            "the trusted certificate (valid until {}) could not be renewed: {e}{retry}; unless a renewal succeeds first, a self-signed certificate replaces it before it expires ([tls] fallback)",
+            when(state.not_after)
+        ));
     }
     let why = match &state.acme_error {
         Some(e) => {
@@ -187,6 +231,11 @@ pub fn note(state: &TlsState) -> Option<String> {
         "self-signed certificate{why}: browsers warn once; accept it only if the SHA-256 fingerprint they show is {}",
         state.fingerprint
     ))
+}
+
+/// A time as the notes show it.
+fn when(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
 /// The self-signed certificate for `host`: the kept one (participants who
@@ -223,27 +272,97 @@ fn state_of(
     }
 }
 
-/// The wait after `failures` failed attempts in a row (at least one).
-fn retry_delay(failures: usize) -> Duration {
-    RETRY_DELAYS[failures.saturating_sub(1).min(RETRY_DELAYS.len() - 1)]
+/// The longest wait between failed attempts: a fortieth of the
+/// certificate's lifetime (4 hours of 160), within 100 minutes and a day
+/// (Let's Encrypt's "at most daily", reached from 40 days up).
+fn retry_cap(lifetime: Duration) -> Duration {
+    (lifetime / 40).clamp(RETRY_DELAYS[2], Duration::from_secs(24 * 3600))
+}
+
+/// The wait after `failures` failed attempts in a row (at least one), for
+/// certificates that last `lifetime`.
+fn retry_delay(failures: usize, lifetime: Duration) -> Duration {
+    match RETRY_DELAYS.get(failures.saturating_sub(1)) {
+        Some(delay) => *delay,
+        None => retry_cap(lifetime),
+    }
+}
+
+/// A uniformly random time in `[start, end]`, from `random` (RFC 9773 §4.2).
+fn pick_in(window: (DateTime<Utc>, DateTime<Utc>), random: u64) -> DateTime<Utc> {
+    let (start, end) = window;
+    let span = (end - start).num_milliseconds().max(0) as u64;
+    start + chrono::Duration::milliseconds((random % (span + 1)) as i64)
+}
+
+fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    // The pick only spreads renewals over the window; a failing random
+    // source gives its start.
+    let _ = rustls::crypto::ring::default_provider().secure_random.fill(&mut bytes);
+    u64::from_le_bytes(bytes)
+}
+
+impl Ari {
+    /// From a new answer: the pick kept while the window is the same (a
+    /// new one is picked when the CA moves it).
+    fn from_window(window: &acme::Window, before: Option<&Ari>, now: DateTime<Utc>) -> Ari {
+        let span = (window.start, window.end);
+        let at = match before {
+            Some(b) if b.window == span => b.at,
+            _ => pick_in(span, random_u64()),
+        };
+        let poll = window.retry_after.clamp(ARI_POLL.0, ARI_POLL.1);
+        Ari { window: span, at, poll_at: now + poll }
+    }
 }
 
 impl Renewal {
-    /// When to ask the CA next: at half the certificate's life, or after a
-    /// delay that grows with each failure.
+    /// When to ask the CA next: the time picked in ARI's window (or when to
+    /// ask ARI again), else at half the certificate's life; after a
+    /// failure, a delay that grows with each failure.
     fn schedule(&mut self) {
         self.next = match (self.served.kind, self.failures) {
-            (Kind::Acme, 0) => self.served.info.renew_at(),
-            (_, n) => Utc::now() + retry_delay(n),
+            (Kind::Acme, 0) => match &self.ari {
+                Some(ari) => ari.at.min(ari.poll_at).min(self.served.info.fallback_at()),
+                None => self.served.info.renew_at(),
+            },
+            (_, n) => Utc::now() + retry_delay(n, self.lifetime()),
         };
     }
 
+    fn lifetime(&self) -> Duration {
+        self.acme.as_ref().and_then(|a| a.info.lifetime().to_std().ok()).unwrap_or(SHORTLIVED)
+    }
+
+    /// When the served ACME certificate gives way to the fallback; none when
+    /// a self-signed one is served or `[tls] fallback = "fail"`.
+    fn fallback_at(&self) -> Option<DateTime<Utc>> {
+        let falls_back = self.cfg.fallback == Fallback::SelfSigned && !self.fallback_failed;
+        (self.served.kind == Kind::Acme && falls_back).then(|| self.served.info.fallback_at())
+    }
+
+    /// The state's `acme_error`: the last failure, and after the fallback,
+    /// which certificate could not be renewed.
+    fn acme_error(&self) -> Option<String> {
+        let e = self.last_error.as_ref()?;
+        match &self.acme {
+            Some(acme) if self.served.kind != Kind::Acme => Some(format!(
+                "the ACME certificate, valid until {}, could not be renewed: {e}",
+                when(acme.info.not_after)
+            )),
+            _ => Some(e.clone()),
+        }
+    }
+
     fn state(&self) -> TlsState {
-        state_of(&self.cfg, &self.front, &self.served, Some(self.next), self.acme_error.clone())
+        state_of(&self.cfg, &self.front, &self.served, Some(self.next), self.acme_error())
     }
 
     /// One order; on success the new certificate is stored and served.
     async fn attempt(&mut self) -> Result<()> {
+        // A fallback that could not be made is tried again after this attempt.
+        self.fallback_failed = false;
         let result = match private_address_refused(&self.cfg, &self.host) {
             Some(why) => Err(anyhow!(why)),
             None => {
@@ -253,6 +372,7 @@ impl Renewal {
                     host: &self.host,
                     challenges: &self.challenges,
                     front_port: self.front.local.port(),
+                    replaces: self.acme.as_ref(),
                 })
                 .await
             }
@@ -260,12 +380,13 @@ impl Renewal {
         let result = match result.and_then(|served| self.serve(served)) {
             Ok(()) => {
                 self.failures = 0;
-                self.acme_error = None;
+                self.last_error = None;
+                self.ari = None;
                 Ok(())
             }
             Err(e) => {
                 self.failures += 1;
-                self.acme_error = Some(jupyter_proto::redact::bound(&format!("{e:#}"), 400));
+                self.last_error = Some(jupyter_proto::redact::bound(&format!("{e:#}"), 400));
                 Err(e)
             }
         };
@@ -277,18 +398,99 @@ impl Renewal {
     fn serve(&mut self, served: Served) -> Result<()> {
         served.save(&self.state_dir)?;
         self.front.set_certificate(served.certified_key()?);
+        self.acme = Some(served.clone());
         self.served = served;
         Ok(())
     }
 
+    /// Asks the CA for the served certificate's renewal window, where the
+    /// directory offers ARI; `next` follows it.
+    async fn ask_ari(&mut self) {
+        if self.served.kind != Kind::Acme || self.failures > 0 || self.ari_offered == Some(false) {
+            return;
+        }
+        match acme::renewal_window(&self.cfg, &self.state_dir, &self.served).await {
+            Ok(None) => {
+                info!("the ACME directory offers no renewal information (ARI): renewing at half-life");
+                self.ari_offered = Some(false);
+                self.ari = None;
+            }
+            Ok(Some(window)) => {
+                self.ari_offered = Some(true);
+                let ari = Ari::from_window(&window, self.ari.as_ref(), Utc::now());
+                info!(start = %window.start, end = %window.end, at = %ari.at, explanation = ?window.explanation, "the CA's renewal window (ARI)");
+                self.ari = Some(ari);
+            }
+            Err(e) => {
+                // Asked again later; meanwhile the last window, or half-life.
+                warn!("{e:#}");
+                let poll_at = Utc::now() + ARI_POLL.1.min(self.lifetime() / 40).max(ARI_POLL.0);
+                if let Some(ari) = &mut self.ari {
+                    ari.poll_at = poll_at;
+                }
+            }
+        }
+        self.schedule();
+    }
+
+    /// Serves the self-signed fallback in place of an ACME certificate near
+    /// its expiry, as when the first order fails.
+    fn fall_back(&mut self) {
+        let made = keep_self_signed(&self.state_dir, &self.host).and_then(|s| Ok((s.certified_key()?, s)));
+        match made {
+            Ok((key, served)) => {
+                warn!(
+                    not_after = %self.served.info.not_after,
+                    "the ACME certificate could not be renewed and expires soon: serving the self-signed fallback"
+                );
+                self.front.set_certificate(key);
+                self.served = served;
+                if self.failures == 0 {
+                    // No attempt has failed (the host was suspended?): one now.
+                    self.failures = 1;
+                    self.last_error = Some("no renewal was attempted before the certificate's last tenth".into());
+                    self.next = Utc::now();
+                }
+            }
+            Err(e) => {
+                warn!("{e:#}: still serving the ACME certificate");
+                self.fallback_failed = true;
+            }
+        }
+    }
+
     async fn run(mut self) {
+        self.ask_ari().await;
+        if self.updates.send(self.state()).is_err() {
+            return;
+        }
         loop {
-            let wait = (self.next - Utc::now()).to_std().unwrap_or_default();
-            info!(in_seconds = wait.as_secs(), "next ACME attempt");
+            let wake = self.fallback_at().map_or(self.next, |f| f.min(self.next));
+            let wait = (wake - Utc::now()).to_std().unwrap_or_default();
+            info!(in_seconds = wait.as_secs(), "next ACME attempt or check");
             tokio::time::sleep(wait).await;
-            match self.attempt().await {
-                Ok(()) => info!(not_after = %self.served.info.not_after, "renewed the certificate"),
-                Err(e) => warn!("the ACME attempt failed: {e:#}"),
+            let now = Utc::now();
+            if now >= self.next {
+                // Woken to ask for the window again, before the time picked in it.
+                let deadline = self.served.info.fallback_at();
+                let window_only = self.failures == 0
+                    && self.served.kind == Kind::Acme
+                    && self.ari.as_ref().is_some_and(|a| a.at.min(deadline) > now);
+                if window_only {
+                    // Only the window to refresh; the renewal comes at its time.
+                    self.ask_ari().await;
+                } else {
+                    match self.attempt().await {
+                        Ok(()) => {
+                            info!(not_after = %self.served.info.not_after, "renewed the certificate");
+                            self.ask_ari().await;
+                        }
+                        Err(e) => warn!("the ACME attempt failed: {e:#}"),
+                    }
+                }
+            }
+            if self.fallback_at().is_some_and(|f| f <= Utc::now()) {
+                self.fall_back();
             }
             if self.updates.send(self.state()).is_err() {
                 return;
@@ -390,13 +592,45 @@ mod tests {
     }
 
     #[test]
-    fn failed_attempts_back_off_to_every_four_hours() {
-        let waits: Vec<u64> = (1..=6).map(|n| retry_delay(n).as_secs()).collect();
-        assert_eq!(waits, [60, 600, 6000, 14400, 14400, 14400]);
+    fn failed_attempts_back_off_as_lets_encrypt_says_then_every_fortieth_of_the_lifetime_within_100_min_and_a_day() {
+        let hours = |h: u64| Duration::from_secs(h * 3600);
+        let waits = |lifetime| (1..=6).map(|n| retry_delay(n, lifetime).as_secs()).collect::<Vec<_>>();
+        // 160 hours (shortlived): every 4 hours, some 15 attempts between
+        // half-life and the fallback 16 hours before expiry.
+        assert_eq!(waits(hours(160)), [60, 600, 6000, 14400, 14400, 14400]);
+        // 90 days: daily, the integration guide's schedule.
+        assert_eq!(waits(hours(90 * 24)), [60, 600, 6000, 86400, 86400, 86400]);
+        // A test CA's 60-second certificates: never more often than 100 min.
+        assert_eq!(waits(Duration::from_secs(60)), [60, 600, 6000, 6000, 6000, 6000]);
+        assert_eq!(retry_delay(0, hours(160)).as_secs(), 60);
     }
 
     #[test]
-    fn the_note_gives_the_fingerprint_and_why_acme_failed_and_none_for_a_trusted_certificate() {
+    fn the_renewal_time_is_picked_in_aris_window_and_kept_until_the_window_moves() {
+        let t = |s: i64| DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap();
+        assert_eq!(pick_in((t(0), t(100)), 0), t(0));
+        assert_eq!(pick_in((t(0), t(100)), 100_000), t(100));
+        assert_eq!(pick_in((t(0), t(100)), 100_001), t(0));
+        assert_eq!(pick_in((t(0), t(100)), 42_500), t(0) + chrono::Duration::milliseconds(42_500));
+        // An empty or inverted window: its start.
+        assert_eq!(pick_in((t(50), t(10)), 7), t(50));
+        let window = |start, end, retry_after| acme::Window {
+            start: t(start),
+            end: t(end),
+            retry_after: Duration::from_secs(retry_after),
+            explanation: None,
+        };
+        let first = Ari::from_window(&window(1000, 2000, 6 * 3600), None, t(0));
+        assert!(first.at >= t(1000) && first.at <= t(2000), "{first:?}");
+        assert_eq!(first.poll_at, t(6 * 3600));
+        let same = Ari::from_window(&window(1000, 2000, 1), Some(&first), t(10));
+        assert_eq!((same.at, same.poll_at), (first.at, t(70)), "the same pick; Retry-After at least a minute");
+        let moved = Ari::from_window(&window(5000, 5000, 7 * 86400), Some(&first), t(10));
+        assert_eq!((moved.at, moved.poll_at), (t(5000), t(10 + 12 * 3600)), "a new pick; asked again within 12 h");
+    }
+
+    #[test]
+    fn the_note_gives_the_fingerprint_and_why_acme_failed_and_warns_of_a_trusted_certificate_not_renewed() {
         let mut state = TlsState {
             mode: Kind::Acme,
             served: Kind::SelfSigned,
@@ -412,6 +646,15 @@ mod tests {
         state.acme_error = Some("port 80 closed".into());
         assert!(note(&state).unwrap().contains("the ACME CA failed: port 80 closed"));
         state.served = Kind::Acme;
+        state.not_after = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        state.next_renewal = Some(DateTime::from_timestamp(1_699_990_000, 0).unwrap());
+        assert_eq!(
+            note(&state).unwrap(),
+            "the trusted certificate (valid until 2023-11-14 22:13:20 UTC) could not be renewed: port 80 closed; \
+             the agent retries at 2023-11-14 19:26:40 UTC; unless a renewal succeeds first, a self-signed \
+             certificate replaces it before it expires ([tls] fallback)"
+        );
+        state.acme_error = None;
         assert_eq!(note(&state), None);
     }
 }
