@@ -229,6 +229,50 @@ fn a_refused_signal_fails_fast_with_exit_5_and_says_the_url_expired() {
     assert!(!done.stderr.contains(TOKEN), "{}", done.stderr);
 }
 
+/// A refusal that echoes the signed URL, its signature alone (as sent and
+/// decoded, under both spellings) and the login token: none of them reaches
+/// stderr or the result file (docs/threat-model.md).
+#[test]
+fn a_refusal_echoing_the_signed_url_and_the_token_shows_neither() {
+    let (dir, socket) = world();
+    let agent = FakeAgent::start(&socket);
+    agent.ready();
+    let signature = ros::QUERY.rsplit("signature=").next().unwrap();
+    let decoded = signature.replace("%2B", "+");
+    let refusal = format!(
+        r#"{{"Code":"SignatureDoesNotMatch","Message":"Signature={decoded} does not match {signature}","Token":"{TOKEN}","Url":"/waitcondition?{}"}}"#,
+        ros::QUERY
+    );
+    let ros = FakeRos::scripted([Reply::Body(403, refusal)], Reply::Status(200));
+    let result = dir.path().join("userdata-result.txt");
+    let done = run(&socket, &["--ros-notify", &ros.curl_cli(), "--result-file", result.to_str().unwrap()]);
+
+    assert_eq!(done.code, 5, "{done:?}");
+    assert!(done.stderr.contains("HTTP 403 Forbidden: {\"Code\":\"SignatureDoesNotMatch\""), "{}", done.stderr);
+    let text = std::fs::read_to_string(&result).unwrap_or_default();
+    for secret in [signature, decoded.as_str(), "expire=1893456000", TOKEN] {
+        assert!(!done.stderr.contains(secret), "{secret} in {}", done.stderr);
+        assert!(!text.lines().filter(|l| l.starts_with('#')).any(|l| l.contains(secret)), "{secret} in {text}");
+    }
+}
+
+/// A refusal whose body never ends: the bootstrap reads only its start
+/// (64 KiB), shows it, and fails at once, instead of reading until the
+/// attempt's timeout, retrying, and growing all the while.
+#[test]
+fn a_refusal_whose_body_never_ends_fails_at_once() {
+    let (_dir, socket) = world();
+    let agent = FakeAgent::start(&socket);
+    agent.ready();
+    let ros = FakeRos::scripted([], Reply::Endless(403));
+    let done = run(&socket, &["--ros-notify", &ros.curl_cli(), "--ros-budget", "30s"]);
+
+    assert_eq!(done.code, 5, "{done:?}");
+    assert!(done.took < Duration::from_secs(10), "fails at once, not after the budget: {:?}", done.took);
+    assert_eq!(ros.requests().len(), 1, "a refusal is not retried");
+    assert!(done.stderr.contains(r#"HTTP 403 Forbidden: {"Code":"Throttling","Message":"xxx"#), "{}", done.stderr);
+}
+
 #[test]
 fn a_hanging_endpoint_ends_within_the_budget_with_exit_5() {
     let (_dir, socket) = world();
