@@ -480,14 +480,8 @@ fn the_user_datas_own_failure_goes_out_with_wget_when_there_is_no_curl() {
         std::os::unix::fs::symlink(found, fake.join(tool)).unwrap();
     }
     let server = StaticServer::start(vec![]);
-    let mut user_data = boot.user_data(
-        &format!("{}/b.tar.gz", server.url),
-        &"0".repeat(64),
-        &repo,
-        "10m",
-        &boot.ros.curl_cli(),
-        None,
-    );
+    let mut user_data =
+        boot.user_data(&format!("{}/b.tar.gz", server.url), &"0".repeat(64), &repo, "10m", &boot.ros.curl_cli(), None);
     user_data.env("PATH", &fake);
     let (out, exposed) = boot.run_watched(user_data);
     assert_ne!(out.status.code(), Some(0));

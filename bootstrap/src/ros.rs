@@ -366,10 +366,12 @@ mod tests {
                     let _ = conn.read(&mut buf).await;
                     conn.write_all(head.as_bytes()).await.unwrap();
                     conn.write_all(body.as_bytes()).await.unwrap();
-                    while endless {
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        if conn.write_all(&[b'x'; 64 * 1024]).await.is_err() {
-                            break;
+                    if endless {
+                        loop {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            if conn.write_all(&[b'x'; 64 * 1024]).await.is_err() {
+                                break;
+                            }
                         }
                     }
                 });

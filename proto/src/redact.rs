@@ -17,9 +17,8 @@ pub const MARK: &str = "<redacted>";
 /// signed URL's `signature=` (ROS's wait condition, OSS's `Signature=`,
 /// `X-Amz-Signature=`). A value that already reads `<redacted>` does not
 /// match (`<` ends a value).
-static TOKEN_ASSIGNMENT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"(?i)((?:token|signature)=)('[^']*'|"[^"]*"|[^\s&#<>"',;]+)"#).expect("valid regex")
-});
+static TOKEN_ASSIGNMENT: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r#"(?i)((?:token|signature)=)('[^']*'|"[^"]*"|[^\s&#<>"',;]+)"#).expect("valid regex"));
 
 /// `"token": "<value>"` in JSON (`jupyter server list --json`, a state
 /// document), and `"signature": "<value>"`.

@@ -299,7 +299,8 @@ fn handle(request: http_fake::Request, shared: &Shared) -> Option<http_fake::Res
 fn endless(code: u16) -> http_fake::Response {
     use futures_util::StreamExt as _;
     use http_body_util::BodyExt;
-    let head = futures_util::stream::once(async { Ok(bytes::Bytes::from_static(br#"{"Code":"Throttling","Message":""#)) });
+    let head =
+        futures_util::stream::once(async { Ok(bytes::Bytes::from_static(br#"{"Code":"Throttling","Message":""#)) });
     let filler = futures_util::stream::unfold((), |()| async {
         tokio::time::sleep(Duration::from_millis(10)).await;
         Some((Ok(bytes::Bytes::from(vec![b'x'; 64 * 1024])), ()))
