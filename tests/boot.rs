@@ -190,19 +190,25 @@ impl Boot {
     /// signature: those seen every 50 ms while it ran (the bootstrap's long
     /// wait), and those the fake ROS saw while each signal was being sent
     /// (a signal's curl or wget lives for milliseconds, between two looks).
+    /// Only the user data's own processes count (on the host: the tests
+    /// beside it may hold the signature in a command line on purpose).
     pub(crate) fn run_watched(&self, mut user_data: Command) -> (Output, Vec<String>) {
         let child = user_data.spawn().unwrap();
+        let pid = child.id();
         let (tx, done) = std::sync::mpsc::channel();
         std::thread::spawn(move || tx.send(child.wait_with_output()));
-        let mut exposed = Vec::new();
+        let mut seen = Vec::new();
         let out = loop {
             if let Ok(out) = done.recv_timeout(Duration::from_millis(50)) {
                 break out.unwrap();
             }
-            exposed.extend(command_lines_with_signature());
+            seen.extend(command_lines_with_signature());
         };
-        exposed.extend(self.ros.exposed());
-        exposed.dedup();
+        seen.extend(self.ros.exposed());
+        // In a container (`docker exec`) its processes descend from the
+        // engine, not from the client: every one counts.
+        let mut exposed: Vec<String> =
+            seen.into_iter().filter(|e| self.inside.is_some() || e.lineage.contains(&pid)).map(|e| e.cmdline).collect();
         exposed.sort();
         exposed.dedup();
         (out, exposed)

@@ -72,7 +72,7 @@ struct Inner {
     then: Reply,
     requests: Vec<Request>,
     /// Every command line that held the signature while a request was handled.
-    exposed: Vec<String>,
+    exposed: Vec<Exposed>,
     stopping: bool,
 }
 
@@ -135,7 +135,7 @@ impl FakeRos {
 
     /// The command lines that held the handle's signature while a request
     /// was being handled (its sender was then alive, waiting for the answer).
-    pub fn exposed(&self) -> Vec<String> {
+    pub fn exposed(&self) -> Vec<Exposed> {
         self.shared.inner.lock().unwrap().exposed.clone()
     }
 
@@ -228,20 +228,45 @@ impl Drop for FakeRos {
     }
 }
 
-/// The command lines of this host's processes that hold the signature of
-/// [`QUERY`], NUL-separated arguments joined with spaces.
-pub fn command_lines_with_signature() -> Vec<String> {
+/// A process whose command line held the signature of [`QUERY`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exposed {
+    /// Its arguments, NUL-separated in `/proc`, joined with spaces.
+    pub cmdline: String,
+    /// Its pid, its parent's, and so on up to pid 1, when it was seen: a
+    /// test keeps those of the processes it started (tests running beside it
+    /// may put the signature in a command line on purpose).
+    pub lineage: Vec<u32>,
+}
+
+/// The processes of this host whose command line holds the signature of [`QUERY`].
+pub fn command_lines_with_signature() -> Vec<Exposed> {
     let signature = QUERY.rsplit("signature=").next().unwrap();
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
         if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
             let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if cmdline.contains(signature) && !found.contains(&cmdline) {
-                found.push(cmdline);
+            if cmdline.contains(signature) {
+                found.push(Exposed { cmdline, lineage: lineage(pid) });
             }
         }
     }
     found
+}
+
+/// `pid` and its ancestors, from the parent pid in `/proc/<pid>/stat`.
+fn lineage(pid: u32) -> Vec<u32> {
+    let mut chain = vec![pid];
+    while let Some(parent) = std::fs::read_to_string(format!("/proc/{}/stat", chain[chain.len() - 1]))
+        .ok()
+        // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        .and_then(|stat| stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse::<u32>().ok())
+        .filter(|p| *p > 0 && !chain.contains(p) && chain.len() < 64)
+    {
+        chain.push(parent);
+    }
+    chain
 }
 
 fn handle(request: http_fake::Request, shared: &Shared) -> Option<http_fake::Response> {
@@ -267,9 +292,9 @@ fn handle(request: http_fake::Request, shared: &Shared) -> Option<http_fake::Res
             None => inner.script.pop_front().unwrap_or_else(|| inner.then.clone()),
         };
         inner.requests.push(Request { problem, ..request });
-        for cmdline in exposed {
-            if !inner.exposed.contains(&cmdline) {
-                inner.exposed.push(cmdline);
+        for e in exposed {
+            if !inner.exposed.contains(&e) {
+                inner.exposed.push(e);
             }
         }
         shared.changed.notify_all();
