@@ -20,7 +20,7 @@ use crate::common;
 use crate::common::env::EngineShared;
 use crate::common::files::StaticServer;
 use crate::common::metadata::FakeMetadata;
-use crate::common::ros::{FakeRos, QUERY};
+use crate::common::ros::{command_lines_with_signature, FakeRos};
 use crate::common::{docker, get_status, sh, split_url};
 
 const BIN_DIR: &str = "/usr/local/bin";
@@ -163,14 +163,17 @@ impl Boot {
         }
     }
 
-    /// Renders the user data with these values and runs it under `sh`.
+    /// Renders the user data with these values and runs it under `sh`; no
+    /// command line may hold the wait condition's signature meanwhile.
     fn run(&self, bundle_url: &str, bundle_sha: &str, repo: &Path, wait: &str) -> Output {
-        self.run_with(bundle_url, bundle_sha, repo, wait, &self.ros.curl_cli(), None).0
+        let (out, exposed) = self.run_with(bundle_url, bundle_sha, repo, wait, &self.ros.curl_cli(), None);
+        assert_eq!(exposed, Vec::<String>::new(), "the wait condition's signature was in the process list");
+        out
     }
 
     /// [`Boot::run`] with this CurlCli, and `path` (if any) before the
-    /// PATH; also returns every command line seen, while it ran, that held
-    /// the wait condition's signature (none may: any local user can read them).
+    /// PATH; also returns every command line that held the wait condition's
+    /// signature (none may: any local user can read them).
     pub(crate) fn run_with(
         &self,
         bundle_url: &str,
@@ -180,24 +183,35 @@ impl Boot {
         curl_cli: &str,
         path: Option<&Path>,
     ) -> (Output, Vec<String>) {
-        let child = self.user_data(bundle_url, bundle_sha, repo, wait, curl_cli, path).spawn().unwrap();
+        self.run_watched(self.user_data(bundle_url, bundle_sha, repo, wait, curl_cli, path))
+    }
+
+    /// Runs `user_data` and collects the command lines that held the
+    /// signature: those seen every 50 ms while it ran (the bootstrap's long
+    /// wait), and those the fake ROS saw while each signal was being sent
+    /// (a signal's curl or wget lives for milliseconds, between two looks).
+    /// Only the user data's own processes count (on the host: the tests
+    /// beside it may hold the signature in a command line on purpose).
+    pub(crate) fn run_watched(&self, mut user_data: Command) -> (Output, Vec<String>) {
+        let child = user_data.spawn().unwrap();
+        let pid = child.id();
         let (tx, done) = std::sync::mpsc::channel();
         std::thread::spawn(move || tx.send(child.wait_with_output()));
-        let signature = QUERY.rsplit("signature=").next().unwrap();
-        let mut exposed = Vec::new();
-        loop {
+        let mut seen = Vec::new();
+        let out = loop {
             if let Ok(out) = done.recv_timeout(Duration::from_millis(50)) {
-                return (out.unwrap(), exposed);
+                break out.unwrap();
             }
-            for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-                if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
-                    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-                    if cmdline.contains(signature) && !exposed.contains(&cmdline) {
-                        exposed.push(cmdline);
-                    }
-                }
-            }
-        }
+            seen.extend(command_lines_with_signature());
+        };
+        seen.extend(self.ros.exposed());
+        // In a container (`docker exec`) its processes descend from the
+        // engine, not from the client: every one counts.
+        let mut exposed: Vec<String> =
+            seen.into_iter().filter(|e| self.inside.is_some() || e.lineage.contains(&pid)).map(|e| e.cmdline).collect();
+        exposed.sort();
+        exposed.dedup();
+        (out, exposed)
     }
 
     /// The user data rendered with these values and written to the boot's
@@ -432,7 +446,7 @@ fn an_arm64_instance_sends_failure_naming_the_architecture() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(fake.join("uname"), std::fs::Permissions::from_mode(0o755)).unwrap();
     let server = StaticServer::start(vec![]);
-    let (out, _) = boot.run_with(
+    let (out, exposed) = boot.run_with(
         &format!("{}/b.tar.gz", server.url),
         &"0".repeat(64),
         &repo,
@@ -447,6 +461,43 @@ fn an_arm64_instance_sends_failure_naming_the_architecture() {
     let reason = signals[0].field("reason").unwrap();
     assert!(reason.starts_with("arch: this instance is aarch64") && reason.contains("x86_64"), "{reason}");
     assert!(!Path::new(BIN_DIR).join("jupyter-agent").exists(), "nothing was installed");
+    // The user data's own FAILURE went out with curl, the signed URL on its standard input.
+    assert_eq!(exposed, Vec::<String>::new(), "the wait condition's signature was in the process list");
+}
+
+/// The user data's own FAILURE where only wget is installed (as on some
+/// minimal images): it reaches the fake ROS too, and the signed URL goes to
+/// wget on its standard input, never in its arguments. The instance says
+/// it is arm64 (a fake `uname`), so that the failure comes at once, and its
+/// PATH holds only the tools the script needs that far, without curl.
+#[test]
+fn the_user_datas_own_failure_goes_out_with_wget_when_there_is_no_curl() {
+    let boot = Boot::new();
+    let repo = materials(boot.dir.path(), "");
+    let fake = boot.dir.path().join("fake-bin");
+    std::fs::create_dir(&fake).unwrap();
+    std::fs::write(fake.join("uname"), "#!/bin/sh\necho aarch64\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(fake.join("uname"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for tool in ["sh", "cat", "tr", "cut", "grep", "head", "sed", "sleep", "rm", "wget"] {
+        let found = Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().unwrap();
+        let found = String::from_utf8_lossy(&found.stdout).trim().to_string();
+        assert!(!found.is_empty(), "{tool} is needed for this test");
+        std::os::unix::fs::symlink(found, fake.join(tool)).unwrap();
+    }
+    let server = StaticServer::start(vec![]);
+    let mut user_data =
+        boot.user_data(&format!("{}/b.tar.gz", server.url), &"0".repeat(64), &repo, "10m", &boot.ros.curl_cli(), None);
+    user_data.env("PATH", &fake);
+    let (out, exposed) = boot.run_watched(user_data);
+    assert_ne!(out.status.code(), Some(0));
+    let signals = boot.signals();
+    assert_eq!(signals.len(), 1, "{signals:?} {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(signals[0].problem, None, "a valid signal");
+    assert_eq!(signals[0].field("status"), Some("FAILURE"));
+    assert!(signals[0].field("reason").unwrap().starts_with("arch: this instance is aarch64"), "{signals:?}");
+    assert!(signals[0].header("user-agent").unwrap_or_default().starts_with("Wget"), "{signals:?}");
+    assert_eq!(exposed, Vec::<String>::new(), "the wait condition's signature was in the process list");
 }
 
 /// A CurlCli that jupyter-bootstrap cannot use (here an option it does not
@@ -460,13 +511,15 @@ fn a_curl_cli_the_bootstrap_refuses_still_ends_in_a_failure() {
     let bundle = bundle(boot.dir.path());
     let server = StaticServer::start(vec![("/b.tar.gz".into(), bundle.clone())]);
     let curl_cli = format!("{} -u organiser:pw", boot.ros.curl_cli());
-    let (out, _) = boot.run_with(&format!("{}/b.tar.gz", server.url), &sha256(&bundle), &repo, "10m", &curl_cli, None);
+    let (out, exposed) =
+        boot.run_with(&format!("{}/b.tar.gz", server.url), &sha256(&bundle), &repo, "10m", &curl_cli, None);
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
     let signals = boot.signals();
     assert_eq!(signals.len(), 1, "{signals:?}");
     assert_eq!(signals[0].field("status"), Some("FAILURE"));
     let reason = signals[0].field("reason").unwrap();
     assert!(reason.starts_with("wait: jupyter-bootstrap could not signal (exit 2)"), "{reason}");
+    assert_eq!(exposed, Vec::<String>::new(), "the wait condition's signature was in the process list");
 }
 
 /// The template's image source `archive`: the user data writes `[image]

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::common::fake_agent::{login_url, FakeAgent, TOKEN};
+use crate::common::fake_agent::{login_url, ready_document, FakeAgent, TOKEN};
 use crate::common::ros::{self, FakeRos, Reply};
 
 /// A test's directory and the agent socket path in it.
@@ -229,6 +229,50 @@ fn a_refused_signal_fails_fast_with_exit_5_and_says_the_url_expired() {
     assert!(!done.stderr.contains(TOKEN), "{}", done.stderr);
 }
 
+/// A refusal that echoes the signed URL, its signature alone (as sent and
+/// decoded, under both spellings) and the login token: none of them reaches
+/// stderr or the result file (docs/threat-model.md).
+#[test]
+fn a_refusal_echoing_the_signed_url_and_the_token_shows_neither() {
+    let (dir, socket) = world();
+    let agent = FakeAgent::start(&socket);
+    agent.ready();
+    let signature = ros::QUERY.rsplit("signature=").next().unwrap();
+    let decoded = signature.replace("%2B", "+");
+    let refusal = format!(
+        r#"{{"Code":"SignatureDoesNotMatch","Message":"Signature={decoded} does not match {signature}","Token":"{TOKEN}","Url":"/waitcondition?{}"}}"#,
+        ros::QUERY
+    );
+    let ros = FakeRos::scripted([Reply::Body(403, refusal)], Reply::Status(200));
+    let result = dir.path().join("userdata-result.txt");
+    let done = run(&socket, &["--ros-notify", &ros.curl_cli(), "--result-file", result.to_str().unwrap()]);
+
+    assert_eq!(done.code, 5, "{done:?}");
+    assert!(done.stderr.contains("HTTP 403 Forbidden: {\"Code\":\"SignatureDoesNotMatch\""), "{}", done.stderr);
+    let text = std::fs::read_to_string(&result).unwrap_or_default();
+    for secret in [signature, decoded.as_str(), "expire=1893456000", TOKEN] {
+        assert!(!done.stderr.contains(secret), "{secret} in {}", done.stderr);
+        assert!(!text.lines().filter(|l| l.starts_with('#')).any(|l| l.contains(secret)), "{secret} in {text}");
+    }
+}
+
+/// A refusal whose body never ends: the bootstrap reads only its start
+/// (64 KiB), shows it, and fails at once, instead of reading until the
+/// attempt's timeout, retrying, and growing all the while.
+#[test]
+fn a_refusal_whose_body_never_ends_fails_at_once() {
+    let (_dir, socket) = world();
+    let agent = FakeAgent::start(&socket);
+    agent.ready();
+    let ros = FakeRos::scripted([], Reply::Endless(403));
+    let done = run(&socket, &["--ros-notify", &ros.curl_cli(), "--ros-budget", "30s"]);
+
+    assert_eq!(done.code, 5, "{done:?}");
+    assert!(done.took < Duration::from_secs(10), "fails at once, not after the budget: {:?}", done.took);
+    assert_eq!(ros.requests().len(), 1, "a refusal is not retried");
+    assert!(done.stderr.contains(r#"HTTP 403 Forbidden: {"Code":"Throttling","Message":"xxx"#), "{}", done.stderr);
+}
+
 #[test]
 fn a_hanging_endpoint_ends_within_the_budget_with_exit_5() {
     let (_dir, socket) = world();
@@ -372,4 +416,100 @@ fn an_agent_that_restarts_is_followed_from_its_new_revisions() {
     assert_eq!(done.code, 0, "{done:?}");
     assert_eq!(done.stdout, format!("{}\n", login_url()));
     assert!(done.stderr.contains("lost jupyter-agent at "), "{}", done.stderr);
+}
+
+fn running_as_root() -> bool {
+    let out = Command::new("id").arg("-u").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim() == "0"
+}
+
+fn chmod(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A ready agent whose socket another local user could have put there: the
+/// bootstrap refuses it, naming the path and why, and signals FAILURE,
+/// never the fake's ready URL as SUCCESS (docs/api.md#the-socket). Two ways:
+/// a socket of uid 65534 (nobody) in a sticky world-writable directory, as
+/// /tmp is; root's socket in a directory anyone may write.
+#[test]
+fn a_socket_another_user_could_have_planted_is_refused_and_never_signalled_as_success() {
+    if !running_as_root() {
+        eprintln!("skipped: the test chowns a socket to another user, which needs root");
+        return;
+    }
+    for (mode, owner, why) in [
+        (0o1777, Some(65534), "agent.sock is owned by uid 65534, not by root".to_string()),
+        (0o777, None, "/open is writable by other users (mode 0777)".to_string()),
+    ] {
+        let (dir, _) = world();
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        chmod(&open, mode);
+        let socket = open.join("agent.sock");
+        let agent = FakeAgent::start(&socket);
+        if let Some(uid) = owner {
+            std::os::unix::fs::chown(&socket, Some(uid), Some(uid)).unwrap();
+        }
+        agent.ready();
+        let ros = FakeRos::start();
+        let done = run(&socket, &["--timeout", "20s", "--ros-notify", &ros.curl_cli()]);
+
+        assert_eq!(done.code, 1, "{done:?}");
+        assert_eq!(done.stdout, "", "no URL");
+        let refused = format!("refusing the agent's socket {}: ", socket.display());
+        assert!(done.stderr.contains(&refused) && done.stderr.contains(&why), "{why}: {}", done.stderr);
+        let signals = ros.requests();
+        assert_eq!(signals.len(), 1, "{signals:?}");
+        assert_eq!(signals[0].field("status"), Some("FAILURE"), "{signals:?}");
+        assert!(signals[0].field("reason").unwrap().contains(&refused), "{signals:?}");
+        assert!(asked(&agent).is_empty(), "nothing was asked of the fake: {:?}", agent.requests());
+    }
+}
+
+/// Root's socket in root's directory, but served by a process of another
+/// user (bound as root, then listening as nobody): the peer's credentials
+/// give it away, and the bootstrap refuses it before it asks anything.
+#[test]
+fn a_socket_served_by_another_user_is_refused() {
+    if !running_as_root() {
+        eprintln!("skipped: the fake agent drops to another user, which needs root");
+        return;
+    }
+    let (dir, socket) = world();
+    let doc = dir.path().join("ready.json");
+    std::fs::write(&doc, ready_document().to_string()).unwrap();
+    // A minimal HTTP server: every request gets the ready document.
+    let server = r#"
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1])
+body = open(sys.argv[2], "rb").read()
+os.setgid(65534)
+os.setuid(65534)
+s.listen(8)
+while True:
+    c, _ = s.accept()
+    c.recv(65536)
+    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    c.close()
+"#;
+    let mut fake = Command::new("python3").arg("-c").arg(server).arg(&socket).arg(&doc).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "the fake agent did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ros = FakeRos::start();
+    let done = run(&socket, &["--timeout", "20s", "--ros-notify", &ros.curl_cli()]);
+    let _ = fake.kill();
+    let _ = fake.wait();
+
+    assert_eq!(done.code, 1, "{done:?}");
+    assert_eq!(done.stdout, "", "no URL");
+    let want = format!("refusing the agent's socket {}: it is served by a process of uid 65534", socket.display());
+    assert!(done.stderr.contains(&want), "{}", done.stderr);
+    let signals = ros.requests();
+    assert_eq!(signals.len(), 1, "{signals:?}");
+    assert_eq!(signals[0].field("status"), Some("FAILURE"), "{signals:?}");
 }

@@ -6,9 +6,7 @@
 # Any error before that hand-over sends a FAILURE itself, so that the stack
 # never waits out its timeout for a script that died.
 #
-# POSIX sh (dash, busybox sh). The markers (a name between two pairs of
-# at-signs) are filled in by scripts/render-userdata.py: with ${Name} for the
-# template's Fn::Sub, or with values for a test.
+# POSIX sh (dash, busybox sh). scripts/render-userdata.py fills in the markers.
 
 set -u
 umask 077
@@ -114,8 +112,13 @@ LOG_DIR=/var/log/jupyter-agent
 
 say() { printf 'jupyter-userdata: %s\n' "$*" >&2; }
 
-# Sends a ROS signal with the handle's URL and headers (parsed from CurlCli,
-# shell quoting and all), with curl or else wget, retried a few times.
+# A URL for `curl -K -`, quoted: on stdin, a signed URL is not in the process list.
+url_config() {
+    printf 'url = "%s"\n' "$(printf '%s' "$1" | sed 's/[\\"]/\\&/g')"
+}
+
+# Sends a ROS signal with the handle's URL (on stdin) and headers (parsed from
+# CurlCli, shell quoting and all), with curl or else wget, retried a few times.
 ros_signal() {
     status=$1
     # JSON-safe: no quotes, backslashes or control characters in the reason.
@@ -145,7 +148,7 @@ ros_signal() {
 '
             for h in $headers; do set -- "$@" -H "$h"; done
             IFS=$oldifs
-            "$@" -d "$body" "$url" >/dev/null && return 0
+            url_config "$url" | "$@" -d "$body" -K - >/dev/null && return 0
         elif command -v wget >/dev/null 2>&1; then
             set -- wget -q -O /dev/null --timeout=30 --post-data="$body"
             oldifs=$IFS
@@ -153,7 +156,7 @@ ros_signal() {
 '
             for h in $headers; do set -- "$@" --header="$h"; done
             IFS=$oldifs
-            "$@" "$url" && return 0
+            printf '%s\n' "$url" | "$@" -i - && return 0
         else
             say "neither curl nor wget: cannot signal $status"
             return 1
@@ -208,12 +211,14 @@ esac
 STEP=download
 TMP=$(mktemp -d /tmp/jupyter-userdata.XXXXXX) || fail "cannot create a temporary directory"
 NETWORK_WAIT=${JA_NETWORK_WAIT:-300}
+# The URL on stdin too (it may be signed); messages omit its query.
 download() {
     if command -v curl >/dev/null 2>&1; then
-        curl -fsSL --retry 5 --retry-delay 2 --retry-connrefused --connect-timeout 10 --max-time 600 \
-            -o "$TMP/bundle.tar.gz" "$BUNDLE_URL"
+        url_config "$BUNDLE_URL" | curl -fsSL --retry 5 --retry-delay 2 --retry-connrefused --connect-timeout 10 \
+            --max-time 600 -o "$TMP/bundle.tar.gz" -K -
     elif command -v wget >/dev/null 2>&1; then
-        wget -q --tries=5 --waitretry=2 --retry-connrefused --timeout=30 -O "$TMP/bundle.tar.gz" "$BUNDLE_URL"
+        printf '%s\n' "$BUNDLE_URL" |
+            wget -q --tries=5 --waitretry=2 --retry-connrefused --timeout=30 -O "$TMP/bundle.tar.gz" -i -
     else
         fail "neither curl nor wget is installed"
     fi
@@ -222,7 +227,7 @@ started=$(date +%s)
 until download; do
     waited=$(( $(date +%s) - started ))
     [ "$waited" -lt "$NETWORK_WAIT" ] ||
-        fail "could not download the bundle $BUNDLE_URL (tried for ${waited}s, 5 attempts each time)"
+        fail "could not download the bundle ${BUNDLE_URL%%\?*} (tried for ${waited}s, 5 attempts each time)"
     say "the bundle could not be downloaded yet (${waited}s); trying again in 10s"
     sleep 10
 done

@@ -37,10 +37,25 @@ pub struct Shared {
 
 /// Binds the socket at `path` with mode 0600: bound under a temporary name,
 /// restricted, then renamed over any stale socket, so that it is never
-/// reachable with wider permissions.
+/// reachable with wider permissions. Its directory is created 0755 if
+/// missing, and refused when someone other than root could replace what is
+/// in it (it, or a directory above it, belongs to another user or is
+/// writable by others): the clients would refuse the socket anyway
+/// (docs/api.md#the-socket).
 pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+    use std::os::unix::fs::DirBuilderExt;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new().recursive(true).mode(0o755).create(dir)?;
+        jupyter_proto::trust::check_dir_chain(dir).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "refusing to serve the API in {}: {e}; use a directory that root owns and no one else may write \
+                     (docs/api.md#the-socket)",
+                    std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()).display()
+                ),
+            )
+        })?;
     }
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("jupyter-agent.sock");
     let tmp: PathBuf = path.with_file_name(format!(".{name}.{}", std::process::id()));
@@ -287,6 +302,41 @@ mod tests {
             let _ = stop_rx.await;
         }));
         (dir, path, tx, stop_tx)
+    }
+
+    #[tokio::test]
+    async fn the_socket_goes_only_where_no_one_else_can_replace_it() {
+        let dir = tempfile::tempdir().unwrap();
+        // A missing directory is created, root's (the test runs as root or as itself) and 0755.
+        let path = dir.path().join("run/sub/agent.sock");
+        let _listener = bind(&path).unwrap();
+        assert_eq!(std::fs::metadata(dir.path().join("run/sub")).unwrap().permissions().mode() & 0o7777, 0o755);
+        // A directory anyone may write: a local user could replace the socket.
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = bind(&open.join("agent.sock")).unwrap_err().to_string();
+        let shown = std::fs::canonicalize(&open).unwrap();
+        assert_eq!(
+            err,
+            format!(
+                "refusing to serve the API in {}: {} is writable by other users (mode 0777): anyone could \
+                 replace what is in it; use a directory that root owns and no one else may write (docs/api.md#the-socket)",
+                shown.display(),
+                shown.display()
+            )
+        );
+        assert!(!open.join("agent.sock").exists());
+        // Sticky (as /tmp) is fine; a directory of another user is not.
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let _listener = bind(&open.join("agent.sock")).unwrap();
+        if nix::unistd::geteuid().is_root() {
+            let theirs = dir.path().join("theirs");
+            std::fs::create_dir(&theirs).unwrap();
+            std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+            let err = bind(&theirs.join("agent.sock")).unwrap_err().to_string();
+            assert!(err.contains("/theirs is owned by uid 65534, not by root"), "{err}");
+        }
     }
 
     #[tokio::test]

@@ -43,6 +43,8 @@ pub async fn state(cfg: &Config, show_token: bool) -> Result<State> {
     let asked = api(cfg).status(show_token).await;
     let broken = match asked {
         Ok(state) => return Ok(state),
+        // Another user's socket: say so rather than fall back in silence.
+        Err(AgentError::Untrusted(why)) => bail!("{why}"),
         Err(AgentError::Broken(why)) => Some(why),
         Err(AgentError::Unavailable(_)) => None,
     };
@@ -92,7 +94,7 @@ pub async fn wait(cfg: &Config, timeout: Duration) -> Result<(State, bool)> {
             async move {
                 match client.wait(Until::Ready, left, false).await {
                     Ok(answer) => Ok((answer.state, answer.timed_out)),
-                    Err(AgentError::Broken(why)) => Err(NotYet::Broken(why)),
+                    Err(AgentError::Broken(why) | AgentError::Untrusted(why)) => Err(NotYet::Broken(why)),
                     Err(AgentError::Unavailable(why)) => match state::load(&cfg.state_file()) {
                         Ok(Some(s)) if s.phase.is_final() => Ok((s.redacted(), false)),
                         Ok(_) => Err(NotYet::Starting(why)),
@@ -131,7 +133,9 @@ pub async fn logs(cfg: &Config, tail: u64, follow: bool, out: &mut dyn FnMut(&st
             lines.finish().iter().for_each(|l| out(l));
             return Ok(());
         }
-        Err(AgentError::Broken(why)) => bail!("asking the agent for the container's log: {why}"),
+        Err(AgentError::Broken(why) | AgentError::Untrusted(why)) => {
+            bail!("asking the agent for the container's log: {why}")
+        }
         Err(AgentError::Unavailable(_)) => {}
     }
     let Some(s) = state::load(&cfg.state_file())? else { return Err(unreachable(cfg).into()) };
@@ -145,4 +149,29 @@ pub async fn logs(cfg: &Config, tail: u64, follow: bool, out: &mut dyn FnMut(&st
     }
     lines.finish().iter().for_each(|l| out(l));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// `status` before the state file: a socket another user could have put
+    /// there is refused by name, not passed over for the state file in silence.
+    #[tokio::test]
+    async fn status_names_a_socket_another_user_could_have_put_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let mut cfg = Config::defaults();
+        cfg.socket = open.join("agent.sock");
+        cfg.state_dir = dir.path().join("state");
+        let _listener = std::os::unix::net::UnixListener::bind(&cfg.socket).unwrap();
+        let store = state::StateStore::lock(&cfg.state_dir).unwrap();
+        store.save(&state::fresh()).unwrap();
+        let err = state(&cfg, false).await.unwrap_err().to_string();
+        assert!(err.starts_with(&format!("refusing the agent's socket {}: ", cfg.socket.display())), "{err}");
+        assert!(err.contains("is writable by other users (mode 0777)"), "{err}");
+    }
 }

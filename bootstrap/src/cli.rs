@@ -16,7 +16,8 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  Jupyter is ready: the URL is on stdout (and the SUCCESS signal was delivered)
   1  the converge failed (the failed step, cause, exit code and log tail are on stderr),
-     or the agent answered something this jupyter-bootstrap cannot use
+     or the agent answered something this jupyter-bootstrap cannot use, or its socket is
+     refused: another user than root could have put it there or serves it (docs/api.md)
   2  bad command line (also an unusable --ros-notify); nothing was waited for or signalled
   3  timed out, also when the agent never appeared at the socket
   4  the result file could not be written (overrides 0, 1 and 3)

@@ -14,7 +14,7 @@ use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use tokio::net::TcpStream;
 
-use jupyter_proto::redact::{bound, redact, without_query};
+use jupyter_proto::redact::{bound, redact, without_query, Redactor};
 use jupyter_proto::retry::{self, Policy, Transient};
 
 /// ROS shows the reason in the stack's events: keep it readable.
@@ -24,6 +24,12 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(20);
 pub const FIRST_DELAY: Duration = Duration::from_millis(500);
 /// Before jitter, which may double it: no single delay exceeds 30 s.
 pub const MAX_DELAY: Duration = Duration::from_secs(15);
+/// The most of a refusal's body that is read (its first 200 characters are
+/// shown): an endpoint streaming without end can neither grow the
+/// bootstrap's memory nor hold the attempt.
+pub const MAX_ERROR_BODY: usize = 64 * 1024;
+/// How long a refusal's body may take to arrive; what came by then is shown.
+const ERROR_BODY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What SUCCESS carries as `data` (`--ros-data`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -72,6 +78,20 @@ impl Target {
         without_query(&self.url.to_string())
     }
 
+    /// What no message may show of the target: its query (the signature and
+    /// what it signs) whole, and each signature's value as sent and decoded.
+    fn secrets(&self) -> Vec<String> {
+        let Some(query) = self.url.query() else { return Vec::new() };
+        let mut secrets = vec![query.to_string()];
+        for (key, value) in query.split('&').filter_map(|kv| kv.split_once('=')) {
+            if key.to_ascii_lowercase().contains("signature") {
+                secrets.push(value.to_string());
+                secrets.push(percent_decoded(value));
+            }
+        }
+        secrets
+    }
+
     fn header_map(&self) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (k, v) in &self.headers {
@@ -117,6 +137,20 @@ pub struct Signal {
 }
 
 impl Signal {
+    /// What no message may show of the signal: the login URL it carries,
+    /// and its token alone (an answer may echo it in any form).
+    fn secrets(&self) -> Vec<String> {
+        let Some(data) = &self.data else { return Vec::new() };
+        let mut secrets = vec![data.clone()];
+        let lower = data.to_ascii_lowercase();
+        for (at, _) in lower.match_indices("token=") {
+            let value = &data[at + "token=".len()..];
+            let end = value.find(|c: char| matches!(c, '&' | '#' | '"' | '\'' | '\\') || c.is_whitespace());
+            secrets.push(value[..end.unwrap_or(value.len())].to_string());
+        }
+        secrets
+    }
+
     /// SUCCESS; `data` is the login URL unless the organiser keeps it out of
     /// the stack; the agent's note on the URL (a self-signed certificate's
     /// fingerprint and why ACME failed, docs/tls.md) follows the reason.
@@ -193,15 +227,16 @@ impl std::fmt::Display for AttemptError {
 pub async fn send(target: &Target, signal: &Signal, budget: Duration) -> Result<u32, String> {
     let body = Bytes::from(signal.to_json());
     let headers = target.header_map();
+    let redactor = Redactor::new(target.secrets().into_iter().chain(signal.secrets()));
     let policy = Policy::new(FIRST_DELAY, MAX_DELAY, budget);
     let mut attempts = 0u32;
     let result = retry::retry(
         &policy,
         |left| {
             attempts += 1;
-            let (headers, body) = (headers.clone(), body.clone());
+            let (headers, body, redactor) = (headers.clone(), body.clone(), &redactor);
             async move {
-                tokio::time::timeout(left.min(ATTEMPT_TIMEOUT), attempt(&target.url, headers, body))
+                tokio::time::timeout(left.min(ATTEMPT_TIMEOUT), attempt(&target.url, headers, body, redactor))
                     .await
                     .unwrap_or_else(|_| Err(AttemptError::Transport("no answer in time".into())))
             }
@@ -233,8 +268,10 @@ pub async fn send(target: &Target, signal: &Signal, budget: Duration) -> Result<
     }
 }
 
-/// One POST on a connection of its own (no proxy, no redirect followed).
-async fn attempt(url: &Uri, headers: HeaderMap, body: Bytes) -> Result<(), AttemptError> {
+/// One POST on a connection of its own (no proxy, no redirect followed);
+/// a refusal's body is read in part ([`MAX_ERROR_BODY`]) and shown through
+/// `redactor`.
+async fn attempt(url: &Uri, headers: HeaderMap, body: Bytes, redactor: &Redactor) -> Result<(), AttemptError> {
     let transport = |e: &dyn std::fmt::Display| AttemptError::Transport(e.to_string());
     let host = url.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
     let port = url.port_u16().unwrap_or(80);
@@ -254,11 +291,51 @@ async fn attempt(url: &Uri, headers: HeaderMap, body: Bytes) -> Result<(), Attem
     if status.is_success() {
         return Ok(());
     }
-    let bytes = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    // A body may echo the request, and with it the URL's token.
+    let bytes = body_start(response.into_body(), MAX_ERROR_BODY, ERROR_BODY_TIMEOUT).await;
+    // A body may echo the request: the signed URL, the login URL and its token.
     let text = String::from_utf8_lossy(&bytes);
-    let body = bound(&redact(&text.split_whitespace().collect::<Vec<_>>().join(" ")), 200);
+    let body = bound(&redactor.redact(&text.split_whitespace().collect::<Vec<_>>().join(" ")), 200);
     Err(AttemptError::Status { status, body })
+}
+
+/// At most `max` bytes of `body`, as many as arrive within `timeout`; the
+/// rest is never read (the connection closes with the body).
+async fn body_start(mut body: hyper::body::Incoming, max: usize, timeout: Duration) -> Vec<u8> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut start = Vec::new();
+    while start.len() < max {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    start.extend_from_slice(&data[..data.len().min(max - start.len())]);
+                }
+            }
+            _ => break,
+        }
+    }
+    start
+}
+
+/// `%XX` escapes decoded (a signature as the server may echo it); anything
+/// else, a malformed escape included, kept as it is.
+fn percent_decoded(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            Some(b) if bytes[i] == b'%' => {
+                out.push(b);
+                i += 3;
+            }
+            _ => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// "Jupyter is ready", and the note when there is one, bounded.
@@ -272,6 +349,69 @@ fn ready_reason(note: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A ROS endpoint on 127.0.0.1 that answers each request with `head`
+    /// (status line and headers), then `body`, then, with `endless`, 64 KiB
+    /// of filler every 10 ms until the client hangs up.
+    async fn endpoint(head: &'static str, body: String, endless: bool) -> std::net::SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (mut conn, _) = listener.accept().await.unwrap();
+                let body = body.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let _ = conn.read(&mut buf).await;
+                    conn.write_all(head.as_bytes()).await.unwrap();
+                    conn.write_all(body.as_bytes()).await.unwrap();
+                    if endless {
+                        loop {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            if conn.write_all(&[b'x'; 64 * 1024]).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    const SIGNED: &str = "stackname=handson&stackid=0f5a&expire=1893456000&signature=c2VjcmV0c2ln%2Bbase64";
+
+    #[tokio::test]
+    async fn a_refusal_that_echoes_the_signed_url_and_the_token_keeps_both_out_of_the_message() {
+        let token = "0123456789abcdef0123";
+        // ROS's error shapes: the signature alone, decoded or not, the whole
+        // query, and the signal's data with its login URL.
+        let body = format!(
+            r#"{{"Code":"SignatureDoesNotMatch","Echo":"{token}","Message":"Signature=c2VjcmV0c2ln+base64 /waitcondition?{SIGNED}","Sig":"c2VjcmV0c2ln%2Bbase64","Data":"{{\"url\":\"http://h:8888/?token={token}\"}}"}}"#
+        );
+        let head = "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n";
+        let addr = endpoint(head, body, false).await;
+        let target = Target::new(&format!("http://{addr}/waitcondition?{SIGNED}"), &[]).unwrap();
+        let signal = Signal::success("jupyter", Some(&format!("http://h:8888/?token={token}")), None);
+        let err = send(&target, &signal, Duration::from_secs(10)).await.unwrap_err();
+        assert!(err.contains("HTTP 403 Forbidden") && err.contains("SignatureDoesNotMatch"), "{err}");
+        for secret in ["c2VjcmV0c2ln", token, "expire=1893456000"] {
+            assert!(!err.contains(secret), "{secret} in {err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_error_body_that_never_ends_is_read_only_in_part() {
+        let head = "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n";
+        let addr = endpoint(head, r#"{"Code":"Throttling","Message":""#.into(), true).await;
+        let target = Target::new(&format!("http://{addr}/waitcondition?{SIGNED}"), &[]).unwrap();
+        let started = std::time::Instant::now();
+        let err = send(&target, &Signal::failure("jupyter", "boom"), Duration::from_secs(10)).await.unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}: {err}", started.elapsed());
+        assert!(err.starts_with("ROS refused the FAILURE signal") && err.contains("HTTP 403 Forbidden"), "{err}");
+        assert!(err.contains(r#"{"Code":"Throttling","Message":"xxx"#), "{err}");
+    }
 
     #[test]
     fn a_signed_url_taken_for_a_header_is_refused_without_its_signature() {

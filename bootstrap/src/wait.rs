@@ -198,7 +198,7 @@ async fn follow<W: Write>(
         };
         let (state, timed_out) = match answer {
             Ok(answer) => answer,
-            Err(AgentError::Broken(why)) => return Outcome::Broken(why),
+            Err(AgentError::Broken(why) | AgentError::Untrusted(why)) => return Outcome::Broken(why),
             Err(AgentError::Unavailable(why)) => {
                 progress.agent_unavailable(&socket, &why);
                 *lost = Some(why);

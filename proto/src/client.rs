@@ -5,6 +5,11 @@
 //!
 //! It is built on hyper's client connection alone (no pool, no resolver, no
 //! TLS), so that a `status` call costs a connect, a write and a read.
+//!
+//! Before it trusts an answer it checks who could have put the socket there
+//! ([`crate::trust`]: the socket and each directory above it owned by root,
+//! writable by no one else) and who serves it (the peer's uid): an answer
+//! from anyone else could be a ready URL of theirs.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -20,6 +25,7 @@ use tokio::net::UnixStream;
 
 use crate::redact::bound;
 use crate::state::{check_version, State, WaitAnswer};
+use crate::trust::{self, TrustError};
 
 /// How long the agent may take to answer a plain request.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
@@ -39,6 +45,10 @@ pub enum AgentError {
     /// longer will not help.
     #[error("{0}")]
     Broken(String),
+    /// Someone other than root could have put the socket there, or serves
+    /// it: nothing was asked, and nothing it says may be believed.
+    #[error("{0}")]
+    Untrusted(String),
 }
 
 /// What a long poll waits for.
@@ -140,9 +150,18 @@ impl Client {
         tokio::time::timeout(timeout, exchange).await.map_err(|_| self.timed_out())?
     }
 
-    /// Connects, sends `GET path`, and returns the status and the body to read.
+    /// Checks the socket, connects, checks who serves it, sends `GET path`,
+    /// and returns the status and the body to read.
     async fn request(&self, path: &str) -> Result<(StatusCode, Incoming), AgentError> {
-        let stream = UnixStream::connect(&self.socket).await.map_err(|e| self.connect_error(&e))?;
+        let socket = trust::check_socket(&self.socket).map_err(|e| match e {
+            TrustError::Io(e) => self.connect_error(&e),
+            untrusted => self.untrusted(&untrusted.to_string()),
+        })?;
+        let stream = UnixStream::connect(&socket).await.map_err(|e| self.connect_error(&e))?;
+        let peer = stream.peer_cred().map_err(|e| self.untrusted(&format!("cannot tell who serves it: {e}")))?;
+        if !trust::trusted_uids().contains(&peer.uid()) {
+            return Err(self.untrusted(&format!("it is served by a process of uid {}, not root", peer.uid())));
+        }
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| AgentError::Unavailable(format!("{}: {e}", self.what(path))))?;
@@ -188,6 +207,16 @@ impl Client {
             "{what}: {status}: {} (is this {} as new as the agent?)",
             error_message(body),
             self.program
+        ))
+    }
+
+    /// Someone else could have put the socket there, or serves it: whatever
+    /// it answers is not the agent's word. Waiting will not help.
+    fn untrusted(&self, why: &str) -> AgentError {
+        AgentError::Untrusted(format!(
+            "refusing the agent's socket {}: {why}; the socket and every directory above it must belong to root \
+             and be writable by no one else (docs/api.md#the-socket)",
+            self.socket.display()
         ))
     }
 
@@ -294,6 +323,26 @@ mod tests {
         let client = Client::new(&path, "test");
         let err = client.status(false).await.unwrap_err();
         assert!(matches!(&err, AgentError::Unavailable(m) if m.contains("connection refused")), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_socket_in_a_directory_anyone_may_write_is_refused_before_anything_is_asked() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let path = open.join("agent.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let err = Client::new(&path, "test").status(false).await.unwrap_err();
+        let want = format!(
+            "refusing the agent's socket {}: {} is writable by other users (mode 0777)",
+            path.display(),
+            std::fs::canonicalize(&open).unwrap().display()
+        );
+        assert!(matches!(&err, AgentError::Untrusted(m) if m.starts_with(&want)), "{err:?}");
+        assert!(listener.accept().is_err(), "nobody connected");
     }
 
     /// A one-shot server that answers every request with `reply`.

@@ -13,6 +13,7 @@
 //! | [`exit`] | the exit codes both binaries share |
 //! | [`fs`] | atomic file writes |
 //! | [`retry`] | the one retry helper: exponential backoff within a budget; one attempt's failure and which HTTP answers are transient |
+//! | [`trust`] | whether the agent's socket and the directories above it belong to root and no one else may replace them |
 //!
 //! Nothing here links bollard or a TLS stack: `jupyter-bootstrap` depends on
 //! this crate and stays small.
@@ -27,3 +28,4 @@ pub mod redact;
 pub mod report;
 pub mod retry;
 pub mod state;
+pub mod trust;

@@ -13,20 +13,24 @@ pub const MARK: &str = "<redacted>";
 
 /// `token=<value>` in a query string (`?token=`, `&token=`), an environment
 /// assignment (`JUPYTER_TOKEN=...`) or an option (`--ServerApp.token='...'`,
-/// `--NotebookApp.token=...`), quoted or not, in any case. A value that
-/// already reads `<redacted>` does not match (`<` ends a value).
+/// `--NotebookApp.token=...`), quoted or not, in any case; and likewise a
+/// signed URL's `signature=` (ROS's wait condition, OSS's `Signature=`,
+/// `X-Amz-Signature=`). A value that already reads `<redacted>` does not
+/// match (`<` ends a value).
 static TOKEN_ASSIGNMENT: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r#"(?i)(token=)('[^']*'|"[^"]*"|[^\s&#<>"',;]+)"#).expect("valid regex"));
+    LazyLock::new(|| Regex::new(r#"(?i)((?:token|signature)=)('[^']*'|"[^"]*"|[^\s&#<>"',;]+)"#).expect("valid regex"));
 
-/// `"token": "<value>"` in JSON (`jupyter server list --json`, a state document).
-static TOKEN_JSON: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r#"(?i)("token"\s*:\s*")((?:[^"\\<]|\\.)(?:[^"\\]|\\.)*)(")"#).expect("valid regex"));
+/// `"token": "<value>"` in JSON (`jupyter server list --json`, a state
+/// document), and `"signature": "<value>"`.
+static TOKEN_JSON: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"(?i)("(?:token|signature)"\s*:\s*")((?:[^"\\<]|\\.)(?:[^"\\]|\\.)*)(")"#).expect("valid regex")
+});
 
 /// Shorter configured values are not redacted: replacing every `1` or `on`
 /// in a log would hide everything and protect nothing.
 pub const MIN_SECRET_LEN: usize = 4;
 
-/// Replaces every login token in `text` with [`MARK`].
+/// Replaces every login token and URL signature in `text` with [`MARK`].
 pub fn redact(text: &str) -> String {
     let once = TOKEN_ASSIGNMENT.replace_all(text, format!("${{1}}{MARK}").as_str());
     TOKEN_JSON.replace_all(&once, format!("${{1}}{MARK}${{3}}").as_str()).into_owned()
@@ -68,14 +72,17 @@ impl Redactor {
         Redactor { secrets }
     }
 
+    /// The configured values first, then the rules: a rule that rewrote
+    /// part of a value (the `signature=` of a signed query) would keep the
+    /// rest of it from being found.
     pub fn redact(&self, text: &str) -> String {
-        let mut out = redact(text);
+        let mut out = text.to_string();
         for secret in &self.secrets {
             if out.contains(secret.as_str()) {
                 out = out.replace(secret.as_str(), MARK);
             }
         }
-        out
+        redact(&out)
     }
 }
 
@@ -152,6 +159,11 @@ mod tests {
             ("already token=<redacted>", "already token=<redacted>"),
             ("no secret here", "no secret here"),
             ("two: ?token=a and ?token=b.", "two: ?token=<redacted> and ?token=<redacted>"),
+            // Signed URLs: ROS's wait condition, OSS, S3-style; and in JSON.
+            ("/waitcondition?stackid=1&signature=c2ln%2B&x=1", "/waitcondition?stackid=1&signature=<redacted>&x=1"),
+            ("?Expires=1&OSSAccessKeyId=LTAI&Signature=ab%2Fc", "?Expires=1&OSSAccessKeyId=LTAI&Signature=<redacted>"),
+            ("?X-Amz-Signature=0a1b", "?X-Amz-Signature=<redacted>"),
+            (r#"{"Signature": "c2ln+x"}"#, r#"{"Signature": "<redacted>"}"#),
         ] {
             assert_eq!(redact(input), want, "{input}");
         }
@@ -166,6 +178,9 @@ mod tests {
             "export KEY=<redacted>; token=<redacted>; short abc on; <redacted>"
         );
         assert_eq!(format!("{r:?}"), "Redactor(2 secrets)");
+        // A configured value holding what a rule rewrites is still replaced whole.
+        let r = Redactor::new(["stackid=7&expire=9&signature=c2ln"]);
+        assert_eq!(r.redact("GET /w?stackid=7&expire=9&signature=c2ln HTTP"), "GET /w?<redacted> HTTP");
     }
 
     #[test]

@@ -48,19 +48,7 @@ const T0: &str = "2026-11-27T04:17:37.406Z";
 impl FakeAgent {
     /// Listens on `path`; the document starts `pending` at revision 1.
     pub fn start(path: &Path) -> FakeAgent {
-        let doc = json!({
-            "version": 1,
-            "revision": 1,
-            "phase": "pending",
-            "agent_version": "0.1.0",
-            "started_at": T0,
-            "updated_at": T0,
-            "steps": [],
-            "image": null,
-            "container": null,
-            "jupyter": null,
-            "error": null
-        });
+        let doc = pending_document();
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner { doc, waiting: Vec::new(), requests: Vec::new(), stopping: false }),
             changed: Condvar::new(),
@@ -69,7 +57,38 @@ impl FakeAgent {
         let server = FakeServer::unix(path, move |request| handle(request, &s));
         FakeAgent { shared, _server: server }
     }
+}
 
+/// The document at revision 1: `pending`, nothing done yet.
+fn pending_document() -> Value {
+    json!({
+        "version": 1,
+        "revision": 1,
+        "phase": "pending",
+        "agent_version": "0.1.0",
+        "started_at": T0,
+        "updated_at": T0,
+        "steps": [],
+        "image": null,
+        "container": null,
+        "jupyter": null,
+        "error": null
+    })
+}
+
+/// The document of an agent that is ready, token and all (what a fake of
+/// another user's would serve to be believed).
+pub fn ready_document() -> Value {
+    let mut doc = pending_document();
+    doc["revision"] = json!(2);
+    doc["phase"] = json!("ready");
+    doc["jupyter"] = json!({
+        "url": login_url(), "token": TOKEN, "token_source": "log", "token_seen_at": T0, "proven_at": T0
+    });
+    doc
+}
+
+impl FakeAgent {
     /// Changes the document (one revision) and wakes the long polls.
     pub fn change(&self, f: impl FnOnce(&mut Value)) {
         let mut inner = self.shared.inner.lock().unwrap();

@@ -4,7 +4,10 @@
 //! (a POST to the signed `/waitcondition?...` URL, a JSON body whose
 //! `status` is SUCCESS, FAILURE or WARNING, with optional string `reason`,
 //! `data` and `id`), records it, and answers as scripted: a sequence of
-//! statuses (`500, 500, 200`), a refusal (`403`), or no answer at all.
+//! statuses (`500, 500, 200`), a refusal (`403`), a body that never ends,
+//! or no answer at all. While each request is handled its sender is still
+//! waiting for the answer: the fake then looks through the process list for
+//! the signature, which no command line may hold (any local user reads them).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
@@ -23,6 +26,8 @@ pub enum Reply {
     Body(u16, String),
     /// Accept, read the request, never answer (until the fake is dropped).
     Hang,
+    /// This status, and a body that streams forever (until the fake is dropped).
+    Endless(u16),
 }
 
 /// One request as received.
@@ -66,6 +71,8 @@ struct Inner {
     /// What answers once the script is used up.
     then: Reply,
     requests: Vec<Request>,
+    /// Every command line that held the signature while a request was handled.
+    exposed: Vec<Exposed>,
     stopping: bool,
 }
 
@@ -97,6 +104,7 @@ impl FakeRos {
                 script: script.into_iter().collect(),
                 then,
                 requests: Vec::new(),
+                exposed: Vec::new(),
                 stopping: false,
             }),
             changed: Condvar::new(),
@@ -123,6 +131,12 @@ impl FakeRos {
 
     pub fn requests(&self) -> Vec<Request> {
         self.shared.inner.lock().unwrap().requests.clone()
+    }
+
+    /// The command lines that held the handle's signature while a request
+    /// was being handled (its sender was then alive, waiting for the answer).
+    pub fn exposed(&self) -> Vec<Exposed> {
+        self.shared.inner.lock().unwrap().exposed.clone()
     }
 
     /// Waits (at most `timeout`) until `n` requests have arrived; returns them all.
@@ -214,7 +228,49 @@ impl Drop for FakeRos {
     }
 }
 
+/// A process whose command line held the signature of [`QUERY`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exposed {
+    /// Its arguments, NUL-separated in `/proc`, joined with spaces.
+    pub cmdline: String,
+    /// Its pid, its parent's, and so on up to pid 1, when it was seen: a
+    /// test keeps those of the processes it started (tests running beside it
+    /// may put the signature in a command line on purpose).
+    pub lineage: Vec<u32>,
+}
+
+/// The processes of this host whose command line holds the signature of [`QUERY`].
+pub fn command_lines_with_signature() -> Vec<Exposed> {
+    let signature = QUERY.rsplit("signature=").next().unwrap();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(signature) {
+                found.push(Exposed { cmdline, lineage: lineage(pid) });
+            }
+        }
+    }
+    found
+}
+
+/// `pid` and its ancestors, from the parent pid in `/proc/<pid>/stat`.
+fn lineage(pid: u32) -> Vec<u32> {
+    let mut chain = vec![pid];
+    while let Some(parent) = std::fs::read_to_string(format!("/proc/{}/stat", chain[chain.len() - 1]))
+        .ok()
+        // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        .and_then(|stat| stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse::<u32>().ok())
+        .filter(|p| *p > 0 && !chain.contains(p) && chain.len() < 64)
+    {
+        chain.push(parent);
+    }
+    chain
+}
+
 fn handle(request: http_fake::Request, shared: &Shared) -> Option<http_fake::Response> {
+    let exposed = command_lines_with_signature();
     let body = String::from_utf8_lossy(&request.body).into_owned();
     let request = Request {
         method: request.method.to_string(),
@@ -236,6 +292,11 @@ fn handle(request: http_fake::Request, shared: &Shared) -> Option<http_fake::Res
             None => inner.script.pop_front().unwrap_or_else(|| inner.then.clone()),
         };
         inner.requests.push(Request { problem, ..request });
+        for e in exposed {
+            if !inner.exposed.contains(&e) {
+                inner.exposed.push(e);
+            }
+        }
         shared.changed.notify_all();
         reply
     };
@@ -251,8 +312,28 @@ fn handle(request: http_fake::Request, shared: &Shared) -> Option<http_fake::Res
             }
             return None;
         }
+        Reply::Endless(code) => return Some(endless(code)),
     };
     Some(http_fake::response(code, Some("application/json"), body))
+}
+
+/// `code` with a body that never ends: a JSON error's start, then 64 KiB
+/// of filler every 10 ms (slow enough that a client reading it all grows
+/// by megabytes a second, not gigabytes), until the client or the fake
+/// closes the connection.
+fn endless(code: u16) -> http_fake::Response {
+    use futures_util::StreamExt as _;
+    use http_body_util::BodyExt;
+    let head =
+        futures_util::stream::once(async { Ok(bytes::Bytes::from_static(br#"{"Code":"Throttling","Message":""#)) });
+    let filler = futures_util::stream::unfold((), |()| async {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        Some((Ok(bytes::Bytes::from(vec![b'x'; 64 * 1024])), ()))
+    });
+    let body = http_body_util::StreamBody::new(head.chain(filler).map(|chunk| chunk.map(hyper::body::Frame::data)));
+    let mut response = hyper::Response::new(BodyExt::boxed(body));
+    *response.status_mut() = hyper::StatusCode::from_u16(code).expect("a valid status code");
+    response
 }
 
 /// What the documented protocol requires of a signal.
