@@ -238,7 +238,7 @@ fn the_user_datas_systemd_branch_ends_in_one_success_whose_url_opens_jupyter() {
     let host =
         SystemdHost::start(format!("ja-userdata-systemd-{}", std::process::id()), state.clone(), &[state, dir.clone()]);
     boot.inside = Some(host.name.clone());
-    let (out, _) = boot.run_with(
+    let (out, exposed) = boot.run_with(
         &format!("{}/jupyter-agent.tar.gz", server.url),
         &crate::boot::sha256(&bundle),
         &repo,
@@ -247,6 +247,7 @@ fn the_user_datas_systemd_branch_ends_in_one_success_whose_url_opens_jupyter() {
         None,
     );
     assert_eq!(out.status.code(), Some(0), "user data:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(exposed, Vec::<String>::new(), "the wait condition's signature was in the process list");
     assert_eq!(host.stdout(&["systemctl", "is-enabled", "jupyter-agent"]), "enabled", "the systemd branch ran");
     assert_eq!(host.stdout(&["systemctl", "is-active", "jupyter-agent"]), "active");
     let signals = boot.signals();
