@@ -16,7 +16,7 @@ pub mod pristine;
 mod staging;
 mod tarball;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
