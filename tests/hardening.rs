@@ -172,14 +172,31 @@ fn a_run_with_a_bad_configuration_serves_the_refusal_and_the_bootstrap_reports_i
     assert!(asked.elapsed() < Duration::from_secs(20), "took {:?}", asked.elapsed());
     assert!(stderr.contains("the step `config` failed"), "{stderr}");
     assert!(stderr.contains("[container] port = 70000: expected an integer from 1 to 65535"), "{stderr}");
-    // status with the same file refuses it too, naming the key.
+    // status, wait and url with the same file show the refusal the agent
+    // serves (before: exit 2 from their own reading of the file, and the
+    // agent's answer unread).
+    let refusal = "[container] port = 70000: expected an integer from 1 to 65535";
     let status = env.agent(&["status"]);
-    assert_eq!(status.code, 2, "{}", status.stdout);
-    assert!(status.stderr.contains("[container] port = 70000"), "{}", status.stderr);
+    assert_eq!(status.code, 1, "{}\n{}", status.stdout, status.stderr);
+    assert!(status.stdout.contains(refusal), "{}", status.stdout);
+    let wait = env.agent(&["wait", "--timeout", "10s"]);
+    assert_eq!(wait.code, 1, "{}\n{}", wait.stdout, wait.stderr);
+    assert!(wait.stdout.contains(refusal), "{}", wait.stdout);
+    assert_eq!(env.agent(&["url"]).code, 1);
     let _ = Command::new("kill").args(["-TERM", &agent.id().to_string()]).status();
     let exited = agent.wait_until(Duration::from_secs(10)).expect("it stops on SIGTERM");
     assert_eq!(exited.code(), Some(2));
     assert!(!env.socket().exists());
+    // Stopped, the refusal is still what the state file says.
+    let status = env.agent(&["status"]);
+    assert_eq!(status.code, 1, "{}\n{}", status.stdout, status.stderr);
+    assert!(status.stdout.contains(refusal), "{}", status.stdout);
+    // Where the broken file's agent never ran: the refusal itself, exit 2.
+    let never = Env::new("run-bad-never");
+    never.write_config(&never.base_config("port = 70000"));
+    let status = never.agent(&["status"]);
+    assert_eq!(status.code, 2, "{}\n{}", status.stdout, status.stderr);
+    assert!(status.stderr.contains(refusal), "{}", status.stderr);
 }
 
 /// A container that exits a few seconds after every start, with `restart =
