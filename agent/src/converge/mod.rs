@@ -119,8 +119,11 @@ impl<'a> Converger<'a> {
         fronted: bool,
     ) -> Result<Self> {
         let watched = watchers.as_ref().map(|tx| tx.subscribe());
-        let rec = Recorder::new(store, watchers)
+        let mut rec = Recorder::new(store, watchers)
             .with_context(|| format!("writing the state file {}", store.path().display()))?;
+        // Whose document this is: readers of the file tell this run's from an ended one's.
+        rec.state.run = Some(crate::state::AgentRun { pid: std::process::id(), once: !fronted });
+        rec.save();
         // The run's one redactor (crate::secrets) knows the file's secrets
         // before anything is logged or recorded.
         crate::secrets::add(cfg.secrets());
