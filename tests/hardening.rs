@@ -439,7 +439,7 @@ fn a_user_the_image_lacks_is_named_and_leaves_no_container() {
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(
         run.stderr.contains(&format!(
-            "the image {} has no user nosuchuser ([container] user); name a user the image has (or a numeric uid), or leave user unset; the container was removed",
+            "the image {} has no user nosuchuser ([container] user = \"nosuchuser\"); name a user the image has (or a numeric uid), or leave user unset; the container was removed",
             crate::common::test_image()
         )),
         "{}",
@@ -586,4 +586,42 @@ fn signed_archive_and_materials_urls_reach_no_log_state_record_or_failure() {
         })
         .collect();
     assert!(leaks.is_empty(), "{leaks:#?}");
+}
+
+/// A working container, then a `user` the image lacks (a typo in a
+/// changed configuration): before, the converge removed the working
+/// container first and found out only when the new one would not start,
+/// so the typo took Jupyter down. Now the user (and group) is tried
+/// against the image first, in a container that runs nothing, and the
+/// working one is left running; the message names the user or the group.
+#[test]
+fn a_user_the_image_lacks_leaves_the_running_container_alone() {
+    let env = Env::new("nouser-running");
+    env.write_config(&env.base_config(""));
+    env.agent(&["run", "--once"]).expect(0);
+    let id = crate::common::inspect(&env.name, "{{.Id}}");
+    let (base, _, token) = split_url(env.agent(&["url"]).expect(0).stdout.trim());
+    for (user, missing) in [("nosuchuser", "no user nosuchuser"), ("1000:nosuchgroup", "no group nosuchgroup")] {
+        env.write_config(&env.base_config(&format!("user = \"{user}\"")));
+        let run = env.agent(&["run", "--once"]);
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        assert!(
+            run.stderr.contains(&format!(
+                "the image {} has {missing} ([container] user = \"{user}\"); name a user the image has (or a numeric uid), or leave user unset; the running container {} was left as it is",
+                crate::common::test_image(),
+                env.name
+            )),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(crate::common::inspect(&env.name, "{{.Id}} {{.State.Running}}"), format!("{id} true"));
+        assert_eq!(get_status(&format!("{base}/api/status"), &token), 200, "Jupyter still answers");
+        let probe = format!("{}-user-probe", env.name);
+        assert!(!docker(&["inspect", &probe]).status.success(), "the probe was left behind");
+    }
+    // A user the image has: tried, then the container is recreated with it.
+    env.write_config(&env.base_config("user = \"root\""));
+    env.agent(&["run", "--once"]).expect(0);
+    assert_ne!(crate::common::inspect(&env.name, "{{.Id}}"), id, "recreated");
+    assert_eq!(crate::common::inspect(&env.name, "{{.Config.User}}"), "root");
 }
