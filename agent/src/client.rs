@@ -235,8 +235,14 @@ mod tests {
         let service = |pid| Some(AgentRun { pid, once: false });
         let once = |pid| Some(AgentRun { pid, once: true });
 
+        // Its name, once the kernel shows the stand-in's.
+        let comm = || std::fs::read_to_string(format!("/proc/{running}/comm")).unwrap_or_default();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while comm().trim() != "jupyter-agent" && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         lock(running);
-        assert_eq!(whose(&cfg, &doc(service(running))), Whose::Current, "its writer runs");
+        assert_eq!(whose(&cfg, &doc(service(running))), Whose::Current, "its writer runs ({:?})", comm());
         assert_eq!(whose(&cfg, &doc(service(running + 1))), Whose::Starting(running), "another agent starts");
         assert_eq!(whose(&cfg, &doc(None)), Whose::Current, "a document that names no run");
         agent.kill().unwrap();
