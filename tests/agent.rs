@@ -324,3 +324,36 @@ fn a_pull_from_an_unreachable_registry_fails_at_the_image_step() {
     assert!(run.stderr.contains("converge failed"), "{}", run.stderr);
     assert!(!docker(&["inspect", &env.name]).status.success(), "no container was created");
 }
+
+/// `wait` after the agent (a service, not `--once`) stopped, or while it
+/// restarts: the state file is the ended run's, and its `ready` is not the
+/// next run's answer. Before, `wait` answered 0 at once from it; now it
+/// waits for the run that is current (each state names its run: process
+/// and kind), and says so when none runs. A `run --once` that ended is
+/// still the last word.
+#[test]
+fn wait_after_a_restart_waits_for_the_current_run() {
+    let env = Env::new("restart");
+    env.write_config(&env.base_config(""));
+    let mut first = common::agent::ForegroundAgent::start(&env);
+    env.agent(&["wait", "--timeout", "90s"]).expect(0);
+    let before = env.state()["started_at"].as_str().unwrap().to_string();
+    first.stop();
+
+    let asked = Instant::now();
+    let wait = env.agent(&["wait", "--timeout", "3s"]);
+    assert_eq!(wait.code, 3, "the ended run's ready is no answer\n{}\n{}", wait.stdout, wait.stderr);
+    assert!(asked.elapsed() >= Duration::from_secs(2), "it waited: {:?}", asked.elapsed());
+    assert!(wait.stderr.contains("is not running"), "{}", wait.stderr);
+
+    // The next run: wait, started with it, answers with its state.
+    let mut second = common::agent::ForegroundAgent::start(&env);
+    let wait = env.agent(&["wait", "--timeout", "90s", "--json"]).expect(0);
+    let state: serde_json::Value = serde_json::from_str(&wait.stdout).unwrap();
+    assert_ne!(state["started_at"].as_str().unwrap(), before, "the ended run's state: {state}");
+    assert_eq!(state["run"]["pid"], second.id(), "{state}");
+    second.stop();
+
+    env.agent(&["run", "--once"]).expect(0);
+    env.agent(&["wait", "--timeout", "3s"]).expect(0);
+}

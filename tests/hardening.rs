@@ -173,14 +173,31 @@ fn a_run_with_a_bad_configuration_serves_the_refusal_and_the_bootstrap_reports_i
     assert!(asked.elapsed() < Duration::from_secs(20), "took {:?}", asked.elapsed());
     assert!(stderr.contains("the step `config` failed"), "{stderr}");
     assert!(stderr.contains("[container] port = 70000: expected an integer from 1 to 65535"), "{stderr}");
-    // status with the same file refuses it too, naming the key.
+    // status, wait and url with the same file show the refusal the agent
+    // serves (before: exit 2 from their own reading of the file, and the
+    // agent's answer unread).
+    let refusal = "[container] port = 70000: expected an integer from 1 to 65535";
     let status = env.agent(&["status"]);
-    assert_eq!(status.code, 2, "{}", status.stdout);
-    assert!(status.stderr.contains("[container] port = 70000"), "{}", status.stderr);
+    assert_eq!(status.code, 1, "{}\n{}", status.stdout, status.stderr);
+    assert!(status.stdout.contains(refusal), "{}", status.stdout);
+    let wait = env.agent(&["wait", "--timeout", "10s"]);
+    assert_eq!(wait.code, 1, "{}\n{}", wait.stdout, wait.stderr);
+    assert!(wait.stdout.contains(refusal), "{}", wait.stdout);
+    assert_eq!(env.agent(&["url"]).code, 1);
     let _ = Command::new("kill").args(["-TERM", &agent.id().to_string()]).status();
     let exited = agent.wait_until(Duration::from_secs(10)).expect("it stops on SIGTERM");
     assert_eq!(exited.code(), Some(2));
     assert!(!env.socket().exists());
+    // Stopped, the refusal is still what the state file says.
+    let status = env.agent(&["status"]);
+    assert_eq!(status.code, 1, "{}\n{}", status.stdout, status.stderr);
+    assert!(status.stdout.contains(refusal), "{}", status.stdout);
+    // Where the broken file's agent never ran: the refusal itself, exit 2.
+    let never = Env::new("run-bad-never");
+    never.write_config(&never.base_config("port = 70000"));
+    let status = never.agent(&["status"]);
+    assert_eq!(status.code, 2, "{}\n{}", status.stdout, status.stderr);
+    assert!(status.stderr.contains(refusal), "{}", status.stderr);
 }
 
 /// A container that exits a few seconds after every start, with `restart =
@@ -433,11 +450,189 @@ fn a_user_the_image_lacks_is_named_and_leaves_no_container() {
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(
         run.stderr.contains(&format!(
-            "the image {} has no user nosuchuser ([container] user); name a user the image has (or a numeric uid), or leave user unset; the container was removed",
+            "the image {} has no user nosuchuser ([container] user = \"nosuchuser\"); name a user the image has (or a numeric uid), or leave user unset; the container was removed",
             crate::common::test_image()
         )),
         "{}",
         run.stderr
     );
     assert!(!docker(&["inspect", &env.name]).status.success(), "the container was left behind");
+}
+
+/// Runs `jupyter-agent run --once` at `trace`; its exit code and stderr.
+fn run_at_trace(env: &Env) -> (i32, String) {
+    let out = Command::new(bin("jupyter-agent"))
+        .arg("--config")
+        .arg(env.config_path())
+        .args(["run", "--once"])
+        .env("JUPYTER_AGENT_LOG", "trace")
+        .output()
+        .unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Every regular file under `dir`, with its text (lossy).
+fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, String)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+        if meta.is_dir() {
+            out.extend(files_under(&path));
+        } else if meta.is_file() {
+            out.push((path.clone(), String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned()));
+        }
+    }
+    out
+}
+
+/// A signed image archive URL and a signed materials tarball URL (an OSS
+/// object's `?Expires=..&OSSAccessKeyId=..&Signature=..`). Before, the
+/// materials URL was logged at info with its query, kept in
+/// `workspace.json` and in the failure's cause (what the bootstrap sends
+/// ROS as the reason), and from the container step on the converge swapped
+/// the redactor that held the archive's query for one without it, so a
+/// container printing it put it in the state and the log. Now one redactor,
+/// fed every secret the configuration names, cleans the log, the state, the
+/// record and every failure of the run.
+#[test]
+fn signed_archive_and_materials_urls_reach_no_log_state_record_or_failure() {
+    let mut env = Env::new("signed");
+    let (archive, archive_sha) = crate::images::exported_test_image().clone();
+    let materials = env.path("materials/handson-0123");
+    std::fs::create_dir_all(&materials).unwrap();
+    std::fs::write(materials.join("README.md"), "the hands-on\n").unwrap();
+    let tgz = Command::new("tar")
+        .arg("-C")
+        .arg(env.path("materials"))
+        .args(["-czf", "-", "handson-0123"])
+        .output()
+        .unwrap()
+        .stdout;
+    let tgz_sha = {
+        let path = env.path("materials.tgz");
+        std::fs::write(&path, &tgz).unwrap();
+        let out = Command::new("sha256sum").arg(&path).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_string()
+    };
+    // Both files by path, whatever the query.
+    let server = crate::common::http_fake::FakeServer::tcp(move |request| {
+        use crate::common::http_fake::{file_body, response};
+        Some(match request.path() {
+            "/nb.tar.gz" => {
+                let file = std::fs::File::open(&archive).unwrap();
+                let len = file.metadata().unwrap().len();
+                let mut answer = hyper::Response::new(file_body(file, 0, None));
+                answer.headers_mut().insert(hyper::header::CONTENT_LENGTH, len.into());
+                answer
+            }
+            "/materials.tar.gz" => response(200, Some("application/gzip"), tgz.clone()),
+            _ => response(404, None, ""),
+        })
+    });
+    let pid = std::process::id();
+    let archive_sig = format!("ArchiveSig{pid}Zq");
+    let materials_sig = format!("MaterialsSig{pid}Zq");
+    let query = |sig: &str| format!("Expires=1700000000&OSSAccessKeyId=LTAI5tTestKeyId&Signature={sig}");
+    let archive_url = format!("{}/nb.tar.gz?{}", server.url(), query(&archive_sig));
+    let materials_url = format!("{}/materials.tar.gz?{}", server.url(), query(&materials_sig));
+    let tag = format!("{}-signed:1", env.name);
+    env.images.push(tag.clone());
+    // The container prints both URLs and exits: its log tail is in the failure.
+    let command = format!(
+        "command = [\"sh\", \"-c\", \"echo archive $0 materials $1; exit 3\", \"{archive_url}\", \"{materials_url}\"]"
+    );
+    let config = |materials_sha: &str| {
+        let base = env.base_config(&command).replace(
+            &format!("[image]\nname = \"{}\"\npull = \"never\"\n", crate::common::test_image()),
+            &format!("[image]\narchive = \"{archive_url}\"\nsha256 = \"{archive_sha}\"\ntag = \"{tag}\"\n"),
+        );
+        format!(
+            "{base}\n[workspace]\nsource = \"{materials_url}\"\nsha256 = \"{materials_sha}\"\npath = \"{}\"\n",
+            env.path("handson").display()
+        )
+    };
+    let mut logs = Vec::new();
+    let mut causes = Vec::new();
+
+    // A wrong sha256: the workspace step fails, naming the tarball.
+    env.write_config(&config(&"0".repeat(64)));
+    let (code, log) = run_at_trace(&env);
+    assert_eq!(code, 1, "{log}");
+    let state = env.state();
+    assert_eq!(state["error"]["step"], "workspace", "{state}");
+    causes.push(state["error"]["cause"].as_str().unwrap().to_string());
+    assert!(causes[0].contains("/materials.tar.gz"), "the cause names the tarball: {}", causes[0]);
+    logs.push(log);
+
+    // The right one: fetched, the archive loaded, and the container prints both URLs.
+    env.write_config(&config(&tgz_sha));
+    let (code, log) = run_at_trace(&env);
+    assert_eq!(code, 1, "{log}");
+    let state = env.state();
+    assert_eq!(state["error"]["step"], "token", "{state}");
+    let tail = state["error"]["log_tail"].to_string();
+    assert!(tail.contains("/nb.tar.gz?") && tail.contains("/materials.tar.gz?"), "the container's lines: {tail}");
+    causes.push(state["error"].to_string());
+    assert!(log.contains("DEBUG"), "the agent's own debug lines are shown:\n{log}");
+    logs.push(log);
+
+    let mut texts: Vec<(String, String)> = Vec::new();
+    texts.extend(logs.into_iter().enumerate().map(|(i, l)| (format!("the log of run {i} at trace"), l)));
+    texts.extend(causes.into_iter().enumerate().map(|(i, c)| (format!("the failure of run {i}"), c)));
+    texts.push(("status --json".into(), env.agent(&["status", "--json"]).stdout));
+    for (path, text) in files_under(&env.state_dir()) {
+        texts.push((path.display().to_string(), text));
+    }
+    texts.push(("the result file".into(), std::fs::read_to_string(env.path("result.txt")).unwrap_or_default()));
+    assert!(texts.iter().any(|(what, _)| what.ends_with("workspace.json")), "a workspace record");
+    let leaks: Vec<String> = texts
+        .iter()
+        .flat_map(|(what, text)| {
+            [&archive_sig, &materials_sig]
+                .into_iter()
+                .filter(|sig| text.contains(sig.as_str()))
+                .map(move |sig| format!("{what} holds the signature {sig}"))
+        })
+        .collect();
+    assert!(leaks.is_empty(), "{leaks:#?}");
+}
+
+/// A working container, then a `user` the image lacks (a typo in a
+/// changed configuration): before, the converge removed the working
+/// container first and found out only when the new one would not start,
+/// so the typo took Jupyter down. Now the user (and group) is tried
+/// against the image first, in a container that runs nothing, and the
+/// working one is left running; the message names the user or the group.
+#[test]
+fn a_user_the_image_lacks_leaves_the_running_container_alone() {
+    let env = Env::new("nouser-running");
+    env.write_config(&env.base_config(""));
+    env.agent(&["run", "--once"]).expect(0);
+    let id = crate::common::inspect(&env.name, "{{.Id}}");
+    let (base, _, token) = split_url(env.agent(&["url"]).expect(0).stdout.trim());
+    for (user, missing) in [("nosuchuser", "no user nosuchuser"), ("1000:nosuchgroup", "no group nosuchgroup")] {
+        env.write_config(&env.base_config(&format!("user = \"{user}\"")));
+        let run = env.agent(&["run", "--once"]);
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        assert!(
+            run.stderr.contains(&format!(
+                "the image {} has {missing} ([container] user = \"{user}\"); name a user the image has (or a numeric uid), or leave user unset; the running container {} was left as it is",
+                crate::common::test_image(),
+                env.name
+            )),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(crate::common::inspect(&env.name, "{{.Id}} {{.State.Running}}"), format!("{id} true"));
+        assert_eq!(get_status(&format!("{base}/api/status"), &token), 200, "Jupyter still answers");
+        let probe = format!("{}-user-probe", env.name);
+        assert!(!docker(&["inspect", &probe]).status.success(), "the probe was left behind");
+    }
+    // A user the image has: tried, then the container is recreated with it.
+    env.write_config(&env.base_config("user = \"root\""));
+    env.agent(&["run", "--once"]).expect(0);
+    assert_ne!(crate::common::inspect(&env.name, "{{.Id}}"), id, "recreated");
+    assert_eq!(crate::common::inspect(&env.name, "{{.Config.User}}"), "root");
 }

@@ -49,6 +49,8 @@ pub async fn state(cfg: &Config, show_token: bool) -> Result<State> {
         Err(AgentError::Unavailable(_)) => None,
     };
     match state::load(&cfg.state_file())? {
+        // Another agent took the directory and has not written its state yet.
+        Some(s) if matches!(whose(cfg, &s), Whose::Starting(_)) => Ok(state::fresh()),
         Some(s) => Ok(if show_token { s } else { s.redacted() }),
         None => match broken {
             Some(why) => bail!("{why}"),
@@ -96,8 +98,12 @@ pub async fn wait(cfg: &Config, timeout: Duration) -> Result<(State, bool)> {
                     Ok(answer) => Ok((answer.state, answer.timed_out)),
                     Err(AgentError::Broken(why) | AgentError::Untrusted(why)) => Err(NotYet::Broken(why)),
                     Err(AgentError::Unavailable(why)) => match state::load(&cfg.state_file()) {
-                        Ok(Some(s)) if s.phase.is_final() => Ok((s.redacted(), false)),
-                        Ok(_) => Err(NotYet::Starting(why)),
+                        Ok(Some(s)) => match whose(cfg, &s) {
+                            Whose::Current if s.phase.is_final() => Ok((s.redacted(), false)),
+                            Whose::Current => Err(NotYet::Starting(why)),
+                            ended => Err(NotYet::Starting(ended.why(cfg))),
+                        },
+                        Ok(None) => Err(NotYet::Starting(why)),
                         Err(e) => Err(NotYet::Broken(format!("{e:#}"))),
                     },
                 }
@@ -114,10 +120,70 @@ pub async fn wait(cfg: &Config, timeout: Duration) -> Result<(State, bool)> {
         Ok(answer) => Ok(answer),
         Err(retry::Error::Permanent(e)) => bail!("waiting on the agent: {e}"),
         Err(retry::Error::GaveUp { .. } | retry::Error::OutOfTime { .. }) => match state::load(&cfg.state_file())? {
-            Some(s) => Ok((s.redacted(), true)),
+            Some(s) => match whose(cfg, &s) {
+                Whose::Current => Ok((s.redacted(), true)),
+                ended => Err(crate::cli::Exit::new(
+                    crate::cli::exit::TIMED_OUT,
+                    format!("not ready after {}: {}", jupyter_proto::duration::show(timeout), ended.why(cfg)),
+                )
+                .into()),
+            },
             None => Err(unreachable(cfg).into()),
         },
     }
+}
+
+/// Whose document the state file holds, for a reader that found no agent
+/// on the socket.
+#[derive(Debug, PartialEq)]
+enum Whose {
+    /// The run that is current: its writer runs, or it was a `run --once`
+    /// (its last document stays the answer), or it names no run (older
+    /// agents, the one-off commands).
+    Current,
+    /// An ended run's: another agent (this pid) holds the state directory
+    /// and has not written its own yet.
+    Starting(u32),
+    /// An ended run's: its writer (this pid) kept watching, as a service
+    /// does, and is gone; the next run's document is what counts.
+    Gone(u32),
+}
+
+impl Whose {
+    fn why(&self, cfg: &Config) -> String {
+        let file = cfg.state_file();
+        match self {
+            Whose::Current => String::new(),
+            Whose::Starting(pid) => {
+                format!("the agent (pid {pid}) is starting; {} is still an earlier run's", file.display())
+            }
+            Whose::Gone(pid) => format!(
+                "the agent that wrote {} (pid {pid}) is not running, and its state is no answer for the next run; start it (systemctl start jupyter-agent)",
+                file.display()
+            ),
+        }
+    }
+}
+
+/// Tells the current run's document from an ended one's, by the run it
+/// names and the agent that holds the state directory now.
+fn whose(cfg: &Config, state: &State) -> Whose {
+    let Some(run) = state.run else { return Whose::Current };
+    match holder(&cfg.state_dir) {
+        Some(pid) if pid != run.pid => Whose::Starting(pid),
+        Some(_) => Whose::Current,
+        None if run.once => Whose::Current,
+        None => Whose::Gone(run.pid),
+    }
+}
+
+/// The agent that last took the state directory's lock (its pid is in the
+/// lock file), when that process still runs and is a jupyter-agent. Read,
+/// never locked: a reader holding the lock would refuse a starting agent.
+fn holder(state_dir: &std::path::Path) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(state_dir.join("agent.lock")).ok()?.trim().parse().ok()?;
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    (pid != std::process::id() && comm.trim() == "jupyter-agent").then_some(pid)
 }
 
 /// Writes the container's last `tail` lines (and, with `follow`, what comes
@@ -154,6 +220,7 @@ pub async fn logs(cfg: &Config, tail: u64, follow: bool, out: &mut dyn FnMut(&st
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::AgentRun;
     use std::os::unix::fs::PermissionsExt;
 
     /// `status` before the state file: a socket another user could have put
@@ -173,5 +240,39 @@ mod tests {
         let err = state(&cfg, false).await.unwrap_err().to_string();
         assert!(err.starts_with(&format!("refusing the agent's socket {}: ", cfg.socket.display())), "{err}");
         assert!(err.contains("is writable by other users (mode 0777)"), "{err}");
+    }
+
+    /// Each kind of document a reader meets without an agent on the socket,
+    /// with a stand-in agent: `sleep` copied under the agent's name.
+    #[test]
+    fn the_state_file_is_the_current_runs_only_while_its_writer_runs_or_it_was_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let state_dir = dir.path().join("state");
+        std::fs::create_dir(&state_dir).unwrap();
+        let cfg = Config { state_dir: state_dir.clone(), ..Config::defaults() };
+        let stand_in = dir.path().join("jupyter-agent");
+        std::fs::copy("/bin/sleep", &stand_in).unwrap();
+        let mut agent = std::process::Command::new(&stand_in).arg("30").spawn().unwrap();
+        let running = agent.id();
+        let lock = |pid: u32| std::fs::write(state_dir.join("agent.lock"), pid.to_string()).unwrap();
+        let doc = |run: Option<AgentRun>| State { run, ..state::fresh() };
+        let service = |pid| Some(AgentRun { pid, once: false });
+        let once = |pid| Some(AgentRun { pid, once: true });
+
+        // Its name, once the kernel shows the stand-in's.
+        let comm = || std::fs::read_to_string(format!("/proc/{running}/comm")).unwrap_or_default();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while comm().trim() != "jupyter-agent" && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        lock(running);
+        assert_eq!(whose(&cfg, &doc(service(running))), Whose::Current, "its writer runs ({:?})", comm());
+        assert_eq!(whose(&cfg, &doc(service(running + 1))), Whose::Starting(running), "another agent starts");
+        assert_eq!(whose(&cfg, &doc(None)), Whose::Current, "a document that names no run");
+        agent.kill().unwrap();
+        agent.wait().unwrap();
+        assert_eq!(whose(&cfg, &doc(service(running))), Whose::Gone(running), "a service run that ended");
+        assert_eq!(whose(&cfg, &doc(once(running))), Whose::Current, "a run --once that ended");
+        assert!(Whose::Gone(running).why(&cfg).contains("is not running"));
     }
 }

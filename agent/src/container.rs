@@ -486,6 +486,10 @@ pub async fn ensure(docker: &Docker, spec: &Spec) -> Result<Running> {
                     "started".to_string()
                 }
             } else {
+                // A user the image lacks must not cost the container that works.
+                if running {
+                    check_user(docker, spec).await?;
+                }
                 info!(container = %spec.name, "configuration changed: recreating the container");
                 remove(docker, &id, &spec.name).await?;
                 create_and_start(docker, spec).await?;
@@ -525,14 +529,8 @@ async fn create_and_start(docker: &Docker, spec: &Spec) -> Result<()> {
         if let Err(removal) = docker.remove_container(&created.id, force).await {
             tracing::warn!(container = %spec.name, "could not remove the container that failed to start: {removal}");
         }
-        let text = e.to_string();
-        if let (Some(user), true) =
-            (&spec.user, text.contains("unable to find user") || text.contains("no matching entries"))
-        {
-            bail!(
-                "the image {} has no user {user} ([container] user); name a user the image has (or a numeric uid), or leave user unset; the container was removed",
-                spec.image
-            );
+        if let Some(missing) = missing_user(spec, &e.to_string()) {
+            bail!("{missing}; the container was removed");
         }
         return Err(anyhow!(e).context(format!(
             "starting the container {} (publishing {}; is that port taken? set [container] publish); the container was removed",
@@ -540,6 +538,62 @@ async fn create_and_start(docker: &Docker, spec: &Spec) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// The entrypoint of the user probe: a path no image has, so that the
+/// probe runs nothing.
+const USER_PROBE_ENTRYPOINT: &str = "/.jupyter-agent-user-probe";
+
+/// Tries `spec`'s user (and group) against its image before a working
+/// container is replaced: the engine looks the user up in the image's
+/// `/etc/passwd` and `/etc/group` when it starts a container, so a probe
+/// container (no network, its entrypoint a path no image has: nothing
+/// runs) is started and removed at once. `Err` naming the user or group
+/// the image lacks; any other outcome leaves the decision to the real start.
+async fn check_user(docker: &Docker, spec: &Spec) -> Result<()> {
+    if spec.user.is_none() {
+        return Ok(());
+    }
+    let body = ContainerCreateBody {
+        image: Some(spec.image_id.clone()),
+        entrypoint: Some(vec![USER_PROBE_ENTRYPOINT.to_string()]),
+        cmd: Some(Vec::new()),
+        user: spec.user.clone(),
+        network_disabled: Some(true),
+        labels: Some(HashMap::from([(LABEL_MANAGED.to_string(), "true".to_string())])),
+        host_config: Some(HostConfig { network_mode: Some("none".into()), ..Default::default() }),
+        ..Default::default()
+    };
+    // Named after the container, so that one an interrupted run left is replaced.
+    let name = format!("{}-user-probe", spec.name);
+    let force = || Some(RemoveContainerOptionsBuilder::new().force(true).build());
+    let _ = docker.remove_container(&name, force()).await;
+    let created = docker
+        .create_container(Some(CreateContainerOptionsBuilder::new().name(&name).build()), body)
+        .await
+        .with_context(|| format!("trying [container] user against the image {}", spec.image))?;
+    let started = docker.start_container(&created.id, None).await;
+    if let Err(removal) = docker.remove_container(&created.id, force()).await {
+        tracing::warn!(id = %created.id, "could not remove the container that tried [container] user: {removal}");
+    }
+    match started.err().and_then(|e| missing_user(spec, &e.to_string())) {
+        Some(missing) => bail!("{missing}; the running container {} was left as it is", spec.name),
+        None => Ok(()),
+    }
+}
+
+/// When the engine's refusal to start says the image lacks the configured
+/// user or group: that, named, with the way out.
+fn missing_user(spec: &Spec, engine: &str) -> Option<String> {
+    let user = spec.user.as_deref()?;
+    let (what, name) = ["user", "group"].into_iter().find_map(|what| {
+        let rest = engine.split(&format!("unable to find {what} ")).nth(1)?;
+        Some((what, rest.split(':').next().unwrap_or_default().trim()))
+    })?;
+    Some(format!(
+        "the image {} has no {what} {name} ([container] user = \"{user}\"); name a user the image has (or a numeric uid), or leave user unset",
+        spec.image
+    ))
 }
 
 #[cfg(test)]
@@ -551,6 +605,27 @@ mod tests {
     fn cfg() -> ContainerConfig {
         let c = config::Config::parse(Path::new("t.toml"), "[image]\nname = \"nb\"\n").unwrap();
         c.container
+    }
+
+    #[test]
+    fn the_engines_refusal_of_a_user_or_group_is_named() {
+        let spec =
+            |user: &str| Spec::new(&ContainerConfig { user: Some(user.into()), ..cfg() }, "nb:1", "sha256:x", None);
+        let user = spec("nosuchuser").unwrap();
+        let engine = "Error response from daemon: unable to find user nosuchuser: no matching entries in passwd file";
+        assert_eq!(
+            missing_user(&user, engine).unwrap(),
+            "the image nb:1 has no user nosuchuser ([container] user = \"nosuchuser\"); name a user the image has (or a numeric uid), or leave user unset"
+        );
+        let group = spec("1000:staff2").unwrap();
+        let engine = "unable to find group staff2: no matching entries in group file";
+        assert!(missing_user(&group, engine)
+            .unwrap()
+            .starts_with("the image nb:1 has no group staff2 ([container] user = \"1000:staff2\")"));
+        let exec = "failed to create task: exec: \"/.jupyter-agent-user-probe\": stat: no such file or directory";
+        assert_eq!(missing_user(&user, exec), None, "the user was found: only the probe's program was not");
+        let unset = Spec::new(&cfg(), "nb:1", "sha256:x", None).unwrap();
+        assert_eq!(missing_user(&unset, engine), None);
     }
 
     #[test]

@@ -141,6 +141,7 @@ pub async fn serve_refusal(
     let Ok(store) = StateStore::lock(&state_dir) else { return refusal.into() };
     let (updates, watched) = tokio::sync::watch::channel(state::fresh());
     let Ok(mut rec) = state::Recorder::new(&store, Some(updates)) else { return refusal.into() };
+    rec.state.run = Some(state::AgentRun { pid: std::process::id(), once: false });
     rec.begin("config", crate::state::Phase::Pending);
     rec.fail("config", refusal.to_string(), None, Vec::new());
     tracing::error!("{refusal}; serving this failure on {} until stopped (SIGTERM)", socket.display());

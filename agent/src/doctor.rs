@@ -173,7 +173,7 @@ async fn token_check(state: Option<&State>, published: Option<Endpoint>) -> Chec
         );
     };
     let url = endpoint.url("/api/status");
-    let client = crate::http::client().no_proxy().timeout(Duration::from_secs(5)).build();
+    let client = crate::http::to_container(Duration::from_secs(5)).build();
     let status = match client {
         Ok(c) => {
             c.get(&url).header("Authorization", format!("token {}", j.token)).send().await.map(|r| r.status().as_u16())

@@ -16,6 +16,15 @@ pub fn client() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
 }
 
+/// A client for what the container serves (the token's proof, directly or
+/// through the front, and doctor's): no proxy, a deadline per request, and
+/// no redirect followed, so that a server in the container cannot make the
+/// agent send requests (and the token) anywhere on the host's network; a
+/// redirect is an answer like any other (docs/threat-model.md).
+pub fn to_container(timeout: std::time::Duration) -> reqwest::ClientBuilder {
+    client().no_proxy().redirect(reqwest::redirect::Policy::none()).timeout(timeout)
+}
+
 /// A download client (workspace tarballs, image archives): connects within
 /// 10 s, gives up on a transfer that stalls for 60 s (the caller retries or
 /// resumes), and ends a whole download after `total` when given.

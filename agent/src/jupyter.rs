@@ -209,7 +209,7 @@ enum Proof {
 }
 
 fn http_client() -> Result<reqwest::Client> {
-    crate::http::client().no_proxy().timeout(Duration::from_secs(5)).build().context("building the HTTP client")
+    crate::http::to_container(Duration::from_secs(5)).build().context("building the HTTP client")
 }
 
 /// Why a proof's request got no answer.
@@ -344,4 +344,44 @@ pub async fn exit_code(docker: &Docker, container: &str) -> Option<i64> {
         return None;
     }
     state.exit_code
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::workspace::test_support::{response, serve_with};
+
+    /// A server in the container that answers the proof with a redirect to
+    /// another address: followed, it made the agent send GETs (with the
+    /// token) on the host's network, and a listener there could pass the
+    /// proof. The proof follows no redirect: a 302 is an answer that is not
+    /// 200, and the candidate is rejected.
+    #[tokio::test]
+    async fn the_proof_follows_no_redirect() {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let seen = hits.clone();
+        let elsewhere = serve_with(move |request| {
+            seen.fetch_add(1, Ordering::SeqCst);
+            let right = request.headers().get("authorization").is_some_and(|v| v == "token t0k3n-for-the-proof");
+            response(if right { 200 } else { 403 }, b"{}".to_vec())
+        });
+        let jupyter = serve_with(move |_| {
+            let mut answer = response(302, Vec::new());
+            let location = format!("http://{elsewhere}/api/status");
+            answer.headers_mut().insert("location", location.parse().unwrap());
+            answer
+        });
+        // Not asked: it serves only when a request gets no answer at all.
+        let docker = Docker::connect_with_http("http://127.0.0.1:9", 1, bollard::API_DEFAULT_VERSION).unwrap();
+        let endpoint = Mutex::new(Endpoint { address: IpAddr::V4(Ipv4Addr::LOCALHOST), port: jupyter.port() });
+        let client = http_client().unwrap();
+        let proof =
+            prove(&client, &docker, "c", &endpoint, "/", "t0k3n-for-the-proof", Duration::from_secs(5), false).await;
+        assert!(matches!(proof, Ok(Proof::Rejected(302))), "{:?}", proof.map(|_| ()).map_err(|e| format!("{e:#}")));
+        assert_eq!(hits.load(Ordering::SeqCst), 0, "the redirect was followed");
+    }
 }

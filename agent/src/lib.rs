@@ -19,7 +19,8 @@
 //! beside the converge and the watch), [`api`] (the local API), [`client`]
 //! (the CLI's side of it), [`cli`] (commands and exit codes), [`doctor`],
 //! [`service`] (the systemd unit), [`runtimes`] (podman or containerd
-//! instead of Docker), [`logging`], [`http`] (the HTTP client)
+//! instead of Docker), [`logging`], [`secrets`] (the run's one redactor,
+//! which the log, the state and the workspace record go through), [`http`] (the HTTP client)
 //! and [`transfer`] (the retry of long attempts, the one verified download
 //! that workspace tarballs and image archives share). What the agent shares
 //! with `jupyter-bootstrap` (the state document, the API client, redaction,
@@ -47,6 +48,7 @@ pub mod login;
 pub mod network;
 pub mod notify;
 pub mod runtimes;
+pub mod secrets;
 pub mod service;
 pub mod state;
 pub mod tls;

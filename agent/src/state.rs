@@ -8,7 +8,6 @@ use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use jupyter_proto::redact::Redactor;
 use nix::fcntl::{Flock, FlockArg};
 
 pub use jupyter_proto::fs::write_atomic;
@@ -84,9 +83,6 @@ pub struct Recorder<'a> {
     store: &'a StateStore,
     /// The local API's side of the state: every change is sent here.
     watchers: Option<tokio::sync::watch::Sender<State>>,
-    /// What a failure's cause and log tail are cleaned with before they are
-    /// stored: the token rules and the configured secrets.
-    redactor: Redactor,
     /// The last write of the state file that failed, if any: the converge
     /// fails on it (nobody could follow it).
     unsaved: Option<String>,
@@ -103,8 +99,7 @@ impl<'a> Recorder<'a> {
         if let Some(tx) = &watchers {
             state.revision = tx.borrow().revision;
         }
-        let mut r =
-            Recorder { state, store, watchers, redactor: Redactor::default(), unsaved: None, progress_saved: None };
+        let mut r = Recorder { state, store, watchers, unsaved: None, progress_saved: None };
         r.save();
         match r.unsaved.take() {
             Some(e) => Err(io::Error::other(e)),
@@ -131,11 +126,6 @@ impl<'a> Recorder<'a> {
         self.unsaved.as_deref()
     }
 
-    /// Redacts the configured secrets too from every failure recorded from now on.
-    pub fn redact_secrets(&mut self, redactor: Redactor) {
-        self.redactor = redactor;
-    }
-
     pub fn begin(&mut self, step: &str, phase: Phase) {
         tracing::info!(step, phase = phase.as_str(), "step started");
         self.state.begin(step, phase);
@@ -146,7 +136,7 @@ impl<'a> Recorder<'a> {
     /// every half second (a pull reports many times a second), and always
     /// when `force`.
     pub fn progress(&mut self, line: String, force: bool) {
-        let line = jupyter_proto::redact::bound(&self.redactor.redact(&line), 160);
+        let line = jupyter_proto::redact::bound(&crate::secrets::redact(&line), 160);
         let Some(step) = self.state.steps.iter_mut().rev().find(|s| s.status == StepStatus::Running) else { return };
         if step.progress.as_deref() == Some(line.as_str()) {
             return;
@@ -160,6 +150,7 @@ impl<'a> Recorder<'a> {
     }
 
     pub fn done(&mut self, step: &str, detail: String) {
+        let detail = crate::secrets::redact(&detail);
         tracing::info!(step, detail = %detail, "step done");
         self.state.end(step, StepStatus::Done, Some(detail));
         self.save();
@@ -169,8 +160,9 @@ impl<'a> Recorder<'a> {
     /// not yet recorded: see [`Recorder::record_failure`].
     pub fn failure(&self, fallback: &str, cause: String, exit_code: Option<i64>, log_tail: Vec<String>) -> Failure {
         let step = self.state.running_step().map_or_else(|| fallback.to_string(), |s| s.name.clone());
-        let log_tail = log_tail.iter().map(|l| self.redactor.redact(l)).collect();
-        Failure { step, cause: self.redactor.redact(&cause), exit_code, log_tail }
+        // The run's one redactor: tokens and every secret the configuration names.
+        let log_tail = log_tail.iter().map(|l| crate::secrets::redact(l)).collect();
+        Failure { step, cause: crate::secrets::redact(&cause), exit_code, log_tail }
     }
 
     /// Records `failure` as the state's and publishes it.

@@ -271,6 +271,21 @@ pub struct State {
     /// is on (docs/tls.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsState>,
+    /// The agent run that writes this document (docs/api.md): readers of
+    /// the state file tell the current run's document from an ended one's.
+    /// Absent from older agents' documents and the one-off commands'.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<AgentRun>,
+}
+
+/// One run of `jupyter-agent run`: its process, and whether it ends with
+/// its converge (`run --once`: its last document stays the answer) or
+/// keeps watching (a service: once it is gone, its document is the ended
+/// run's, and the next run's is awaited).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentRun {
+    pub pid: u32,
+    pub once: bool,
 }
 
 /// The HTTPS the agent serves in front of Jupyter (docs/tls.md).
@@ -321,6 +336,7 @@ impl State {
             jupyter: None,
             error: None,
             tls: None,
+            run: None,
         }
     }
 

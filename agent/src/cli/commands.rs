@@ -56,6 +56,51 @@ fn lenient_config(config: &Path) -> Result<Config> {
     Ok(Config::load_or_default(config)?)
 }
 
+/// For the commands that read the agent's state (`status`, `token`, `url`,
+/// `wait`): a file that is refused still says where its agent is (the
+/// state and the socket a long-running `run` serves its refusal on, see
+/// [`Config::locations`]); the refusal comes with it, for when nothing is
+/// there.
+fn reading_config(config: &Path) -> (Config, Option<crate::config::ConfigError>) {
+    match Config::load_or_default(config) {
+        Ok(cfg) => (cfg, None),
+        Err(refusal) => {
+            let (state_dir, socket) = Config::locations(config);
+            (Config { state_dir, socket, ..Config::defaults() }, Some(refusal))
+        }
+    }
+}
+
+/// The state for a reading command: from the agent or its state file; with
+/// a refused file, the refusal (exit 2) when neither is there, and a note
+/// on stderr when what is there is not that refusal itself.
+fn read_state(
+    rt: &tokio::runtime::Runtime,
+    cfg: &Config,
+    refusal: Option<crate::config::ConfigError>,
+    show_token: bool,
+) -> Result<State> {
+    let state = rt.block_on(crate::client::state(cfg, show_token));
+    match (state, refusal) {
+        (Ok(state), None) => Ok(state),
+        (Ok(state), Some(refusal)) => {
+            note_refusal(&state, &refusal);
+            Ok(state)
+        }
+        (Err(e), None) => Err(e),
+        (Err(_), Some(refusal)) => Err(refusal.into()),
+    }
+}
+
+/// Says on stderr that the file is refused, unless `state` says so already
+/// (the served refusal, a failed `config` step).
+fn note_refusal(state: &State, refusal: &crate::config::ConfigError) {
+    let served = state.error.as_ref().is_some_and(|e| e.step == "config" && e.cause == refusal.to_string());
+    if !served {
+        eprintln!("jupyter-agent: {refusal} (the state below is the agent's, from before)");
+    }
+}
+
 fn run(config: &Path, once: bool) -> Result<()> {
     match Config::load(config) {
         // Nothing would answer HTTPS once `run --once` has returned.
@@ -181,8 +226,8 @@ fn recorded<T>(
 }
 
 fn print_one(config: &Path, json: bool, key: &str, pick: impl Fn(&State) -> Option<String>) -> Result<()> {
-    let cfg = lenient_config(config)?;
-    let state = runtime()?.block_on(crate::client::state(&cfg, true))?;
+    let (cfg, refusal) = reading_config(config);
+    let state = read_state(&runtime()?, &cfg, refusal, true)?;
     match (&state.phase, pick(&state)) {
         (Phase::Ready, Some(v)) if json => println!("{}", serde_json::json!({ key: v })),
         (Phase::Ready, Some(v)) => println!("{v}"),
@@ -198,8 +243,9 @@ fn print_one(config: &Path, json: bool, key: &str, pick: impl Fn(&State) -> Opti
 }
 
 fn status(config: &Path, json: bool, show_token: bool) -> Result<()> {
-    let cfg = lenient_config(config)?;
-    let state = runtime()?.block_on(crate::client::state(&cfg, show_token))?;
+    let (cfg, refusal) = reading_config(config);
+    let refused = refusal.is_some();
+    let state = read_state(&runtime()?, &cfg, refusal, show_token)?;
     let mut out = std::io::stdout().lock();
     let _ = if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&state).expect("state serializes"))
@@ -209,12 +255,24 @@ fn status(config: &Path, json: bool, show_token: bool) -> Result<()> {
     if matches!(state.phase, Phase::Failed | Phase::Stopped) {
         return Err(Exit::silent(exit::FAILED).into());
     }
+    if refused {
+        // A state that looks fine, from a file the next run refuses.
+        return Err(Exit::silent(exit::USAGE).into());
+    }
     Ok(())
 }
 
 fn wait(config: &Path, timeout: Duration, json: bool) -> Result<()> {
-    let cfg = lenient_config(config)?;
-    let (state, timed_out) = runtime()?.block_on(crate::client::wait(&cfg, timeout))?;
+    let (cfg, refusal) = reading_config(config);
+    let (state, timed_out) = match (runtime()?.block_on(crate::client::wait(&cfg, timeout)), refusal) {
+        (Ok(answer), None) => answer,
+        (Ok(answer), Some(refusal)) => {
+            note_refusal(&answer.0, &refusal);
+            answer
+        }
+        (Err(e), None) => return Err(e),
+        (Err(_), Some(refusal)) => return Err(refusal.into()),
+    };
     if json {
         println!("{}", serde_json::to_string_pretty(&state).expect("state serializes"));
     } else {

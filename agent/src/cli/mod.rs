@@ -318,7 +318,8 @@ pub fn main() -> ExitCode {
             let silent = e.downcast_ref::<Exit>().is_some_and(|x| x.message.is_empty())
                 || e.is::<crate::daemon::ConvergeFailed>();
             if !silent {
-                eprintln!("jupyter-agent: {e:#}");
+                // Through the run's redactor: a failed step's chain may name a signed URL.
+                eprintln!("jupyter-agent: {}", crate::secrets::redact(&format!("{e:#}")));
             }
             ExitCode::from(exit_code(&e))
         }

@@ -57,12 +57,19 @@ impl Config {
                 return Err(refuse("[image] credentials", path, &format!("{e:#}")));
             }
         }
+        let env_files = [
+            ("[workspace] env_file", self.workspace.as_ref().and_then(|w| w.env_file.as_ref())),
+            ("[container] env_file", self.container.env_file.as_ref()),
+        ];
+        for (key, path) in env_files.into_iter().filter_map(|(k, p)| Some((k, p?))) {
+            if let Some(problem) = env_file_problem(path) {
+                return Err(refuse(key, path, &problem));
+            }
+        }
         if let Some(w) = &self.workspace {
             if let Some(env_file) = &w.env_file {
                 let inside = env_file.starts_with(&w.path);
-                let ours = std::fs::read_to_string(env_file)
-                    .map(|text| text.lines().next() == Some(ENV_FILE_HEADER))
-                    .unwrap_or(false);
+                let ours = starts_with_header(env_file);
                 if env_file.exists() && !inside && !ours {
                     return Err(refuse(
                         "[workspace] env_file",
@@ -74,6 +81,43 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The most an env file may hold: it is read whole when the container is made.
+pub const MAX_ENV_FILE: u64 = 1 << 20;
+
+/// Why the env file at `path` cannot be read as one, by what `fstat` says
+/// of it (opened without blocking: a pipe would wait for a writer), before
+/// a byte is read; `None` when it is missing or a small regular file.
+fn env_file_problem(path: &Path) -> Option<String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = match std::fs::OpenOptions::new().read(true).custom_flags(nix::libc::O_NONBLOCK).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => return Some(format!("cannot be opened ({e}); expected an env file root can read")),
+    };
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() {
+        return Some("is not a regular file (a device, a pipe or a directory); expected an env file".into());
+    }
+    (meta.len() > MAX_ENV_FILE)
+        .then(|| format!("is {} bytes; an env file is read whole and may hold at most {MAX_ENV_FILE}", meta.len()))
+}
+
+/// Whether the file's first line is [`ENV_FILE_HEADER`], reading no more
+/// than that line.
+fn starts_with_header(path: &Path) -> bool {
+    use std::io::Read;
+    let Ok(file) = std::fs::File::open(path) else { return false };
+    let mut head = Vec::new();
+    // The header and its line end (`\n` or `\r\n`).
+    let limit = ENV_FILE_HEADER.len() as u64 + 2;
+    if file.take(limit).read_to_end(&mut head).is_err() {
+        return false;
+    }
+    let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    line == ENV_FILE_HEADER.as_bytes()
 }
 
 /// Whether others may write to `dir` (`/tmp` is, sticky bit or not).
@@ -145,5 +189,43 @@ mod tests {
         );
         std::fs::write(&foreign, format!("{ENV_FILE_HEADER}\nA=1\n")).unwrap();
         assert_eq!(config(d, &env(&foreign)).check_host(Path::new("c.toml")), Ok(()), "its own file");
+    }
+
+    /// An env file is read whole when the container is made: a device, a
+    /// pipe or a huge file is refused by what `fstat` says, before a byte
+    /// is read. Before, `check_host` read the workspace's env file whole
+    /// (`/dev/zero`: until memory ran out).
+    #[test]
+    fn env_files_that_are_not_small_regular_files_are_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let huge = d.join("huge.env");
+        let file = std::fs::File::create(&huge).unwrap();
+        file.set_len(8 << 30).unwrap();
+        drop(file);
+        let fifo = d.join("fifo.env");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let workspace = |f: &str| {
+            format!(
+                "[workspace]\nsource = \"/srv/repo\"\nref = \"main\"\npath = \"{}/w\"\nenv_file = \"{f}\"\n[workspace.env]\nA = \"1\"\n",
+                d.display()
+            )
+        };
+        let container = |f: &str| format!("[container]\nenv_file = \"{f}\"\n");
+        let not_regular = "is not a regular file (a device, a pipe or a directory); expected an env file";
+        let too_large = "is 8589934592 bytes; an env file is read whole and may hold at most 1048576";
+        let started = std::time::Instant::now();
+        for (extra, key, value, expected) in [
+            (workspace("/dev/zero"), "[workspace] env_file", "/dev/zero".to_string(), not_regular),
+            (container("/dev/zero"), "[container] env_file", "/dev/zero".to_string(), not_regular),
+            (workspace(&fifo.display().to_string()), "[workspace] env_file", fifo.display().to_string(), not_regular),
+            (workspace(&huge.display().to_string()), "[workspace] env_file", huge.display().to_string(), too_large),
+            (container(&huge.display().to_string()), "[container] env_file", huge.display().to_string(), too_large),
+        ] {
+            let err = config(d, &extra).check_host(Path::new("c.toml")).unwrap_err().to_string();
+            assert_eq!(err, format!("c.toml: {key} = \"{value}\": {expected}"), "{extra}");
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(2), "read, not looked at");
     }
 }

@@ -119,14 +119,16 @@ pub struct WorkspaceConfig {
 }
 
 impl WorkspaceConfig {
-    /// The source as a person wrote it, for messages and the record (no secrets: userinfo removed).
+    /// The source as a person wrote it, for messages and the record (no
+    /// secrets: userinfo and query hidden; a signed URL signed again is the
+    /// same source).
     pub fn source_label(&self) -> String {
         match &self.source {
-            workspace::Source::Tarball { url, sha256, .. } => {
-                format!("{} (sha256 {sha256})", redact_url(url))
+            workspace::Source::Tarball { sha256, .. } => {
+                format!("{} (sha256 {sha256})", self.source.display_url())
             }
-            workspace::Source::Git { url, reference, .. } => {
-                format!("{} (ref {reference})", redact_url(url))
+            workspace::Source::Git { reference, .. } => {
+                format!("{} (ref {reference})", self.source.display_url())
             }
         }
     }
@@ -362,17 +364,21 @@ impl Config {
         }
     }
 
-    /// The configured secrets: what the redactor hides besides tokens.
-    pub fn redactor(&self) -> jupyter_proto::redact::Redactor {
-        let workspace = self.workspace.iter().flat_map(|w| w.env.values());
-        // A signed archive URL's query is its signature.
-        let signature = match &self.image.source {
-            ImageSource::Archive(Archive { location: ArchiveLocation::Url(url), .. }) => {
-                url.split_once('?').map(|(_, query)| query.to_string()).filter(|q| q.len() >= 8)
-            }
-            _ => None,
-        };
-        jupyter_proto::redact::Redactor::new(self.container.env.values().chain(workspace).chain(signature.iter()))
+    /// The secrets this file names, for the run's redactor
+    /// ([`crate::secrets`]): the values of `[container] env` and
+    /// `[workspace.env]` (the access keys), a signed archive URL's query and
+    /// a materials URL's query and credentials. The env file's values, the
+    /// registry's password and the login token are added as they are read.
+    pub fn secrets(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.container.env.values().cloned().collect();
+        if let Some(w) = &self.workspace {
+            out.extend(w.env.values().cloned());
+            out.extend(crate::secrets::of_url(w.source.raw_url()));
+        }
+        if let ImageSource::Archive(Archive { location: ArchiveLocation::Url(url), .. }) = &self.image.source {
+            out.extend(crate::secrets::of_url(url));
+        }
+        out
     }
 
     /// `<state_dir>/state.json`.

@@ -1,7 +1,7 @@
 //! `[workspace] source`: where the workshop materials come from
 //! (docs/configuration.md); `workspace::fetch` fetches them.
 
-use jupyter_proto::redact::redact_url;
+use jupyter_proto::redact::{redact_url, without_query, MARK};
 
 /// `[workspace] max_size` when not set: 1 GiB, for a tarball and a git
 /// clone alike (docs/configuration.md).
@@ -28,14 +28,59 @@ pub enum Source {
 
 impl Source {
     /// The URL as given, credentials included: never for messages or logs.
-    fn raw_url(&self) -> &str {
+    pub(crate) fn raw_url(&self) -> &str {
         match self {
             Source::Tarball { url, .. } | Source::Git { url, .. } => url,
         }
     }
 
-    /// The URL with any credentials in it replaced by `***`, for messages and logs.
+    /// The URL with any credentials in it replaced by `***` and its query
+    /// (a signed URL's signature) by `<redacted>`, for messages, logs and
+    /// the workspace record.
     pub fn display_url(&self) -> String {
-        redact_url(self.raw_url())
+        shown(self.raw_url())
+    }
+}
+
+/// `url` as [`Source::display_url`] shows it; a URL already shown so is
+/// left as it is.
+pub fn shown(url: &str) -> String {
+    let bare = redact_url(&without_query(url));
+    match url.split('#').next().unwrap_or_default().contains('?') {
+        true => format!("{bare}?{MARK}"),
+        false => bare,
+    }
+}
+
+/// A source label (`<url> (sha256 ...)`, `<url> (ref ...)`) with its URL
+/// shown as [`shown`] shows it: what records written before the query was
+/// hidden become.
+pub fn shown_label(label: &str) -> String {
+    match label.split_once(' ') {
+        Some((url, rest)) => format!("{} {rest}", shown(url)),
+        None => shown(label),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_shown_without_credentials_or_query_and_old_labels_become_so() {
+        for (url, want) in [
+            ("https://b.oss.example/m.tgz?Expires=1&Signature=s1g", "https://b.oss.example/m.tgz?<redacted>"),
+            ("https://u:p@h/r.git", "https://***@h/r.git"),
+            ("https://h/m.tgz", "https://h/m.tgz"),
+            ("https://h/m.tgz?<redacted>", "https://h/m.tgz?<redacted>"),
+            ("/srv/repo", "/srv/repo"),
+        ] {
+            assert_eq!(shown(url), want, "{url}");
+        }
+        assert_eq!(
+            shown_label("https://h/m.tgz?Signature=s1g (sha256 abc)"),
+            "https://h/m.tgz?<redacted> (sha256 abc)"
+        );
+        assert_eq!(shown_label("https://***@h/r.git (ref main)"), "https://***@h/r.git (ref main)");
     }
 }

@@ -12,7 +12,7 @@ use bollard::Docker;
 use chrono::Utc;
 use tracing::{error, info, warn};
 
-use jupyter_proto::redact::{redact, Redactor};
+use jupyter_proto::redact::redact;
 use jupyter_proto::report;
 
 use crate::config::{Config, ContainerConfig, ImageSource, TokenChoice};
@@ -121,7 +121,18 @@ impl<'a> Converger<'a> {
         let watched = watchers.as_ref().map(|tx| tx.subscribe());
         let mut rec = Recorder::new(store, watchers)
             .with_context(|| format!("writing the state file {}", store.path().display()))?;
-        rec.redact_secrets(cfg.redactor());
+        // Whose document this is: readers of the file tell this run's from an ended one's.
+        rec.state.run = Some(crate::state::AgentRun { pid: std::process::id(), once: !fronted });
+        rec.save();
+        // The run's one redactor (crate::secrets) knows the file's secrets
+        // before anything is logged or recorded.
+        crate::secrets::add(cfg.secrets());
+        if let ImageSource::Pull(crate::config::Pull { credentials: Some(path), .. }) = &cfg.image.source {
+            // Checked before anything changes; a file it cannot read fails the pull.
+            if let Ok(c) = crate::config::credentials::read(path) {
+                crate::secrets::add([c.password]);
+            }
+        }
         Ok(Converger {
             cfg,
             rec,
@@ -211,12 +222,9 @@ impl<'a> Converger<'a> {
         let container = ContainerConfig { publish: cfg.jupyter_publish(self.fronted), ..cfg.container.clone() };
         let spec = Spec::new(&container, &cfg.image.reference, &image.id, workspace.as_deref())
             .context("preparing the container")?;
-        // The env file's values and the login token are secrets too, from now on.
-        self.rec.redact_secrets(Redactor::new(
-            spec.env_values()
-                .chain(cfg.workspace.iter().flat_map(|w| w.env.values().map(String::as_str)))
-                .chain(login.iter().map(|l| l.token.as_str())),
-        ));
+        // The env file's values and the login token are secrets too, from
+        // now on, beside those the run's redactor already holds.
+        crate::secrets::add(spec.env_values().chain(login.iter().map(|l| l.token.as_str())));
         Ok(spec)
     }
 
@@ -321,6 +329,8 @@ impl<'a> Converger<'a> {
         }
         .await
         .context(TOKEN.context)?;
+        // A token the image's server chose is a secret as much as the agent's.
+        crate::secrets::add([proven.token.as_str()]);
         if let Some(c) = self.container.as_mut().filter(|c| c.endpoint != proven.endpoint) {
             info!(port = proven.endpoint.port, "the container started again during the token step, on another port");
             c.endpoint = proven.endpoint;

@@ -135,7 +135,7 @@ impl Front {
     /// Proves the path through the front: `/api/status` answering 200 to
     /// `token`, over HTTPS with `tls` (a client that checks the certificate).
     pub async fn prove(&self, path: &str, token: &str, tls: Option<rustls::ClientConfig>) -> Result<()> {
-        let mut client = crate::http::client().no_proxy().timeout(Duration::from_secs(10));
+        let mut client = crate::http::to_container(Duration::from_secs(10));
         let scheme = match tls {
             Some(config) => {
                 client = client.tls_backend_preconfigured(config);

@@ -16,7 +16,7 @@ pub mod pristine;
 mod staging;
 mod tarball;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -106,7 +106,15 @@ fn record_path(state_dir: &Path) -> PathBuf {
 fn load_record(state_dir: &Path) -> Result<Option<Record>> {
     let path = record_path(state_dir);
     match fs::read(&path) {
-        Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| format!("reading {}", path.display()))?)),
+        Ok(bytes) => {
+            let mut record: Record =
+                serde_json::from_slice(&bytes).with_context(|| format!("reading {}", path.display()))?;
+            // Written before a URL's query was hidden: the same source, shown as it is now.
+            for copy in std::iter::once(&mut record.copy).chain(record.pending.as_mut().map(|p| &mut p.copy)) {
+                copy.source = crate::config::workspace::shown_label(&copy.source);
+            }
+            Ok(Some(record))
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
@@ -150,11 +158,16 @@ fn adopt(cfg: &WorkspaceConfig) -> Result<Copy> {
 }
 
 fn save_record(state_dir: &Path, record: &Record) -> Result<()> {
-    let mut json = serde_json::to_vec_pretty(record)?;
-    json.push(b'\n');
     crate::state::ensure_private_dir(state_dir)
         .with_context(|| format!("cannot use the state directory {}", state_dir.display()))?;
-    crate::state::write_atomic(&record_path(state_dir), &json, 0o600).context("writing the workspace record")
+    crate::state::write_atomic(&record_path(state_dir), &record_json(record), 0o600)
+        .context("writing the workspace record")
+}
+
+fn record_json(record: &Record) -> Vec<u8> {
+    let mut json = serde_json::to_vec_pretty(record).expect("a record serializes");
+    json.push(b'\n');
+    json
 }
 
 /// Workspace changes (a converge's fetch, a reset) take turns.
@@ -245,6 +258,12 @@ fn is_empty_dir(path: &Path) -> bool {
 pub async fn ensure(cfg: &WorkspaceConfig, state_dir: &Path) -> Result<Ensured> {
     let _lock = lock(state_dir)?;
     let record = load_record(state_dir)?;
+    if let Some(r) = &record {
+        // A record written before a URL's query was hidden is written again without it.
+        if fs::read(record_path(state_dir)).is_ok_and(|raw| raw != record_json(r)) {
+            save_record(state_dir, r)?;
+        }
+    }
     let path = &cfg.path;
     let source = cfg.source_label();
 
@@ -358,6 +377,12 @@ pub struct Reset {
 pub async fn reset(cfg: &WorkspaceConfig, state_dir: &Path) -> Result<Reset> {
     let _lock = lock(state_dir)?;
     let record = load_record(state_dir)?;
+    if let Some(r) = &record {
+        // A record written before a URL's query was hidden is written again without it.
+        if fs::read(record_path(state_dir)).is_ok_and(|raw| raw != record_json(r)) {
+            save_record(state_dir, r)?;
+        }
+    }
     let path = &cfg.path;
     let source = cfg.source_label();
     let stamp = Utc::now().format("%Y%m%dT%H%M%SZ").to_string();

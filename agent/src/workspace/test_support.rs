@@ -23,7 +23,7 @@ pub(super) const BUDGET: Duration = Duration::from_secs(30);
 /// of its own (so that it answers whatever the test's own runtime does),
 /// answering each request with `answer(request)`. It runs until the test
 /// process ends. Its address.
-pub(super) fn serve_with(
+pub(crate) fn serve_with(
     answer: impl Fn(&hyper::Request<hyper::body::Incoming>) -> hyper::Response<Full<Bytes>> + Send + Sync + 'static,
 ) -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -51,7 +51,7 @@ pub(super) fn serve_with(
 }
 
 /// `status` with `body`.
-pub(super) fn response(status: u16, body: Vec<u8>) -> hyper::Response<Full<Bytes>> {
+pub(crate) fn response(status: u16, body: Vec<u8>) -> hyper::Response<Full<Bytes>> {
     let mut response = hyper::Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
     response

@@ -168,3 +168,143 @@ fn tails_are_short() {
     assert_eq!(tail_lines("a\n\nb\nc\n", 2), "b | c");
     assert_eq!(tail_lines("", 2), "(no error output)");
 }
+
+/// A root for `chroot` with busybox's shell and tools (and the libraries
+/// it links), for plans run against stand-ins of a package manager.
+fn busybox_root(root: &Path) {
+    let busybox = Path::new("/bin/busybox");
+    assert!(busybox.exists(), "these tests need busybox (Debian's busybox package)");
+    let copy = |from: &Path| {
+        let to = root.join(from.strip_prefix("/").unwrap());
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(from, &to).unwrap();
+    };
+    copy(busybox);
+    let ldd = std::process::Command::new("ldd").arg(busybox).output().unwrap();
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        let path = line.split("=>").last().unwrap().split_whitespace().next().unwrap_or_default();
+        if path.starts_with('/') {
+            copy(Path::new(path));
+        }
+    }
+    for tool in ["sh", "cat", "cp", "rm", "sed", "mkdir", "touch", "echo", "test", "[", "mv", "ls"] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(tool)).unwrap();
+    }
+}
+
+/// Writes an executable shell script at `rel` below `root`.
+fn script(root: &Path, rel: &str, body: &str) {
+    let path = root.join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, format!("#!/bin/sh\n{body}")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// yum's roll-forward of an interrupted install, run as the Alibaba Cloud
+/// Linux 2 plan runs it, in a chroot whose yum is a stand-in: no yum exists
+/// for this Debian test machine, and a real yum root needs CentOS's
+/// packages, which it cannot reach, so yum's documented behaviour is
+/// scripted here: an install killed midway leaves `docker-ce` in the rpm
+/// database, its dependency `containerd.io` missing, the transaction's
+/// journal in /var/lib/yum, and yum.pid naming the killed process; `yum
+/// install docker-ce` then says "already installed" and installs nothing
+/// more, and only `yum-complete-transaction` (from yum-utils) finishes the
+/// journal. The plan must roll forward after yum-utils and before the
+/// install, and the dead process's pid file must not hold it up.
+#[tokio::test]
+async fn an_interrupted_yum_install_is_rolled_forward_before_docker_ce_is_installed() {
+    use super::super::distro::{detect, parse_os_release};
+    use super::super::plan::{plan, Conflicts};
+    use crate::config::DockerSource;
+
+    for fixture in ["alinux-2", "centos-7"] {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        interrupted_yum_root(&root);
+        let os_release = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/os-release").join(fixture),
+        )
+        .unwrap();
+        let distro = detect(&parse_os_release(&os_release)).unwrap();
+        let p =
+            plan(&distro, DockerSource::Auto, "https://mirror.example/docker-ce", true, &Conflicts::none()).unwrap();
+        assert_eq!(p.package_manager, PackageManager::Yum, "{fixture}");
+        let ex = Executor {
+            root: root.clone(),
+            package_manager: PackageManager::Yum,
+            log: Some(dir.path().join("log/install.log")),
+            lock_timeout: Duration::from_secs(2),
+        };
+        let started = Instant::now();
+        ex.run_steps(&p.actions, |a| format!("{a:?}"), &mut Quiet).await.unwrap();
+        assert!(started.elapsed() < Duration::from_secs(2), "{fixture}: the dead yum's pid file held it up");
+
+        let calls = std::fs::read_to_string(root.join("calls")).unwrap();
+        let calls: Vec<&str> = calls.lines().collect();
+        let at = |prefix: &str| {
+            calls.iter().position(|c| c.starts_with(prefix)).unwrap_or_else(|| panic!("{fixture}: {prefix}: {calls:?}"))
+        };
+        assert!(at("yum -y install yum-utils") < at("yum-complete-transaction -y"), "{fixture}: {calls:?}");
+        assert!(at("yum-complete-transaction -y") < at("yum -y install docker-ce"), "{fixture}: {calls:?}");
+        for package in ["docker-ce", "docker-ce-cli", "containerd.io"] {
+            let installed = root.join("var/lib/fake-rpmdb").join(package).exists();
+            assert!(installed, "{fixture}: {package} is not installed: {calls:?}");
+        }
+        assert!(!root.join("var/lib/yum/transaction-all.1").exists(), "{fixture}: the journal is finished");
+        let repo = std::fs::read_to_string(root.join("etc/yum.repos.d/docker-ce.repo")).unwrap();
+        assert!(repo.contains("https://mirror.example/docker-ce/linux/centos"), "{fixture}: {repo}");
+    }
+}
+
+struct Quiet;
+
+impl Progress for Quiet {
+    fn begin(&mut self, _: &str) {}
+    fn done(&mut self, _: &str, _: String) {}
+}
+
+/// A busybox root with yum's stand-ins, as an install killed midway left
+/// it (see the test above).
+fn interrupted_yum_root(root: &Path) {
+    busybox_root(root);
+    let db = "/var/lib/fake-rpmdb";
+    script(
+        root,
+        "usr/bin/yum",
+        &format!(
+            "echo \"yum $*\" >> /calls\nmkdir -p {db}\n\
+             [ -e /var/lib/yum/transaction-all.1 ] && echo 'There are unfinished transactions remaining. You might consider running yum-complete-transaction first to finish them.' >&2\n\
+             for p in \"$@\"; do case $p in -*|install) continue;; esac\n\
+               if [ -e {db}/$p ]; then echo \"Package $p already installed and latest version\"; else touch {db}/$p; echo \"Installed: $p\"; fi\n\
+               [ $p = yum-utils ] && cp /opt/yum-utils/* /usr/bin/\n\
+             done\nexit 0\n"
+        ),
+    );
+    script(
+        root,
+        "opt/yum-utils/yum-complete-transaction",
+        &format!(
+            "echo \"yum-complete-transaction $*\" >> /calls\n\
+             if [ -e /var/lib/yum/transaction-all.1 ]; then for p in $(cat /var/lib/yum/transaction-all.1); do touch {db}/$p; done\n\
+               rm /var/lib/yum/transaction-all.1; echo 'Finished the unfinished transaction'\n\
+             else echo 'No unfinished transactions left.'; fi\n"
+        ),
+    );
+    script(
+        root,
+        "opt/yum-utils/yum-config-manager",
+        "echo \"yum-config-manager $*\" >> /calls\nmkdir -p /etc/yum.repos.d\n\
+         echo 'baseurl=https://download.docker.com/linux/centos/$releasever/$basearch/stable' > /etc/yum.repos.d/docker-ce.repo\n",
+    );
+    // What the killed install left.
+    std::fs::create_dir_all(root.join("var/lib/fake-rpmdb")).unwrap();
+    std::fs::write(root.join("var/lib/fake-rpmdb/docker-ce"), "").unwrap();
+    std::fs::create_dir_all(root.join("var/lib/yum")).unwrap();
+    std::fs::write(root.join("var/lib/yum/transaction-all.1"), "docker-ce-cli containerd.io\n").unwrap();
+    let mut killed = std::process::Command::new("true").spawn().unwrap();
+    killed.wait().unwrap();
+    std::fs::create_dir_all(root.join("var/run")).unwrap();
+    std::fs::write(root.join("var/run/yum.pid"), killed.id().to_string()).unwrap();
+    std::fs::create_dir_all(root.join("var/lib/rpm")).unwrap();
+    std::fs::write(root.join("var/lib/rpm/.rpm.lock"), "").unwrap();
+}
