@@ -213,10 +213,12 @@ fn the_agent_runs_as_a_notify_unit_under_a_real_systemd() {
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(host.stdout(&["systemctl", "is-active", "jupyter-agent"]), "active");
     assert_eq!(host.stdout(&["systemctl", "show", "-p", "NRestarts", "--value", "jupyter-agent"]), "0");
-    // The CLI reads the same file and refuses it the same way.
+    // The CLI reads the same file, and shows the refusal the agent serves
+    // (exit 1, a failed converge), not only its own (exit 2).
     let status = host.exec(&["jupyter-agent", "status"]);
-    assert_eq!(status.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&status.stderr).contains("pull = \"sometimes\""));
+    let shown = format!("{}{}", String::from_utf8_lossy(&status.stdout), String::from_utf8_lossy(&status.stderr));
+    assert_eq!(status.status.code(), Some(1), "{shown}");
+    assert!(shown.contains("pull = \"sometimes\""), "{shown}");
 }
 
 /// The user data's systemd branch (`[ -d /run/systemd/system ]`: `jupyter-agent
