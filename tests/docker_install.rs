@@ -198,6 +198,45 @@ fn a_real_install_into_a_fresh_debian_root_waits_for_the_lock_survives_a_kill_an
     // dpkg was cut in the middle: what apt-get would refuse to work on.
     let audit = Command::new("chroot").arg(&root).args(["dpkg", "--audit"]).output().unwrap();
     assert!(!audit.stdout.is_empty(), "dpkg --audit finds the interrupted packages");
+    // Whatever moment the kill hit, the root is also left in the worst state
+    // a kill can leave (a CI run met it by chance): a package unpacked
+    // before its dependency was (dpkg unpacks in batches), beside a
+    // half-installed one. apt then refused every reinstall ("Unmet
+    // dependencies") and the next run failed.
+    let setup = "set -e; cd /tmp; apt-get download -qq dmsetup libaio1\n\
+        dpkg --purge --force-depends,remove-reinstreq libdevmapper1.02.1 >/dev/null 2>&1 || true\n\
+        dpkg --unpack dmsetup_*.deb libaio1_*.deb >/dev/null\n";
+    let out = Command::new("chroot").arg(&root).args(["sh", "-c", setup]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status = root.join("var/lib/dpkg/status");
+    let text = std::fs::read_to_string(&status).unwrap();
+    let text = text
+        .split("\n\n")
+        .map(|b| {
+            if b.starts_with("Package: libaio1\n") {
+                b.replace("Status: install ok unpacked", "Status: install reinstreq half-installed")
+            } else {
+                b.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    std::fs::write(&status, text).unwrap();
+    let query = Command::new("chroot")
+        .arg(&root)
+        .args([
+            "dpkg-query",
+            "-W",
+            "-f=${db:Status-Abbrev}${binary:Package} ",
+            "dmsetup",
+            "libaio1",
+            "libdevmapper1.02.1",
+        ])
+        .output()
+        .unwrap();
+    let query = String::from_utf8_lossy(&query.stdout).into_owned();
+    assert!(query.contains("iU dmsetup") && query.contains("iHRlibaio1"), "{query}");
+    assert!(!query.contains("ii libdevmapper"), "{query}");
 
     let run = env.agent(&["install-docker", "--root", root.to_str().unwrap()]).expect(0);
     let audit = Command::new("chroot").arg(&root).args(["dpkg", "--audit"]).output().unwrap();

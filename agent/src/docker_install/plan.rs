@@ -250,10 +250,17 @@ pub(crate) fn dpkg_roll_forward() -> Action {
 /// marked "reinstall required" (second letter `H`, or third `R`, of
 /// `dpkg-query`'s `db:Status-Abbrev`): dpkg refuses to configure them ("a
 /// very bad inconsistent state"), and --fix-broken does not repair them.
-/// Nothing on a healthy system.
+/// When the same kill also left a package unpacked before its dependencies
+/// were (dpkg unpacks in batches), apt refuses the reinstall ("Unmet
+/// dependencies") until --fix-broken has installed them, so that runs
+/// first here, allowed to fail (it may trip over the half-installed ones;
+/// [`apt_fix_broken`] runs again after). Nothing on a healthy system.
 pub(crate) fn apt_reinstall_half_installed() -> Action {
     let script = "# reinstall half-installed packages\n\
-        pkgs=$(dpkg-query -W -f='${db:Status-Abbrev} ${binary:Package}\\n' | awk 'substr($1,2,1)==\"H\" || substr($1,3,1)==\"R\" {print $2}')\n\
+        half() { dpkg-query -W -f='${db:Status-Abbrev} ${binary:Package}\\n' | awk 'substr($1,2,1)==\"H\" || substr($1,3,1)==\"R\" {print $2}'; }\n\
+        [ -n \"$(half)\" ] || exit 0\n\
+        apt-get -o DPkg::Lock::Timeout=600 install -y --fix-broken || true\n\
+        pkgs=$(half)\n\
         [ -z \"$pkgs\" ] || apt-get -o DPkg::Lock::Timeout=600 install -y --reinstall $pkgs\n";
     Action::Run {
         argv: argv(&["sh", "-c", script]),
