@@ -433,6 +433,16 @@ fn the_user_data_is_posix_sh_that_dash_busybox_and_shellcheck_accept() {
     }
 }
 
+/// A directory holding a `uname` that says aarch64, for the front of PATH.
+fn arm64_uname(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let fake = dir.join("fake-bin");
+    std::fs::create_dir(&fake).unwrap();
+    std::fs::write(fake.join("uname"), "#!/bin/sh\necho aarch64\n").unwrap();
+    std::fs::set_permissions(fake.join("uname"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    fake
+}
+
 /// An arm64 instance (g8y and the other Yitian families): the bundle is
 /// x86_64 only. The user data names the architecture in a FAILURE before it
 /// downloads anything; before, the install died with an exec format error.
@@ -440,11 +450,7 @@ fn the_user_data_is_posix_sh_that_dash_busybox_and_shellcheck_accept() {
 fn an_arm64_instance_sends_failure_naming_the_architecture() {
     let boot = Boot::new();
     let repo = materials(boot.dir.path(), "");
-    let fake = boot.dir.path().join("fake-bin");
-    std::fs::create_dir(&fake).unwrap();
-    std::fs::write(fake.join("uname"), "#!/bin/sh\necho aarch64\n").unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(fake.join("uname"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let fake = arm64_uname(boot.dir.path());
     let server = StaticServer::start(vec![]);
     let (out, exposed) = boot.run_with(
         &format!("{}/b.tar.gz", server.url),
@@ -474,11 +480,7 @@ fn an_arm64_instance_sends_failure_naming_the_architecture() {
 fn the_user_datas_own_failure_goes_out_with_wget_when_there_is_no_curl() {
     let boot = Boot::new();
     let repo = materials(boot.dir.path(), "");
-    let fake = boot.dir.path().join("fake-bin");
-    std::fs::create_dir(&fake).unwrap();
-    std::fs::write(fake.join("uname"), "#!/bin/sh\necho aarch64\n").unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(fake.join("uname"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let fake = arm64_uname(boot.dir.path());
     for tool in ["sh", "cat", "tr", "cut", "grep", "head", "sed", "sleep", "rm", "wget"] {
         let found = Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().unwrap();
         let found = String::from_utf8_lossy(&found.stdout).trim().to_string();

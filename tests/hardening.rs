@@ -65,15 +65,8 @@ fn no_log_line_at_trace_carries_a_secret_or_the_token() {
     env.write_config(
         &env.base_config(&format!("env = {{ SECRET = \"{secret}\" }}\nenv_file = \"{}\"", env.path("env").display())),
     );
-    let out = Command::new(bin("jupyter-agent"))
-        .arg("--config")
-        .arg(env.config_path())
-        .args(["run", "--once"])
-        .env("JUPYTER_AGENT_LOG", "trace")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let (code, stderr) = run_at_trace(&env);
+    assert_eq!(code, 0, "{stderr}");
     let token = env.agent(&["token"]).expect(0).stdout.trim().to_string();
     assert!(stderr.contains("DEBUG"), "the agent's own debug lines are shown:\n{stderr}");
     for (what, value) in [("[container] env", secret), ("the env file", from_file), ("the token", token.as_str())] {

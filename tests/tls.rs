@@ -28,6 +28,21 @@ fn config(env: &Env, port: u16, tls: &str, metadata: &common::metadata::FakeMeta
     format!("{base}\n[tls]\n{tls}\n")
 }
 
+/// A metadata fake, a Pebble issuing 60 s certificates over HTTP-01 on
+/// `http_port`, and the agent's configuration for it written, listening on
+/// `port`: (metadata, pebble, http_port, port).
+fn over_http_01_with_60s_certificates(env: &Env) -> (common::metadata::FakeMetadata, Pebble, u16, u16) {
+    let meta = common::metadata::FakeMetadata::start(&[]);
+    let http_port = free_port();
+    let pebble = Pebble::start(
+        env.dir.path(),
+        &PebbleOptions { http_port, tls_port: free_port(), validity_secs: 60, refuse_accounts: false },
+    );
+    let port = free_port();
+    env.write_config(&config(env, port, &acme(&pebble, "http-01", http_port), &meta));
+    (meta, pebble, http_port, port)
+}
+
 /// `doctor --json`'s `tls` check.
 fn doctor_tls(env: &Env) -> serde_json::Value {
     let run = env.agent(&["doctor", "--json"]);
@@ -105,15 +120,8 @@ fn mode(path: &Path) -> u32 {
 #[test]
 fn acme_over_http_01_serves_a_trusted_certificate_renewed_under_a_running_kernel() {
     let env = Env::new("tls-http01");
-    let meta = common::metadata::FakeMetadata::start(&[]);
-    let http_port = free_port();
     // 60 s certificates: the agent renews at half-life, 30 s in.
-    let pebble = Pebble::start(
-        env.dir.path(),
-        &PebbleOptions { http_port, tls_port: free_port(), validity_secs: 60, refuse_accounts: false },
-    );
-    let port = free_port();
-    env.write_config(&config(&env, port, &acme(&pebble, "http-01", http_port), &meta));
+    let (_meta, pebble, _http_port, port) = over_http_01_with_60s_certificates(&env);
     let mut agent = ForegroundAgent::start(&env);
     let state = ready(&env);
     let url = state["jupyter"]["url"].as_str().unwrap().to_string();
@@ -296,16 +304,9 @@ fn self_signed_is_served_and_kept_across_restarts() {
 #[test]
 fn failing_renewals_are_warned_about_then_the_fallback_is_served_before_expiry_until_a_renewal_succeeds() {
     let env = Env::new("tls-expiry");
-    let meta = common::metadata::FakeMetadata::start(&[]);
-    let http_port = free_port();
     // 60 s certificates: renewal at 30 s, the fallback from 54 s, the first
     // retry 60 s after the failed renewal.
-    let pebble = Pebble::start(
-        env.dir.path(),
-        &PebbleOptions { http_port, tls_port: free_port(), validity_secs: 60, refuse_accounts: false },
-    );
-    let port = free_port();
-    env.write_config(&config(&env, port, &acme(&pebble, "http-01", http_port), &meta));
+    let (_meta, pebble, http_port, port) = over_http_01_with_60s_certificates(&env);
     let _agent = ForegroundAgent::start(&env);
     let state = ready(&env);
     assert_eq!(state["tls"]["served"], "acme", "{state:#}");
