@@ -372,6 +372,58 @@ impl Git<'_> {
     }
 }
 
+/// The commit the server's `reference` points to now (`git ls-remote`, with
+/// the clone's credential handling): an annotated tag's commit, else the
+/// tag's, else the branch's, as [`Git::resolve`] ranks them. `None` for a
+/// commit id, which never moves; an error when the server has no such branch
+/// or tag any more. How `workspace update` sees that the organiser pushed to
+/// the configured branch (docs/workspace.md).
+pub(super) async fn remote_commit(
+    program: &str,
+    raw_url: &str,
+    reference: &str,
+    max_size: u64,
+    retry_budget: Duration,
+) -> Result<Option<String>, FetchError> {
+    let shown = crate::config::workspace::shown(raw_url);
+    let (bare, header) = split_credentials(raw_url);
+    let git = Git { program, raw_url: &bare, url: &shown, auth_header: header.as_deref(), max_size };
+    if reference.is_empty() || reference.starts_with('-') || git.raw_url.starts_with('-') {
+        return Err(anyhow!("`{reference}` at {shown} cannot be asked for with git ls-remote").into());
+    }
+    let tag = format!("refs/tags/{reference}");
+    let (peeled, branch) = (format!("{tag}^{{}}"), format!("refs/heads/{reference}"));
+    let deadline = Instant::now() + retry_budget;
+    let git = &git;
+    let listed = with_retry(deadline, "asking the repository for its branch", || {
+        let args = ["ls-remote", "--", git.raw_url, &tag, &peeled, &branch].map(OsStr::new);
+        async move {
+            let shown = format!("git ls-remote {} {reference}", git.url);
+            match git.run(None, &args, CLONE_TIMEOUT, None).await {
+                Ok(output) if output.status.success() => Ok(String::from_utf8_lossy(&output.stdout).into_owned()),
+                Ok(output) => Err(Attempt {
+                    transient: is_transient_git(&String::from_utf8_lossy(&output.stderr)),
+                    error: anyhow!("{}", git.failure(&shown, &output)).into(),
+                }),
+                Err(GitFailure::Timeout) => {
+                    Err(Attempt::transient(anyhow!("`{shown}` did not finish within {}", seconds(CLONE_TIMEOUT))))
+                }
+                Err(GitFailure::TooLarge(size)) => Err(Attempt::permanent(git.too_large(&shown, size))),
+                Err(GitFailure::Fatal(e)) => Err(Attempt::permanent(e)),
+            }
+        }
+    })
+    .await?;
+    let refs: Vec<(&str, &str)> = listed.lines().filter_map(|l| l.split_once('\t')).map(|(c, r)| (r, c)).collect();
+    let find = |name: &str| refs.iter().find(|(r, _)| *r == name).map(|(_, c)| c.to_string());
+    match find(&peeled).or_else(|| find(&tag)).or_else(|| find(&branch)) {
+        Some(commit) => Ok(Some(commit)),
+        // A commit id, whole or abbreviated: it names the same commit for ever.
+        None if reference.len() >= 4 && reference.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(None),
+        None => Err(FetchError::UnknownRef { url: shown.clone(), reference: reference.to_string() }),
+    }
+}
+
 fn is_full_commit_id(reference: &str) -> bool {
     matches!(reference.len(), 40 | 64) && reference.bytes().all(|b| b.is_ascii_hexdigit())
 }
