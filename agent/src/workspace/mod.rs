@@ -473,8 +473,9 @@ pub async fn update(cfg: &WorkspaceConfig, state_dir: &Path) -> Result<Updated> 
     let path = &cfg.path;
     let here = manifest(path, env_rel(cfg)).with_context(|| format!("reading {}", path.display()))?;
     let plan = merge::plan(&record.copy.files, &here, &pending.copy.files);
-    let applied = merge::apply(path, &pending.copy.path, &plan, &record.copy.files, &here, &pending.copy.files, Utc::now())
-        .with_context(|| format!("merging {} into {}", pending.copy.path.display(), path.display()))?;
+    let applied =
+        merge::apply(path, &pending.copy.path, &plan, &record.copy.files, &here, &pending.copy.files, Utc::now())
+            .with_context(|| format!("merging {} into {}", pending.copy.path.display(), path.display()))?;
     let updated = Updated {
         source: pending.copy.source.clone(),
         from: record.copy.identity.clone(),
@@ -665,7 +666,9 @@ mod tests {
         use test_support::git;
         let tmp = tempfile::tempdir().unwrap();
         let (work, bare) = (tmp.path().join("organiser"), tmp.path().join("materials.git"));
-        let notebook = |cells: &str| format!("{{\"cells\": [{cells}], \"metadata\": {{}}, \"nbformat\": 4, \"nbformat_minor\": 5}}\n");
+        let notebook = |cells: &str| {
+            format!("{{\"cells\": [{cells}], \"metadata\": {{}}, \"nbformat\": 4, \"nbformat_minor\": 5}}\n")
+        };
         let cell = |text: &str| format!("{{\"cell_type\": \"markdown\", \"metadata\": {{}}, \"source\": \"{text}\"}}");
         let write = |root: &Path, rel: &str, content: &str| {
             let path = root.join(rel);
