@@ -7,6 +7,10 @@
 //! the new version is fetched beside the old one (`<path>.new`) and the
 //! difference is reported; only `jupyter-agent workspace reset` replaces the
 //! participant's copy, and it first moves that copy aside with a timestamp.
+//! [`update`] takes the organiser's fixes instead (a push to the configured
+//! branch, or a changed source): merged into the copy in place, file by
+//! file, never overwriting a participant's change ([`merge`],
+//! docs/workspace-update.md); [`check`] shows what it would do.
 
 mod entries;
 mod failure;
