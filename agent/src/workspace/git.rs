@@ -531,6 +531,52 @@ mod tests {
         }
     }
 
+    /// `workspace update` asks where the branch points with `git ls-remote`,
+    /// the credentials handled as the clone's: a header from git's
+    /// environment, never an argument.
+    #[tokio::test]
+    async fn ls_remote_sees_a_push_with_the_clones_credential_handling() {
+        use base64::Engine;
+        let repo = repository();
+        let tmp = tempfile::tempdir().unwrap();
+        let bare = tmp.path().join("r.git");
+        git(tmp.path(), &["clone", "--quiet", "--bare", repo.path.to_str().unwrap(), bare.to_str().unwrap()]);
+        git(&bare, &["update-server-info"]);
+        let expected = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("alice:p@ss-7f3e"));
+        let (port, authorized) = serve_with_basic_auth(bare.clone(), expected);
+        let log = tmp.path().join("args.log");
+        let wrapper = tmp.path().join("git-wrapper");
+        fs::write(&wrapper, format!("#!/bin/sh\nprintf '%s\\n' \"$*\" >> {}\nexec git \"$@\"\n", log.display()))
+            .unwrap();
+        fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let url = format!("http://alice:p%40ss-7f3e@127.0.0.1:{port}/r.git");
+        let program = wrapper.to_str().unwrap().to_string();
+        let ask = |reference: String| {
+            let (program, url) = (program.clone(), url.clone());
+            async move { remote_commit(&program, &url, &reference, crate::workspace::fetch::DEFAULT_MAX_SIZE, BUDGET).await }
+        };
+
+        assert_eq!(ask("main".into()).await.unwrap().as_deref(), Some(repo.two.as_str()));
+        assert_eq!(ask("v1".into()).await.unwrap().as_deref(), Some(repo.one.as_str()), "an annotated tag's commit");
+        assert_eq!(ask(repo.two[..7].into()).await.unwrap(), None, "a commit never moves");
+        let err = ask("gone".into()).await.unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!("the repository http://***@127.0.0.1:{port}/r.git has no branch, tag or commit `gone`")
+        );
+        // The organiser pushes to main.
+        git(&bare, &["update-ref", "refs/heads/main", &repo.workshop]);
+        git(&bare, &["update-server-info"]);
+        assert_eq!(ask("main".into()).await.unwrap().as_deref(), Some(repo.workshop.as_str()));
+
+        assert!(authorized.load(Ordering::SeqCst) > 0, "the server saw the credentials");
+        let args = fs::read_to_string(&log).unwrap();
+        assert!(args.contains("ls-remote"), "{args}");
+        for leak in ["p%40ss", "p@ss", "alice", "Basic"] {
+            assert!(!args.contains(leak), "{leak} in git's arguments:\n{args}");
+        }
+    }
+
     #[test]
     fn only_http_credentials_are_moved() {
         assert_eq!(split_credentials("https://example.com/r.git"), ("https://example.com/r.git".to_string(), None));

@@ -807,4 +807,60 @@ mod tests {
         reset(&cfg, &state).await.unwrap();
         assert_ne!(ensure(&cfg, &state).await.unwrap().identity, first.identity);
     }
+
+    /// A new tarball comes with a new configuration (a stack update): the
+    /// update fetches it beside the copy when no converge has yet, and
+    /// merges it the same way; the container's identity stays.
+    #[tokio::test]
+    async fn an_update_takes_a_new_tarball_from_a_changed_configuration() {
+        use test_support::{serve, sha256_hex, tar_bytes, Item};
+        let v1 =
+            tar_bytes(&[Item::Dir("m/"), Item::File("m/a.txt", b"v1\n", 0o644), Item::File("m/b.txt", b"v1\n", 0o644)]);
+        let v2 = tar_bytes(&[
+            Item::Dir("m/"),
+            Item::File("m/a.txt", b"v2\n", 0o644),
+            Item::File("m/b.txt", b"v2\n", 0o644),
+            Item::File("m/c.txt", b"v2\n", 0o644),
+        ]);
+        let (one, two) = (serve(vec![(200, v1.clone())]), serve(vec![(200, v2.clone())]));
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let tarball = |base: &str, archive: &[u8]| fetch::Source::Tarball {
+            url: format!("{base}/m.tar"),
+            sha256: sha256_hex(archive),
+            max_size: fetch::DEFAULT_MAX_SIZE,
+        };
+        let mut cfg = WorkspaceConfig {
+            source: tarball(&one.base, &v1),
+            path: dir.path().join("w"),
+            env_file: None,
+            env: BTreeMap::new(),
+        };
+        let first = ensure(&cfg, &state).await.unwrap();
+        fs::write(cfg.path.join("b.txt"), "mine\n").unwrap();
+        assert!(update(&cfg, &state).await.unwrap().up_to_date);
+
+        cfg.source = tarball(&two.base, &v2);
+        let checked = check(&cfg, &state).await.unwrap().expect("a new source");
+        assert_eq!(checked.updated, ["a.txt"]);
+        // An update killed after writing a.txt and b.txt's new version beside
+        // it: taken up again, nothing written twice.
+        let staged = beside(&cfg.path, ".new");
+        fs::copy(staged.join("a.txt"), cfg.path.join("a.txt")).unwrap();
+        fs::copy(staged.join("b.txt"), cfg.path.join(&checked.kept_beside[0].new_version)).unwrap();
+        let updated = update(&cfg, &state).await.unwrap();
+        assert_eq!((updated.from.as_str(), updated.to.as_str()), (sha256_hex(&v1).as_str(), sha256_hex(&v2).as_str()));
+        assert_eq!(updated.kept_beside, checked.kept_beside, "the same name, not a second copy");
+        assert!(updated.updated.is_empty(), "already written: {updated:?}");
+        assert_eq!(updated.added, ["c.txt"]);
+        assert_eq!(fs::read_to_string(cfg.path.join("a.txt")).unwrap(), "v2\n");
+        assert_eq!(fs::read_to_string(cfg.path.join("b.txt")).unwrap(), "mine\n");
+        assert_eq!(fs::read_to_string(cfg.path.join(&updated.kept_beside[0].new_version)).unwrap(), "v2\n");
+        assert_eq!(fs::read_to_string(cfg.path.join("c.txt")).unwrap(), "v2\n");
+        assert_eq!(fs::read_dir(&cfg.path).unwrap().count(), 4, "a, b, b's new version beside, c");
+        let again = ensure(&cfg, &state).await.unwrap();
+        assert_eq!(again.identity, first.identity, "{}", again.detail);
+        assert!(update(&cfg, &state).await.unwrap().up_to_date);
+        assert_eq!(two.hits.load(std::sync::atomic::Ordering::SeqCst), 1, "fetched once");
+    }
 }
