@@ -282,7 +282,7 @@ fn temporary(dst: &Path, what: &str) -> PathBuf {
 /// (the participant's file is left as it was).
 fn install(src: &Path, dst: &Path, expect: Option<&str>) -> Result<bool> {
     let dir = dst.parent().expect("a file in the workspace");
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    create_dirs(dir).with_context(|| format!("creating {}", dir.display()))?;
     let tmp = temporary(dst, "new");
     remove_if_present(&tmp)?;
     let meta = fs::symlink_metadata(src).with_context(|| format!("reading {}", src.display()))?;
@@ -339,6 +339,23 @@ fn install(src: &Path, dst: &Path, expect: Option<&str>) -> Result<bool> {
         }
         Err(e) => Err(e).with_context(|| format!("moving {} to {}", tmp.display(), dst.display())),
     }
+}
+
+/// Creates `dir` and its missing parents, each owned like the directory it
+/// is made in (the participant's files and directories may be theirs).
+fn create_dirs(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let parent = dir.parent().ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+    create_dirs(parent)?;
+    match fs::create_dir(dir) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => return Ok(()),
+        other => other?,
+    }
+    let owner = fs::metadata(parent)?;
+    std::os::unix::fs::lchown(dir, Some(owner.uid()), Some(owner.gid()))
 }
 
 /// Removes `root/rel` when its content is still `base` (it is renamed
@@ -466,6 +483,35 @@ mod tests {
         let got: BTreeMap<String, Case> = plan(&base, &here, &new).into_iter().collect();
         for (name, .., want) in rows {
             assert_eq!(got.get(*name).copied(), *want, "{name}");
+        }
+    }
+
+    /// The participant's container user owns their copy: what the merge
+    /// writes is theirs too (a file like the one it replaces, a new one and
+    /// its new directories like the directory they are made in).
+    #[test]
+    fn new_files_and_directories_are_owned_like_their_place() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (root, new_root) = (dir.path().join("w"), dir.path().join("n"));
+        fs::create_dir_all(new_root.join("sub/deeper")).unwrap();
+        fs::write(new_root.join("sub/deeper/x.txt"), "new").unwrap();
+        fs::write(new_root.join("a.txt"), "new").unwrap();
+        fs::create_dir_all(&root).unwrap();
+        fs::write(root.join("a.txt"), "old").unwrap();
+        std::os::unix::fs::chown(&root, Some(4242), Some(4343)).unwrap();
+        std::os::unix::fs::chown(root.join("a.txt"), Some(4444), Some(4545)).unwrap();
+        let hash = |s: &str| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(s.as_bytes()));
+        assert!(install(&new_root.join("sub/deeper/x.txt"), &root.join("sub/deeper/x.txt"), None).unwrap());
+        assert!(install(&new_root.join("a.txt"), &root.join("a.txt"), Some(&hash("old"))).unwrap());
+        for (rel, owner) in [
+            ("sub", (4242, 4343)),
+            ("sub/deeper", (4242, 4343)),
+            ("sub/deeper/x.txt", (4242, 4343)),
+            ("a.txt", (4444, 4545)),
+        ] {
+            let meta = fs::metadata(root.join(rel)).unwrap();
+            assert_eq!((meta.uid(), meta.gid()), owner, "{rel}");
         }
     }
 
