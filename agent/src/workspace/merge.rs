@@ -218,6 +218,11 @@ pub fn apply(
 ) -> Result<Updated> {
     let mut out = Updated::default();
     let (removals, rest): (Vec<_>, Vec<_>) = plan.iter().partition(|(_, c)| *c == Case::Remove);
+    for (rel, case) in plan {
+        if !matches!(case, Case::Left | Case::KeepRemoved) {
+            within(root, rel)?;
+        }
+    }
     for (rel, _) in removals {
         let base_hash = &base[rel];
         if retire(root, rel, base_hash).with_context(|| format!("removing {rel}, which the new version removes"))? {
@@ -267,6 +272,26 @@ pub fn apply(
         }
     }
     Ok(out)
+}
+
+/// Refuses a file whose directories in the copy are not all directories: a
+/// link there (which code in the container can make) would have the merge,
+/// run as root, write or remove outside the copy.
+fn within(root: &Path, rel: &str) -> Result<()> {
+    let mut dir = root.to_path_buf();
+    let parents: Vec<_> = Path::new(rel).components().collect();
+    for part in &parents[..parents.len().saturating_sub(1)] {
+        dir.push(part);
+        match fs::symlink_metadata(&dir) {
+            Ok(meta) if meta.is_dir() => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            _ => anyhow::bail!(
+                "{} is not a directory (a link?): the new version's {rel} is not written through it; move it away and update again",
+                dir.display()
+            ),
+        }
+    }
+    Ok(())
 }
 
 /// The temporary name beside `dst` that the merge writes to, then renames.
@@ -513,6 +538,29 @@ mod tests {
             let meta = fs::metadata(root.join(rel)).unwrap();
             assert_eq!((meta.uid(), meta.gid()), owner, "{rel}");
         }
+    }
+
+    /// Code in the container can replace a directory of the copy with a
+    /// link to anywhere on the host: the merge, run as root, does not write
+    /// through it.
+    #[test]
+    fn nothing_is_written_through_a_link_in_the_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, new_root, outside) = (dir.path().join("w"), dir.path().join("n"), dir.path().join("outside"));
+        fs::create_dir_all(new_root.join("sub")).unwrap();
+        fs::write(new_root.join("sub/x.txt"), "new").unwrap();
+        fs::create_dir_all(&root).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("sub")).unwrap();
+        let new = m(&[("sub/x.txt", "h")]);
+        let plan = plan(&BTreeMap::new(), &BTreeMap::new(), &new);
+        assert_eq!(plan, [("sub/x.txt".to_string(), Case::Add)]);
+        let err = apply(&root, &new_root, &plan, &BTreeMap::new(), &BTreeMap::new(), &new, Utc::now()).unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            format!("{} is not a directory (a link?): the new version's sub/x.txt is not written through it; move it away and update again", root.join("sub").display())
+        );
+        assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
     }
 
     #[test]
