@@ -127,7 +127,7 @@ pub enum Command {
     /// (docs/metadata.md#at-boot).
     #[command(after_help = EXIT_CODES)]
     Firewall,
-    /// The workshop materials ([workspace]): what was fetched, what changed, and reset.
+    /// The workshop materials ([workspace]): what was fetched, what changed, reset, and the organiser's fixes (check, update).
     #[command(subcommand, after_help = EXIT_CODES)]
     Workspace(WorkspaceCommand),
     /// The image, for organisers: build it once and ship the archive (image export).
