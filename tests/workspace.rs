@@ -416,3 +416,82 @@ fn the_image_is_built_from_the_materials_as_fetched_without_secrets_or_ignored_f
     assert_eq!(common::inspect(&env.name, "{{.Id}}"), container, "the container is the same");
     assert_eq!(env.step_detail("container"), "reused");
 }
+
+/// Issue 23, item 4, through the real binary: the organiser pushes fixes to
+/// the configured branch after the participant edited their copy;
+/// `jupyter-agent workspace update` merges them in place as nbgitpuller
+/// does (docs/workspace-update.md): the untouched file updated, the new one
+/// there, the notebook edited on both sides kept with the organiser's
+/// version beside it; Jupyter sees them at once, and the container is the
+/// same one, before and after the next converge.
+#[test]
+fn workspace_update_takes_the_organisers_push_and_keeps_the_container() {
+    let mut env = Env::new("ws-update");
+    let tag = format!("{}:latest", env.name);
+    env.images.push(tag.clone());
+    let work = make_repo(env.dir.path());
+    let bare = env.path("materials.git");
+    sh(Command::new("git").args(["clone", "-q", "--bare"]).arg(&work).arg(&bare));
+    git(&work, &["remote", "add", "origin", bare.to_str().unwrap()]);
+    env.write_config(&config(&env, &tag, &format!("source = \"file://{}\"\nref = \"main\"", bare.display())));
+    env.agent(&["run", "--once"]).expect(0);
+    let container = common::inspect(&env.name, "{{.Id}}");
+    let up_to_date = env.agent(&["workspace", "check"]).expect(0).stdout;
+    assert!(up_to_date.ends_with("is up to date with its source: nothing to take\n"), "{up_to_date}");
+
+    // The participant edits the notebook and writes notes, through Jupyter.
+    let edited = serde_json::json!({"cells": [{"cell_type": "markdown", "metadata": {}, "source": "my answer"}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5});
+    let (code, body) = contents(
+        &env,
+        "PUT",
+        &format!("{MOUNT}/hello.ipynb"),
+        Some(serde_json::json!({"type": "notebook", "content": edited})),
+    );
+    assert_eq!(code, 200, "{body}");
+    let mine = std::fs::read(env.path("handson/hello.ipynb")).unwrap();
+    std::fs::write(env.path("handson/notes.txt"), "my notes\n").unwrap();
+
+    // The organiser pushes fixes to main.
+    let fixed = NOTEBOOK.replace("\"cells\": []", "\"cells\": [], \"fixed\": true");
+    std::fs::write(work.join("hello.ipynb"), &fixed).unwrap();
+    std::fs::write(work.join("requirements.txt"), "numpy\npandas\n").unwrap();
+    std::fs::write(work.join("part2.ipynb"), NOTEBOOK).unwrap();
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-q", "-m", "fixes"]);
+    git(&work, &["push", "-q", "origin", "main"]);
+    let head = git(&work, &["rev-parse", "HEAD"]).trim().to_string();
+
+    let date = sh(Command::new("date").args(["-u", "+%Y-%m-%d"])).trim().to_string();
+    let beside = format!("hello.new-{date}.ipynb");
+    let check = env.agent(&["workspace", "check"]).expect(0).stdout;
+    assert!(check.contains(&format!("to {head}; jupyter-agent workspace update would do this")), "{check}");
+    assert!(check.contains(&format!("yours kept, the new version beside it: hello.ipynb -> {beside}")), "{check}");
+    assert_eq!(std::fs::read(env.path("handson/hello.ipynb")).unwrap(), mine, "check touches nothing");
+
+    let run = env.agent(&["workspace", "update", "--json"]).expect(0);
+    let updated: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(updated["to"], head.as_str(), "{updated}");
+    assert_eq!(updated["updated"], serde_json::json!(["requirements.txt"]), "{updated}");
+    assert_eq!(updated["added"], serde_json::json!(["part2.ipynb"]), "{updated}");
+    assert_eq!(updated["kept_beside"], serde_json::json!([{"path": "hello.ipynb", "new_version": beside}]));
+
+    // On disk: the participant's bytes in place, the organiser's beside and updated.
+    assert_eq!(std::fs::read(env.path("handson/hello.ipynb")).unwrap(), mine);
+    assert_eq!(std::fs::read_to_string(env.path("handson").join(&beside)).unwrap(), fixed);
+    assert_eq!(std::fs::read_to_string(env.path("handson/requirements.txt")).unwrap(), "numpy\npandas\n");
+    assert_eq!(std::fs::read_to_string(env.path("handson/notes.txt")).unwrap(), "my notes\n");
+    assert!(!env.path("handson.new").exists(), "the staged version is gone");
+    // Seen by the same Jupyter at once, in the same container.
+    let (code, body) = contents(&env, "GET", &format!("{MOUNT}/part2.ipynb"), None);
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = contents(&env, "GET", &format!("{MOUNT}/{beside}"), None);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(common::inspect(&env.name, "{{.Id}}"), container);
+
+    // The next converge keeps the container; a second update takes nothing.
+    env.agent(&["run", "--once"]).expect(0);
+    assert_eq!(common::inspect(&env.name, "{{.Id}}"), container, "not re-created");
+    assert_eq!(env.step_detail("container"), "reused");
+    let again = env.agent(&["workspace", "update"]).expect(0).stdout;
+    assert!(again.contains(&format!("is up to date with file://{} (ref main) ({head})", bare.display())), "{again}");
+}

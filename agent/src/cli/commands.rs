@@ -31,6 +31,8 @@ pub fn dispatch(config: &Path, command: Command) -> Result<()> {
         Command::Doctor { json } => doctor(config, json),
         Command::Workspace(WorkspaceCommand::Status { json }) => workspace_status(config, json),
         Command::Workspace(WorkspaceCommand::Reset) => workspace_reset(config),
+        Command::Workspace(WorkspaceCommand::Update { json }) => workspace_update(config, json),
+        Command::Workspace(WorkspaceCommand::Check { json }) => workspace_check(config, json),
         Command::Image(ImageCommand::Export { out, json }) => image_export(config, &out, json),
     }
 }
@@ -379,6 +381,88 @@ fn workspace_reset(config: &Path) -> Result<()> {
         reset.identity
     );
     Ok(())
+}
+
+/// The `[workspace]` section of a copy the agent fetched, or exit 4.
+fn fetched_workspace(config: &Path) -> Result<(Config, WorkspaceConfig)> {
+    let (cfg, w) = workspace_config(config)?;
+    if crate::workspace::pending(&cfg.state_dir)?.is_none() {
+        let message = format!("{} has not been fetched yet: jupyter-agent run", w.path.display());
+        return Err(Exit::new(exit::NO_STATE, message).into());
+    }
+    Ok((cfg, w))
+}
+
+fn workspace_update(config: &Path, json: bool) -> Result<()> {
+    let (cfg, w) = fetched_workspace(config)?;
+    let updated = runtime()?.block_on(crate::workspace::update(&w, &cfg.state_dir))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&updated).expect("serializable"));
+    } else {
+        print!("{}", render_update(&w.path, &updated, false));
+    }
+    Ok(())
+}
+
+fn workspace_check(config: &Path, json: bool) -> Result<()> {
+    let (cfg, w) = fetched_workspace(config)?;
+    let checked = runtime()?.block_on(crate::workspace::check(&w, &cfg.state_dir))?;
+    match (checked, json) {
+        (checked, true) => println!("{}", serde_json::to_string_pretty(&checked).expect("serializable")),
+        (Some(checked), false) => print!("{}", render_update(&w.path, &checked, true)),
+        (None, false) => println!("{} is up to date with its source: nothing to take", w.path.display()),
+    }
+    Ok(())
+}
+
+/// The human form of `workspace update` (and, `preview`, of `workspace check`).
+fn render_update(path: &Path, u: &crate::workspace::Updated, preview: bool) -> String {
+    if u.up_to_date {
+        return format!("{} is up to date with {} ({}): nothing to take\n", path.display(), u.source, u.to);
+    }
+    let mut out = if preview {
+        format!(
+            "{} moved from {} to {}; jupyter-agent workspace update would do this in {}:\n",
+            u.source,
+            u.from,
+            u.to,
+            path.display()
+        )
+    } else {
+        format!("updated {} from {} to {} ({}):\n", path.display(), u.from, u.to, u.source)
+    };
+    let mut line = |label: &str, text: String| out.push_str(&format!("  {label}: {text}\n"));
+    for f in &u.updated {
+        line("updated", f.clone());
+    }
+    for f in &u.added {
+        line("added", f.clone());
+    }
+    for f in &u.restored {
+        line("restored (deleted here)", f.clone());
+    }
+    for b in &u.kept_beside {
+        line("yours kept, the new version beside it", format!("{} -> {}", b.path, b.new_version));
+    }
+    for r in &u.renamed {
+        line("yours renamed, the new file takes its name", format!("{} -> {}", r.path, r.yours));
+    }
+    for f in &u.removed {
+        line("removed upstream, removed", f.clone());
+    }
+    for f in &u.kept_removed_upstream {
+        line("removed upstream, yours kept", f.clone());
+    }
+    for f in &u.left {
+        line("yours, left as it is", f.clone());
+    }
+    if !u.changes_files() {
+        out.push_str("  no file changes\n");
+    }
+    if !preview {
+        out.push_str("Jupyter keeps running on the same copy: reopen a file to see its new version.\n");
+    }
+    out
 }
 
 /// Prepares the configured image as `run` does (the materials fetched first

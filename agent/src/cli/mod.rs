@@ -127,7 +127,7 @@ pub enum Command {
     /// (docs/metadata.md#at-boot).
     #[command(after_help = EXIT_CODES)]
     Firewall,
-    /// The workshop materials ([workspace]): what was fetched, what changed, and reset.
+    /// The workshop materials ([workspace]): what was fetched, what changed, reset, and the organiser's fixes (check, update).
     #[command(subcommand, after_help = EXIT_CODES)]
     Workspace(WorkspaceCommand),
     /// The image, for organisers: build it once and ship the archive (image export).
@@ -217,6 +217,29 @@ pub enum WorkspaceCommand {
     /// restart the agent (systemctl restart jupyter-agent, or jupyter-agent run) so that
     /// Jupyter is rebuilt and restarted on the new copy.
     Reset,
+    /// Take the organiser's fixes: merge the source's newer version into the copy, in place.
+    ///
+    /// The source has moved when the configured branch points to another commit (git
+    /// ls-remote) or the configuration names another source (a new tarball). File by file,
+    /// as nbgitpuller merges: a file changed upstream and not here is updated, a new one
+    /// appears, one deleted here comes back; one changed here and upstream stays yours and
+    /// the new version is written beside it (name.new-<date>.ext); one you created under a
+    /// name upstream now uses is renamed (name__<timestamp>.ext); one removed upstream is
+    /// removed unless you changed it. Nothing of yours is overwritten or deleted. Jupyter
+    /// keeps running (the container is not re-created). See docs/workspace-update.md.
+    Update {
+        /// Print what was done as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Whether the source has moved and what `workspace update` would do; the copy is not touched.
+    ///
+    /// The newer version is fetched beside the copy (<path>.new) to compare. Exit 0 either way.
+    Check {
+        /// Print what an update would do as JSON (null when there is nothing to take).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

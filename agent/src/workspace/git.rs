@@ -372,6 +372,58 @@ impl Git<'_> {
     }
 }
 
+/// The commit the server's `reference` points to now (`git ls-remote`, with
+/// the clone's credential handling): an annotated tag's commit, else the
+/// tag's, else the branch's, as [`Git::resolve`] ranks them. `None` for a
+/// commit id, which never moves; an error when the server has no such branch
+/// or tag any more. How `workspace update` sees that the organiser pushed to
+/// the configured branch (docs/workspace.md).
+pub(super) async fn remote_commit(
+    program: &str,
+    raw_url: &str,
+    reference: &str,
+    max_size: u64,
+    retry_budget: Duration,
+) -> Result<Option<String>, FetchError> {
+    let shown = crate::config::workspace::shown(raw_url);
+    let (bare, header) = split_credentials(raw_url);
+    let git = Git { program, raw_url: &bare, url: &shown, auth_header: header.as_deref(), max_size };
+    if reference.is_empty() || reference.starts_with('-') || git.raw_url.starts_with('-') {
+        return Err(anyhow!("`{reference}` at {shown} cannot be asked for with git ls-remote").into());
+    }
+    let tag = format!("refs/tags/{reference}");
+    let (peeled, branch) = (format!("{tag}^{{}}"), format!("refs/heads/{reference}"));
+    let deadline = Instant::now() + retry_budget;
+    let git = &git;
+    let listed = with_retry(deadline, "asking the repository for its branch", || {
+        let args = ["ls-remote", "--", git.raw_url, &tag, &peeled, &branch].map(OsStr::new);
+        async move {
+            let shown = format!("git ls-remote {} {reference}", git.url);
+            match git.run(None, &args, CLONE_TIMEOUT, None).await {
+                Ok(output) if output.status.success() => Ok(String::from_utf8_lossy(&output.stdout).into_owned()),
+                Ok(output) => Err(Attempt {
+                    transient: is_transient_git(&String::from_utf8_lossy(&output.stderr)),
+                    error: anyhow!("{}", git.failure(&shown, &output)).into(),
+                }),
+                Err(GitFailure::Timeout) => {
+                    Err(Attempt::transient(anyhow!("`{shown}` did not finish within {}", seconds(CLONE_TIMEOUT))))
+                }
+                Err(GitFailure::TooLarge(size)) => Err(Attempt::permanent(git.too_large(&shown, size))),
+                Err(GitFailure::Fatal(e)) => Err(Attempt::permanent(e)),
+            }
+        }
+    })
+    .await?;
+    let refs: Vec<(&str, &str)> = listed.lines().filter_map(|l| l.split_once('\t')).map(|(c, r)| (r, c)).collect();
+    let find = |name: &str| refs.iter().find(|(r, _)| *r == name).map(|(_, c)| c.to_string());
+    match find(&peeled).or_else(|| find(&tag)).or_else(|| find(&branch)) {
+        Some(commit) => Ok(Some(commit)),
+        // A commit id, whole or abbreviated: it names the same commit for ever.
+        None if reference.len() >= 4 && reference.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(None),
+        None => Err(FetchError::UnknownRef { url: shown.clone(), reference: reference.to_string() }),
+    }
+}
+
 fn is_full_commit_id(reference: &str) -> bool {
     matches!(reference.len(), 40 | 64) && reference.bytes().all(|b| b.is_ascii_hexdigit())
 }
@@ -475,6 +527,52 @@ mod tests {
         let args = fs::read_to_string(&log).unwrap();
         for leak in ["p%40ss", "p@ss", "alice", "Basic"] {
             assert!(!config.contains(leak), "{leak} in .git/config:\n{config}");
+            assert!(!args.contains(leak), "{leak} in git's arguments:\n{args}");
+        }
+    }
+
+    /// `workspace update` asks where the branch points with `git ls-remote`,
+    /// the credentials handled as the clone's: a header from git's
+    /// environment, never an argument.
+    #[tokio::test]
+    async fn ls_remote_sees_a_push_with_the_clones_credential_handling() {
+        use base64::Engine;
+        let repo = repository();
+        let tmp = tempfile::tempdir().unwrap();
+        let bare = tmp.path().join("r.git");
+        git(tmp.path(), &["clone", "--quiet", "--bare", repo.path.to_str().unwrap(), bare.to_str().unwrap()]);
+        git(&bare, &["update-server-info"]);
+        let expected = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("alice:p@ss-7f3e"));
+        let (port, authorized) = serve_with_basic_auth(bare.clone(), expected);
+        let log = tmp.path().join("args.log");
+        let wrapper = tmp.path().join("git-wrapper");
+        fs::write(&wrapper, format!("#!/bin/sh\nprintf '%s\\n' \"$*\" >> {}\nexec git \"$@\"\n", log.display()))
+            .unwrap();
+        fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let url = format!("http://alice:p%40ss-7f3e@127.0.0.1:{port}/r.git");
+        let program = wrapper.to_str().unwrap().to_string();
+        let ask = |reference: String| {
+            let (program, url) = (program.clone(), url.clone());
+            async move { remote_commit(&program, &url, &reference, crate::workspace::fetch::DEFAULT_MAX_SIZE, BUDGET).await }
+        };
+
+        assert_eq!(ask("main".into()).await.unwrap().as_deref(), Some(repo.two.as_str()));
+        assert_eq!(ask("v1".into()).await.unwrap().as_deref(), Some(repo.one.as_str()), "an annotated tag's commit");
+        assert_eq!(ask(repo.two[..7].into()).await.unwrap(), None, "a commit never moves");
+        let err = ask("gone".into()).await.unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!("the repository http://***@127.0.0.1:{port}/r.git has no branch, tag or commit `gone`")
+        );
+        // The organiser pushes to main.
+        git(&bare, &["update-ref", "refs/heads/main", &repo.workshop]);
+        git(&bare, &["update-server-info"]);
+        assert_eq!(ask("main".into()).await.unwrap().as_deref(), Some(repo.workshop.as_str()));
+
+        assert!(authorized.load(Ordering::SeqCst) > 0, "the server saw the credentials");
+        let args = fs::read_to_string(&log).unwrap();
+        assert!(args.contains("ls-remote"), "{args}");
+        for leak in ["p%40ss", "p@ss", "alice", "Basic"] {
             assert!(!args.contains(leak), "{leak} in git's arguments:\n{args}");
         }
     }

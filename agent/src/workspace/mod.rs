@@ -7,11 +7,16 @@
 //! the new version is fetched beside the old one (`<path>.new`) and the
 //! difference is reported; only `jupyter-agent workspace reset` replaces the
 //! participant's copy, and it first moves that copy aside with a timestamp.
+//! [`update`] takes the organiser's fixes instead (a push to the configured
+//! branch, or a changed source): merged into the copy in place, file by
+//! file, never overwriting a participant's change ([`merge`],
+//! docs/workspace-update.md); [`check`] shows what it would do.
 
 mod entries;
 mod failure;
 pub mod fetch;
 mod git;
+pub mod merge;
 pub mod pristine;
 mod staging;
 mod tarball;
@@ -33,6 +38,7 @@ use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use crate::config::WorkspaceConfig;
+pub use merge::{Beside, Renamed, Updated};
 
 /// How long transient fetch failures are retried.
 const RETRY_BUDGET: Duration = Duration::from_secs(5 * 60);
@@ -57,6 +63,12 @@ pub struct Record {
     pub copy: Copy,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<Pending>,
+    /// The identity the container was made with, once `workspace update`
+    /// has merged a newer version into the copy in place: the container
+    /// mounts the same directory and is not re-created for it (only a
+    /// reset, which replaces the copy, changes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mounted: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -204,28 +216,43 @@ pub fn manifest(root: &Path, skip: Option<&Path>) -> io::Result<BTreeMap<String,
             if Some(rel_path) == skip || (dir == root && entry.file_name() == ".git") {
                 continue;
             }
-            let kind = entry.file_type()?;
             let rel = rel_path.to_string_lossy().into_owned();
-            if kind.is_dir() {
+            if entry.file_type()?.is_dir() {
                 stack.push(path);
-            } else if kind.is_symlink() {
-                out.insert(rel, format!("link:{}", fs::read_link(&path)?.display()));
-            } else if kind.is_file() {
-                let mut hasher = Sha256::new();
-                let mut f = File::open(&path)?;
-                let mut buf = [0u8; 64 * 1024];
-                loop {
-                    let n = f.read(&mut buf)?;
-                    if n == 0 {
-                        break;
-                    }
-                    hasher.update(&buf[..n]);
-                }
-                out.insert(rel, hex::encode(hasher.finalize()));
+            } else if let Some(hash) = entry_hash(&path)? {
+                out.insert(rel, hash);
             }
         }
     }
     Ok(out)
+}
+
+/// What [`manifest`] records for one path: the sha256 of a regular file's
+/// content, `link:<target>` for a link; `None` for a directory, anything
+/// else, or nothing there.
+pub(crate) fn entry_hash(path: &Path) -> io::Result<Option<String>> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if meta.file_type().is_symlink() {
+        return Ok(Some(format!("link:{}", fs::read_link(path)?.display())));
+    }
+    if !meta.is_file() {
+        return Ok(None);
+    }
+    let mut hasher = Sha256::new();
+    let mut f = File::open(path)?;
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(Some(hex::encode(hasher.finalize())))
 }
 
 /// Files of `new` that are not in `old`, files of `old` not in `new`, and files in both that differ.
@@ -297,7 +324,7 @@ pub async fn ensure(cfg: &WorkspaceConfig, state_dir: &Path) -> Result<Ensured> 
             pristine: None,
         });
     };
-    let identity = copy_identity(&record.copy);
+    let identity = container_identity(&record);
     // The participant's copy stays what it is, and so does the build.
     let pristine = Some(pristine::ensure(cfg, state_dir, &identity, None).await?);
     if record.copy.source == source {
@@ -313,21 +340,7 @@ pub async fn ensure(cfg: &WorkspaceConfig, state_dir: &Path) -> Result<Ensured> 
     let new_path = beside(path, ".new");
     let already = record.pending.as_ref().is_some_and(|p| p.copy.source == source) && new_path.exists();
     if !already {
-        if new_path.exists() {
-            // An older pending version, the agent's own: replaced.
-            fs::remove_dir_all(&new_path).with_context(|| format!("replacing {}", new_path.display()))?;
-        }
-        info!(source = %source, path = %new_path.display(), "the workspace source changed: fetching the new version beside the copy");
-        let mut new_copy = fetch_copy(cfg, &new_path).await?;
-        new_copy.path = new_path.clone();
-        let here = manifest(path, env_rel(cfg)).with_context(|| format!("reading {}", path.display()))?;
-        let (added, removed, changed) = compare(&record.copy.files, &new_copy.files);
-        let (created, _, edited) = compare(&record.copy.files, &here);
-        let mut edited_here: Vec<String> = created.into_iter().chain(edited).collect();
-        edited_here.sort();
-        record.pending =
-            Some(Pending { copy: new_copy, difference: Difference { added, removed, changed, edited_here } });
-        save_record(state_dir, &record)?;
+        stage(cfg, state_dir, &mut record).await?;
     }
     write_env_file(cfg)?;
     let pending = record.pending.as_ref().expect("set above");
@@ -354,7 +367,7 @@ pub async fn ensure(cfg: &WorkspaceConfig, state_dir: &Path) -> Result<Ensured> 
 async fn record_new_copy(cfg: &WorkspaceConfig, state_dir: &Path, copy: Copy, detail: String) -> Result<Ensured> {
     let identity = copy_identity(&copy);
     let pristine = pristine::ensure(cfg, state_dir, &identity, Some(&cfg.path)).await?;
-    save_record(state_dir, &Record { copy, pending: None })?;
+    save_record(state_dir, &Record { copy, pending: None, mounted: None })?;
     let _ = fs::remove_file(fetching_path(state_dir));
     write_env_file(cfg)?;
     Ok(Ensured { identity, detail, pristine: Some(pristine) })
@@ -362,6 +375,125 @@ async fn record_new_copy(cfg: &WorkspaceConfig, state_dir: &Path, copy: Copy, de
 
 fn copy_identity(copy: &Copy) -> String {
     format!("{}@{}", copy.identity, copy.fetched_at.to_rfc3339())
+}
+
+/// What the container's configuration hash takes from the workspace: the
+/// copy as first fetched (or reset), kept across updates.
+fn container_identity(record: &Record) -> String {
+    record.mounted.clone().unwrap_or_else(|| copy_identity(&record.copy))
+}
+
+/// Fetches the configured source's version beside the participant's copy
+/// (`<path>.new`, an older one there replaced) and records it as pending,
+/// with how it differs.
+async fn stage(cfg: &WorkspaceConfig, state_dir: &Path, record: &mut Record) -> Result<()> {
+    let path = &cfg.path;
+    let new_path = beside(path, ".new");
+    if fs::symlink_metadata(&new_path).is_ok() {
+        // An older pending version, the agent's own: replaced.
+        fs::remove_dir_all(&new_path).with_context(|| format!("replacing {}", new_path.display()))?;
+    }
+    info!(source = %cfg.source_label(), path = %new_path.display(), "fetching the new version beside the copy");
+    let mut new_copy = fetch_copy(cfg, &new_path).await?;
+    new_copy.path = new_path.clone();
+    let here = manifest(path, env_rel(cfg)).with_context(|| format!("reading {}", path.display()))?;
+    let (added, removed, changed) = compare(&record.copy.files, &new_copy.files);
+    let (created, _, edited) = compare(&record.copy.files, &here);
+    let mut edited_here: Vec<String> = created.into_iter().chain(edited).collect();
+    edited_here.sort();
+    record.pending = Some(Pending { copy: new_copy, difference: Difference { added, removed, changed, edited_here } });
+    save_record(state_dir, record)
+}
+
+/// How long `check` and `update` retry asking a git server where its branch is.
+const ASK_BUDGET: Duration = Duration::from_secs(30);
+
+/// The record with the version to take staged as pending (`<path>.new`),
+/// or `None` when the source has not moved: the configured source is the
+/// one fetched and, for git, its branch (or tag) still points to the commit
+/// fetched (`git ls-remote`). A new tarball comes with a new configuration
+/// (URL, sha256), which the converge stages too.
+async fn moved(cfg: &WorkspaceConfig, state_dir: &Path) -> Result<Option<Record>> {
+    let Some(mut record) = load_record(state_dir)? else {
+        anyhow::bail!("{} has not been fetched by the agent yet: jupyter-agent run fetches it", cfg.path.display());
+    };
+    let source = cfg.source_label();
+    let new_path = beside(&cfg.path, ".new");
+    let wanted = if record.copy.source != source {
+        None
+    } else if let fetch::Source::Git { url, reference, max_size } = &cfg.source {
+        match git::remote_commit("git", url, reference, *max_size, ASK_BUDGET).await? {
+            Some(commit) if commit != record.copy.identity => Some(commit),
+            _ => return Ok(None),
+        }
+    } else {
+        return Ok(None);
+    };
+    let staged = record.pending.as_ref().filter(|p| p.copy.source == source && new_path.is_dir());
+    let ready = staged.is_some_and(|p| wanted.as_ref().is_none_or(|c| *c == p.copy.identity));
+    if !ready {
+        stage(cfg, state_dir, &mut record).await?;
+    }
+    Ok(Some(record))
+}
+
+/// What an update would do now (`None`: the source has not moved). The new
+/// version is fetched beside the copy when it is not there yet; the copy is
+/// not touched. For the page to show before the action.
+pub async fn check(cfg: &WorkspaceConfig, state_dir: &Path) -> Result<Option<Updated>> {
+    let _lock = lock(state_dir)?;
+    let Some(record) = moved(cfg, state_dir).await? else { return Ok(None) };
+    let pending = record.pending.as_ref().expect("staged");
+    let here = manifest(&cfg.path, env_rel(cfg)).with_context(|| format!("reading {}", cfg.path.display()))?;
+    let plan = merge::plan(&record.copy.files, &here, &pending.copy.files);
+    let preview = merge::preview(&cfg.path, &plan, &pending.copy.files, Utc::now())?;
+    Ok(Some(Updated {
+        source: pending.copy.source.clone(),
+        from: record.copy.identity.clone(),
+        to: pending.copy.identity.clone(),
+        ..preview
+    }))
+}
+
+/// Takes the organiser's fixes: merges the source's newer version into the
+/// participant's copy in place, file by file ([`merge`],
+/// docs/workspace-update.md), never overwriting nor deleting the
+/// participant's work. The record's base becomes the new version (the next
+/// update compares against it), the staged copy is removed, and the
+/// container's identity stays the same (the container is not re-created).
+pub async fn update(cfg: &WorkspaceConfig, state_dir: &Path) -> Result<Updated> {
+    let _lock = lock(state_dir)?;
+    let Some(mut record) = moved(cfg, state_dir).await? else {
+        let record = load_record(state_dir)?.expect("read by moved");
+        return Ok(Updated {
+            source: record.copy.source.clone(),
+            from: record.copy.identity.clone(),
+            to: record.copy.identity,
+            up_to_date: true,
+            ..Updated::default()
+        });
+    };
+    let pending = record.pending.take().expect("staged");
+    let path = &cfg.path;
+    let here = manifest(path, env_rel(cfg)).with_context(|| format!("reading {}", path.display()))?;
+    let plan = merge::plan(&record.copy.files, &here, &pending.copy.files);
+    let applied =
+        merge::apply(path, &pending.copy.path, &plan, &record.copy.files, &here, &pending.copy.files, Utc::now())
+            .with_context(|| format!("merging {} into {}", pending.copy.path.display(), path.display()))?;
+    let updated = Updated {
+        source: pending.copy.source.clone(),
+        from: record.copy.identity.clone(),
+        to: pending.copy.identity.clone(),
+        ..applied
+    };
+    record.mounted = Some(container_identity(&record));
+    record.copy = Copy { path: path.clone(), fetched_at: Utc::now(), ..pending.copy };
+    save_record(state_dir, &record)?;
+    let staged = beside(path, ".new");
+    staging::remove_tree(&staged);
+    write_env_file(cfg)?;
+    info!(from = %updated.from, to = %updated.to, path = %path.display(), "merged the new version into the copy");
+    Ok(updated)
 }
 
 /// What a reset did.
@@ -414,7 +546,7 @@ pub async fn reset(cfg: &WorkspaceConfig, state_dir: &Path) -> Result<Reset> {
     let copy = Copy { path: path.clone(), fetched_at: Utc::now(), ..staged };
     let identity = copy.identity.clone();
     pristine::ensure(cfg, state_dir, &copy_identity(&copy), Some(path)).await?;
-    save_record(state_dir, &Record { copy, pending: None })?;
+    save_record(state_dir, &Record { copy, pending: None, mounted: None })?;
     write_env_file(cfg)?;
     Ok(Reset { aside, identity })
 }
@@ -527,5 +659,208 @@ mod tests {
         // Without the marker, a directory the agent did not fetch stays unmanaged.
         fs::remove_file(record_path(&state)).unwrap();
         assert!(ensure(&cfg, &state).await.unwrap().identity.starts_with("unmanaged:"));
+    }
+
+    /// Issue 23, item 4: the organiser pushes to the configured branch; the
+    /// update merges it into the participant's copy file by file, one case
+    /// of nbgitpuller's automatic merging per file (docs/workspace-update.md),
+    /// against a real git repository, and the container's identity stays.
+    #[tokio::test]
+    async fn an_update_merges_the_organisers_push_file_by_file() {
+        use test_support::git;
+        let tmp = tempfile::tempdir().unwrap();
+        let (work, bare) = (tmp.path().join("organiser"), tmp.path().join("materials.git"));
+        let notebook = |cells: &str| {
+            format!("{{\"cells\": [{cells}], \"metadata\": {{}}, \"nbformat\": 4, \"nbformat_minor\": 5}}\n")
+        };
+        let cell = |text: &str| format!("{{\"cell_type\": \"markdown\", \"metadata\": {{}}, \"source\": \"{text}\"}}");
+        let write = |root: &Path, rel: &str, content: &str| {
+            let path = root.join(rel);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, content).unwrap();
+        };
+        fs::create_dir(&work).unwrap();
+        git(&work, &["init", "--quiet", "--initial-branch=main"]);
+        for (rel, content) in [
+            ("untouched.txt", "v1\n"),
+            ("deleted-here.txt", "v1\n"),
+            ("edited-here.txt", "v1\n"),
+            ("edited-both.txt", "v1\n"),
+            ("removed/upstream.txt", "v1\n"),
+            ("removed-upstream-edited-here.txt", "v1\n"),
+            ("nobody.txt", "v1\n"),
+        ] {
+            write(&work, rel, content);
+        }
+        write(&work, "lesson.ipynb", &notebook(&cell("organiser v1")));
+        git(&work, &["add", "."]);
+        git(&work, &["commit", "--quiet", "-m", "v1"]);
+        git(tmp.path(), &["clone", "--quiet", "--bare", work.to_str().unwrap(), bare.to_str().unwrap()]);
+        git(&work, &["remote", "add", "origin", bare.to_str().unwrap()]);
+        let cfg = WorkspaceConfig {
+            source: fetch::Source::Git {
+                url: format!("file://{}", bare.display()),
+                reference: "main".into(),
+                max_size: fetch::DEFAULT_MAX_SIZE,
+            },
+            path: tmp.path().join("home/handson"),
+            env_file: None,
+            env: BTreeMap::new(),
+        };
+        let state = tmp.path().join("state");
+        let first = ensure(&cfg, &state).await.unwrap();
+        let v1 = git(&bare, &["rev-parse", "main"]);
+        assert!(check(&cfg, &state).await.unwrap().is_none(), "nothing pushed yet");
+        let up_to_date = update(&cfg, &state).await.unwrap();
+        assert!(up_to_date.up_to_date && !up_to_date.changes_files(), "{up_to_date:?}");
+
+        // The participant works.
+        let here = &cfg.path;
+        fs::remove_file(here.join("deleted-here.txt")).unwrap();
+        write(here, "edited-here.txt", "mine\n");
+        write(here, "edited-both.txt", "mine\n");
+        write(here, "removed-upstream-edited-here.txt", "mine\n");
+        let mine_nb = notebook(&format!("{}, {}", cell("organiser v1"), cell("my answer")));
+        write(here, "lesson.ipynb", &mine_nb);
+        write(here, "created-here.txt", "mine\n");
+        write(here, "exercise.ipynb", &notebook(&cell("my own exercise")));
+
+        // The organiser pushes fixes to the branch.
+        write(&work, "untouched.txt", "v2\n");
+        write(&work, "deleted-here.txt", "v2\n");
+        write(&work, "edited-both.txt", "v2\n");
+        write(&work, "new/added.txt", "v2\n");
+        write(&work, "exercise.ipynb", &notebook(&cell("organiser's exercise")));
+        let upstream_nb = notebook(&cell("organiser v2"));
+        write(&work, "lesson.ipynb", &upstream_nb);
+        git(&work, &["rm", "--quiet", "removed/upstream.txt", "removed-upstream-edited-here.txt"]);
+        git(&work, &["add", "."]);
+        git(&work, &["commit", "--quiet", "-m", "v2"]);
+        git(&work, &["push", "--quiet", "origin", "main"]);
+        let v2 = git(&bare, &["rev-parse", "main"]);
+
+        let now = Utc::now();
+        let new_name = |stem: &str, ext: &str| format!("{stem}.new-{}{ext}", now.format("%Y-%m-%d"));
+        let checked = check(&cfg, &state).await.unwrap().expect("the branch moved");
+        assert_eq!((checked.from.as_str(), checked.to.as_str()), (v1.as_str(), v2.as_str()));
+        let files = manifest(here, None).unwrap();
+        assert!(beside(&cfg.path, ".new").is_dir(), "staged beside");
+
+        let updated = update(&cfg, &state).await.unwrap();
+        assert_eq!(updated.kept_beside, checked.kept_beside, "check shows what update does");
+        assert_eq!(updated.updated, ["untouched.txt"]);
+        assert_eq!(updated.added, ["new/added.txt"]);
+        assert_eq!(updated.restored, ["deleted-here.txt"]);
+        assert_eq!(updated.left, ["edited-here.txt"]);
+        assert_eq!(
+            updated.kept_beside,
+            [
+                Beside { path: "edited-both.txt".into(), new_version: new_name("edited-both", ".txt") },
+                Beside { path: "lesson.ipynb".into(), new_version: new_name("lesson", ".ipynb") },
+            ]
+        );
+        assert_eq!(updated.renamed.len(), 1);
+        let renamed = &updated.renamed[0];
+        assert_eq!(renamed.path, "exercise.ipynb");
+        assert!(renamed.yours.starts_with("exercise__") && renamed.yours.ends_with(".ipynb"), "{renamed:?}");
+        assert_eq!(updated.removed, ["removed/upstream.txt"]);
+        assert_eq!(updated.kept_removed_upstream, ["removed-upstream-edited-here.txt"]);
+
+        // The bytes, file by file.
+        let read = |rel: &str| fs::read_to_string(here.join(rel)).unwrap();
+        assert_eq!(read("untouched.txt"), "v2\n");
+        assert_eq!(read("new/added.txt"), "v2\n");
+        assert_eq!(read("deleted-here.txt"), "v2\n");
+        assert_eq!(read("edited-here.txt"), "mine\n");
+        assert_eq!(read("edited-both.txt"), "mine\n");
+        assert_eq!(read(&new_name("edited-both", ".txt")), "v2\n");
+        assert_eq!(read("lesson.ipynb"), mine_nb, "the notebook edited on both sides is the participant's");
+        assert_eq!(read(&new_name("lesson", ".ipynb")), upstream_nb, "and the organiser's is beside it");
+        serde_json::from_str::<serde_json::Value>(&read(&new_name("lesson", ".ipynb"))).expect("a whole notebook");
+        assert_eq!(read("exercise.ipynb"), notebook(&cell("organiser's exercise")));
+        assert_eq!(read(&renamed.yours), notebook(&cell("my own exercise")));
+        assert!(!here.join("removed/upstream.txt").exists() && !here.join("removed").exists());
+        assert_eq!(read("removed-upstream-edited-here.txt"), "mine\n");
+        assert_eq!(read("created-here.txt"), "mine\n");
+        assert_eq!(read("nobody.txt"), "v1\n");
+        assert!(files.contains_key("created-here.txt"));
+
+        // The base is the new version, the staging gone, the container's identity the same.
+        let record = load_record(&state).unwrap().unwrap();
+        assert_eq!(record.copy.identity, v2);
+        assert!(record.pending.is_none());
+        let work_files = manifest(&work, None).unwrap();
+        assert_eq!(record.copy.files, work_files);
+        assert!(!beside(&cfg.path, ".new").exists());
+        let again = ensure(&cfg, &state).await.unwrap();
+        assert_eq!(again.identity, first.identity, "{}", again.detail);
+        assert!(again.detail.starts_with(&format!("present ({v2})")), "{}", again.detail);
+
+        // A second update takes nothing.
+        let before = manifest(here, None).unwrap();
+        let second = update(&cfg, &state).await.unwrap();
+        assert!(second.up_to_date && !second.changes_files(), "{second:?}");
+        assert_eq!((second.from.as_str(), second.to.as_str()), (v2.as_str(), v2.as_str()));
+        assert_eq!(manifest(here, None).unwrap(), before);
+
+        // A reset still gives the container a new identity.
+        reset(&cfg, &state).await.unwrap();
+        assert_ne!(ensure(&cfg, &state).await.unwrap().identity, first.identity);
+    }
+
+    /// A new tarball comes with a new configuration (a stack update): the
+    /// update fetches it beside the copy when no converge has yet, and
+    /// merges it the same way; the container's identity stays.
+    #[tokio::test]
+    async fn an_update_takes_a_new_tarball_from_a_changed_configuration() {
+        use test_support::{serve, sha256_hex, tar_bytes, Item};
+        let v1 =
+            tar_bytes(&[Item::Dir("m/"), Item::File("m/a.txt", b"v1\n", 0o644), Item::File("m/b.txt", b"v1\n", 0o644)]);
+        let v2 = tar_bytes(&[
+            Item::Dir("m/"),
+            Item::File("m/a.txt", b"v2\n", 0o644),
+            Item::File("m/b.txt", b"v2\n", 0o644),
+            Item::File("m/c.txt", b"v2\n", 0o644),
+        ]);
+        let (one, two) = (serve(vec![(200, v1.clone())]), serve(vec![(200, v2.clone())]));
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let tarball = |base: &str, archive: &[u8]| fetch::Source::Tarball {
+            url: format!("{base}/m.tar"),
+            sha256: sha256_hex(archive),
+            max_size: fetch::DEFAULT_MAX_SIZE,
+        };
+        let mut cfg = WorkspaceConfig {
+            source: tarball(&one.base, &v1),
+            path: dir.path().join("w"),
+            env_file: None,
+            env: BTreeMap::new(),
+        };
+        let first = ensure(&cfg, &state).await.unwrap();
+        fs::write(cfg.path.join("b.txt"), "mine\n").unwrap();
+        assert!(update(&cfg, &state).await.unwrap().up_to_date);
+
+        cfg.source = tarball(&two.base, &v2);
+        let checked = check(&cfg, &state).await.unwrap().expect("a new source");
+        assert_eq!(checked.updated, ["a.txt"]);
+        // An update killed after writing a.txt and b.txt's new version beside
+        // it: taken up again, nothing written twice.
+        let staged = beside(&cfg.path, ".new");
+        fs::copy(staged.join("a.txt"), cfg.path.join("a.txt")).unwrap();
+        fs::copy(staged.join("b.txt"), cfg.path.join(&checked.kept_beside[0].new_version)).unwrap();
+        let updated = update(&cfg, &state).await.unwrap();
+        assert_eq!((updated.from.as_str(), updated.to.as_str()), (sha256_hex(&v1).as_str(), sha256_hex(&v2).as_str()));
+        assert_eq!(updated.kept_beside, checked.kept_beside, "the same name, not a second copy");
+        assert!(updated.updated.is_empty(), "already written: {updated:?}");
+        assert_eq!(updated.added, ["c.txt"]);
+        assert_eq!(fs::read_to_string(cfg.path.join("a.txt")).unwrap(), "v2\n");
+        assert_eq!(fs::read_to_string(cfg.path.join("b.txt")).unwrap(), "mine\n");
+        assert_eq!(fs::read_to_string(cfg.path.join(&updated.kept_beside[0].new_version)).unwrap(), "v2\n");
+        assert_eq!(fs::read_to_string(cfg.path.join("c.txt")).unwrap(), "v2\n");
+        assert_eq!(fs::read_dir(&cfg.path).unwrap().count(), 4, "a, b, b's new version beside, c");
+        let again = ensure(&cfg, &state).await.unwrap();
+        assert_eq!(again.identity, first.identity, "{}", again.detail);
+        assert!(update(&cfg, &state).await.unwrap().up_to_date);
+        assert_eq!(two.hits.load(std::sync::atomic::Ordering::SeqCst), 1, "fetched once");
     }
 }
