@@ -121,6 +121,20 @@ fn a_reset_through_the_running_agent_keeps_the_work_aside_and_the_same_url() {
     assert!(common::docker(&["exec", &env.name, "sh", "-c", &edit]).status.success());
     assert_eq!(std::fs::read_to_string(handson.join("hello.ipynb")).unwrap(), "mine");
 
+    // The materials cannot be fetched: nothing moves, Jupyter stays as it was.
+    let away = env.path("repo-away");
+    std::fs::rename(&repo, &away).unwrap();
+    let run = env.agent(&["workspace", "reset"]).expect(1);
+    assert!(run.stderr.contains("resetting the workspace: "), "{}", run.stderr);
+    assert!(run.stderr.contains("your copy and Jupyter are left as they were"), "{}", run.stderr);
+    std::fs::rename(&away, &repo).unwrap();
+    assert_eq!(std::fs::read_to_string(handson.join("hello.ipynb")).unwrap(), "mine");
+    assert_eq!(common::inspect(&env.name, "{{.Id}}"), id);
+    let state = env.state();
+    assert_eq!((state["phase"].as_str(), state["jupyter"]["url"].as_str()), (Some("ready"), Some(url.as_str())));
+    assert_eq!(state["steps"][0]["name"], "workspace: reset", "{state}");
+    assert_eq!(state["steps"][0]["status"], "failed", "{state}");
+
     let run = env.agent(&["workspace", "reset"]);
     let said =
         format!("{}{}\n--- the agent's log:\n{}", run.stdout, run.stderr, std::fs::read_to_string(&log).unwrap());
