@@ -441,3 +441,97 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::actions::{channel, Actions, HAND_TTL};
+    use crate::config::Config;
+    use crate::state::StateStore;
+
+    /// A converger that has no engine (its converge never ran): the watch
+    /// serves actions only, as after a converge that failed early.
+    fn config(dir: &Path) -> Config {
+        let d = dir.display();
+        let text = format!("state_dir = \"{d}/state\"\nsocket = \"{d}/agent.sock\"\n[image]\nname = \"nb\"\n");
+        Config::parse(Path::new("t.toml"), &text).unwrap()
+    }
+
+    /// Runs the watch until `ask` has asked what it asks; the states it published.
+    async fn watching<F: std::future::Future<Output = ()>>(
+        cfg: &Config,
+        before: impl FnOnce(&mut Converger<'_>),
+        ask: impl FnOnce(Actions) -> F,
+    ) -> tokio::sync::watch::Receiver<crate::state::State> {
+        let store = StateStore::lock(&cfg.state_dir).unwrap();
+        let (tx, rx) = tokio::sync::watch::channel(crate::state::fresh());
+        let mut converger = Converger::new(cfg, &store, Some(tx), true).unwrap();
+        before(&mut converger);
+        let (actions, taken) = channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let watch = converger.watch(
+            Box::pin(async move {
+                let _ = stop_rx.await;
+            }),
+            Some(taken),
+        );
+        let asking = async move {
+            ask(actions).await;
+            let _ = stop_tx.send(());
+        };
+        tokio::join!(watch, asking);
+        rx
+    }
+
+    #[tokio::test]
+    async fn the_watch_takes_hands_and_refuses_a_reset_without_a_workspace() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let rx = watching(
+            &cfg,
+            |_| {},
+            |actions| async move {
+                let hand = actions.hand(HandChange::raise(Some("stuck")).unwrap()).await.unwrap().unwrap();
+                assert_eq!(hand.message.as_deref(), Some("stuck"));
+                assert_eq!(
+                    actions.reset().await,
+                    Err(ActionError::Refused(
+                        "the configuration has no [workspace] section: there are no materials to reset".into()
+                    ))
+                );
+            },
+        )
+        .await;
+        assert_eq!(rx.borrow().hand.as_ref().unwrap().message.as_deref(), Some("stuck"));
+        assert!(cfg.state_dir.join("hand.json").exists());
+        // Kept for the next start of the agent, and lowered there.
+        let again = watching(
+            &cfg,
+            |c| assert_eq!(c.rec.state.hand.as_ref().and_then(|h| h.message.as_deref()), Some("stuck")),
+            |actions| async move { assert_eq!(actions.hand(HandChange::Lower).await, Ok(None)) },
+        )
+        .await;
+        assert_eq!(again.borrow().hand, None);
+        assert!(!cfg.state_dir.join("hand.json").exists());
+    }
+
+    #[tokio::test]
+    async fn a_raised_hand_lowers_itself_when_its_time_is_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let almost = Utc::now() - chrono::Duration::from_std(HAND_TTL).unwrap() + chrono::Duration::milliseconds(300);
+        let hand = Hand { raised_at: almost, message: None };
+        crate::state::ensure_private_dir(&cfg.state_dir).unwrap();
+        crate::actions::save_hand(&cfg.state_dir, Some(&hand)).unwrap();
+        let rx = watching(
+            &cfg,
+            |c| assert_eq!(c.rec.state.hand, Some(hand.clone()), "raised before this start"),
+            |_| tokio::time::sleep(Duration::from_secs(1)),
+        )
+        .await;
+        assert_eq!(rx.borrow().hand, None);
+        assert!(!cfg.state_dir.join("hand.json").exists());
+    }
+}
