@@ -39,6 +39,7 @@ mod release;
 mod room;
 mod room_template;
 mod scripts;
+mod selfservice;
 mod service;
 mod systemd;
 mod template;

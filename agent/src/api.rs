@@ -1,7 +1,8 @@
 //! The local API (docs/api.md): HTTP/1.1 on a Unix socket, mode 0600, so that
 //! `curl --unix-socket`, the CLI and `jupyter-bootstrap` can ask the running
 //! agent. `serve` takes a bound listener and a shutdown future, so tests can
-//! start it on a socket of their own.
+//! start it on a socket of their own. GETs read the state; the two POSTs
+//! ask the running agent for an action (crate::actions).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -21,6 +22,7 @@ use tokio::net::UnixListener;
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
+use crate::actions::{ActionError, Actions, HandChange};
 use crate::config::DockerConfig;
 use crate::state::{Phase, State};
 use jupyter_proto::redact::redact;
@@ -29,11 +31,17 @@ use crate::token::LineAssembler;
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
 
-/// What the handlers share: the published state, and how to reach the engine for logs.
+/// What the handlers share: the published state, how to reach the engine
+/// for logs, and the actions' channel (none when the agent takes no
+/// actions: `run --once`, or a configuration it refused).
 pub struct Shared {
     pub state: watch::Receiver<State>,
     pub docker: DockerConfig,
+    pub actions: Option<Actions>,
 }
+
+/// The largest body a POST may carry.
+const MAX_BODY: usize = 4096;
 
 /// Binds the socket at `path` with mode 0600: bound under a temporary name,
 /// restricted, then renamed over any stale socket, so that it is never
@@ -190,22 +198,90 @@ fn shown(state: &State, show_token: bool) -> State {
 }
 
 async fn handle(shared: Arc<Shared>, req: Request<hyper::body::Incoming>) -> Result<Response<Body>, Infallible> {
-    if req.method() != Method::GET {
-        let message = format!("{} {}: only GET is served", req.method(), req.uri().path());
-        return Ok(error(StatusCode::METHOD_NOT_ALLOWED, message).into_response());
-    }
     let q = query(&req);
-    let response = match req.uri().path() {
-        "/v1/status" => status(&shared, &q),
-        "/v1/wait" => wait(&shared, &q).await,
-        "/v1/events" => events(&shared, &q),
-        "/v1/logs" => logs(&shared, &q).await,
-        other => Err(error(
+    let path = req.uri().path().to_string();
+    let get = req.method() == Method::GET;
+    let response = match (path.as_str(), req.method()) {
+        ("/v1/status", _) if get => status(&shared, &q),
+        ("/v1/wait", _) if get => wait(&shared, &q).await,
+        ("/v1/events", _) if get => events(&shared, &q),
+        ("/v1/logs", _) if get => logs(&shared, &q).await,
+        ("/v1/status" | "/v1/wait" | "/v1/events" | "/v1/logs", method) => {
+            Err(error(StatusCode::METHOD_NOT_ALLOWED, format!("{method} {path}: only GET is served here")))
+        }
+        ("/v1/workspace/reset", &Method::POST) => reset(&shared).await,
+        ("/v1/hand", &Method::POST) => hand(&shared, req.into_body()).await,
+        ("/v1/workspace/reset" | "/v1/hand", method) => Err(error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{method} {path}: an action is asked with POST (docs/api.md#actions)"),
+        )),
+        (other, _) => Err(error(
             StatusCode::NOT_FOUND,
-            format!("{other}: no such endpoint; see /v1/status, /v1/wait, /v1/events, /v1/logs"),
+            format!(
+                "{other}: no such endpoint; see /v1/status, /v1/wait, /v1/events, /v1/logs, \
+                 and POST /v1/workspace/reset, /v1/hand"
+            ),
         )),
     };
     Ok(response.unwrap_or_else(ApiError::into_response))
+}
+
+/// An action refused or failed, as its answer: 400 (the request as it is),
+/// 409 (not with this configuration), 503 (busy: nothing was done), 500
+/// (taken and failed).
+fn refused(e: ActionError) -> ApiError {
+    let status = match &e {
+        ActionError::Invalid(_) => StatusCode::BAD_REQUEST,
+        ActionError::Refused(_) => StatusCode::CONFLICT,
+        ActionError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+        ActionError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, e.to_string())
+}
+
+fn actions(shared: &Shared) -> Result<&Actions, ApiError> {
+    shared.actions.as_ref().ok_or_else(|| {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this agent takes no actions (it runs with --once, or its configuration was refused): \
+             run it as its service does, without --once",
+        )
+    })
+}
+
+/// `POST /v1/workspace/reset`: answered once the fresh copy is in place;
+/// the converge that re-creates the container follows.
+async fn reset(shared: &Shared) -> Answer {
+    let done = actions(shared)?.reset().await.map_err(refused)?;
+    Ok(json(StatusCode::OK, &done))
+}
+
+/// `POST /v1/hand` with `{"raise": true, "message": "..."}` or `{"raise": false}`.
+async fn hand(shared: &Shared, body: hyper::body::Incoming) -> Answer {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct HandRequest {
+        raise: bool,
+        #[serde(default)]
+        message: Option<String>,
+    }
+    let expected = r#"expected {"raise": true, "message": "..."} (the message is optional) or {"raise": false}"#;
+    let bytes = http_body_util::Limited::new(body, MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("the body: {e} (at most {MAX_BODY} bytes)")))?
+        .to_bytes();
+    let asked: HandRequest = serde_json::from_slice(&bytes)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("the body: {e}; {expected}")))?;
+    let change = match asked {
+        HandRequest { raise: true, message } => HandChange::raise(message.as_deref()).map_err(refused)?,
+        HandRequest { raise: false, message: None } => HandChange::Lower,
+        HandRequest { raise: false, message: Some(_) } => {
+            return Err(error(StatusCode::BAD_REQUEST, format!("a message goes with a raised hand only; {expected}")))
+        }
+    };
+    let hand = actions(shared)?.hand(change).await.map_err(refused)?;
+    Ok(json(StatusCode::OK, &jupyter_proto::state::HandAnswer { hand }))
 }
 
 fn status(shared: &Shared, q: &HashMap<String, String>) -> Answer {
@@ -297,11 +373,111 @@ mod tests {
         let listener = bind(&path).unwrap();
         let (tx, rx) = watch::channel(crate::state::fresh());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let shared = Arc::new(Shared { state: rx, docker: crate::config::Config::defaults().docker });
+        let shared = Arc::new(Shared { state: rx, docker: crate::config::Config::defaults().docker, actions: None });
         tokio::spawn(serve(listener, shared, async move {
             let _ = stop_rx.await;
         }));
         (dir, path, tx, stop_tx)
+    }
+
+    async fn post(path: &Path, uri: &str, body: &str) -> (u16, String) {
+        let client = crate::http::client().unix_socket(path).build().unwrap();
+        let resp = client.post(format!("http://localhost{uri}")).body(body.to_string()).send().await.unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    }
+
+    /// The server with an actions' channel, and a stand-in for the watch
+    /// loop: a hand is taken as asked, a reset is refused as without
+    /// `[workspace]`.
+    fn start_taking_actions() -> (tempfile::TempDir, PathBuf, tokio::sync::oneshot::Sender<()>) {
+        use crate::actions::{Action, ActionError, Hand};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.sock");
+        let listener = bind(&path).unwrap();
+        let (_tx, rx) = watch::channel(crate::state::fresh());
+        let (actions, mut taken) = crate::actions::channel();
+        tokio::spawn(async move {
+            let _tx = _tx;
+            while let Some(action) = taken.recv().await {
+                match action {
+                    Action::Hand(HandChange::Raise { message }, reply) => {
+                        let raised_at = "2026-12-07T10:02:00Z".parse().unwrap();
+                        let _ = reply.send(Ok(Some(Hand { raised_at, message })));
+                    }
+                    Action::Hand(HandChange::Lower, reply) => {
+                        let _ = reply.send(Ok(None));
+                    }
+                    Action::Reset(reply) => {
+                        let _ = reply.send(Err(ActionError::Refused("no [workspace]".into())));
+                    }
+                }
+            }
+        });
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let shared =
+            Arc::new(Shared { state: rx, docker: crate::config::Config::defaults().docker, actions: Some(actions) });
+        tokio::spawn(serve(listener, shared, async move {
+            let _ = stop_rx.await;
+        }));
+        (dir, path, stop_tx)
+    }
+
+    /// Actions are POSTs with a checked body; a GET on them, or a POST on
+    /// what is read, is 405 and changes nothing.
+    #[tokio::test]
+    async fn actions_are_posts_with_checked_bodies() {
+        let (_dir, path, _stop) = start_taking_actions();
+        let (code, body) = post(&path, "/v1/hand", r#"{"raise": true, "message": " stuck on step 3 "}"#).await;
+        assert_eq!(
+            (code, body.as_str()),
+            (200, "{\"hand\":{\"raised_at\":\"2026-12-07T10:02:00Z\",\"message\":\"stuck on step 3\"}}\n")
+        );
+        assert_eq!(post(&path, "/v1/hand", r#"{"raise": false}"#).await, (200, "{\"hand\":null}\n".into()));
+        let (code, body) = get(&path, "/v1/hand").await;
+        assert_eq!(
+            (code, body.as_str()),
+            (405, "{\"error\":\"GET /v1/hand: an action is asked with POST (docs/api.md#actions)\"}\n")
+        );
+        assert_eq!(get(&path, "/v1/workspace/reset").await.0, 405);
+        assert_eq!(post(&path, "/v1/status", "").await.0, 405);
+        assert_eq!(post(&path, "/v1/nothing", "").await.0, 404);
+        let long = "x".repeat(281);
+        let cases = [
+            (format!(r#"{{"raise": true, "message": "{long}"}}"#), "the message has 281 characters"),
+            (
+                r#"{"raise": true, "message": "two\nlines"}"#.into(),
+                "the message holds a control character (\\u{a}): write it on one line",
+            ),
+            (r#"{"raise": false, "message": "x"}"#.into(), "a message goes with a raised hand only"),
+            (r#"{"raise": "yes"}"#.into(), "the body: invalid type"),
+            (r#"{"raise": true, "colour": "red"}"#.into(), "unknown field `colour`"),
+            ("not json".into(), r#"expected {"raise": true, "message": "..."}"#),
+            (format!(r#"{{"raise": true, "message": "{}"}}"#, "x".repeat(5000)), "at most 4096 bytes"),
+        ];
+        for (body, want) in cases {
+            let (code, answer) = post(&path, "/v1/hand", &body).await;
+            assert_eq!(code, 400, "{answer}");
+            let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+            let message = answer["error"].as_str().unwrap();
+            assert!(message.contains(want), "{want}: {message}");
+        }
+        assert_eq!(post(&path, "/v1/workspace/reset", "").await, (409, "{\"error\":\"no [workspace]\"}\n".into()));
+    }
+
+    /// The shared client's actions against this server; an agent without
+    /// actions (`run --once`) says so.
+    #[tokio::test]
+    async fn the_shared_client_asks_for_actions() {
+        use jupyter_proto::client::{AgentError, Client};
+        let (_dir, path, _stop) = start_taking_actions();
+        let client = Client::new(&path, "test");
+        let hand = client.hand(true, Some("help")).await.unwrap().hand.unwrap();
+        assert_eq!(hand.message.as_deref(), Some("help"));
+        assert_eq!(client.hand(false, None).await.unwrap().hand, None);
+        assert_eq!(client.reset().await, Err(AgentError::Broken("no [workspace]".into())));
+        let (_dir, path, _tx, _stop) = start();
+        let err = Client::new(&path, "test").hand(true, None).await.unwrap_err();
+        assert!(matches!(&err, AgentError::Unavailable(m) if m.starts_with("this agent takes no actions")), "{err:?}");
     }
 
     #[tokio::test]

@@ -1,7 +1,8 @@
 //! The CLI's side of the local API: ask the running agent on its socket
 //! (`jupyter_proto::client`, the same client `jupyter-bootstrap` uses), and
 //! fall back to the state file (or to the engine, for logs) when no agent
-//! runs there.
+//! runs there. Actions (a reset, the hand) are asked of the running agent
+//! only.
 
 use std::time::Duration;
 
@@ -57,6 +58,41 @@ pub async fn state(cfg: &Config, show_token: bool) -> Result<State> {
             None => Err(unreachable(cfg).into()),
         },
     }
+}
+
+/// The running agent's state (the token shown as asked), or `None` when
+/// nobody answers on the socket; an error when the socket may not be
+/// trusted or its answer is not the agent's.
+pub async fn running(cfg: &Config, show_token: bool) -> Result<Option<State>> {
+    match api(cfg).status(show_token).await {
+        Ok(state) => Ok(Some(state)),
+        Err(AgentError::Unavailable(_)) => Ok(None),
+        Err(AgentError::Broken(why) | AgentError::Untrusted(why)) => bail!("{why}"),
+    }
+}
+
+/// `POST /v1/workspace/reset` on the running agent: answered once the
+/// fresh copy is in place (the container is re-created after).
+pub async fn reset(cfg: &Config) -> Result<jupyter_proto::state::ResetAnswer> {
+    api(cfg).reset().await.map_err(|e| anyhow::anyhow!("resetting the workspace through the agent: {e}"))
+}
+
+/// `POST /v1/hand` on the running agent: the hand as it is now. Without a
+/// running agent: exit 4, saying so (the hand is the running agent's).
+pub async fn hand(cfg: &Config, raise: bool, message: Option<&str>) -> Result<Option<state::Hand>> {
+    if running(cfg, false).await?.is_none() {
+        return Err(crate::cli::Exit::new(
+            crate::cli::exit::NO_STATE,
+            format!(
+                "the agent is not running (no answer on {}): the hand is raised and lowered through the running \
+                 agent; start it (systemctl start jupyter-agent)",
+                cfg.socket.display()
+            ),
+        )
+        .into());
+    }
+    let answer = api(cfg).hand(raise, message).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(answer.hand)
 }
 
 /// Why an attempt to wait on the agent did not answer.

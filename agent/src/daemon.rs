@@ -1,6 +1,7 @@
 //! `jupyter-agent run` as a library function: take the state directory's
 //! lock, serve the local API, converge, and (unless `once`) watch the
-//! container until `shutdown` resolves. The CLI calls it with SIGTERM and
+//! container and take the actions asked (crate::actions) until `shutdown`
+//! resolves. The CLI calls it with SIGTERM and
 //! Ctrl-C as the shutdown; a test can call it in-process with its own.
 
 use std::future::Future;
@@ -49,9 +50,18 @@ pub async fn run(cfg: &Config, once: bool, shutdown: impl Future<Output = ()> + 
     let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
     let notifier = crate::notify::Notifier::from_env();
     let mut changes = watched.clone();
+    // The actions the watch loop takes; `run --once` takes none (it ends
+    // with its converge).
+    let (actions, taken) = match once {
+        true => (None, None),
+        false => {
+            let (actions, taken) = crate::actions::channel();
+            (Some(actions), Some(taken))
+        }
+    };
     let server = match api::bind(&cfg.socket) {
         Ok(listener) => {
-            let shared = Arc::new(api::Shared { state: watched, docker: cfg.docker.clone() });
+            let shared = Arc::new(api::Shared { state: watched, docker: cfg.docker.clone(), actions });
             Some(tokio::spawn(api::serve(listener, shared, async move {
                 let _ = server_stopped.await;
             })))
@@ -109,7 +119,7 @@ pub async fn run(cfg: &Config, once: bool, shutdown: impl Future<Output = ()> + 
         (Some(Ok(())), true) => Ok(()),
         (Some(_), false) => {
             info!("staying in the foreground, watching the container (stop with SIGTERM or Ctrl-C)");
-            converger.watch(Box::pin(stopped(stop_rx))).await;
+            converger.watch(Box::pin(stopped(stop_rx)), taken).await;
             Ok(())
         }
     };
@@ -151,7 +161,7 @@ pub async fn serve_refusal(
         notifier.ready();
         notifier.status(&watched.borrow());
     }
-    let shared = Arc::new(api::Shared { state: watched, docker: Config::defaults().docker });
+    let shared = Arc::new(api::Shared { state: watched, docker: Config::defaults().docker, actions: None });
     api::serve(listener, shared, shutdown).await;
     let _ = std::fs::remove_file(&socket);
     refusal.into()

@@ -16,7 +16,8 @@
 //!
 //! Around them: [`config`] (the validated TOML file), [`state`] (the state
 //! file, its lock and the recorder), [`daemon`] (`run`: the API served
-//! beside the converge and the watch), [`api`] (the local API), [`client`]
+//! beside the converge and the watch), [`actions`] (what the running agent is
+//! asked to do: reset the workspace, raise a hand), [`api`] (the local API), [`client`]
 //! (the CLI's side of it), [`cli`] (commands and exit codes), [`doctor`],
 //! [`service`] (the systemd unit), [`runtimes`] (podman or containerd
 //! instead of Docker), [`logging`], [`secrets`] (the run's one redactor,
@@ -26,6 +27,7 @@
 //! with `jupyter-bootstrap` (the state document, the API client, redaction,
 //! durations, the result file, the retry helper) is `jupyter_proto`'s.
 
+pub mod actions;
 pub mod api;
 pub mod build_context;
 pub mod cli;

@@ -1,7 +1,8 @@
 //! The client of the agent's local API (docs/api.md): HTTP/1.1 on a Unix
 //! socket, one connection per request, JSON answers. Both binaries ask the
 //! agent through here: `status`, `token`, `url`, `wait` and `logs` of the
-//! agent's CLI, and `jupyter-bootstrap wait`.
+//! agent's CLI, and `jupyter-bootstrap wait`; and the agent's actions
+//! (`workspace reset`, `hand raise` and `hand lower`).
 //!
 //! It is built on hyper's client connection alone (no pool, no resolver, no
 //! TLS), so that a `status` call costs a connect, a write and a read.
@@ -16,15 +17,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::{Request, StatusCode};
+use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 use tokio::net::UnixStream;
 
 use crate::redact::bound;
-use crate::state::{check_version, State, WaitAnswer};
+use crate::state::{check_version, HandAnswer, ResetAnswer, State, WaitAnswer};
 use crate::trust::{self, TrustError};
 
 /// How long the agent may take to answer a plain request.
@@ -33,6 +34,9 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 const LONG_POLL_GRACE: Duration = Duration::from_secs(15);
 /// The API's own cap on a long poll's `timeout` (docs/api.md).
 pub const MAX_LONG_POLL: Duration = Duration::from_secs(3600);
+/// How long a reset may take to answer: the agent waits for a converge that
+/// runs (at most 10 minutes), then fetches the materials (docs/api.md).
+pub const RESET_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// Why a request got no usable answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -133,6 +137,49 @@ impl Client {
         Err(self.refused(&path, status, &bytes))
     }
 
+    /// `POST /v1/workspace/reset`: the participant's copy moved aside and
+    /// the materials fetched fresh; the agent then re-creates the container
+    /// on them (follow it with [`Client::wait`]).
+    pub async fn reset(&self) -> Result<ResetAnswer, AgentError> {
+        let path = "/v1/workspace/reset";
+        let body = self.post_bytes(path, Bytes::new(), RESET_TIMEOUT).await?;
+        self.decode_as(&Method::POST, path, &body)
+    }
+
+    /// `POST /v1/hand`: raise the hand (with an optional message), or lower
+    /// it (`raise` false); the hand as it is now.
+    pub async fn hand(&self, raise: bool, message: Option<&str>) -> Result<HandAnswer, AgentError> {
+        let path = "/v1/hand";
+        let request = match (raise, message) {
+            (true, Some(m)) => serde_json::json!({ "raise": true, "message": m }),
+            (raise, _) => serde_json::json!({ "raise": raise }),
+        };
+        let body = self.post_bytes(path, Bytes::from(request.to_string()), REQUEST_TIMEOUT).await?;
+        self.decode_as(&Method::POST, path, &body)
+    }
+
+    /// A POST whose refusal is the agent's word: its message as it is (a
+    /// 4xx other than 404 and 405 is an answer about the request, not about
+    /// versions).
+    async fn post_bytes(&self, path: &str, body: Bytes, timeout: Duration) -> Result<Bytes, AgentError> {
+        let exchange = async {
+            let (status, answer) = self.send(Method::POST, path, body).await?;
+            let what = self.what_method(&Method::POST, path);
+            let bytes = answer.collect().await.map_err(|e| AgentError::Unavailable(format!("{what}: {e}")))?.to_bytes();
+            match status {
+                s if s.is_success() => Ok(bytes),
+                StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => Err(AgentError::Broken(format!(
+                    "{what}: {status}: {} (is this {} as new as the agent?)",
+                    error_message(&bytes),
+                    self.program
+                ))),
+                s if s.is_server_error() => Err(AgentError::Unavailable(error_message(&bytes))),
+                _ => Err(AgentError::Broken(error_message(&bytes))),
+            }
+        };
+        tokio::time::timeout(timeout, exchange).await.map_err(|_| self.timed_out())?
+    }
+
     async fn get_bytes(&self, path: &str, timeout: Duration) -> Result<Bytes, AgentError> {
         let exchange = async {
             let (status, body) = self.request(path).await?;
@@ -153,6 +200,11 @@ impl Client {
     /// Checks the socket, connects, checks who serves it, sends `GET path`,
     /// and returns the status and the body to read.
     async fn request(&self, path: &str) -> Result<(StatusCode, Incoming), AgentError> {
+        self.send(Method::GET, path, Bytes::new()).await
+    }
+
+    /// [`Client::request`] with any method and a body (JSON when not empty).
+    async fn send(&self, method: Method, path: &str, body: Bytes) -> Result<(StatusCode, Incoming), AgentError> {
         let socket = trust::check_socket(&self.socket).map_err(|e| match e {
             TrustError::Io(e) => self.connect_error(&e),
             untrusted => self.untrusted(&untrusted.to_string()),
@@ -164,29 +216,42 @@ impl Client {
         }
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .map_err(|e| AgentError::Unavailable(format!("{}: {e}", self.what(path))))?;
+            .map_err(|e| AgentError::Unavailable(format!("{}: {e}", self.what_method(&method, path))))?;
         // Drives the connection until the body is read; ends with it.
         tokio::spawn(connection);
         // The host is ignored on a Unix socket; `localhost` is what curl users write.
-        let request = Request::get(path)
-            .header(hyper::header::HOST, "localhost")
-            .body(Empty::<Bytes>::new())
-            .expect("a valid request");
+        let mut request = Request::builder().method(method.clone()).uri(path).header(hyper::header::HOST, "localhost");
+        if !body.is_empty() {
+            request = request.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        let request = request.body(Full::new(body)).expect("a valid request");
         let response = sender
             .send_request(request)
             .await
-            .map_err(|e| AgentError::Unavailable(format!("{}: {e}", self.what(path))))?;
+            .map_err(|e| AgentError::Unavailable(format!("{}: {e}", self.what_method(&method, path))))?;
         Ok((response.status(), response.into_body()))
     }
 
     fn decode<T: DeserializeOwned>(&self, path: &str, body: &[u8]) -> Result<T, AgentError> {
-        serde_json::from_slice(body)
-            .map_err(|e| self.broken(path, &format!("the answer is not the documented JSON: {e}")))
+        self.decode_as(&Method::GET, path, body)
+    }
+
+    fn decode_as<T: DeserializeOwned>(&self, method: &Method, path: &str, body: &[u8]) -> Result<T, AgentError> {
+        serde_json::from_slice(body).map_err(|e| {
+            AgentError::Broken(format!(
+                "{}: the answer is not the documented JSON: {e}",
+                self.what_method(method, path)
+            ))
+        })
     }
 
     fn what(&self, path: &str) -> String {
+        self.what_method(&Method::GET, path)
+    }
+
+    fn what_method(&self, method: &Method, path: &str) -> String {
         let path = path.split('?').next().unwrap_or(path);
-        format!("GET {path} on {}", self.socket.display())
+        format!("{method} {path} on {}", self.socket.display())
     }
 
     fn broken(&self, path: &str, why: &str) -> AgentError {

@@ -276,6 +276,37 @@ pub struct State {
     /// Absent from older agents' documents and the one-off commands'.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<AgentRun>,
+    /// The participant asked for help (docs/api.md#raise-a-hand); absent
+    /// when no hand is raised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hand: Option<Hand>,
+}
+
+/// A raised hand: the participant asked for help, with an optional short
+/// message (docs/api.md#raise-a-hand). The message is the participant's
+/// text, stored as typed: whoever shows it in HTML escapes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hand {
+    pub raised_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// The answer of `POST /v1/workspace/reset`: where the participant's copy
+/// went, and what the fresh one holds. The container is re-created on it
+/// after the answer (follow the state, or `GET /v1/wait?until=ready`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResetAnswer {
+    /// The participant's copy, moved aside (`<path>.bak-<UTC timestamp>`).
+    pub aside: std::path::PathBuf,
+    /// The fresh copy's commit (git) or sha256 (tarball).
+    pub identity: String,
+}
+
+/// The answer of `POST /v1/hand`: the hand as it is now (none once lowered).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandAnswer {
+    pub hand: Option<Hand>,
 }
 
 /// One run of `jupyter-agent run`: its process, and whether it ends with
@@ -337,6 +368,7 @@ impl State {
             error: None,
             tls: None,
             run: None,
+            hand: None,
         }
     }
 

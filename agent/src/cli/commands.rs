@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::{exit, Command, Exit, ImageCommand, WorkspaceCommand};
+use super::{exit, Command, Exit, HandCommand, ImageCommand, WorkspaceCommand};
 use crate::config::{Config, WorkspaceConfig};
 use crate::state::{self, Phase, State, StateStore};
 
@@ -33,6 +33,7 @@ pub fn dispatch(config: &Path, command: Command) -> Result<()> {
         Command::Workspace(WorkspaceCommand::Reset) => workspace_reset(config),
         Command::Workspace(WorkspaceCommand::Update { json }) => workspace_update(config, json),
         Command::Workspace(WorkspaceCommand::Check { json }) => workspace_check(config, json),
+        Command::Hand(command) => hand(config, command),
         Command::Image(ImageCommand::Export { out, json }) => image_export(config, &out, json),
     }
 }
@@ -371,9 +372,19 @@ fn workspace_status(config: &Path, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// How long `workspace reset` waits for Jupyter to be back after a reset
+/// through the agent.
+const RESET_READY_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// `workspace reset`: through the running agent when one answers (the
+/// container is re-created on the fresh copy), else the files alone.
 fn workspace_reset(config: &Path) -> Result<()> {
     let (cfg, w) = workspace_config(config)?;
-    let reset = runtime()?.block_on(crate::workspace::reset(&w, &cfg.state_dir))?;
+    let rt = runtime()?;
+    if let Some(before) = rt.block_on(crate::client::running(&cfg, true))? {
+        return workspace_reset_through_agent(&rt, &cfg, &w, &before);
+    }
+    let reset = rt.block_on(crate::workspace::reset(&w, &cfg.state_dir))?;
     println!(
         "your copy was moved to {}; {} now holds {}.\nRestart the agent (systemctl restart jupyter-agent, or jupyter-agent run) to restart Jupyter on it.",
         reset.aside.display(),
@@ -463,6 +474,85 @@ fn render_update(path: &Path, u: &crate::workspace::Updated, preview: bool) -> S
         out.push_str("Jupyter keeps running on the same copy: reopen a file to see its new version.\n");
     }
     out
+}
+
+/// The reset by the running agent (`POST /v1/workspace/reset`), then the
+/// wait until Jupyter is back, and whether its URL is the one from before.
+fn workspace_reset_through_agent(
+    rt: &tokio::runtime::Runtime,
+    cfg: &Config,
+    w: &WorkspaceConfig,
+    before: &State,
+) -> Result<()> {
+    let reset = rt.block_on(crate::client::reset(cfg))?;
+    println!(
+        "your copy was moved to {}; {} now holds {}.\nThe agent re-creates Jupyter on it (running kernels are gone)...",
+        reset.aside.display(),
+        w.path.display(),
+        reset.identity
+    );
+    let _ = std::io::stdout().flush();
+    let (state, timed_out) = rt.block_on(crate::client::wait(cfg, RESET_READY_TIMEOUT))?;
+    match state.phase {
+        Phase::Ready => {
+            let after = rt.block_on(crate::client::running(cfg, true))?;
+            let url = |s: Option<&State>| s.and_then(|s| s.jupyter.as_ref()).map(|j| j.url.clone());
+            match (url(Some(before)), url(after.as_ref())) {
+                (Some(old), Some(new)) if old == new => {
+                    println!("Jupyter is back on the same URL: {}", jupyter_proto::redact::redact(&new))
+                }
+                (Some(_), _) => println!("Jupyter is back, on a new URL: jupyter-agent url prints it"),
+                (None, _) => println!("Jupyter is ready: jupyter-agent url prints its URL"),
+            }
+            Ok(())
+        }
+        Phase::Failed => {
+            let failure = state.failure();
+            Err(Exit::new(
+                exit::FAILED,
+                format!(
+                    "the copy was reset, but Jupyter did not come back: {}: {}; see jupyter-agent status",
+                    failure.step, failure.cause
+                ),
+            )
+            .into())
+        }
+        phase if timed_out => Err(Exit::new(
+            exit::TIMED_OUT,
+            format!(
+                "Jupyter is not back after {} (phase: {phase}); see jupyter-agent status",
+                jupyter_proto::duration::show(RESET_READY_TIMEOUT)
+            ),
+        )
+        .into()),
+        phase => {
+            Err(Exit::new(exit::FAILED, format!("Jupyter is not back (phase: {phase}); see jupyter-agent status"))
+                .into())
+        }
+    }
+}
+
+/// `hand raise` and `hand lower`, through the running agent.
+fn hand(config: &Path, command: HandCommand) -> Result<()> {
+    let cfg = lenient_config(config)?;
+    let (raise, message, json) = match &command {
+        HandCommand::Raise { message, json } => (true, message.as_deref(), *json),
+        HandCommand::Lower { json } => (false, None, *json),
+    };
+    if raise {
+        // Refused here before anything is asked (the agent checks it again).
+        crate::actions::HandChange::raise(message).map_err(|e| Exit::new(exit::USAGE, format!("--message: {e}")))?;
+    }
+    let hand = runtime()?.block_on(crate::client::hand(&cfg, raise, message))?;
+    if json {
+        println!("{}", serde_json::json!({ "hand": hand }));
+    } else {
+        match &hand {
+            Some(h) => print!("{}", super::render::hand(h)),
+            None => println!("the hand is lowered"),
+        }
+    }
+    Ok(())
 }
 
 /// Prepares the configured image as `run` does (the materials fetched first

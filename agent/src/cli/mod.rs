@@ -36,6 +36,7 @@ Exit codes:
   2  bad command line or configuration; nothing on the host was changed
   3  wait timed out
   4  the agent is not reachable and there is no state: it has not run here
+     (hand: no agent runs)
   5  another jupyter-agent is converging this host
   6  Docker cannot be installed on this distribution (or from this source,
      or beside packages that conflict with it while [docker]
@@ -130,6 +131,13 @@ pub enum Command {
     /// The workshop materials ([workspace]): what was fetched, what changed, reset, and the organiser's fixes (check, update).
     #[command(subcommand, after_help = EXIT_CODES)]
     Workspace(WorkspaceCommand),
+    /// The participant's raised hand ("needs help"): raise it, or lower it once answered.
+    ///
+    /// Through the running agent only (exit 4 without one). The hand is shown by `status`,
+    /// carried by the state document and the front's /_agent/progress JSON, kept across
+    /// restarts of the agent, and lowers itself 2 hours after it was raised (docs/api.md).
+    #[command(subcommand, after_help = EXIT_CODES)]
+    Hand(HandCommand),
     /// The image, for organisers: build it once and ship the archive (image export).
     #[command(subcommand, after_help = EXIT_CODES)]
     Image(ImageCommand),
@@ -213,7 +221,10 @@ pub enum WorkspaceCommand {
     },
     /// Replace the participant's copy with the configured source's version.
     ///
-    /// The copy is first moved aside to <path>.bak-<UTC timestamp>, never deleted. Then
+    /// The copy is first moved aside to <path>.bak-<UTC timestamp>, never deleted. With the
+    /// agent running, the agent does it and re-creates the container on the fresh copy (its
+    /// kernels are lost); the command waits until Jupyter is back on the same URL (at most
+    /// 15 minutes, else exit 3). Without a running agent, only the files are reset: then
     /// restart the agent (systemctl restart jupyter-agent, or jupyter-agent run) so that
     /// Jupyter is rebuilt and restarted on the new copy.
     Reset,
@@ -237,6 +248,26 @@ pub enum WorkspaceCommand {
     /// The newer version is fetched beside the copy (<path>.new) to compare. Exit 0 either way.
     Check {
         /// Print what an update would do as JSON (null when there is nothing to take).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HandCommand {
+    /// Raise the hand, with an optional message (one line, at most 280 characters); raising
+    /// it again replaces the message and starts its 2 hours again.
+    Raise {
+        /// What the participant needs help with.
+        #[arg(long, value_name = "TEXT")]
+        message: Option<String>,
+        /// Print {"hand": {...}}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lower the hand (the organiser, once they have answered).
+    Lower {
+        /// Print {"hand": null}.
         #[arg(long)]
         json: bool,
     },

@@ -1,8 +1,8 @@
 //! The human forms of what the commands print: the state (`status`,
-//! `wait`) and the workspace record (`workspace status`).
+//! `wait`), the workspace record (`workspace status`) and a raised hand.
 
 use crate::config::{Config, WorkspaceConfig};
-use crate::state::{State, StepStatus};
+use crate::state::{Hand, State, StepStatus};
 use crate::workspace::Record;
 
 /// A running step's time so far: `12s`, `3m 05s`.
@@ -22,6 +22,9 @@ pub fn render(s: &State) -> String {
         if let Some(note) = &j.note {
             out.push_str(&format!("note: {note}\n"));
         }
+    }
+    if let Some(h) = &s.hand {
+        out.push_str(&hand(h));
     }
     if let Some(t) = &s.tls {
         out.push_str(&format!(
@@ -88,6 +91,22 @@ pub fn render(s: &State) -> String {
     out
 }
 
+/// A raised hand, in one line: when, until when, and the message (its
+/// control characters, which the agent refuses, defused all the same).
+pub fn hand(h: &Hand) -> String {
+    let mut line = format!(
+        "hand: raised {} (lowers itself at {})",
+        h.raised_at.format("%Y-%m-%d %H:%M UTC"),
+        crate::actions::expires_at(h).format("%H:%M UTC")
+    );
+    if let Some(m) = &h.message {
+        let shown: String = m.chars().map(|c| if c.is_control() { '?' } else { c }).collect();
+        line.push_str(&format!(": {shown}"));
+    }
+    line.push('\n');
+    line
+}
+
 /// The human form of `workspace status`: what was fetched, and what changed upstream.
 pub fn workspace(w: &WorkspaceConfig, record: &Record) -> String {
     let mut out = format!(
@@ -138,6 +157,23 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+
+    #[test]
+    fn status_shows_a_raised_hand_with_its_message() {
+        let raised_at = "2026-12-07T10:02:00Z".parse().unwrap();
+        let mut s = crate::state::fresh();
+        assert!(!render(&s).contains("hand:"));
+        s.hand = Some(Hand { raised_at, message: Some("stuck on step 3".into()) });
+        assert!(
+            render(&s).contains("hand: raised 2026-12-07 10:02 UTC (lowers itself at 12:02 UTC): stuck on step 3\n"),
+            "{}",
+            render(&s)
+        );
+        s.hand = Some(Hand { raised_at, message: Some("a\u{1b}[2Jb".into()) });
+        assert!(render(&s).contains("12:02 UTC): a?[2Jb\n"));
+        s.hand = Some(Hand { raised_at, message: None });
+        assert!(render(&s).contains("(lowers itself at 12:02 UTC)\n"));
+    }
 
     /// Issue 22, item 7: `status` warns when the container's uid is a host account's.
     #[test]

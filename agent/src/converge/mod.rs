@@ -123,6 +123,8 @@ impl<'a> Converger<'a> {
             .with_context(|| format!("writing the state file {}", store.path().display()))?;
         // Whose document this is: readers of the file tell this run's from an ended one's.
         rec.state.run = Some(crate::state::AgentRun { pid: std::process::id(), once: !fronted });
+        // A hand raised before the agent restarted stays raised (crate::actions).
+        rec.state.hand = crate::actions::load_hand(&cfg.state_dir, Utc::now());
         rec.save();
         // The run's one redactor (crate::secrets) knows the file's secrets
         // before anything is logged or recorded.

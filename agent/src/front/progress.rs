@@ -3,8 +3,11 @@
 //! them live and turns into Jupyter by itself, and as JSON at
 //! `/_agent/progress`. Never a URL, a token or an error's text: a failure
 //! shows the failed step's name only, a certificate that could not be
-//! renewed a fixed line.
+//! renewed a fixed line. A raised hand is in the JSON, with its message,
+//! for the organiser's room view (anyone who reaches the front reads it);
+//! the page says only that help was requested.
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::state::{CertKind, Phase, State};
@@ -28,6 +31,16 @@ pub struct Progress {
     /// A fixed line when ACME fails: the trusted certificate could not be
     /// renewed, or a self-signed one stands in (docs/tls.md#when-renewals-fail).
     pub certificate: Option<&'static str>,
+    /// The participant's raised hand (docs/api.md#raise-a-hand), or null.
+    pub hand: Option<RaisedHand>,
+}
+
+/// A raised hand as the JSON carries it: both keys always present. The
+/// message is the participant's text: escape it wherever it is shown.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct RaisedHand {
+    pub raised_at: DateTime<Utc>,
+    pub message: Option<String>,
 }
 
 /// The line for a trusted certificate that could not be renewed.
@@ -56,7 +69,15 @@ impl Progress {
                 CertKind::Acme => NOT_RENEWED,
                 _ => FALLBACK,
             }),
+            hand: state.hand.as_ref().map(|h| RaisedHand { raised_at: h.raised_at, message: h.message.clone() }),
         }
+    }
+
+    /// The line for a raised hand, or nothing.
+    fn hand_line(&self) -> String {
+        self.hand
+            .as_ref()
+            .map_or_else(String::new, |h| format!("Help requested at {}.", h.raised_at.format("%H:%M UTC")))
     }
 
     /// The one line a participant reads.
@@ -99,6 +120,7 @@ h1{{font-size:1.3em;margin:0 0 .8em}} p{{margin:.4em 0}} code{{background:#eee;p
 <p>Step: <code id="step">{step}</code></p>
 <p id="progress">{progress}</p>
 <p id="certificate">{certificate}</p>
+<p id="hand">{hand}</p>
 <p class="small">This page follows the setup and opens Jupyter by itself when it is ready.</p>
 </main>
 <script>
@@ -113,6 +135,8 @@ async function follow() {{
     document.getElementById("step").textContent = p.step || "";
     document.getElementById("progress").textContent = p.progress || "";
     document.getElementById("certificate").textContent = p.certificate || "";
+    document.getElementById("hand").textContent =
+      p.hand ? "Help requested at " + p.hand.raised_at.substring(11, 16) + " UTC." : "";
   }} catch (e) {{}}
   setTimeout(follow, 1000);
 }}
@@ -125,6 +149,7 @@ setTimeout(follow, 1000);
             step = escape(step),
             progress = escape(progress),
             certificate = escape(certificate),
+            hand = escape(&self.hand_line()),
             headlines = headlines_json(),
         )
     }
@@ -152,6 +177,7 @@ fn headlines_json() -> String {
                 ready: false,
                 failed_step: None,
                 certificate: None,
+                hand: None,
             }
             .headline();
             (p.to_string(), line.trim_end_matches('…').into())
@@ -201,6 +227,31 @@ mod tests {
         assert!(!json.contains("secret-registry") && !json.contains("abc"), "{json}");
         assert!(failed.page().contains("The setup failed at image; ask the organiser."));
         assert_eq!(failed.certificate, None);
+    }
+
+    #[test]
+    fn a_raised_hand_is_in_the_json_with_its_message_and_on_the_page_as_a_line() {
+        let mut state = crate::state::fresh();
+        let json = serde_json::to_value(Progress::of(&state, false)).unwrap();
+        assert_eq!(json["hand"], serde_json::Value::Null);
+        state.hand = Some(crate::state::Hand {
+            raised_at: "2026-12-07T10:02:00Z".parse().unwrap(),
+            message: Some("<script>x</script>".into()),
+        });
+        let p = Progress::of(&state, false);
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(
+            json["hand"],
+            serde_json::json!({"raised_at": "2026-12-07T10:02:00Z", "message": "<script>x</script>"})
+        );
+        let page = p.page();
+        assert!(page.contains("<p id=\"hand\">Help requested at 10:02 UTC.</p>"), "{page}");
+        assert!(!page.contains("<script>x"), "the message is not on the page");
+        state.hand.as_mut().unwrap().message = None;
+        assert_eq!(
+            serde_json::to_value(Progress::of(&state, false)).unwrap()["hand"]["message"],
+            serde_json::Value::Null
+        );
     }
 
     #[test]

@@ -160,3 +160,19 @@ fn newer_versions_and_garbage_are_refused() {
     );
     assert!(State::from_json(b"not json", "x").unwrap_err().starts_with("not a jupyter-agent state document"));
 }
+
+/// The hand is additive: absent when none is raised (older readers see
+/// nothing new), its message left out when there is none.
+#[test]
+fn a_hand_is_present_only_when_raised() {
+    let s = new();
+    assert!(!serde_json::to_string(&s).unwrap().contains("hand"));
+    let doc =
+        r#"{"version":1,"phase":"ready","hand":{"raised_at":"2026-12-07T10:02:00Z","message":"stuck on step 3"}}"#;
+    let s = State::from_json(doc.as_bytes(), "test").unwrap();
+    let hand = s.hand.clone().unwrap();
+    assert_eq!(hand.message.as_deref(), Some("stuck on step 3"));
+    assert_eq!(hand.raised_at.to_rfc3339(), "2026-12-07T10:02:00+00:00");
+    let json = serde_json::to_value(Hand { message: None, ..hand }).unwrap();
+    assert_eq!(json, serde_json::json!({"raised_at": "2026-12-07T10:02:00Z"}));
+}
