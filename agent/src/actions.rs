@@ -1,5 +1,6 @@
 //! The actions the running agent takes when asked (docs/api.md#actions):
-//! reset the workspace, raise or lower a hand. Whoever asks (the local API
+//! reset the workspace, take the organiser's fixes, raise or lower a hand.
+//! Whoever asks (the local API
 //! today, the front's pages next) holds an [`Actions`], a cheap clonable
 //! sender; the daemon's watch loop (`converge/watch.rs`) receives each
 //! [`Action`] between the container's events and takes them one at a time,
@@ -49,9 +50,10 @@ pub enum Action {
     Reset(Reply<ResetAnswer>),
     /// Raise or lower the hand; the answer is the hand as it is now.
     Hand(HandChange, Reply<Option<Hand>>),
-    // Issue 23, item 4 ("take the organiser's fixes") goes here:
-    // `Update(Reply<crate::workspace::Updated>)`, taken by the watch loop
-    // like `Reset` but without a converge (the container keeps its identity).
+    /// Take the organiser's fixes into the participant's copy, in place
+    /// (docs/workspace-update.md): no converge follows, the container keeps
+    /// its identity and Jupyter keeps running.
+    Update(Reply<crate::workspace::Updated>),
 }
 
 /// A change of the hand; make a raise with [`HandChange::raise`].
@@ -105,6 +107,11 @@ impl Actions {
     /// Resets the workspace ([`Action::Reset`]).
     pub async fn reset(&self) -> Result<ResetAnswer, ActionError> {
         self.ask(Action::Reset, RESET_WAIT).await
+    }
+
+    /// Takes the organiser's fixes ([`Action::Update`]).
+    pub async fn update(&self) -> Result<crate::workspace::Updated, ActionError> {
+        self.ask(Action::Update, RESET_WAIT).await
     }
 
     /// Raises or lowers the hand ([`Action::Hand`]).

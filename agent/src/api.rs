@@ -410,6 +410,9 @@ mod tests {
                     Action::Reset(reply) => {
                         let _ = reply.send(Err(ActionError::Refused("no [workspace]".into())));
                     }
+                    Action::Update(reply) => {
+                        let _ = reply.send(Err(ActionError::Refused("no [workspace]".into())));
+                    }
                 }
             }
         });

@@ -219,8 +219,34 @@ impl Converger<'_> {
                     return self.reset_workspace(reply, stop).await;
                 }
             }
+            Action::Update(reply) => {
+                if !reply.is_closed() {
+                    let updated = tokio::select! {
+                        updated = self.update_workspace() => updated,
+                        _ = &mut *stop => return None,
+                    };
+                    let _ = reply.send(updated);
+                }
+            }
         }
         Some(())
+    }
+
+    /// The organiser's fixes taken in place (`workspace::update`): the files
+    /// change under the running container, which is left as it is.
+    async fn update_workspace(&mut self) -> Result<crate::workspace::Updated, ActionError> {
+        let cfg = self.cfg;
+        let Some(w) = &cfg.workspace else {
+            return Err(ActionError::Refused(
+                "the configuration has no [workspace] section: there are no materials to update".into(),
+            ));
+        };
+        info!(path = %w.path.display(), "taking the organiser's fixes into the workspace");
+        crate::workspace::update(w, &cfg.state_dir).await.map_err(|e| {
+            let cause = crate::secrets::redact(&format!("{e:#}"));
+            warn!("updating the workspace: {cause}");
+            ActionError::Failed(format!("updating the workspace: {cause}"))
+        })
     }
 
     /// Raises or lowers the hand: kept in the state directory first, then
@@ -486,7 +512,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_watch_takes_hands_and_refuses_a_reset_without_a_workspace() {
+    async fn the_watch_takes_hands_and_refuses_a_reset_or_an_update_without_a_workspace() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = config(dir.path());
         let rx = watching(
@@ -499,6 +525,12 @@ mod tests {
                     actions.reset().await,
                     Err(ActionError::Refused(
                         "the configuration has no [workspace] section: there are no materials to reset".into()
+                    ))
+                );
+                assert_eq!(
+                    actions.update().await.map(|_| ()),
+                    Err(ActionError::Refused(
+                        "the configuration has no [workspace] section: there are no materials to update".into()
                     ))
                 );
             },
