@@ -1,12 +1,12 @@
 //! The actions the running agent takes when asked (docs/api.md#actions):
 //! reset the workspace, take the organiser's fixes, raise or lower a hand.
-//! Whoever asks (the local API
-//! today, the front's pages next) holds an [`Actions`], a cheap clonable
-//! sender; the daemon's watch loop (`converge/watch.rs`) receives each
-//! [`Action`] between the container's events and takes them one at a time,
-//! so that an action never runs beside a converge: one asked while a
-//! converge runs (the first one, or a reset's) waits for it to end, and is
-//! refused as busy, with nothing done, when it waited too long.
+//! Whoever asks (the local API today, the front's pages next) holds an
+//! [`Actions`], a cheap clonable sender; the daemon's watch loop
+//! (`converge/watch.rs`) receives each [`Action`] between the container's
+//! events and takes them one at a time, so that an action never runs
+//! beside a converge: one asked while a converge runs (the first one, or
+//! a reset's) waits for it to end, and is refused as busy, with nothing
+//! done, when it waited too long.
 //!
 //! A raised hand is kept in `<state_dir>/hand.json` (0600, written
 //! atomically) across restarts of the agent, and lowers itself after
