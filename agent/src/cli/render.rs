@@ -136,7 +136,10 @@ pub fn workspace(w: &WorkspaceConfig, record: &Record) -> String {
                     out.push_str(&format!("  {label}: {f}\n"));
                 }
             }
-            out.push_str("jupyter-agent workspace reset replaces your copy with it, moving yours aside first\n");
+            out.push_str(
+                "jupyter-agent workspace update takes it into your copy, keeping every file you changed;\n\
+                 jupyter-agent workspace reset replaces your copy with it, moving yours aside first\n",
+            );
         }
     }
     out

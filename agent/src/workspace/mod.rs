@@ -345,7 +345,7 @@ pub async fn ensure(cfg: &WorkspaceConfig, state_dir: &Path) -> Result<Ensured> 
     write_env_file(cfg)?;
     let pending = record.pending.as_ref().expect("set above");
     warn!(
-        "the workspace source changed; {} holds the new version ({}); {} is left as it is; jupyter-agent workspace reset replaces it, moving it aside first",
+        "the workspace source changed; {} holds the new version ({}); {} is left as it is; jupyter-agent workspace update takes it in, keeping the participant's changes (workspace reset replaces the copy, moving it aside first)",
         new_path.display(),
         pending.difference.summary(),
         path.display()
@@ -354,7 +354,7 @@ pub async fn ensure(cfg: &WorkspaceConfig, state_dir: &Path) -> Result<Ensured> 
         identity,
         pristine,
         detail: format!(
-            "source changed: new version {} in {} ({}); your copy is left as it is (jupyter-agent workspace reset replaces it)",
+            "source changed: new version {} in {} ({}); your copy is left as it is (jupyter-agent workspace update takes it in; workspace reset replaces it)",
             pending.copy.identity,
             new_path.display(),
             pending.difference.summary()
