@@ -3,6 +3,9 @@
 
 use jupyter_proto::redact::{redact_url, without_query, MARK};
 
+use super::section::{toml_str, Section};
+use super::ConfigError;
+
 /// `[workspace] max_size` when not set: 1 GiB, for a tarball and a git
 /// clone alike (docs/configuration.md).
 pub const DEFAULT_MAX_SIZE: u64 = 1 << 30;
@@ -60,6 +63,29 @@ pub fn shown_label(label: &str) -> String {
         Some((url, rest)) => format!("{} {rest}", shown(url)),
         None => shown(label),
     }
+}
+
+/// `[workspace] download_exclude`: an array of globs, each one that
+/// [`crate::workspace::download::Exclude`] accepts (an empty array is the
+/// default, nothing left out but what is always left out).
+pub(super) fn download_exclude(s: &mut Section) -> Result<Vec<String>, ConfigError> {
+    const EXPECTED: &str = "expected an array of globs relative to the workspace, e.g. [\"data/**\", \"*.parquet\"]";
+    let items = match s.take("download_exclude") {
+        None => return Ok(Vec::new()),
+        Some(toml::Value::Array(items)) => items,
+        Some(v) => return Err(s.err("download_exclude", Some(v.to_string()), EXPECTED)),
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let toml::Value::String(glob) = item else {
+            return Err(s.err("download_exclude", Some(item.to_string()), EXPECTED));
+        };
+        if let Err(why) = crate::workspace::download::Exclude::new(std::slice::from_ref(&glob)) {
+            return Err(s.err("download_exclude", Some(toml_str(&glob)), &why));
+        }
+        out.push(glob);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! difference is reported; only `jupyter-agent workspace reset` replaces the
 //! participant's copy, and it first moves that copy aside with a timestamp.
 
+pub mod download;
 mod entries;
 mod failure;
 pub mod fetch;

@@ -1,0 +1,708 @@
+//! "Download my work": the participant's workspace (or a copy a reset moved
+//! aside) as a zip, streamed to any writer (docs/configuration.md,
+//! `[workspace] download_exclude`; docs/agent.md, `workspace download`).
+//!
+//! The archive is written front to back and never seeked (the zip format's
+//! data descriptors after each file), so a pipe or an HTTP body takes it;
+//! each file is read in chunks, so a workspace of any size costs a bounded
+//! amount of memory. Zip64 records are written where sizes need them.
+//!
+//! The walk never follows a symbolic link: every directory and file is
+//! opened relative to its parent's descriptor with `O_NOFOLLOW`, so a link
+//! the participant made to a host file (`/etc/shadow`), or a directory
+//! swapped for such a link during the walk, is never read; a link is
+//! archived as a link (its target's text, as `zip -y` does). The env file
+//! (`[workspace] env_file`, which holds the access keys) and the top-level
+//! `.git` (the agent's clone of the materials, its history the organiser's,
+//! often large) are always left out.
+
+use std::cell::Cell;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use anyhow::{bail, Context, Result};
+use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::{FileStat, Mode, SFlag};
+use serde::Serialize;
+use zip::write::SimpleFileOptions;
+use zip::CompressionMethod;
+
+use crate::config::WorkspaceConfig;
+
+/// Bytes read from a file at a time.
+const CHUNK: usize = 256 * 1024;
+
+/// Files from this size on are stored, not deflated: they are data sets,
+/// usually compressed already, and deflating gigabytes would keep the
+/// participant waiting minutes for a few percent.
+const STORE_FROM: u64 = 64 << 20;
+
+/// File name endings whose content is compressed already: stored as is.
+const COMPRESSED: &[&str] = &[
+    "7z", "avif", "bz2", "docx", "epub", "flac", "gif", "gz", "h5", "jar", "jpeg", "jpg", "lz4", "mkv", "mov", "mp3",
+    "mp4", "npz", "ogg", "parquet", "pdf", "png", "pptx", "rar", "tgz", "webm", "webp", "whl", "xlsx", "xz", "zip",
+    "zst",
+];
+
+/// From this size on a file gets Zip64 sizes (the limit of the classic
+/// records is 4 GiB; a file may grow while it is read).
+const ZIP64_FROM: u64 = 1 << 31;
+
+/// Directories deeper than this are left out (and listed as skipped): each
+/// level holds one open descriptor.
+const MAX_DEPTH: usize = 256;
+
+/// What is left out of the archive: the organiser's globs
+/// (`[workspace] download_exclude`) and what always is.
+#[derive(Debug, Clone)]
+pub struct Exclude {
+    /// Globs with a `/`: matched against the whole path from the root.
+    rooted: GlobSet,
+    /// Globs without a `/`: matched against the name, at any depth (as in `.gitignore`).
+    anywhere: GlobSet,
+    /// Relative paths always left out (`.git`, the env file).
+    always: Vec<String>,
+}
+
+impl Exclude {
+    /// The globs of `[workspace] download_exclude`, plus the top-level
+    /// `.git`. A glob matches a path relative to the workspace root (`*`
+    /// and `?` within one name, `**` across directories); one without a
+    /// `/` matches a name at any depth; a directory matched is left out
+    /// with everything in it; a trailing `/` is allowed (`data/`). The
+    /// error says what is wrong with the first bad glob, for the config
+    /// message.
+    pub fn new(patterns: &[String]) -> Result<Exclude, String> {
+        let mut rooted = GlobSetBuilder::new();
+        let mut anywhere = GlobSetBuilder::new();
+        for raw in patterns {
+            let p = raw.strip_prefix("./").unwrap_or(raw);
+            let p = p.strip_suffix('/').unwrap_or(p);
+            if p.trim().is_empty() {
+                return Err("expected a glob such as \"data/**\" or \"*.parquet\", not an empty string".into());
+            }
+            if p.starts_with('/') {
+                return Err("expected a glob relative to the workspace, e.g. \"data/**\", not an absolute path".into());
+            }
+            if p.split('/').any(|c| c == "..") {
+                return Err("expected a glob inside the workspace, without ..".into());
+            }
+            let glob = GlobBuilder::new(p)
+                .literal_separator(true)
+                .backslash_escape(true)
+                .build()
+                .map_err(|e| format!("is not a glob ({}); expected e.g. \"data/**\" or \"*.parquet\"", e.kind()))?;
+            match p.contains('/') {
+                true => rooted.add(glob),
+                false => anywhere.add(glob),
+            };
+        }
+        let build = |b: GlobSetBuilder| b.build().map_err(|e| format!("is not a glob ({})", e.kind()));
+        Ok(Exclude { rooted: build(rooted)?, anywhere: build(anywhere)?, always: vec![".git".into()] })
+    }
+
+    /// What a download of `cfg`'s workspace, or of one of its backups,
+    /// leaves out: the globs, `.git`, and the env file when it lies inside
+    /// the workspace (it holds the access keys).
+    pub fn for_workspace(cfg: &WorkspaceConfig, patterns: &[String]) -> Result<Exclude> {
+        let mut exclude =
+            Exclude::new(patterns).map_err(|why| anyhow::anyhow!("[workspace] download_exclude: {why}"))?;
+        if let Some(rel) = cfg.env_file.as_deref().and_then(|f| f.strip_prefix(&cfg.path).ok()) {
+            exclude.always.push(rel.to_string_lossy().into_owned());
+        }
+        Ok(exclude)
+    }
+
+    /// Whether the entry at `rel` (relative to the root, `/`-separated) is left out.
+    pub fn matches(&self, rel: &str) -> bool {
+        let name = rel.rsplit('/').next().unwrap_or(rel);
+        self.always.iter().any(|a| a == rel) || self.rooted.is_match(rel) || self.anywhere.is_match(name)
+    }
+}
+
+/// What [`write_zip`] wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub files: u64,
+    pub directories: u64,
+    /// Symbolic links, archived as links (never followed).
+    pub links: u64,
+    /// The files' content, uncompressed.
+    pub bytes: u64,
+    /// The archive's size.
+    pub archive_bytes: u64,
+    /// Entries left out by [`Exclude`] (a directory counts once).
+    pub excluded: u64,
+    /// Entries that could not be archived, and why (sockets, devices,
+    /// names that are not UTF-8, ...).
+    pub skipped: Vec<Skipped>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    /// Relative to the root (not UTF-8 parts shown as U+FFFD).
+    pub path: String,
+    pub why: String,
+}
+
+/// Streams the tree below `root` as a zip into `out`, never seeking and
+/// never holding a file in memory; entries in name order, names relative
+/// to `root` in UTF-8. `out` is flushed, not closed. An error (reading a
+/// file, writing `out`) leaves a truncated archive behind: the caller
+/// throws it away.
+pub fn write_zip(root: &Path, exclude: &Exclude, out: impl Write + Send) -> Result<Summary> {
+    let dir = File::open(root).with_context(|| format!("opening {}", root.display()))?;
+    if !dir.metadata()?.is_dir() {
+        bail!("{} is not a directory", root.display());
+    }
+    let stopped = Rc::new(Cell::new(false));
+    let mut walk = Walk {
+        zip: zip::ZipWriter::new_stream(Counting { inner: out, written: 0, stopped: stopped.clone() }),
+        exclude,
+        summary: Summary::default(),
+        buf: vec![0; CHUNK],
+    };
+    if let Err(e) = walk.dir(OwnedFd::from(dir), "", 0) {
+        // The writer finishes the archive when it is dropped: nothing more
+        // may reach `out` after the error.
+        stopped.set(true);
+        return Err(e).with_context(|| format!("archiving {}", root.display()));
+    }
+    let mut summary = walk.summary;
+    let mut counting = walk.zip.finish().context("writing the zip's central directory")?.into_inner();
+    counting.flush().context("writing the zip")?;
+    summary.archive_bytes = counting.written;
+    Ok(summary)
+}
+
+struct Walk<'a, W: Write> {
+    zip: zip::ZipWriter<zip::write::StreamWriter<Counting<W>>>,
+    exclude: &'a Exclude,
+    summary: Summary,
+    buf: Vec<u8>,
+}
+
+impl<W: Write> Walk<'_, W> {
+    /// Archives the entries of the open directory `dir`, whose path is `rel`
+    /// (`""` for the root, else ending in `/`).
+    fn dir(&mut self, dir: OwnedFd, rel: &str, depth: usize) -> Result<()> {
+        let mut names: Vec<Vec<u8>> = Vec::new();
+        let mut listing = nix::dir::Dir::openat(
+            dir.as_fd(),
+            ".",
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .with_context(|| format!("listing {}", shown(rel)))?;
+        for entry in listing.iter() {
+            let entry = entry.with_context(|| format!("listing {}", shown(rel)))?;
+            let name = entry.file_name().to_bytes();
+            if name != b"." && name != b".." {
+                names.push(name.to_vec());
+            }
+        }
+        drop(listing);
+        names.sort();
+        for raw in names {
+            let name = OsStr::from_bytes(&raw);
+            let Ok(utf8) = std::str::from_utf8(&raw) else {
+                self.skip(format!("{rel}{}", name.to_string_lossy()), "its name is not UTF-8");
+                continue;
+            };
+            let path = format!("{rel}{utf8}");
+            if self.exclude.matches(&path) {
+                self.summary.excluded += 1;
+                continue;
+            }
+            let stat = match nix::sys::stat::fstatat(dir.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(s) => s,
+                // Removed since the listing: nothing to archive.
+                Err(nix::errno::Errno::ENOENT) => continue,
+                Err(e) => return Err(e).with_context(|| format!("reading {path}")),
+            };
+            let kind = SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits());
+            let options = SimpleFileOptions::default()
+                .last_modified_time(zip_time(stat.st_mtime))
+                .unix_permissions(stat.st_mode & 0o7777);
+            match kind {
+                SFlag::S_IFDIR if depth + 1 >= MAX_DEPTH => {
+                    self.skip(path, &format!("more than {MAX_DEPTH} directories deep"))
+                }
+                SFlag::S_IFDIR => {
+                    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+                    let sub = match nix::fcntl::openat(dir.as_fd(), name, flags, Mode::empty()) {
+                        Ok(fd) => fd,
+                        Err(nix::errno::Errno::ENOENT) => continue,
+                        // Replaced by a link or a file since it was looked at.
+                        Err(nix::errno::Errno::ELOOP | nix::errno::Errno::ENOTDIR) => {
+                            self.skip(path, "changed while it was archived");
+                            continue;
+                        }
+                        Err(e) => return Err(e).with_context(|| format!("opening {path}")),
+                    };
+                    let path = format!("{path}/");
+                    self.zip.add_directory(path.as_str(), options)?;
+                    self.summary.directories += 1;
+                    self.dir(sub, &path, depth + 1)?;
+                }
+                SFlag::S_IFLNK => {
+                    let target = match nix::fcntl::readlinkat(dir.as_fd(), name) {
+                        Ok(t) => t,
+                        Err(nix::errno::Errno::ENOENT) => continue,
+                        Err(e) => return Err(e).with_context(|| format!("reading the link {path}")),
+                    };
+                    let Some(target) = target.to_str() else {
+                        self.skip(path, "its target is not UTF-8");
+                        continue;
+                    };
+                    self.zip.add_symlink(path.as_str(), target, options)?;
+                    self.summary.links += 1;
+                }
+                SFlag::S_IFREG => self.file(&dir, name, path, &stat, options)?,
+                _ => self.skip(path, "not a file, a directory or a link (a socket, a pipe or a device)"),
+            }
+        }
+        Ok(())
+    }
+
+    fn file(
+        &mut self,
+        dir: &OwnedFd,
+        name: &OsStr,
+        path: String,
+        stat: &FileStat,
+        options: SimpleFileOptions,
+    ) -> Result<()> {
+        // O_NONBLOCK: a file swapped for a named pipe must not hang the walk.
+        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+        let fd = match nix::fcntl::openat(dir.as_fd(), name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(nix::errno::Errno::ENOENT) => return Ok(()),
+            Err(nix::errno::Errno::ELOOP) => {
+                self.skip(path, "changed while it was archived");
+                return Ok(());
+            }
+            Err(e) => return Err(e).with_context(|| format!("opening {path}")),
+        };
+        let now = nix::sys::stat::fstat(fd.as_fd()).with_context(|| format!("reading {path}"))?;
+        if SFlag::from_bits_truncate(now.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFREG {
+            self.skip(path, "changed while it was archived");
+            return Ok(());
+        }
+        let size = u64::try_from(now.st_size.max(stat.st_size)).unwrap_or(0);
+        let method = compression(&path, size);
+        let options = options.compression_method(method).large_file(size >= ZIP64_FROM);
+        self.zip.start_file(path.as_str(), options)?;
+        let mut file = File::from(fd);
+        loop {
+            let n = match file.read(&mut self.buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e).with_context(|| format!("reading {path}")),
+            };
+            self.zip.write_all(&self.buf[..n]).context("writing the zip")?;
+            self.summary.bytes += n as u64;
+        }
+        self.summary.files += 1;
+        Ok(())
+    }
+
+    fn skip(&mut self, path: String, why: &str) {
+        self.summary.skipped.push(Skipped { path, why: why.to_string() });
+    }
+}
+
+fn shown(rel: &str) -> &str {
+    match rel {
+        "" => "the root",
+        r => r,
+    }
+}
+
+/// Deflate, except for content compressed already and large files.
+fn compression(path: &str, size: u64) -> CompressionMethod {
+    let ext = path.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    if size >= STORE_FROM || COMPRESSED.contains(&ext.as_str()) || size == 0 {
+        CompressionMethod::Stored
+    } else {
+        CompressionMethod::Deflated
+    }
+}
+
+/// A modification time as zip records it (UTC; 1980 to 2107, else the
+/// format's earliest).
+fn zip_time(secs: i64) -> zip::DateTime {
+    DateTime::<Utc>::from_timestamp(secs, 0)
+        .and_then(|t| {
+            let year = u16::try_from(t.year()).ok()?;
+            zip::DateTime::from_date_and_time(
+                year,
+                t.month() as u8,
+                t.day() as u8,
+                t.hour() as u8,
+                t.minute() as u8,
+                t.second() as u8,
+            )
+            .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// Counts what goes through, for [`Summary::archive_bytes`]; once
+/// `stopped`, swallows it.
+struct Counting<W> {
+    inner: W,
+    written: u64,
+    stopped: Rc<Cell<bool>>,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.stopped.get() {
+            return Ok(buf.len());
+        }
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The archive's file name: `<directory name>-<YYYY-MM-DD>.zip`, the name
+/// reduced to letters, digits, `.`, `-` and `_` (it goes into a
+/// `Content-Disposition` header and onto any file system).
+pub fn file_name(root: &Path, date: NaiveDate) -> String {
+    let dir = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut safe: String =
+        dir.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
+    if safe.trim_matches(['.', '_']).is_empty() {
+        safe = "workspace".into();
+    }
+    format!("{safe}-{}.zip", date.format("%Y-%m-%d"))
+}
+
+/// A copy of the workspace that `workspace reset` moved aside.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Backup {
+    /// Its directory name, `<workspace>.bak-<UTC timestamp>[-n]`: what `--backup` takes.
+    pub name: String,
+    pub path: PathBuf,
+    /// When the reset moved it aside (from its name).
+    pub taken_at: Option<DateTime<Utc>>,
+    /// Its files' bytes (links not followed).
+    pub size: u64,
+}
+
+/// The copies `workspace reset` moved aside beside `cfg.path`
+/// (`<path>.bak-<timestamp>`), newest first.
+pub fn backups(cfg: &WorkspaceConfig) -> Result<Vec<Backup>> {
+    let (Some(parent), Some(base)) = (cfg.path.parent(), cfg.path.file_name()) else { return Ok(Vec::new()) };
+    let prefix = format!("{}.bak-", base.to_string_lossy());
+    let entries = match std::fs::read_dir(parent) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("listing {}", parent.display())),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("listing {}", parent.display()))?;
+        let Ok(name) = entry.file_name().into_string() else { continue };
+        let Some(stamp) = name.strip_prefix(&prefix) else { continue };
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let stamp = stamp.split('-').next().unwrap_or_default();
+        let taken_at = chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ").ok().map(|t| t.and_utc());
+        out.push(Backup { size: tree_size(&entry.path()), name, path: entry.path(), taken_at });
+    }
+    out.sort_by(|a, b| (b.taken_at, &b.name).cmp(&(a.taken_at, &a.name)));
+    Ok(out)
+}
+
+/// The bytes of the regular files below `dir`, links not followed.
+fn tree_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for entry in entries.flatten() {
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => stack.push(entry.path()),
+                Ok(t) if t.is_file() => total += entry.metadata().map(|m| m.len()).unwrap_or(0),
+                _ => {}
+            }
+        }
+    }
+    total
+}
+
+/// The backup called `name` (its directory name, or only the part after
+/// `.bak-`), among [`backups`].
+pub fn find_backup(cfg: &WorkspaceConfig, name: &str) -> Result<Option<Backup>> {
+    Ok(backups(cfg)?
+        .into_iter()
+        .find(|b| b.name == name || b.name.rsplit_once(".bak-").is_some_and(|(_, s)| s == name)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::fs;
+    use std::io::Cursor;
+    use std::os::unix::fs::{symlink, PermissionsExt};
+
+    use super::*;
+
+    fn workspace(root: &Path, env_file: Option<&str>) -> WorkspaceConfig {
+        WorkspaceConfig {
+            source: crate::config::workspace::Source::Git {
+                url: "/x".into(),
+                reference: "main".into(),
+                max_size: crate::config::workspace::DEFAULT_MAX_SIZE,
+            },
+            path: root.to_path_buf(),
+            env_file: env_file.map(|f| root.join(f)),
+            env: BTreeMap::new(),
+        }
+    }
+
+    fn write(root: &Path, rel: &str, content: &[u8]) {
+        let path = root.join(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, content).unwrap();
+    }
+
+    /// Every entry of the archive: name -> content (a link: `-> target`, a directory: `dir`).
+    fn read_back(zip: &[u8]) -> BTreeMap<String, Vec<u8>> {
+        let mut archive = zip::ZipArchive::new(Cursor::new(zip)).unwrap();
+        let mut out = BTreeMap::new();
+        for i in 0..archive.len() {
+            let mut f = archive.by_index(i).unwrap();
+            let mut content = Vec::new();
+            f.read_to_end(&mut content).unwrap();
+            let mode = f.unix_mode().unwrap_or(0);
+            let value = match () {
+                _ if f.is_dir() => b"dir".to_vec(),
+                _ if mode & 0o170000 == 0o120000 => [b"-> ".as_slice(), &content].concat(),
+                _ => content,
+            };
+            out.insert(f.name().to_string(), value);
+        }
+        out
+    }
+
+    fn zip_of(root: &Path, exclude: &Exclude) -> (Summary, Vec<u8>) {
+        let mut out = Vec::new();
+        // `&mut Vec<u8>` writes and cannot seek: what a pipe or an HTTP body offers.
+        let summary = write_zip(root, exclude, &mut out).unwrap();
+        assert_eq!(summary.archive_bytes, out.len() as u64);
+        (summary, out)
+    }
+
+    #[test]
+    fn every_file_comes_back_byte_for_byte_and_the_secrets_stay_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("handson");
+        // What a participant must not get through the archive: a host file.
+        write(dir.path(), "shadow", b"root:$6$secret");
+        let text: Vec<u8> = (0..200_000u32).flat_map(|i| format!("line {i}\n").into_bytes()).collect();
+        let random: Vec<u8> = (0..3 * CHUNK as u32 + 17).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        write(&root, "nb/Analysis.ipynb", br#"{"cells": []}"#);
+        write(&root, "nb/big.txt", &text);
+        write(&root, "images/photo.png", &random);
+        write(&root, "run.sh", b"#!/bin/sh\necho hi\n");
+        fs::set_permissions(root.join("run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+        write(&root, "empty.txt", b"");
+        write(&root, "caf\u{e9} \u{6570}\u{636e}.md", "d\u{e9}j\u{e0}".as_bytes());
+        fs::create_dir_all(root.join("scratch/empty")).unwrap();
+        write(&root, "env", b"ALIBABA_CLOUD_ACCESS_KEY_SECRET=s3cr3t\n");
+        write(&root, ".git/config", b"[core]\n");
+        write(&root, "sub/.git/HEAD", b"ref: refs/heads/main\n");
+        symlink(dir.path().join("shadow"), root.join("shadow-link")).unwrap();
+        symlink("../../shadow", root.join("nb/relative-out")).unwrap();
+        symlink(dir.path(), root.join("outside-dir")).unwrap();
+        symlink("Analysis.ipynb", root.join("nb/latest.ipynb")).unwrap();
+        nix::unistd::mkfifo(&root.join("pipe"), Mode::from_bits_truncate(0o600)).unwrap();
+
+        let exclude = Exclude::for_workspace(&workspace(&root, Some("env")), &[]).unwrap();
+        let (summary, zip) = zip_of(&root, &exclude);
+        let got = read_back(&zip);
+        let want: BTreeMap<String, Vec<u8>> = [
+            ("caf\u{e9} \u{6570}\u{636e}.md", "d\u{e9}j\u{e0}".as_bytes().to_vec()),
+            ("empty.txt", vec![]),
+            ("images/", b"dir".to_vec()),
+            ("images/photo.png", random.clone()),
+            ("nb/", b"dir".to_vec()),
+            ("nb/Analysis.ipynb", br#"{"cells": []}"#.to_vec()),
+            ("nb/big.txt", text.clone()),
+            ("nb/latest.ipynb", b"-> Analysis.ipynb".to_vec()),
+            ("nb/relative-out", b"-> ../../shadow".to_vec()),
+            ("outside-dir", format!("-> {}", dir.path().display()).into_bytes()),
+            ("run.sh", b"#!/bin/sh\necho hi\n".to_vec()),
+            ("scratch/", b"dir".to_vec()),
+            ("scratch/empty/", b"dir".to_vec()),
+            ("shadow-link", format!("-> {}", dir.path().join("shadow").display()).into_bytes()),
+            // A .git below the top is the participant's own repository.
+            ("sub/", b"dir".to_vec()),
+            ("sub/.git/", b"dir".to_vec()),
+            ("sub/.git/HEAD", b"ref: refs/heads/main\n".to_vec()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>());
+        assert_eq!(got, want);
+        // Not in any entry, compressed or not: the keys and the host's file.
+        for secret in [b"s3cr3t".as_slice(), b"$6$secret"] {
+            assert!(!zip.windows(secret.len()).any(|w| w == secret));
+        }
+        let mut archive = zip::ZipArchive::new(Cursor::new(&zip)).unwrap();
+        assert_eq!(archive.by_name("run.sh").unwrap().unix_mode().unwrap() & 0o777, 0o755);
+        assert_eq!(archive.by_name("nb/big.txt").unwrap().compression(), CompressionMethod::Deflated);
+        assert_eq!(archive.by_name("images/photo.png").unwrap().compression(), CompressionMethod::Stored);
+        assert_eq!((summary.files, summary.directories, summary.links, summary.excluded), (7, 6, 4, 2), "{summary:?}");
+        assert_eq!(
+            summary.bytes,
+            want.iter()
+                .filter(|(k, v)| !k.ends_with('/') && !v.starts_with(b"-> ") && *v != b"dir")
+                .map(|(_, v)| v.len() as u64)
+                .sum::<u64>()
+        );
+        assert_eq!(
+            summary.skipped,
+            vec![Skipped {
+                path: "pipe".into(),
+                why: "not a file, a directory or a link (a socket, a pipe or a device)".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn the_organisers_globs_leave_out_files_and_whole_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for f in [
+            "data/raw/a.csv",
+            "data/b.csv",
+            "nb/data/keep.csv",
+            "x.parquet",
+            "nb/deep/y.PARQUET",
+            "nb/deep/y.parquet",
+            "cache/c.bin",
+            "notes/a.tmp",
+            "notes/sub/b.tmp",
+            "notes/keep.md",
+            "nb/Analysis.ipynb",
+        ] {
+            write(root, f, b"x");
+        }
+        let globs = ["data/**", "*.parquet", "cache/", "notes/*.tmp"].map(String::from);
+        let (summary, zip) = zip_of(root, &Exclude::new(&globs).unwrap());
+        let files: Vec<String> = read_back(&zip).into_keys().filter(|k| !k.ends_with('/')).collect();
+        assert_eq!(
+            files,
+            ["nb/Analysis.ipynb", "nb/data/keep.csv", "nb/deep/y.PARQUET", "notes/keep.md", "notes/sub/b.tmp"]
+        );
+        // data/raw and data/b.csv (data/** matches below data/), x.parquet,
+        // nb/deep/y.parquet, cache (once, a directory), notes/a.tmp.
+        assert_eq!(summary.excluded, 6, "{summary:?}");
+    }
+
+    #[test]
+    fn bad_globs_are_refused_saying_why() {
+        for (glob, why) in [
+            ("", "expected a glob such as \"data/**\" or \"*.parquet\", not an empty string"),
+            ("/etc/**", "expected a glob relative to the workspace, e.g. \"data/**\", not an absolute path"),
+            ("../x", "expected a glob inside the workspace, without .."),
+            ("data/[a", "is not a glob (unclosed character class; missing ']'); expected e.g. \"data/**\" or \"*.parquet\""),
+            ("{a,b", "is not a glob (unclosed alternate group; missing '}' (maybe escape '{' with '[{]'?)); expected e.g. \"data/**\" or \"*.parquet\""),
+        ] {
+            assert_eq!(Exclude::new(&[glob.to_string()]).unwrap_err(), why, "{glob}");
+        }
+        assert!(Exclude::new(&["./data/".into(), "**/*.csv".into(), "a\\*b".into()]).is_ok());
+    }
+
+    #[test]
+    fn a_workspace_of_an_empty_directory_is_an_empty_archive() {
+        let dir = tempfile::tempdir().unwrap();
+        let (summary, zip) = zip_of(dir.path(), &Exclude::new(&[]).unwrap());
+        assert!(read_back(&zip).is_empty());
+        assert_eq!(summary, Summary { archive_bytes: zip.len() as u64, ..Summary::default() });
+        let missing = write_zip(&dir.path().join("gone"), &Exclude::new(&[]).unwrap(), io::sink()).unwrap_err();
+        assert!(format!("{missing:#}").starts_with("opening "), "{missing:#}");
+    }
+
+    #[test]
+    fn a_writer_that_fails_stops_the_archive_with_its_error() {
+        struct Broken;
+        impl Write for Broken {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::Error::new(io::ErrorKind::BrokenPipe, "the reader went away"))
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.txt", b"hello");
+        let err = write_zip(dir.path(), &Exclude::new(&[]).unwrap(), Broken).unwrap_err();
+        assert!(format!("{err:#}").contains("the reader went away"), "{err:#}");
+    }
+
+    #[test]
+    fn the_file_name_is_the_directory_and_the_date() {
+        let date = NaiveDate::from_ymd_opt(2026, 12, 7).unwrap();
+        for (root, want) in [
+            ("/root/imagesearchhandson", "imagesearchhandson-2026-12-07.zip"),
+            ("/root/ws.bak-20261207T101010Z", "ws.bak-20261207T101010Z-2026-12-07.zip"),
+            ("/root/my work \"1\"", "my_work__1_-2026-12-07.zip"),
+            ("/", "workspace-2026-12-07.zip"),
+            ("/root/..", "workspace-2026-12-07.zip"),
+        ] {
+            assert_eq!(file_name(Path::new(root), date), want, "{root}");
+        }
+    }
+
+    #[test]
+    fn backups_are_listed_newest_first_with_their_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("ws");
+        write(&root, "now.txt", b"now");
+        write(dir.path(), "ws.bak-20261207T101010Z/a.txt", b"12345");
+        write(dir.path(), "ws.bak-20261207T101010Z/sub/b.txt", b"67");
+        write(dir.path(), "ws.bak-20261207T101010Z-1/a.txt", b"1");
+        write(dir.path(), "ws.bak-20261208T090000Z/a.txt", b"");
+        write(dir.path(), "ws.bak-notes.txt", b"a file, not a backup");
+        write(dir.path(), "other.bak-20261209T000000Z/a.txt", b"not ours");
+        symlink(dir.path().join("ws.bak-20261207T101010Z/a.txt"), dir.path().join("ws.bak-20261207T101010Z-1/l"))
+            .unwrap();
+        let cfg = workspace(&root, None);
+        let list = backups(&cfg).unwrap();
+        let t = |s: &str| Some(chrono::NaiveDateTime::parse_from_str(s, "%Y%m%dT%H%M%SZ").unwrap().and_utc());
+        assert_eq!(
+            list.iter().map(|b| (b.name.as_str(), b.taken_at, b.size)).collect::<Vec<_>>(),
+            [
+                ("ws.bak-20261208T090000Z", t("20261208T090000Z"), 0),
+                ("ws.bak-20261207T101010Z-1", t("20261207T101010Z"), 1),
+                ("ws.bak-20261207T101010Z", t("20261207T101010Z"), 7),
+            ]
+        );
+        assert_eq!(
+            find_backup(&cfg, "20261207T101010Z-1").unwrap().unwrap().path,
+            dir.path().join("ws.bak-20261207T101010Z-1")
+        );
+        assert_eq!(find_backup(&cfg, "ws.bak-20261208T090000Z").unwrap().unwrap().size, 0);
+        assert!(find_backup(&cfg, "../ws").unwrap().is_none());
+        assert!(backups(&workspace(&dir.path().join("none/ws"), None)).unwrap().is_empty());
+    }
+}
