@@ -103,6 +103,13 @@ impl Exclude {
                 true => rooted.add(glob),
                 false => anywhere.add(glob),
             };
+            // `data/**` leaves out the directory itself too, not only what is in it.
+            if let Some(dir) = p.strip_suffix("/**").filter(|d| !d.is_empty() && !d.ends_with("**")) {
+                let glob = GlobBuilder::new(dir).literal_separator(true).backslash_escape(true).build();
+                let glob = glob
+                    .map_err(|e| format!("is not a glob ({}); expected e.g. \"data/**\" or \"*.parquet\"", e.kind()))?;
+                rooted.add(glob);
+            }
         }
         let build = |b: GlobSetBuilder| b.build().map_err(|e| format!("is not a glob ({})", e.kind()));
         Ok(Exclude { rooted: build(rooted)?, anywhere: build(anywhere)?, always: vec![".git".into()] })
@@ -613,9 +620,10 @@ mod tests {
             files,
             ["nb/Analysis.ipynb", "nb/data/keep.csv", "nb/deep/y.PARQUET", "notes/keep.md", "notes/sub/b.tmp"]
         );
-        // data/raw and data/b.csv (data/** matches below data/), x.parquet,
-        // nb/deep/y.parquet, cache (once, a directory), notes/a.tmp.
-        assert_eq!(summary.excluded, 6, "{summary:?}");
+        // data and cache (once each, directories), x.parquet, nb/deep/y.parquet, notes/a.tmp.
+        assert_eq!(summary.excluded, 5, "{summary:?}");
+        let dirs: Vec<String> = read_back(&zip).into_keys().filter(|k| k.ends_with('/')).collect();
+        assert_eq!(dirs, ["nb/", "nb/data/", "nb/deep/", "notes/", "notes/sub/"]);
     }
 
     #[test]
