@@ -667,6 +667,24 @@ mod tests {
         assert!(format!("{err:#}").contains("the reader went away"), "{err:#}");
     }
 
+    /// Past 65 535 entries the classic end record cannot count them: Zip64's does.
+    #[test]
+    fn an_archive_of_more_than_65535_entries_reads_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        for d in 0..70 {
+            let sub = dir.path().join(format!("d{d:02}"));
+            fs::create_dir(&sub).unwrap();
+            for f in 0..1000 {
+                File::create(sub.join(format!("{f:03}"))).unwrap();
+            }
+        }
+        let (summary, zip) = zip_of(dir.path(), &Exclude::new(&[]).unwrap());
+        assert_eq!((summary.files, summary.directories), (70_000, 70));
+        let mut archive = zip::ZipArchive::new(Cursor::new(&zip)).unwrap();
+        assert_eq!(archive.len(), 70_070);
+        assert_eq!(archive.by_index(70_069).unwrap().name(), "d69/999");
+    }
+
     #[test]
     fn the_file_name_is_the_directory_and_the_date() {
         let date = NaiveDate::from_ymd_opt(2026, 12, 7).unwrap();
