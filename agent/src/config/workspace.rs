@@ -93,6 +93,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn download_exclude_is_a_list_of_globs_checked_when_read() {
+        let f = "/etc/jupyter-agent/config.toml";
+        let parse = |extra: &str| {
+            let text = format!(
+                "[workspace]\nsource = \"/srv/repo\"\nref = \"main\"\npath = \"/w\"\n{extra}\n[image]\nname = \"x\"\n"
+            );
+            crate::config::Config::parse(std::path::Path::new(f), &text)
+                .map(|c| c.download_exclude)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(parse(""), Ok(vec![]));
+        assert_eq!(parse("download_exclude = []"), Ok(vec![]));
+        assert_eq!(
+            parse("download_exclude = [\"data/**\", \"*.parquet\"]"),
+            Ok(vec!["data/**".to_string(), "*.parquet".to_string()])
+        );
+        let expected = "expected an array of globs relative to the workspace, e.g. [\"data/**\", \"*.parquet\"]";
+        for (extra, want) in [
+            ("download_exclude = \"data/**\"", format!("{f}: [workspace] download_exclude = \"data/**\": {expected}")),
+            ("download_exclude = [1]", format!("{f}: [workspace] download_exclude = 1: {expected}")),
+            (
+                "download_exclude = [\"ok/**\", \"data/[a\"]",
+                format!("{f}: [workspace] download_exclude = \"data/[a\": is not a glob (unclosed character class; missing ']'); expected e.g. \"data/**\" or \"*.parquet\""),
+            ),
+            (
+                "download_exclude = [\"../other\"]",
+                format!("{f}: [workspace] download_exclude = \"../other\": expected a glob inside the workspace, without .."),
+            ),
+        ] {
+            assert_eq!(parse(extra), Err(want), "{extra}");
+        }
+    }
+
+    #[test]
     fn urls_are_shown_without_credentials_or_query_and_old_labels_become_so() {
         for (url, want) in [
             ("https://b.oss.example/m.tgz?Expires=1&Signature=s1g", "https://b.oss.example/m.tgz?<redacted>"),
