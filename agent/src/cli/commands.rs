@@ -410,7 +410,7 @@ fn workspace_download(config: &Path, out: &Path, backup: Option<&str>) -> Result
     if !root.is_dir() {
         return Err(Exit::new(exit::NO_STATE, format!("{} does not exist: nothing to download", root.display())).into());
     }
-    let exclude = Exclude::for_workspace(&w, &cfg.download_exclude)?;
+    let exclude = Exclude::for_workspace(&cfg)?;
     let name = file_name(&root, chrono::Local::now().date_naive());
     if out == Path::new("-") {
         let stdout = std::io::stdout();

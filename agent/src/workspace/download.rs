@@ -34,7 +34,7 @@ use serde::Serialize;
 use zip::write::SimpleFileOptions;
 use zip::CompressionMethod;
 
-use crate::config::WorkspaceConfig;
+use crate::config::{Config, WorkspaceConfig};
 
 /// Bytes read from a file at a time.
 const CHUNK: usize = 256 * 1024;
@@ -115,14 +115,19 @@ impl Exclude {
         Ok(Exclude { rooted: build(rooted)?, anywhere: build(anywhere)?, always: vec![".git".into()] })
     }
 
-    /// What a download of `cfg`'s workspace, or of one of its backups,
-    /// leaves out: the globs, `.git`, and the env file when it lies inside
-    /// the workspace (it holds the access keys).
-    pub fn for_workspace(cfg: &WorkspaceConfig, patterns: &[String]) -> Result<Exclude> {
-        let mut exclude =
-            Exclude::new(patterns).map_err(|why| anyhow::anyhow!("[workspace] download_exclude: {why}"))?;
-        if let Some(rel) = cfg.env_file.as_deref().and_then(|f| f.strip_prefix(&cfg.path).ok()) {
-            exclude.always.push(rel.to_string_lossy().into_owned());
+    /// What a download of the configured workspace, or of one of its
+    /// backups, leaves out: `[workspace] download_exclude`, `.git`, and the
+    /// env files (`[workspace]`'s and `[container]`'s, which hold the access
+    /// keys) that lie inside the workspace.
+    pub fn for_workspace(cfg: &Config) -> Result<Exclude> {
+        let mut exclude = Exclude::new(&cfg.download_exclude)
+            .map_err(|why| anyhow::anyhow!("[workspace] download_exclude: {why}"))?;
+        if let Some(w) = &cfg.workspace {
+            for env_file in [&w.env_file, &cfg.container.env_file].into_iter().flatten() {
+                if let Ok(rel) = env_file.strip_prefix(&w.path) {
+                    exclude.always.push(rel.to_string_lossy().into_owned());
+                }
+            }
         }
         Ok(exclude)
     }
@@ -541,7 +546,11 @@ mod tests {
         symlink("Analysis.ipynb", root.join("nb/latest.ipynb")).unwrap();
         nix::unistd::mkfifo(&root.join("pipe"), Mode::from_bits_truncate(0o600)).unwrap();
 
-        let exclude = Exclude::for_workspace(&workspace(&root, Some("env")), &[]).unwrap();
+        let mut cfg = Config::defaults();
+        cfg.workspace = Some(workspace(&root, Some("env")));
+        cfg.container.env_file = Some(root.join("nb/container.env"));
+        write(&root, "nb/container.env", b"OSS_SECRET=0ss-s3cr3t\n");
+        let exclude = Exclude::for_workspace(&cfg).unwrap();
         let (summary, zip) = zip_of(&root, &exclude);
         let got = read_back(&zip);
         let want: BTreeMap<String, Vec<u8>> = [
@@ -570,14 +579,14 @@ mod tests {
         assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>());
         assert_eq!(got, want);
         // Not in any entry, compressed or not: the keys and the host's file.
-        for secret in [b"s3cr3t".as_slice(), b"$6$secret"] {
+        for secret in [b"s3cr3t".as_slice(), b"0ss-s3cr3t", b"$6$secret"] {
             assert!(!zip.windows(secret.len()).any(|w| w == secret));
         }
         let mut archive = zip::ZipArchive::new(Cursor::new(&zip)).unwrap();
         assert_eq!(archive.by_name("run.sh").unwrap().unix_mode().unwrap() & 0o777, 0o755);
         assert_eq!(archive.by_name("nb/big.txt").unwrap().compression(), CompressionMethod::Deflated);
         assert_eq!(archive.by_name("images/photo.png").unwrap().compression(), CompressionMethod::Stored);
-        assert_eq!((summary.files, summary.directories, summary.links, summary.excluded), (7, 6, 4, 2), "{summary:?}");
+        assert_eq!((summary.files, summary.directories, summary.links, summary.excluded), (7, 6, 4, 3), "{summary:?}");
         assert_eq!(
             summary.bytes,
             want.iter()
@@ -670,7 +679,8 @@ mod tests {
     /// Past 65 535 entries the classic end record cannot count them: Zip64's does.
     #[test]
     fn an_archive_of_more_than_65535_entries_reads_back_whole() {
-        let dir = tempfile::tempdir().unwrap();
+        // In memory where there is a tmpfs: 70 000 files on a disk under load take a minute.
+        let dir = tempfile::tempdir_in("/dev/shm").or_else(|_| tempfile::tempdir()).unwrap();
         for d in 0..70 {
             let sub = dir.path().join(format!("d{d:02}"));
             fs::create_dir(&sub).unwrap();
