@@ -5,7 +5,8 @@
 //! The archive is written front to back and never seeked (the zip format's
 //! data descriptors after each file), so a pipe or an HTTP body takes it;
 //! each file is read in chunks, so a workspace of any size costs a bounded
-//! amount of memory. Zip64 records are written where sizes need them.
+//! amount of memory. Zip64's end records are written past 65 535 entries;
+//! an archive past 4 GiB is refused ([`MAX_ARCHIVE`]).
 //!
 //! The walk never follows a symbolic link: every directory and file is
 //! opened relative to its parent's descriptor with `O_NOFOLLOW`, so a link
@@ -51,9 +52,14 @@ const COMPRESSED: &[&str] = &[
     "zst",
 ];
 
-/// From this size on a file gets Zip64 sizes (the limit of the classic
-/// records is 4 GiB; a file may grow while it is read).
-const ZIP64_FROM: u64 = 1 << 31;
+/// The most the archive may hold: a little under the 4 GiB the classic zip
+/// records address. zip 7.3 (the last release that builds on Rust 1.85)
+/// writes Zip64 records that readers reject for entries past 4 GiB (an
+/// extra field listing all three sizes where the spec wants only those the
+/// header leaves out, written twice), so a larger archive is refused,
+/// before the entry that would pass the limit (docs/configuration.md).
+/// The margin leaves room for the central directory.
+pub const MAX_ARCHIVE: u64 = u32::MAX as u64 - (64 << 20);
 
 /// Directories deeper than this are left out (and listed as skipped): each
 /// level holds one open descriptor.
@@ -175,11 +181,13 @@ pub fn write_zip(root: &Path, exclude: &Exclude, out: impl Write + Send) -> Resu
         bail!("{} is not a directory", root.display());
     }
     let stopped = Rc::new(Cell::new(false));
+    let written = Rc::new(Cell::new(0u64));
     let mut walk = Walk {
-        zip: zip::ZipWriter::new_stream(Counting { inner: out, written: 0, stopped: stopped.clone() }),
+        zip: zip::ZipWriter::new_stream(Counting { inner: out, written: written.clone(), stopped: stopped.clone() }),
         exclude,
         summary: Summary::default(),
         buf: vec![0; CHUNK],
+        written: written.clone(),
     };
     if let Err(e) = walk.dir(OwnedFd::from(dir), "", 0) {
         // The writer finishes the archive when it is dropped: nothing more
@@ -190,7 +198,7 @@ pub fn write_zip(root: &Path, exclude: &Exclude, out: impl Write + Send) -> Resu
     let mut summary = walk.summary;
     let mut counting = walk.zip.finish().context("writing the zip's central directory")?.into_inner();
     counting.flush().context("writing the zip")?;
-    summary.archive_bytes = counting.written;
+    summary.archive_bytes = counting.written.get();
     Ok(summary)
 }
 
@@ -199,6 +207,8 @@ struct Walk<'a, W: Write> {
     exclude: &'a Exclude,
     summary: Summary,
     buf: Vec<u8>,
+    /// What has reached the output so far.
+    written: Rc<Cell<u64>>,
 }
 
 impl<W: Write> Walk<'_, W> {
@@ -260,7 +270,11 @@ impl<W: Write> Walk<'_, W> {
                         Err(e) => return Err(e).with_context(|| format!("opening {path}")),
                     };
                     let path = format!("{path}/");
-                    self.zip.add_directory(path.as_str(), options)?;
+                    // Not `add_directory`: zip 7.3's streaming writer marks a directory
+                    // entry as followed by a data descriptor and writes none (zip2 issue
+                    // #971, fixed in releases that need Rust 1.88). An empty entry whose
+                    // name ends in `/` is a directory to every reader, with its descriptor.
+                    self.zip.start_file(path.as_str(), options.compression_method(CompressionMethod::Stored))?;
                     self.summary.directories += 1;
                     self.dir(sub, &path, depth + 1)?;
                 }
@@ -310,8 +324,15 @@ impl<W: Write> Walk<'_, W> {
         }
         let size = u64::try_from(now.st_size.max(stat.st_size)).unwrap_or(0);
         let method = compression(&path, size);
-        let options = options.compression_method(method).large_file(size >= ZIP64_FROM);
-        self.zip.start_file(path.as_str(), options)?;
+        // Header, content (deflate adds at most a few bytes in a thousand) and descriptor.
+        let end = self.written.get() + 128 + path.len() as u64 + size + size / 512;
+        if end > MAX_ARCHIVE {
+            bail!(
+                "{path}: the archive would pass {} MiB, the most a download may hold; leave large data out with [workspace] download_exclude",
+                MAX_ARCHIVE >> 20
+            );
+        }
+        self.zip.start_file(path.as_str(), options.compression_method(method))?;
         let mut file = File::from(fd);
         loop {
             let n = match file.read(&mut self.buf) {
@@ -372,7 +393,7 @@ fn zip_time(secs: i64) -> zip::DateTime {
 /// `stopped`, swallows it.
 struct Counting<W> {
     inner: W,
-    written: u64,
+    written: Rc<Cell<u64>>,
     stopped: Rc<Cell<bool>>,
 }
 
@@ -382,7 +403,7 @@ impl<W: Write> Write for Counting<W> {
             return Ok(buf.len());
         }
         let n = self.inner.write(buf)?;
-        self.written += n as u64;
+        self.written.set(self.written.get() + n as u64);
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -518,7 +539,27 @@ mod tests {
         // `&mut Vec<u8>` writes and cannot seek: what a pipe or an HTTP body offers.
         let summary = write_zip(root, exclude, &mut out).unwrap();
         assert_eq!(summary.archive_bytes, out.len() as u64);
+        assert_entries_follow_each_other(&out);
         (summary, out)
+    }
+
+    /// Each entry's local header, data and data descriptor (16 bytes) end
+    /// where the next entry starts, the last where the central directory
+    /// does: what strict readers (Info-ZIP's "overlapped components")
+    /// check, and what zip 7.3's own directory entries broke.
+    fn assert_entries_follow_each_other(zip: &[u8]) {
+        let mut archive = zip::ZipArchive::new(Cursor::new(zip)).unwrap();
+        let mut spans = Vec::new();
+        for i in 0..archive.len() {
+            let f = archive.by_index_raw(i).unwrap();
+            spans.push((f.header_start(), f.data_start().unwrap() + f.compressed_size() + 16, f.name().to_string()));
+        }
+        spans.sort();
+        let central = archive.central_directory_start();
+        for (i, (_, end, name)) in spans.iter().enumerate() {
+            let next = spans.get(i + 1).map_or(central, |s| s.0);
+            assert_eq!(*end, next, "{name} does not end where the next entry starts");
+        }
     }
 
     #[test]
@@ -693,6 +734,27 @@ mod tests {
         let mut archive = zip::ZipArchive::new(Cursor::new(&zip)).unwrap();
         assert_eq!(archive.len(), 70_070);
         assert_eq!(archive.by_index(70_069).unwrap().name(), "d69/999");
+    }
+
+    /// Past 4 GiB zip 7.3's records are wrong (see MAX_ARCHIVE): refused
+    /// before the file that would pass the limit is read.
+    #[test]
+    fn a_workspace_past_4_gib_is_refused_before_the_file_that_would_pass_it() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.txt", b"small");
+        File::create(dir.path().join("b.bin")).unwrap().set_len(MAX_ARCHIVE).unwrap();
+        let mut out = Vec::new();
+        let err = write_zip(dir.path(), &Exclude::new(&[]).unwrap(), &mut out).unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            format!(
+                "archiving {}: b.bin: the archive would pass 4031 MiB, the most a download may hold; leave large data out with [workspace] download_exclude",
+                dir.path().display()
+            )
+        );
+        assert!(out.len() < 1000, "{} bytes written", out.len());
+        let (summary, _) = zip_of(dir.path(), &Exclude::new(&["*.bin".into()]).unwrap());
+        assert_eq!(summary.files, 1);
     }
 
     #[test]
