@@ -209,6 +209,7 @@ fn at_least_sixty_bad_configurations_exit_2_with_their_message_and_change_nothin
         (vec![("workspace", "path", Some("\"/\""))], "{f}: [workspace] path = \"/\": expected a directory below /, without ..".into()),
         (vec![("workspace", "max_size", Some("\"10TB\""))], "{f}: [workspace] max_size = \"10TB\": expected a size with its unit, such as \"500MB\" or \"2GiB\" (B, kB, MB, GB, KiB, MiB, GiB), from 1 byte to 1 TiB".into()),
         (vec![("workspace", "max_size", Some("\"100\""))], "{f}: [workspace] max_size = \"100\": expected a size with its unit, such as \"500MB\" or \"2GiB\" (B, kB, MB, GB, KiB, MiB, GiB), from 1 byte to 1 TiB".into()),
+        (vec![("workspace", "download_exclude", Some("[\"data/**\", \"/srv/data/**\"]"))], "{f}: [workspace] download_exclude = \"/srv/data/**\": expected a glob relative to the workspace, e.g. \"data/**\", not an absolute path".into()),
         (vec![("image", "max_size", Some("\"1GiB\""))], "{f}: [image] max_size: only goes with an archive URL: it bounds the download".into()),
         (vec![("workspace.env", "A", Some("\"1\""))], "{f}: [workspace] env_file: missing; [workspace.env] needs a file to be written to, e.g. env_file = \"env\"".into()),
         (vec![("workspace", "env_file", Some("\"{d}/foreign.env\"")), ("workspace.env", "A", Some("\"1\""))], "{f}: [workspace] env_file = \"{d}/foreign.env\": exists and was not written by jupyter-agent; expected a new file (it would be replaced)".into()),

@@ -495,3 +495,201 @@ fn workspace_update_takes_the_organisers_push_and_keeps_the_container() {
     let again = env.agent(&["workspace", "update"]).expect(0).stdout;
     assert!(again.contains(&format!("is up to date with file://{} (ref main) ({head})", bare.display())), "{again}");
 }
+
+/// `workspace download` (issue 23, "download my work"): the workspace
+/// streamed as a zip to a pipe, with a 1 GiB file in it, never held in
+/// memory; the organiser's globs, the env file and a link to a host file
+/// left out of the archive. It needs no engine: the participant's work is
+/// written by hand, as Jupyter would.
+#[test]
+fn the_workspace_downloads_as_a_zip_streamed_to_a_pipe_without_holding_it_in_memory() {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    const BIG: u64 = 1 << 30;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("handson");
+    let put = |rel: &str, content: &[u8]| {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    };
+    put("hello.ipynb", NOTEBOOK.as_bytes());
+    put("nb/notes.md", b"my notes\n");
+    put("data/raw.csv", b"a,b\n1,2\n");
+    put("env", format!("ACCESS_KEY_SECRET={SECRET}\n").as_bytes());
+    std::fs::write(dir.path().join("host-secret"), SECRET).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("host-secret"), root.join("link-out")).unwrap();
+    // Sparse: gigabytes to read that cost no disk.
+    std::fs::File::create(root.join("big.bin")).unwrap().set_len(BIG).unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \"{d}/state\"\nsocket = \"{d}/agent.sock\"\n\n[workspace]\nsource = \"file://{d}/no-repo\"\nref = \"main\"\n\
+             path = \"{root}\"\nenv_file = \"env\"\ndownload_exclude = [\"data/**\"]\n\n[workspace.env]\nACCESS_KEY_SECRET = \"{SECRET}\"\n",
+            d = dir.path().display(),
+            root = root.display()
+        ),
+    )
+    .unwrap();
+
+    let started = std::time::Instant::now();
+    let mut child = Command::new(common::bin("jupyter-agent"))
+        .arg("--config")
+        .arg(&config)
+        .args(["workspace", "download", "--out", "-"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The agent's high-water mark of resident memory, read until it exits.
+    let pid = child.id();
+    let peak = std::thread::spawn(move || {
+        let mut peak_kib = 0u64;
+        while let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            if let Some(kib) = status.lines().find_map(|l| l.strip_prefix("VmHWM:")) {
+                peak_kib = peak_kib.max(kib.trim().trim_end_matches("kB").trim().parse().unwrap_or(0));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        peak_kib
+    });
+    // The reader counts what comes through the pipe and keeps it in a
+    // sparse file (zero chunks skipped) that unzip and Python can seek in.
+    let received = dir.path().join("received.zip");
+    let mut file = std::fs::File::create(&received).unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let (mut buf, zeros) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+    let (mut total, mut not_zero) = (0u64, Vec::new());
+    loop {
+        let n = stdout.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        match buf[..n] == zeros[..n] {
+            true => file.seek(SeekFrom::Current(n as i64)).map(drop).unwrap(),
+            false => {
+                file.write_all(&buf[..n]).unwrap();
+                not_zero.extend_from_slice(&buf[..n]);
+            }
+        }
+        total += n as u64;
+    }
+    file.set_len(total).unwrap();
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    let status = child.wait().unwrap();
+    let peak_kib = peak.join().unwrap();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(total > BIG, "{total} bytes through the pipe");
+    assert!(
+        stderr.contains(&format!(
+            "to stdout: 3 files ({} bytes), 1 directories, 1 links",
+            BIG + 9 + NOTEBOOK.len() as u64
+        )),
+        "{stderr}"
+    );
+    // data/ (download_exclude) and the env file.
+    assert!(stderr.contains(&format!("{total} bytes of zip; 2 left out")), "{stderr}");
+    // The archive is streamed, not held: the agent's whole resident memory
+    // stays a small fraction of the gigabytes it archived.
+    assert!(peak_kib > 0 && peak_kib < 64 * 1024, "peak resident memory {peak_kib} KiB");
+
+    let listing = sh(Command::new("unzip").arg("-l").arg(&received));
+    let names: Vec<&str> =
+        listing.lines().filter_map(|l| l.split_whitespace().nth(3)).filter(|n| *n != "Name" && *n != "----").collect();
+    assert_eq!(names, ["big.bin", "hello.ipynb", "link-out", "nb/", "nb/notes.md"], "{listing}");
+    // A strict reader: every CRC checked (the gigabytes read back), and
+    // each entry's header, data and descriptor where the directory says.
+    let test = sh(Command::new("unzip").arg("-t").arg(&received));
+    assert!(test.contains("No errors detected"), "{test}");
+    // The files' bytes as written, the link a link.
+    let check = sh(Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sys, zipfile\n\
+         z = zipfile.ZipFile(sys.argv[1])\n\
+         print(z.getinfo('big.bin').file_size)\n\
+         print(z.read('hello.ipynb').decode())\n\
+         print(z.read('nb/notes.md').decode(), end='')\n\
+         print(oct(z.getinfo('link-out').external_attr >> 16), z.read('link-out').decode())\n",
+        )
+        .arg(&received));
+    assert_eq!(check, format!("{BIG}\n{NOTEBOOK}\nmy notes\n0o120777 {}\n", dir.path().join("host-secret").display()));
+    assert!(!not_zero.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()), "a secret reached the archive");
+    eprintln!("1 GiB streamed and checked in {:?}, peak resident memory {peak_kib} KiB", started.elapsed());
+}
+
+/// `workspace download --out DIR`: the dated name in it, mode 0600, no
+/// temporary file left; a backup by name; `workspace backups` lists it.
+#[test]
+fn a_download_to_a_directory_is_dated_private_and_complete_and_backups_are_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("handson");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("hello.ipynb"), NOTEBOOK).unwrap();
+    let backup = dir.path().join("handson.bak-20261207T101010Z");
+    std::fs::create_dir_all(&backup).unwrap();
+    std::fs::write(backup.join("old.ipynb"), NOTEBOOK).unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \"{d}/state\"\nsocket = \"{d}/agent.sock\"\n\n[workspace]\nsource = \"file://{d}/no-repo\"\nref = \"main\"\npath = \"{root}\"\n",
+            d = dir.path().display(),
+            root = root.display()
+        ),
+    )
+    .unwrap();
+    let agent = |args: &[&str]| {
+        let o = Command::new(common::bin("jupyter-agent")).arg("--config").arg(&config).args(args).output().unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (code, _, stderr) = agent(&["workspace", "download", "--out", out.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let entries: Vec<String> =
+        std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let date = String::from_utf8(sh(Command::new("date").arg("+%F")).into_bytes()).unwrap();
+    assert_eq!(entries, [format!("handson-{}.zip", date.trim())]);
+    let zip = out.join(&entries[0]);
+    assert_eq!(std::fs::metadata(&zip).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(sh(Command::new("unzip").arg("-l").arg(&zip)).contains("hello.ipynb"));
+
+    let (code, stdout, _) = agent(&["workspace", "backups"]);
+    assert_eq!(
+        (code, stdout.as_str()),
+        (
+            Some(0),
+            format!("handson.bak-20261207T101010Z  2026-12-07 10:10:10 UTC  {} bytes\n", NOTEBOOK.len()).as_str()
+        )
+    );
+    let named = out.join("old.zip");
+    let (code, _, stderr) =
+        agent(&["workspace", "download", "--out", named.to_str().unwrap(), "--backup", "20261207T101010Z"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(sh(Command::new("unzip").arg("-l").arg(&named)).contains("old.ipynb"));
+
+    // Refused, nothing written: an unknown backup, and an archive inside the tree it archives.
+    let (code, _, stderr) = agent(&["workspace", "download", "--out", out.to_str().unwrap(), "--backup", "nope"]);
+    assert_eq!(
+        (code, stderr.trim()),
+        (
+            Some(2),
+            format!(
+                "jupyter-agent: --backup nope: no such copy beside {}; jupyter-agent workspace backups lists them",
+                root.display()
+            )
+            .as_str()
+        )
+    );
+    let inside = root.join("mine.zip");
+    let (code, _, stderr) = agent(&["workspace", "download", "--out", inside.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(std::fs::read_dir(&root).unwrap().count(), 1, "nothing written into the workspace");
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 2, "no temporary file left");
+}

@@ -34,6 +34,10 @@ pub fn dispatch(config: &Path, command: Command) -> Result<()> {
         Command::Workspace(WorkspaceCommand::Update { json }) => workspace_update(config, json),
         Command::Workspace(WorkspaceCommand::Check { json }) => workspace_check(config, json),
         Command::Hand(command) => hand(config, command),
+        Command::Workspace(WorkspaceCommand::Download { out, backup }) => {
+            workspace_download(config, &out, backup.as_deref())
+        }
+        Command::Workspace(WorkspaceCommand::Backups { json }) => workspace_backups(config, json),
         Command::Image(ImageCommand::Export { out, json }) => image_export(config, &out, json),
     }
 }
@@ -550,6 +554,109 @@ fn hand(config: &Path, command: HandCommand) -> Result<()> {
         match &hand {
             Some(h) => print!("{}", super::render::hand(h)),
             None => println!("the hand is lowered"),
+        }
+    }
+    Ok(())
+}
+
+/// `workspace download`: the workspace (or a backup) as a zip into `out`
+/// (a file, a directory, or `-` for stdout), through a temporary file
+/// renamed when complete.
+fn workspace_download(config: &Path, out: &Path, backup: Option<&str>) -> Result<()> {
+    use crate::workspace::download::{file_name, find_backup, write_zip, Exclude};
+    let (cfg, w) = workspace_config(config)?;
+    let root = match backup {
+        None => w.path.clone(),
+        Some(name) => match find_backup(&w, name)? {
+            Some(b) => b.path,
+            None => {
+                return Err(Exit::new(
+                    exit::USAGE,
+                    format!(
+                        "--backup {name}: no such copy beside {}; jupyter-agent workspace backups lists them",
+                        w.path.display()
+                    ),
+                )
+                .into())
+            }
+        },
+    };
+    if !root.is_dir() {
+        return Err(Exit::new(exit::NO_STATE, format!("{} does not exist: nothing to download", root.display())).into());
+    }
+    let exclude = Exclude::for_workspace(&cfg)?;
+    let name = file_name(&root, chrono::Local::now().date_naive());
+    if out == Path::new("-") {
+        let stdout = std::io::stdout();
+        if std::io::IsTerminal::is_terminal(&stdout) {
+            return Err(Exit::new(
+                exit::USAGE,
+                "--out -: stdout is a terminal; redirect it (> file.zip) or give --out a file or a directory",
+            )
+            .into());
+        }
+        let summary = write_zip(&root, &exclude, std::io::BufWriter::with_capacity(1 << 18, stdout))?;
+        eprintln!("{}", downloaded(&root, "stdout", &summary));
+        return Ok(());
+    }
+    let target = if out.is_dir() { out.join(&name) } else { out.to_path_buf() };
+    let dir = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let dir = dir.canonicalize().with_context(|| format!("--out {}: its directory", out.display()))?;
+    // An archive growing inside the tree it archives would archive itself.
+    if dir.starts_with(root.canonicalize().with_context(|| format!("reading {}", root.display()))?) {
+        return Err(Exit::new(
+            exit::USAGE,
+            format!("--out {}: inside {}, which it archives; choose a place outside it", out.display(), root.display()),
+        )
+        .into());
+    }
+    let mut part = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".part")
+        .tempfile_in(&dir)
+        .with_context(|| format!("creating a file in {}", dir.display()))?;
+    // tempfile creates it 0600: the participant's work, maybe with secrets of their own.
+    let summary = write_zip(&root, &exclude, std::io::BufWriter::new(part.as_file_mut()))?;
+    part.as_file().sync_all().with_context(|| format!("writing {}", target.display()))?;
+    part.persist(&target).with_context(|| format!("writing {}", target.display()))?;
+    std::fs::File::open(&dir).and_then(|d| d.sync_all()).with_context(|| format!("syncing {}", dir.display()))?;
+    eprintln!("{}", downloaded(&root, &target.display().to_string(), &summary));
+    Ok(())
+}
+
+/// What `workspace download` tells on stderr.
+fn downloaded(root: &Path, to: &str, s: &crate::workspace::download::Summary) -> String {
+    let mut text = format!(
+        "wrote {} as a zip to {to}: {} files ({} bytes), {} directories, {} links; {} bytes of zip; {} left out",
+        root.display(),
+        s.files,
+        s.bytes,
+        s.directories,
+        s.links,
+        s.archive_bytes,
+        s.excluded
+    );
+    for skipped in &s.skipped {
+        text.push_str(&format!("\nnot archived: {}: {}", skipped.path, skipped.why));
+    }
+    text
+}
+
+/// `workspace backups`: the copies a reset moved aside, newest first.
+fn workspace_backups(config: &Path, json: bool) -> Result<()> {
+    let (_, w) = workspace_config(config)?;
+    let list = crate::workspace::download::backups(&w)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list).expect("serializable"));
+    } else if list.is_empty() {
+        println!("no copies moved aside beside {} (workspace reset makes them)", w.path.display());
+    } else {
+        for b in &list {
+            let at = b.taken_at.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()).unwrap_or_else(|| "-".into());
+            println!("{}  {at}  {} bytes", b.name, b.size);
         }
     }
     Ok(())

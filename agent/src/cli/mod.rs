@@ -251,6 +251,29 @@ pub enum WorkspaceCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write the participant's work as a zip ("download my work"): the workspace, or a
+    /// copy a reset moved aside.
+    ///
+    /// Left out: [workspace] download_exclude, the env file and the top-level .git.
+    /// Symbolic links are stored as links, never followed. The archive is written to a
+    /// temporary file beside PATH (mode 0600) and renamed when complete; what it holds
+    /// is printed on stderr.
+    Download {
+        /// A file, a directory (the archive is <workspace>-<YYYY-MM-DD>.zip in it), or -
+        /// for stdout.
+        #[arg(long, value_name = "PATH")]
+        out: PathBuf,
+        /// A copy `workspace reset` moved aside, by name (as `workspace backups` lists
+        /// it, or only its timestamp), instead of the workspace.
+        #[arg(long, value_name = "NAME")]
+        backup: Option<String>,
+    },
+    /// List the copies `workspace reset` moved aside, newest first.
+    Backups {
+        /// Print the list as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -79,6 +79,10 @@ pub struct Config {
     pub docker: DockerConfig,
     /// The workshop materials, when the instance fetches them itself.
     pub workspace: Option<WorkspaceConfig>,
+    /// `[workspace] download_exclude`: globs (relative to the workspace)
+    /// left out of "download my work" (docs/configuration.md), each checked
+    /// when the file is read; empty without a `[workspace]`.
+    pub download_exclude: Vec<String>,
     pub image: ImageConfig,
     pub container: ContainerConfig,
     pub jupyter: JupyterConfig,
@@ -270,11 +274,12 @@ impl Config {
         };
         d.finish()?;
 
-        let workspace = match root.take("workspace") {
-            None => None,
+        let (workspace, download_exclude) = match root.take("workspace") {
+            None => (None, Vec::new()),
             Some(v) => {
                 let t = root.expect_table("[workspace]", v)?;
-                Some(workspace_config(Section::new(path, "workspace", t))?)
+                let (w, exclude) = workspace_config(Section::new(path, "workspace", t))?;
+                (Some(w), exclude)
             }
         };
         let workspace_path = workspace.as_ref().map(|w| w.path.clone());
@@ -346,8 +351,19 @@ impl Config {
                 .collect();
             build.withhold.dedup();
         }
-        let config =
-            Config { state_dir, log_dir, socket, result_file, docker, workspace, image, container, jupyter, tls };
+        let config = Config {
+            state_dir,
+            log_dir,
+            socket,
+            result_file,
+            docker,
+            workspace,
+            download_exclude,
+            image,
+            container,
+            jupyter,
+            tls,
+        };
         // By name here; as the host resolves them in `check_paths`.
         paths::check_exposure(&config, path, paths::by_name)?;
         Ok(config)
@@ -387,7 +403,8 @@ impl Config {
     }
 }
 
-fn workspace_config(mut s: Section) -> Result<WorkspaceConfig, ConfigError> {
+/// The `[workspace]` section and its `download_exclude` globs.
+fn workspace_config(mut s: Section) -> Result<(WorkspaceConfig, Vec<String>), ConfigError> {
     use workspace::Source;
     let url = s.string("source")?.ok_or_else(|| {
         s.err("source", None, "missing; expected the URL of a tarball (with sha256) or of a git repository (with ref)")
@@ -487,8 +504,9 @@ fn workspace_config(mut s: Section) -> Result<WorkspaceConfig, ConfigError> {
             Source::Git { url, reference, max_size }
         }
     };
+    let download_exclude = workspace::download_exclude(&mut s)?;
     s.finish()?;
-    Ok(WorkspaceConfig { source, path, env_file, env })
+    Ok((WorkspaceConfig { source, path, env_file, env }, download_exclude))
 }
 
 /// Whether a URL names an archive by its ending (query and fragment aside).

@@ -3,6 +3,9 @@
 
 use jupyter_proto::redact::{redact_url, without_query, MARK};
 
+use super::section::{toml_str, Section};
+use super::ConfigError;
+
 /// `[workspace] max_size` when not set: 1 GiB, for a tarball and a git
 /// clone alike (docs/configuration.md).
 pub const DEFAULT_MAX_SIZE: u64 = 1 << 30;
@@ -62,9 +65,66 @@ pub fn shown_label(label: &str) -> String {
     }
 }
 
+/// `[workspace] download_exclude`: an array of globs, each one that
+/// [`crate::workspace::download::Exclude`] accepts (an empty array is the
+/// default, nothing left out but what is always left out).
+pub(super) fn download_exclude(s: &mut Section) -> Result<Vec<String>, ConfigError> {
+    const EXPECTED: &str = "expected an array of globs relative to the workspace, e.g. [\"data/**\", \"*.parquet\"]";
+    let items = match s.take("download_exclude") {
+        None => return Ok(Vec::new()),
+        Some(toml::Value::Array(items)) => items,
+        Some(v) => return Err(s.err("download_exclude", Some(v.to_string()), EXPECTED)),
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let toml::Value::String(glob) = item else {
+            return Err(s.err("download_exclude", Some(item.to_string()), EXPECTED));
+        };
+        if let Err(why) = crate::workspace::download::Exclude::new(std::slice::from_ref(&glob)) {
+            return Err(s.err("download_exclude", Some(toml_str(&glob)), &why));
+        }
+        out.push(glob);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn download_exclude_is_a_list_of_globs_checked_when_read() {
+        let f = "/etc/jupyter-agent/config.toml";
+        let parse = |extra: &str| {
+            let text = format!(
+                "[workspace]\nsource = \"/srv/repo\"\nref = \"main\"\npath = \"/w\"\n{extra}\n[image]\nname = \"x\"\n"
+            );
+            crate::config::Config::parse(std::path::Path::new(f), &text)
+                .map(|c| c.download_exclude)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(parse(""), Ok(vec![]));
+        assert_eq!(parse("download_exclude = []"), Ok(vec![]));
+        assert_eq!(
+            parse("download_exclude = [\"data/**\", \"*.parquet\"]"),
+            Ok(vec!["data/**".to_string(), "*.parquet".to_string()])
+        );
+        let expected = "expected an array of globs relative to the workspace, e.g. [\"data/**\", \"*.parquet\"]";
+        for (extra, want) in [
+            ("download_exclude = \"data/**\"", format!("{f}: [workspace] download_exclude = \"data/**\": {expected}")),
+            ("download_exclude = [1]", format!("{f}: [workspace] download_exclude = 1: {expected}")),
+            (
+                "download_exclude = [\"ok/**\", \"data/[a\"]",
+                format!("{f}: [workspace] download_exclude = \"data/[a\": is not a glob (unclosed character class; missing ']'); expected e.g. \"data/**\" or \"*.parquet\""),
+            ),
+            (
+                "download_exclude = [\"../other\"]",
+                format!("{f}: [workspace] download_exclude = \"../other\": expected a glob inside the workspace, without .."),
+            ),
+        ] {
+            assert_eq!(parse(extra), Err(want), "{extra}");
+        }
+    }
 
     #[test]
     fn urls_are_shown_without_credentials_or_query_and_old_labels_become_so() {

@@ -12,6 +12,7 @@
 //! file, never overwriting a participant's change ([`merge`],
 //! docs/workspace-update.md); [`check`] shows what it would do.
 
+pub mod download;
 mod entries;
 mod failure;
 pub mod fetch;

@@ -1,0 +1,806 @@
+//! "Download my work": the participant's workspace (or a copy a reset moved
+//! aside) as a zip, streamed to any writer (docs/configuration.md,
+//! `[workspace] download_exclude`; docs/agent.md, `workspace download`).
+//!
+//! The archive is written front to back and never seeked (the zip format's
+//! data descriptors after each file), so a pipe or an HTTP body takes it;
+//! each file is read in chunks, so a workspace of any size costs a bounded
+//! amount of memory. Zip64's end records are written past 65 535 entries;
+//! an archive past 4 GiB is refused ([`MAX_ARCHIVE`]).
+//!
+//! The walk never follows a symbolic link: every directory and file is
+//! opened relative to its parent's descriptor with `O_NOFOLLOW`, so a link
+//! the participant made to a host file (`/etc/shadow`), or a directory
+//! swapped for such a link during the walk, is never read; a link is
+//! archived as a link (its target's text, as `zip -y` does). The env file
+//! (`[workspace] env_file`, which holds the access keys) and the top-level
+//! `.git` (the agent's clone of the materials, its history the organiser's,
+//! often large) are always left out.
+
+use std::cell::Cell;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use anyhow::{bail, Context, Result};
+use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::{FileStat, Mode, SFlag};
+use serde::Serialize;
+use zip::write::SimpleFileOptions;
+use zip::CompressionMethod;
+
+use crate::config::{Config, WorkspaceConfig};
+
+/// Bytes read from a file at a time.
+const CHUNK: usize = 256 * 1024;
+
+/// Files from this size on are stored, not deflated: they are data sets,
+/// usually compressed already, and deflating gigabytes would keep the
+/// participant waiting minutes for a few percent.
+const STORE_FROM: u64 = 64 << 20;
+
+/// File name endings whose content is compressed already: stored as is.
+const COMPRESSED: &[&str] = &[
+    "7z", "avif", "bz2", "docx", "epub", "flac", "gif", "gz", "h5", "jar", "jpeg", "jpg", "lz4", "mkv", "mov", "mp3",
+    "mp4", "npz", "ogg", "parquet", "pdf", "png", "pptx", "rar", "tgz", "webm", "webp", "whl", "xlsx", "xz", "zip",
+    "zst",
+];
+
+/// The most the archive may hold: a little under the 4 GiB the classic zip
+/// records address. zip 7.3 (the last release that builds on Rust 1.85)
+/// writes Zip64 records that readers reject for entries past 4 GiB (an
+/// extra field listing all three sizes where the spec wants only those the
+/// header leaves out, written twice), so a larger archive is refused,
+/// before the entry that would pass the limit (docs/configuration.md).
+/// The margin leaves room for the central directory.
+pub const MAX_ARCHIVE: u64 = u32::MAX as u64 - (64 << 20);
+
+/// Directories deeper than this are left out (and listed as skipped): each
+/// level holds one open descriptor.
+const MAX_DEPTH: usize = 256;
+
+/// What is left out of the archive: the organiser's globs
+/// (`[workspace] download_exclude`) and what always is.
+#[derive(Debug, Clone)]
+pub struct Exclude {
+    /// Globs with a `/`: matched against the whole path from the root.
+    rooted: GlobSet,
+    /// Globs without a `/`: matched against the name, at any depth (as in `.gitignore`).
+    anywhere: GlobSet,
+    /// Relative paths always left out (`.git`, the env file).
+    always: Vec<String>,
+}
+
+impl Exclude {
+    /// The globs of `[workspace] download_exclude`, plus the top-level
+    /// `.git`. A glob matches a path relative to the workspace root (`*`
+    /// and `?` within one name, `**` across directories); one without a
+    /// `/` matches a name at any depth; a directory matched is left out
+    /// with everything in it; a trailing `/` is allowed (`data/`). The
+    /// error says what is wrong with the first bad glob, for the config
+    /// message.
+    pub fn new(patterns: &[String]) -> Result<Exclude, String> {
+        let mut rooted = GlobSetBuilder::new();
+        let mut anywhere = GlobSetBuilder::new();
+        for raw in patterns {
+            let p = raw.strip_prefix("./").unwrap_or(raw);
+            let p = p.strip_suffix('/').unwrap_or(p);
+            if p.trim().is_empty() {
+                return Err("expected a glob such as \"data/**\" or \"*.parquet\", not an empty string".into());
+            }
+            if p.starts_with('/') {
+                return Err("expected a glob relative to the workspace, e.g. \"data/**\", not an absolute path".into());
+            }
+            if p.split('/').any(|c| c == "..") {
+                return Err("expected a glob inside the workspace, without ..".into());
+            }
+            let glob = GlobBuilder::new(p)
+                .literal_separator(true)
+                .backslash_escape(true)
+                .build()
+                .map_err(|e| format!("is not a glob ({}); expected e.g. \"data/**\" or \"*.parquet\"", e.kind()))?;
+            match p.contains('/') {
+                true => rooted.add(glob),
+                false => anywhere.add(glob),
+            };
+            // `data/**` leaves out the directory itself too, not only what is in it.
+            if let Some(dir) = p.strip_suffix("/**").filter(|d| !d.is_empty() && !d.ends_with("**")) {
+                let glob = GlobBuilder::new(dir).literal_separator(true).backslash_escape(true).build();
+                let glob = glob
+                    .map_err(|e| format!("is not a glob ({}); expected e.g. \"data/**\" or \"*.parquet\"", e.kind()))?;
+                rooted.add(glob);
+            }
+        }
+        let build = |b: GlobSetBuilder| b.build().map_err(|e| format!("is not a glob ({})", e.kind()));
+        Ok(Exclude { rooted: build(rooted)?, anywhere: build(anywhere)?, always: vec![".git".into()] })
+    }
+
+    /// What a download of the configured workspace, or of one of its
+    /// backups, leaves out: `[workspace] download_exclude`, `.git`, and the
+    /// env files (`[workspace]`'s and `[container]`'s, which hold the access
+    /// keys) that lie inside the workspace.
+    pub fn for_workspace(cfg: &Config) -> Result<Exclude> {
+        let mut exclude = Exclude::new(&cfg.download_exclude)
+            .map_err(|why| anyhow::anyhow!("[workspace] download_exclude: {why}"))?;
+        if let Some(w) = &cfg.workspace {
+            for env_file in [&w.env_file, &cfg.container.env_file].into_iter().flatten() {
+                if let Ok(rel) = env_file.strip_prefix(&w.path) {
+                    exclude.always.push(rel.to_string_lossy().into_owned());
+                }
+            }
+        }
+        Ok(exclude)
+    }
+
+    /// Whether the entry at `rel` (relative to the root, `/`-separated) is left out.
+    pub fn matches(&self, rel: &str) -> bool {
+        let name = rel.rsplit('/').next().unwrap_or(rel);
+        self.always.iter().any(|a| a == rel) || self.rooted.is_match(rel) || self.anywhere.is_match(name)
+    }
+}
+
+/// What [`write_zip`] wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub files: u64,
+    pub directories: u64,
+    /// Symbolic links, archived as links (never followed).
+    pub links: u64,
+    /// The files' content, uncompressed.
+    pub bytes: u64,
+    /// The archive's size.
+    pub archive_bytes: u64,
+    /// Entries left out by [`Exclude`] (a directory counts once).
+    pub excluded: u64,
+    /// Entries that could not be archived, and why (sockets, devices,
+    /// names that are not UTF-8, ...).
+    pub skipped: Vec<Skipped>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    /// Relative to the root (not UTF-8 parts shown as U+FFFD).
+    pub path: String,
+    pub why: String,
+}
+
+/// Streams the tree below `root` as a zip into `out`, never seeking and
+/// never holding a file in memory; entries in name order, names relative
+/// to `root` in UTF-8. `out` is flushed, not closed. An error (reading a
+/// file, writing `out`) leaves a truncated archive behind: the caller
+/// throws it away.
+pub fn write_zip(root: &Path, exclude: &Exclude, out: impl Write + Send) -> Result<Summary> {
+    let dir = File::open(root).with_context(|| format!("opening {}", root.display()))?;
+    if !dir.metadata()?.is_dir() {
+        bail!("{} is not a directory", root.display());
+    }
+    let stopped = Rc::new(Cell::new(false));
+    let written = Rc::new(Cell::new(0u64));
+    let mut walk = Walk {
+        zip: zip::ZipWriter::new_stream(Counting { inner: out, written: written.clone(), stopped: stopped.clone() }),
+        exclude,
+        summary: Summary::default(),
+        buf: vec![0; CHUNK],
+        written: written.clone(),
+    };
+    if let Err(e) = walk.dir(OwnedFd::from(dir), "", 0) {
+        // The writer finishes the archive when it is dropped: nothing more
+        // may reach `out` after the error.
+        stopped.set(true);
+        return Err(e).with_context(|| format!("archiving {}", root.display()));
+    }
+    let mut summary = walk.summary;
+    let mut counting = walk.zip.finish().context("writing the zip's central directory")?.into_inner();
+    counting.flush().context("writing the zip")?;
+    summary.archive_bytes = counting.written.get();
+    Ok(summary)
+}
+
+struct Walk<'a, W: Write> {
+    zip: zip::ZipWriter<zip::write::StreamWriter<Counting<W>>>,
+    exclude: &'a Exclude,
+    summary: Summary,
+    buf: Vec<u8>,
+    /// What has reached the output so far.
+    written: Rc<Cell<u64>>,
+}
+
+impl<W: Write> Walk<'_, W> {
+    /// Archives the entries of the open directory `dir`, whose path is `rel`
+    /// (`""` for the root, else ending in `/`).
+    fn dir(&mut self, dir: OwnedFd, rel: &str, depth: usize) -> Result<()> {
+        let mut names: Vec<Vec<u8>> = Vec::new();
+        let mut listing = nix::dir::Dir::openat(
+            dir.as_fd(),
+            ".",
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .with_context(|| format!("listing {}", shown(rel)))?;
+        for entry in listing.iter() {
+            let entry = entry.with_context(|| format!("listing {}", shown(rel)))?;
+            let name = entry.file_name().to_bytes();
+            if name != b"." && name != b".." {
+                names.push(name.to_vec());
+            }
+        }
+        drop(listing);
+        names.sort();
+        for raw in names {
+            let name = OsStr::from_bytes(&raw);
+            let Ok(utf8) = std::str::from_utf8(&raw) else {
+                self.skip(format!("{rel}{}", name.to_string_lossy()), "its name is not UTF-8");
+                continue;
+            };
+            let path = format!("{rel}{utf8}");
+            if self.exclude.matches(&path) {
+                self.summary.excluded += 1;
+                continue;
+            }
+            let stat = match nix::sys::stat::fstatat(dir.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(s) => s,
+                // Removed since the listing: nothing to archive.
+                Err(nix::errno::Errno::ENOENT) => continue,
+                Err(e) => return Err(e).with_context(|| format!("reading {path}")),
+            };
+            let kind = SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits());
+            let options = SimpleFileOptions::default()
+                .last_modified_time(zip_time(stat.st_mtime))
+                .unix_permissions(stat.st_mode & 0o7777);
+            match kind {
+                SFlag::S_IFDIR if depth + 1 >= MAX_DEPTH => {
+                    self.skip(path, &format!("more than {MAX_DEPTH} directories deep"))
+                }
+                SFlag::S_IFDIR => {
+                    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+                    let sub = match nix::fcntl::openat(dir.as_fd(), name, flags, Mode::empty()) {
+                        Ok(fd) => fd,
+                        Err(nix::errno::Errno::ENOENT) => continue,
+                        // Replaced by a link or a file since it was looked at.
+                        Err(nix::errno::Errno::ELOOP | nix::errno::Errno::ENOTDIR) => {
+                            self.skip(path, "changed while it was archived");
+                            continue;
+                        }
+                        Err(e) => return Err(e).with_context(|| format!("opening {path}")),
+                    };
+                    let path = format!("{path}/");
+                    // Not `add_directory`: zip 7.3's streaming writer marks a directory
+                    // entry as followed by a data descriptor and writes none (zip2 issue
+                    // #971, fixed in releases that need Rust 1.88). An empty entry whose
+                    // name ends in `/` is a directory to every reader, with its descriptor.
+                    self.zip.start_file(path.as_str(), options.compression_method(CompressionMethod::Stored))?;
+                    self.summary.directories += 1;
+                    self.dir(sub, &path, depth + 1)?;
+                }
+                SFlag::S_IFLNK => {
+                    let target = match nix::fcntl::readlinkat(dir.as_fd(), name) {
+                        Ok(t) => t,
+                        Err(nix::errno::Errno::ENOENT) => continue,
+                        Err(e) => return Err(e).with_context(|| format!("reading the link {path}")),
+                    };
+                    let Some(target) = target.to_str() else {
+                        self.skip(path, "its target is not UTF-8");
+                        continue;
+                    };
+                    self.zip.add_symlink(path.as_str(), target, options)?;
+                    self.summary.links += 1;
+                }
+                SFlag::S_IFREG => self.file(&dir, name, path, &stat, options)?,
+                _ => self.skip(path, "not a file, a directory or a link (a socket, a pipe or a device)"),
+            }
+        }
+        Ok(())
+    }
+
+    fn file(
+        &mut self,
+        dir: &OwnedFd,
+        name: &OsStr,
+        path: String,
+        stat: &FileStat,
+        options: SimpleFileOptions,
+    ) -> Result<()> {
+        // O_NONBLOCK: a file swapped for a named pipe must not hang the walk.
+        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+        let fd = match nix::fcntl::openat(dir.as_fd(), name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(nix::errno::Errno::ENOENT) => return Ok(()),
+            Err(nix::errno::Errno::ELOOP) => {
+                self.skip(path, "changed while it was archived");
+                return Ok(());
+            }
+            Err(e) => return Err(e).with_context(|| format!("opening {path}")),
+        };
+        let now = nix::sys::stat::fstat(fd.as_fd()).with_context(|| format!("reading {path}"))?;
+        if SFlag::from_bits_truncate(now.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFREG {
+            self.skip(path, "changed while it was archived");
+            return Ok(());
+        }
+        let size = u64::try_from(now.st_size.max(stat.st_size)).unwrap_or(0);
+        let method = compression(&path, size);
+        // Header, content (deflate adds at most a few bytes in a thousand) and descriptor.
+        let end = self.written.get() + 128 + path.len() as u64 + size + size / 512;
+        if end > MAX_ARCHIVE {
+            bail!(
+                "{path}: the archive would pass {} MiB, the most a download may hold; leave large data out with [workspace] download_exclude",
+                MAX_ARCHIVE >> 20
+            );
+        }
+        self.zip.start_file(path.as_str(), options.compression_method(method))?;
+        let mut file = File::from(fd);
+        loop {
+            let n = match file.read(&mut self.buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e).with_context(|| format!("reading {path}")),
+            };
+            self.zip.write_all(&self.buf[..n]).context("writing the zip")?;
+            self.summary.bytes += n as u64;
+        }
+        self.summary.files += 1;
+        Ok(())
+    }
+
+    fn skip(&mut self, path: String, why: &str) {
+        self.summary.skipped.push(Skipped { path, why: why.to_string() });
+    }
+}
+
+fn shown(rel: &str) -> &str {
+    match rel {
+        "" => "the root",
+        r => r,
+    }
+}
+
+/// Deflate, except for content compressed already and large files.
+fn compression(path: &str, size: u64) -> CompressionMethod {
+    let ext = path.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    if size >= STORE_FROM || COMPRESSED.contains(&ext.as_str()) || size == 0 {
+        CompressionMethod::Stored
+    } else {
+        CompressionMethod::Deflated
+    }
+}
+
+/// A modification time as zip records it (UTC; 1980 to 2107, else the
+/// format's earliest).
+fn zip_time(secs: i64) -> zip::DateTime {
+    DateTime::<Utc>::from_timestamp(secs, 0)
+        .and_then(|t| {
+            let year = u16::try_from(t.year()).ok()?;
+            zip::DateTime::from_date_and_time(
+                year,
+                t.month() as u8,
+                t.day() as u8,
+                t.hour() as u8,
+                t.minute() as u8,
+                t.second() as u8,
+            )
+            .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// Counts what goes through, for [`Summary::archive_bytes`]; once
+/// `stopped`, swallows it.
+struct Counting<W> {
+    inner: W,
+    written: Rc<Cell<u64>>,
+    stopped: Rc<Cell<bool>>,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.stopped.get() {
+            return Ok(buf.len());
+        }
+        let n = self.inner.write(buf)?;
+        self.written.set(self.written.get() + n as u64);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The archive's file name: `<directory name>-<YYYY-MM-DD>.zip`, the name
+/// reduced to letters, digits, `.`, `-` and `_` (it goes into a
+/// `Content-Disposition` header and onto any file system).
+pub fn file_name(root: &Path, date: NaiveDate) -> String {
+    let dir = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut safe: String =
+        dir.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
+    if safe.trim_matches(['.', '_']).is_empty() {
+        safe = "workspace".into();
+    }
+    format!("{safe}-{}.zip", date.format("%Y-%m-%d"))
+}
+
+/// A copy of the workspace that `workspace reset` moved aside.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Backup {
+    /// Its directory name, `<workspace>.bak-<UTC timestamp>[-n]`: what `--backup` takes.
+    pub name: String,
+    pub path: PathBuf,
+    /// When the reset moved it aside (from its name).
+    pub taken_at: Option<DateTime<Utc>>,
+    /// Its files' bytes (links not followed).
+    pub size: u64,
+}
+
+/// The copies `workspace reset` moved aside beside `cfg.path`
+/// (`<path>.bak-<timestamp>`), newest first.
+pub fn backups(cfg: &WorkspaceConfig) -> Result<Vec<Backup>> {
+    let (Some(parent), Some(base)) = (cfg.path.parent(), cfg.path.file_name()) else { return Ok(Vec::new()) };
+    let prefix = format!("{}.bak-", base.to_string_lossy());
+    let entries = match std::fs::read_dir(parent) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("listing {}", parent.display())),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("listing {}", parent.display()))?;
+        let Ok(name) = entry.file_name().into_string() else { continue };
+        let Some(stamp) = name.strip_prefix(&prefix) else { continue };
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let stamp = stamp.split('-').next().unwrap_or_default();
+        let taken_at = chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ").ok().map(|t| t.and_utc());
+        out.push(Backup { size: tree_size(&entry.path()), name, path: entry.path(), taken_at });
+    }
+    out.sort_by(|a, b| (b.taken_at, &b.name).cmp(&(a.taken_at, &a.name)));
+    Ok(out)
+}
+
+/// The bytes of the regular files below `dir`, links not followed.
+fn tree_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for entry in entries.flatten() {
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => stack.push(entry.path()),
+                Ok(t) if t.is_file() => total += entry.metadata().map(|m| m.len()).unwrap_or(0),
+                _ => {}
+            }
+        }
+    }
+    total
+}
+
+/// The backup called `name` (its directory name, or only the part after
+/// `.bak-`), among [`backups`].
+pub fn find_backup(cfg: &WorkspaceConfig, name: &str) -> Result<Option<Backup>> {
+    Ok(backups(cfg)?
+        .into_iter()
+        .find(|b| b.name == name || b.name.rsplit_once(".bak-").is_some_and(|(_, s)| s == name)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::fs;
+    use std::io::Cursor;
+    use std::os::unix::fs::{symlink, PermissionsExt};
+
+    use super::*;
+
+    fn workspace(root: &Path, env_file: Option<&str>) -> WorkspaceConfig {
+        WorkspaceConfig {
+            source: crate::config::workspace::Source::Git {
+                url: "/x".into(),
+                reference: "main".into(),
+                max_size: crate::config::workspace::DEFAULT_MAX_SIZE,
+            },
+            path: root.to_path_buf(),
+            env_file: env_file.map(|f| root.join(f)),
+            env: BTreeMap::new(),
+        }
+    }
+
+    fn write(root: &Path, rel: &str, content: &[u8]) {
+        let path = root.join(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, content).unwrap();
+    }
+
+    /// Every entry of the archive: name -> content (a link: `-> target`, a directory: `dir`).
+    fn read_back(zip: &[u8]) -> BTreeMap<String, Vec<u8>> {
+        let mut archive = zip::ZipArchive::new(Cursor::new(zip)).unwrap();
+        let mut out = BTreeMap::new();
+        for i in 0..archive.len() {
+            let mut f = archive.by_index(i).unwrap();
+            let mut content = Vec::new();
+            f.read_to_end(&mut content).unwrap();
+            let mode = f.unix_mode().unwrap_or(0);
+            let value = match () {
+                _ if f.is_dir() => b"dir".to_vec(),
+                _ if mode & 0o170000 == 0o120000 => [b"-> ".as_slice(), &content].concat(),
+                _ => content,
+            };
+            out.insert(f.name().to_string(), value);
+        }
+        out
+    }
+
+    fn zip_of(root: &Path, exclude: &Exclude) -> (Summary, Vec<u8>) {
+        let mut out = Vec::new();
+        // `&mut Vec<u8>` writes and cannot seek: what a pipe or an HTTP body offers.
+        let summary = write_zip(root, exclude, &mut out).unwrap();
+        assert_eq!(summary.archive_bytes, out.len() as u64);
+        assert_entries_follow_each_other(&out);
+        (summary, out)
+    }
+
+    /// Each entry's local header, data and data descriptor (16 bytes) end
+    /// where the next entry starts, the last where the central directory
+    /// does: what strict readers (Info-ZIP's "overlapped components")
+    /// check, and what zip 7.3's own directory entries broke.
+    fn assert_entries_follow_each_other(zip: &[u8]) {
+        let mut archive = zip::ZipArchive::new(Cursor::new(zip)).unwrap();
+        let mut spans = Vec::new();
+        for i in 0..archive.len() {
+            let f = archive.by_index_raw(i).unwrap();
+            spans.push((f.header_start(), f.data_start().unwrap() + f.compressed_size() + 16, f.name().to_string()));
+        }
+        spans.sort();
+        let central = archive.central_directory_start();
+        for (i, (_, end, name)) in spans.iter().enumerate() {
+            let next = spans.get(i + 1).map_or(central, |s| s.0);
+            assert_eq!(*end, next, "{name} does not end where the next entry starts");
+        }
+    }
+
+    #[test]
+    fn every_file_comes_back_byte_for_byte_and_the_secrets_stay_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("handson");
+        // What a participant must not get through the archive: a host file.
+        write(dir.path(), "shadow", b"root:$6$secret");
+        let text: Vec<u8> = (0..200_000u32).flat_map(|i| format!("line {i}\n").into_bytes()).collect();
+        let random: Vec<u8> = (0..3 * CHUNK as u32 + 17).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        write(&root, "nb/Analysis.ipynb", br#"{"cells": []}"#);
+        write(&root, "nb/big.txt", &text);
+        write(&root, "images/photo.png", &random);
+        write(&root, "run.sh", b"#!/bin/sh\necho hi\n");
+        fs::set_permissions(root.join("run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+        write(&root, "empty.txt", b"");
+        write(&root, "caf\u{e9} \u{6570}\u{636e}.md", "d\u{e9}j\u{e0}".as_bytes());
+        fs::create_dir_all(root.join("scratch/empty")).unwrap();
+        write(&root, "env", b"ALIBABA_CLOUD_ACCESS_KEY_SECRET=s3cr3t\n");
+        write(&root, ".git/config", b"[core]\n");
+        write(&root, "sub/.git/HEAD", b"ref: refs/heads/main\n");
+        symlink(dir.path().join("shadow"), root.join("shadow-link")).unwrap();
+        symlink("../../shadow", root.join("nb/relative-out")).unwrap();
+        symlink(dir.path(), root.join("outside-dir")).unwrap();
+        symlink("Analysis.ipynb", root.join("nb/latest.ipynb")).unwrap();
+        nix::unistd::mkfifo(&root.join("pipe"), Mode::from_bits_truncate(0o600)).unwrap();
+
+        let mut cfg = Config::defaults();
+        cfg.workspace = Some(workspace(&root, Some("env")));
+        cfg.container.env_file = Some(root.join("nb/container.env"));
+        write(&root, "nb/container.env", b"OSS_SECRET=0ss-s3cr3t\n");
+        let exclude = Exclude::for_workspace(&cfg).unwrap();
+        let (summary, zip) = zip_of(&root, &exclude);
+        let got = read_back(&zip);
+        let want: BTreeMap<String, Vec<u8>> = [
+            ("caf\u{e9} \u{6570}\u{636e}.md", "d\u{e9}j\u{e0}".as_bytes().to_vec()),
+            ("empty.txt", vec![]),
+            ("images/", b"dir".to_vec()),
+            ("images/photo.png", random.clone()),
+            ("nb/", b"dir".to_vec()),
+            ("nb/Analysis.ipynb", br#"{"cells": []}"#.to_vec()),
+            ("nb/big.txt", text.clone()),
+            ("nb/latest.ipynb", b"-> Analysis.ipynb".to_vec()),
+            ("nb/relative-out", b"-> ../../shadow".to_vec()),
+            ("outside-dir", format!("-> {}", dir.path().display()).into_bytes()),
+            ("run.sh", b"#!/bin/sh\necho hi\n".to_vec()),
+            ("scratch/", b"dir".to_vec()),
+            ("scratch/empty/", b"dir".to_vec()),
+            ("shadow-link", format!("-> {}", dir.path().join("shadow").display()).into_bytes()),
+            // A .git below the top is the participant's own repository.
+            ("sub/", b"dir".to_vec()),
+            ("sub/.git/", b"dir".to_vec()),
+            ("sub/.git/HEAD", b"ref: refs/heads/main\n".to_vec()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>());
+        assert_eq!(got, want);
+        // Not in any entry, compressed or not: the keys and the host's file.
+        for secret in [b"s3cr3t".as_slice(), b"0ss-s3cr3t", b"$6$secret"] {
+            assert!(!zip.windows(secret.len()).any(|w| w == secret));
+        }
+        let mut archive = zip::ZipArchive::new(Cursor::new(&zip)).unwrap();
+        assert_eq!(archive.by_name("run.sh").unwrap().unix_mode().unwrap() & 0o777, 0o755);
+        assert_eq!(archive.by_name("nb/big.txt").unwrap().compression(), CompressionMethod::Deflated);
+        assert_eq!(archive.by_name("images/photo.png").unwrap().compression(), CompressionMethod::Stored);
+        assert_eq!((summary.files, summary.directories, summary.links, summary.excluded), (7, 6, 4, 3), "{summary:?}");
+        assert_eq!(
+            summary.bytes,
+            want.iter()
+                .filter(|(k, v)| !k.ends_with('/') && !v.starts_with(b"-> ") && *v != b"dir")
+                .map(|(_, v)| v.len() as u64)
+                .sum::<u64>()
+        );
+        assert_eq!(
+            summary.skipped,
+            vec![Skipped {
+                path: "pipe".into(),
+                why: "not a file, a directory or a link (a socket, a pipe or a device)".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn the_organisers_globs_leave_out_files_and_whole_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for f in [
+            "data/raw/a.csv",
+            "data/b.csv",
+            "nb/data/keep.csv",
+            "x.parquet",
+            "nb/deep/y.PARQUET",
+            "nb/deep/y.parquet",
+            "cache/c.bin",
+            "notes/a.tmp",
+            "notes/sub/b.tmp",
+            "notes/keep.md",
+            "nb/Analysis.ipynb",
+        ] {
+            write(root, f, b"x");
+        }
+        let globs = ["data/**", "*.parquet", "cache/", "notes/*.tmp"].map(String::from);
+        let (summary, zip) = zip_of(root, &Exclude::new(&globs).unwrap());
+        let files: Vec<String> = read_back(&zip).into_keys().filter(|k| !k.ends_with('/')).collect();
+        assert_eq!(
+            files,
+            ["nb/Analysis.ipynb", "nb/data/keep.csv", "nb/deep/y.PARQUET", "notes/keep.md", "notes/sub/b.tmp"]
+        );
+        // data and cache (once each, directories), x.parquet, nb/deep/y.parquet, notes/a.tmp.
+        assert_eq!(summary.excluded, 5, "{summary:?}");
+        let dirs: Vec<String> = read_back(&zip).into_keys().filter(|k| k.ends_with('/')).collect();
+        assert_eq!(dirs, ["nb/", "nb/data/", "nb/deep/", "notes/", "notes/sub/"]);
+    }
+
+    #[test]
+    fn bad_globs_are_refused_saying_why() {
+        for (glob, why) in [
+            ("", "expected a glob such as \"data/**\" or \"*.parquet\", not an empty string"),
+            ("/etc/**", "expected a glob relative to the workspace, e.g. \"data/**\", not an absolute path"),
+            ("../x", "expected a glob inside the workspace, without .."),
+            ("data/[a", "is not a glob (unclosed character class; missing ']'); expected e.g. \"data/**\" or \"*.parquet\""),
+            ("{a,b", "is not a glob (unclosed alternate group; missing '}' (maybe escape '{' with '[{]'?)); expected e.g. \"data/**\" or \"*.parquet\""),
+        ] {
+            assert_eq!(Exclude::new(&[glob.to_string()]).unwrap_err(), why, "{glob}");
+        }
+        assert!(Exclude::new(&["./data/".into(), "**/*.csv".into(), "a\\*b".into()]).is_ok());
+    }
+
+    #[test]
+    fn a_workspace_of_an_empty_directory_is_an_empty_archive() {
+        let dir = tempfile::tempdir().unwrap();
+        let (summary, zip) = zip_of(dir.path(), &Exclude::new(&[]).unwrap());
+        assert!(read_back(&zip).is_empty());
+        assert_eq!(summary, Summary { archive_bytes: zip.len() as u64, ..Summary::default() });
+        let missing = write_zip(&dir.path().join("gone"), &Exclude::new(&[]).unwrap(), io::sink()).unwrap_err();
+        assert!(format!("{missing:#}").starts_with("opening "), "{missing:#}");
+    }
+
+    #[test]
+    fn a_writer_that_fails_stops_the_archive_with_its_error() {
+        struct Broken;
+        impl Write for Broken {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::Error::new(io::ErrorKind::BrokenPipe, "the reader went away"))
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.txt", b"hello");
+        let err = write_zip(dir.path(), &Exclude::new(&[]).unwrap(), Broken).unwrap_err();
+        assert!(format!("{err:#}").contains("the reader went away"), "{err:#}");
+    }
+
+    /// Past 65 535 entries the classic end record cannot count them: Zip64's does.
+    #[test]
+    fn an_archive_of_more_than_65535_entries_reads_back_whole() {
+        // In memory where there is a tmpfs: 70 000 files on a disk under load take a minute.
+        let dir = tempfile::tempdir_in("/dev/shm").or_else(|_| tempfile::tempdir()).unwrap();
+        for d in 0..70 {
+            let sub = dir.path().join(format!("d{d:02}"));
+            fs::create_dir(&sub).unwrap();
+            for f in 0..1000 {
+                File::create(sub.join(format!("{f:03}"))).unwrap();
+            }
+        }
+        let (summary, zip) = zip_of(dir.path(), &Exclude::new(&[]).unwrap());
+        assert_eq!((summary.files, summary.directories), (70_000, 70));
+        let mut archive = zip::ZipArchive::new(Cursor::new(&zip)).unwrap();
+        assert_eq!(archive.len(), 70_070);
+        assert_eq!(archive.by_index(70_069).unwrap().name(), "d69/999");
+    }
+
+    /// Past 4 GiB zip 7.3's records are wrong (see MAX_ARCHIVE): refused
+    /// before the file that would pass the limit is read.
+    #[test]
+    fn a_workspace_past_4_gib_is_refused_before_the_file_that_would_pass_it() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.txt", b"small");
+        File::create(dir.path().join("b.bin")).unwrap().set_len(MAX_ARCHIVE).unwrap();
+        let mut out = Vec::new();
+        let err = write_zip(dir.path(), &Exclude::new(&[]).unwrap(), &mut out).unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            format!(
+                "archiving {}: b.bin: the archive would pass 4031 MiB, the most a download may hold; leave large data out with [workspace] download_exclude",
+                dir.path().display()
+            )
+        );
+        assert!(out.len() < 1000, "{} bytes written", out.len());
+        let (summary, _) = zip_of(dir.path(), &Exclude::new(&["*.bin".into()]).unwrap());
+        assert_eq!(summary.files, 1);
+    }
+
+    #[test]
+    fn the_file_name_is_the_directory_and_the_date() {
+        let date = NaiveDate::from_ymd_opt(2026, 12, 7).unwrap();
+        for (root, want) in [
+            ("/root/imagesearchhandson", "imagesearchhandson-2026-12-07.zip"),
+            ("/root/ws.bak-20261207T101010Z", "ws.bak-20261207T101010Z-2026-12-07.zip"),
+            ("/root/my work \"1\"", "my_work__1_-2026-12-07.zip"),
+            ("/", "workspace-2026-12-07.zip"),
+            ("/root/..", "workspace-2026-12-07.zip"),
+        ] {
+            assert_eq!(file_name(Path::new(root), date), want, "{root}");
+        }
+    }
+
+    #[test]
+    fn backups_are_listed_newest_first_with_their_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("ws");
+        write(&root, "now.txt", b"now");
+        write(dir.path(), "ws.bak-20261207T101010Z/a.txt", b"12345");
+        write(dir.path(), "ws.bak-20261207T101010Z/sub/b.txt", b"67");
+        write(dir.path(), "ws.bak-20261207T101010Z-1/a.txt", b"1");
+        write(dir.path(), "ws.bak-20261208T090000Z/a.txt", b"");
+        write(dir.path(), "ws.bak-notes.txt", b"a file, not a backup");
+        write(dir.path(), "other.bak-20261209T000000Z/a.txt", b"not ours");
+        symlink(dir.path().join("ws.bak-20261207T101010Z/a.txt"), dir.path().join("ws.bak-20261207T101010Z-1/l"))
+            .unwrap();
+        let cfg = workspace(&root, None);
+        let list = backups(&cfg).unwrap();
+        let t = |s: &str| Some(chrono::NaiveDateTime::parse_from_str(s, "%Y%m%dT%H%M%SZ").unwrap().and_utc());
+        assert_eq!(
+            list.iter().map(|b| (b.name.as_str(), b.taken_at, b.size)).collect::<Vec<_>>(),
+            [
+                ("ws.bak-20261208T090000Z", t("20261208T090000Z"), 0),
+                ("ws.bak-20261207T101010Z-1", t("20261207T101010Z"), 1),
+                ("ws.bak-20261207T101010Z", t("20261207T101010Z"), 7),
+            ]
+        );
+        assert_eq!(
+            find_backup(&cfg, "20261207T101010Z-1").unwrap().unwrap().path,
+            dir.path().join("ws.bak-20261207T101010Z-1")
+        );
+        assert_eq!(find_backup(&cfg, "ws.bak-20261208T090000Z").unwrap().unwrap().size, 0);
+        assert!(find_backup(&cfg, "../ws").unwrap().is_none());
+        assert!(backups(&workspace(&dir.path().join("none/ws"), None)).unwrap().is_empty());
+    }
+}
