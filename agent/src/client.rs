@@ -81,8 +81,8 @@ pub async fn reset(cfg: &Config) -> Result<jupyter_proto::state::ResetAnswer> {
 /// running agent: exit 4, saying so (the hand is the running agent's).
 pub async fn hand(cfg: &Config, raise: bool, message: Option<&str>) -> Result<Option<state::Hand>> {
     if running(cfg, false).await?.is_none() {
-        return Err(crate::cli::Exit::new(
-            crate::cli::exit::NO_STATE,
+        return Err(crate::exit::Exit::new(
+            crate::exit::NO_STATE,
             format!(
                 "the agent is not running (no answer on {}): the hand is raised and lowered through the running \
                  agent; start it (systemctl start jupyter-agent)",
@@ -158,8 +158,8 @@ pub async fn wait(cfg: &Config, timeout: Duration) -> Result<(State, bool)> {
         Err(retry::Error::GaveUp { .. } | retry::Error::OutOfTime { .. }) => match state::load(&cfg.state_file())? {
             Some(s) => match whose(cfg, &s) {
                 Whose::Current => Ok((s.redacted(), true)),
-                ended => Err(crate::cli::Exit::new(
-                    crate::cli::exit::TIMED_OUT,
+                ended => Err(crate::exit::Exit::new(
+                    crate::exit::TIMED_OUT,
                     format!("not ready after {}: {}", jupyter_proto::duration::show(timeout), ended.why(cfg)),
                 )
                 .into()),

@@ -16,8 +16,8 @@ use crate::converge::Converger;
 use crate::state::{self, StateStore};
 
 /// The converge failed (the state says why, and it was logged); `code` is
-/// the exit code that says how: [`crate::cli::exit::FAILED`], or
-/// [`crate::cli::exit::UNSUPPORTED`] when Docker cannot be installed here.
+/// the exit code that says how: [`crate::exit::FAILED`], or
+/// [`crate::exit::UNSUPPORTED`] when Docker cannot be installed here.
 #[derive(Debug, thiserror::Error)]
 #[error("the converge failed: {cause}")]
 pub struct ConvergeFailed {

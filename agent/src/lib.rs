@@ -39,6 +39,7 @@ pub mod daemon;
 pub mod docker_install;
 pub mod doctor;
 pub mod engine;
+pub mod exit;
 pub mod front;
 #[cfg(test)]
 mod fuzz_tests;

@@ -15,17 +15,8 @@ use crate::config::DEFAULT_CONFIG_PATH;
 
 pub use render::render;
 
-/// Exit codes, shared by every command.
-pub mod exit {
-    pub use jupyter_proto::exit::{FAILED, OK, TIMED_OUT, USAGE};
-
-    /// The agent is not reachable and there is no state: it has not run here.
-    pub const NO_STATE: u8 = 4;
-    /// Another agent holds the lock on the state directory.
-    pub const LOCKED: u8 = 5;
-    /// Docker cannot be installed on this distribution (or with this source); nothing was changed.
-    pub const UNSUPPORTED: u8 = 6;
-}
+/// Exit codes, shared by every command, and the error that carries one.
+pub use crate::exit::{self, Exit};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -314,27 +305,6 @@ pub enum ImageCommand {
         #[arg(long)]
         json: bool,
     },
-}
-
-/// An outcome that is not success, with its exit code. Its message, when
-/// not empty, is printed like any error; an empty one was already reported
-/// (the state was printed, or the converge logged its failure).
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct Exit {
-    pub code: u8,
-    pub message: String,
-}
-
-impl Exit {
-    pub fn new(code: u8, message: impl Into<String>) -> Exit {
-        Exit { code, message: message.into() }
-    }
-
-    /// The code alone: what the user needs to know is already on screen.
-    pub fn silent(code: u8) -> Exit {
-        Exit { code, message: String::new() }
-    }
 }
 
 /// The documented exit code of an error: the one place that decides it.

@@ -11,24 +11,9 @@ use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 
+pub use super::section::normalize;
 use super::section::toml_str;
 use super::{Config, ConfigError, ImageSource, Pull, TokenChoice};
-
-/// `path` with `.` and `..` taken out by name (`/a/b/../c` is `/a/c`; `..`
-/// at the root stays there).
-pub fn normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::from("/");
-    for c in path.components() {
-        match c {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::Normal(n) => out.push(n),
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
-        }
-    }
-    out
-}
 
 /// The one view the configuration gives before the host is looked at.
 pub(super) fn by_name(path: &Path) -> Vec<PathBuf> {

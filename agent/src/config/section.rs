@@ -270,7 +270,7 @@ impl<'a> Section<'a> {
         for item in items {
             let volume = item.parse::<Volume>().and_then(|v| v.resolve(workspace));
             let volume = volume.map_err(|expected| self.err(key, Some(toml_str(&item)), &expected))?;
-            let (host, state) = (super::paths::normalize(&volume.host), super::paths::normalize(state_dir));
+            let (host, state) = (normalize(&volume.host), normalize(state_dir));
             if host == Path::new("/") || state.starts_with(&host) || host.starts_with(&state) {
                 return Err(self.err(
                     key,
@@ -302,4 +302,21 @@ pub(super) fn is_web_url(s: &str) -> bool {
         .iter()
         .any(|p| s.strip_prefix(p).is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/')))
         && !s.contains(char::is_whitespace)
+}
+
+/// `path` with `.` and `..` taken out by name (`/a/b/../c` is `/a/c`; `..`
+/// at the root stays there).
+pub fn normalize(path: &std::path::Path) -> std::path::PathBuf {
+    use std::path::Component;
+    let mut out = std::path::PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
 }

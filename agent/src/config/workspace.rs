@@ -1,6 +1,7 @@
 //! `[workspace] source`: where the workshop materials come from
 //! (docs/configuration.md); `workspace::fetch` fetches them.
 
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use jupyter_proto::redact::{redact_url, without_query, MARK};
 
 use super::section::{toml_str, Section};
@@ -66,7 +67,7 @@ pub fn shown_label(label: &str) -> String {
 }
 
 /// `[workspace] download_exclude`: an array of globs, each one that
-/// [`crate::workspace::download::Exclude`] accepts (an empty array is the
+/// [`Exclude`] accepts (an empty array is the
 /// default, nothing left out but what is always left out).
 pub(super) fn download_exclude(s: &mut Section) -> Result<Vec<String>, ConfigError> {
     const EXPECTED: &str = "expected an array of globs relative to the workspace, e.g. [\"data/**\", \"*.parquet\"]";
@@ -80,12 +81,80 @@ pub(super) fn download_exclude(s: &mut Section) -> Result<Vec<String>, ConfigErr
         let toml::Value::String(glob) = item else {
             return Err(s.err("download_exclude", Some(item.to_string()), EXPECTED));
         };
-        if let Err(why) = crate::workspace::download::Exclude::new(std::slice::from_ref(&glob)) {
+        if let Err(why) = Exclude::new(std::slice::from_ref(&glob)) {
             return Err(s.err("download_exclude", Some(toml_str(&glob)), &why));
         }
         out.push(glob);
     }
     Ok(out)
+}
+
+/// What is left out of the archive: the organiser's globs
+/// (`[workspace] download_exclude`) and what always is.
+#[derive(Debug, Clone)]
+pub struct Exclude {
+    /// Globs with a `/`: matched against the whole path from the root.
+    rooted: GlobSet,
+    /// Globs without a `/`: matched against the name, at any depth (as in `.gitignore`).
+    anywhere: GlobSet,
+    /// Relative paths always left out (`.git`, the env file).
+    always: Vec<String>,
+}
+
+impl Exclude {
+    /// The globs of `[workspace] download_exclude`, plus the top-level
+    /// `.git`. A glob matches a path relative to the workspace root (`*`
+    /// and `?` within one name, `**` across directories); one without a
+    /// `/` matches a name at any depth; a directory matched is left out
+    /// with everything in it; a trailing `/` is allowed (`data/`). The
+    /// error says what is wrong with the first bad glob, for the config
+    /// message.
+    pub fn new(patterns: &[String]) -> Result<Exclude, String> {
+        let mut rooted = GlobSetBuilder::new();
+        let mut anywhere = GlobSetBuilder::new();
+        for raw in patterns {
+            let p = raw.strip_prefix("./").unwrap_or(raw);
+            let p = p.strip_suffix('/').unwrap_or(p);
+            if p.trim().is_empty() {
+                return Err("expected a glob such as \"data/**\" or \"*.parquet\", not an empty string".into());
+            }
+            if p.starts_with('/') {
+                return Err("expected a glob relative to the workspace, e.g. \"data/**\", not an absolute path".into());
+            }
+            if p.split('/').any(|c| c == "..") {
+                return Err("expected a glob inside the workspace, without ..".into());
+            }
+            let glob = GlobBuilder::new(p)
+                .literal_separator(true)
+                .backslash_escape(true)
+                .build()
+                .map_err(|e| format!("is not a glob ({}); expected e.g. \"data/**\" or \"*.parquet\"", e.kind()))?;
+            match p.contains('/') {
+                true => rooted.add(glob),
+                false => anywhere.add(glob),
+            };
+            // `data/**` leaves out the directory itself too, not only what is in it.
+            if let Some(dir) = p.strip_suffix("/**").filter(|d| !d.is_empty() && !d.ends_with("**")) {
+                let glob = GlobBuilder::new(dir).literal_separator(true).backslash_escape(true).build();
+                let glob = glob
+                    .map_err(|e| format!("is not a glob ({}); expected e.g. \"data/**\" or \"*.parquet\"", e.kind()))?;
+                rooted.add(glob);
+            }
+        }
+        let build = |b: GlobSetBuilder| b.build().map_err(|e| format!("is not a glob ({})", e.kind()));
+        Ok(Exclude { rooted: build(rooted)?, anywhere: build(anywhere)?, always: vec![".git".into()] })
+    }
+
+    /// Leaves `rel` (relative to the root) out too, whatever the globs say.
+    pub fn also(&mut self, rel: String) {
+        self.always.push(rel);
+    }
+
+    /// Whether the entry at `rel` (relative to the root, `/`-separated) is left out.
+    pub fn matches(&self, rel: &str) -> bool {
+        let name = rel.rsplit('/').next().unwrap_or(rel);
+        self.always.iter().any(|a| a == rel) || self.rooted.is_match(rel) || self.anywhere.is_match(name)
+    }
 }
 
 #[cfg(test)]

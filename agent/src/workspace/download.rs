@@ -28,13 +28,13 @@ use std::rc::Rc;
 
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{FileStat, Mode, SFlag};
 use serde::Serialize;
 use zip::write::SimpleFileOptions;
 use zip::CompressionMethod;
 
+pub use crate::config::workspace::Exclude;
 use crate::config::{Config, WorkspaceConfig};
 
 /// Bytes read from a file at a time.
@@ -65,62 +65,7 @@ pub const MAX_ARCHIVE: u64 = u32::MAX as u64 - (64 << 20);
 /// level holds one open descriptor.
 const MAX_DEPTH: usize = 256;
 
-/// What is left out of the archive: the organiser's globs
-/// (`[workspace] download_exclude`) and what always is.
-#[derive(Debug, Clone)]
-pub struct Exclude {
-    /// Globs with a `/`: matched against the whole path from the root.
-    rooted: GlobSet,
-    /// Globs without a `/`: matched against the name, at any depth (as in `.gitignore`).
-    anywhere: GlobSet,
-    /// Relative paths always left out (`.git`, the env file).
-    always: Vec<String>,
-}
-
 impl Exclude {
-    /// The globs of `[workspace] download_exclude`, plus the top-level
-    /// `.git`. A glob matches a path relative to the workspace root (`*`
-    /// and `?` within one name, `**` across directories); one without a
-    /// `/` matches a name at any depth; a directory matched is left out
-    /// with everything in it; a trailing `/` is allowed (`data/`). The
-    /// error says what is wrong with the first bad glob, for the config
-    /// message.
-    pub fn new(patterns: &[String]) -> Result<Exclude, String> {
-        let mut rooted = GlobSetBuilder::new();
-        let mut anywhere = GlobSetBuilder::new();
-        for raw in patterns {
-            let p = raw.strip_prefix("./").unwrap_or(raw);
-            let p = p.strip_suffix('/').unwrap_or(p);
-            if p.trim().is_empty() {
-                return Err("expected a glob such as \"data/**\" or \"*.parquet\", not an empty string".into());
-            }
-            if p.starts_with('/') {
-                return Err("expected a glob relative to the workspace, e.g. \"data/**\", not an absolute path".into());
-            }
-            if p.split('/').any(|c| c == "..") {
-                return Err("expected a glob inside the workspace, without ..".into());
-            }
-            let glob = GlobBuilder::new(p)
-                .literal_separator(true)
-                .backslash_escape(true)
-                .build()
-                .map_err(|e| format!("is not a glob ({}); expected e.g. \"data/**\" or \"*.parquet\"", e.kind()))?;
-            match p.contains('/') {
-                true => rooted.add(glob),
-                false => anywhere.add(glob),
-            };
-            // `data/**` leaves out the directory itself too, not only what is in it.
-            if let Some(dir) = p.strip_suffix("/**").filter(|d| !d.is_empty() && !d.ends_with("**")) {
-                let glob = GlobBuilder::new(dir).literal_separator(true).backslash_escape(true).build();
-                let glob = glob
-                    .map_err(|e| format!("is not a glob ({}); expected e.g. \"data/**\" or \"*.parquet\"", e.kind()))?;
-                rooted.add(glob);
-            }
-        }
-        let build = |b: GlobSetBuilder| b.build().map_err(|e| format!("is not a glob ({})", e.kind()));
-        Ok(Exclude { rooted: build(rooted)?, anywhere: build(anywhere)?, always: vec![".git".into()] })
-    }
-
     /// What a download of the configured workspace, or of one of its
     /// backups, leaves out: `[workspace] download_exclude`, `.git`, and the
     /// env files (`[workspace]`'s and `[container]`'s, which hold the access
@@ -131,17 +76,11 @@ impl Exclude {
         if let Some(w) = &cfg.workspace {
             for env_file in [&w.env_file, &cfg.container.env_file].into_iter().flatten() {
                 if let Ok(rel) = env_file.strip_prefix(&w.path) {
-                    exclude.always.push(rel.to_string_lossy().into_owned());
+                    exclude.also(rel.to_string_lossy().into_owned());
                 }
             }
         }
         Ok(exclude)
-    }
-
-    /// Whether the entry at `rel` (relative to the root, `/`-separated) is left out.
-    pub fn matches(&self, rel: &str) -> bool {
-        let name = rel.rsplit('/').next().unwrap_or(rel);
-        self.always.iter().any(|a| a == rel) || self.rooted.is_match(rel) || self.anywhere.is_match(name)
     }
 }
 
