@@ -75,11 +75,11 @@ fn sha256sum(path: &Path) -> String {
 pub(crate) fn exported_test_image() -> &'static (PathBuf, String) {
     static EXPORTED: std::sync::OnceLock<(PathBuf, String)> = std::sync::OnceLock::new();
     EXPORTED.get_or_init(|| {
-        // Kept for the whole run, under the target directory (not /tmp, where
-        // every run left 168 MB behind); earlier runs' copies older than an
-        // hour go (a run beside this one keeps its own).
-        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
-        for entry in std::fs::read_dir(tmp).into_iter().flatten().flatten() {
+        // Kept for the whole run (tests load it until the end); earlier
+        // runs' copies older than an hour go, or every run would leave
+        // 168 MB behind (a run beside this one keeps its own).
+        let tmp = std::env::temp_dir();
+        for entry in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
             let old = entry
                 .metadata()
                 .and_then(|m| m.modified())
@@ -88,7 +88,7 @@ pub(crate) fn exported_test_image() -> &'static (PathBuf, String) {
                 let _ = std::fs::remove_dir_all(entry.path());
             }
         }
-        let dir = tempfile::Builder::new().prefix("ja-export-").tempdir_in(tmp).unwrap().keep();
+        let dir = tempfile::Builder::new().prefix("ja-export-").tempdir_in(&tmp).unwrap().keep();
         let config = dir.join("config.toml");
         std::fs::write(
             &config,
