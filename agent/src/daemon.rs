@@ -46,18 +46,22 @@ pub async fn run(cfg: &Config, once: bool, shutdown: impl Future<Output = ()> + 
     seed.revision = state::load(&cfg.state_file()).ok().flatten().map_or(0, |s| s.revision);
     let (updates, watched) = tokio::sync::watch::channel(seed);
     // The first write of the state file, before anything else starts.
-    let mut converger = Converger::new(cfg, &store, Some(updates), !once)?;
+    let converger = Converger::new(cfg, &store, Some(updates), !once)?;
     let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
     let notifier = crate::notify::Notifier::from_env();
     let mut changes = watched.clone();
-    // The actions the watch loop takes; `run --once` takes none (it ends
-    // with its converge).
+    // The actions the watch loop takes, asked through the local API and the
+    // front's pages; `run --once` takes none (it ends with its converge).
     let (actions, taken) = match once {
         true => (None, None),
         false => {
             let (actions, taken) = crate::actions::channel();
             (Some(actions), Some(taken))
         }
+    };
+    let mut converger = match &actions {
+        Some(actions) => converger.with_pages(actions.clone()),
+        None => converger,
     };
     let server = match api::bind(&cfg.socket) {
         Ok(listener) => {

@@ -75,6 +75,9 @@ pub struct Converger<'a> {
     tls: Option<Tls>,
     /// The URL's note apart from the certificate's (see [`Converger::note`]).
     token_note: Option<String>,
+    /// The participant's pages the front serves (docs/pages.md), when the
+    /// agent takes actions.
+    pages: Option<std::sync::Arc<crate::front::pages::Pages>>,
 }
 
 /// What the token step came to.
@@ -147,7 +150,23 @@ impl<'a> Converger<'a> {
             front: None,
             tls: None,
             token_note: None,
+            pages: None,
         })
+    }
+
+    /// Serves the participant's pages (docs/pages.md) on the front, taking
+    /// the actions asked there through `actions`.
+    pub fn with_pages(mut self, actions: crate::actions::Actions) -> Self {
+        self.pages = Some(std::sync::Arc::new(crate::front::pages::Pages::new(self.cfg, Some(actions))));
+        self
+    }
+
+    /// The login token the pages accept: the one given to the server, or
+    /// the one proven.
+    fn pages_token(&self, token: &str) {
+        if let Some(pages) = &self.pages {
+            pages.set_token(token);
+        }
     }
 
     /// Converges the host. On failure the state is `failed` with the step,
@@ -248,6 +267,9 @@ impl<'a> Converger<'a> {
     async fn start(&mut self, docker: &Docker, spec: &Spec, login: &Option<Login>) -> Result<Running> {
         let cfg = self.cfg;
         self.login = login.clone();
+        if let Some(login) = login {
+            self.pages_token(&login.token);
+        }
         let running = self.step(CONTAINER, async |rec| start_container(docker, cfg, spec, login, rec).await).await?;
         self.container = Some(running.clone());
         Ok(running)
@@ -294,6 +316,9 @@ impl<'a> Converger<'a> {
             })
             .await?;
         if let Some((front, tls)) = bound {
+            if let Some(pages) = &self.pages {
+                front.set_pages(pages.clone());
+            }
             self.front = Some(front);
             self.tls = tls;
         }
@@ -333,6 +358,7 @@ impl<'a> Converger<'a> {
         .context(TOKEN.context)?;
         // A token the image's server chose is a secret as much as the agent's.
         crate::secrets::add([proven.token.as_str()]);
+        self.pages_token(&proven.token);
         if let Some(c) = self.container.as_mut().filter(|c| c.endpoint != proven.endpoint) {
             info!(port = proven.endpoint.port, "the container started again during the token step, on another port");
             c.endpoint = proven.endpoint;

@@ -6,18 +6,20 @@
 //! progress instead ([`progress`]); it logs one line per request.
 
 pub mod limits;
+pub mod pages;
 mod progress;
 mod proxy;
 pub mod tls;
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
-use http_body_util::{Either, Full};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -33,7 +35,16 @@ use progress::Progress;
 pub use tls::Challenges;
 
 /// What a response's body is: Jupyter's, streamed, or the front's own.
-type Body = Either<Incoming, Full<Bytes>>;
+type Body = Either<Incoming, OwnBody>;
+
+/// The front's own answers' body: a page, or a download streamed by the
+/// pages ([`pages`]).
+pub type OwnBody = BoxBody<Bytes, std::io::Error>;
+
+/// A body of `bytes`.
+fn own_body(bytes: Bytes) -> OwnBody {
+    Full::new(bytes).map_err(|never| match never {}).boxed()
+}
 
 /// What a listener answers.
 enum Role {
@@ -53,11 +64,13 @@ struct Shared {
     backend: watch::Sender<Option<SocketAddr>>,
     /// The converge's state, for the progress page.
     state: Option<watch::Receiver<State>>,
+    /// The participant's pages, once the agent gave them (not with `run --once`).
+    pages: OnceLock<Arc<pages::Pages>>,
 }
 
 impl Shared {
     fn new(role: Role, tls: Option<tls::Side>, state: Option<watch::Receiver<State>>) -> Arc<Shared> {
-        Arc::new(Shared { role, tls, backend: watch::channel(None).0, state })
+        Arc::new(Shared { role, tls, backend: watch::channel(None).0, state, pages: OnceLock::new() })
     }
 }
 
@@ -114,6 +127,12 @@ impl Front {
     /// front shows the progress page.
     pub fn set_backend(&self, addr: Option<SocketAddr>) {
         self.shared.backend.send_replace(addr);
+    }
+
+    /// Serves the participant's pages under [`pages::PREFIX`] from now on
+    /// (once: later calls change nothing).
+    pub fn set_pages(&self, pages: Arc<pages::Pages>) {
+        let _ = self.shared.pages.set(pages);
     }
 
     pub fn is_https(&self) -> bool {
@@ -369,20 +388,34 @@ impl Conn {
             let json = serde_json::to_string(&self.progress()).expect("serialisable");
             return own(StatusCode::OK, "application/json", json);
         }
-        let Some(addr) = *self.shared.backend.borrow() else { return self.progress_reply(accepts_html(&req)) };
+        let secure = self.shared.tls.is_some();
+        let pages = self.shared.pages.get();
+        if let Some(pages) = pages {
+            let path = req.uri().path();
+            if path.starts_with(pages::PREFIX) || path == pages::PREFIX.trim_end_matches('/') {
+                let asked = pages::Asked { pages, state: self.shared.state.as_ref(), secure };
+                return asked.answer(req).await.map(Either::Right);
+            }
+        }
+        // The login link: the pages' session cookie rides on the answer,
+        // Jupyter's or the progress page.
+        let cookie = pages.and_then(|p| p.login_cookie(req.uri(), secure));
+        let Some(addr) = *self.shared.backend.borrow() else {
+            return with_cookie(self.progress_reply(accepts_html(&req)), cookie);
+        };
         let html = accepts_html(&req);
-        let forwarded = jupyter.forward(addr, req, self.client, self.shared.tls.is_some()).await;
+        let forwarded = jupyter.forward(addr, req, self.client, secure).await;
         match forwarded {
             Ok(forwarded) => {
                 if let Some(up) = forwarded.upgrade {
                     *self.upgrade.lock().expect("not poisoned") = Some(up);
                 }
-                forwarded.response.map(Either::Left)
+                with_cookie(forwarded.response.map(Either::Left), cookie)
             }
             Err(e) => {
                 // Restarting, most likely: the watch clears the backend soon.
                 debug!("{e}");
-                self.progress_reply(html)
+                with_cookie(self.progress_reply(html), cookie)
             }
         }
     }
@@ -413,6 +446,13 @@ impl Conn {
     }
 }
 
+fn with_cookie(mut response: Response<Body>, cookie: Option<hyper::header::HeaderValue>) -> Response<Body> {
+    if let Some(cookie) = cookie {
+        response.headers_mut().append(hyper::header::SET_COOKIE, cookie);
+    }
+    response
+}
+
 /// Counts a request out of the service, however its future ends.
 struct Answered<'a>(&'a std::sync::atomic::AtomicUsize);
 
@@ -428,7 +468,7 @@ fn accepts_html<B>(req: &Request<B>) -> bool {
 
 /// The front's own answer, never cached.
 fn own(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
-    let mut response = Response::new(Either::Right(Full::new(Bytes::from(body))));
+    let mut response = Response::new(Either::Right(own_body(Bytes::from(body))));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));

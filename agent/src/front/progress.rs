@@ -122,6 +122,7 @@ h1{{font-size:1.3em;margin:0 0 .8em}} p{{margin:.4em 0}} code{{background:#eee;p
 <p id="certificate">{certificate}</p>
 <p id="hand">{hand}</p>
 <p class="small">This page follows the setup and opens Jupyter by itself when it is ready.</p>
+<p class="small"><a id="pages" href="/_agent/">Your environment</a>: download your work, reset it, ask for help.</p>
 </main>
 <script>
 async function follow() {{
@@ -186,7 +187,7 @@ fn headlines_json() -> String {
     serde_json::Value::Object(map).to_string().replace('<', "\\u003c")
 }
 
-fn escape(text: &str) -> String {
+pub(super) fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 

@@ -1,0 +1,860 @@
+//! The participant's own pages under [`PREFIX`] (docs/pages.md): download
+//! my work, reset my environment, take the organiser's fixes, raise a
+//! hand. Plain HTML forms, no JavaScript, served by the front whatever
+//! Jupyter's state (a participant whose Jupyter is broken is the one who
+//! needs the reset).
+//!
+//! **Who may use them**: the holder of the login token, and no one else.
+//! The front sees the token once, in the login link (`?token=` on any path,
+//! or on these pages themselves), and answers with a cookie of its own for
+//! [`PREFIX`] alone (HttpOnly, SameSite=Strict, Secure under TLS) that
+//! holds no secret: a random nonce and an HMAC of it keyed by the token.
+//! A script sends the token in `Authorization: token <t>` instead. A new
+//! token (`jupyter-agent token --rotate`) ends every session.
+//!
+//! **Nothing changes but by a POST** that carries `confirm=yes` and, with
+//! the cookie, the session's anti-forgery token (an HMAC of the session's
+//! nonce), from a page of the same origin (`Origin` and `Sec-Fetch-Site`
+//! are checked when the browser sends them). A GET of an action's path
+//! shows what the action does and asks for the confirmation.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::RwLock;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use ring::hmac;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::{own_body, OwnBody};
+use crate::actions::{ActionError, Actions, HandChange};
+use crate::config::{Config, WorkspaceConfig};
+use crate::state::State;
+use crate::workspace::download::{self, Exclude};
+
+/// Where the pages are, on the front's port.
+pub const PREFIX: &str = "/_agent/";
+/// The session cookie's name; its path is [`PREFIX`].
+pub const COOKIE: &str = "jupyter-agent-session";
+/// The largest form a POST may carry (a hand's 280 characters, encoded).
+const MAX_FORM: usize = 8 * 1024;
+/// A download's chunks in flight between the archive's writer and the client.
+const CHUNKS_IN_FLIGHT: usize = 4;
+/// The size of each.
+const CHUNK: usize = 256 * 1024;
+
+/// What the pages need: the actions' channel, the materials' configuration,
+/// and the key made from the login token.
+pub struct Pages {
+    actions: Option<Actions>,
+    workspace: Option<WorkspaceConfig>,
+    state_dir: PathBuf,
+    /// `[workspace] download_exclude` and the env files, or why the
+    /// configuration's globs cannot be used.
+    exclude: Result<Exclude, String>,
+    /// `[workspace] download_exclude` as written, for the page.
+    excluded: Vec<String>,
+    /// Keyed by the login token once it is known; none while it is not, or
+    /// when the server checks no token (the pages are off then).
+    key: RwLock<Option<Keys>>,
+}
+
+struct Keys {
+    /// HMACs of the sessions' nonces.
+    mac: hmac::Key,
+    /// An HMAC made with the token as key, to recognise the token in a login
+    /// link or a header (checked in constant time by `hmac::verify`).
+    check: hmac::Tag,
+}
+
+/// Who is asking.
+#[derive(Debug, PartialEq, Eq)]
+enum Holder {
+    /// The session cookie: a browser, which must send the anti-forgery token.
+    Session { nonce: String },
+    /// `Authorization: token`: a script, which a cross-site page cannot be.
+    Header,
+}
+
+impl Pages {
+    pub fn new(cfg: &Config, actions: Option<Actions>) -> Pages {
+        Pages {
+            actions,
+            workspace: cfg.workspace.clone(),
+            state_dir: cfg.state_dir.clone(),
+            exclude: Exclude::for_workspace(cfg).map_err(|e| format!("{e:#}")),
+            excluded: cfg.download_exclude.clone(),
+            key: RwLock::new(None),
+        }
+    }
+
+    /// The login token the pages accept from now on (empty: none, the
+    /// pages are off); sessions made with another token end.
+    pub fn set_token(&self, token: &str) {
+        let keys = (!token.is_empty()).then(|| Keys {
+            mac: hmac::Key::new(hmac::HMAC_SHA256, token.as_bytes()),
+            check: hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, token.as_bytes()), LOGIN_CHECK),
+        });
+        *self.key.write().expect("not poisoned") = keys;
+    }
+
+    fn is_token(&self, presented: &str) -> bool {
+        let keys = self.key.read().expect("not poisoned");
+        let presented = hmac::Key::new(hmac::HMAC_SHA256, presented.as_bytes());
+        keys.as_ref().is_some_and(|k| hmac::verify(&presented, LOGIN_CHECK, k.check.as_ref()).is_ok())
+    }
+
+    fn tag(&self, purpose: &str, nonce: &str) -> Option<String> {
+        let keys = self.key.read().expect("not poisoned");
+        let keys = keys.as_ref()?;
+        Some(hex::encode(hmac::sign(&keys.mac, format!("{purpose}:{nonce}").as_bytes()).as_ref()))
+    }
+
+    fn verify(&self, purpose: &str, nonce: &str, tag: &str) -> bool {
+        let Ok(tag) = hex::decode(tag) else { return false };
+        let keys = self.key.read().expect("not poisoned");
+        keys.as_ref().is_some_and(|k| hmac::verify(&k.mac, format!("{purpose}:{nonce}").as_bytes(), &tag).is_ok())
+    }
+
+    /// A new session's cookie value: `<nonce>.<tag>`.
+    fn new_session(&self) -> Option<String> {
+        let mut nonce = [0u8; 16];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce).ok()?;
+        let nonce = hex::encode(nonce);
+        let tag = self.tag("session", &nonce)?;
+        Some(format!("{nonce}.{tag}"))
+    }
+
+    /// The `Set-Cookie` of a new session, when `uri`'s query holds the
+    /// login token: the front adds it to Jupyter's answer to the login link.
+    pub fn login_cookie(&self, uri: &http::Uri, secure: bool) -> Option<HeaderValue> {
+        let token = query_value(uri.query()?, "token")?;
+        if !self.is_token(&token) {
+            return None;
+        }
+        let value = self.new_session()?;
+        let secure = if secure { "; Secure" } else { "" };
+        HeaderValue::from_str(&format!("{COOKIE}={value}; Path={PREFIX}; HttpOnly; SameSite=Strict{secure}")).ok()
+    }
+
+    fn holder(&self, headers: &HeaderMap) -> Option<Holder> {
+        if let Some(auth) = headers.get(header::AUTHORIZATION).and_then(|a| a.to_str().ok()) {
+            let token = auth.strip_prefix("token ").or_else(|| auth.strip_prefix("Token "))?;
+            return self.is_token(token.trim()).then_some(Holder::Header);
+        }
+        for cookies in headers.get_all(header::COOKIE) {
+            let Ok(cookies) = cookies.to_str() else { continue };
+            for cookie in cookies.split(';') {
+                let Some((name, value)) = cookie.trim().split_once('=') else { continue };
+                if name != COOKIE {
+                    continue;
+                }
+                if let Some((nonce, tag)) = value.split_once('.') {
+                    if nonce.len() == 32 && self.verify("session", nonce, tag) {
+                        return Some(Holder::Session { nonce: nonce.to_string() });
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    fn pages_off(&self) -> bool {
+        self.key.read().expect("not poisoned").is_none()
+    }
+}
+
+/// What the token's own HMAC is made of.
+const LOGIN_CHECK: &[u8] = b"jupyter-agent pages: the login token";
+
+fn query_value(query: &str, key: &str) -> Option<String> {
+    form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == key).map(|(_, v)| v.into_owned())
+}
+
+/// A page that refuses, boxed (it is large beside what it stands for).
+type Refusal = Box<Response<OwnBody>>;
+
+/// What a page request needs from the front.
+pub struct Asked<'a> {
+    pub pages: &'a Pages,
+    pub state: Option<&'a watch::Receiver<State>>,
+    /// HTTPS: the cookie is Secure.
+    pub secure: bool,
+}
+
+impl Asked<'_> {
+    /// Answers a request under [`PREFIX`] (or the prefix without its slash).
+    pub async fn answer(&self, req: Request<Incoming>) -> Response<OwnBody> {
+        let path = req.uri().path();
+        let Some(page) = path.strip_prefix(PREFIX) else {
+            return redirect(PREFIX, None);
+        };
+        let page = page.to_string();
+        if self.pages.pages_off() {
+            return html(
+                StatusCode::NOT_FOUND,
+                "Not available",
+                "<p>These pages need the login token, and this Jupyter has none (or it is not known yet). \
+                 Ask the organiser.</p>",
+            );
+        }
+        // The login link opened on the pages themselves: the cookie, then
+        // the same page without the token in the address bar.
+        if req.method() == Method::GET {
+            if let Some(cookie) = self.pages.login_cookie(req.uri(), self.secure) {
+                return redirect(path, Some(cookie));
+            }
+        }
+        let Some(holder) = self.pages.holder(req.headers()) else {
+            return html(
+                StatusCode::FORBIDDEN,
+                "Log in first",
+                "<p>This page is for the participant who holds this Jupyter's login link. \
+                 Open your login link (the address with <code>?token=</code> the organiser gave you) once in this \
+                 browser, then come back to <a href=\"/_agent/\">/_agent/</a>.</p>",
+            );
+        };
+        let method = req.method().clone();
+        match (method, page.as_str()) {
+            (Method::GET, "") => self.home(&holder),
+            (Method::GET, "download") => self.download(req.uri()),
+            (Method::GET, "reset") => self.confirm_reset(&holder),
+            (Method::GET, "update") => self.confirm_update(&holder).await,
+            (Method::GET, "hand") => self.confirm_hand(&holder),
+            (Method::POST, "reset" | "update" | "hand") => {
+                let form = match self.checked_form(&holder, req).await {
+                    Ok(form) => form,
+                    Err(refused) => return refused,
+                };
+                match page.as_str() {
+                    "reset" => self.reset().await,
+                    "update" => self.update().await,
+                    _ => self.hand(&form).await,
+                }
+            }
+            (_, "" | "download" | "reset" | "update" | "hand") => html(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Not allowed",
+                "<p>This page is opened with GET, and an action is taken with the form's POST.</p>",
+            ),
+            _ => html(
+                StatusCode::NOT_FOUND,
+                "No such page",
+                "<p>See <a href=\"/_agent/\">your environment's page</a>.</p>",
+            ),
+        }
+    }
+
+    /// The POST's form, once it is proven to come from the holder's own page
+    /// and to be confirmed; else the refusal (nothing was done).
+    async fn checked_form(
+        &self,
+        holder: &Holder,
+        req: Request<Incoming>,
+    ) -> Result<Vec<(String, String)>, Response<OwnBody>> {
+        let forbidden = |why: &str| {
+            html(StatusCode::FORBIDDEN, "Refused", &format!("<p>{}; nothing was done. Go back to <a href=\"/_agent/\">your environment's page</a> and try again.</p>", escape(why)))
+        };
+        if let Holder::Session { .. } = holder {
+            if !same_origin(req.headers()) {
+                return Err(forbidden("this request came from another site"));
+            }
+        }
+        let body = http_body_util::Limited::new(req.into_body(), MAX_FORM)
+            .collect()
+            .await
+            .map_err(|_| {
+                html(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "Too large",
+                    &format!("<p>The form is larger than {MAX_FORM} bytes; nothing was done.</p>"),
+                )
+            })?
+            .to_bytes();
+        let form: Vec<(String, String)> =
+            form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        if let Holder::Session { nonce } = holder {
+            let proven = field("csrf").is_some_and(|tag| self.pages.verify("csrf", nonce, tag));
+            if !proven {
+                return Err(forbidden(
+                    "the form's anti-forgery token is missing or wrong (an old page, or another site)",
+                ));
+            }
+        }
+        if field("confirm") != Some("yes") {
+            return Err(html(
+                StatusCode::BAD_REQUEST,
+                "Not confirmed",
+                "<p>The action was not confirmed; nothing was done. Confirm it on its page.</p>",
+            ));
+        }
+        Ok(form)
+    }
+
+    /// The hidden fields of a form: the anti-forgery token (with the
+    /// cookie) and the confirmation.
+    fn form_fields(&self, holder: &Holder) -> String {
+        let csrf = match holder {
+            Holder::Session { nonce } => self.pages.tag("csrf", nonce).unwrap_or_default(),
+            Holder::Header => String::new(),
+        };
+        format!("<input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"confirm\" value=\"yes\">")
+    }
+
+    fn state(&self) -> Option<State> {
+        self.state.map(|s| s.borrow().clone())
+    }
+
+    fn workspace(&self) -> Result<&WorkspaceConfig, Refusal> {
+        self.pages.workspace.as_ref().ok_or_else(|| {
+            Box::new(html(
+                StatusCode::CONFLICT,
+                "No materials",
+                "<p>This environment has no workshop materials configured (<code>[workspace]</code>), so there is \
+                 nothing to download, reset or update here. Save your notebooks from JupyterLab (File, Download).</p>",
+            ))
+        })
+    }
+
+    fn home(&self, holder: &Holder) -> Response<OwnBody> {
+        let state = self.state();
+        let mut body = String::new();
+        let status = match state.as_ref().map(|s| s.phase.clone()) {
+            Some(crate::state::Phase::Ready) => "Jupyter is ready.".to_string(),
+            Some(crate::state::Phase::Failed) => {
+                "The setup failed; you can still download your work or reset your environment.".to_string()
+            }
+            Some(phase) => format!("The setup is running ({}).", phase.as_str()),
+            None => String::new(),
+        };
+        body.push_str(&format!("<p id=\"status\">{}</p>\n<p><a href=\"/\">Back to Jupyter</a></p>\n", escape(&status)));
+
+        body.push_str("<h2>Ask for help</h2>\n");
+        body.push_str(&format!("<p id=\"hand\">{}</p>\n", escape(&hand_line(state.as_ref()))));
+        let hand_action =
+            if state.as_ref().and_then(|s| s.hand.as_ref()).is_some() { "Lower my hand" } else { "Raise my hand" };
+        body.push_str(&format!("<p><a id=\"hand-link\" href=\"/_agent/hand\">{hand_action}</a></p>\n"));
+
+        if let Some(w) = &self.pages.workspace {
+            body.push_str("<h2>My work</h2>\n");
+            body.push_str(&format!(
+                "<p><a id=\"download\" href=\"/_agent/download\" download>Download my work</a> (a .zip of <code>{}</code>{})</p>\n",
+                escape(&w.path.display().to_string()),
+                match &self.pages.excluded[..] {
+                    [] => String::new(),
+                    globs => format!(", without {}", escape(&globs.join(", "))),
+                }
+            ));
+            match download::backups(w) {
+                Ok(backups) if !backups.is_empty() => {
+                    body.push_str("<p>Copies moved aside by a reset:</p>\n<ul id=\"backups\">\n");
+                    for b in backups {
+                        let name = b.name.clone();
+                        body.push_str(&format!(
+                            "<li><a href=\"/_agent/download?backup={}\" download>{}</a></li>\n",
+                            form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>(),
+                            escape(&name)
+                        ));
+                    }
+                    body.push_str("</ul>\n");
+                }
+                Ok(_) => {}
+                Err(e) => warn!("listing the workspace's backups for the pages: {e:#}"),
+            }
+            body.push_str("<h2>The organiser's fixes</h2>\n<p><a id=\"update-link\" href=\"/_agent/update\">See whether the materials changed, and take the changes</a></p>\n");
+            body.push_str(
+                "<h2>Start again</h2>\n<p><a id=\"reset-link\" href=\"/_agent/reset\">Reset my environment</a></p>\n",
+            );
+        }
+        let _ = holder;
+        html(StatusCode::OK, "Your Jupyter environment", &body)
+    }
+
+    fn download(&self, uri: &http::Uri) -> Response<OwnBody> {
+        let w = match self.workspace() {
+            Ok(w) => w,
+            Err(refused) => return *refused,
+        };
+        let exclude = match &self.pages.exclude {
+            Ok(e) => e.clone(),
+            Err(why) => {
+                return html(StatusCode::INTERNAL_SERVER_ERROR, "Cannot download", &format!("<p>{}</p>", escape(why)))
+            }
+        };
+        let root = match uri.query().and_then(|q| query_value(q, "backup")) {
+            None => w.path.clone(),
+            Some(name) => match download::find_backup(w, &name) {
+                Ok(Some(b)) => b.path,
+                _ => {
+                    return html(
+                        StatusCode::NOT_FOUND,
+                        "No such copy",
+                        "<p>There is no such copy; see <a href=\"/_agent/\">the list</a>.</p>",
+                    )
+                }
+            },
+        };
+        if !root.is_dir() {
+            return html(
+                StatusCode::NOT_FOUND,
+                "Nothing to download",
+                "<p>The folder does not exist (a reset may be under way); try again in a moment.</p>",
+            );
+        }
+        let name = download::file_name(&root, chrono::Local::now().date_naive());
+        let mut response = Response::new(zip_stream(root, exclude));
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/zip"));
+        // file_name is ASCII letters, digits and ._- only.
+        if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+            headers.insert(header::CONTENT_DISPOSITION, v);
+        }
+        secure_headers(headers);
+        response
+    }
+
+    fn confirm_reset(&self, holder: &Holder) -> Response<OwnBody> {
+        let w = match self.workspace() {
+            Ok(w) => w,
+            Err(refused) => return *refused,
+        };
+        let body = format!(
+            "<p>A reset gives you the materials as they were at the start:</p>\n<ul>\n\
+             <li>your folder <code>{path}</code> is moved aside as <code>{path}.bak-&lt;date and time&gt;</code>: \
+             nothing is deleted, and you can download it from <a href=\"/_agent/\">your environment's page</a> afterwards;</li>\n\
+             <li>the materials are fetched fresh;</li>\n\
+             <li>Jupyter starts again in a new container: <strong>running kernels and unsaved changes are lost</strong>; \
+             save your notebooks first.</li>\n</ul>\n\
+             <p>Your login link stays the same.</p>\n\
+             <form method=\"post\" action=\"/_agent/reset\">{fields}<button id=\"confirm\" type=\"submit\">Reset my environment</button></form>\n\
+             <p><a href=\"/_agent/\">Cancel</a></p>\n",
+            path = escape(&w.path.display().to_string()),
+            fields = self.form_fields(holder),
+        );
+        html(StatusCode::OK, "Reset my environment?", &body)
+    }
+
+    async fn reset(&self) -> Response<OwnBody> {
+        let actions = match self.actions() {
+            Ok(a) => a,
+            Err(refused) => return *refused,
+        };
+        match actions.reset().await {
+            Ok(done) => {
+                info!(aside = %done.aside.display(), "the participant reset the workspace from the pages");
+                let body = format!(
+                    "<p id=\"done\">Your work was moved aside to <code>{}</code>, and the materials are fresh.</p>\n\
+                     <p>Jupyter is starting again; <a href=\"/\">follow it here</a> and log in with the same link as before.</p>\n\
+                     <p><a href=\"/_agent/\">Your environment's page</a> lists the copy for download.</p>\n",
+                    escape(&done.aside.display().to_string())
+                );
+                html(StatusCode::OK, "Reset", &body)
+            }
+            Err(e) => action_error("Reset", e),
+        }
+    }
+
+    async fn confirm_update(&self, holder: &Holder) -> Response<OwnBody> {
+        let w = match self.workspace() {
+            Ok(w) => w,
+            Err(refused) => return *refused,
+        };
+        let checked = crate::workspace::check(w, &self.pages.state_dir).await;
+        let body = match checked {
+            Ok(None) => "<p id=\"up-to-date\">The materials have not changed since you got them: there is nothing to take.</p>\n\
+                         <p><a href=\"/_agent/\">Back</a></p>\n"
+                .to_string(),
+            Ok(Some(u)) if !u.changes_files() => format!(
+                "<p>The materials moved ({} to {}), but nothing in your copy would change.</p>\n<form method=\"post\" action=\"/_agent/update\">{}<button id=\"confirm\" type=\"submit\">Take the new version</button></form>\n<p><a href=\"/_agent/\">Cancel</a></p>\n",
+                escape(&short(&u.from)),
+                escape(&short(&u.to)),
+                self.form_fields(holder)
+            ),
+            Ok(Some(u)) => format!(
+                "<p>The organiser changed the materials ({} to {}). Taking the changes does this, and never \
+                 overwrites a file you changed:</p>\n{}\n<form method=\"post\" action=\"/_agent/update\">{}<button id=\"confirm\" type=\"submit\">Take the changes</button></form>\n<p><a href=\"/_agent/\">Cancel</a></p>\n",
+                escape(&short(&u.from)),
+                escape(&short(&u.to)),
+                changes_list(&u),
+                self.form_fields(holder)
+            ),
+            Err(e) => format!("<p>Whether the materials changed cannot be seen now: {}</p>\n<p><a href=\"/_agent/\">Back</a></p>\n", escape(&format!("{e:#}"))),
+        };
+        html(StatusCode::OK, "The organiser's fixes", &body)
+    }
+
+    async fn update(&self) -> Response<OwnBody> {
+        let actions = match self.actions() {
+            Ok(a) => a,
+            Err(refused) => return *refused,
+        };
+        match actions.update().await {
+            Ok(u) if u.up_to_date => html(StatusCode::OK, "Up to date", "<p id=\"done\">Nothing to take: the materials have not changed.</p><p><a href=\"/_agent/\">Back</a></p>"),
+            Ok(u) => {
+                let body = format!(
+                    "<p id=\"done\">Your copy now has the organiser's version {}:</p>\n{}\n<p>Reopen a notebook that changed to see the new version. <a href=\"/\">Back to Jupyter</a></p>\n",
+                    escape(&short(&u.to)),
+                    changes_list(&u)
+                );
+                html(StatusCode::OK, "Updated", &body)
+            }
+            Err(e) => action_error("Update", e),
+        }
+    }
+
+    fn confirm_hand(&self, holder: &Holder) -> Response<OwnBody> {
+        let state = self.state();
+        let raised = state.as_ref().and_then(|s| s.hand.as_ref()).is_some();
+        let fields = self.form_fields(holder);
+        let body = if raised {
+            format!(
+                "<p id=\"hand\">{}</p>\n<form method=\"post\" action=\"/_agent/hand\">{fields}<input type=\"hidden\" name=\"raise\" value=\"no\">\
+                 <button id=\"confirm\" type=\"submit\">Lower my hand</button></form>\n<p><a href=\"/_agent/\">Cancel</a></p>\n",
+                escape(&hand_line(state.as_ref()))
+            )
+        } else {
+            format!(
+                "<p>The organiser sees a raised hand in the room's view, with your message. It lowers itself after {} \
+                 or when the organiser answers.</p>\n<form method=\"post\" action=\"/_agent/hand\">{fields}<input type=\"hidden\" name=\"raise\" value=\"yes\">\
+                 <p><label>What do you need? (optional, at most {} characters)<br><input id=\"message\" name=\"message\" size=\"60\" maxlength=\"{}\"></label></p>\
+                 <button id=\"confirm\" type=\"submit\">Raise my hand</button></form>\n<p><a href=\"/_agent/\">Cancel</a></p>\n",
+                jupyter_proto::duration::show(crate::actions::HAND_TTL),
+                crate::actions::HAND_MESSAGE_MAX,
+                crate::actions::HAND_MESSAGE_MAX,
+            )
+        };
+        html(StatusCode::OK, "Ask for help", &body)
+    }
+
+    async fn hand(&self, form: &[(String, String)]) -> Response<OwnBody> {
+        let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let change = match field("raise") {
+            Some("yes") => match HandChange::raise(field("message")) {
+                Ok(change) => change,
+                Err(e) => return action_error("Raise a hand", e),
+            },
+            Some("no") => HandChange::Lower,
+            _ => {
+                return html(
+                    StatusCode::BAD_REQUEST,
+                    "Not understood",
+                    "<p>The form says neither raise nor lower; nothing was done.</p>",
+                )
+            }
+        };
+        let actions = match self.actions() {
+            Ok(a) => a,
+            Err(refused) => return *refused,
+        };
+        match actions.hand(change).await {
+            Ok(Some(_)) => html(
+                StatusCode::OK,
+                "Hand raised",
+                "<p id=\"done\">Your hand is raised: the organiser sees it.</p><p><a href=\"/_agent/\">Back</a></p>",
+            ),
+            Ok(None) => html(
+                StatusCode::OK,
+                "Hand lowered",
+                "<p id=\"done\">Your hand is lowered.</p><p><a href=\"/_agent/\">Back</a></p>",
+            ),
+            Err(e) => action_error("Raise a hand", e),
+        }
+    }
+
+    fn actions(&self) -> Result<&Actions, Refusal> {
+        let refused = || {
+            Box::new(html(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Not now",
+                "<p>The agent takes no actions now; ask the organiser.</p>",
+            ))
+        };
+        self.pages.actions.as_ref().ok_or_else(refused)
+    }
+}
+
+/// Whether a browser says the request came from a page of this origin (a
+/// browser that says nothing, or a person who typed the address, passes:
+/// the anti-forgery token is the check that always holds).
+fn same_origin(headers: &HeaderMap) -> bool {
+    let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    if matches!(site, Some(s) if s != "same-origin" && s != "none") {
+        return false;
+    }
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else { return true };
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let origin_host = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://"));
+    origin_host == Some(host) && !host.is_empty()
+}
+
+fn hand_line(state: Option<&State>) -> String {
+    match state.and_then(|s| s.hand.as_ref()) {
+        None => "Your hand is not raised.".into(),
+        Some(h) => {
+            let at = h.raised_at.format("%H:%M UTC");
+            match &h.message {
+                Some(m) => format!("You asked for help at {at}: {m}"),
+                None => format!("You asked for help at {at}."),
+            }
+        }
+    }
+}
+
+/// A commit's first 12 characters, a sha256's too.
+fn short(identity: &str) -> String {
+    identity.chars().take(12).collect()
+}
+
+fn changes_list(u: &crate::workspace::Updated) -> String {
+    let mut items = String::new();
+    let mut line =
+        |what: &str, text: String| items.push_str(&format!("<li>{}: <code>{}</code></li>\n", what, escape(&text)));
+    for f in &u.updated {
+        line("updated", f.clone());
+    }
+    for f in &u.added {
+        line("new", f.clone());
+    }
+    for f in &u.restored {
+        line("back (you had deleted it)", f.clone());
+    }
+    for b in &u.kept_beside {
+        line("you changed it: yours kept, the new version beside it as", format!("{} → {}", b.path, b.new_version));
+    }
+    for r in &u.renamed {
+        line("yours renamed, the name is the organiser's now", format!("{} → {}", r.path, r.yours));
+    }
+    for f in &u.removed {
+        line("removed by the organiser", f.clone());
+    }
+    for f in &u.kept_removed_upstream {
+        line("removed by the organiser, kept because you changed it", f.clone());
+    }
+    if items.is_empty() {
+        return "<p>No file changes.</p>".into();
+    }
+    format!("<ul id=\"changes\">\n{items}</ul>")
+}
+
+fn action_error(what: &str, e: ActionError) -> Response<OwnBody> {
+    let status = match &e {
+        ActionError::Invalid(_) => StatusCode::BAD_REQUEST,
+        ActionError::Refused(_) => StatusCode::CONFLICT,
+        ActionError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+        ActionError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    html(
+        status,
+        &format!("{what}: not done"),
+        &format!("<p id=\"error\">{}</p>\n<p><a href=\"/_agent/\">Back</a></p>\n", escape(&e.to_string())),
+    )
+}
+
+/// The archive, written on a blocking thread into a bounded channel: at
+/// most [`CHUNKS_IN_FLIGHT`] chunks wait for a slow client; one that goes
+/// away ends the walk. An error mid-way ends the body with an error, so
+/// the client sees a broken download, never a short archive that looks whole.
+fn zip_stream(root: PathBuf, exclude: Exclude) -> OwnBody {
+    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(CHUNKS_IN_FLIGHT);
+    tokio::task::spawn_blocking(move || {
+        let out = io::BufWriter::with_capacity(CHUNK, ChannelWriter(tx.clone()));
+        match download::write_zip(&root, &exclude, out) {
+            Ok(summary) => info!(
+                root = %root.display(),
+                files = summary.files,
+                bytes = summary.archive_bytes,
+                "the participant downloaded the workspace from the pages"
+            ),
+            Err(e) => {
+                if tx.is_closed() {
+                    info!(root = %root.display(), "a download from the pages ended: the client went away");
+                } else {
+                    warn!(root = %root.display(), "a download from the pages failed: {e:#}");
+                    let _ = tx.blocking_send(Err(io::Error::other(format!("{e:#}"))));
+                }
+            }
+        }
+    });
+    let chunks =
+        futures_util::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|chunk| (chunk.map(Frame::data), rx)) },
+        );
+    OwnBody::new(StreamBody::new(chunks))
+}
+
+/// The blocking side of the download's channel.
+struct ChannelWriter(tokio::sync::mpsc::Sender<io::Result<Bytes>>);
+
+impl Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0
+            .blocking_send(Ok(Bytes::copy_from_slice(buf)))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What every page answer carries: never cached, never framed, no script,
+/// forms to this origin only, no referrer.
+fn secure_headers(headers: &mut HeaderMap) {
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+}
+
+fn html(status: StatusCode, title: &str, body: &str) -> Response<OwnBody> {
+    let page = format!(
+        r#"<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>
+body{{font-family:system-ui,sans-serif;margin:0;background:#f5f5f5;color:#222}}
+main{{background:#fff;margin:2em auto;padding:1.5em 2.5em;border-radius:8px;box-shadow:0 1px 4px #0002;max-width:44em}}
+h1{{font-size:1.4em}} h2{{font-size:1.1em;margin-top:1.5em}} code{{background:#eee;padding:0 .3em}}
+button{{font-size:1em;padding:.4em 1em}}
+</style></head>
+<body><main>
+<h1>{title}</h1>
+{body}</main></body></html>
+"#,
+        title = escape(title),
+    );
+    let mut response = Response::new(own_body(Bytes::from(page)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    secure_headers(headers);
+    response
+}
+
+fn redirect(to: &str, cookie: Option<HeaderValue>) -> Response<OwnBody> {
+    let mut response = Response::new(own_body(Bytes::new()));
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    let headers = response.headers_mut();
+    if let Ok(location) = HeaderValue::from_str(to) {
+        headers.insert(header::LOCATION, location);
+    }
+    if let Some(cookie) = cookie {
+        headers.insert(header::SET_COOKIE, cookie);
+    }
+    secure_headers(headers);
+    response
+}
+
+fn escape(text: &str) -> String {
+    super::progress::escape(text).replace('\'', "&#39;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pages(token: &str) -> Pages {
+        let cfg = Config::defaults();
+        let pages = Pages::new(&cfg, None);
+        pages.set_token(token);
+        pages
+    }
+
+    fn cookie_of(set_cookie: &HeaderValue) -> String {
+        set_cookie.to_str().unwrap().split(';').next().unwrap().to_string()
+    }
+
+    #[test]
+    fn the_login_link_gives_a_cookie_that_holds_no_secret_and_ends_with_the_token() {
+        let p = pages("s3cret-token");
+        let uri: http::Uri = "/lab?token=s3cret-token".parse().unwrap();
+        let set = p.login_cookie(&uri, true).expect("a cookie for the login link");
+        let text = set.to_str().unwrap();
+        assert!(text.contains("; Path=/_agent/; HttpOnly; SameSite=Strict; Secure"), "{text}");
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(!p.login_cookie(&uri, false).unwrap().to_str().unwrap().contains("Secure"));
+        assert!(p.login_cookie(&"/lab?token=wrong".parse().unwrap(), true).is_none());
+        assert!(p.login_cookie(&"/lab".parse().unwrap(), true).is_none());
+
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, HeaderValue::from_str(&format!("other=1; {}", cookie_of(&set))).unwrap());
+        assert!(matches!(p.holder(&headers), Some(Holder::Session { .. })));
+        // A forged or altered cookie is no session.
+        let mut forged = HeaderMap::new();
+        forged.insert(
+            header::COOKIE,
+            HeaderValue::from_static("jupyter-agent-session=00000000000000000000000000000000.abcd"),
+        );
+        assert_eq!(p.holder(&forged), None);
+        // A new token ends the session.
+        p.set_token("another");
+        assert_eq!(p.holder(&headers), None);
+        p.set_token("");
+        assert!(p.pages_off());
+    }
+
+    #[test]
+    fn a_script_holds_the_token_in_a_header() {
+        let p = pages("tok");
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("token tok"));
+        assert_eq!(p.holder(&headers), Some(Holder::Header));
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("token nope"));
+        assert_eq!(p.holder(&headers), None);
+    }
+
+    #[test]
+    fn the_anti_forgery_token_is_the_sessions_own() {
+        let p = pages("tok");
+        let a = p.tag("csrf", "a".repeat(32).as_str()).unwrap();
+        assert!(p.verify("csrf", &"a".repeat(32), &a));
+        assert!(!p.verify("csrf", &"b".repeat(32), &a), "another session's");
+        assert!(!p.verify("session", &"a".repeat(32), &a), "a session tag is no anti-forgery token");
+        assert!(!p.verify("csrf", &"a".repeat(32), "zz"));
+    }
+
+    #[test]
+    fn a_cross_site_request_is_told_apart_from_the_pages_own() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, HeaderValue::from_static(v));
+            }
+            h
+        };
+        assert!(same_origin(&headers(&[
+            ("host", "1.2.3.4:8888"),
+            ("origin", "https://1.2.3.4:8888"),
+            ("sec-fetch-site", "same-origin")
+        ])));
+        assert!(same_origin(&headers(&[("host", "1.2.3.4:8888")])), "a client that sends neither");
+        assert!(!same_origin(&headers(&[("host", "1.2.3.4:8888"), ("origin", "https://evil.example")])));
+        assert!(!same_origin(&headers(&[("host", "1.2.3.4:8888"), ("sec-fetch-site", "cross-site")])));
+        assert!(!same_origin(&headers(&[("host", "1.2.3.4:8888"), ("origin", "null")])));
+    }
+
+    #[test]
+    fn a_message_is_escaped_on_the_page() {
+        let mut state = crate::state::fresh();
+        state.hand = Some(crate::state::Hand {
+            raised_at: "2026-12-07T10:02:00Z".parse().unwrap(),
+            message: Some("<script>x</script>".into()),
+        });
+        let line = escape(&hand_line(Some(&state)));
+        assert_eq!(line, "You asked for help at 10:02 UTC: &lt;script&gt;x&lt;/script&gt;");
+    }
+}
