@@ -14,7 +14,7 @@ use crate::common::env::Env;
 use crate::common::{self, get_status, http, sh, split_url};
 
 /// Waits until the agent is ready; its login URL (with the token).
-fn ready_url(env: &Env, log: &std::path::Path) -> String {
+pub(crate) fn ready_url(env: &Env, log: &std::path::Path) -> String {
     let run = env.agent(&["wait", "--timeout", "180"]);
     assert_eq!(
         run.code,
@@ -83,7 +83,7 @@ fn a_raised_hand_is_shown_kept_across_a_restart_and_lowered() {
     assert!(!file.exists());
 }
 
-fn git(repo: &std::path::Path, args: &[&str]) -> String {
+pub(crate) fn git(repo: &std::path::Path, args: &[&str]) -> String {
     sh(Command::new("git")
         .arg("-C")
         .arg(repo)
@@ -91,8 +91,8 @@ fn git(repo: &std::path::Path, args: &[&str]) -> String {
         .args(args))
 }
 
-const NOTEBOOK: &str = r#"{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}"#;
-const MOUNT: &str = "/home/jupyter/jupyter-working";
+pub(crate) const NOTEBOOK: &str = r#"{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}"#;
+pub(crate) const MOUNT: &str = "/home/jupyter/jupyter-working";
 
 #[test]
 fn a_reset_through_the_running_agent_keeps_the_work_aside_and_the_same_url() {

@@ -47,6 +47,10 @@ const MAX_FORM: usize = 8 * 1024;
 const CHUNKS_IN_FLIGHT: usize = 4;
 /// The size of each.
 const CHUNK: usize = 256 * 1024;
+/// How long a page waits for an action's answer before it says the action
+/// goes on: well within the front's idle limit, which would end a
+/// connection that carries nothing for [`super::limits::IDLE`].
+const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(40);
 
 /// What the pages need: the actions' channel, the materials' configuration,
 /// and the key made from the login token.
@@ -221,7 +225,7 @@ impl Asked<'_> {
         };
         let method = req.method().clone();
         match (method, page.as_str()) {
-            (Method::GET, "") => self.home(&holder),
+            (Method::GET, "") => self.home().await,
             (Method::GET, "download") => self.download(req.uri()),
             (Method::GET, "reset") => self.confirm_reset(&holder),
             (Method::GET, "update") => self.confirm_update(&holder).await,
@@ -322,7 +326,7 @@ impl Asked<'_> {
         })
     }
 
-    fn home(&self, holder: &Holder) -> Response<OwnBody> {
+    async fn home(&self) -> Response<OwnBody> {
         let state = self.state();
         let mut body = String::new();
         let status = match state.as_ref().map(|s| s.phase.clone()) {
@@ -351,7 +355,14 @@ impl Asked<'_> {
                     globs => format!(", without {}", escape(&globs.join(", "))),
                 }
             ));
-            match download::backups(w) {
+            // Their sizes are a walk of each: off the front's threads.
+            let listed = {
+                let w = w.clone();
+                tokio::task::spawn_blocking(move || download::backups(&w))
+                    .await
+                    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+            };
+            match listed {
                 Ok(backups) if !backups.is_empty() => {
                     body.push_str("<p>Copies moved aside by a reset:</p>\n<ul id=\"backups\">\n");
                     for b in backups {
@@ -372,7 +383,6 @@ impl Asked<'_> {
                 "<h2>Start again</h2>\n<p><a id=\"reset-link\" href=\"/_agent/reset\">Reset my environment</a></p>\n",
             );
         }
-        let _ = holder;
         html(StatusCode::OK, "Your Jupyter environment", &body)
     }
 
@@ -445,7 +455,11 @@ impl Asked<'_> {
             Ok(a) => a,
             Err(refused) => return *refused,
         };
-        match actions.reset().await {
+        let actions = actions.clone();
+        let Some(answer) = within(async move { actions.reset().await }).await else {
+            return goes_on("reset", "Jupyter starts again once it is done");
+        };
+        match answer {
             Ok(done) => {
                 info!(aside = %done.aside.display(), "the participant reset the workspace from the pages");
                 let body = format!(
@@ -465,7 +479,16 @@ impl Asked<'_> {
             Ok(w) => w,
             Err(refused) => return *refused,
         };
-        let checked = crate::workspace::check(w, &self.pages.state_dir).await;
+        let (w, state_dir) = (w.clone(), self.pages.state_dir.clone());
+        let checked =
+            within(async move { crate::workspace::check(&w, &state_dir).await.map_err(|e| format!("{e:#}")) });
+        let Some(checked) = checked.await else {
+            return html(
+                StatusCode::ACCEPTED,
+                "The organiser's fixes",
+                "<p id=\"fetching\">The new version of the materials is still being fetched: reload this page in a minute.</p>\n",
+            );
+        };
         let body = match checked {
             Ok(None) => "<p id=\"up-to-date\">The materials have not changed since you got them: there is nothing to take.</p>\n\
                          <p><a href=\"/_agent/\">Back</a></p>\n"
@@ -484,7 +507,7 @@ impl Asked<'_> {
                 changes_list(&u),
                 self.form_fields(holder)
             ),
-            Err(e) => format!("<p>Whether the materials changed cannot be seen now: {}</p>\n<p><a href=\"/_agent/\">Back</a></p>\n", escape(&format!("{e:#}"))),
+            Err(e) => format!("<p>Whether the materials changed cannot be seen now: {}</p>\n<p><a href=\"/_agent/\">Back</a></p>\n", escape(&e)),
         };
         html(StatusCode::OK, "The organiser's fixes", &body)
     }
@@ -494,7 +517,11 @@ impl Asked<'_> {
             Ok(a) => a,
             Err(refused) => return *refused,
         };
-        match actions.update().await {
+        let actions = actions.clone();
+        let Some(answer) = within(async move { actions.update().await }).await else {
+            return goes_on("update", "your environment's page shows the new version once it is done");
+        };
+        match answer {
             Ok(u) if u.up_to_date => html(StatusCode::OK, "Up to date", "<p id=\"done\">Nothing to take: the materials have not changed.</p><p><a href=\"/_agent/\">Back</a></p>"),
             Ok(u) => {
                 let body = format!(
@@ -577,6 +604,30 @@ impl Asked<'_> {
         };
         self.pages.actions.as_ref().ok_or_else(refused)
     }
+}
+
+/// Waits for `ask` at most [`ANSWER_WITHIN`]; past it `None`, and `ask`
+/// goes on by itself (an action asked stays asked, and is taken when the
+/// agent gets to it).
+async fn within<T: Send + 'static>(ask: impl std::future::Future<Output = T> + Send + 'static) -> Option<T> {
+    let task = tokio::spawn(ask);
+    match tokio::time::timeout(ANSWER_WITHIN, task).await {
+        Ok(Ok(answer)) => Some(answer),
+        Ok(Err(e)) => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => None,
+    }
+}
+
+/// The answer to an action that takes longer than [`ANSWER_WITHIN`].
+fn goes_on(what: &str, then: &str) -> Response<OwnBody> {
+    html(
+        StatusCode::ACCEPTED,
+        "Under way",
+        &format!(
+            "<p id=\"under-way\">The {what} was asked and goes on (it waits for the setup when one runs): {then}. \
+             Follow it on <a href=\"/\">the progress page</a>.</p>\n<p><a href=\"/_agent/\">Your environment's page</a></p>\n"
+        ),
+    )
 }
 
 /// Whether a browser says the request came from a page of this origin (a
