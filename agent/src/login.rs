@@ -99,6 +99,14 @@ pub fn load_or_create(state_dir: &Path) -> Result<String> {
     rotate(state_dir)
 }
 
+/// The token kept in the state directory, if there is a valid one (none
+/// is made): what the front's pages accept before the container step.
+pub fn kept(state_dir: &Path) -> Option<String> {
+    let text = read_private(&token_path(state_dir), Private::RootOnly).ok()?;
+    let token = text.trim_end();
+    is_valid_token(token).then(|| token.to_string())
+}
+
 /// A new token in place of the old one; earlier URLs stop working once the
 /// container is recreated with it.
 pub fn rotate(state_dir: &Path) -> Result<String> {

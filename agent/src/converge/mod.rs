@@ -157,7 +157,18 @@ impl<'a> Converger<'a> {
     /// Serves the participant's pages (docs/pages.md) on the front, taking
     /// the actions asked there through `actions`.
     pub fn with_pages(mut self, actions: crate::actions::Actions) -> Self {
-        self.pages = Some(std::sync::Arc::new(crate::front::pages::Pages::new(self.cfg, Some(actions))));
+        let pages = crate::front::pages::Pages::new(self.cfg, Some(actions));
+        // Known before the container step, so that a participant whose
+        // setup fails early still reaches the pages (download, reset).
+        let known = match &self.cfg.jupyter.token {
+            TokenChoice::Generate => crate::login::kept(&self.cfg.state_dir),
+            TokenChoice::File(path) => crate::login::read_given(path).ok(),
+            _ => None,
+        };
+        if let Some(token) = known {
+            pages.set_token(&token);
+        }
+        self.pages = Some(std::sync::Arc::new(pages));
         self
     }
 

@@ -176,6 +176,18 @@ impl Pages {
 /// What the token's own HMAC is made of.
 const LOGIN_CHECK: &[u8] = b"jupyter-agent pages: the login token";
 
+/// `path` with `query` less its `token`.
+fn without_token(path: &str, query: Option<&str>) -> String {
+    let rest: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .filter(|(k, _)| k != "token")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    match rest.is_empty() {
+        true => path.to_string(),
+        false => format!("{path}?{}", form_urlencoded::Serializer::new(String::new()).extend_pairs(rest).finish()),
+    }
+}
+
 fn query_value(query: &str, key: &str) -> Option<String> {
     form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == key).map(|(_, v)| v.into_owned())
 }
@@ -195,10 +207,6 @@ impl Asked<'_> {
     /// Answers a request under [`PREFIX`] (or the prefix without its slash).
     pub async fn answer(&self, req: Request<Incoming>) -> Response<OwnBody> {
         let path = req.uri().path();
-        let Some(page) = path.strip_prefix(PREFIX) else {
-            return redirect(PREFIX, None);
-        };
-        let page = page.to_string();
         if self.pages.pages_off() {
             return html(
                 StatusCode::NOT_FOUND,
@@ -209,10 +217,16 @@ impl Asked<'_> {
         }
         // The login link opened on the pages themselves: the cookie, then
         // the same page without the token in the address bar.
-        if req.method() == Method::GET {
-            if let Some(cookie) = self.pages.login_cookie(req.uri(), self.secure) {
-                return redirect(path, Some(cookie));
-            }
+        let cookie = match req.method() == Method::GET {
+            true => self.pages.login_cookie(req.uri(), self.secure),
+            false => None,
+        };
+        let Some(page) = path.strip_prefix(PREFIX) else {
+            return redirect(&without_token(PREFIX, req.uri().query()), cookie);
+        };
+        let page = page.to_string();
+        if cookie.is_some() {
+            return redirect(&without_token(path, req.uri().query()), cookie);
         }
         let Some(holder) = self.pages.holder(req.headers()) else {
             return html(
@@ -856,6 +870,16 @@ mod tests {
         assert_eq!(p.holder(&headers), None);
         p.set_token("");
         assert!(p.pages_off());
+    }
+
+    #[test]
+    fn the_token_leaves_the_address_and_the_rest_of_the_query_stays() {
+        assert_eq!(without_token("/_agent/", Some("token=abc")), "/_agent/");
+        assert_eq!(
+            without_token("/_agent/download", Some("backup=w.bak-1&token=abc")),
+            "/_agent/download?backup=w.bak-1"
+        );
+        assert_eq!(without_token("/_agent/", None), "/_agent/");
     }
 
     #[test]
