@@ -32,6 +32,7 @@ mod git_install;
 mod hardening;
 mod images;
 mod login;
+mod pages_browser;
 mod paths;
 mod pebble_harness;
 mod progress;
