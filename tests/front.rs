@@ -493,15 +493,6 @@ fn over_plain_http_the_url_is_unchanged_and_jupyter_stays_on_loopback() {
     }
 }
 
-/// Where the tests keep what a person may want to look at after a run
-/// (screenshots): `test-artefacts/` in the target directory.
-fn artefacts() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test executable");
-    // target/debug/deps/tests-... -> target/test-artefacts
-    let target = exe.ancestors().nth(3).expect("the target directory");
-    target.join("test-artefacts")
-}
-
 /// `path` served at `/nb.tar`, slowly: about `seconds` for the whole file.
 fn slow_archive_server(path: PathBuf, seconds: u64) -> FakeServer {
     FakeServer::tcp(move |request: Request| {
@@ -623,7 +614,7 @@ fn a_browser_opened_during_a_slow_setup_sees_the_step_then_jupyter() {
 
     // The participant's browser.
     browser.navigate(&url);
-    let shots = artefacts();
+    let shots = common::artefacts();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let seen = browser.eval(

@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 
 use crate::common::agent::ForegroundAgent;
 use crate::common::env::Env;
-use crate::common::{self, split_url};
-use crate::selfservice::{git, ready_url, MOUNT, NOTEBOOK};
+use crate::common::agent::ready_url;
+use crate::common::{self, git, split_url};
+use crate::selfservice::{MOUNT, NOTEBOOK};
 
 /// A client that shows each answer as it is: no redirect followed, no
 /// cookie kept (the tests send the cookie they mean to).

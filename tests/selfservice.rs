@@ -7,25 +7,10 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::process::Command;
 
-use crate::common::agent::ForegroundAgent;
+use crate::common::agent::{ready_url, ForegroundAgent};
 use crate::common::env::Env;
-use crate::common::{self, get_status, http, sh, split_url};
-
-/// Waits until the agent is ready; its login URL (with the token).
-pub(crate) fn ready_url(env: &Env, log: &std::path::Path) -> String {
-    let run = env.agent(&["wait", "--timeout", "180"]);
-    assert_eq!(
-        run.code,
-        0,
-        "not ready\n{}{}\n--- the agent's log:\n{}",
-        run.stdout,
-        run.stderr,
-        std::fs::read_to_string(log).unwrap_or_default()
-    );
-    env.state()["jupyter"]["url"].as_str().expect("a URL").to_string()
-}
+use crate::common::{self, get_status, git, http, split_url};
 
 /// The front's `/_agent/progress` JSON, on the port of the login URL.
 fn progress(url: &str) -> serde_json::Value {
@@ -81,14 +66,6 @@ fn a_raised_hand_is_shown_kept_across_a_restart_and_lowered() {
     let run = env.agent(&["hand", "raise"]).expect(4);
     assert!(run.stderr.contains("the agent is not running (no answer on "), "{}", run.stderr);
     assert!(!file.exists());
-}
-
-pub(crate) fn git(repo: &std::path::Path, args: &[&str]) -> String {
-    sh(Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args(["-c", "user.name=Test", "-c", "user.email=test@example.invalid"])
-        .args(args))
 }
 
 pub(crate) const NOTEBOOK: &str = r#"{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}"#;

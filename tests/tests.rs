@@ -33,6 +33,7 @@ mod hardening;
 mod images;
 mod login;
 mod pages;
+mod pages_browser;
 mod paths;
 mod pebble_harness;
 mod progress;

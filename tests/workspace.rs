@@ -10,7 +10,7 @@ use std::process::Command;
 use crate::common;
 use crate::common::env::Env;
 use crate::common::files::StaticServer;
-use crate::common::{docker, sh, split_url};
+use crate::common::{docker, git, sh, split_url};
 
 const NOTEBOOK: &str = r#"{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}"#;
 const SECRET: &str = "s3cr3t-access-key-value";
@@ -30,14 +30,6 @@ fn write_materials(dir: &Path) {
     .unwrap();
     std::fs::write(dir.join("requirements.txt"), "numpy\n").unwrap();
     std::fs::write(dir.join("hello.ipynb"), NOTEBOOK).unwrap();
-}
-
-fn git(repo: &Path, args: &[&str]) -> String {
-    sh(Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args(["-c", "user.name=Test", "-c", "user.email=test@example.invalid"])
-        .args(args))
 }
 
 fn make_repo(dir: &Path) -> PathBuf {

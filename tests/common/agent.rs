@@ -1,6 +1,7 @@
 //! The agent as the tests run it in the background: `jupyter-agent run` in
-//! the foreground of a child process ([`ForegroundAgent`]), and the states
-//! it publishes on its API ([`follow_events`]).
+//! the foreground of a child process ([`ForegroundAgent`]), its login URL
+//! once ready ([`ready_url`]), and the states it publishes on its API
+//! ([`follow_events`]).
 
 use std::path::Path;
 use std::process::Command;
@@ -85,6 +86,22 @@ impl Drop for ForegroundAgent {
             self.stop();
         }
     }
+}
+
+/// Waits (`jupyter-agent wait`, at most 180 s) until the agent is ready;
+/// its login URL (with the token). Panics with the agent's log, `log`, when
+/// it is not ready in time.
+pub fn ready_url(env: &Env, log: &Path) -> String {
+    let run = env.agent(&["wait", "--timeout", "180"]);
+    assert_eq!(
+        run.code,
+        0,
+        "not ready\n{}{}\n--- the agent's log:\n{}",
+        run.stdout,
+        run.stderr,
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+    env.state()["jupyter"]["url"].as_str().expect("a URL").to_string()
 }
 
 /// Every state the agent at `socket` publishes from the moment its socket

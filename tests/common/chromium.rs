@@ -1,8 +1,10 @@
 //! A participant's browser: Debian's headless Chromium, driven over the
 //! DevTools protocol (`--remote-debugging-port`, JSON messages on a
 //! WebSocket to its page target): open a URL, evaluate JavaScript in the
-//! page, take a screenshot. Nothing but loopback: the profile is a fresh
-//! directory of the test's, and the page opens only the URLs a test gives.
+//! page, click an element, wait until the page shows something, save
+//! downloads into a directory, take a screenshot. Nothing but loopback: the
+//! profile is a fresh directory of the test's, and the page opens only the
+//! URLs a test gives.
 
 use std::io;
 use std::net::TcpStream;
@@ -105,6 +107,70 @@ impl Chromium {
         }
     }
 
+    /// Clicks the element `selector` (CSS) matches, as a person does (with
+    /// a user gesture, so a link's download is not held back): its default
+    /// action follows (a link opens, a form is submitted). Panics when no
+    /// element matches.
+    pub fn click(&mut self, selector: &str) {
+        let expression = format!(
+            "(() => {{ const e = document.querySelector({}); if (!e) return false; e.click(); return true; }})()",
+            Value::from(selector)
+        );
+        let params = json!({"expression": expression, "returnByValue": true, "userGesture": true});
+        let clicked = match self.call("Runtime.evaluate", params) {
+            Ok(result) if result["exceptionDetails"].is_null() => result["result"]["value"].clone(),
+            other => panic!("clicking {selector}: {other:?}"),
+        };
+        assert_eq!(clicked, Value::Bool(true), "nothing to click: no {selector} on {}", self.describe());
+    }
+
+    /// Evaluates `expression` every 200 ms until its value is truthy (not
+    /// null, false, 0 or ""), for at most `timeout`: that value. Past the
+    /// deadline, panics saying `what` was awaited, the last value and what
+    /// the page shows.
+    pub fn wait_until(&mut self, what: &str, expression: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let value = self.eval(expression);
+            let truthy = match &value {
+                Value::Null | Value::Bool(false) => false,
+                Value::String(s) => !s.is_empty(),
+                Value::Number(n) => n.as_f64() != Some(0.0),
+                _ => true,
+            };
+            if truthy {
+                return value;
+            }
+            if Instant::now() >= deadline {
+                panic!("{what}: not within {timeout:?} (last value {value}); the page: {}", self.describe());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The page's address, title and text (its first 2000 characters), for
+    /// a test's failure message.
+    pub fn describe(&mut self) -> String {
+        let seen = self.eval(
+            "location.href + ' (' + document.title + '):\\n' + \
+             (document.body ? document.body.innerText : '').slice(0, 2000)",
+        );
+        seen.as_str().map(str::to_string).unwrap_or_else(|| format!("(cannot be read now: {seen})"))
+    }
+
+    /// Downloads go into `dir` from now on, under the names the server
+    /// gives (`Content-Disposition`), without asking where. The Browser
+    /// domain's command, or the Page domain's older one if this Chromium
+    /// takes only that on a page's connection.
+    pub fn allow_downloads(&mut self, dir: &Path) {
+        let params = json!({"behavior": "allow", "downloadPath": dir});
+        if let Err(browser) = self.call("Browser.setDownloadBehavior", params.clone()) {
+            if let Err(page) = self.call("Page.setDownloadBehavior", params) {
+                panic!("downloads cannot be allowed: Browser.setDownloadBehavior: {browser}; Page.setDownloadBehavior: {page}");
+            }
+        }
+    }
+
     /// A PNG of what the page shows now, written to `path`.
     pub fn screenshot(&mut self, path: &Path) {
         let shot = self.call("Page.captureScreenshot", json!({"format": "png"})).expect("a screenshot");
@@ -114,6 +180,31 @@ impl Chromium {
             std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
         }
         std::fs::write(path, png).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+}
+
+/// The file a download wrote into `dir` (where [`Chromium::allow_downloads`]
+/// sends them), once it is complete: the only file there whose name is not
+/// a partial download's (`.crdownload`) while none such is left, waited
+/// for at most `timeout`.
+pub fn downloaded(dir: &Path, timeout: Duration) -> PathBuf {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let names: Vec<String> = match std::fs::read_dir(dir) {
+            Ok(entries) => {
+                entries.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect()
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => panic!("{}: {e}", dir.display()),
+        };
+        let partial = names.iter().any(|n| n.ends_with(".crdownload"));
+        let done: Vec<&String> = names.iter().filter(|n| !n.ends_with(".crdownload") && !n.starts_with('.')).collect();
+        if !partial && !done.is_empty() {
+            assert_eq!(done.len(), 1, "one download expected in {}: {names:?}", dir.display());
+            return dir.join(done[0]);
+        }
+        assert!(Instant::now() < deadline, "no complete download in {} within {timeout:?}: {names:?}", dir.display());
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 

@@ -86,6 +86,24 @@ pub fn get_status(url: &str, token: &str) -> u16 {
     client.get(url).header("Authorization", format!("token {token}")).send().map(|r| r.status().as_u16()).unwrap_or(0)
 }
 
+/// `git -C repo ARGS` as a test's committer; its stdout (panics when it fails).
+pub fn git(repo: &Path, args: &[&str]) -> String {
+    sh(Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["-c", "user.name=Test", "-c", "user.email=test@example.invalid"])
+        .args(args))
+}
+
+/// Where the tests keep what a person may want to look at after a run
+/// (screenshots): `test-artefacts/` in the target directory.
+pub fn artefacts() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable");
+    // target/debug/deps/tests-... -> target/test-artefacts
+    let target = exe.ancestors().nth(3).expect("the target directory");
+    target.join("test-artefacts")
+}
+
 /// Runs a command, panicking with its output when it fails; its stdout.
 pub fn sh(cmd: &mut Command) -> String {
     let out = cmd.output().expect("the command runs");
