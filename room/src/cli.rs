@@ -341,7 +341,11 @@ pub fn notes_for(room: &Room) -> Vec<String> {
     }
     if !room.unlisted.is_empty() {
         let names: Vec<String> = room.unlisted.iter().map(|n| one_line(n)).collect();
-        notes.push(format!("signalled but not in the Participants list: {}", names.join(", ")));
+        notes.push(format!(
+            "not shown or counted, signalled under ids not in the Participants list (a participant renamed in \
+             place, or removed): {}",
+            names.join(", ")
+        ));
     }
     if room.participants.is_empty() {
         notes.push("nobody has signalled yet and there is no Participants list: the room names nobody".into());
