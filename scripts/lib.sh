@@ -140,7 +140,7 @@ ensure_host_packages() {
 ensure_test_packages() {
     ensure_packages debootstrap:debootstrap curl:curl flock:util-linux git:git \
         shellcheck:shellcheck busybox:busybox dash:dash sha256sum:coreutils docker-registry:docker-registry pebble:pebble \
-        chromium:chromium prlimit:util-linux
+        chromium:chromium prlimit:util-linux jq:jq
     if ! python3 -m pip --version >/dev/null 2>&1; then
         echo "== installing Debian packages: python3-pip"
         apt-get update -qq

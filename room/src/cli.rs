@@ -52,7 +52,7 @@ Getting the input (the aliyun CLI, after `aliyun configure`, or in Cloud Shell):
   aliyun ros GetStack --RegionId cn-hangzhou --StackId <stack id> | jupyter-room show --csv > room.csv
   jupyter-room cards --html cards.html room.json
 
-A room larger than one stack (32 participants): `jupyter-room split` prints the CreateStack commands.";
+A room larger than one stack (30 participants): `jupyter-room split` prints the CreateStack commands.";
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -63,11 +63,11 @@ Exit codes:
   4  cards: the HTML file could not be written; nothing was";
 
 const SPLIT_ABOUT: &str = "\
-One stack of userdata/room.yml holds at most 32 participants (ROS allows 200 resources per stack; \
-docs/room.md). This takes the whole room's participants, checks their names (lowercase letters and \
-digits, 1 to 20, no duplicates), splits them into groups of at most --per-stack, and prints one \
-`aliyun ros CreateStack` command per group, each with the same parameters and its own Participants \
-list and stack name. It runs nothing and needs no cloud account: review the commands, then run them \
+One stack of userdata/room.yml holds at most 30 participants (ROS allows 200 resources per stack, \
+and the room keeps a margin below it; docs/room.md). This takes the whole room's participants, checks \
+their names (a lowercase letter, then up to 19 lowercase letters or digits; no duplicates), splits \
+them into groups of at most --per-stack, and prints one `aliyun ros CreateStack` command per group, \
+each with the same parameters and its own Participants list and stack name. It runs nothing and needs no cloud account: review the commands, then run them \
 (or pass them to a shell). `jupyter-room show` reads each stack's GetStack output.
 
 Groups are as even as they can be (70 names: 24, 23, 23), so no stack is left with a handful. Every \
@@ -105,7 +105,7 @@ pub enum Command {
     /// code of it; a card saying why for the others. Six cards to an A4 page.
     #[command(after_help = EXIT_CODES)]
     Cards(CardsArgs),
-    /// For a room larger than one stack (32 participants): the names checked and split into even
+    /// For a room larger than one stack (30 participants): the names checked and split into even
     /// groups, and one `aliyun ros CreateStack` command printed per group (nothing is run).
     #[command(long_about = SPLIT_ABOUT, after_help = SPLIT_EXIT_CODES)]
     Split(SplitArgs),
@@ -147,7 +147,7 @@ pub struct SplitArgs {
     #[arg(long, value_name = "FILE")]
     pub participants_file: Option<PathBuf>,
 
-    /// The most participants in one stack (1 to 32).
+    /// The most participants in one stack (1 to 30).
     #[arg(long, value_name = "N", default_value_t = split::MAX_PER_STACK, allow_negative_numbers = true)]
     pub per_stack: i64,
 
@@ -341,7 +341,11 @@ pub fn notes_for(room: &Room) -> Vec<String> {
     }
     if !room.unlisted.is_empty() {
         let names: Vec<String> = room.unlisted.iter().map(|n| one_line(n)).collect();
-        notes.push(format!("signalled but not in the Participants list: {}", names.join(", ")));
+        notes.push(format!(
+            "not shown or counted, signalled under ids not in the Participants list (a participant renamed in \
+             place, or removed): {}",
+            names.join(", ")
+        ));
     }
     if room.participants.is_empty() {
         notes.push("nobody has signalled yet and there is no Participants list: the room names nobody".into());

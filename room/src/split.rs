@@ -1,16 +1,17 @@
 //! `split`: a room larger than one stack becomes several stacks of the room
 //! template, and this prints one `aliyun ros CreateStack` command per stack.
 //!
-//! One stack of `userdata/room.yml` holds at most 32 participants (ROS
-//! allows 200 resources per stack: docs/room.md, "How large a room one
-//! stack holds"). The names are checked (1 to 20 lowercase letters or
-//! digits, each once), split into groups as even as they can be (70 names:
+//! One stack of `userdata/room.yml` holds at most 30 participants (ROS
+//! allows 200 resources per stack, and the room keeps a margin below it:
+//! docs/room.md, "How large a room one stack holds"). The names are checked
+//! as the template's Participants pattern checks them (a lowercase letter,
+//! then up to 19 lowercase letters or digits; each once), split into groups as even as they can be (70 names:
 //! 24, 23, 23), and each group gets a command with the same parameters, its
 //! own `Participants` and its own stack name. Nothing is run and no cloud
 //! account is needed: the organiser reviews the commands, then runs them.
 
 /// The most participants one stack of the room template holds.
-pub const MAX_PER_STACK: i64 = 32;
+pub const MAX_PER_STACK: i64 = 30;
 
 /// Why the input was refused: the message after `jupyter-room: `.
 pub type Refusal = String;
@@ -84,9 +85,13 @@ fn is_stack_name(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-/// A participant's name: it goes into resource and bucket names.
+/// A participant's name, as the room template's Participants pattern takes
+/// it: it goes into resource and bucket names, and is the signal's id, which
+/// ROS would take for an integer id were it all digits.
 fn is_name(s: &str) -> bool {
-    (1..=20).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    (1..=20).contains(&s.len())
+        && s.as_bytes()[0].is_ascii_lowercase()
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
 /// The names from `--participants` then the file, blanks dropped, checked:
@@ -109,7 +114,8 @@ pub fn names(o: &Options) -> Result<Vec<String>, Refusal> {
     let bad: Vec<String> = names.iter().filter(|n| !is_name(n)).take(5).map(|n| repr(n)).collect();
     if !bad.is_empty() {
         return Err(format!(
-            "participant names must be 1 to 20 lowercase letters or digits (they go into resource and bucket names): {}",
+            "participant names must be a lowercase letter then up to 19 lowercase letters or digits (they go into resource and \
+             bucket names): {}",
             bad.join(", ")
         ));
     }
@@ -154,7 +160,7 @@ pub fn groups(names: &[String], per_stack: usize) -> Vec<&[String]> {
 pub fn plan(o: &Options) -> Result<String, Refusal> {
     let params = check_options(o)?;
     let names = names(o)?;
-    let per_stack = usize::try_from(o.per_stack).expect("checked: 1 to 32");
+    let per_stack = usize::try_from(o.per_stack).expect("checked: 1 to 30");
     let mut out = String::new();
     for (i, group) in groups(&names, per_stack).into_iter().enumerate() {
         let i = i + 1;
@@ -249,13 +255,13 @@ mod tests {
     #[test]
     fn groups_are_as_even_as_they_can_be() {
         for (names, per_stack, sizes) in [
-            (1, 32, &[1][..]),
-            (32, 32, &[32]),
-            (33, 32, &[17, 16]),
-            (64, 32, &[32, 32]),
-            (65, 32, &[22, 22, 21]),
-            (70, 32, &[24, 23, 23]),
-            (200, 32, &[29, 29, 29, 29, 28, 28, 28]),
+            (1, 30, &[1][..]),
+            (30, 30, &[30]),
+            (31, 30, &[16, 15]),
+            (60, 30, &[30, 30]),
+            (61, 30, &[21, 20, 20]),
+            (70, 30, &[24, 23, 23]),
+            (200, 30, &[29, 29, 29, 29, 28, 28, 28]),
             (5, 2, &[2, 2, 1]),
             (3, 1, &[1, 1, 1]),
         ] {
@@ -265,7 +271,7 @@ mod tests {
             assert_eq!(got_sizes, sizes, "{names} names, {per_stack} per stack");
             assert_eq!(got.concat(), all, "every name once, in order");
         }
-        assert!(groups(&[], 32).is_empty());
+        assert!(groups(&[], 30).is_empty());
     }
 
     #[test]
@@ -356,17 +362,19 @@ aliyun ros CreateStack --RegionId cn-hangzhou --StackName handson-room-2 --Timeo
     #[test]
     fn refusals_name_the_option_or_the_names() {
         let names_rule =
-            "participant names must be 1 to 20 lowercase letters or digits (they go into resource and bucket names)";
+            "participant names must be a lowercase letter then up to 19 lowercase letters or digits (they \
+                          go into resource and bucket names)";
         for (o, message) in [
             (with(""), "no participants: give --participants a,b,c or --participants-file FILE".to_string()),
             (with(" , ,"), "no participants: give --participants a,b,c or --participants-file FILE".into()),
             (with("alice,Bob"), format!("{names_rule}: 'Bob'")),
+            (with("alice,1bob,42"), format!("{names_rule}: '1bob', '42'")),
             (with("a-b,c d,x\ny,it's,abcdefghijklmnopqrstu,e,f"), format!(
                 "{names_rule}: 'a-b', 'c d', 'x\\ny', \"it's\", 'abcdefghijklmnopqrstu'"
             )),
             (with("alice,bob,alice,carol,bob,alice"), "each participant once (the name is their key in the room's output): alice, bob more than once".into()),
-            (Options { per_stack: 0, ..with("a") }, "--per-stack 0: expected 1 to 32 (the most one stack holds)".into()),
-            (Options { per_stack: 33, ..with("a") }, "--per-stack 33: expected 1 to 32 (the most one stack holds)".into()),
+            (Options { per_stack: 0, ..with("a") }, "--per-stack 0: expected 1 to 30 (the most one stack holds)".into()),
+            (Options { per_stack: 31, ..with("a") }, "--per-stack 31: expected 1 to 30 (the most one stack holds)".into()),
             (Options { stack_name: "1room".into(), ..with("a") }, "--stack-name '1room': a letter first, then letters, digits, - or _".into()),
             (Options { stack_name: "room 1".into(), ..with("a") }, "--stack-name 'room 1': a letter first, then letters, digits, - or _".into()),
             (Options { stack_name: format!("r{}", "x".repeat(201)), ..with("a") }, format!("--stack-name 'r{}': a letter first, then letters, digits, - or _", "x".repeat(201))),
@@ -376,7 +384,7 @@ aliyun ros CreateStack --RegionId cn-hangzhou --StackName handson-room-2 --Timeo
             (Options { params: vec!["=x".into()], ..with("a") }, "--param '=x': expected KEY=VALUE".into()),
             (Options { params: vec!["Participants=a,b".into()], ..with("a") }, "--param Participants: split sets it per stack; give --participants".into()),
             // The options are checked before the names.
-            (Options { per_stack: 0, ..with("Bad") }, "--per-stack 0: expected 1 to 32 (the most one stack holds)".into()),
+            (Options { per_stack: 0, ..with("Bad") }, "--per-stack 0: expected 1 to 30 (the most one stack holds)".into()),
         ] {
             assert_eq!(plan(&o), Err(message), "{o:?}");
         }

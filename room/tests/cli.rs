@@ -228,7 +228,7 @@ fn split_prints_one_create_stack_per_even_group_or_refuses_with_2() {
     for (args, message) in [
         (
             vec!["split", "--participants", "alice,Bob"],
-            "jupyter-room: participant names must be 1 to 20 lowercase letters or digits \
+            "jupyter-room: participant names must be a lowercase letter then up to 19 lowercase letters or digits \
              (they go into resource and bucket names): 'Bob'\n"
                 .to_string(),
         ),
@@ -246,8 +246,8 @@ fn split_prints_one_create_stack_per_even_group_or_refuses_with_2() {
             format!("jupyter-room: --participants-file {}: No such file or directory\n", missing.display()),
         ),
         (
-            vec!["split", "--participants", "a", "--per-stack", "33"],
-            "jupyter-room: --per-stack 33: expected 1 to 32 (the most one stack holds)\n".into(),
+            vec!["split", "--participants", "a", "--per-stack", "31"],
+            "jupyter-room: --per-stack 31: expected 1 to 30 (the most one stack holds)\n".into(),
         ),
     ] {
         let out = room(&args, None);

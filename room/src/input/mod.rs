@@ -15,7 +15,7 @@
 //! An output's value may be JSON itself or a string holding JSON (the
 //! wait condition's `Data` is documented as a JSON string), and so may each
 //! participant's signal data. `Participants` may be a JSON list or a
-//! comma-separated string (a `CommaDelimitedList` parameter).
+//! comma-separated string (the room template's `Participants` parameter).
 
 use std::collections::BTreeMap;
 
@@ -35,10 +35,12 @@ const MAX_REASON: usize = 500;
 /// What the input says, in a form every output is made from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Room {
-    /// In the Participants order; participants who signalled without being
-    /// listed follow, by name. Without a list, all by name.
+    /// With a Participants list, exactly the listed names, in its order;
+    /// without one, every signal's id, by name.
     pub participants: Vec<Participant>,
-    /// Signalled but missing from the Participants list (also in `participants`).
+    /// Ids that signalled but are not in the Participants list: a
+    /// participant renamed in place (the old name's signal stays in the wait
+    /// condition's Data) or removed. Neither a row nor counted; by name.
     pub unlisted: Vec<String>,
     /// Present when the input was the whole GetStack answer.
     pub stack: Option<StackInfo>,
@@ -177,7 +179,7 @@ fn bare_room(map: Map<String, Value>) -> Result<Room, InputError> {
         .into_iter()
         .map(|(name, data)| {
             let state = read_signal(data, 0).inspect(|_| recognised += 1).unwrap_or_else(failed_data);
-            (name.trim().to_string(), state)
+            (name, state)
         })
         .collect();
     if entries > 0 && recognised == 0 {
@@ -231,7 +233,7 @@ fn from_get_stack(map: Map<String, Value>) -> Result<Room, InputError> {
             ))
         }
     };
-    // A CommaDelimitedList parameter of the room template, when the
+    // The room template's Participants parameter (names and commas), when the
     // Participants output is not there (yet).
     let parameter = match map.get("Parameters") {
         Some(Value::Array(params)) => params.iter().find_map(|p| {
@@ -347,7 +349,7 @@ fn signals(value: Value, what: &str, depth: usize) -> Result<Vec<(String, State)
 }
 
 fn signals_from_map(map: Map<String, Value>) -> Vec<(String, State)> {
-    map.into_iter().map(|(name, data)| (name.trim().to_string(), state(data))).collect()
+    map.into_iter().map(|(name, data)| (name, state(data))).collect()
 }
 
 /// One participant's signal data: `{"url": ...}` is ready, `{"error": ...,
@@ -415,28 +417,48 @@ pub fn is_http_url(s: &str) -> bool {
     !rest.is_empty() && !rest.starts_with('/') && !s.chars().any(char::is_whitespace)
 }
 
-/// The room in the order promised: the listed names first (waiting when they
-/// did not signal), then whoever signalled unlisted, by name.
+/// The room in the order promised, one row per participant
+/// (room/README.md, "Input"; docs/room.md, "Which signal a participant's row
+/// shows"):
+///
+/// - One signal per id. ROS keeps one signal per id, a later one replacing
+///   an earlier (`ALIYUN::ROS::WaitConditionHandle`); should an id appear
+///   twice in the text all the same, the later one wins, as the JSON
+///   parser keeps the last value of a repeated key. Ids that are equal once
+///   surrounding blanks are dropped are one participant: the one spelled
+///   without blanks wins (the room template's names have none).
+/// - With a Participants list, the rows are its names, in its order, each
+///   waiting until it has a signal. A signal under an id not in the list
+///   belongs to a participant renamed in place or removed: it is not a row
+///   and not counted, so a participant replaced by renaming is shown once,
+///   under the name the stack has now ([`Room::unlisted`] names the others).
+/// - Without a list, every id is a row, by name.
 fn assemble(listed: Option<Vec<String>>, signals: Vec<(String, State)>, stack: Option<StackInfo>) -> Room {
-    let mut by_name: BTreeMap<String, State> = BTreeMap::new();
-    for (name, state) in signals {
-        by_name.entry(name).or_insert(state);
-    }
-    let mut participants = Vec::new();
-    let mut unlisted = Vec::new();
-    let listed = listed.unwrap_or_default();
-    let had_list = !listed.is_empty();
-    for name in listed {
-        let state = by_name.remove(&name).unwrap_or(State::Waiting);
-        participants.push(Participant { name, state });
-    }
-    for (name, state) in by_name {
-        if had_list {
-            unlisted.push(name.clone());
+    let mut by_name: BTreeMap<String, (State, bool)> = BTreeMap::new();
+    for (raw, state) in signals {
+        let name = raw.trim();
+        let exact = name == raw;
+        let keep = match by_name.get(name) {
+            None => true,
+            Some((_, theirs_exact)) => exact && !theirs_exact,
+        };
+        if keep {
+            by_name.insert(name.to_string(), (state, exact));
         }
-        participants.push(Participant { name, state });
     }
-    Room { participants, unlisted, stack }
+    let listed = listed.unwrap_or_default();
+    if listed.is_empty() {
+        let participants = by_name.into_iter().map(|(name, (state, _))| Participant { name, state }).collect();
+        return Room { participants, unlisted: Vec::new(), stack };
+    }
+    let participants = listed
+        .into_iter()
+        .map(|name| {
+            let state = by_name.remove(&name).map_or(State::Waiting, |(state, _)| state);
+            Participant { name, state }
+        })
+        .collect();
+    Room { participants, unlisted: by_name.into_keys().collect(), stack }
 }
 
 #[cfg(test)]

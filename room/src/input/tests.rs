@@ -48,7 +48,7 @@ fn the_whole_get_stack_answer() {
 fn output_values_as_strings_holding_json() {
     // Fn::GetAtt [WaitCondition, Data] is documented as a JSON string; a
     // Participants output may be a JSON list in a string, or a
-    // CommaDelimitedList joined with commas.
+    // comma-separated string, as the Participants parameter is.
     let data = serde_json::json!({"alice": {"url": URL_A}, "carol": URL_C}).to_string();
     for participants in [
         serde_json::json!("[\"carol\", \"alice\", \"bob\"]"),
@@ -107,14 +107,102 @@ fn a_bare_url_as_data_is_ready() {
 }
 
 #[test]
-fn listed_but_absent_is_waiting_and_unlisted_signals_follow() {
+fn listed_but_absent_is_waiting_and_unlisted_signals_are_neither_rows_nor_counted() {
     let input = serde_json::json!({"Outputs": [
         {"OutputKey": "Participants", "OutputValue": "bob,alice"},
         {"OutputKey": "Room", "OutputValue": {"zed": {"url": URL_C}, "dave": {"url": URL_A}, "alice": {"url": URL_A}}},
     ]});
     let room = parse(&input.to_string()).unwrap();
-    assert_eq!(names(&room), [("bob", "waiting"), ("alice", "ready"), ("dave", "ready"), ("zed", "ready")]);
+    assert_eq!(names(&room), [("bob", "waiting"), ("alice", "ready")]);
     assert_eq!(room.unlisted, ["dave", "zed"]);
+    assert_eq!(room.counts(), Counts { ready: 1, failed: 0, waiting: 1 });
+}
+
+/// A participant replaced by renaming in place (carol -> carol2, the stack
+/// updated): the wait condition's Data keeps carol's old failure beside
+/// carol2's signal, and the stack's Participants list names carol2 only.
+/// The list decides: carol2 is shown once, carol not at all, and the counts
+/// are the room's, not the signals'.
+#[test]
+fn a_participant_renamed_in_place_is_shown_once_under_the_name_the_stack_has_now() {
+    let signal = |v: serde_json::Value| v.to_string();
+    let get_stack = |data: serde_json::Value| {
+        serde_json::json!({
+            "StackId": "s", "StackName": "handson-room-1", "Status": "UPDATE_COMPLETE",
+            "Parameters": [{"ParameterKey": "Participants", "ParameterValue": "alice,carol2"}],
+            "Outputs": [
+                {"OutputKey": "Room", "OutputValue": data.to_string()},
+                {"OutputKey": "Participants", "OutputValue": ["alice", "carol2"]},
+                {"OutputKey": "ReadyCount", "OutputValue": 2}, {"OutputKey": "FailedCount", "OutputValue": 0},
+            ],
+        })
+        .to_string()
+    };
+    let room = parse(&get_stack(serde_json::json!({
+        "alice": signal(serde_json::json!({"url": URL_A})),
+        "carol": signal(serde_json::json!({"error": "no space left on device", "step": "image"})),
+        "carol2": signal(serde_json::json!({"url": URL_C})),
+    })))
+    .unwrap();
+    assert_eq!(names(&room), [("alice", "ready"), ("carol2", "ready")]);
+    assert_eq!(room.participants[1].state, ready(URL_C));
+    assert_eq!(room.unlisted, ["carol"]);
+    assert_eq!(room.counts(), Counts { ready: 2, failed: 0, waiting: 0 });
+    assert!(room.all_ready(), "the replaced participant's old failure does not hold the room back");
+
+    // Before the new instance has signalled (or if ROS refused its late
+    // signal): carol2 waits, and carol's failure is still not theirs.
+    let room = parse(&get_stack(serde_json::json!({
+        "alice": signal(serde_json::json!({"url": URL_A})),
+        "carol": signal(serde_json::json!({"error": "no space left on device", "step": "image"})),
+    })))
+    .unwrap();
+    assert_eq!(names(&room), [("alice", "ready"), ("carol2", "waiting")]);
+    assert_eq!(room.unlisted, ["carol"]);
+    assert_eq!(room.counts(), Counts { ready: 1, failed: 0, waiting: 1 });
+}
+
+/// One id twice in the Data text, an old signal and a new one (ROS keeps
+/// one per id, a later one replacing an earlier; a hand-merged or odd copy
+/// may hold both): the later one in the text wins, whether Data is the
+/// documented JSON string or already an object in the GetStack answer.
+/// Ids equal but for surrounding blanks are one participant, and the one
+/// spelled without blanks wins wherever it stands.
+#[test]
+fn one_id_twice_in_the_data_is_one_participant_and_the_later_signal_wins() {
+    let failed = serde_json::json!({"error": "the container exited with code 1", "step": "container"}).to_string();
+    let fixed = serde_json::json!({"url": URL_C}).to_string();
+    let quote = |s: &str| serde_json::Value::String(s.to_string()).to_string();
+    for (first, second, want) in [(&failed, &fixed, "ready"), (&fixed, &failed, "failed")] {
+        let data =
+            format!("{{\"alice\": {}, \"carol\": {}, \"carol\": {}}}", quote(&fixed), quote(first), quote(second));
+        let as_string = format!(
+            r#"{{"Outputs": [{{"OutputKey": "Participants", "OutputValue": ["alice", "carol"]}},
+                {{"OutputKey": "Room", "OutputValue": {}}}]}}"#,
+            quote(&data)
+        );
+        let as_object = format!(
+            r#"{{"Outputs": [{{"OutputKey": "Participants", "OutputValue": ["alice", "carol"]}},
+                {{"OutputKey": "Room", "OutputValue": {data}}}]}}"#
+        );
+        for input in [&as_string, &as_object, &data] {
+            let room = parse(input).unwrap();
+            assert_eq!(names(&room), [("alice", "ready"), ("carol", want)], "{input}");
+            assert!(room.unlisted.is_empty());
+        }
+    }
+
+    for data in
+        [serde_json::json!({" carol": failed, "carol": fixed}), serde_json::json!({"carol": fixed, "carol ": failed})]
+    {
+        let room = parse(&data.to_string()).unwrap();
+        assert_eq!(room.participants, [Participant { name: "carol".into(), state: ready(URL_C) }], "{data}");
+        let listed = serde_json::json!({"Outputs": [
+            {"OutputKey": "Participants", "OutputValue": "carol"}, {"OutputKey": "Room", "OutputValue": data}]});
+        let room = parse(&listed.to_string()).unwrap();
+        assert_eq!(room.participants, [Participant { name: "carol".into(), state: ready(URL_C) }], "{data}");
+        assert!(room.unlisted.is_empty(), "{data}");
+    }
 }
 
 #[test]
