@@ -10,11 +10,10 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use crate::common::agent::ready_url;
 use crate::common::agent::ForegroundAgent;
 use crate::common::env::Env;
-use crate::common::agent::ready_url;
-use crate::common::{self, git, split_url};
-use crate::selfservice::{MOUNT, NOTEBOOK};
+use crate::common::{self, git, split_url, MOUNT, NOTEBOOK};
 
 /// A client that shows each answer as it is: no redirect followed, no
 /// cookie kept (the tests send the cookie they mean to).
@@ -41,22 +40,8 @@ struct Room {
 impl Room {
     fn start(name: &str, extra: &str) -> Room {
         let env = Env::new(name);
-        let repo = env.path("repo");
-        std::fs::create_dir_all(repo.join("data")).unwrap();
-        std::fs::write(repo.join("hello.ipynb"), NOTEBOOK).unwrap();
-        std::fs::write(repo.join("guide.md"), "# Step 1\n").unwrap();
-        std::fs::write(repo.join("data/big.csv"), "a,b\n1,2\n").unwrap();
-        git(&repo, &["init", "-q", "-b", "main"]);
-        git(&repo, &["add", "."]);
-        git(&repo, &["commit", "-q", "-m", "materials"]);
-        let handson = env.path("handson");
-        let config = format!(
-            "{}\n[workspace]\nsource = \"file://{}\"\nref = \"main\"\npath = \"{}\"\n{extra}\n",
-            env.base_config(&format!("user = \"root\"\nvolumes = [\"workspace:{MOUNT}\"]")),
-            repo.display(),
-            handson.display()
-        );
-        env.write_config(&config);
+        let files = [("hello.ipynb", NOTEBOOK), ("guide.md", "# Step 1\n"), ("data/big.csv", "a,b\n1,2\n")];
+        let (repo, handson) = common::materials(&env, &files, extra);
         let log = env.path("agent.log");
         let agent = ForegroundAgent::start_logging(&env, &log);
         let url = ready_url(&env, &log);

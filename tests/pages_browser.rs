@@ -22,10 +22,8 @@ use serde_json::Value;
 use crate::common::agent::{ready_url, ForegroundAgent};
 use crate::common::chromium::{self, Chromium};
 use crate::common::env::Env;
-use crate::common::{self, git, split_url};
+use crate::common::{self, split_url, MOUNT, NOTEBOOK};
 
-/// The materials' notebook, as the organiser committed it.
-const NOTEBOOK: &str = r#"{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}"#;
 /// Another file of the materials, in a folder.
 const INTRO: &str = "# Lesson 1\n\nRead this first.\n";
 /// The participant's version of the notebook (not ASCII, to be checked byte for byte).
@@ -34,7 +32,6 @@ const EDITED: &str = "{\"cells\": [{\"cell_type\": \"markdown\", \"id\": \"mine\
                       \"nbformat\": 4, \"nbformat_minor\": 5}\n";
 /// A file the participant added beside the materials.
 const NOTES: &str = "notes of mine\n";
-const MOUNT: &str = "/home/jupyter/jupyter-working";
 
 /// An agent ready with a workspace of materials from a local git repo.
 struct Workshop {
@@ -51,21 +48,8 @@ struct Workshop {
 impl Workshop {
     fn start(test: &str) -> Workshop {
         let env = Env::new(test);
-        let repo = env.path("repo");
-        std::fs::create_dir_all(repo.join("lesson")).unwrap();
-        std::fs::write(repo.join("hello.ipynb"), NOTEBOOK).unwrap();
-        std::fs::write(repo.join("lesson/intro.md"), INTRO).unwrap();
-        git(&repo, &["init", "-q", "-b", "main"]);
-        git(&repo, &["add", "."]);
-        git(&repo, &["commit", "-q", "-m", "materials"]);
-        let handson = env.path("handson");
-        let config = format!(
-            "{}\n[workspace]\nsource = \"file://{}\"\nref = \"main\"\npath = \"{}\"\ndownload_exclude = [\"data/**\"]\n",
-            env.base_config(&format!("user = \"root\"\nvolumes = [\"workspace:{MOUNT}\"]")),
-            repo.display(),
-            handson.display()
-        );
-        env.write_config(&config);
+        let files = [("hello.ipynb", NOTEBOOK), ("lesson/intro.md", INTRO)];
+        let (_, handson) = common::materials(&env, &files, "download_exclude = [\"data/**\"]");
         let log = env.path("agent.log");
         let agent = ForegroundAgent::start_logging(&env, &log);
         let url = ready_url(&env, &log);

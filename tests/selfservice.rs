@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use crate::common::agent::{ready_url, ForegroundAgent};
 use crate::common::env::Env;
-use crate::common::{self, get_status, git, http, split_url};
+use crate::common::{self, get_status, http, split_url, MOUNT, NOTEBOOK};
 
 /// The front's `/_agent/progress` JSON, on the port of the login URL.
 fn progress(url: &str) -> serde_json::Value {
@@ -68,26 +68,10 @@ fn a_raised_hand_is_shown_kept_across_a_restart_and_lowered() {
     assert!(!file.exists());
 }
 
-pub(crate) const NOTEBOOK: &str = r#"{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}"#;
-pub(crate) const MOUNT: &str = "/home/jupyter/jupyter-working";
-
 #[test]
 fn a_reset_through_the_running_agent_keeps_the_work_aside_and_the_same_url() {
     let env = Env::new("reset");
-    let repo = env.path("repo");
-    std::fs::create_dir(&repo).unwrap();
-    std::fs::write(repo.join("hello.ipynb"), NOTEBOOK).unwrap();
-    git(&repo, &["init", "-q", "-b", "main"]);
-    git(&repo, &["add", "."]);
-    git(&repo, &["commit", "-q", "-m", "materials"]);
-    let handson = env.path("handson");
-    let config = format!(
-        "{}\n[workspace]\nsource = \"file://{}\"\nref = \"main\"\npath = \"{}\"\n",
-        env.base_config(&format!("user = \"root\"\nvolumes = [\"workspace:{MOUNT}\"]")),
-        repo.display(),
-        handson.display()
-    );
-    env.write_config(&config);
+    let (repo, handson) = common::materials(&env, &[("hello.ipynb", NOTEBOOK)], "");
     let log = env.path("agent.log");
     let _agent = ForegroundAgent::start_logging(&env, &log);
     let url = ready_url(&env, &log);

@@ -95,6 +95,35 @@ pub fn git(repo: &Path, args: &[&str]) -> String {
         .args(args))
 }
 
+/// An empty notebook, as the materials' `hello.ipynb`.
+pub const NOTEBOOK: &str = r#"{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}"#;
+/// Where the workshop tests mount the workspace in the container.
+pub const MOUNT: &str = "/home/jupyter/jupyter-working";
+
+/// Workshop materials for `env`: `files` (path, text) committed on `main`
+/// in a local git repository, served into the participant's copy and
+/// mounted in the container at [`MOUNT`] (as root); `extra` goes into
+/// `[workspace]`. Writes the agent's config; the repository and the copy.
+pub fn materials(env: &env::Env, files: &[(&str, &str)], extra: &str) -> (PathBuf, PathBuf) {
+    let repo = env.path("repo");
+    for (path, text) in files {
+        let path = repo.join(path);
+        std::fs::create_dir_all(path.parent().expect("in the repository")).expect("the materials' directory");
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "materials"]);
+    let handson = env.path("handson");
+    env.write_config(&format!(
+        "{}\n[workspace]\nsource = \"file://{}\"\nref = \"main\"\npath = \"{}\"\n{extra}\n",
+        env.base_config(&format!("user = \"root\"\nvolumes = [\"workspace:{MOUNT}\"]")),
+        repo.display(),
+        handson.display()
+    ));
+    (repo, handson)
+}
+
 /// Where the tests keep what a person may want to look at after a run
 /// (screenshots): `test-artefacts/` in the target directory.
 pub fn artefacts() -> PathBuf {

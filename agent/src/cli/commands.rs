@@ -446,30 +446,8 @@ fn render_update(path: &Path, u: &crate::workspace::Updated, preview: bool) -> S
     } else {
         format!("updated {} from {} to {} ({}):\n", path.display(), u.from, u.to, u.source)
     };
-    let mut line = |label: &str, text: String| out.push_str(&format!("  {label}: {text}\n"));
-    for f in &u.updated {
-        line("updated", f.clone());
-    }
-    for f in &u.added {
-        line("added", f.clone());
-    }
-    for f in &u.restored {
-        line("restored (deleted here)", f.clone());
-    }
-    for b in &u.kept_beside {
-        line("yours kept, the new version beside it", format!("{} -> {}", b.path, b.new_version));
-    }
-    for r in &u.renamed {
-        line("yours renamed, the new file takes its name", format!("{} -> {}", r.path, r.yours));
-    }
-    for f in &u.removed {
-        line("removed upstream, removed", f.clone());
-    }
-    for f in &u.kept_removed_upstream {
-        line("removed upstream, yours kept", f.clone());
-    }
-    for f in &u.left {
-        line("yours, left as it is", f.clone());
+    for (label, text) in u.changes() {
+        out.push_str(&format!("  {label}: {text}\n"));
     }
     if !u.changes_files() {
         out.push_str("  no file changes\n");

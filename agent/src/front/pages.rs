@@ -680,30 +680,11 @@ fn short(identity: &str) -> String {
 }
 
 fn changes_list(u: &crate::workspace::Updated) -> String {
-    let mut items = String::new();
-    let mut line =
-        |what: &str, text: String| items.push_str(&format!("<li>{}: <code>{}</code></li>\n", what, escape(&text)));
-    for f in &u.updated {
-        line("updated", f.clone());
-    }
-    for f in &u.added {
-        line("new", f.clone());
-    }
-    for f in &u.restored {
-        line("back (you had deleted it)", f.clone());
-    }
-    for b in &u.kept_beside {
-        line("you changed it: yours kept, the new version beside it as", format!("{} → {}", b.path, b.new_version));
-    }
-    for r in &u.renamed {
-        line("yours renamed, the name is the organiser's now", format!("{} → {}", r.path, r.yours));
-    }
-    for f in &u.removed {
-        line("removed by the organiser", f.clone());
-    }
-    for f in &u.kept_removed_upstream {
-        line("removed by the organiser, kept because you changed it", f.clone());
-    }
+    let items: String = u
+        .changes()
+        .into_iter()
+        .map(|(what, file)| format!("<li>{what}: <code>{}</code></li>\n", escape(&file)))
+        .collect();
     if items.is_empty() {
         return "<p>No file changes.</p>".into();
     }

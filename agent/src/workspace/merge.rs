@@ -130,6 +130,30 @@ pub struct Updated {
 }
 
 impl Updated {
+    /// What it does, file by file, as a person reads it: (what, which file);
+    /// the command line and the pages list these.
+    pub fn changes(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        let each = |out: &mut Vec<_>, what, files: &[String]| out.extend(files.iter().map(|f| (what, f.clone())));
+        each(&mut out, "updated", &self.updated);
+        each(&mut out, "added", &self.added);
+        each(&mut out, "restored (deleted here)", &self.restored);
+        out.extend(
+            self.kept_beside
+                .iter()
+                .map(|b| ("yours kept, the new version beside it", format!("{} -> {}", b.path, b.new_version))),
+        );
+        out.extend(
+            self.renamed
+                .iter()
+                .map(|r| ("yours renamed, the new file takes its name", format!("{} -> {}", r.path, r.yours))),
+        );
+        each(&mut out, "removed upstream, removed", &self.removed);
+        each(&mut out, "removed upstream, yours kept", &self.kept_removed_upstream);
+        each(&mut out, "yours, left as it is", &self.left);
+        out
+    }
+
     /// Whether the update writes anything into the copy.
     pub fn changes_files(&self) -> bool {
         !(self.updated.is_empty()
