@@ -10,6 +10,7 @@
 //! | [`input`] | every documented shape of the input, read into one `Room` |
 //! | [`show`] | the terminal table and the CSV |
 //! | [`cards`] | the printable HTML page, its QR codes and HTML escaping |
+//! | [`snapshot`] | one look at a room: its stacks, and per participant their front and report |
 //! | [`split`] | a larger room's names checked and split into stacks, one CreateStack command each |
 //! | [`text`] | redaction, one-line and control-character defusing, terminal widths |
 //! | [`cli`] | the command line and its exit codes |
@@ -18,5 +19,6 @@ pub mod cards;
 pub mod cli;
 pub mod input;
 pub mod show;
+pub mod snapshot;
 pub mod split;
 pub mod text;
