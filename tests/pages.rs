@@ -234,15 +234,30 @@ fn only_the_login_links_holder_uses_the_pages_and_forged_or_unconfirmed_requests
     assert!(headers.headers()["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
     assert_eq!(headers.headers()["cache-control"], "no-store");
 
-    // The token in a header (a script): no anti-forgery token needed, the confirmation is.
-    let lower = client()
-        .post(format!("{}/_agent/hand", room.base()))
-        .header("Authorization", format!("token {token}"))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(encoded(&[("confirm", "yes"), ("raise", "no")]))
-        .send()
-        .unwrap();
-    assert_eq!(lower.status().as_u16(), 200);
+    // The token in a header (a script): no anti-forgery token needed, the
+    // confirmation is; asked for JSON, the answer and a refusal are JSON.
+    let script = |form: &[(&str, &str)], token: &str| {
+        let response = client()
+            .post(format!("{}/_agent/hand", room.base()))
+            .header("Authorization", format!("token {token}"))
+            .header("Accept", "application/json")
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(encoded(form))
+            .send()
+            .unwrap();
+        let status = response.status().as_u16();
+        let body: serde_json::Value = serde_json::from_str(&response.text().unwrap()).expect("JSON");
+        (status, body)
+    };
+    let (status, body) = script(&[("raise", "no")], &token);
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().starts_with("The action was not confirmed; nothing was done."), "{body}");
+    let (status, body) = script(&[("confirm", "yes"), ("raise", "no")], "not-the-token");
+    assert_eq!(status, 403, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("Open your login link"), "{body}");
+    assert!(!room.env.state()["hand"].is_null(), "still raised");
+    let (status, body) = script(&[("confirm", "yes"), ("raise", "no")], &token);
+    assert_eq!((status, body), (200, serde_json::json!({"hand": null})));
     assert!(room.env.state()["hand"].is_null());
 
     // The log never holds the token (the login link's query included).
