@@ -15,7 +15,8 @@ use std::process::Command;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::common::template::{
-    as_get_att, as_ref, assert_tls_wiring, function, get, longest_value, read, sub_render, Template, USER_DATA_LIMIT,
+    as_get_att, as_ref, assert_end_time_wiring, assert_tls_wiring, function, get, longest_value, read, sub_render,
+    Template, INSTANCE, USER_DATA_LIMIT,
 };
 use yaml_rust2::Yaml;
 
@@ -101,11 +102,17 @@ fn condition_inputs(t: &Template) -> Vec<BTreeMap<&str, &str>> {
     }
     let mut combos = vec![BTreeMap::new()];
     for p in read {
-        let allowed: Vec<&str> =
-            t.parameter(p).and_then(|d| get(d, "AllowedValues")).and_then(Yaml::as_vec).map_or_else(
-                || panic!("a condition reads {p}, which has no AllowedValues"),
-                |v| v.iter().filter_map(Yaml::as_str).collect(),
-            );
+        // A parameter with AllowedValues: each of them. One with a pattern
+        // instead (EndTime): its default and a value equal to no literal
+        // of the conditions, which stands for every other value.
+        let definition = t.parameter(p).unwrap_or_else(|| panic!("a condition reads {p}, not a parameter"));
+        let allowed: Vec<&str> = match get(definition, "AllowedValues").and_then(Yaml::as_vec) {
+            Some(v) => v.iter().filter_map(Yaml::as_str).collect(),
+            None => match (get(definition, "Default").and_then(Yaml::as_str), get(definition, "AllowedPattern")) {
+                (Some(default), Some(_)) => vec![default, "(any other value)"],
+                _ => panic!("a condition reads {p}, which has neither AllowedValues nor a default and a pattern"),
+            },
+        };
         combos = combos
             .into_iter()
             .flat_map(|c| {
@@ -158,9 +165,16 @@ fn tls_mode_defaults_to_acme_and_only_acme_opens_port_80_to_all() {
     assert_tls_wiring(&room(), ROOM);
 }
 
+/// As in the single template: EndTime releases every participant's
+/// instance at the workshop's end, or none when empty.
+#[test]
+fn end_time_sets_every_instance_s_automatic_release_or_nothing_when_empty() {
+    assert_end_time_wiring(&room(), ROOM);
+}
+
 /// The per-participant resources (counted by the names) and the shared ones.
 const OWN_TYPES: [&str; 6] = [
-    "ALIYUN::ECS::Instance",
+    INSTANCE,
     "ALIYUN::OSS::Bucket",
     "ALIYUN::RAM::User",
     "ALIYUN::RAM::AccessKey",
@@ -505,7 +519,7 @@ fn rooms_of_1_20_and_the_maximum_expand_within_the_limit_each_copy_with_its_own_
         for (name, resource) in t.section("Resources") {
             let copies = if counted_by_participants(resource) { n } else { 1 };
             resources += copies;
-            if resource["Type"].as_str() != Some("ALIYUN::ECS::Instance") {
+            if resource["Type"].as_str() != Some(INSTANCE) {
                 continue;
             }
             let (_, vars) = t.user_data();
