@@ -543,3 +543,31 @@ fn rooms_of_1_20_and_the_maximum_expand_within_the_limit_each_copy_with_its_own_
         assert!(resources <= RESOURCES_PER_STACK, "{n} participants: {resources} resources");
     }
 }
+
+/// The PublicIps output, run through jq: the instances are groups of one,
+/// so `Fn::GetAtt` of the counted group is a list of one-address lists (or,
+/// should ROS flatten it, the addresses); either way the output is the
+/// addresses in the participants' order.
+#[test]
+fn the_public_ips_output_is_the_addresses_in_order_whether_the_copies_lists_are_nested_or_not() {
+    let t = room();
+    let outputs = t.section("Outputs");
+    let value = &outputs.iter().find(|(n, _)| *n == "PublicIps").expect("a PublicIps output").1["Value"];
+    let Some(("Fn::Jq", Yaml::Array(a))) = function(value) else { panic!("PublicIps is not Fn::Jq: {value:?}") };
+    assert_eq!(a[0].as_str(), Some("First"));
+    assert_eq!(as_get_att(&a[2]), Some(("JupyterInstance", "PublicIps")), "the instance groups' PublicIps");
+    let script = a[1].as_str().unwrap();
+    let want = r#"["47.1.2.3","47.1.2.4","47.1.2.5"]"#;
+    for input in [r#"[["47.1.2.3"],["47.1.2.4"],["47.1.2.5"]]"#, r#"["47.1.2.3","47.1.2.4","47.1.2.5"]"#] {
+        let mut child = Command::new("jq")
+            .args(["-c", script])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("jq: {e} (scripts/test.sh installs it: scripts/lib.sh ensure_test_packages)"));
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), input.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "jq {script} on {input}");
+        assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), want, "on {input}");
+    }
+}
