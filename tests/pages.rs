@@ -157,6 +157,16 @@ fn only_the_login_links_holder_uses_the_pages_and_forged_or_unconfirmed_requests
     assert_eq!(status, 200, "{home}");
     assert!(home.contains("Download my work") && home.contains("Reset my environment"), "{home}");
     assert!(!home.contains(&token), "no token on the page");
+    // JupyterLab's own calls with the token in the query make no new session.
+    let call = client()
+        .get(format!("{}/api/status?token={token}", room.base()))
+        .header("Sec-Fetch-Mode", "cors")
+        .send()
+        .unwrap();
+    assert_eq!(call.status().as_u16(), 200);
+    let ours =
+        call.headers().get_all("set-cookie").iter().any(|c| c.to_str().unwrap().starts_with("jupyter-agent-session="));
+    assert!(!ours, "no session from an API call: {:?}", call.headers());
     // The token typed on the pages' own address: the cookie, then the page without the token.
     let typed = client().get(format!("{}/_agent/?token={token}", room.base())).send().unwrap();
     assert_eq!(typed.status().as_u16(), 303);
