@@ -57,7 +57,14 @@ Getting the input (the aliyun CLI, after `aliyun configure`, or in Cloud Shell):
   aliyun ros GetStack --RegionId cn-hangzhou --StackId <stack id> | jupyter-room show --csv > room.csv
   jupyter-room cards --html cards.html room.json
 
-A room larger than one stack (30 participants): `jupyter-room split` prints the CreateStack commands.";
+A room larger than one stack (30 participants): `jupyter-room split` prints the CreateStack commands.
+
+A room by name, through the organiser's aliyun CLI (jupyter-room reads no credentials):
+  jupyter-room up lab --participants names.txt --region cn-hangzhou --parameter ZoneId=...
+  jupyter-room show lab --region cn-hangzhou     (or --room lab: every stack tagged jupyter-room=lab)
+  jupyter-room down lab --region cn-hangzhou
+A FILE|ROOM argument is read as a file when it exists (or is -); otherwise, when it is a room's name
+(a lowercase letter, then up to 39 lowercase letters, digits or single hyphens), as the room.";
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -65,7 +72,8 @@ Exit codes:
   1  some participant failed or is still waiting (or the room names nobody yet)
   2  bad command line or input: the message names the input and says what was expected;
      nothing was written
-  4  cards: the HTML file could not be written; nothing was";
+  4  cards: the HTML file could not be written; nothing was
+  5  a room by name: the aliyun CLI could not be run, or a call failed";
 
 const SPLIT_ABOUT: &str = "\
 One stack of userdata/room.yml holds at most 30 participants (ROS allows 200 resources per stack, \
@@ -791,6 +799,33 @@ mod tests {
             "<redacted>",
         ] {
             assert!(help.contains(needle), "{needle} not in:\n{help}");
+        }
+    }
+
+    #[test]
+    fn a_room_by_name_or_a_saved_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let saved = dir.path().join("lab");
+        std::fs::write(&saved, "{}").unwrap();
+        assert_eq!(source(Some(&saved), None), Source::Input(Some(&saved)), "an existing file is read as before");
+        assert_eq!(source(Some(Path::new("lab")), None), Source::Room("lab".into()), "no such file: the room");
+        assert_eq!(source(Some(Path::new("room.json")), None), Source::Input(Some(Path::new("room.json"))));
+        assert_eq!(source(Some(Path::new("-")), None), Source::Input(Some(Path::new("-"))));
+        assert_eq!(source(None, None), Source::Input(None));
+        assert_eq!(source(None, Some("lab")), Source::Room("lab".into()));
+    }
+
+    #[test]
+    fn the_cloud_commands_help_says_what_they_do() {
+        let up = Cli::command().find_subcommand_mut("up").unwrap().render_long_help().to_string();
+        for needle in
+            ["jupyter-room=ROOM", "--per-stack", "--dry-run", "not created again", "50 concurrent", "5  the aliyun CLI"]
+        {
+            assert!(up.contains(needle), "{needle} not in:\n{up}");
+        }
+        let down = Cli::command().find_subcommand_mut("down").unwrap().render_long_help().to_string();
+        for needle in ["--force", "--yes", "collected", "6  refused"] {
+            assert!(down.contains(needle), "{needle} not in:\n{down}");
         }
     }
 
