@@ -510,6 +510,13 @@ fn run_up(args: &UpArgs) -> u8 {
             ));
         }
         println!("{}: exists already ({}, {}): not created again", p.name, found.id, found.status);
+        if found.status.ends_with("_FAILED") || found.status.contains("ROLLBACK") {
+            eprintln!(
+                "jupyter-room: note: {} is {}: `jupyter-room show {room}` says why; to create it anew, delete it \
+                 (aliyun ros DeleteStack --RegionId {region} --StackId {}) and run this `up` again",
+                p.name, found.status, found.id
+            );
+        }
     }
     for s in existing.iter().filter(|s| !plan.iter().any(|p| p.name == s.name)) {
         eprintln!(
@@ -644,7 +651,9 @@ fn os_message(e: &io::Error) -> String {
 }
 
 fn run_show(args: &ShowArgs) -> u8 {
-    let room = match source(args.input.as_deref(), args.room.as_deref()) {
+    let source = source(args.input.as_deref(), args.room.as_deref());
+    let from_cloud = matches!(source, Source::Room(_));
+    let room = match source {
         Source::Room(name) => match load_room(&name, &args.cloud) {
             Ok(room) => room,
             Err(code) => return code,
@@ -656,7 +665,7 @@ fn run_show(args: &ShowArgs) -> u8 {
     };
     let out = if args.csv { show::csv(&room, args.show_token) } else { show::table(&room, args.show_token) };
     write_stdout(&out);
-    notes(&room);
+    notes(&room, from_cloud);
     if args.csv {
         eprintln!("{}", show::summary(room.counts()));
     }
@@ -664,7 +673,9 @@ fn run_show(args: &ShowArgs) -> u8 {
 }
 
 fn run_cards(args: &CardsArgs) -> u8 {
-    let room = match source(args.input.as_deref(), args.room.as_deref()) {
+    let source = source(args.input.as_deref(), args.room.as_deref());
+    let from_cloud = matches!(source, Source::Room(_));
+    let room = match source {
         Source::Room(name) => match load_room(&name, &args.cloud) {
             Ok(room) => room,
             Err(code) => return code,
@@ -689,7 +700,7 @@ fn run_cards(args: &CardsArgs) -> u8 {
         show::summary(counts),
         counts.ready,
     );
-    notes(&room);
+    notes(&room, from_cloud);
     exit_code(&room)
 }
 
@@ -746,8 +757,13 @@ fn write_stdout(text: &str) {
 }
 
 /// What the organiser should know besides the rows, on stderr.
-fn notes(room: &Room) {
+/// A room read from the cloud has had its stacks' notes already (an empty
+/// one is a room without stacks, not a stack naming nobody).
+fn notes(room: &Room, from_cloud: bool) {
     for note in notes_for(room) {
+        if from_cloud && room.participants.is_empty() && note.contains("the room names nobody") {
+            continue;
+        }
         eprintln!("jupyter-room: note: {note}");
     }
 }

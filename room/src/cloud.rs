@@ -438,6 +438,78 @@ mod tests {
         assert_eq!(ips.get("i-carol"), None, "no address yet");
     }
 
+    /// A room of two stacks, one complete (addresses from its PublicIps
+    /// output, TLS on) and one building (addresses from its instances,
+    /// TLS off, one instance without an address yet), from canned answers.
+    #[test]
+    fn a_snapshot_merges_the_stacks_in_the_rooms_order() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let script = format!(
+            "#!/bin/sh\napi=\"$2\"; shift 2; id=\"\"\nwhile [ $# -gt 0 ]; do [ \"$1\" = --StackId ] && id=\"$2\"; shift 2; done\n\
+             cat \"{}/$api$id.json\"\n",
+            d.display()
+        );
+        std::fs::write(d.join("aliyun"), script).unwrap();
+        std::fs::set_permissions(d.join("aliyun"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let write = |name: &str, v: Value| std::fs::write(d.join(format!("{name}.json")), v.to_string()).unwrap();
+        write(
+            "ListStacks",
+            json!({"TotalCount": 3, "Stacks": [
+            {"StackId": "s-2", "StackName": "lab-2", "Status": "CREATE_IN_PROGRESS"},
+            {"StackId": "s-0", "StackName": "lab-0", "Status": "DELETE_COMPLETE"},
+            {"StackId": "s-1", "StackName": "lab-1", "Status": "CREATE_COMPLETE"}]}),
+        );
+        write(
+            "GetStacks-1",
+            json!({"StackId": "s-1", "StackName": "lab-1", "Status": "CREATE_COMPLETE",
+            "Parameters": [{"ParameterKey": "Participants", "ParameterValue": "alice,bob"},
+                           {"ParameterKey": "TlsMode", "ParameterValue": "acme"}],
+            "Outputs": [{"OutputKey": "Room", "OutputValue": "{\"alice\": \"{\\\"url\\\": \\\"https://47.0.0.1:8888/?token=t1\\\"}\"}"},
+                        {"OutputKey": "Participants", "OutputValue": ["alice", "bob"]},
+                        {"OutputKey": "PublicIps", "OutputValue": ["47.0.0.1", "47.0.0.2"]}]}),
+        );
+        write(
+            "GetStacks-2",
+            json!({"StackId": "s-2", "StackName": "lab-2", "Status": "CREATE_IN_PROGRESS",
+            "Parameters": [{"ParameterKey": "Participants", "ParameterValue": "carol,dave"},
+                           {"ParameterKey": "TlsMode", "ParameterValue": "off"}]}),
+        );
+        write(
+            "ListStackResourcess-2",
+            json!({"Resources": [
+            {"LogicalResourceId": "JupyterInstance[1]", "PhysicalResourceId": "i-dave"},
+            {"LogicalResourceId": "JupyterInstance[0]", "PhysicalResourceId": "i-carol"}]}),
+        );
+        write(
+            "DescribeInstances",
+            json!({"Instances": {"Instance": [
+            {"InstanceId": "i-carol", "PublicIpAddress": {"IpAddress": ["47.0.0.3"]}},
+            {"InstanceId": "i-dave", "PublicIpAddress": {"IpAddress": []}}]}}),
+        );
+
+        let aliyun = Aliyun::new(Some(d.join("aliyun")));
+        let snapshot = snapshot(&aliyun, "cn-hangzhou", "lab").unwrap();
+        assert_eq!(snapshot.stacks.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["lab-1", "lab-2"]);
+        let seats: Vec<(&str, &str, Option<&str>, &str)> = snapshot
+            .seats
+            .iter()
+            .map(|s| (s.name.as_str(), s.stack.as_str(), s.front.as_deref(), s.state.label()))
+            .collect();
+        assert_eq!(
+            seats,
+            [
+                ("alice", "lab-1", Some("https://47.0.0.1:8888"), "ready"),
+                ("bob", "lab-1", Some("https://47.0.0.2:8888"), "waiting"),
+                ("carol", "lab-2", Some("http://47.0.0.3:8888"), "waiting"),
+                ("dave", "lab-2", None, "waiting"),
+            ]
+        );
+        assert_eq!(snapshot.seats[0].token(), Some("t1"));
+        assert_eq!(notes(&snapshot), ["lab-2 is still CREATE_IN_PROGRESS: who has not signalled yet is waiting"]);
+    }
+
     #[test]
     fn parallel_keeps_the_order_and_the_bound() {
         let running = AtomicUsize::new(0);
