@@ -141,6 +141,21 @@ fn a_room_of_five_in_two_stacks_up_show_and_down_by_name() {
         assert_eq!(status_within(&format!("{base}/api/status"), &token), 200, "{name}'s URL opens Jupyter");
     }
 
+    // cards --room: one page of the five cards, private.
+    let page = dir.path().join("cards.html");
+    let cards = me.run(&["cards", "--html", page.to_str().unwrap(), "--room", ROOM]);
+    let (out, err) = text(&cards);
+    assert_eq!(cards.status.code(), Some(0), "{out}{err}");
+    assert!(err.contains("wrote 5 cards"), "{err}");
+    let html = std::fs::read_to_string(&page).unwrap();
+    for name in NAMES {
+        assert!(html.contains(&format!("http://{}:8888/", addresses[name])), "{name}'s card");
+    }
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&page).unwrap().permissions()) & 0o777,
+        0o600
+    );
+
     // The Snapshot the room's other commands start from: each participant's
     // front at their instance's address (now from the PublicIps output), its
     // progress page answering.
