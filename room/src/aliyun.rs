@@ -116,12 +116,24 @@ impl Aliyun {
     /// Runs the call and reads its JSON answer.
     pub fn run(&self, call: &Call) -> Result<Value, CloudError> {
         let label = call.label();
-        let mut child = Command::new(&self.program)
-            .args(call.args())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
+        let spawn = || {
+            Command::new(&self.program)
+                .args(call.args())
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+        };
+        // ETXTBSY: the program was just written (an install or update under
+        // way, or a test's stand-in while another thread forks); it passes.
+        let mut child = spawn()
+            .or_else(|e| match e.raw_os_error() {
+                Some(26) => {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    spawn()
+                }
+                _ => Err(e),
+            })
             .map_err(|e| {
                 let program = PathBuf::from(&self.program).display().to_string();
                 if e.kind() == std::io::ErrorKind::NotFound {
@@ -148,7 +160,10 @@ impl Aliyun {
         if !status.success() {
             let text = String::from_utf8_lossy(&errors);
             let text = if text.trim().is_empty() { String::from_utf8_lossy(&out) } else { text };
-            let said = jupyter_proto::redact::bound(&one_line(&scrub(text.trim())), MAX_ERROR);
+            let said = match one_line(&scrub(text.trim())) {
+                said if said.is_empty() => "it printed no reason".to_string(),
+                said => jupyter_proto::redact::bound(&said, MAX_ERROR),
+            };
             let code = status.code().map_or("a signal".to_string(), |c| format!("exit {c}"));
             return Err(CloudError(format!("{label} failed ({code}): {said}")));
         }
@@ -253,6 +268,12 @@ mod tests {
         assert_eq!(
             failing.run(&call).unwrap_err().0,
             "aliyun ros GetStack (StackId s-1) failed (exit 1): ERROR: SDK.ServerError ErrorCode: StackNotFound"
+        );
+
+        let silent = Aliyun::new(Some(script(dir.path(), "exit 3")));
+        assert_eq!(
+            silent.run(&call).unwrap_err().0,
+            "aliyun ros GetStack (StackId s-1) failed (exit 3): it printed no reason"
         );
 
         let garbled = Aliyun::new(Some(script(dir.path(), "echo 'not json'")));

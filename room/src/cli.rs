@@ -403,12 +403,19 @@ fn source<'a>(input: Option<&'a Path>, room: Option<&str>) -> Source<'a> {
 }
 
 /// The room's stacks merged into one room; notes on the stacks on stderr.
-fn load_room(room: &str, cloud: &CloudArgs) -> Result<Room, u8> {
+/// `positional`: the room came as an argument that is no file, which a
+/// message then says (a mistyped file name reads as a room's name).
+fn load_room(room: &str, cloud: &CloudArgs, positional: bool) -> Result<Room, u8> {
     if !up::is_room_name(room) {
         return Err(bad_input(&format!("{room:?}: not a room name ({})", up::ROOM_NAME_RULE)));
     }
-    let (aliyun, region) = cloud.resolve()?;
-    let (snapshot, looks) = cloud::snapshot_looks(&aliyun, &region, room).map_err(|e| cloud_failed(&e))?;
+    let as_room = if positional { format!("{room}: no such file; read as the room {room}: ") } else { String::new() };
+    let region = aliyun::region(cloud.region.as_deref()).map_err(|m| bad_input(&format!("{as_room}{m}")))?;
+    let aliyun = Aliyun::new(cloud.aliyun.clone());
+    let (snapshot, looks) = cloud::snapshot_looks(&aliyun, &region, room).map_err(|e| {
+        eprintln!("jupyter-room: {as_room}{e}");
+        exit::CLOUD_FAILED
+    })?;
     for note in cloud::notes(&snapshot) {
         eprintln!("jupyter-room: note: {note}");
     }
@@ -654,7 +661,7 @@ fn run_show(args: &ShowArgs) -> u8 {
     let source = source(args.input.as_deref(), args.room.as_deref());
     let from_cloud = matches!(source, Source::Room(_));
     let room = match source {
-        Source::Room(name) => match load_room(&name, &args.cloud) {
+        Source::Room(name) => match load_room(&name, &args.cloud, args.room.is_none()) {
             Ok(room) => room,
             Err(code) => return code,
         },
@@ -676,7 +683,7 @@ fn run_cards(args: &CardsArgs) -> u8 {
     let source = source(args.input.as_deref(), args.room.as_deref());
     let from_cloud = matches!(source, Source::Room(_));
     let room = match source {
-        Source::Room(name) => match load_room(&name, &args.cloud) {
+        Source::Room(name) => match load_room(&name, &args.cloud, args.room.is_none()) {
             Ok(room) => room,
             Err(code) => return code,
         },
