@@ -200,12 +200,19 @@ impl Drop for FakeCloud {
     }
 }
 
-/// A fresh loopback address, `127.X.Y.Z`, unlikely to be another test run's.
+/// A fresh loopback address, `127.X.Y.Z`, unlikely to be another test
+/// run's, whose port 8888 is free now (the agent binds it a moment later).
 fn loopback_address() -> String {
-    let n = INSTANCES.fetch_add(1, Ordering::SeqCst) as u64;
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64;
-    let mix = (u64::from(std::process::id()) << 20) ^ (nanos >> 4) ^ (n.wrapping_mul(0x9e37_79b9));
-    format!("127.{}.{}.{}", 16 + mix % 200, (mix >> 8) % 250 + 1, (mix >> 16) % 250 + 2)
+    for _ in 0..20 {
+        let n = INSTANCES.fetch_add(1, Ordering::SeqCst) as u64;
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64;
+        let mix = (u64::from(std::process::id()) << 20) ^ (nanos >> 4) ^ (n.wrapping_mul(0x9e37_79b9));
+        let ip = format!("127.{}.{}.{}", 16 + mix % 200, (mix >> 8) % 250 + 1, (mix >> 16) % 250 + 2);
+        if std::net::TcpListener::bind((ip.as_str(), FRONT_PORT)).is_ok() {
+            return ip;
+        }
+    }
+    panic!("port {FRONT_PORT} is taken on every loopback address tried: does something listen on 0.0.0.0:{FRONT_PORT}?")
 }
 
 /// The aliyun CLI's error output for an API error, and exit 1.
