@@ -11,14 +11,22 @@
 //! | [`show`] | the terminal table and the CSV |
 //! | [`cards`] | the printable HTML page, its QR codes and HTML escaping |
 //! | [`snapshot`] | one look at a room: its stacks, and per participant their front and report |
+//! | [`aliyun`] | the organiser's `aliyun` CLI, run for each API call |
+//! | [`cloud`] | a room's stacks found by tag and made into a `Snapshot` |
+//! | [`up`] | the participants file, and the stacks `up` creates |
+//! | [`collected`] | whose work `collect` brought back, for `down` |
 //! | [`split`] | a larger room's names checked and split into stacks, one CreateStack command each |
 //! | [`text`] | redaction, one-line and control-character defusing, terminal widths |
 //! | [`cli`] | the command line and its exit codes |
 
+pub mod aliyun;
 pub mod cards;
 pub mod cli;
+pub mod cloud;
+pub mod collected;
 pub mod input;
 pub mod show;
 pub mod snapshot;
 pub mod split;
 pub mod text;
+pub mod up;

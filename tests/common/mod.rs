@@ -7,13 +7,15 @@
 //! - fakes of the services around the agent, all on one small HTTP server
 //!   (`http_fake`): the ECS metadata service (`metadata`), the ROS wait
 //!   condition (`ros`), the agent's own API for `jupyter-bootstrap`
-//!   (`fake_agent`), a file server (`files`); and real ones: an ACME CA
+//!   (`fake_agent`), a file server (`files`), the `aliyun` CLI and the cloud
+//!   behind it, whose stacks start real agents (`aliyun`); and real ones: an ACME CA
 //!   (`pebble`), a registry (`registry`);
 //! - clients: plain HTTP (here), HTTPS and a kernel's WebSocket (`wss`), a
 //!   headless browser (`chromium`);
 //! - the ROS template checker (`template`), a Debian root (`debian_root`).
 
 pub mod agent;
+pub mod aliyun;
 pub mod chromium;
 pub mod debian_root;
 pub mod env;
