@@ -239,7 +239,7 @@ pub fn look(aliyun: &Aliyun, region: &str, listed: &Listed) -> Result<StackLook,
         id: listed.id.clone(),
         status: str_field(&answer, "Status").unwrap_or_else(|| listed.status.clone()),
         status_reason: str_field(&answer, "StatusReason").filter(|r| !r.is_empty()).or(listed.status_reason.clone()),
-        ends_at: None,
+        ends_at: room.stack.as_ref().and_then(|st| st.end_time.at()).map(str::to_string),
     };
     let fronts = ips.into_iter().map(|ip| ip.map(|ip| front(&ip, tls.as_deref()))).collect();
     Ok(StackLook { seen, room, fronts })
