@@ -39,6 +39,7 @@ mod pebble_harness;
 mod progress;
 mod release;
 mod room;
+mod room_fronts;
 mod room_template;
 mod scripts;
 mod selfservice;
