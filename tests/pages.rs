@@ -157,6 +157,16 @@ fn only_the_login_links_holder_uses_the_pages_and_forged_or_unconfirmed_requests
     assert_eq!(status, 200, "{home}");
     assert!(home.contains("Download my work") && home.contains("Reset my environment"), "{home}");
     assert!(!home.contains(&token), "no token on the page");
+    // JupyterLab's own calls with the token in the query make no new session.
+    let call = client()
+        .get(format!("{}/api/status?token={token}", room.base()))
+        .header("Sec-Fetch-Mode", "cors")
+        .send()
+        .unwrap();
+    assert_eq!(call.status().as_u16(), 200);
+    let ours =
+        call.headers().get_all("set-cookie").iter().any(|c| c.to_str().unwrap().starts_with("jupyter-agent-session="));
+    assert!(!ours, "no session from an API call: {:?}", call.headers());
     // The token typed on the pages' own address: the cookie, then the page without the token.
     let typed = client().get(format!("{}/_agent/?token={token}", room.base())).send().unwrap();
     assert_eq!(typed.status().as_u16(), 303);
@@ -234,15 +244,30 @@ fn only_the_login_links_holder_uses_the_pages_and_forged_or_unconfirmed_requests
     assert!(headers.headers()["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
     assert_eq!(headers.headers()["cache-control"], "no-store");
 
-    // The token in a header (a script): no anti-forgery token needed, the confirmation is.
-    let lower = client()
-        .post(format!("{}/_agent/hand", room.base()))
-        .header("Authorization", format!("token {token}"))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(encoded(&[("confirm", "yes"), ("raise", "no")]))
-        .send()
-        .unwrap();
-    assert_eq!(lower.status().as_u16(), 200);
+    // The token in a header (a script): no anti-forgery token needed, the
+    // confirmation is; asked for JSON, the answer and a refusal are JSON.
+    let script = |form: &[(&str, &str)], token: &str| {
+        let response = client()
+            .post(format!("{}/_agent/hand", room.base()))
+            .header("Authorization", format!("token {token}"))
+            .header("Accept", "application/json")
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(encoded(form))
+            .send()
+            .unwrap();
+        let status = response.status().as_u16();
+        let body: serde_json::Value = serde_json::from_str(&response.text().unwrap()).expect("JSON");
+        (status, body)
+    };
+    let (status, body) = script(&[("raise", "no")], &token);
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().starts_with("The action was not confirmed; nothing was done."), "{body}");
+    let (status, body) = script(&[("confirm", "yes"), ("raise", "no")], "not-the-token");
+    assert_eq!(status, 403, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("Open your login link"), "{body}");
+    assert!(!room.env.state()["hand"].is_null(), "still raised");
+    let (status, body) = script(&[("confirm", "yes"), ("raise", "no")], &token);
+    assert_eq!((status, body), (200, serde_json::json!({"hand": null})));
     assert!(room.env.state()["hand"].is_null());
 
     // The log never holds the token (the login link's query included).

@@ -15,7 +15,8 @@ use std::process::Command;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::common::template::{
-    as_get_att, as_ref, assert_tls_wiring, function, get, longest_value, read, sub_render, Template, USER_DATA_LIMIT,
+    as_get_att, as_ref, assert_end_time_wiring, assert_tls_wiring, function, get, longest_value, read, sub_render,
+    Template, INSTANCE, USER_DATA_LIMIT,
 };
 use yaml_rust2::Yaml;
 
@@ -101,11 +102,17 @@ fn condition_inputs(t: &Template) -> Vec<BTreeMap<&str, &str>> {
     }
     let mut combos = vec![BTreeMap::new()];
     for p in read {
-        let allowed: Vec<&str> =
-            t.parameter(p).and_then(|d| get(d, "AllowedValues")).and_then(Yaml::as_vec).map_or_else(
-                || panic!("a condition reads {p}, which has no AllowedValues"),
-                |v| v.iter().filter_map(Yaml::as_str).collect(),
-            );
+        // A parameter with AllowedValues: each of them. One with a pattern
+        // instead (EndTime): its default and a value equal to no literal
+        // of the conditions, which stands for every other value.
+        let definition = t.parameter(p).unwrap_or_else(|| panic!("a condition reads {p}, not a parameter"));
+        let allowed: Vec<&str> = match get(definition, "AllowedValues").and_then(Yaml::as_vec) {
+            Some(v) => v.iter().filter_map(Yaml::as_str).collect(),
+            None => match (get(definition, "Default").and_then(Yaml::as_str), get(definition, "AllowedPattern")) {
+                (Some(default), Some(_)) => vec![default, "(any other value)"],
+                _ => panic!("a condition reads {p}, which has neither AllowedValues nor a default and a pattern"),
+            },
+        };
         combos = combos
             .into_iter()
             .flat_map(|c| {
@@ -158,9 +165,16 @@ fn tls_mode_defaults_to_acme_and_only_acme_opens_port_80_to_all() {
     assert_tls_wiring(&room(), ROOM);
 }
 
+/// As in the single template: EndTime releases every participant's
+/// instance at the workshop's end, or none when empty.
+#[test]
+fn end_time_sets_every_instance_s_automatic_release_or_nothing_when_empty() {
+    assert_end_time_wiring(&room(), ROOM);
+}
+
 /// The per-participant resources (counted by the names) and the shared ones.
 const OWN_TYPES: [&str; 6] = [
-    "ALIYUN::ECS::Instance",
+    INSTANCE,
     "ALIYUN::OSS::Bucket",
     "ALIYUN::RAM::User",
     "ALIYUN::RAM::AccessKey",
@@ -505,7 +519,7 @@ fn rooms_of_1_20_and_the_maximum_expand_within_the_limit_each_copy_with_its_own_
         for (name, resource) in t.section("Resources") {
             let copies = if counted_by_participants(resource) { n } else { 1 };
             resources += copies;
-            if resource["Type"].as_str() != Some("ALIYUN::ECS::Instance") {
+            if resource["Type"].as_str() != Some(INSTANCE) {
                 continue;
             }
             let (_, vars) = t.user_data();
@@ -527,5 +541,33 @@ fn rooms_of_1_20_and_the_maximum_expand_within_the_limit_each_copy_with_its_own_
             }
         }
         assert!(resources <= RESOURCES_PER_STACK, "{n} participants: {resources} resources");
+    }
+}
+
+/// The PublicIps output, run through jq: the instances are groups of one,
+/// so `Fn::GetAtt` of the counted group is a list of one-address lists (or,
+/// should ROS flatten it, the addresses); either way the output is the
+/// addresses in the participants' order.
+#[test]
+fn the_public_ips_output_is_the_addresses_in_order_whether_the_copies_lists_are_nested_or_not() {
+    let t = room();
+    let outputs = t.section("Outputs");
+    let value = &outputs.iter().find(|(n, _)| *n == "PublicIps").expect("a PublicIps output").1["Value"];
+    let Some(("Fn::Jq", Yaml::Array(a))) = function(value) else { panic!("PublicIps is not Fn::Jq: {value:?}") };
+    assert_eq!(a[0].as_str(), Some("First"));
+    assert_eq!(as_get_att(&a[2]), Some(("JupyterInstance", "PublicIps")), "the instance groups' PublicIps");
+    let script = a[1].as_str().unwrap();
+    let want = r#"["47.1.2.3","47.1.2.4","47.1.2.5"]"#;
+    for input in [r#"[["47.1.2.3"],["47.1.2.4"],["47.1.2.5"]]"#, r#"["47.1.2.3","47.1.2.4","47.1.2.5"]"#] {
+        let mut child = Command::new("jq")
+            .args(["-c", script])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("jq: {e} (scripts/test.sh installs it: scripts/lib.sh ensure_test_packages)"));
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), input.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "jq {script} on {input}");
+        assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), want, "on {input}");
     }
 }

@@ -18,8 +18,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use yaml_rust2::Yaml;
 
 use crate::common::template::{
-    as_get_att, as_int, as_ref, assert_tls_wiring, covers, depends_on, duration_secs, function, get, longest_value,
-    markers, read, realistic_curl_cli, render_userdata, sub_names, sub_render, Template, TLS_MODES, USER_DATA_LIMIT,
+    as_first_of_get_att, as_get_att, as_int, as_ref, assert_end_time_wiring, assert_tls_wiring, covers, depends_on,
+    duration_secs, function, get, longest_value, markers, read, realistic_curl_cli, render_userdata, sub_names,
+    sub_render, Template, INSTANCE, TLS_MODES, USER_DATA_LIMIT,
 };
 
 #[test]
@@ -202,7 +203,7 @@ fn user_data_fits_in_16_kb_once_substituted() {
 fn outputs_give_the_jupyter_url_address_bucket_and_instance() {
     let t = Template::load();
     let (wait, _) = t.only("ALIYUN::ROS::WaitCondition");
-    let (instance, _) = t.only("ALIYUN::ECS::Instance");
+    let (instance, _) = t.only(INSTANCE);
     let (bucket, _) = t.only("ALIYUN::OSS::Bucket");
     let values: Vec<(&str, &Yaml)> = t.section("Outputs").into_iter().map(|(n, o)| (n, &o["Value"])).collect();
 
@@ -225,17 +226,21 @@ fn outputs_give_the_jupyter_url_address_bucket_and_instance() {
     assert!(script.contains(r#"--ros-id "$SIGNAL_ID""#), "the bootstrap signals with the template's id");
     assert!(script.contains(r#""id":"%s","reason":"%s"}' "$status" "$SIGNAL_ID""#), "the script's own signal too");
 
-    // An output's value, or each branch of its Fn::If.
-    let gives = |v: &Yaml, want: (&str, &str)| match function(v) {
-        Some(("Fn::If", Yaml::Array(a))) if a.len() == 3 => {
-            as_get_att(&a[1]) == Some(want) || as_get_att(&a[2]) == Some(want)
+    // An output's value, or each branch of its Fn::If; an instance group's
+    // attribute is a list, of which the first element (Fn::Select ['0', ...]).
+    let gives = |v: &Yaml, want: (&str, &str)| {
+        let get_att =
+            |v: &Yaml| as_first_of_get_att(v).or_else(|| as_get_att(v)).map(|(r, a)| (r.to_string(), a.to_string()));
+        let want = Some((want.0.to_string(), want.1.to_string()));
+        match function(v) {
+            Some(("Fn::If", Yaml::Array(a))) if a.len() == 3 => get_att(&a[1]) == want || get_att(&a[2]) == want,
+            _ => get_att(v) == want,
         }
-        _ => as_get_att(v) == Some(want),
     };
-    for (resource, attribute) in [(instance, "PublicIp"), (instance, "InstanceId"), (bucket, "Name")] {
+    for (resource, attribute) in [(instance, "PublicIps"), (instance, "InstanceIds"), (bucket, "Name")] {
         assert!(
             values.iter().any(|(_, v)| gives(v, (resource, attribute))),
-            "no output gives Fn::GetAtt [{resource}, {attribute}]"
+            "no output gives Fn::GetAtt [{resource}, {attribute}] (its first element for the instance's)"
         );
     }
     // With PublicAddress = eip, the address is the EIP's.
@@ -246,7 +251,7 @@ fn outputs_give_the_jupyter_url_address_bucket_and_instance() {
 #[test]
 fn ssh_and_jupyter_are_open_from_the_cidr_parameter_on_a_public_address() {
     let t = Template::load();
-    let (instance_name, instance) = t.only("ALIYUN::ECS::Instance");
+    let (instance_name, instance) = t.only(INSTANCE);
     let props = &instance["Properties"];
     let group = as_ref(&props["SecurityGroupId"])
         .unwrap_or_else(|| panic!("{instance_name}.SecurityGroupId is not a Ref to the template's security group"));
@@ -323,7 +328,21 @@ fn ssh_and_jupyter_are_open_from_the_cidr_parameter_on_a_public_address() {
     let (assoc_name, assoc) = t.only("ALIYUN::VPC::EIPAssociation");
     assert_eq!(assoc["Condition"].as_str(), Some("UseEip"), "{assoc_name}");
     assert_eq!(as_get_att(&assoc["Properties"]["AllocationId"]), Some((eip_name, "AllocationId")));
-    assert_eq!(as_get_att(&assoc["Properties"]["InstanceId"]), Some((instance_name, "InstanceId")));
+    let first_instance = as_first_of_get_att(&assoc["Properties"]["InstanceId"]);
+    assert_eq!(
+        first_instance,
+        Some((instance_name, "InstanceIds")),
+        "{assoc_name}.InstanceId: the group's one instance"
+    );
+}
+
+/// EndTime: empty by default, its pattern only the UTC time ECS takes
+/// (Python's `re` on good and bad values), the instance a pay-as-you-go
+/// group of one whose AutoReleaseTime is EndTime when set and absent
+/// (ALIYUN::NoValue) when empty.
+#[test]
+fn end_time_sets_the_instance_s_automatic_release_or_nothing_when_empty() {
+    assert_end_time_wiring(&Template::load(), "userdata/template.yml");
 }
 
 /// TlsMode: acme by default; port 80 open to 0.0.0.0/0 (Let's Encrypt's
@@ -426,7 +445,7 @@ fn the_user_data_refuses_a_tls_mode_other_than_the_three_before_the_download() {
 fn the_wait_condition_outlasts_the_bootstrap() {
     let t = Template::load();
     let (wait_name, wait) = t.only("ALIYUN::ROS::WaitCondition");
-    let (instance_name, _) = t.only("ALIYUN::ECS::Instance");
+    let (instance_name, _) = t.only(INSTANCE);
     let props = &wait["Properties"];
 
     assert_eq!(

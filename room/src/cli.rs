@@ -259,7 +259,11 @@ fn run_show(args: &ShowArgs) -> u8 {
     write_stdout(&out);
     notes(&room);
     if args.csv {
+        // Stdout is the CSV alone: the summary and the end line go to stderr.
         eprintln!("{}", show::summary(room.counts()));
+        if let Some(end) = show::end_line_now(&room) {
+            eprintln!("{end}");
+        }
     }
     exit_code(&room)
 }

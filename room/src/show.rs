@@ -3,9 +3,13 @@
 //! Columns: participant, state (`ready`, `failed`, `waiting`) and the login
 //! URL, its token `<redacted>` unless asked, or `<step>: <reason>`. Every
 //! field is one line with its control characters defused
-//! ([`text::one_line`]); reasons always have their tokens redacted.
+//! ([`text::one_line`]); reasons always have their tokens redacted. After
+//! the summary, for a GetStack answer that lists its parameters, when the
+//! instances are released ([`end_line`]).
 
-use crate::input::{Counts, Participant, Room, State};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::input::{Counts, EndTime, Participant, Room, State};
 use crate::text::{self, one_line, pad};
 
 /// What a waiting participant's row says in the table.
@@ -27,7 +31,67 @@ pub fn summary(counts: Counts) -> String {
     format!("{} ready, {} failed, {} waiting", counts.ready, counts.failed, counts.waiting)
 }
 
-/// The table, its header first and the summary line last.
+/// What the stack's `EndTime` means for the organiser
+/// (docs/room.md#the-end-of-the-workshop), or nothing when the input does
+/// not say: ECS releases the instances at that time, and only them, so the
+/// stack still has to be deleted. `now`: seconds since the Unix epoch.
+pub fn end_line(end: &EndTime, now: i64) -> Option<String> {
+    match end {
+        EndTime::Unknown => None,
+        EndTime::NotSet => {
+            Some("no end time set: the instances run until the stack is deleted (jupyter-room down)".to_string())
+        }
+        EndTime::At(at) => {
+            let at_text = one_line(at);
+            Some(match unix_seconds(at) {
+                Some(t) if t <= now => format!(
+                    "ended {at_text}: the instances have been released; the rest of the stack remains until it \
+                     is deleted (jupyter-room down)"
+                ),
+                _ => {
+                    format!("ends {at_text}: the instances are released then (delete the stack with jupyter-room down)")
+                }
+            })
+        }
+    }
+}
+
+/// The room's end line now, when its input says.
+pub fn end_line_now(room: &Room) -> Option<String> {
+    let now =
+        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    end_line(&room.stack.as_ref()?.end_time, now)
+}
+
+/// `yyyy-MM-ddTHH:mm:ssZ` (UTC, the form `EndTime` takes) as seconds since
+/// the Unix epoch; `None` for anything else.
+pub fn unix_seconds(t: &str) -> Option<i64> {
+    let b = t.as_bytes();
+    if b.len() != 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' || b[19] != b'Z'
+    {
+        return None;
+    }
+    let num = |from: usize, to: usize| -> Option<i64> {
+        let digits = t.get(from..to)?;
+        digits.bytes().all(|c| c.is_ascii_digit()).then(|| digits.parse().ok())?
+    };
+    let (year, month, day) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    let (hour, minute, second) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    // Days from 1970-01-01 to the date (Howard Hinnant's days_from_civil).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hour * 3600 + minute * 60 + second)
+}
+
+/// The table, its header first, then the summary line, then (for a GetStack
+/// answer that lists its parameters) the end line.
 pub fn table(room: &Room, show_token: bool) -> String {
     let header = ["PARTICIPANT", "STATE", "URL OR REASON"];
     let rows: Vec<[String; 3]> = room
@@ -55,6 +119,10 @@ pub fn table(room: &Room, show_token: bool) -> String {
     }
     out.push_str(&summary(room.counts()));
     out.push('\n');
+    if let Some(end) = end_line_now(room) {
+        out.push_str(&end);
+        out.push('\n');
+    }
     out
 }
 
@@ -180,6 +248,74 @@ carol,waiting,
             csv.lines().nth(1).unwrap(),
             "eve\u{fffd}[2J,failed,\"image: line one line two, \"\"quoted\"\"\u{fffd}]0;title\u{fffd}\""
         );
+    }
+
+    #[test]
+    fn the_end_line_says_when_the_instances_are_released_and_that_the_stack_remains() {
+        let dec8 = unix_seconds("2026-12-08T09:00:00Z").unwrap();
+        assert_eq!(
+            end_line(&EndTime::At("2026-12-08T09:00:00Z".into()), dec8 - 1).unwrap(),
+            "ends 2026-12-08T09:00:00Z: the instances are released then (delete the stack with jupyter-room down)"
+        );
+        assert_eq!(
+            end_line(&EndTime::At("2026-12-08T09:00:00Z".into()), dec8).unwrap(),
+            "ended 2026-12-08T09:00:00Z: the instances have been released; the rest of the stack remains until it \
+             is deleted (jupyter-room down)"
+        );
+        assert_eq!(
+            end_line(&EndTime::NotSet, dec8).unwrap(),
+            "no end time set: the instances run until the stack is deleted (jupyter-room down)"
+        );
+        assert_eq!(end_line(&EndTime::Unknown, dec8), None);
+        // Not the documented form: shown as given, on one line, never "ended".
+        assert_eq!(
+            end_line(&EndTime::At("soon\n\u{1b}[2J".into()), i64::MAX).unwrap(),
+            "ends soon \u{fffd}[2J: the instances are released then (delete the stack with jupyter-room down)"
+        );
+    }
+
+    #[test]
+    fn unix_seconds_reads_the_end_time_form_only() {
+        assert_eq!(unix_seconds("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(unix_seconds("2000-03-01T00:00:00Z"), Some(951_868_800));
+        assert_eq!(unix_seconds("2026-12-08T09:00:00Z"), Some(1_796_720_400));
+        assert_eq!(unix_seconds("2028-02-29T23:59:59Z"), Some(1_835_481_599));
+        for bad in [
+            "2026-12-08T09:00Z",
+            "2026-12-08 09:00:00Z",
+            "2026-13-08T09:00:00Z",
+            "2026-12-08T09:00:00",
+            "+026-12-08T09:00:00Z",
+            "",
+        ] {
+            assert_eq!(unix_seconds(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_table_ends_with_the_end_line_of_a_get_stack_answer_that_lists_its_parameters() {
+        let answer = |params: &str| {
+            parse(&format!(
+                r#"{{"StackId": "s", "Status": "CREATE_COMPLETE", {params}
+                    "Outputs": [{{"OutputKey": "Room", "OutputValue": {{"alice": {{"url": "http://1.2.3.4:8888/?token=t"}}}}}}]}}"#
+            ))
+            .unwrap()
+        };
+        let set = table(
+            &answer(r#""Parameters": [{"ParameterKey": "EndTime", "ParameterValue": "2999-12-08T09:00:00Z"}],"#),
+            false,
+        );
+        assert!(set.ends_with("1 ready, 0 failed, 0 waiting\nends 2999-12-08T09:00:00Z: the instances are released then (delete the stack with jupyter-room down)\n"), "{set}");
+        let empty = table(&answer(r#""Parameters": [{"ParameterKey": "EndTime", "ParameterValue": ""}],"#), false);
+        assert!(
+            empty.ends_with(
+                "waiting\nno end time set: the instances run until the stack is deleted (jupyter-room down)\n"
+            ),
+            "{empty}"
+        );
+        let unknown = table(&answer(""), false);
+        assert!(unknown.ends_with("1 ready, 0 failed, 0 waiting\n"), "{unknown}");
+        assert!(!csv(&answer(r#""Parameters": [],"#), false).contains("end"), "the CSV is the rows alone");
     }
 
     #[test]

@@ -111,6 +111,50 @@ carol,waiting,
     assert_eq!(text(&out.stderr), "1 ready, 1 failed, 1 waiting\n");
 }
 
+/// The stack's EndTime parameter after the summary: on stdout under the
+/// table, on stderr with the CSV; nothing when the answer lists no
+/// parameters (the tests above).
+#[test]
+fn show_says_when_the_instances_are_released() {
+    let with_end = |value: &str| {
+        mixed().replacen(
+            r#""Status": "CREATE_COMPLETE","#,
+            &format!(
+                r#""Status": "CREATE_COMPLETE", "Parameters": [
+                  {{"ParameterKey": "Participants", "ParameterValue": "alice,bob,carol"}},
+                  {{"ParameterKey": "EndTime", "ParameterValue": "{value}"}}],"#
+            ),
+            1,
+        )
+    };
+    let ends = "ends 2999-12-08T09:00:00Z: the instances are released then (delete the stack with jupyter-room down)\n";
+    let out = room(&["show"], Some(&with_end("2999-12-08T09:00:00Z")));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).ends_with(&format!("1 ready, 1 failed, 1 waiting\n{ends}")), "{}", text(&out.stdout));
+
+    let out = room(&["show", "--csv"], Some(&with_end("2999-12-08T09:00:00Z")));
+    assert!(text(&out.stdout).ends_with("carol,waiting,\n"), "{}", text(&out.stdout));
+    assert_eq!(text(&out.stderr), format!("1 ready, 1 failed, 1 waiting\n{ends}"));
+
+    let out = room(&["show"], Some(&with_end("2020-01-01T00:00:00Z")));
+    assert!(
+        text(&out.stdout).ends_with(
+            "waiting\nended 2020-01-01T00:00:00Z: the instances have been released; the rest of the stack remains \
+             until it is deleted (jupyter-room down)\n"
+        ),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let out = room(&["show"], Some(&with_end("")));
+    assert!(
+        text(&out.stdout)
+            .ends_with("waiting\nno end time set: the instances run until the stack is deleted (jupyter-room down)\n"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
 #[test]
 fn bad_input_exits_2_naming_the_input_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();

@@ -11,9 +11,15 @@ use std::process::Command;
 
 use yaml_rust2::{Yaml, YamlLoader};
 
-/// ROS's limit on `ALIYUN::ECS::Instance` `UserData` (docs/ros.md#user-data;
-/// the resource's reference page: "The user data can be up to 16 KB in size").
+/// ROS's limit on an instance's `UserData` (docs/ros.md#user-data; the
+/// reference pages of `ALIYUN::ECS::Instance` and `ALIYUN::ECS::InstanceGroup`:
+/// "The user data can be up to 16 KB in size").
 pub const USER_DATA_LIMIT: usize = 16 * 1024;
+
+/// The type of the templates' instance: a group of one (`MaxAmount: 1`),
+/// since only `ALIYUN::ECS::InstanceGroup` has `AutoReleaseTime`, which
+/// `EndTime` sets (docs/room.md#the-end-of-the-workshop).
+pub const INSTANCE: &str = "ALIYUN::ECS::InstanceGroup";
 
 /// https://www.alibabacloud.com/help/en/ros/user-guide/pseudo-parameters
 const PSEUDO_PARAMETERS: &[&str] = &[
@@ -98,6 +104,24 @@ const RESOURCE_TYPES: &[ResourceType] = &[
             "PrimaryNetworkInterfaceId",
         ],
         page: "aliyun-ecs-instance",
+    },
+    ResourceType {
+        name: "ALIYUN::ECS::InstanceGroup",
+        // ImageId is marked required on the page the AlibabaCloudDocs/ros
+        // repository keeps; the templates set it either way.
+        required: &[&["ImageId"], &["InstanceType"], &["MaxAmount"]],
+        attributes: &[
+            "InstanceIds",
+            "PrivateIps",
+            "InnerIps",
+            "PublicIps",
+            "HostNames",
+            "OrderId",
+            "ZoneIds",
+            "Ipv6AddressIds",
+            "Ipv6Addresses",
+        ],
+        page: "aliyun-ecs-instancegroup",
     },
     ResourceType {
         name: "ALIYUN::OSS::Bucket",
@@ -203,6 +227,15 @@ pub fn as_get_att(node: &Yaml) -> Option<(&str, &str)> {
 }
 
 /// An integer, written as one or as a string of digits.
+/// `{Fn::Select: ['0', {Fn::GetAtt: [R, A]}]}` -> (R, A): the first element
+/// of a list attribute (an instance group's `InstanceIds`, `PublicIps`).
+pub fn as_first_of_get_att(node: &Yaml) -> Option<(&str, &str)> {
+    match function(node)? {
+        ("Fn::Select", Yaml::Array(a)) if a.len() == 2 && a[0].as_str() == Some("0") => as_get_att(&a[1]),
+        _ => None,
+    }
+}
+
 pub fn as_int(node: &Yaml) -> Option<i64> {
     match node {
         Yaml::Integer(i) => Some(*i),
@@ -326,7 +359,7 @@ impl Template {
 
     /// The instance's `UserData`: the `Fn::Sub` string and its variable map.
     pub fn user_data(&self) -> (&str, Vec<(&str, &Yaml)>) {
-        let (name, instance) = self.only("ALIYUN::ECS::Instance");
+        let (name, instance) = self.only(INSTANCE);
         let user_data = get(&instance["Properties"], "UserData").unwrap_or_else(|| panic!("{name} has no UserData"));
         match function(user_data) {
             Some(("Fn::Sub", Yaml::Array(args))) if args.len() == 2 => {
@@ -722,7 +755,7 @@ pub fn assert_tls_wiring(t: &Template, rel: &str) {
     assert!(!acme.is_empty(), "{rel}: no condition is Fn::Equals [Ref TlsMode, acme]");
 
     // Every rule of the instance's security group that lets port 80 in.
-    let (instance, i) = t.only("ALIYUN::ECS::Instance");
+    let (instance, i) = t.only(INSTANCE);
     let group = as_ref(&i["Properties"]["SecurityGroupId"])
         .unwrap_or_else(|| panic!("{rel}: {instance}.SecurityGroupId is not a Ref"));
     let opens_80 = |r: &Yaml| {
@@ -768,4 +801,121 @@ pub fn assert_tls_wiring(t: &Template, rel: &str) {
         }
     }
     assert!(described > 0, "{rel}: no output describes the login URL");
+}
+
+/// Python's `re` verdict on each value: matched in full by the pattern
+/// (ROS does not name its regular expression dialect; the templates'
+/// patterns use only what every dialect shares).
+pub fn python_re_fullmatch(pattern: &str, values: &[&str]) -> Vec<bool> {
+    let script = "import re, sys\n\
+                  p = sys.argv[1]\n\
+                  for v in sys.argv[2:]:\n\
+                  \x20   print(int(re.search(p, v) is not None and re.fullmatch(p, v) is not None))\n";
+    let out = Command::new("python3").arg("-c").arg(script).arg(pattern).args(values).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let verdicts: Vec<bool> = String::from_utf8(out.stdout).unwrap().lines().map(|l| l == "1").collect();
+    assert_eq!(verdicts.len(), values.len());
+    verdicts
+}
+
+/// The workshop's end (docs/room.md#the-end-of-the-workshop): an `EndTime`
+/// parameter, empty by default, whose pattern takes exactly empty or the
+/// UTC time format ECS documents for `AutoReleaseTime`
+/// (`yyyy-MM-ddTHH:mm:ssZ`), listed in a parameter group, described as
+/// releasing the instance and not the rest of the stack; and the one
+/// pay-as-you-go instance (a group of one) whose `AutoReleaseTime` is that
+/// parameter when it is set and no property at all (`ALIYUN::NoValue`)
+/// when it is empty, through `Fn::If` on a condition comparing it to ''.
+pub fn assert_end_time_wiring(t: &Template, rel: &str) {
+    let p = t.parameter("EndTime").unwrap_or_else(|| panic!("{rel}: no EndTime parameter"));
+    assert_eq!(p["Type"].as_str(), Some("String"), "{rel}: EndTime's AllowedPattern is documented for String");
+    assert_eq!(p["Default"].as_str(), Some(""), "{rel}: EndTime empty by default (no end)");
+    let description = p["Description"].as_str().unwrap_or_default();
+    for says in
+        ["UTC", "yyyy-MM-ddTHH:mm:ssZ", "30 minutes", "3 years", "empty for no end", "releases", "jupyter-room down"]
+    {
+        assert!(description.contains(says), "{rel}: EndTime's Description does not say `{says}`: {description}");
+    }
+    let groups = t.root["Metadata"]["ALIYUN::ROS::Interface"]["ParameterGroups"].as_vec().cloned().unwrap_or_default();
+    assert!(
+        groups
+            .iter()
+            .any(|g| g["Parameters"].as_vec().is_some_and(|ps| ps.iter().any(|n| n.as_str() == Some("EndTime")))),
+        "{rel}: EndTime is in no parameter group"
+    );
+
+    let pattern = p["AllowedPattern"].as_str().unwrap_or_else(|| panic!("{rel}: EndTime has no AllowedPattern"));
+    let accepted = ["", "2026-12-08T09:00:00Z", "2029-02-28T23:59:59Z", "2027-01-31T00:30:00Z", "2026-10-01T12:05:07Z"];
+    let refused = [
+        "2026-12-08T09:00Z",
+        "2026-12-08 09:00:00Z",
+        "2026-12-08T09:00:00",
+        "2026-12-08T09:00:00+08:00",
+        "2026-12-08T09:00:00.000Z",
+        "2026-12-08t09:00:00z",
+        "2026-13-01T00:00:00Z",
+        "2026-00-10T00:00:00Z",
+        "2026-12-32T00:00:00Z",
+        "2026-12-00T00:00:00Z",
+        "2026-12-08T24:00:00Z",
+        "2026-12-08T09:60:00Z",
+        "2026-12-08T09:00:60Z",
+        "26-12-08T09:00:00Z",
+        " 2026-12-08T09:00:00Z",
+        "2026-12-08T09:00:00Z ",
+        "2026-12-08T09:00:00Z\n",
+        "tomorrow",
+        " ",
+    ];
+    let values: Vec<&str> = accepted.iter().chain(&refused).copied().collect();
+    for (value, ok) in values.iter().zip(python_re_fullmatch(pattern, &values)) {
+        assert_eq!(ok, accepted.contains(value), "{rel}: EndTime's pattern {pattern} on {value:?}");
+    }
+    let longest = accepted.iter().map(|v| v.len()).max().unwrap();
+    assert_eq!(get(p, "MaxLength").and_then(as_int), Some(longest as i64), "{rel}: EndTime's MaxLength");
+
+    // The instance: pay-as-you-go (ECS releases only those automatically,
+    // ModifyInstanceAutoReleaseTime's ChargeTypeViolation), one of it.
+    let (name, instance) = t.only(INSTANCE);
+    let props = &instance["Properties"];
+    assert_eq!(as_int(&props["MaxAmount"]), Some(1), "{rel}: {name} is a group of one instance");
+    assert_eq!(props["InstanceChargeType"].as_str(), Some("PostPaid"), "{rel}: {name} is pay-as-you-go");
+    assert!(
+        t.resources_of("ALIYUN::ECS::Instance").is_empty(),
+        "{rel}: an ALIYUN::ECS::Instance has no AutoReleaseTime"
+    );
+
+    // AutoReleaseTime: Fn::If [condition, a, b], evaluated for EndTime empty
+    // and set: no property, then the parameter.
+    let release = get(props, "AutoReleaseTime").unwrap_or_else(|| panic!("{rel}: {name} has no AutoReleaseTime"));
+    let Some(("Fn::If", Yaml::Array(a))) = function(release) else {
+        panic!("{rel}: {name}.AutoReleaseTime is not Fn::If [condition, value, value]: {release:?}")
+    };
+    assert_eq!(a.len(), 3, "{rel}: {name}.AutoReleaseTime's Fn::If");
+    let condition_name = a[0].as_str().unwrap_or_else(|| panic!("{rel}: Fn::If names no condition"));
+    let condition = t.condition(condition_name).unwrap_or_else(|| panic!("{rel}: no condition {condition_name}"));
+    fn eval(node: &Yaml, end_time: &str, rel: &str) -> bool {
+        let operand = |n: &Yaml| -> String {
+            match as_ref(n) {
+                Some("EndTime") => end_time.to_string(),
+                Some(other) => panic!("{rel}: the end time's condition reads {other}"),
+                None => n.as_str().map(str::to_string).unwrap_or_else(|| panic!("{rel}: operand {n:?}")),
+            }
+        };
+        match function(node) {
+            Some(("Fn::Equals", Yaml::Array(a))) if a.len() == 2 => operand(&a[0]) == operand(&a[1]),
+            Some(("Fn::Not", Yaml::Array(a))) if a.len() == 1 => !eval(&a[0], end_time, rel),
+            other => panic!("{rel}: the end time's condition is neither Fn::Equals nor Fn::Not: {other:?}"),
+        }
+    }
+    for (end_time, want) in [("", "ALIYUN::NoValue"), ("2026-12-08T09:00:00Z", "EndTime")] {
+        let chosen = if eval(condition, end_time, rel) { &a[1] } else { &a[2] };
+        assert_eq!(as_ref(chosen), Some(want), "{rel}: {name}.AutoReleaseTime with EndTime {end_time:?}");
+    }
+    // Only the instance reads the end; no resource exists or not by it.
+    for (resource, r) in t.section("Resources") {
+        if let Some(c) = get(r, "Condition").and_then(Yaml::as_str) {
+            assert_ne!(c, condition_name, "{rel}: {resource} exists or not by the end time");
+        }
+    }
 }

@@ -399,7 +399,11 @@ impl Conn {
         }
         // The login link: the pages' session cookie rides on the answer,
         // Jupyter's or the progress page.
-        let cookie = pages.and_then(|p| p.login_cookie(req.uri(), secure));
+        // Only on a page the browser opens (not JupyterLab's own calls that
+        // carry the token): a new session replaces the cookie, and with it the
+        // anti-forgery token of a page of ours open in another tab.
+        let navigation = req.headers().get("sec-fetch-mode").is_none_or(|m| m.as_bytes() == b"navigate");
+        let cookie = pages.filter(|_| navigation).and_then(|p| p.login_cookie(req.uri(), secure));
         let Some(addr) = *self.shared.backend.borrow() else {
             return with_cookie(self.progress_reply(accepts_html(&req)), cookie);
         };

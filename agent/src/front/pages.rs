@@ -204,8 +204,28 @@ pub struct Asked<'a> {
 }
 
 impl Asked<'_> {
-    /// Answers a request under [`PREFIX`] (or the prefix without its slash).
+    /// Answers a request under [`PREFIX`] (or the prefix without its
+    /// slash). A client that asks for JSON (`Accept: application/json`, a
+    /// script such as `jupyter-room`) gets an action's outcome as JSON, and
+    /// every refusal as `{"error": "..."}` with the same status.
     pub async fn answer(&self, req: Request<Incoming>) -> Response<OwnBody> {
+        let json = req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|a| a.to_str().ok())
+            .is_some_and(|a| a.contains("application/json"));
+        let response = self.page(req, json).await;
+        let is_html =
+            response.headers().get(header::CONTENT_TYPE).is_some_and(|t| t.as_bytes().starts_with(b"text/html"));
+        if !json || !is_html || response.status().as_u16() < 400 {
+            return response;
+        }
+        let status = response.status();
+        let page = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        json_reply(status, &serde_json::json!({ "error": page_text(&String::from_utf8_lossy(&page)) }))
+    }
+
+    async fn page(&self, req: Request<Incoming>, json: bool) -> Response<OwnBody> {
         let path = req.uri().path();
         if self.pages.pages_off() {
             return html(
@@ -250,9 +270,9 @@ impl Asked<'_> {
                     Err(refused) => return refused,
                 };
                 match page.as_str() {
-                    "reset" => self.reset().await,
-                    "update" => self.update().await,
-                    _ => self.hand(&form).await,
+                    "reset" => self.reset(json).await,
+                    "update" => self.update(json).await,
+                    _ => self.hand(&form, json).await,
                 }
             }
             (_, "" | "download" | "reset" | "update" | "hand") => html(
@@ -464,16 +484,17 @@ impl Asked<'_> {
         html(StatusCode::OK, "Reset my environment?", &body)
     }
 
-    async fn reset(&self) -> Response<OwnBody> {
+    async fn reset(&self, json: bool) -> Response<OwnBody> {
         let actions = match self.actions() {
             Ok(a) => a,
             Err(refused) => return *refused,
         };
         let actions = actions.clone();
         let Some(answer) = within(async move { actions.reset().await }).await else {
-            return goes_on("reset", "Jupyter starts again once it is done");
+            return goes_on("reset", "Jupyter starts again once it is done", json);
         };
         match answer {
+            Ok(done) if json => json_reply(StatusCode::OK, &done),
             Ok(done) => {
                 info!(aside = %done.aside.display(), "the participant reset the workspace from the pages");
                 let body = format!(
@@ -526,16 +547,17 @@ impl Asked<'_> {
         html(StatusCode::OK, "The organiser's fixes", &body)
     }
 
-    async fn update(&self) -> Response<OwnBody> {
+    async fn update(&self, json: bool) -> Response<OwnBody> {
         let actions = match self.actions() {
             Ok(a) => a,
             Err(refused) => return *refused,
         };
         let actions = actions.clone();
         let Some(answer) = within(async move { actions.update().await }).await else {
-            return goes_on("update", "your environment's page shows the new version once it is done");
+            return goes_on("update", "your environment's page shows the new version once it is done", json);
         };
         match answer {
+            Ok(u) if json => json_reply(StatusCode::OK, &u),
             Ok(u) if u.up_to_date => html(StatusCode::OK, "Up to date", "<p id=\"done\">Nothing to take: the materials have not changed.</p><p><a href=\"/_agent/\">Back</a></p>"),
             Ok(u) => {
                 let body = format!(
@@ -573,7 +595,7 @@ impl Asked<'_> {
         html(StatusCode::OK, "Ask for help", &body)
     }
 
-    async fn hand(&self, form: &[(String, String)]) -> Response<OwnBody> {
+    async fn hand(&self, form: &[(String, String)], json: bool) -> Response<OwnBody> {
         let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
         let change = match field("raise") {
             Some("yes") => match HandChange::raise(field("message")) {
@@ -594,6 +616,7 @@ impl Asked<'_> {
             Err(refused) => return *refused,
         };
         match actions.hand(change).await {
+            Ok(hand) if json => json_reply(StatusCode::OK, &jupyter_proto::state::HandAnswer { hand }),
             Ok(Some(_)) => html(
                 StatusCode::OK,
                 "Hand raised",
@@ -633,7 +656,10 @@ async fn within<T: Send + 'static>(ask: impl std::future::Future<Output = T> + S
 }
 
 /// The answer to an action that takes longer than [`ANSWER_WITHIN`].
-fn goes_on(what: &str, then: &str) -> Response<OwnBody> {
+fn goes_on(what: &str, then: &str, json: bool) -> Response<OwnBody> {
+    if json {
+        return json_reply(StatusCode::ACCEPTED, &serde_json::json!({ "under_way": true }));
+    }
     html(
         StatusCode::ACCEPTED,
         "Under way",
@@ -797,6 +823,41 @@ button{{font-size:1em;padding:.4em 1em}}
     response
 }
 
+/// A JSON answer, with the pages' headers.
+fn json_reply(status: StatusCode, value: &impl serde::Serialize) -> Response<OwnBody> {
+    let mut body = serde_json::to_vec(value).expect("serializable");
+    body.push(b'\n');
+    let mut response = Response::new(own_body(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    secure_headers(response.headers_mut());
+    response
+}
+
+/// What a page says, as one line of text: its `<main>` without the
+/// title, tags dropped and the escapes undone.
+fn page_text(page: &str) -> String {
+    let main = page.split_once("</h1>").map_or(page, |(_, rest)| rest);
+    let main = main.split_once("</main>").map_or(main, |(before, _)| before);
+    let mut text = String::new();
+    let mut in_tag = false;
+    for c in main.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    let text = text
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&");
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 fn redirect(to: &str, cookie: Option<HeaderValue>) -> Response<OwnBody> {
     let mut response = Response::new(own_body(Bytes::new()));
     *response.status_mut() = StatusCode::SEE_OTHER;
@@ -867,6 +928,17 @@ mod tests {
             "/_agent/download?backup=w.bak-1"
         );
         assert_eq!(without_token("/_agent/", None), "/_agent/");
+    }
+
+    #[tokio::test]
+    async fn a_refusal_reads_as_one_line_of_text() {
+        let page = html(
+            StatusCode::FORBIDDEN,
+            "Refused",
+            "<p>the form&#39;s token &amp; <code>x</code>;\n nothing was done.</p>",
+        );
+        let body = page.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(page_text(&String::from_utf8_lossy(&body)), "the form's token & x; nothing was done.");
     }
 
     #[test]

@@ -25,6 +25,9 @@ use serde_json::{Map, Value};
 pub const ROOM_OUTPUT: &str = "Room";
 /// The output (or parameter) naming the participants, in the room's order.
 pub const PARTICIPANTS_KEY: &str = "Participants";
+/// The templates' parameter for the workshop's end: each instance's
+/// automatic release time (docs/room.md#the-end-of-the-workshop).
+pub const END_TIME_KEY: &str = "EndTime";
 
 /// How deep a string holding JSON that holds a string holding JSON is
 /// unwrapped before the value is taken as it is.
@@ -54,6 +57,33 @@ pub struct StackInfo {
     pub status_reason: Option<String>,
     /// The answer had a Participants list or parameter but no Room output yet.
     pub room_missing: bool,
+    /// The workshop's end, from the answer's Parameters list.
+    pub end_time: EndTime,
+}
+
+/// The `EndTime` parameter of a stack, as its GetStack answer gives it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum EndTime {
+    /// The answer lists no parameters (or it is not a whole GetStack
+    /// answer): nothing is known.
+    #[default]
+    Unknown,
+    /// The parameters say no end: `EndTime` empty, or a template without it.
+    /// The instances run until the stack is deleted.
+    NotSet,
+    /// ECS releases every instance of the stack at this time (UTC,
+    /// `yyyy-MM-ddTHH:mm:ssZ` as the template's pattern allows).
+    At(String),
+}
+
+impl EndTime {
+    /// The time, when one is set: what [`crate::snapshot::StackSeen::ends_at`] holds.
+    pub fn at(&self) -> Option<&str> {
+        match self {
+            EndTime::At(t) => Some(t),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,11 +247,16 @@ fn string_field(map: &Map<String, Value>, key: &str) -> Option<String> {
 }
 
 fn from_get_stack(map: Map<String, Value>) -> Result<Room, InputError> {
+    let params = match map.get("Parameters") {
+        Some(Value::Array(params)) => Some(params.as_slice()),
+        _ => None,
+    };
     let mut stack = StackInfo {
         name: string_field(&map, "StackName"),
         status: string_field(&map, "Status"),
         status_reason: string_field(&map, "StatusReason"),
         room_missing: false,
+        end_time: params.map_or(EndTime::Unknown, end_time),
     };
     let outputs: &[Value] = match map.get("Outputs") {
         Some(Value::Array(items)) => items,
@@ -235,15 +270,30 @@ fn from_get_stack(map: Map<String, Value>) -> Result<Room, InputError> {
     };
     // The room template's Participants parameter (names and commas), when the
     // Participants output is not there (yet).
-    let parameter = match map.get("Parameters") {
-        Some(Value::Array(params)) => params.iter().find_map(|p| {
-            let p = p.as_object()?;
-            (p.get("ParameterKey")?.as_str()? == PARTICIPANTS_KEY).then(|| p.get("ParameterValue").cloned())?
-        }),
-        _ => None,
-    };
+    let parameter = params.and_then(|params| parameter(params, PARTICIPANTS_KEY));
     let room = from_outputs(outputs, parameter, Some(&mut stack))?;
     Ok(Room { stack: Some(stack), ..room })
+}
+
+/// A parameter's value from GetStack's `Parameters` list of
+/// `{ParameterKey, ParameterValue}`.
+fn parameter(params: &[Value], key: &str) -> Option<Value> {
+    params.iter().find_map(|p| {
+        let p = p.as_object()?;
+        (p.get("ParameterKey")?.as_str()? == key).then(|| p.get("ParameterValue").cloned().unwrap_or(Value::Null))
+    })
+}
+
+/// The end time the parameters give: the template's `EndTime` when set; no
+/// end when it is empty, or when the stack's template has no such parameter
+/// (made before it existed: its instances have no release time either).
+fn end_time(params: &[Value]) -> EndTime {
+    match parameter(params, END_TIME_KEY) {
+        None | Some(Value::Null) => EndTime::NotSet,
+        Some(Value::String(s)) if s.trim().is_empty() => EndTime::NotSet,
+        Some(Value::String(s)) => EndTime::At(s.trim().to_string()),
+        Some(other) => EndTime::At(other.to_string()),
+    }
 }
 
 fn from_outputs(

@@ -44,6 +44,40 @@ fn the_whole_get_stack_answer() {
     assert!(!room.all_ready());
 }
 
+/// The EndTime parameter of the GetStack answer (the ROS GetStack reference:
+/// `Parameters`, a list of `{ParameterKey, ParameterValue}`).
+#[test]
+fn the_end_time_is_read_from_the_parameters_set_empty_or_absent() {
+    let with = |params: &str| {
+        let answer = format!(
+            r#"{{"StackId": "s", "Status": "CREATE_COMPLETE", {params}
+                "Outputs": [{{"OutputKey": "Room", "OutputValue": {{}}}}]}}"#
+        );
+        parse(&answer).unwrap().stack.unwrap().end_time
+    };
+    let region = r#"{"ParameterKey": "ALIYUN::Region", "ParameterValue": "cn-hangzhou"}"#;
+    let end = |value: &str| format!(r#"{{"ParameterKey": "EndTime", "ParameterValue": {value}}}"#);
+
+    let set = with(&format!(r#""Parameters": [{region}, {}],"#, end(r#"" 2026-12-08T09:00:00Z""#)));
+    assert_eq!(set, EndTime::At("2026-12-08T09:00:00Z".into()));
+    assert_eq!(set.at(), Some("2026-12-08T09:00:00Z"), "what StackSeen::ends_at holds");
+    for empty in [r#""""#, r#""  ""#, "null"] {
+        let none = with(&format!(r#""Parameters": [{}, {region}],"#, end(empty)));
+        assert_eq!(none, EndTime::NotSet, "EndTime {empty}");
+        assert_eq!(none.at(), None);
+    }
+    // A template without the parameter: its instances have no release time.
+    assert_eq!(with(&format!(r#""Parameters": [{region}],"#)), EndTime::NotSet);
+    // No Parameters list: nothing known.
+    assert_eq!(with(""), EndTime::Unknown);
+    assert_eq!(with(r#""Parameters": null,"#), EndTime::Unknown);
+    assert_eq!(EndTime::Unknown.at(), None);
+    // The brief's answer lists only a pseudo parameter; a part of a GetStack
+    // answer alone says nothing of the stack.
+    assert_eq!(parse(GET_STACK).unwrap().stack.unwrap().end_time, EndTime::NotSet);
+    assert_eq!(parse(r#"{"alice": {"url": "http://1.2.3.4:8888/?token=t"}}"#).unwrap().stack, None);
+}
+
 #[test]
 fn output_values_as_strings_holding_json() {
     // Fn::GetAtt [WaitCondition, Data] is documented as a JSON string; a
