@@ -251,10 +251,11 @@ fn a_room_of_real_agents_is_watched_collected_and_updated_through_their_fronts()
         .collect();
 
     // alice edits her notebook; bob raises his hand.
-    let mine = r#"{"cells": [{"cell_type": "markdown", "metadata": {}, "source": ["alice's"]}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}"#;
+    let mine = r#"{"cells": [{"cell_type": "markdown", "metadata": {}, "source": ["mine"]}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}"#;
     let alice = &participants[0];
     let edit = format!("printf '%s' '{mine}' > {MOUNT}/hello.ipynb");
-    assert!(common::docker(&["exec", &alice.env.name, "sh", "-c", &edit]).status.success());
+    let edited = common::docker(&["exec", &alice.env.name, "sh", "-c", &edit]);
+    assert!(edited.status.success(), "{}\n{}", String::from_utf8_lossy(&edited.stderr), alice.said());
     participants[1].env.agent(&["hand", "raise", "--message", "stuck on step 3"]).expect(0);
 
     // The organiser's input: the stack's outputs as GetStack prints them.

@@ -73,7 +73,7 @@ impl Snapshot {
                 id: String::new(),
                 status: info.status.unwrap_or_default(),
                 status_reason: info.status_reason,
-                ends_at: None,
+                ends_at: info.end_time.at().map(str::to_string),
             });
             for p in &parsed.participants {
                 if !seen.insert(p.name.clone()) {
