@@ -401,3 +401,88 @@ fn a_room_of_real_agents_is_watched_collected_and_updated_through_their_fronts()
         assert!(row(&table, name).contains("up to date"), "{table}");
     }
 }
+
+/// A self-signed front (docs/tls.md): the token goes to it when the input
+/// carries the fingerprint the participant's setup reported (the ready
+/// signal's note), or under `--insecure`; not when the fingerprint is
+/// missing or another. The progress is read whatever the certificate.
+#[test]
+fn a_token_goes_only_to_the_certificate_the_participants_setup_reported() {
+    let env = Env::new("fronts-tls");
+    let (_repo, _handson) = common::materials(&env, &[("hello.ipynb", NOTEBOOK)], "");
+    let meta = common::metadata::FakeMetadata::start(&[]);
+    let config = std::fs::read_to_string(env.config_path()).unwrap().replace(
+        "url_host = \"127.0.0.1\"",
+        &format!("url_host = \"127.0.0.1\"\nmetadata_endpoint = \"{}\"", meta.url),
+    );
+    env.write_config(&format!("{config}\n[tls]\nmode = \"self-signed\"\n"));
+    let log = env.path("agent.log");
+    let _agent = ForegroundAgent::start_logging(&env, &log);
+    let url = ready_url(&env, &log);
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let state = env.state();
+    let fingerprint = state["tls"]["fingerprint"].as_str().expect("a fingerprint").to_string();
+    let note = state["jupyter"]["note"].as_str().expect("the URL's note").to_string();
+    assert!(note.contains(&fingerprint), "{note}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let input = |name: &str, note: Option<&str>| {
+        let mut data = serde_json::json!({ "url": url });
+        if let Some(note) = note {
+            data["note"] = note.into();
+        }
+        let path = dir.path().join(name);
+        std::fs::write(&path, serde_json::json!({ "erin": data.to_string() }).to_string()).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let pinned = input("pinned.json", Some(&note));
+    let bare = input("bare.json", None);
+    // Another certificate's fingerprint: its first byte changed.
+    let other = if fingerprint.starts_with("00") {
+        fingerprint.replacen("00", "01", 1)
+    } else {
+        format!("00{}", &fingerprint[2..])
+    };
+    let wrong = input("wrong.json", Some(&note.replace(&fingerprint, &other)));
+    let state_dir = dir.path().join("state");
+    let out_dir = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    let index = |n: &str| std::fs::read_to_string(dir.path().join(n).join("index.csv")).unwrap();
+
+    let out = room(&["watch", "--once", &bare], &state_dir);
+    assert!(row(&text(&out), "erin").contains("ready"), "the progress whatever the certificate: {}", text(&out));
+
+    let out = room(&["collect", "--out", &out_dir("pinned"), &pinned], &state_dir);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(unzip(&dir.path().join("pinned/erin.zip")).contains_key("hello.ipynb"));
+
+    let out = room(&["collect", "--out", &out_dir("bare"), &bare], &state_dir);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        index("bare").contains("neither trusted by this system nor the one the participant's setup reported"),
+        "{}",
+        index("bare")
+    );
+    assert!(!dir.path().join("bare/erin.zip").exists());
+
+    let out = room(&["collect", "--out", &out_dir("wrong"), &wrong], &state_dir);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        index("wrong").contains("fingerprint is not the one the participant's setup reported"),
+        "{}",
+        index("wrong")
+    );
+    let out = room(&["update", &wrong], &state_dir);
+    assert!(
+        row(&text(&out), "erin").contains("unreachable") && text(&out).contains("token was not sent"),
+        "{}",
+        text(&out)
+    );
+
+    let out = room(&["collect", "--out", &out_dir("insecure"), "--insecure", &bare], &state_dir);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(dir.path().join("insecure/erin.zip").exists());
+    let said = std::fs::read_to_string(&log).unwrap();
+    let downloads = said.lines().filter(|l| l.contains("path=/_agent/download")).count();
+    assert_eq!(downloads, 2, "the front saw the two downloads that were sent, no more:\n{said}");
+    assert!(!said.contains(&split_url(&url.replace("https://", "http://")).2), "no token in the agent's log");
+}
