@@ -744,6 +744,47 @@ mod tests {
     }
 
     #[test]
+    fn the_fronts_commands_say_what_they_send_and_their_exit_codes() {
+        let mut cli = Cli::command();
+        let help = |cli: &mut clap::Command, name: &str| {
+            cli.find_subcommand_mut(name).expect("a subcommand").render_long_help().to_string()
+        };
+        let watch = help(&mut cli, "watch");
+        for needle in ["/_agent/progress", "within 2 s", "no token is sent", "mode 0644", "--once", "4  --html"] {
+            assert!(watch.contains(needle), "{needle} not in:\n{watch}");
+        }
+        let collect = help(&mut cli, "collect");
+        for needle in [
+            "Authorization: token <their token>",
+            "participant,file,size,sha256,time,error",
+            "--again",
+            "--insecure",
+            "0  every participant's work is in DIR",
+            "4  the index could not be written",
+        ] {
+            assert!(collect.contains(needle), "{needle} not in:\n{collect}");
+        }
+        let update = help(&mut cli, "update");
+        for needle in ["POST <front>/_agent/update", "confirm=yes", "Accept: application/json", "kept"] {
+            assert!(update.contains(needle), "{needle} not in:\n{update}");
+        }
+    }
+
+    #[test]
+    fn a_rooms_name_is_its_stacks_without_the_number() {
+        let stack = |name: &str| {
+            let text =
+                format!(r#"{{"StackName": "{name}", "Outputs": [{{"OutputKey": "Room", "OutputValue": {{}}}}]}}"#);
+            ("x.json".to_string(), input::parse(&text).unwrap())
+        };
+        assert_eq!(room_name(&[stack("handson-room-1"), stack("handson-room-2")]), "handson-room");
+        assert_eq!(room_name(&[stack("workshop")]), "workshop");
+        assert_eq!(room_name(&[stack("a-b-")]), "a-b-");
+        let bare = ("saved/room-a.json".to_string(), input::parse(r#"{"alice": null}"#).unwrap());
+        assert_eq!(room_name(&[bare]), "room-a");
+    }
+
+    #[test]
     fn notes_on_the_stack() {
         let room = input::parse(
             r#"{"StackId": "s", "Status": "CREATE_IN_PROGRESS",
