@@ -585,6 +585,7 @@ fn run_watch(args: &WatchArgs) -> u8 {
     let terminal = io::stdout().is_terminal();
     runtime().block_on(async {
         let client = fronts::progress_client();
+        let mut first = true;
         loop {
             let (probes, took) = fronts::probe_all(&client, &snapshot.seats).await;
             let rows = watch::rows(&snapshot, &probes);
@@ -603,8 +604,13 @@ fn run_watch(args: &WatchArgs) -> u8 {
                 return if all_ready { exit::ALL_READY } else { exit::NOT_ALL_READY };
             }
             if terminal {
+                // Home, each line over the last frame's (its rest erased),
+                // then everything below erased: no blank flash between frames.
                 let ends = format!("every {}; Ctrl-C ends", jupyter_proto::duration::show(interval));
-                write_stdout(&format!("\x1b[H\x1b[2J{table}{ends}\n"));
+                let frame: String = format!("{table}{ends}").lines().map(|l| format!("{l}\x1b[K\n")).collect();
+                let clear = if first { "\x1b[2J" } else { "" };
+                write_stdout(&format!("{clear}\x1b[H{frame}\x1b[J"));
+                first = false;
             } else if args.html.is_some() {
                 write_stdout(&format!("{headline}: {}\n", watch::summary(watch::tally(&rows))));
             } else {
