@@ -350,12 +350,12 @@ pub fn reason(e: &reqwest::Error) -> String {
         .or_else(|| messages.last())
         .cloned()
         .unwrap_or_default();
-    let text = text.strip_prefix("invalid peer certificate: Other(").unwrap_or(&text).to_string();
     let text = match text.find(" (os error ") {
         Some(at) => text[..at].to_string(),
         None => text,
     };
-    let text = text.trim_start_matches("invalid peer certificate: General(\"").trim_end_matches("\")");
+    // rustls's Display of our own refusal (Error::General).
+    let text = text.strip_prefix("unexpected error: ").unwrap_or(&text);
     let text = if e.is_connect() && !text.contains("certificate") {
         format!("cannot connect: {text}")
     } else {
@@ -385,6 +385,12 @@ pub struct Progress {
 pub struct Hand {
     pub raised_at: String,
     pub message: Option<String>,
+}
+
+/// Whether a [`reason`] is our own refusal to send a token (the
+/// certificate), rather than the front not answering.
+pub fn refused_to_send(reason: &str) -> bool {
+    reason.contains("the token was not sent")
 }
 
 /// What one front said.

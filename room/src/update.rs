@@ -154,6 +154,7 @@ async fn ask(client: &reqwest::Client, seat: &Seat) -> Outcome {
         .await;
     let mut response = match sent {
         Ok(r) => r,
+        Err(e) if fronts::refused_to_send(&reason(&e)) => return Outcome::Failed(reason(&e)),
         Err(e) => return Outcome::Unreachable(reason(&e)),
     };
     let status = response.status().as_u16();
