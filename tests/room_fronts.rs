@@ -467,7 +467,7 @@ fn a_token_goes_only_to_the_certificate_the_participants_setup_reported() {
     let out = room(&["collect", "--out", &out_dir("wrong"), &wrong], &state_dir);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
-        index("wrong").contains("fingerprint is not the one the participant's setup reported"),
+        index("wrong").contains("is not the one the participant's setup reported, nor is the certificate trusted"),
         "{}",
         index("wrong")
     );

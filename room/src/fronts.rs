@@ -72,16 +72,24 @@ pub struct Trust {
     /// Accept any certificate (`--insecure`).
     pub insecure: bool,
     /// Host (the front's IP address or name, as in its URL) -> the SHA-256
-    /// of the certificate it must serve.
-    pub pins: HashMap<String, [u8; 32]>,
+    /// fingerprints reported for it (one, unless several participants'
+    /// fronts share a host on different ports, as on a test machine).
+    pub pins: HashMap<String, Vec<[u8; 32]>>,
 }
 
 impl Trust {
     /// The pins of `fingerprints` (participant -> fingerprint) for the
     /// hosts of those participants' fronts.
     pub fn pinned(insecure: bool, seats: &[Seat], fingerprints: &BTreeMap<String, [u8; 32]>) -> Trust {
-        let pins =
-            seats.iter().filter_map(|s| Some((host_of(s.front.as_deref()?)?, *fingerprints.get(&s.name)?))).collect();
+        let mut pins: HashMap<String, Vec<[u8; 32]>> = HashMap::new();
+        for (host, fp) in
+            seats.iter().filter_map(|s| Some((host_of(s.front.as_deref()?)?, *fingerprints.get(&s.name)?)))
+        {
+            let known = pins.entry(host).or_default();
+            if !known.contains(&fp) {
+                known.push(fp);
+            }
+        }
         Trust { insecure, pins }
     }
 }
@@ -91,10 +99,16 @@ pub fn host_of(front: &str) -> Option<String> {
     let rest = front.split_once("://")?.1;
     let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
     if let Some(v6) = authority.strip_prefix('[') {
-        return v6.split_once(']').map(|(h, _)| h.to_ascii_lowercase());
+        return v6.split_once(']').map(|(h, _)| canonical(h));
     }
     let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
-    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+    (!host.is_empty()).then(|| canonical(host))
+}
+
+/// An address as rustls names it to the verifier (`IpAddr`'s form), a name
+/// lowercased.
+fn canonical(host: &str) -> String {
+    host.parse::<std::net::IpAddr>().map_or_else(|_| host.to_ascii_lowercase(), |ip| ip.to_string())
 }
 
 /// The SHA-256 fingerprint (`AB:CD:...`, 32 bytes) a participant's ready
@@ -200,7 +214,7 @@ impl ServerCertVerifier for AnyCertificate {
 /// participant's setup reported one for this host.
 #[derive(Debug)]
 struct PinnedOrTrusted {
-    pins: HashMap<String, [u8; 32]>,
+    pins: HashMap<String, Vec<[u8; 32]>>,
     system: Option<rustls_platform_verifier::Verifier>,
     provider: Arc<CryptoProvider>,
 }
@@ -224,22 +238,26 @@ impl ServerCertVerifier for PinnedOrTrusted {
             ServerName::DnsName(name) => name.as_ref().to_ascii_lowercase(),
             _ => String::new(),
         };
-        if let Some(pin) = self.pins.get(&host) {
-            let seen: [u8; 32] = Sha256::digest(end_entity.as_ref()).into();
-            return match seen == *pin {
-                true => Ok(ServerCertVerified::assertion()),
-                false => Err(rustls::Error::General(format!(
-                    "its certificate's fingerprint is not the one the participant's setup reported (a machine in \
-                     the middle, or a new certificate); the token was not sent; seen {}",
-                    colon_hex(&seen)
-                ))),
-            };
+        let seen: [u8; 32] = Sha256::digest(end_entity.as_ref()).into();
+        let pinned = self.pins.get(&host);
+        if pinned.is_some_and(|fps| fps.contains(&seen)) {
+            return Ok(ServerCertVerified::assertion());
         }
-        match &self.system {
-            Some(system) => system
-                .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-                .map_err(|_| rustls::Error::General(NOT_TRUSTED.into())),
-            None => Err(rustls::Error::General(NOT_TRUSTED.into())),
+        // A trusted certificate serves too: the instance may have had its
+        // ACME certificate since it reported the self-signed one.
+        let trusted = self
+            .system
+            .as_ref()
+            .is_some_and(|system| system.verify_server_cert(end_entity, intermediates, server_name, ocsp, now).is_ok());
+        match (trusted, pinned) {
+            (true, _) => Ok(ServerCertVerified::assertion()),
+            (false, Some(_)) => Err(rustls::Error::General(format!(
+                "its certificate's fingerprint ({}) is not the one the participant's setup reported, nor is the \
+                 certificate trusted by this system (a machine in the middle, or a new certificate); the token was \
+                 not sent (--insecure sends it anyway)",
+                colon_hex(&seen)
+            ))),
+            (false, None) => Err(rustls::Error::General(NOT_TRUSTED.into())),
         }
     }
 
@@ -509,7 +527,8 @@ mod tests {
         let fps: BTreeMap<String, [u8; 32]> = [("alice".to_string(), fp), ("bob".to_string(), fp)].into();
         let trust = Trust::pinned(false, &[seat("alice", Some("https://1.2.3.4:8888")), seat("bob", None)], &fps);
         assert_eq!(trust.pins.len(), 1);
-        assert_eq!(trust.pins.get("1.2.3.4"), Some(&fp));
+        assert_eq!(trust.pins.get("1.2.3.4"), Some(&vec![fp]));
+        assert_eq!(host_of("https://[2001:0db8:0000::1]:8888").as_deref(), Some("2001:db8::1"));
     }
 
     #[test]
