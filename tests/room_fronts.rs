@@ -223,6 +223,15 @@ fn unzip(path: &Path) -> BTreeMap<String, Vec<u8>> {
     entries
 }
 
+/// The front's base URL once the agent's first step (`front`) is done.
+fn front_address(env: &Env) -> Option<String> {
+    let run = env.agent(&["status", "--json"]);
+    let state: serde_json::Value = serde_json::from_str(&run.stdout).ok()?;
+    let step = state["steps"].as_array()?.iter().find(|s| s["name"] == "front" && s["detail"].is_string())?;
+    let detail = step["detail"].as_str()?;
+    detail.split_whitespace().find(|w| w.starts_with("127.0.0.1:")).map(|a| format!("http://{a}"))
+}
+
 fn sha256_hex(path: &Path) -> String {
     let bytes = std::fs::read(path).unwrap();
     sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect()
@@ -242,6 +251,65 @@ fn a_room_of_real_agents_is_watched_collected_and_updated_through_their_fronts()
             (env, repo, handson, log, agent)
         })
         .collect();
+    // While they set up: each front is up before Jupyter is (its address
+    // from the agent's first step), and `watch` shows the phases. (The
+    // room's stacks give the instances' addresses that early; a saved
+    // answer gives a front only with the ready URL, so this input holds
+    // each front with a token that is not one.)
+    let dir = tempfile::tempdir().unwrap();
+    let setup = dir.path().join("setting-up.json");
+    let fronts: Vec<String> = started
+        .iter()
+        .map(|(env, _, _, log, _)| {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            loop {
+                if let Some(front) = front_address(env) {
+                    break front;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "no front step: {}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+        .collect();
+    let early: serde_json::Map<String, serde_json::Value> = READY
+        .iter()
+        .zip(&fronts)
+        .map(|(name, front)| (name.to_string(), serde_json::json!({ "url": format!("{front}/?token=not-yet") })))
+        .collect();
+    std::fs::write(&setup, serde_json::Value::Object(early).to_string()).unwrap();
+    let mut seen: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let out = room(&["watch", "--once", setup.to_str().unwrap()], &dir.path().join("state"));
+        let table = text(&out);
+        for name in READY {
+            let setup = row(&table, name).split_whitespace().nth(1).unwrap_or_default().to_string();
+            let phases = seen.entry(name).or_default();
+            if phases.last() != Some(&setup) {
+                phases.push(setup);
+            }
+        }
+        if out.status.code() == Some(0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not all ready in time: {table}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("watch while the room set up: {seen:?}");
+    let phases = ["fetching-workspace", "preparing-image", "starting-container", "waiting-for-token"];
+    assert!(
+        seen.values().flatten().any(|p| phases.contains(&p.as_str())),
+        "watch showed a setup phase before ready: {seen:?}"
+    );
+    for (name, phases) in &seen {
+        assert_eq!(phases.last().map(String::as_str), Some("ready"), "{name}: {phases:?}");
+        assert!(!phases.iter().any(|p| p == "failed"), "{name}: {phases:?}");
+    }
+
     let participants: Vec<Participant> = started
         .into_iter()
         .map(|(env, repo, handson, log, agent)| {
@@ -259,7 +327,6 @@ fn a_room_of_real_agents_is_watched_collected_and_updated_through_their_fronts()
     participants[1].env.agent(&["hand", "raise", "--message", "stuck on step 3"]).expect(0);
 
     // The organiser's input: the stack's outputs as GetStack prints them.
-    let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let input = dir.path().join("room-1.json");
     let signals: serde_json::Map<String, serde_json::Value> = READY
