@@ -661,37 +661,13 @@ fn run_collect(args: &CollectArgs) -> u8 {
             return exit::NOT_WRITTEN;
         }
     };
-    let mut out = String::from("PARTICIPANT  RESULT  FILE OR REASON\n");
-    let names: Vec<String> = outcomes.iter().map(|o| one_line(&o.entry().participant)).collect();
-    let width = names.iter().map(|n| crate::text::width(n)).chain(["PARTICIPANT".len()]).max().unwrap_or(0);
-    out = out.replacen("PARTICIPANT  ", &format!("{}  ", crate::text::pad("PARTICIPANT", width)), 1);
-    let (mut got, mut had, mut missed) = (Vec::new(), 0, 0);
-    for (name, o) in names.iter().zip(&outcomes) {
-        let e = o.entry();
-        let (result, what) = match o {
-            collect::Outcome::Collected(_) => ("new", format!("{} ({} bytes)", e.file, e.size.unwrap_or(0))),
-            collect::Outcome::Skipped(_) => ("had", format!("{} ({} bytes)", e.file, e.size.unwrap_or(0))),
-            collect::Outcome::Missed(_) => ("MISSED", e.error.clone()),
-        };
-        match o {
-            collect::Outcome::Collected(_) => got.push(e.participant.clone()),
-            collect::Outcome::Skipped(_) => {
-                had += 1;
-                got.push(e.participant.clone())
-            }
-            collect::Outcome::Missed(_) => missed += 1,
-        }
-        out.push_str(
-            format!("{}  {}  {}", crate::text::pad(name, width), crate::text::pad(result, 6), what).trim_end(),
-        );
-        out.push('\n');
-    }
-    out.push_str(&format!(
-        "{} collected now, {had} already in {}, {missed} not collected; the index: {}\n",
-        got.len() - had,
-        dir.display(),
-        dir.join(collect::INDEX).display()
-    ));
+    let out = collect::table(&outcomes, &dir);
+    let got: Vec<String> = outcomes
+        .iter()
+        .filter(|o| !matches!(o, collect::Outcome::Missed(_)))
+        .map(|o| o.entry().participant.clone())
+        .collect();
+    let missed = outcomes.len() - got.len();
     write_stdout(&out);
     if got.is_empty() {
         // Nothing to record.

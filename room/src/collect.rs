@@ -23,7 +23,7 @@ use crate::fronts::{self, authorization, reason};
 use crate::input::State;
 use crate::show::csv_field;
 use crate::snapshot::Seat;
-use crate::text::{one_line, scrub};
+use crate::text::{self, one_line, pad, scrub};
 
 /// The index's name in DIR.
 pub const INDEX: &str = "index.csv";
@@ -366,6 +366,44 @@ pub async fn collect(client: &reqwest::Client, seats: &[Seat], options: &Options
     Ok(sorted.into_iter().map(|o| o.expect("every seat has an outcome")).collect())
 }
 
+/// The outcome for the organiser: a line per participant (`new`, `had`,
+/// or `MISSED` and why), then the counts.
+pub fn table(outcomes: &[Outcome], dir: &Path) -> String {
+    let names: Vec<String> = outcomes.iter().map(|o| one_line(&o.entry().participant)).collect();
+    let width = names.iter().map(|n| text::width(n)).chain(["PARTICIPANT".len()]).max().unwrap_or(0);
+    let mut out = String::new();
+    let mut line = |cells: [&str; 3]| {
+        out.push_str(format!("{}  {}  {}", pad(cells[0], width), pad(cells[1], 6), cells[2]).trim_end());
+        out.push('\n');
+    };
+    line(["PARTICIPANT", "RESULT", "FILE OR REASON"]);
+    let (mut new, mut had, mut missed) = (0, 0, 0);
+    for (name, o) in names.iter().zip(outcomes) {
+        let e = o.entry();
+        let archive = format!("{} ({} bytes)", one_line(&e.file), e.size.unwrap_or(0));
+        match o {
+            Outcome::Collected(_) => {
+                new += 1;
+                line([name, "new", &archive])
+            }
+            Outcome::Skipped(_) => {
+                had += 1;
+                line([name, "had", &archive])
+            }
+            Outcome::Missed(_) => {
+                missed += 1;
+                line([name, "MISSED", &one_line(&e.error)])
+            }
+        }
+    }
+    out.push_str(&format!(
+        "{new} collected now, {had} already in {}, {missed} not collected; the index: {}\n",
+        dir.display(),
+        dir.join(INDEX).display()
+    ));
+    out
+}
+
 /// Where the archives go: DIR made (0700) if missing; refused when it is
 /// not a directory.
 pub fn prepare(dir: &Path) -> Result<PathBuf, String> {
@@ -455,6 +493,29 @@ mod tests {
         let mut later = index.clone();
         later.push(entry("alice", "", "", None, "cannot connect"));
         assert!(complete(dir.path(), &later, "alice").is_none());
+    }
+
+    #[test]
+    fn the_outcome_table_says_what_is_new_what_was_had_and_why_not() {
+        let sha = "b".repeat(64);
+        let out = table(
+            &[
+                Outcome::Collected(entry("alice", "alice.zip", &sha, Some(2048), "")),
+                Outcome::Skipped(entry("张伟", "张伟.zip", &sha, Some(10), "")),
+                Outcome::Missed(entry("bob", "", "", None, "cannot connect: Connection refused")),
+            ],
+            Path::new("work"),
+        );
+        assert_eq!(
+            out,
+            "\
+PARTICIPANT  RESULT  FILE OR REASON
+alice        new     alice.zip (2048 bytes)
+张伟         had     张伟.zip (10 bytes)
+bob          MISSED  cannot connect: Connection refused
+1 collected now, 1 already in work, 1 not collected; the index: work/index.csv
+"
+        );
     }
 
     #[test]
