@@ -620,7 +620,11 @@ fn run_watch(args: &WatchArgs) -> u8 {
                 _ = tokio::time::sleep(interval.saturating_sub(took)) => {}
                 _ = tokio::signal::ctrl_c() => return exit::ALL_READY,
             }
-            // The saved answers again: the organiser may have saved newer ones.
+            // The saved answers again: the organiser may have saved newer
+            // ones (stdin is read once).
+            if args.inputs.iter().any(|p| p.as_os_str() == "-") {
+                continue;
+            }
             match load_snapshot(&args.inputs) {
                 Ok((s, _)) => snapshot = s,
                 Err(message) => eprintln!("jupyter-room: {message}; showing the last one read"),
