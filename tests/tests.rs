@@ -40,6 +40,7 @@ mod progress;
 mod release;
 mod room;
 mod room_cloud;
+mod room_fronts;
 mod room_template;
 mod scripts;
 mod selfservice;

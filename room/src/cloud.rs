@@ -221,6 +221,9 @@ pub struct StackLook {
     pub room: Room,
     /// Each participant's front, in the room's order.
     pub fronts: Vec<Option<String>>,
+    /// The GetStack answer itself (the certificate fingerprints the
+    /// participants' setups reported are read from it: `fronts::fingerprints`).
+    pub answer: Value,
 }
 
 /// GetStack, then the addresses, of one stack.
@@ -242,7 +245,7 @@ pub fn look(aliyun: &Aliyun, region: &str, listed: &Listed) -> Result<StackLook,
         ends_at: room.stack.as_ref().and_then(|st| st.end_time.at()).map(str::to_string),
     };
     let fronts = ips.into_iter().map(|ip| ip.map(|ip| front(&ip, tls.as_deref()))).collect();
-    Ok(StackLook { seen, room, fronts })
+    Ok(StackLook { seen, room, fronts, answer })
 }
 
 /// The instances' addresses while the PublicIps output is not there: by

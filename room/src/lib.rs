@@ -17,16 +17,24 @@
 //! | [`collected`] | whose work `collect` brought back, for `down` |
 //! | [`split`] | a larger room's names checked and split into stacks, one CreateStack command each |
 //! | [`text`] | redaction, one-line and control-character defusing, terminal widths |
+//! | [`fronts`] | the participants' fronts over HTTP(S): the progress JSON, token-bearing requests, the certificate policy |
+//! | [`watch`] | the live view: a row per participant, the terminal table and the projector's page |
+//! | [`collect`] | every participant's work downloaded, the index, resuming |
+//! | [`update`] | every participant's agent asked to take the organiser's fixes |
 //! | [`cli`] | the command line and its exit codes |
 
 pub mod aliyun;
 pub mod cards;
 pub mod cli;
 pub mod cloud;
+pub mod collect;
 pub mod collected;
+pub mod fronts;
 pub mod input;
 pub mod show;
 pub mod snapshot;
 pub mod split;
 pub mod text;
 pub mod up;
+pub mod update;
+pub mod watch;

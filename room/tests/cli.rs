@@ -311,3 +311,66 @@ fn split_prints_one_create_stack_per_even_group_or_refuses_with_2() {
         assert!(help.contains(needle), "{needle} not in:\n{help}");
     }
 }
+
+#[test]
+fn the_fronts_commands_refuse_bad_input_with_2_and_ask_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(dir.path(), "room.json", &mixed());
+    let a_file = write(dir.path(), "not-a-dir", "x");
+    let missing = dir.path().join("missing.json").display().to_string();
+    let out_dir = dir.path().join("out").display().to_string();
+    for (args, says) in [
+        (vec!["collect", "--out", a_file.as_str(), input.as_str()], "not a directory"),
+        (vec!["collect", "--out", out_dir.as_str(), missing.as_str()], "missing.json: cannot read it"),
+        (vec!["collect", "--out", out_dir.as_str(), "--parallel", "0", input.as_str()], "--parallel"),
+        (vec!["collect", input.as_str()], "--out"),
+        (vec!["watch", "--once", "--interval", "0", input.as_str()], "--interval"),
+        (vec!["watch", "--once", "--interval", "500ms", input.as_str()], "at least 1s"),
+        (vec!["watch", "--once"], "FILE"),
+        (vec!["update", "--parallel", "65", input.as_str()], "--parallel"),
+        (vec!["update", "-", "-"], "more than once"),
+    ] {
+        let out = room(&args, Some(""));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out.stderr));
+        assert!(text(&out.stderr).contains(says), "{args:?} should say {says}: {}", text(&out.stderr));
+        assert!(!text(&out.stderr).contains(TOKEN), "{args:?}");
+    }
+    assert!(!Path::new(&out_dir).exists(), "nothing was made");
+}
+
+#[test]
+fn collect_lists_who_is_not_ready_and_exits_1_without_sending_a_token_anywhere_unasked() {
+    let dir = tempfile::tempdir().unwrap();
+    // alice's front is a closed loopback port: reached, refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let stack = get_stack(
+        &format!(
+            r#"{{"alice": {{"url": "http://127.0.0.1:{port}/?token={TOKEN}"}}, "bob": {{"error": "no image", "step": "image"}}}}"#
+        ),
+        r#""alice,bob,carol""#,
+    );
+    let input = write(dir.path(), "room.json", &stack);
+    let out_dir = dir.path().join("work");
+    let out = Command::new(env!("CARGO_BIN_EXE_jupyter-room"))
+        .args(["collect", "--out", out_dir.to_str().unwrap(), &input])
+        .env("XDG_STATE_HOME", dir.path().join("state"))
+        .output()
+        .unwrap();
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(!said.contains(TOKEN), "{said}");
+    let index = fs::read_to_string(out_dir.join("index.csv")).unwrap();
+    let lines: Vec<&str> = index.lines().collect();
+    assert_eq!(lines.len(), 4, "{index}");
+    assert!(lines[1].starts_with("alice,,,,") && lines[1].contains("Connection refused"), "{index}");
+    assert!(
+        lines[2].starts_with("bob,,,,") && lines[2].ends_with("not ready: the setup failed at image: no image"),
+        "{index}"
+    );
+    assert!(lines[3].starts_with("carol,,,,") && lines[3].ends_with("not ready: no signal yet"), "{index}");
+    assert_eq!(fs::metadata(out_dir.join("index.csv")).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(fs::metadata(&out_dir).unwrap().permissions().mode() & 0o777, 0o700);
+    assert!(!dir.path().join("state").exists(), "nobody collected: nothing recorded");
+}
