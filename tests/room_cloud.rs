@@ -102,8 +102,9 @@ fn a_room_of_five_in_two_stacks_up_show_and_down_by_name() {
     assert_eq!(out.matches("exists already").count(), 2, "{out}");
 
     // While the stacks build: one table of the five, waiting until each
-    // signals; the fronts from the instances ECS describes (no PublicIps
-    // output yet).
+    // signals; the fronts from each participant's InstanceGroup copy, its
+    // PublicIps attribute (GetStackResource), as no PublicIps output is
+    // there yet; ECS is not asked.
     let early = me.run(&["show", ROOM]);
     let (out, err) = text(&early);
     assert_eq!(early.status.code(), Some(1), "not ready yet: {out}{err}");
@@ -111,8 +112,20 @@ fn a_room_of_five_in_two_stacks_up_show_and_down_by_name() {
     assert!(err.contains("lab-1 is still CREATE_IN_PROGRESS") && err.contains("lab-2 is still"), "{err}");
     let aliyun = jupyter_room::aliyun::Aliyun::new(Some(cloud.program()));
     let addresses = cloud.addresses();
+    let asked_before = cloud.count("ros", "GetStackResource");
     let building = jupyter_room::cloud::snapshot(&aliyun, "cn-hangzhou", ROOM).unwrap();
-    assert!(cloud.count("ros", "ListStackResources") >= 2 && cloud.count("ecs", "DescribeInstances") >= 2);
+    assert_eq!(
+        building.stacks.iter().map(|s| s.status.as_str()).collect::<Vec<_>>(),
+        ["CREATE_IN_PROGRESS"; 2],
+        "the stacks are still building (no PublicIps output)"
+    );
+    assert_eq!(cloud.count("ros", "GetStackResource") - asked_before, NAMES.len(), "one copy asked per participant");
+    for call in cloud.calls().iter().filter(|c| c.get(1).map(String::as_str) == Some("GetStackResource")) {
+        let value = |name: &str| call.iter().position(|a| a == name).map(|i| call[i + 1].as_str());
+        assert_eq!(value("--ShowResourceAttributes"), Some("true"), "{call:?}");
+        assert!(value("--LogicalResourceId").is_some_and(|r| r.starts_with("JupyterInstance[")), "{call:?}");
+    }
+    assert_eq!(cloud.count("ecs", "DescribeInstances"), 0, "the group's PublicIps is the address: ECS is not asked");
     let fronts: Vec<(String, Option<String>)> =
         building.seats.iter().map(|s| (s.name.clone(), s.front.clone())).collect();
     let expected: Vec<(String, Option<String>)> =

@@ -26,7 +26,7 @@ pub const PROGRAM_ENV: &str = "JUPYTER_ROOM_ALIYUN";
 pub const REGION_ENV: &str = "ALIBABA_CLOUD_REGION_ID";
 
 /// The most of an answer read: ListStacks pages of 50, GetStack of a room of
-/// 30, DescribeInstances of 100 are each well below 1 MiB.
+/// 30, a stack's resources, one resource's attributes are each well below 1 MiB.
 const MAX_ANSWER: u64 = 16 * 1024 * 1024;
 /// The most of the CLI's stderr quoted in a message.
 const MAX_ERROR: usize = 600;

@@ -13,16 +13,17 @@
 //!   "ParameterValue"}], "Outputs": [{"OutputKey", "OutputValue"}], ...}`;
 //! - when the stack's `PublicIps` output is not there yet,
 //!   `ros ListStackResources --RegionId R --StackId ID`: `{"Resources":
-//!   [{"LogicalResourceId", "PhysicalResourceId", "ResourceType", ...}]}`;
-//!   the template's counted `JupyterInstance` becomes `JupyterInstance[0]`,
-//!   `JupyterInstance[1]`, ..., copy `i` being the participant at
-//!   `ALIYUN::Index` `i` of the Participants list; then
-//!   `ecs DescribeInstances --RegionId R --InstanceIds '["i-..."]'
-//!   --PageSize 100`: `{"Instances": {"Instance": [{"InstanceId",
-//!   "PublicIpAddress": {"IpAddress": ["1.2.3.4"]}, "EipAddress":
-//!   {"IpAddress": ""}, ...}]}}`.
+//!   [{"LogicalResourceId", "ResourceType", "Status", ...}]}`; the
+//!   template's counted `JupyterInstance` (an `ALIYUN::ECS::InstanceGroup`
+//!   of one instance) becomes `JupyterInstance[0]`, `JupyterInstance[1]`,
+//!   ..., copy `i` being the participant at `ALIYUN::Index` `i` of the
+//!   Participants list; then, for each copy ROS has created,
+//!   `ros GetStackResource --RegionId R --StackId ID --LogicalResourceId
+//!   'JupyterInstance[i]' --ShowResourceAttributes true`: `{"LogicalResourceId",
+//!   "ResourceType", "Status", "ResourceAttributes": [{"Key": "PublicIps",
+//!   "Value": ["1.2.3.4"]}, ...], ...}`, the group's `PublicIps` attribute
+//!   being the copy's address.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
@@ -159,9 +160,10 @@ pub fn public_ips_output(stack: &Value) -> Option<Vec<String>> {
     list.as_array()?.iter().map(|ip| ip.as_str().map(str::to_string)).collect()
 }
 
-/// ListStackResources: the instance of each copy of [`INSTANCE_RESOURCE`],
-/// by its index (`JupyterInstance[3]` -> 3).
-pub fn parse_instances(answer: &Value) -> Vec<(usize, String)> {
+/// ListStackResources: each copy of [`INSTANCE_RESOURCE`] (`JupyterInstance[3]`
+/// -> 3) with its `Status`. Its `PhysicalResourceId` is not read: for an
+/// `ALIYUN::ECS::InstanceGroup` it is not documented to be an instance id.
+pub fn parse_instance_copies(answer: &Value) -> Vec<(usize, String)> {
     let mut out = Vec::new();
     for r in answer.get("Resources").and_then(Value::as_array).into_iter().flatten() {
         let Some(logical) = r.get("LogicalResourceId").and_then(Value::as_str) else { continue };
@@ -173,34 +175,61 @@ pub fn parse_instances(answer: &Value) -> Vec<(usize, String)> {
         else {
             continue;
         };
-        if let Some(id) = r.get("PhysicalResourceId").and_then(Value::as_str).filter(|id| !id.is_empty()) {
-            out.push((index, id.to_string()));
-        }
+        out.push((index, str_field(r, "Status").unwrap_or_default()));
     }
     out
 }
 
-/// DescribeInstances: each instance's public address (its public IP, else
-/// its elastic IP), by instance id.
-pub fn parse_describe_instances(answer: &Value) -> HashMap<String, String> {
-    let mut out = HashMap::new();
-    let instances = answer.get("Instances").and_then(|i| i.get("Instance")).and_then(Value::as_array);
-    for i in instances.into_iter().flatten() {
-        let Some(id) = i.get("InstanceId").and_then(Value::as_str) else { continue };
-        let first = |key: &str| -> Option<String> {
-            match i.get(key)?.get("IpAddress")? {
-                Value::Array(ips) => {
-                    ips.iter().find_map(|ip| ip.as_str().filter(|s| !s.is_empty()).map(str::to_string))
-                }
-                Value::String(ip) if !ip.is_empty() => Some(ip.clone()),
-                _ => None,
+/// Whether a copy in this status may have its instance (and so an
+/// address): not before ROS has created it, nor while it is deleted. An
+/// unknown or missing status is asked all the same.
+pub fn copy_may_have_instance(status: &str) -> bool {
+    !(status == "INIT_COMPLETE"
+        || status == "CREATE_IN_PROGRESS"
+        || status == "CREATE_FAILED"
+        || status.starts_with("DELETE_"))
+}
+
+/// An attribute's value in a GetStackResource answer (`ShowResourceAttributes
+/// true`): its `ResourceAttributes` list, each entry `{"Key": name, "Value":
+/// value}`; an entry that is a map of the name to its value, and a map of
+/// every name to its value, are read alike.
+pub fn resource_attribute<'a>(answer: &'a Value, name: &str) -> Option<&'a Value> {
+    match answer.get("ResourceAttributes")? {
+        Value::Array(entries) => entries.iter().find_map(|e| {
+            if e.get("Key").and_then(Value::as_str) == Some(name) {
+                e.get("Value")
+            } else {
+                e.get(name)
             }
-        };
-        if let Some(ip) = first("PublicIpAddress").or_else(|| first("EipAddress")) {
-            out.insert(id.to_string(), ip);
-        }
+        }),
+        Value::Object(map) => map.get(name),
+        _ => None,
     }
-    out
+}
+
+/// The first address in an attribute's value: a list of addresses (the
+/// group's `PublicIps`), that list as a JSON string, or one address (an
+/// `ALIYUN::ECS::Instance`'s `PublicIp`). Empty is none.
+pub fn first_address(value: &Value) -> Option<String> {
+    match value {
+        Value::Array(ips) => ips.iter().find_map(first_address),
+        Value::String(s) if s.trim_start().starts_with('[') => {
+            serde_json::from_str::<Value>(s).ok().as_ref().and_then(first_address)
+        }
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        _ => None,
+    }
+}
+
+/// A copy's public address from its GetStackResource answer: the
+/// InstanceGroup's `PublicIps` (a group of one: its one address), else the
+/// `PublicIp` of an `ALIYUN::ECS::Instance` (stacks made from the
+/// templates before the group).
+pub fn copy_address(answer: &Value) -> Option<String> {
+    resource_attribute(answer, "PublicIps")
+        .and_then(first_address)
+        .or_else(|| resource_attribute(answer, "PublicIp").and_then(first_address))
 }
 
 /// The front of a participant whose instance has this address.
@@ -224,19 +253,28 @@ pub struct StackLook {
     /// The GetStack answer itself (the certificate fingerprints the
     /// participants' setups reported are read from it: `fronts::fingerprints`).
     pub answer: Value,
+    /// The stack's `TlsMode` parameter.
+    tls: Option<String>,
+    /// Whether the fronts came from the `PublicIps` output (else they are
+    /// to be found through the stack's resources).
+    from_output: bool,
 }
 
-/// GetStack, then the addresses, of one stack.
+/// GetStack of one stack, and the fronts its `PublicIps` output gives (all
+/// none while the output is not there).
 pub fn look(aliyun: &Aliyun, region: &str, listed: &Listed) -> Result<StackLook, CloudError> {
     let answer = get_stack(aliyun, region, &listed.id)?;
     let label = format!("aliyun ros GetStack (StackId {})", listed.id);
     let room = input::parse(&answer.to_string()).map_err(|e| CloudError(format!("{label}: {e}")))?;
     let tls = parameter(&answer, "TlsMode");
     let n = room.participants.len();
-    let ips: Vec<Option<String>> = match public_ips_output(&answer).filter(|ips| ips.len() == n) {
+    let output = public_ips_output(&answer).filter(|ips| ips.len() == n);
+    let from_output = output.is_some();
+    let fronts = match output {
         Some(ips) => ips.into_iter().map(|ip| Some(ip).filter(|ip| !ip.is_empty())).collect(),
-        None => instance_ips(aliyun, region, &listed.id, n)?,
+        None => vec![None; n],
     };
+    let fronts = fronts.into_iter().map(|ip: Option<String>| ip.map(|ip| front(&ip, tls.as_deref()))).collect();
     let seen = StackSeen {
         name: str_field(&answer, "StackName").unwrap_or_else(|| listed.name.clone()),
         id: listed.id.clone(),
@@ -244,35 +282,48 @@ pub fn look(aliyun: &Aliyun, region: &str, listed: &Listed) -> Result<StackLook,
         status_reason: str_field(&answer, "StatusReason").filter(|r| !r.is_empty()).or(listed.status_reason.clone()),
         ends_at: room.stack.as_ref().and_then(|st| st.end_time.at()).map(str::to_string),
     };
-    let fronts = ips.into_iter().map(|ip| ip.map(|ip| front(&ip, tls.as_deref()))).collect();
-    Ok(StackLook { seen, room, fronts, answer })
+    Ok(StackLook { seen, room, fronts, tls, from_output, answer })
 }
 
-/// The instances' addresses while the PublicIps output is not there: by
-/// copy index through ListStackResources, then DescribeInstances.
-fn instance_ips(aliyun: &Aliyun, region: &str, stack_id: &str, n: usize) -> Result<Vec<Option<String>>, CloudError> {
-    let mut ips = vec![None; n];
-    let resources =
-        aliyun.run(&Call::new("ros", "ListStackResources").param("RegionId", region).param("StackId", stack_id))?;
-    let instances: Vec<(usize, String)> = parse_instances(&resources).into_iter().filter(|(i, _)| *i < n).collect();
-    if instances.is_empty() {
-        return Ok(ips);
+/// The fronts of the stacks whose `PublicIps` output is not there yet,
+/// through their resources: ListStackResources of each such stack (which
+/// copies of [`INSTANCE_RESOURCE`] exist, and their status), then
+/// GetStackResource of each copy that may have its instance, reading the
+/// copy's own `PublicIps` attribute. Every call of both rounds, over all
+/// the stacks, runs at most [`MAX_PARALLEL`] at once.
+pub fn fronts_from_resources(aliyun: &Aliyun, region: &str, looks: &mut [StackLook]) -> Result<(), CloudError> {
+    let pending: Vec<usize> = (0..looks.len()).filter(|&i| !looks[i].from_output).collect();
+    let listed = parallel(&pending, MAX_PARALLEL, |&i| {
+        aliyun
+            .run(&Call::new("ros", "ListStackResources").param("RegionId", region).param("StackId", &looks[i].seen.id))
+    });
+    // (look, copy index): one GetStackResource each.
+    let mut copies: Vec<(usize, usize)> = Vec::new();
+    for (&i, answer) in pending.iter().zip(listed) {
+        let n = looks[i].fronts.len();
+        copies.extend(
+            parse_instance_copies(&answer?)
+                .into_iter()
+                .filter(|(index, status)| *index < n && copy_may_have_instance(status))
+                .map(|(index, _)| (i, index)),
+        );
     }
-    // DescribeInstances takes up to 100 ids a call; a stack has at most 30.
-    for chunk in instances.chunks(100) {
-        let ids: Vec<&str> = chunk.iter().map(|(_, id)| id.as_str()).collect();
-        let answer = aliyun.run(
-            &Call::new("ecs", "DescribeInstances")
-                .param("RegionId", region)
-                .param("InstanceIds", serde_json::to_string(&ids).expect("strings"))
-                .param("PageSize", "100"),
-        )?;
-        let by_id = parse_describe_instances(&answer);
-        for (index, id) in chunk {
-            ips[*index] = by_id.get(id).cloned();
-        }
+    let found = parallel(&copies, MAX_PARALLEL, |&(i, index)| {
+        aliyun
+            .run(
+                &Call::new("ros", "GetStackResource")
+                    .param("RegionId", region)
+                    .param("StackId", &looks[i].seen.id)
+                    .param("LogicalResourceId", format!("{INSTANCE_RESOURCE}[{index}]"))
+                    .param("ShowResourceAttributes", "true"),
+            )
+            .map(|answer| copy_address(&answer))
+    });
+    for (&(i, index), ip) in copies.iter().zip(found) {
+        let look = &mut looks[i];
+        look.fronts[index] = ip?.map(|ip| front(&ip, look.tls.as_deref()));
     }
-    Ok(ips)
+    Ok(())
 }
 
 /// `f` over `items`, at most `bound` at once, the results in the items' order.
@@ -300,8 +351,9 @@ pub fn snapshot(aliyun: &Aliyun, region: &str, room: &str) -> Result<Snapshot, C
 /// The snapshot, and each stack's look (its unlisted ids, for notes).
 pub fn snapshot_looks(aliyun: &Aliyun, region: &str, room: &str) -> Result<(Snapshot, Vec<StackLook>), CloudError> {
     let listed = list_stacks(aliyun, region, room)?;
-    let looks: Vec<StackLook> =
+    let mut looks: Vec<StackLook> =
         parallel(&listed, MAX_PARALLEL, |l| look(aliyun, region, l)).into_iter().collect::<Result<_, _>>()?;
+    fronts_from_resources(aliyun, region, &mut looks)?;
     let mut snapshot = Snapshot { room: room.to_string(), stacks: Vec::new(), seats: Vec::new() };
     for look in &looks {
         snapshot.stacks.push(look.seen.clone());
@@ -407,38 +459,87 @@ mod tests {
     }
 
     /// ListStackResources' documented shape; a counted resource's copies
-    /// are `Name[index]` (ROS FAQ on ALIYUN::Index and Count).
+    /// are `Name[index]` (ROS FAQ on ALIYUN::Index and Count); each copy of
+    /// the room's instance is an InstanceGroup, whose PhysicalResourceId is
+    /// not an instance id and is not read.
     #[test]
     fn list_stack_resources_answer() {
         let answer = json!({
             "RequestId": "r",
             "Resources": [
                 {"LogicalResourceId": "Vpc", "PhysicalResourceId": "vpc-1", "ResourceType": "ALIYUN::ECS::VPC", "Status": "CREATE_COMPLETE"},
-                {"LogicalResourceId": "JupyterInstance[1]", "PhysicalResourceId": "i-bob", "ResourceType": "ALIYUN::ECS::Instance", "Status": "CREATE_COMPLETE"},
-                {"LogicalResourceId": "JupyterInstance[0]", "PhysicalResourceId": "i-alice", "ResourceType": "ALIYUN::ECS::Instance", "Status": "CREATE_COMPLETE"},
-                {"LogicalResourceId": "JupyterInstance[2]", "PhysicalResourceId": "", "ResourceType": "ALIYUN::ECS::Instance", "Status": "CREATE_IN_PROGRESS"},
+                {"LogicalResourceId": "JupyterInstance[1]", "PhysicalResourceId": "d04af923-e6b7-4272-aeaa-47ec9777****",
+                 "ResourceType": "ALIYUN::ECS::InstanceGroup", "Status": "CREATE_COMPLETE"},
+                {"LogicalResourceId": "JupyterInstance[0]", "PhysicalResourceId": "e15bf034-f7c8-5383-bfbb-58fd0888****",
+                 "ResourceType": "ALIYUN::ECS::InstanceGroup", "Status": "CREATE_COMPLETE"},
+                {"LogicalResourceId": "JupyterInstance[2]", "PhysicalResourceId": "", "ResourceType": "ALIYUN::ECS::InstanceGroup",
+                 "Status": "CREATE_IN_PROGRESS"},
+                {"LogicalResourceId": "JupyterInstance[3]", "ResourceType": "ALIYUN::ECS::InstanceGroup"},
+                {"LogicalResourceId": "JupyterInstanceX[4]", "ResourceType": "ALIYUN::ECS::InstanceGroup", "Status": "CREATE_COMPLETE"},
                 {"LogicalResourceId": "JupyterAccessKey[0]", "PhysicalResourceId": "LTAI", "ResourceType": "ALIYUN::RAM::AccessKey"}
             ]
         });
-        assert_eq!(parse_instances(&answer), [(1, "i-bob".to_string()), (0, "i-alice".to_string())]);
+        let copies = parse_instance_copies(&answer);
+        assert_eq!(
+            copies,
+            [
+                (1, "CREATE_COMPLETE".to_string()),
+                (0, "CREATE_COMPLETE".to_string()),
+                (2, "CREATE_IN_PROGRESS".to_string()),
+                (3, String::new())
+            ]
+        );
+        let asked: Vec<usize> = copies.iter().filter(|(_, s)| copy_may_have_instance(s)).map(|(i, _)| *i).collect();
+        assert_eq!(asked, [1, 0, 3], "not the copy ROS is still creating; a copy without status is asked");
+        for status in ["INIT_COMPLETE", "CREATE_FAILED", "DELETE_IN_PROGRESS", "DELETE_COMPLETE"] {
+            assert!(!copy_may_have_instance(status), "{status}");
+        }
+        for status in ["CREATE_COMPLETE", "UPDATE_IN_PROGRESS", "UPDATE_COMPLETE", "CHECK_COMPLETE", "IMPORT_COMPLETE"]
+        {
+            assert!(copy_may_have_instance(status), "{status}");
+        }
     }
 
-    /// DescribeInstances' documented shape: addresses in lists under IpAddress.
+    /// GetStackResource with ShowResourceAttributes: the documented answer
+    /// (its example's fields), with an InstanceGroup's attributes in the
+    /// `ResourceAttributes` list.
     #[test]
-    fn describe_instances_answer() {
+    fn get_stack_resource_answer() {
         let answer = json!({
-            "PageNumber": 1, "PageSize": 100, "TotalCount": 3, "RequestId": "r",
-            "Instances": {"Instance": [
-                {"InstanceId": "i-alice", "InstanceName": "ecs-imagesearchhandson-alice", "Status": "Running",
-                 "PublicIpAddress": {"IpAddress": ["47.1.2.3"]}, "EipAddress": {"IpAddress": "", "AllocationId": ""}},
-                {"InstanceId": "i-bob", "PublicIpAddress": {"IpAddress": []}, "EipAddress": {"IpAddress": "47.9.9.9"}},
-                {"InstanceId": "i-carol", "PublicIpAddress": {"IpAddress": []}, "EipAddress": {"IpAddress": ""}}
-            ]}
+            "Status": "CREATE_COMPLETE", "Description": "", "RequestId": "B288A0BE-D927-4888-B0F7-B35EF84B6E6",
+            "StatusReason": "state changed", "PhysicalResourceId": "d04af923-e6b7-4272-aeaa-47ec9777****",
+            "CreateTime": "2026-12-07T10:00:05", "UpdateTime": "2026-12-07T10:01:29", "Metadata": {},
+            "ResourceType": "ALIYUN::ECS::InstanceGroup", "LogicalResourceId": "JupyterInstance[1]",
+            "StackId": "4a6c9851-3b0f-4f5f-b4ca-a14bf691****", "StackName": "lab-1",
+            "ResourceAttributes": [
+                {"Key": "InstanceIds", "Value": ["i-bp1dyf5aeyu5xj2d****"]},
+                {"Key": "PrivateIps", "Value": ["192.168.0.10"]},
+                {"Key": "PublicIps", "Value": ["47.1.2.3"]},
+                {"Key": "HostNames", "Value": ["jupyter-bob"]}
+            ]
         });
-        let ips = parse_describe_instances(&answer);
-        assert_eq!(ips.get("i-alice").map(String::as_str), Some("47.1.2.3"));
-        assert_eq!(ips.get("i-bob").map(String::as_str), Some("47.9.9.9"));
-        assert_eq!(ips.get("i-carol"), None, "no address yet");
+        assert_eq!(resource_attribute(&answer, "InstanceIds"), Some(&json!(["i-bp1dyf5aeyu5xj2d****"])));
+        assert_eq!(copy_address(&answer).as_deref(), Some("47.1.2.3"), "PublicIps, not PrivateIps");
+
+        let with =
+            |attributes: Value| json!({"ResourceType": "ALIYUN::ECS::InstanceGroup", "ResourceAttributes": attributes});
+        // A list given as its JSON text, as ROS gives some list outputs.
+        assert_eq!(
+            copy_address(&with(json!([{"Key": "PublicIps", "Value": "[\"47.1.2.4\"]"}]))).as_deref(),
+            Some("47.1.2.4")
+        );
+        // Entries that map the name to the value, and one map of them all.
+        assert_eq!(copy_address(&with(json!([{"PublicIps": ["47.1.2.5"]}]))).as_deref(), Some("47.1.2.5"));
+        assert_eq!(copy_address(&with(json!({"PublicIps": ["47.1.2.6"]}))).as_deref(), Some("47.1.2.6"));
+        // An instance without a public address yet, and attributes not shown.
+        assert_eq!(copy_address(&with(json!([{"Key": "PublicIps", "Value": []}]))), None);
+        assert_eq!(copy_address(&with(json!([{"Key": "PublicIps", "Value": [""]}]))), None);
+        assert_eq!(copy_address(&with(json!([{"Key": "PublicIps", "Value": null}]))), None);
+        assert_eq!(copy_address(&json!({"ResourceType": "ALIYUN::ECS::InstanceGroup"})), None);
+        // A copy of a stack made before the group: an ALIYUN::ECS::Instance's PublicIp.
+        let instance = json!({"ResourceType": "ALIYUN::ECS::Instance",
+            "ResourceAttributes": [{"Key": "InstanceId", "Value": "i-1"}, {"Key": "PublicIp", "Value": "47.1.2.7"}]});
+        assert_eq!(copy_address(&instance).as_deref(), Some("47.1.2.7"));
     }
 
     /// A room of two stacks, one complete (addresses from its PublicIps
@@ -449,10 +550,13 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
+        // Answers from files named by the API, the StackId and the
+        // LogicalResourceId; every call logged.
         let script = format!(
-            "#!/bin/sh\napi=\"$2\"; shift 2; id=\"\"\nwhile [ $# -gt 0 ]; do [ \"$1\" = --StackId ] && id=\"$2\"; shift 2; done\n\
-             cat \"{}/$api$id.json\"\n",
-            d.display()
+            "#!/bin/sh\necho \"$*\" >> {dir}/calls\napi=\"$2\"; shift 2; id=\"\"; res=\"\"\n\
+             while [ $# -gt 0 ]; do case \"$1\" in --StackId) id=\"$2\";; --LogicalResourceId) res=\"$2\";; esac; shift 2; done\n\
+             cat \"{dir}/$api$id$res.json\"\n",
+            dir = d.display()
         );
         std::fs::write(d.join("aliyun"), script).unwrap();
         std::fs::set_permissions(d.join("aliyun"), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -482,14 +586,22 @@ mod tests {
         write(
             "ListStackResourcess-2",
             json!({"Resources": [
-            {"LogicalResourceId": "JupyterInstance[1]", "PhysicalResourceId": "i-dave"},
-            {"LogicalResourceId": "JupyterInstance[0]", "PhysicalResourceId": "i-carol"}]}),
+            {"LogicalResourceId": "JupyterInstance[1]", "PhysicalResourceId": "g-dave", "ResourceType": "ALIYUN::ECS::InstanceGroup",
+             "Status": "CREATE_COMPLETE"},
+            {"LogicalResourceId": "JupyterInstance[0]", "PhysicalResourceId": "g-carol", "ResourceType": "ALIYUN::ECS::InstanceGroup",
+             "Status": "CREATE_COMPLETE"},
+            {"LogicalResourceId": "JupyterInstance[2]", "PhysicalResourceId": "", "ResourceType": "ALIYUN::ECS::InstanceGroup",
+             "Status": "CREATE_IN_PROGRESS"}]}),
         );
         write(
-            "DescribeInstances",
-            json!({"Instances": {"Instance": [
-            {"InstanceId": "i-carol", "PublicIpAddress": {"IpAddress": ["47.0.0.3"]}},
-            {"InstanceId": "i-dave", "PublicIpAddress": {"IpAddress": []}}]}}),
+            "GetStackResources-2JupyterInstance[0]",
+            json!({"LogicalResourceId": "JupyterInstance[0]", "ResourceType": "ALIYUN::ECS::InstanceGroup", "Status": "CREATE_COMPLETE",
+            "ResourceAttributes": [{"Key": "InstanceIds", "Value": ["i-carol"]}, {"Key": "PublicIps", "Value": ["47.0.0.3"]}]}),
+        );
+        write(
+            "GetStackResources-2JupyterInstance[1]",
+            json!({"LogicalResourceId": "JupyterInstance[1]", "ResourceType": "ALIYUN::ECS::InstanceGroup", "Status": "CREATE_COMPLETE",
+            "ResourceAttributes": [{"Key": "InstanceIds", "Value": ["i-dave"]}, {"Key": "PublicIps", "Value": []}]}),
         );
 
         let aliyun = Aliyun::new(Some(d.join("aliyun")));
@@ -510,6 +622,18 @@ mod tests {
             ]
         );
         assert_eq!(snapshot.seats[0].token(), Some("t1"));
+        let calls = std::fs::read_to_string(d.join("calls")).unwrap();
+        let mut asked: Vec<&str> = calls.lines().filter(|c| c.starts_with("ros GetStackResource ")).collect();
+        asked.sort();
+        assert_eq!(
+            asked,
+            [
+                "ros GetStackResource --RegionId cn-hangzhou --StackId s-2 --LogicalResourceId JupyterInstance[0] --ShowResourceAttributes true",
+                "ros GetStackResource --RegionId cn-hangzhou --StackId s-2 --LogicalResourceId JupyterInstance[1] --ShowResourceAttributes true",
+            ],
+            "the complete stack's addresses come from its output; copy 2 is not there (and beyond the two participants)"
+        );
+        assert!(!calls.contains("DescribeInstances"), "{calls}");
         assert_eq!(notes(&snapshot), ["lab-2 is still CREATE_IN_PROGRESS: who has not signalled yet is waiting"]);
     }
 

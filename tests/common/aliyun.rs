@@ -10,9 +10,12 @@
 //! with the request parameters and answer shapes their API references
 //! document, and refuses any other parameter as the API would
 //! (`InvalidParameter`): `ros CreateStack`, `ListStacks` (its `Tag.N`
-//! filter, pages of at most 50), `GetStack`, `ListStackResources`,
-//! `DeleteStack`, and `ecs DescribeInstances` (`InstanceIds` as a JSON
-//! list, pages of at most 100).
+//! filter, pages of at most 50), `GetStack`, `ListStackResources` (each
+//! participant's instance a copy `JupyterInstance[i]` of type
+//! `ALIYUN::ECS::InstanceGroup`, as in the room template), `GetStackResource`
+//! (`ShowResourceAttributes`: the group's `InstanceIds` and `PublicIps`
+//! lists in `ResourceAttributes`), `DeleteStack`, and `ecs
+//! DescribeInstances` (`InstanceIds` as a JSON list, pages of at most 100).
 //!
 //! A created stack is a room for real: one agent per participant
 //! ([`ForegroundAgent`], each with its own [`Env`]) against the real engine
@@ -260,6 +263,14 @@ fn handle(request: &http_fake::Request, state: &Arc<Mutex<State>>) -> http_fake:
         }
         ("ros", "ListStacks") => &["RegionId", "Tag.", "PageSize", "PageNumber", "StackName.", "Status."],
         ("ros", "GetStack" | "ListStackResources" | "DeleteStack") => &["RegionId", "StackId"],
+        ("ros", "GetStackResource") => &[
+            "RegionId",
+            "StackId",
+            "LogicalResourceId",
+            "ShowResourceAttributes",
+            "ResourceAttributes.",
+            "ClientToken",
+        ],
         ("ecs", "DescribeInstances") => &["RegionId", "InstanceIds", "PageSize", "PageNumber"],
         (product, api) => return api_error("InvalidAction.NotFound", &format!("{product} {api}: not in the fake")),
     };
@@ -275,7 +286,7 @@ fn handle(request: &http_fake::Request, state: &Arc<Mutex<State>>) -> http_fake:
     match args[1].as_str() {
         "CreateStack" => create_stack(&params, &region, state),
         "ListStacks" => list_stacks(&params, &region, state),
-        "GetStack" | "ListStackResources" | "DeleteStack" => {
+        "GetStack" | "ListStackResources" | "GetStackResource" | "DeleteStack" => {
             let Some(id) = get("StackId") else { return api_error("MissingStackId", "StackId is mandatory") };
             let mut st = state.lock().unwrap();
             let Some(stack) = st.stacks.iter_mut().find(|s| s.id == id && s.region == region && !s.deleted) else {
@@ -284,6 +295,7 @@ fn handle(request: &http_fake::Request, state: &Arc<Mutex<State>>) -> http_fake:
             match args[1].as_str() {
                 "GetStack" => answer(get_stack(stack)),
                 "ListStackResources" => answer(stack_resources(stack)),
+                "GetStackResource" => stack_resource(stack, &params),
                 _ => {
                     // ROS deletes in the background: the stack's thread stops its agents.
                     stack.deleted = true;
@@ -479,6 +491,12 @@ fn get_stack(s: &Stack) -> Value {
     answer
 }
 
+/// A copy of the counted `JupyterInstance`: an InstanceGroup of one
+/// instance. Its physical id is the group's own, not the instance's.
+fn group_id(s: &Stack, i: usize) -> String {
+    format!("{}-group-{i}", s.id)
+}
+
 fn stack_resources(s: &Stack) -> Value {
     let mut resources = vec![
         json!({"LogicalResourceId": "Vpc", "PhysicalResourceId": "vpc-fake", "ResourceType": "ALIYUN::ECS::VPC",
@@ -486,13 +504,65 @@ fn stack_resources(s: &Stack) -> Value {
         json!({"LogicalResourceId": "JupyterWaitCondition", "PhysicalResourceId": "", "ResourceType": "ALIYUN::ROS::WaitCondition",
                "Status": s.status().0, "StackId": s.id, "StackName": s.name}),
     ];
-    for (i, instance) in s.instances.iter().enumerate() {
+    for i in 0..s.instances.len() {
         resources.push(json!({
-            "LogicalResourceId": format!("JupyterInstance[{i}]"), "PhysicalResourceId": instance.id,
-            "ResourceType": "ALIYUN::ECS::Instance", "Status": "CREATE_COMPLETE", "StackId": s.id, "StackName": s.name
+            "LogicalResourceId": format!("JupyterInstance[{i}]"), "PhysicalResourceId": group_id(s, i),
+            "ResourceType": "ALIYUN::ECS::InstanceGroup", "Status": "CREATE_COMPLETE", "StackId": s.id, "StackName": s.name
         }));
     }
     json!({"RequestId": "00000000-FAKE-RESOURCES", "Resources": resources})
+}
+
+/// GetStackResource of one copy of `JupyterInstance`: with
+/// `ShowResourceAttributes true`, the group's attributes (lists, as the
+/// group has them), those named by `ResourceAttributes.N` when given.
+fn stack_resource(s: &Stack, params: &[(String, String)]) -> http_fake::Response {
+    let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let Some(logical) = get("LogicalResourceId") else {
+        return api_error("MissingLogicalResourceId", "LogicalResourceId is mandatory for this action.");
+    };
+    let index = logical
+        .strip_prefix("JupyterInstance[")
+        .and_then(|rest| rest.strip_suffix(']'))
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|i| *i < s.instances.len());
+    let Some(i) = index else {
+        return api_error(
+            "ResourceNotFound",
+            &format!("The Resource ({logical}) could not be found in Stack {}.", s.name),
+        );
+    };
+    let instance = &s.instances[i];
+    let mut answer = json!({
+        "RequestId": "00000000-FAKE-RESOURCE", "StackId": s.id, "StackName": s.name,
+        "LogicalResourceId": logical, "PhysicalResourceId": group_id(s, i), "ResourceType": "ALIYUN::ECS::InstanceGroup",
+        "Status": "CREATE_COMPLETE", "StatusReason": "state changed", "Description": "",
+        "CreateTime": s.created, "UpdateTime": s.created, "Metadata": {},
+    });
+    let show = match get("ShowResourceAttributes").as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return api_error("InvalidParameter", &format!("ShowResourceAttributes: true or false, not {other}"))
+        }
+    };
+    if show {
+        let wanted: Vec<String> =
+            params.iter().filter(|(n, _)| numbered(n, "ResourceAttributes.")).map(|(_, v)| v.clone()).collect();
+        let all = [
+            ("InstanceIds", json!([instance.id])),
+            ("PublicIps", json!([instance.ip])),
+            ("PrivateIps", json!(["192.168.0.10"])),
+            ("HostNames", json!([format!("jupyter-{}", s.participants[i])])),
+        ];
+        let shown: Vec<Value> = all
+            .into_iter()
+            .filter(|(k, _)| wanted.is_empty() || wanted.iter().any(|w| w == k))
+            .map(|(k, v)| json!({"Key": k, "Value": v}))
+            .collect();
+        answer["ResourceAttributes"] = Value::Array(shown);
+    }
+    self::answer(answer)
 }
 
 fn describe_instances(params: &[(String, String)], state: &Arc<Mutex<State>>) -> http_fake::Response {
