@@ -14,6 +14,7 @@
 //! | [`fs`] | atomic file writes |
 //! | [`retry`] | the one retry helper: exponential backoff within a budget; one attempt's failure and which HTTP answers are transient |
 //! | [`trust`] | whether the agent's socket and the directories above it belong to root and no one else may replace them |
+//! | [`update`] | what taking the organiser's fixes did, file by file: the agent answers it, `jupyter-room update` reads it |
 //!
 //! Nothing here links bollard or a TLS stack: `jupyter-bootstrap` depends on
 //! this crate and stays small.
@@ -29,3 +30,4 @@ pub mod report;
 pub mod retry;
 pub mod state;
 pub mod trust;
+pub mod update;

@@ -21,33 +21,16 @@ pub const PARALLEL: usize = 8;
 /// The largest answer read.
 const MAX_ANSWER: usize = 1024 * 1024;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-pub struct Beside {
-    pub path: String,
-    pub new_version: String,
-}
+pub use jupyter_proto::update::{Beside, Renamed, Updated};
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-pub struct Renamed {
-    pub path: String,
-    pub yours: String,
-}
-
-/// The agent's answer (docs/pages.md; the agent's `Updated`).
+/// The agent's answer (docs/pages.md#for-scripts): what the update did
+/// (the agent's own [`Updated`]), or, for 202 and a refusal, `under_way`
+/// or `error` alone.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default)]
 pub struct Answer {
-    pub from: String,
-    pub to: String,
-    pub up_to_date: bool,
-    pub updated: Vec<String>,
-    pub added: Vec<String>,
-    pub restored: Vec<String>,
-    pub kept_beside: Vec<Beside>,
-    pub renamed: Vec<Renamed>,
-    pub removed: Vec<String>,
-    pub kept_removed_upstream: Vec<String>,
-    pub left: Vec<String>,
+    #[serde(flatten)]
+    pub update: Updated,
     pub under_way: bool,
     pub error: Option<String>,
 }
@@ -55,7 +38,7 @@ pub struct Answer {
 /// What became of one participant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Updated(Box<Answer>),
+    Updated(Box<Updated>),
     UpToDate,
     /// The agent took longer than it answers within: it goes on.
     UnderWay,
@@ -120,8 +103,8 @@ pub fn read_answer(status: u16, json: bool, body: &[u8]) -> Outcome {
     let answer = json.then(|| serde_json::from_slice::<Answer>(body).ok()).flatten();
     match (status, answer) {
         (202, _) => Outcome::UnderWay,
-        (200, Some(a)) if a.up_to_date => Outcome::UpToDate,
-        (200, Some(a)) => Outcome::Updated(Box::new(a)),
+        (200, Some(a)) if a.update.up_to_date => Outcome::UpToDate,
+        (200, Some(a)) => Outcome::Updated(Box::new(a.update)),
         (200..=299, None) => Outcome::Done,
         (_, Some(Answer { error: Some(e), .. })) => Outcome::Failed(format!("HTTP {status}: {e}")),
         (401 | 403, None) => Outcome::Failed(format!("the front refused the token (HTTP {status})")),
@@ -257,10 +240,10 @@ mod tests {
     #[test]
     fn the_table_says_who_updated_and_whose_files_were_kept() {
         let seat = |name: &str| Seat { name: name.into(), stack: "r".into(), front: None, state: State::Waiting };
-        let kept = Answer {
+        let kept = Updated {
             updated: vec!["guide.md".into()],
             kept_beside: vec![Beside { path: "hello.ipynb".into(), new_version: "hello.new.ipynb".into() }],
-            ..Answer::default()
+            ..Updated::default()
         };
         let out = table(
             &[seat("alice"), seat("bob"), seat("carol"), seat("dave")],
