@@ -18,10 +18,14 @@
 //! DescribeInstances` (`InstanceIds` as a JSON list, pages of at most 100).
 //!
 //! A created stack is a room for real: one agent per participant
-//! ([`ForegroundAgent`], each with its own [`Env`]) against the real engine
-//! and the test image, and each participant's `jupyter-bootstrap` signalling
-//! the stack's own stand-in wait condition ([`FakeRos`]) with the
-//! participant's name as its id, as the room template's user data does. The
+//! ([`ForegroundAgent`], each with its own [`Env`] and the config the test
+//! makes for it, e.g. with the organiser's materials:
+//! [`FakeCloud::start`]) against the real engine and the test image,
+//! each reachable by the test as the participant's instance
+//! ([`FakeCloud::instance`]: its config, its folder, its container), and
+//! each participant's `jupyter-bootstrap` signalling the stack's own
+//! stand-in wait condition ([`FakeRos`]) with the participant's name as its
+//! id, as the room template's user data does. The
 //! stack is `CREATE_IN_PROGRESS` until every participant has signalled,
 //! then `CREATE_COMPLETE` with the template's outputs (`Room` = the wait
 //! condition's `Data`, `Participants`, `PublicIps`).
@@ -56,6 +60,55 @@ struct Instance {
     id: String,
     name: String,
     ip: String,
+    /// The instance's world once its agent is started: its `Env`'s folder
+    /// and container.
+    home: Option<(PathBuf, String)>,
+}
+
+/// How a stack's instance configures its agent: the config text for the
+/// instance's `Env` (one of the `Env`'s `base_config`, on `127.0.0.1:0`,
+/// which the fake moves to the instance's address).
+pub type Configure = dyn Fn(&Env) -> String + Send + Sync;
+
+/// One participant's instance as the test sees it, once its agent is started.
+#[derive(Debug, Clone)]
+pub struct InstanceView {
+    pub participant: String,
+    /// Its `Env`'s folder: the agent's config (`config.toml`), its log
+    /// (`agent.log`), whatever the config placed there.
+    pub dir: PathBuf,
+    /// Its container's name.
+    pub container: String,
+}
+
+impl InstanceView {
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.path("config.toml")
+    }
+
+    /// What its agent logged, for a failing test to show.
+    pub fn said(&self) -> String {
+        format!(
+            "--- {}'s agent log:\n{}",
+            self.participant,
+            std::fs::read_to_string(self.path("agent.log")).unwrap_or_default()
+        )
+    }
+
+    /// `jupyter-agent --config <its config> ARGS`, as a participant on the
+    /// instance runs it; its output.
+    pub fn agent(&self, args: &[&str]) -> std::process::Output {
+        Command::new(bin("jupyter-agent"))
+            .arg("--config")
+            .arg(self.config())
+            .args(args)
+            .output()
+            .expect("jupyter-agent runs")
+    }
 }
 
 struct Stack {
@@ -88,11 +141,11 @@ impl Stack {
     }
 }
 
-#[derive(Default)]
 struct State {
     stacks: Vec<Stack>,
     /// Every call: its arguments after `aliyun`.
     calls: Vec<Vec<String>>,
+    configure: Arc<Configure>,
 }
 
 /// A stack as the test sees it.
@@ -112,8 +165,13 @@ pub struct FakeCloud {
 }
 
 impl FakeCloud {
-    pub fn start() -> FakeCloud {
-        let state = Arc::new(Mutex::new(State::default()));
+    /// A cloud whose instances' agents have the config `configure` makes
+    /// for each instance's `Env` (e.g. with a `[workspace]` of the
+    /// organiser's materials); the fake moves its front from
+    /// `127.0.0.1:0` to the instance's address.
+    pub fn start(configure: impl Fn(&Env) -> String + Send + Sync + 'static) -> FakeCloud {
+        let state =
+            Arc::new(Mutex::new(State { stacks: Vec::new(), calls: Vec::new(), configure: Arc::new(configure) }));
         let s = state.clone();
         let server = FakeServer::tcp(move |request| Some(handle(&request, &s)));
         let dir = tempfile::tempdir().expect("a folder for the aliyun stand-in");
@@ -168,6 +226,17 @@ impl FakeCloud {
             .filter(|s| !s.deleted)
             .map(|s| StackView { name: s.name.clone(), tags: s.tags.clone(), participants: s.participants.clone() })
             .collect()
+    }
+
+    /// `participant`'s instance (in a stack not deleted), once its agent
+    /// is started.
+    pub fn instance(&self, participant: &str) -> Option<InstanceView> {
+        let state = self.state.lock().unwrap();
+        state.stacks.iter().filter(|s| !s.deleted).find_map(|s| {
+            let i = s.participants.iter().position(|p| p == participant)?;
+            let (dir, container) = s.instances[i].home.clone()?;
+            Some(InstanceView { participant: participant.to_string(), dir, container })
+        })
     }
 
     /// Each participant's instance address, by name.
@@ -372,12 +441,16 @@ fn create_stack(params: &[(String, String)], region: &str, state: &Arc<Mutex<Sta
             id: format!("i-fake{n:02}{i:02}{}", std::process::id()),
             name: format!("ecs-imagesearchhandson-{p}"),
             ip: loopback_address(),
+            home: None,
         })
         .collect();
     let ros = Arc::new(FakeRos::start());
     let (stop, stopped) = mpsc::channel::<()>();
     let starting: Vec<(String, String)> =
         participants.iter().cloned().zip(instances.iter().map(|i| i.ip.clone())).collect();
+    let configure = st.configure.clone();
+    let state = state.clone();
+    let stack_id = id.clone();
     st.stacks.push(Stack {
         id: id.clone(),
         name: name.clone(),
@@ -393,7 +466,12 @@ fn create_stack(params: &[(String, String)], region: &str, state: &Arc<Mutex<Sta
         thread: None,
     });
     let thread = std::thread::spawn(move || {
-        let world = boot(&name, starting, &ros);
+        let world = boot(&name, starting, &ros, &*configure, |i, env| {
+            let mut st = state.lock().unwrap();
+            if let Some(stack) = st.stacks.iter_mut().find(|s| s.id == stack_id) {
+                stack.instances[i].home = Some((env.dir.path().to_path_buf(), env.name.clone()));
+            }
+        });
         // Until the stack is deleted or the fake stops (the sender dropped).
         let _ = stopped.recv();
         drop(world);
@@ -402,20 +480,33 @@ fn create_stack(params: &[(String, String)], region: &str, state: &Arc<Mutex<Sta
     answer(json!({"RequestId": "00000000-FAKE-CREATE", "StackId": id}))
 }
 
-/// The instances of a stack: an agent each, then its bootstrap signalling;
-/// the agents (first, so that they stop before their `Env` removes the
-/// container) and their `Env`s.
-fn boot(stack: &str, participants: Vec<(String, String)>, ros: &FakeRos) -> (Vec<ForegroundAgent>, Vec<Env>) {
+/// The instances of a stack: an agent each (its config from `configure`,
+/// its log in its `Env`'s `agent.log`; `started` told each one's index and
+/// `Env`), then its bootstrap signalling; the agents (first, so that they
+/// stop before their `Env` removes the container) and their `Env`s.
+fn boot(
+    stack: &str,
+    participants: Vec<(String, String)>,
+    ros: &FakeRos,
+    configure: &Configure,
+    started: impl Fn(usize, &Env),
+) -> (Vec<ForegroundAgent>, Vec<Env>) {
     let mut envs = Vec::new();
     let mut agents = Vec::new();
-    for (name, ip) in &participants {
+    for (i, (name, ip)) in participants.iter().enumerate() {
         let env = Env::new(&format!("cloud-{stack}-{name}"));
-        let config = env
-            .base_config("")
-            .replace("publish = \"127.0.0.1:0\"", &format!("publish = \"{ip}:{FRONT_PORT}\""))
-            .replace("url_host = \"127.0.0.1\"", &format!("url_host = \"{ip}\""));
+        let config = configure(&env);
+        let (publish, url_host) = ("publish = \"127.0.0.1:0\"", "url_host = \"127.0.0.1\"");
+        assert!(
+            config.contains(publish) && config.contains(url_host),
+            "the fake cloud's config for {name} has no {publish} and {url_host} to move to its address:\n{config}"
+        );
+        let config = config
+            .replace(publish, &format!("publish = \"{ip}:{FRONT_PORT}\""))
+            .replace(url_host, &format!("url_host = \"{ip}\""));
         env.write_config(&config);
-        agents.push(ForegroundAgent::start(&env));
+        agents.push(ForegroundAgent::start_logging(&env, &env.path("agent.log")));
+        started(i, &env);
         envs.push(env);
     }
     let sockets: Vec<PathBuf> = envs.iter().map(Env::socket).collect();

@@ -108,22 +108,33 @@ pub const MOUNT: &str = "/home/jupyter/jupyter-working";
 /// `[workspace]`. Writes the agent's config; the repository and the copy.
 pub fn materials(env: &env::Env, files: &[(&str, &str)], extra: &str) -> (PathBuf, PathBuf) {
     let repo = env.path("repo");
+    materials_repo(&repo, files);
+    env.write_config(&materials_config(env, &repo, extra));
+    (repo, env.path("handson"))
+}
+
+/// A local git repository at `repo` of `files` (path, text), committed on `main`.
+pub fn materials_repo(repo: &Path, files: &[(&str, &str)]) {
     for (path, text) in files {
         let path = repo.join(path);
         std::fs::create_dir_all(path.parent().expect("in the repository")).expect("the materials' directory");
         std::fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     }
-    git(&repo, &["init", "-q", "-b", "main"]);
-    git(&repo, &["add", "."]);
-    git(&repo, &["commit", "-q", "-m", "materials"]);
-    let handson = env.path("handson");
-    env.write_config(&format!(
+    git(repo, &["init", "-q", "-b", "main"]);
+    git(repo, &["add", "."]);
+    git(repo, &["commit", "-q", "-m", "materials"]);
+}
+
+/// The agent's config for `env` with the materials of `repo` (its `main`)
+/// copied to `env.path("handson")` and mounted in the container at
+/// [`MOUNT`] (as root); `extra` goes into `[workspace]`.
+pub fn materials_config(env: &env::Env, repo: &Path, extra: &str) -> String {
+    format!(
         "{}\n[workspace]\nsource = \"file://{}\"\nref = \"main\"\npath = \"{}\"\n{extra}\n",
         env.base_config(&format!("user = \"root\"\nvolumes = [\"workspace:{MOUNT}\"]")),
         repo.display(),
-        handson.display()
-    ));
-    (repo, handson)
+        env.path("handson").display()
+    )
 }
 
 /// Where the tests keep what a person may want to look at after a run
