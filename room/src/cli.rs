@@ -677,18 +677,20 @@ fn os_message(e: &io::Error) -> String {
     }
 }
 
+/// The room `show` and `cards` read: by its name through the aliyun CLI,
+/// or from a saved answer; and whether it came from the cloud. `Err`: the
+/// exit code, after saying what is wrong.
+fn show_source(input: Option<&Path>, room: Option<&str>, cloud: &CloudArgs) -> Result<(Room, bool), u8> {
+    match source(input, room) {
+        Source::Room(name) => load_room(&name, cloud, room.is_none()).map(|r| (r, true)),
+        Source::Input(input) => load(input).map(|r| (r, false)).map_err(|message| bad_input(&message)),
+    }
+}
+
 fn run_show(args: &ShowArgs) -> u8 {
-    let source = source(args.input.as_deref(), args.room.as_deref());
-    let from_cloud = matches!(source, Source::Room(_));
-    let room = match source {
-        Source::Room(name) => match load_room(&name, &args.cloud, args.room.is_none()) {
-            Ok(room) => room,
-            Err(code) => return code,
-        },
-        Source::Input(input) => match load(input) {
-            Ok(room) => room,
-            Err(message) => return bad_input(&message),
-        },
+    let (room, from_cloud) = match show_source(args.input.as_deref(), args.room.as_deref(), &args.cloud) {
+        Ok(read) => read,
+        Err(code) => return code,
     };
     let out = if args.csv { show::csv(&room, args.show_token) } else { show::table(&room, args.show_token) };
     write_stdout(&out);
@@ -704,17 +706,9 @@ fn run_show(args: &ShowArgs) -> u8 {
 }
 
 fn run_cards(args: &CardsArgs) -> u8 {
-    let source = source(args.input.as_deref(), args.room.as_deref());
-    let from_cloud = matches!(source, Source::Room(_));
-    let room = match source {
-        Source::Room(name) => match load_room(&name, &args.cloud, args.room.is_none()) {
-            Ok(room) => room,
-            Err(code) => return code,
-        },
-        Source::Input(input) => match load(input) {
-            Ok(room) => room,
-            Err(message) => return bad_input(&message),
-        },
+    let (room, from_cloud) = match show_source(args.input.as_deref(), args.room.as_deref(), &args.cloud) {
+        Ok(read) => read,
+        Err(code) => return code,
     };
     let page = cards::html(&room);
     let path = &args.html;
