@@ -70,6 +70,7 @@ fn dry_runs_print_the_exact_plan_and_change_nothing() {
         format!("distribution: Debian GNU/Linux 12 (bookworm) (debian 12); package manager: apt; source: {nvidia}; packages: nvidia-container-toolkit nvidia-container-toolkit-base libnvidia-container-tools libnvidia-container1"),
         format!("every command runs as: chroot {} COMMAND", debian.display()),
         "write /usr/sbin/policy-rc.d (mode 0755):".into(),
+        "remove /etc/apt/sources.list.d/nvidia-container-toolkit.list".into(),
         "run   DEBIAN_FRONTEND=noninteractive dpkg --configure -a   (timeout 20m, may fail)".into(),
         "run   DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update   (timeout 10m, retried)".into(),
         "run   DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends ca-certificates curl   (timeout 20m, retried)".into(),
@@ -286,6 +287,8 @@ fn a_real_install_into_a_debian_root_from_a_signed_repository_of_test_doubles() 
     assert_eq!(std::fs::read_to_string(root.join("etc/docker/daemon.json")).unwrap(), "{\"log-level\": \"warn\"}\n");
 
     // With the repository's own key: installed, and the runtime registered.
+    // The first run left its source and the wrong key in the root: the plan
+    // takes the source away before its first `apt-get update`, and renews the key.
     std::fs::write(repo.join("gpgkey"), &right_key).unwrap();
     let run = env.agent(&["install-nvidia-toolkit", "--root", root_arg]).expect(0);
     assert_eq!(
@@ -328,6 +331,7 @@ fn a_real_install_into_a_debian_root_from_a_signed_repository_of_test_doubles() 
         [
             "toolkit: plan",
             "toolkit: write /usr/sbin/policy-rc.d",
+            "toolkit: remove /etc/apt/sources.list.d/nvidia-container-toolkit.list",
             "toolkit: dpkg --configure -a",
             "toolkit: apt-get update",
             "toolkit: reinstall half-installed packages",

@@ -112,11 +112,23 @@ fn or_none(s: &str) -> String {
 
 /// Where the runtime's executable is below `root`, if the toolkit is installed.
 pub fn runtime_path(root: &Path) -> Option<PathBuf> {
-    ["/usr/bin", "/usr/local/bin", "/usr/sbin", "/usr/local/sbin", "/bin", "/sbin"]
+    executable(root, RUNTIME_EXECUTABLE)
+}
+
+/// Where `name` is below `root`, in the directories of the executor's PATH.
+fn executable(root: &Path, name: &str) -> Option<PathBuf> {
+    ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
         .iter()
-        .map(|d| Path::new(d).join(RUNTIME_EXECUTABLE))
+        .map(|d| Path::new(d).join(name))
         .find(|p| root.join(p.strip_prefix("/").unwrap_or(p)).is_file())
 }
+
+/// The hook whose presence on dockerd's PATH, when dockerd starts, makes
+/// it register its `nvidia` device driver, the one `--gpus` (a
+/// `DeviceRequest` with the `gpu` capability) needs (moby,
+/// `daemon/nvidia_linux.go`); the `nvidia-container-toolkit` package
+/// installs it.
+pub const GPU_HOOK: &str = "nvidia-container-runtime-hook";
 
 /// Merges the `nvidia` runtime into `daemon.json`'s text (`None`: no file
 /// yet), as `nvidia-ctk runtime configure --runtime=docker` would add it:
@@ -361,7 +373,16 @@ pub async fn ensure(cfg: &Config, progress: &mut dyn Progress) -> Result<Outcome
             DAEMON_JSON
         );
     }
-    progress.done(CHECK_STEP, format!("the engine offers: {}", runtimes.join(", ")));
+    let hook = executable(Path::new("/"), GPU_HOOK).ok_or_else(|| {
+        anyhow!(
+            "the engine offers the {RUNTIME} runtime, but {GPU_HOOK} is in none of /usr/local/sbin, /usr/local/bin, /usr/sbin, /usr/bin, /sbin, /bin: \
+             dockerd registers the GPU device driver (docker run --gpus) only when it finds that hook at its start; reinstall nvidia-container-toolkit"
+        )
+    })?;
+    progress.done(
+        CHECK_STEP,
+        format!("the engine offers: {}; GPU device driver hook {}", runtimes.join(", "), hook.display()),
+    );
     Ok(Outcome { installed, configured, restarted: true, runtimes })
 }
 

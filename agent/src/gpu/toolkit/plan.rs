@@ -63,6 +63,10 @@ pub fn plan(distro: &Distro, repository: &str, chrooted: bool) -> ToolkitPlan {
             let mut install = vec!["install", "-y", "--no-install-recommends"];
             install.extend_from_slice(PACKAGES);
             let actions = vec![
+                // An earlier run's source goes first: with a key that no
+                // longer matches (a rotated key, another mirror) the first
+                // `apt-get update` would fail on it before the key is renewed.
+                Action::Remove { path: PathBuf::from(APT_LIST) },
                 dplan::dpkg_roll_forward(),
                 dplan::apt(&["update"], dplan::UPDATE_TIMEOUT),
                 dplan::apt_reinstall_half_installed(),

@@ -67,6 +67,7 @@ fn debian_and_ubuntu_add_nvidias_apt_source_then_install_the_four_packages() {
     assert_eq!(
         names,
         [
+            "toolkit: remove /etc/apt/sources.list.d/nvidia-container-toolkit.list",
             "toolkit: dpkg --configure -a",
             "toolkit: apt-get update",
             "toolkit: reinstall half-installed packages",
