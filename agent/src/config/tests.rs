@@ -34,6 +34,9 @@ fn defaults_fill_everything_but_the_image() {
     assert!(c.docker.registry_mirrors.is_empty());
     assert!(c.docker.remove_conflicts);
     assert_eq!(c.docker.nvidia_toolkit_repository, DEFAULT_NVIDIA_TOOLKIT_REPOSITORY);
+    let local =
+        parse(&format!("[docker]\nnvidia_toolkit_repository = \"file:///srv/mirror/nvidia/\"\n{MINIMAL}")).unwrap();
+    assert_eq!(local.docker.nvidia_toolkit_repository, "file:///srv/mirror/nvidia");
     assert_eq!(c.log_dir, PathBuf::from("/var/log/jupyter-agent"));
     assert_eq!(c.tls.mode, TlsMode::Off);
     assert_eq!(c.jupyter_publish(false), c.container.publish);

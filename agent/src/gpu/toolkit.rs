@@ -193,6 +193,7 @@ pub async fn dry_run(cfg: &Config, root: &Path) -> Result<String> {
     let chrooted = root != Path::new("/");
     let mut out = String::new();
     if !chrooted {
+        local_engine(cfg)?;
         if let Ok(runtimes) = offered_runtimes(cfg, Duration::from_secs(3)).await {
             if runtimes.iter().any(|r| r == RUNTIME) {
                 out.push_str(&format!(
@@ -348,6 +349,19 @@ fn zombie(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
+/// The toolkit goes on the engine's host: only the local engine on its
+/// default socket is configured and restarted, as `install-docker` only
+/// installs and starts that one.
+fn local_engine(cfg: &Config) -> Result<()> {
+    let address = engine::engine_address(&cfg.docker);
+    if !engine::is_local_default(&address) {
+        bail!(
+            "the Docker engine is {address}, not this host's (unix:///var/run/docker.sock): install the NVIDIA Container Toolkit on the engine's host (jupyter-agent install-nvidia-toolkit there)"
+        );
+    }
+    Ok(())
+}
+
 /// The converge's `toolkit` step, and `install-nvidia-toolkit` on this
 /// host: nothing when the engine already offers the `nvidia` runtime;
 /// else installs the toolkit when it is missing, registers the runtime in
@@ -355,6 +369,7 @@ fn zombie(pid: i32) -> bool {
 /// it. The engine must answer first (`install-docker`, or the converge's
 /// engine step).
 pub async fn ensure(cfg: &Config, progress: &mut dyn Progress) -> Result<Outcome> {
+    local_engine(cfg)?;
     let before = offered_runtimes(cfg, cfg.docker.ping_timeout)
         .await
         .context("the NVIDIA Container Toolkit is registered with a running Docker engine; none answers")?;
@@ -446,6 +461,40 @@ mod tests {
         fs::create_dir_all(root.path().join("usr/bin")).unwrap();
         fs::write(root.path().join("usr/bin/nvidia-container-runtime"), "").unwrap();
         assert_eq!(runtime_path(root.path()), Some(PathBuf::from("/usr/bin/nvidia-container-runtime")));
+    }
+
+    #[tokio::test]
+    async fn stopping_sends_sigterm_and_waits_for_the_end() {
+        // A dockerd stand-in that takes a moment to end after SIGTERM.
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "trap 'sleep 0.3; exit 0' TERM; while :; do sleep 0.05; done"])
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        std::thread::sleep(Duration::from_millis(200));
+        let started = Instant::now();
+        stop(pid).await.unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(250), "it waited for the end");
+        assert!(!alive(pid) || zombie(pid));
+        assert!(child.wait().unwrap().success(), "it ended by its TERM trap");
+    }
+
+    #[tokio::test]
+    async fn only_the_local_engine_is_given_the_toolkit() {
+        let mut cfg = Config::defaults();
+        cfg.docker.host = Some("tcp://10.0.0.5:2375".into());
+        let err = ensure(&cfg, &mut Silent).await.unwrap_err();
+        assert!(err.to_string().starts_with("the Docker engine is tcp://10.0.0.5:2375, not this host's"), "{err}");
+        assert!(dry_run(&cfg, Path::new("/")).await.is_err());
+    }
+
+    struct Silent;
+
+    impl Progress for Silent {
+        fn begin(&mut self, step: &str) {
+            panic!("no step may begin: {step}");
+        }
+        fn done(&mut self, _: &str, _: String) {}
     }
 
     #[test]
