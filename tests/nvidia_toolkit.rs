@@ -352,3 +352,34 @@ fn a_real_install_into_a_debian_root_from_a_signed_repository_of_test_doubles() 
     let log = std::fs::read_to_string(env.path("log/install-nvidia-toolkit.log")).unwrap();
     assert!(log.contains("Setting up nvidia-container-toolkit (1.17.2-1)"), "{log}");
 }
+
+/// On this host, against its real engine (which offers no `nvidia`
+/// runtime): the dry run asks the engine, then prints the host's plan,
+/// the restart and the check, and changes nothing.
+#[test]
+fn a_dry_run_on_this_host_asks_the_engine_and_changes_nothing() {
+    let env = Env::new("nvdryhost");
+    config(&env, "");
+    let daemon_json = std::fs::read("/etc/docker/daemon.json").ok();
+    let run = env.agent(&["install-nvidia-toolkit", "--dry-run"]).expect(0);
+    let info = crate::common::docker(&["info", "--format", "{{json .Runtimes}}"]);
+    let runtimes: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert!(runtimes.get("runc").is_some() && runtimes.get("nvidia").is_none(), "{runtimes}");
+    let os = std::fs::read_to_string("/etc/os-release").unwrap();
+    let pretty = os.lines().find_map(|l| l.strip_prefix("PRETTY_NAME=")).unwrap().trim_matches('"');
+    assert!(run.stdout.starts_with(&format!("distribution: {pretty} (")), "{}", run.stdout);
+    assert!(!run.stdout.contains("chroot"), "{}", run.stdout);
+    let restart = if Path::new("/run/systemd/system").is_dir() {
+        "restart dockerd: systemctl restart docker".to_string()
+    } else {
+        format!(
+            "restart dockerd: SIGTERM to the pid in /var/run/docker.pid (else {}), then start dockerd detached, log {}",
+            env.state_dir().join("dockerd.pid").display(),
+            env.path("log/dockerd.log").display()
+        )
+    };
+    assert!(run.stdout.lines().any(|l| l == restart), "missing {restart:?} in:\n{}", run.stdout);
+    assert!(run.stdout.ends_with("check: the engine's Runtimes (docker info) include nvidia\n"), "{}", run.stdout);
+    assert_eq!(std::fs::read("/etc/docker/daemon.json").ok(), daemon_json, "daemon.json is untouched");
+    assert!(!env.state_dir().exists(), "a dry run writes no state");
+}

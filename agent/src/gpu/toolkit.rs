@@ -194,14 +194,19 @@ pub async fn dry_run(cfg: &Config, root: &Path) -> Result<String> {
     let mut out = String::new();
     if !chrooted {
         local_engine(cfg)?;
-        if let Ok(runtimes) = offered_runtimes(cfg, Duration::from_secs(3)).await {
-            if runtimes.iter().any(|r| r == RUNTIME) {
+        match offered_runtimes(cfg, Duration::from_secs(3)).await {
+            Ok(runtimes) if runtimes.iter().any(|r| r == RUNTIME) => {
                 out.push_str(&format!(
                     "the Docker engine offers the {RUNTIME} runtime ({}): nothing to install, configure or restart\n",
                     runtimes.join(", ")
                 ));
                 return Ok(out);
             }
+            Ok(_) => {}
+            Err(_) => out.push_str(&format!(
+                "no Docker engine answers at {}: install-nvidia-toolkit needs one (run install-docker first); then it would do this:\n",
+                engine::engine_address(&cfg.docker)
+            )),
         }
     }
     match runtime_path(root).filter(|_| !chrooted) {
