@@ -133,6 +133,16 @@ impl<'a> Section<'a> {
                 "expected an https:// (or http://) URL, or file:///DIR, of a repository in NVIDIA's layout",
             ));
         }
+        let authority = s.split_once("://").map_or("", |(_, rest)| rest.split('/').next().unwrap_or_default());
+        if authority.contains('@') {
+            // Not shown: the part before @ is a password.
+            return Err(self.err(
+                key,
+                None,
+                "a URL with credentials (user:password@) would show them in the plan, the state, the logs and the \
+                 commands' arguments; give the mirror's URL without them (apt reads credentials from /etc/apt/auth.conf.d/)",
+            ));
+        }
         Ok(Some(s.trim_end_matches('/').to_string()))
     }
 

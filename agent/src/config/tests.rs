@@ -110,6 +110,7 @@ fn rejections_name_file_key_value_and_expectation() {
         ("[docker]\nremove_conflicts = \"no\"\n", format!("{f}: [docker] remove_conflicts = \"no\": expected true or false")),
         ("[docker]\nregistry_mirrors = [\"mirror.example\"]\n", format!("{f}: [docker] registry_mirrors = \"mirror.example\": expected https:// (or http://) URLs of registry mirrors")),
         ("[docker]\nnvidia_toolkit_repository = \"mirror.example/nvidia\"\n", format!("{f}: [docker] nvidia_toolkit_repository = \"mirror.example/nvidia\": expected an https:// (or http://) URL, or file:///DIR, of a repository in NVIDIA's layout")),
+        ("[docker]\nnvidia_toolkit_repository = \"https://u:s3cr3t@mirror.example/nv\"\n", format!("{f}: [docker] nvidia_toolkit_repository: a URL with credentials (user:password@) would show them in the plan, the state, the logs and the commands' arguments; give the mirror's URL without them (apt reads credentials from /etc/apt/auth.conf.d/)")),
         ("[docker]\nnvidia_toolkit_repository = \"file://relative\"\n", format!("{f}: [docker] nvidia_toolkit_repository = \"file://relative\": expected an https:// (or http://) URL, or file:///DIR, of a repository in NVIDIA's layout")),
         ("[image]\npull = \"sometimes\"\nname = \"x\"\n", format!("{f}: [image] pull = \"sometimes\": expected one of \"always\", \"if-not-present\", \"never\"")),
         ("[tls]\nmode = \"on\"\n", format!("{f}: [tls] mode = \"on\": expected \"off\", \"acme\" or \"self-signed\"")),
