@@ -32,6 +32,7 @@ mod git_install;
 mod hardening;
 mod images;
 mod login;
+mod nvidia_toolkit;
 mod pages;
 mod pages_browser;
 mod paths;

@@ -19,6 +19,7 @@ pub fn dispatch(config: &Path, command: Command) -> Result<()> {
         Command::Status { json, show_token } => status(config, json, show_token),
         Command::InstallDocker { dry_run, root } => install_docker(config, dry_run, root.as_deref()),
         Command::InstallGit { dry_run, root } => install_git(config, dry_run, root.as_deref()),
+        Command::InstallNvidiaToolkit { dry_run, root } => install_nvidia_toolkit(config, dry_run, root.as_deref()),
         Command::Token { rotate: true, .. } => rotate_token(config),
         Command::Token { json, .. } => {
             print_one(config, json, "token", |s| s.jupyter.as_ref().map(|j| j.token.clone()))
@@ -200,6 +201,48 @@ fn install_git(config: &Path, dry_run: bool, root: Option<&Path>) -> Result<()> 
         async |rec| git::install(&cfg, root, &plan, &mut RecordProgress { rec, phase: Phase::FetchingWorkspace }).await,
     )?;
     println!("installed {installed}");
+    Ok(())
+}
+
+/// `install-nvidia-toolkit`: the toolkit installed and registered with
+/// Docker on this host, or installed into the mounted root `--root`
+/// (docs/gpu.md#the-nvidia-container-toolkit).
+fn install_nvidia_toolkit(config: &Path, dry_run: bool, root: Option<&Path>) -> Result<()> {
+    use crate::docker_install::RecordProgress;
+    use crate::gpu::toolkit;
+    let cfg = lenient_config(config)?;
+    let root = mounted_root(root)?;
+    let rt = runtime()?;
+    if dry_run {
+        print!("{}", rt.block_on(toolkit::dry_run(&cfg, root))?);
+        return Ok(());
+    }
+    if root != Path::new("/") {
+        // Refusals (distribution, daemon.json) come before the state is touched.
+        toolkit::make_plan(&cfg, root)?;
+        toolkit::daemon_json_action(root)?;
+        let (_, configured) = recorded(&rt, &cfg, "toolkit", super::exit_code, async |rec| {
+            toolkit::install(&cfg, root, &mut RecordProgress::docker(rec)).await
+        })?;
+        println!(
+            "installed {} into {}{}",
+            toolkit::PACKAGES.join(" "),
+            root.display(),
+            if configured { "; added the nvidia runtime to /etc/docker/daemon.json there" } else { "" }
+        );
+        return Ok(());
+    }
+    let outcome = recorded(&rt, &cfg, "toolkit", super::exit_code, async |rec| {
+        toolkit::ensure(&cfg, &mut RecordProgress::docker(rec)).await
+    })?;
+    if outcome.restarted {
+        println!("the Docker engine offers the nvidia runtime ({})", outcome.runtimes.join(", "));
+    } else {
+        println!(
+            "the Docker engine already offers the nvidia runtime ({}): nothing to do",
+            outcome.runtimes.join(", ")
+        );
+    }
     Ok(())
 }
 

@@ -33,7 +33,8 @@ Exit codes:
      or beside packages that conflict with it while [docker]
      remove_conflicts = false); nothing on the host was changed (run,
      install-docker); install-git: git cannot be installed on this
-     distribution";
+     distribution; install-nvidia-toolkit: the NVIDIA Container Toolkit
+     cannot be installed on this distribution";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -181,6 +182,26 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         root: Option<PathBuf>,
     },
+    /// Install the NVIDIA Container Toolkit and register its runtime with Docker (GPU hands-ons).
+    ///
+    /// Installs nvidia-container-toolkit (and nvidia-container-toolkit-base,
+    /// libnvidia-container-tools, libnvidia-container1) from [docker] nvidia_toolkit_repository
+    /// (NVIDIA's repository, or a mirror) with the distribution's package manager, with the same
+    /// timeouts, retries, lock waits and apt roll-forward steps as install-docker; merges the
+    /// `nvidia` runtime into /etc/docker/daemon.json; restarts dockerd (it registers runtimes only
+    /// at start); checks that the engine's runtimes (docker info) include `nvidia`. Does nothing
+    /// when the engine already offers it. The Docker engine must answer (install-docker first).
+    /// Output in <log_dir>/install-nvidia-toolkit.log; steps `toolkit: ...` in the state.
+    #[command(after_help = EXIT_CODES)]
+    InstallNvidiaToolkit {
+        /// Print the exact plan (every command and file) and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Install into this mounted root file system instead (commands run in `chroot DIR`,
+        /// daemon.json written below it, nothing restarted or checked): how images are pre-baked.
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+    },
     /// Print the proven login token, on one line; or, with --rotate, make a new one.
     #[command(after_help = EXIT_CODES)]
     Token {
@@ -319,7 +340,10 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if let Some(crate::state::LockError::Busy { .. }) = cause.downcast_ref::<crate::state::LockError>() {
             return exit::LOCKED;
         }
-        if cause.is::<crate::docker_install::Refused>() || cause.is::<crate::docker_install::git::Refused>() {
+        if cause.is::<crate::docker_install::Refused>()
+            || cause.is::<crate::docker_install::git::Refused>()
+            || cause.is::<crate::gpu::toolkit::Refused>()
+        {
             return exit::UNSUPPORTED;
         }
         if let Some(failed) = cause.downcast_ref::<crate::daemon::ConvergeFailed>() {
@@ -341,6 +365,7 @@ impl Command {
             Command::Run { .. }
                 | Command::InstallDocker { .. }
                 | Command::InstallGit { .. }
+                | Command::InstallNvidiaToolkit { .. }
                 | Command::Install { .. }
                 | Command::Doctor { .. }
                 | Command::Workspace(_)

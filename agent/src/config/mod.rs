@@ -42,6 +42,9 @@ pub const DEFAULT_SOCKET: &str = "/run/jupyter-agent.sock";
 pub const DEFAULT_LOG_DIR: &str = "/var/log/jupyter-agent";
 /// Alibaba's mirror of Docker CE, reachable from every Alibaba Cloud region.
 pub const DEFAULT_DOCKER_MIRROR: &str = "https://mirrors.aliyun.com/docker-ce";
+/// NVIDIA's package repository of the NVIDIA Container Toolkit, as its
+/// install guide names it (docs/gpu.md#the-nvidia-container-toolkit).
+pub const DEFAULT_NVIDIA_TOOLKIT_REPOSITORY: &str = "https://nvidia.github.io/libnvidia-container";
 /// The ECS instance metadata service (docs/metadata.md).
 pub const DEFAULT_METADATA_ENDPOINT: &str = "http://100.100.100.200";
 
@@ -108,6 +111,10 @@ pub struct DockerConfig {
     /// with docker-ce (podman, runc, ...) before installing it; `false`
     /// refuses instead (docs/docker-install.md#conflicting-packages).
     pub remove_conflicts: bool,
+    /// The NVIDIA Container Toolkit's package repository, in NVIDIA's
+    /// layout (`<repo>/gpgkey`, `<repo>/stable/deb/$(ARCH)`,
+    /// `<repo>/stable/rpm/$basearch`): NVIDIA's own, or a mirror of it.
+    pub nvidia_toolkit_repository: String,
 }
 
 /// The `[workspace]` section: materials fetched once into `path`, never overwritten.
@@ -271,6 +278,9 @@ impl Config {
             mirror: d.https_url("mirror")?.unwrap_or_else(|| DEFAULT_DOCKER_MIRROR.into()),
             registry_mirrors: d.url_array("registry_mirrors")?,
             remove_conflicts: d.boolean("remove_conflicts")?.unwrap_or(true),
+            nvidia_toolkit_repository: d
+                .repository_url("nvidia_toolkit_repository")?
+                .unwrap_or_else(|| DEFAULT_NVIDIA_TOOLKIT_REPOSITORY.into()),
         };
         d.finish()?;
 

@@ -121,6 +121,31 @@ impl<'a> Section<'a> {
         Ok(Some(s.trim_end_matches('/').to_string()))
     }
 
+    /// A package repository: an http:// or https:// URL, or a `file:///`
+    /// directory (a mirror on this host's disk), without spaces.
+    pub fn repository_url(&mut self, key: &'static str) -> Result<Option<String>, ConfigError> {
+        let Some(s) = self.string(key)? else { return Ok(None) };
+        let local = s.strip_prefix("file:///").is_some_and(|rest| !rest.is_empty() && !s.contains(char::is_whitespace));
+        if !is_web_url(&s) && !local {
+            return Err(self.err(
+                key,
+                Some(toml_str(&s)),
+                "expected an https:// (or http://) URL, or file:///DIR, of a repository in NVIDIA's layout",
+            ));
+        }
+        let authority = s.split_once("://").map_or("", |(_, rest)| rest.split('/').next().unwrap_or_default());
+        if authority.contains('@') {
+            // Not shown: the part before @ is a password.
+            return Err(self.err(
+                key,
+                None,
+                "a URL with credentials (user:password@) would show them in the plan, the state, the logs and the \
+                 commands' arguments; give the mirror's URL without them (apt reads credentials from /etc/apt/auth.conf.d/)",
+            ));
+        }
+        Ok(Some(s.trim_end_matches('/').to_string()))
+    }
+
     pub fn url_array(&mut self, key: &'static str) -> Result<Vec<String>, ConfigError> {
         let Some(items) = self.str_array(key)? else { return Ok(Vec::new()) };
         if let Some(bad) = items.iter().find(|s| !is_web_url(s)) {

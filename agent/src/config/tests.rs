@@ -33,6 +33,10 @@ fn defaults_fill_everything_but_the_image() {
     assert_eq!(c.docker.mirror, DEFAULT_DOCKER_MIRROR);
     assert!(c.docker.registry_mirrors.is_empty());
     assert!(c.docker.remove_conflicts);
+    assert_eq!(c.docker.nvidia_toolkit_repository, DEFAULT_NVIDIA_TOOLKIT_REPOSITORY);
+    let local =
+        parse(&format!("[docker]\nnvidia_toolkit_repository = \"file:///srv/mirror/nvidia/\"\n{MINIMAL}")).unwrap();
+    assert_eq!(local.docker.nvidia_toolkit_repository, "file:///srv/mirror/nvidia");
     assert_eq!(c.log_dir, PathBuf::from("/var/log/jupyter-agent"));
     assert_eq!(c.tls.mode, TlsMode::Off);
     assert_eq!(c.jupyter_publish(false), c.container.publish);
@@ -105,6 +109,9 @@ fn rejections_name_file_key_value_and_expectation() {
         ("[docker]\ninstall = \"yes\"\n", format!("{f}: [docker] install = \"yes\": expected true or false")),
         ("[docker]\nremove_conflicts = \"no\"\n", format!("{f}: [docker] remove_conflicts = \"no\": expected true or false")),
         ("[docker]\nregistry_mirrors = [\"mirror.example\"]\n", format!("{f}: [docker] registry_mirrors = \"mirror.example\": expected https:// (or http://) URLs of registry mirrors")),
+        ("[docker]\nnvidia_toolkit_repository = \"mirror.example/nvidia\"\n", format!("{f}: [docker] nvidia_toolkit_repository = \"mirror.example/nvidia\": expected an https:// (or http://) URL, or file:///DIR, of a repository in NVIDIA's layout")),
+        ("[docker]\nnvidia_toolkit_repository = \"https://u:s3cr3t@mirror.example/nv\"\n", format!("{f}: [docker] nvidia_toolkit_repository: a URL with credentials (user:password@) would show them in the plan, the state, the logs and the commands' arguments; give the mirror's URL without them (apt reads credentials from /etc/apt/auth.conf.d/)")),
+        ("[docker]\nnvidia_toolkit_repository = \"file://relative\"\n", format!("{f}: [docker] nvidia_toolkit_repository = \"file://relative\": expected an https:// (or http://) URL, or file:///DIR, of a repository in NVIDIA's layout")),
         ("[image]\npull = \"sometimes\"\nname = \"x\"\n", format!("{f}: [image] pull = \"sometimes\": expected one of \"always\", \"if-not-present\", \"never\"")),
         ("[tls]\nmode = \"on\"\n", format!("{f}: [tls] mode = \"on\": expected \"off\", \"acme\" or \"self-signed\"")),
         ("[tls]\nmode = \"acme\"\nchallenge = \"dns-01\"\n", format!("{f}: [tls] challenge = \"dns-01\": expected \"http-01\" (port 80) or \"tls-alpn-01\" (port 443)")),

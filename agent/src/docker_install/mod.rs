@@ -270,7 +270,7 @@ pub async fn start(cfg: &Config, daemon_json_changed: bool, progress: &mut dyn P
 }
 
 /// Starts `dockerd` in its own session, so that it outlives the agent.
-fn spawn_dockerd(cfg: &Config) -> Result<u32> {
+pub(crate) fn spawn_dockerd(cfg: &Config) -> Result<u32> {
     let dockerd = dockerd_path().ok_or_else(|| anyhow!("dockerd is not installed"))?;
     fs::DirBuilder::new()
         .recursive(true)

@@ -14,7 +14,20 @@ const SECRET: &str = "SECRET-";
 /// (with string, flag or number values until [`value_for`] knows it).
 const TABLES: &[(&str, &str, &[&str])] = &[
     ("", "", &["state_dir", "log_dir", "socket", "result_file"]),
-    ("docker", "", &["host", "ping_timeout", "install", "source", "mirror", "registry_mirrors", "remove_conflicts"]),
+    (
+        "docker",
+        "",
+        &[
+            "host",
+            "ping_timeout",
+            "install",
+            "source",
+            "mirror",
+            "registry_mirrors",
+            "remove_conflicts",
+            "nvidia_toolkit_repository",
+        ],
+    ),
     (
         "workspace",
         "source = \"/srv/repo\"\nref = \"main\"\npath = \"/srv/w\"\n",

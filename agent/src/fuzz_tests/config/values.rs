@@ -237,6 +237,14 @@ pub(super) fn value_for(table: &str, key: &str) -> BoxedStrategy<String> {
             .boxed(),
         ),
         (_, "mirror") => (url_text(false).prop_map(toml_string).boxed(), url_text(true).prop_map(toml_string).boxed()),
+        (_, "nvidia_toolkit_repository") => (
+            prop_oneof![url_text(false), lit(&["file:///srv/mirror/libnvidia-container"])]
+                .prop_map(toml_string)
+                .boxed(),
+            prop_oneof![url_text(true), lit(&["file://", "file:///", "file://host/x", "/srv/mirror"])]
+                .prop_map(toml_string)
+                .boxed(),
+        ),
         (_, "metadata_endpoint") => (
             prop_oneof![
                 strings(&["http://100.100.100.200", "http://100.100.100.200/", "http://127.0.0.1:8080"]),
