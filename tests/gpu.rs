@@ -95,7 +95,7 @@ fn gpus_on_an_engine_without_the_toolkit_leave_the_running_container_alone() {
     let run = env.agent(&["run", "--once"]);
     assert_eq!(run.code, 1, "a failed converge:\n{}", run.stderr);
     assert_names_the_toolkit(&run.stderr, "\"all\"");
-    assert!(run.stderr.contains(&format!("the container {} was left as it is", env.name)), "{}", run.stderr);
+    assert!(run.stderr.contains(&format!("; the running container {} was left as it is", env.name)), "{}", run.stderr);
     let state = env.state();
     assert_eq!((state["phase"].as_str(), state["error"]["step"].as_str()), (Some("failed"), Some("container")));
     assert!(state["error"]["cause"].as_str().unwrap().contains("jupyter-agent install-nvidia-toolkit"), "{state}");

@@ -524,10 +524,17 @@ async fn create_and_start(docker: &Docker, spec: &Spec) -> Result<()> {
     let options = CreateContainerOptionsBuilder::new().name(&spec.name).build();
     let created = match docker.create_container(Some(options), spec.body()).await {
         Ok(created) => created,
-        Err(e) => match missing_source(spec, &e.to_string()) {
-            Some(message) => bail!("{message}"),
-            None => return Err(anyhow!(e).context(format!("creating the container {} from {}", spec.name, spec.image))),
-        },
+        Err(e) => {
+            let engine = e.to_string();
+            // An engine that refuses the device request when creating rather than starting.
+            let refused = spec.gpus.and_then(|g| crate::gpu::refusal(g, &engine));
+            match missing_source(spec, &engine).or(refused) {
+                Some(message) => bail!("{message}"),
+                None => {
+                    return Err(anyhow!(e).context(format!("creating the container {} from {}", spec.name, spec.image)))
+                }
+            }
+        }
     };
     if let Err(e) = docker.start_container(&created.id, None).await {
         // A container that never started is removed: the next run starts clean

@@ -88,8 +88,9 @@ impl serde::Serialize for Gpus {
 /// device driver registered: the NVIDIA Container Toolkit is missing, or
 /// dockerd was not restarted after its install), that, with the fix.
 pub fn refusal(gpus: Gpus, engine: &str) -> Option<String> {
-    engine.contains(REFUSAL).then(|| {
-        let said = engine.rsplit_once("message: ").map_or(engine, |(_, m)| m).trim();
+    engine.find(REFUSAL).map(|at| {
+        // From the refusal on: bollard's `Docker responded with status code 500: ` says nothing.
+        let said = engine[at..].trim();
         format!(
             "[container] gpus = {} needs the NVIDIA Container Toolkit, and this Docker engine has no GPU device driver (it said: {said}); \
              install the toolkit with `jupyter-agent install-nvidia-toolkit`, restart dockerd (systemctl restart docker), \
@@ -103,8 +104,8 @@ pub fn refusal(gpus: Gpus, engine: &str) -> Option<String> {
 /// the container its GPUs (`nvidia-container-cli: initialization error:
 /// nvml error: driver not loaded`, ...): that, with where to look.
 pub fn hook_failure(gpus: Gpus, engine: &str) -> Option<String> {
-    engine.contains("nvidia-container-cli").then(|| {
-        let said = engine.rsplit_once("message: ").map_or(engine, |(_, m)| m).trim();
+    engine.find("nvidia-container-cli").map(|at| {
+        let said = engine[at..].trim();
         format!(
             "[container] gpus = {}: the NVIDIA runtime could not give the container its GPUs (it said: {said}); \
              is the NVIDIA driver loaded (`nvidia-smi` on the host; jupyter-agent doctor)? (docs/gpu.md)",
@@ -255,7 +256,19 @@ mod tests {
             "Docker responded with status code 500: could not select device driver \"\" with capabilities: [[gpu]]";
         let message = refusal(Gpus::All, engine).unwrap();
         assert!(message.starts_with("[container] gpus = \"all\" needs the NVIDIA Container Toolkit"), "{message}");
-        assert!(message.contains("could not select device driver \"\" with capabilities: [[gpu]]"), "{message}");
+        assert!(
+            message.contains(
+                "no GPU device driver (it said: could not select device driver \"\" with capabilities: [[gpu]]);"
+            ),
+            "{message}"
+        );
+        let hook = "Docker responded with status code 500: OCI runtime create failed: container_linux.go:380: starting container process caused: Running hook #0:: error running hook: exit status 1, stdout: , stderr: nvidia-container-cli: initialization error: nvml error: driver not loaded: unknown";
+        assert_eq!(refusal(Gpus::All, hook), None);
+        let failed = hook_failure(Gpus::Count(1), hook).unwrap();
+        assert!(
+            failed.starts_with("[container] gpus = 1: the NVIDIA runtime could not give the container its GPUs (it said: nvidia-container-cli: initialization error: nvml error: driver not loaded: unknown);"),
+            "{failed}"
+        );
         assert!(message.contains("`jupyter-agent install-nvidia-toolkit`, restart dockerd"), "{message}");
         assert_eq!(refusal(Gpus::Count(1), "port is already allocated"), None);
         assert_eq!(Listed { names: vec!["A10".into(), "A10".into()] }.detail(), "2 GPUs: A10, A10");
