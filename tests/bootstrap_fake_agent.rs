@@ -513,3 +513,40 @@ while True:
     assert_eq!(signals.len(), 1, "{signals:?}");
     assert_eq!(signals[0].field("status"), Some("FAILURE"), "{signals:?}");
 }
+
+/// An agent whose container has GPUs (`jupyter.gpus`, docs/gpu.md): the
+/// bootstrap names them on stderr, in the result file before the URL, and
+/// in a room's signal data next to the URL.
+#[test]
+fn the_gpus_of_a_ready_agent_reach_the_result_file_and_a_rooms_data() {
+    let (dir, socket) = world();
+    let agent = FakeAgent::start(&socket);
+    agent.ready();
+    agent.change(|doc| doc["jupyter"]["gpus"] = serde_json::json!(["Tesla T4"]));
+    let ros = FakeRos::start();
+    let result = dir.path().join("userdata-result.txt");
+    let done = run(
+        &socket,
+        &[
+            "--result-file",
+            result.to_str().unwrap(),
+            "--ros-url",
+            &ros.url(),
+            "--ros-id",
+            "alice",
+            "--ros-data",
+            "json",
+        ],
+    );
+
+    assert_eq!(done.code, 0, "{done:?}");
+    assert!(done.stderr.contains("jupyter-bootstrap: GPUs: Tesla T4\n"), "{}", done.stderr);
+    let text = std::fs::read_to_string(&result).unwrap();
+    assert!(text.contains("## GPUs: Tesla T4\n"), "{text}");
+    assert_eq!(text.lines().last().map(str::trim), Some(login_url().as_str()), "{text}");
+    let signals = ros.requests();
+    assert_eq!(signals.len(), 1);
+    let body: serde_json::Value = serde_json::from_str(&signals[0].body).unwrap();
+    let data: serde_json::Value = serde_json::from_str(body["data"].as_str().unwrap()).unwrap();
+    assert_eq!(data, serde_json::json!({"url": login_url(), "gpus": ["Tesla T4"]}));
+}

@@ -29,6 +29,7 @@ mod docker_install;
 mod engine_start;
 mod front;
 mod git_install;
+mod gpu;
 mod hardening;
 mod images;
 mod login;

@@ -49,6 +49,10 @@ pub struct Spec {
     /// The workspace copy the container mounts: a reset replaces the
     /// directory, and a bind mount would keep the old one.
     pub workspace: Option<String>,
+    /// The host's GPUs, as a device request (crate::gpu). Left out of the
+    /// hash when unset, so that containers made before keep theirs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpus: Option<crate::gpu::Gpus>,
 }
 
 impl std::fmt::Debug for Spec {
@@ -85,6 +89,7 @@ impl Spec {
             network: crate::network::NETWORK.to_string(),
             login: None,
             workspace: workspace.map(str::to_string),
+            gpus: cfg.gpus,
         })
     }
 
@@ -148,6 +153,7 @@ impl Spec {
                 port_bindings: Some(HashMap::from([(self.port_key(), Some(vec![binding]))])),
                 restart_policy: Some(RestartPolicy { name: Some(restart), maximum_retry_count: None }),
                 network_mode: Some(self.network.clone()),
+                device_requests: self.gpus.map(|g| vec![g.device_request()]),
                 ..Default::default()
             }),
             ..Default::default()
@@ -479,17 +485,18 @@ pub async fn ensure(docker: &Docker, spec: &Spec) -> Result<Running> {
                 if running {
                     "reused".to_string()
                 } else {
-                    docker
-                        .start_container(&id, None)
-                        .await
-                        .with_context(|| format!("starting the existing container {}", spec.name))?;
+                    if let Err(e) = docker.start_container(&id, None).await {
+                        if let Some(refused) = spec.gpus.and_then(|g| crate::gpu::refusal(g, &e.to_string())) {
+                            bail!("{refused}; the container {} was left as it is (stopped)", spec.name);
+                        }
+                        return Err(anyhow!(e).context(format!("starting the existing container {}", spec.name)));
+                    }
                     "started".to_string()
                 }
             } else {
-                // A user the image lacks must not cost the container that works.
-                if running {
-                    check_user(docker, spec).await?;
-                }
+                // A user the image lacks, or GPUs the engine cannot give,
+                // must not cost the container that is there.
+                probe(docker, spec, running).await?;
                 info!(container = %spec.name, "configuration changed: recreating the container");
                 remove(docker, &id, &spec.name).await?;
                 create_and_start(docker, spec).await?;
@@ -517,10 +524,17 @@ async fn create_and_start(docker: &Docker, spec: &Spec) -> Result<()> {
     let options = CreateContainerOptionsBuilder::new().name(&spec.name).build();
     let created = match docker.create_container(Some(options), spec.body()).await {
         Ok(created) => created,
-        Err(e) => match missing_source(spec, &e.to_string()) {
-            Some(message) => bail!("{message}"),
-            None => return Err(anyhow!(e).context(format!("creating the container {} from {}", spec.name, spec.image))),
-        },
+        Err(e) => {
+            let engine = e.to_string();
+            // An engine that refuses the device request when creating rather than starting.
+            let refused = spec.gpus.and_then(|g| crate::gpu::refusal(g, &engine));
+            match missing_source(spec, &engine).or(refused) {
+                Some(message) => bail!("{message}"),
+                None => {
+                    return Err(anyhow!(e).context(format!("creating the container {} from {}", spec.name, spec.image)))
+                }
+            }
+        }
     };
     if let Err(e) = docker.start_container(&created.id, None).await {
         // A container that never started is removed: the next run starts clean
@@ -532,6 +546,11 @@ async fn create_and_start(docker: &Docker, spec: &Spec) -> Result<()> {
         if let Some(missing) = missing_user(spec, &e.to_string()) {
             bail!("{missing}; the container was removed");
         }
+        if let Some(refused) = spec.gpus.and_then(|g| {
+            crate::gpu::refusal(g, &e.to_string()).or_else(|| crate::gpu::hook_failure(g, &e.to_string()))
+        }) {
+            bail!("{refused}; the container that could not start was removed");
+        }
         return Err(anyhow!(e).context(format!(
             "starting the container {} (publishing {}; is that port taken? set [container] publish); the container was removed",
             spec.name, spec.publish
@@ -540,28 +559,37 @@ async fn create_and_start(docker: &Docker, spec: &Spec) -> Result<()> {
     Ok(())
 }
 
-/// The entrypoint of the user probe: a path no image has, so that the
-/// probe runs nothing.
+/// The entrypoint of the probe: a path no image has, so that the probe
+/// runs nothing.
 const USER_PROBE_ENTRYPOINT: &str = "/.jupyter-agent-user-probe";
 
-/// Tries `spec`'s user (and group) against its image before a working
-/// container is replaced: the engine looks the user up in the image's
-/// `/etc/passwd` and `/etc/group` when it starts a container, so a probe
+/// Tries what the engine only checks when it starts a container, before
+/// the container that is there is replaced: `spec`'s user (and group)
+/// against its image, when that container `running` (the engine looks
+/// the user up in the image's `/etc/passwd` and `/etc/group`), and its
+/// device request for GPUs (the engine picks a device driver for it, and
+/// the NVIDIA runtime's hook gives the devices: docs/gpu.md). A probe
 /// container (no network, its entrypoint a path no image has: nothing
 /// runs) is started and removed at once. `Err` naming the user or group
-/// the image lacks; any other outcome leaves the decision to the real start.
-async fn check_user(docker: &Docker, spec: &Spec) -> Result<()> {
-    if spec.user.is_none() {
+/// the image lacks, or the GPUs the engine cannot give; any other outcome
+/// leaves the decision to the real start.
+async fn probe(docker: &Docker, spec: &Spec, running: bool) -> Result<()> {
+    let user = spec.user.clone().filter(|_| running);
+    if user.is_none() && spec.gpus.is_none() {
         return Ok(());
     }
     let body = ContainerCreateBody {
         image: Some(spec.image_id.clone()),
         entrypoint: Some(vec![USER_PROBE_ENTRYPOINT.to_string()]),
         cmd: Some(Vec::new()),
-        user: spec.user.clone(),
+        user,
         network_disabled: Some(true),
         labels: Some(HashMap::from([(LABEL_MANAGED.to_string(), "true".to_string())])),
-        host_config: Some(HostConfig { network_mode: Some("none".into()), ..Default::default() }),
+        host_config: Some(HostConfig {
+            network_mode: Some("none".into()),
+            device_requests: spec.gpus.map(|g| vec![g.device_request()]),
+            ..Default::default()
+        }),
         ..Default::default()
     };
     // Named after the container, so that one an interrupted run left is replaced.
@@ -571,15 +599,29 @@ async fn check_user(docker: &Docker, spec: &Spec) -> Result<()> {
     let created = docker
         .create_container(Some(CreateContainerOptionsBuilder::new().name(&name).build()), body)
         .await
-        .with_context(|| format!("trying [container] user against the image {}", spec.image))?;
+        .map_err(|e| match spec.gpus.and_then(|g| crate::gpu::refusal(g, &e.to_string())) {
+        Some(refused) => anyhow!("{refused}; the container {} was left as it is", spec.name),
+        None => anyhow!(e).context(format!("trying [container] user and gpus against the image {}", spec.image)),
+    })?;
     let started = docker.start_container(&created.id, None).await;
     if let Err(removal) = docker.remove_container(&created.id, force()).await {
-        tracing::warn!(id = %created.id, "could not remove the container that tried [container] user: {removal}");
+        tracing::warn!(id = %created.id, "could not remove the container that tried [container] user and gpus: {removal}");
     }
-    match started.err().and_then(|e| missing_user(spec, &e.to_string())) {
-        Some(missing) => bail!("{missing}; the running container {} was left as it is", spec.name),
-        None => Ok(()),
+    let Err(e) = started else { return Ok(()) };
+    let engine = e.to_string();
+    let kept = match running {
+        true => format!("the running container {} was left as it is", spec.name),
+        false => format!("the container {} was left as it is", spec.name),
+    };
+    if let Some(missing) = missing_user(spec, &engine) {
+        bail!("{missing}; {kept}");
     }
+    if let Some(gpus) = spec.gpus {
+        if let Some(refused) = crate::gpu::refusal(gpus, &engine).or_else(|| crate::gpu::hook_failure(gpus, &engine)) {
+            bail!("{refused}; {kept}");
+        }
+    }
+    Ok(())
 }
 
 /// When the engine's refusal to start says the image lacks the configured

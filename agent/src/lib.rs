@@ -10,6 +10,7 @@
 //! | workspace | [`workspace`] | fetch the workshop materials once, never overwrite them |
 //! | image | [`image`] | pull, load or build the image, always tagged |
 //! | container | [`container`] | create, reuse, start or recreate it by configuration hash |
+//! | gpu | [`gpu`] | with `[container] gpus`: the device request, `nvidia-smi -L` in the container |
 //! | token | [`jupyter`], [`token`] | follow the log, parse the token, prove it on `/api/status` |
 //! | tls | [`tls`] | with `[tls]` on: the certificate (ACME or self-signed) and the HTTPS listener in front of Jupyter |
 //! | url | [`url`] | the host from the ECS metadata service, the login URL |

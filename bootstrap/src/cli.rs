@@ -46,7 +46,7 @@ only when Jupyter works, and fails at once with the reason when it does not: on 
 redacted). FAILURE is sent on a timeout too, and when the agent never appeared. Transport errors, 408, \
 429 and 5xx are retried with exponential backoff within --ros-budget; any other answer fails at once. \
 The whole run takes at most --timeout plus --ros-budget. In a room (one wait condition, Count = \
-participants, each participant's name as --ros-id), --ros-data json sends {\"url\":URL} as data and \
+participants, each participant's name as --ros-id), --ros-data json sends {\"url\":URL} as data (with \"gpus\", their names, when the container has GPUs) and \
 --ros-failure data turns a failure into SUCCESS with {\"error\":REASON,\"step\":STEP} as data, so that \
 the room completes and its Data names who failed and why.
 

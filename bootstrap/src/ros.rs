@@ -19,6 +19,10 @@ use jupyter_proto::retry::{self, Policy, Transient};
 
 /// ROS shows the reason in the stack's events: keep it readable.
 pub const MAX_REASON: usize = 1000;
+/// How many GPU names a room's data carries, and how long each may be
+/// (an instance has at most 8; `nvidia-smi` names are short).
+pub const MAX_GPUS: usize = 16;
+pub const MAX_GPU_NAME: usize = 64;
 /// The longest single attempt.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(20);
 pub const FIRST_DELAY: Duration = Duration::from_millis(500);
@@ -159,11 +163,16 @@ impl Signal {
     }
 
     /// A room's participant that is ready: SUCCESS with `{"url": URL}` as
-    /// data, and `"note"` when the agent has one (docs/ros.md#a-room).
-    pub fn success_json(id: &str, url: &str, note: Option<&str>) -> Signal {
+    /// data, `"note"` when the agent has one, and `"gpus"` (their names)
+    /// when the container has GPUs (docs/ros.md#a-room).
+    pub fn success_json(id: &str, url: &str, note: Option<&str>, gpus: &[String]) -> Signal {
         let mut data = serde_json::json!({ "url": url });
         if let Some(note) = note {
             data["note"] = serde_json::Value::String(bound(&redact(note), MAX_REASON));
+        }
+        if !gpus.is_empty() {
+            let names = gpus.iter().take(MAX_GPUS).map(|g| bound(&redact(g), MAX_GPU_NAME)).collect::<Vec<_>>();
+            data["gpus"] = serde_json::json!(names);
         }
         Signal { status: Status::Success, id: id.into(), data: Some(data.to_string()), reason: ready_reason(note) }
     }
@@ -423,7 +432,7 @@ mod tests {
     #[test]
     fn a_rooms_signals_carry_json_data_and_a_failure_can_complete_the_room() {
         assert_eq!(
-            Signal::success_json("alice", "http://203.0.113.7:8888/?token=abc", None).to_json(),
+            Signal::success_json("alice", "http://203.0.113.7:8888/?token=abc", None, &[]).to_json(),
             r#"{"status":"SUCCESS","id":"alice","data":"{\"url\":\"http://203.0.113.7:8888/?token=abc\"}","reason":"Jupyter is ready"}"#
         );
         let s = Signal::failure_as_data(
@@ -445,10 +454,27 @@ mod tests {
             "self-signed certificate: browsers warn once; accept it only if the SHA-256 fingerprint they show is AB:CD";
         let s = Signal::success("jupyter", Some("https://h:8888/?token=abc"), Some(note));
         assert_eq!(s.reason, format!("Jupyter is ready; note: {note}"));
-        let s = Signal::success_json("alice", "https://h:8888/?token=abc", Some(note));
+        let s = Signal::success_json("alice", "https://h:8888/?token=abc", Some(note), &[]);
         let data: serde_json::Value = serde_json::from_str(s.data.as_deref().unwrap()).unwrap();
         assert_eq!(data["note"], note);
         assert_eq!(data["url"], "https://h:8888/?token=abc");
+        assert_eq!(data.get("gpus"), None, "no GPUs, no key");
+    }
+
+    #[test]
+    fn a_rooms_data_names_the_gpus() {
+        let gpus = vec!["Tesla T4".to_string(); 2];
+        let s = Signal::success_json("alice", "http://h:8888/?token=abc", None, &gpus);
+        assert_eq!(
+            s.to_json(),
+            r#"{"status":"SUCCESS","id":"alice","data":"{\"gpus\":[\"Tesla T4\",\"Tesla T4\"],\"url\":\"http://h:8888/?token=abc\"}","reason":"Jupyter is ready"}"#
+        );
+        let many: Vec<String> = (0..40).map(|i| format!("GPU {i} {}", "x".repeat(200))).collect();
+        let s = Signal::success_json("alice", "http://h:8888/?token=abc", None, &many);
+        let data: serde_json::Value = serde_json::from_str(s.data.as_deref().unwrap()).unwrap();
+        let names = data["gpus"].as_array().unwrap();
+        assert_eq!(names.len(), MAX_GPUS);
+        assert!(names.iter().all(|n| n.as_str().unwrap().chars().count() <= MAX_GPU_NAME));
     }
 
     #[test]

@@ -102,8 +102,9 @@ impl Milestones {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// Ready; the URL holds the token.
-    /// `note`: the agent's word on a URL that is not the stable one.
-    Ready { url: String, note: Option<String> },
+    /// `note`: the agent's word on a URL that is not the stable one;
+    /// `gpus`: the GPUs the container has, by name (none without `[container] gpus`).
+    Ready { url: String, note: Option<String>, gpus: Vec<String> },
     /// The converge failed.
     Failed(Failure),
     /// The timeout ran out; `last` is the last state seen, `lost` why the
@@ -214,7 +215,7 @@ async fn follow<W: Write>(
         }
         if ask == Ask::Url && state.is_ready() {
             return match state.jupyter {
-                Some(j) if !is_redacted(&j.url) => Outcome::Ready { url: j.url, note: j.note },
+                Some(j) if !is_redacted(&j.url) => Outcome::Ready { url: j.url, note: j.note, gpus: j.gpus },
                 Some(_) => Outcome::Broken("the agent redacted the token although show_token=true was asked".into()),
                 None => Outcome::Broken("the agent is ready but its state has no jupyter.url".into()),
             };
@@ -318,10 +319,13 @@ impl Outcome {
 async fn report(opts: &Options, outcome: &Outcome) -> u8 {
     let mut code = outcome.exit_code();
     match outcome {
-        Outcome::Ready { url, note } => {
+        Outcome::Ready { url, note, gpus } => {
             eprintln!("jupyter-bootstrap: Jupyter is ready (the login URL is on stdout)");
             if let Some(note) = note {
                 eprintln!("jupyter-bootstrap: note: {note}");
+            }
+            if !gpus.is_empty() {
+                eprintln!("jupyter-bootstrap: GPUs: {}", gpus.join(", "));
             }
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{}", if opts.show_token { url.clone() } else { redact(url) });
@@ -341,7 +345,7 @@ async fn report(opts: &Options, outcome: &Outcome) -> u8 {
     if let Some(path) = &opts.result_file {
         let now = Utc::now();
         let text = match outcome {
-            Outcome::Ready { url, note } => report::ready_text(PROGRAM, url, note.as_deref(), now),
+            Outcome::Ready { url, note, gpus } => report::ready_text(PROGRAM, url, note.as_deref(), gpus, now),
             Outcome::Failed(f) => report::failed_text(PROGRAM, f, now),
             _ => report::not_ready_text(PROGRAM, &outcome.reason(opts).unwrap_or_default(), now),
         };
@@ -353,10 +357,10 @@ async fn report(opts: &Options, outcome: &Outcome) -> u8 {
 
     if let Some(ros) = &opts.ros {
         let signal = match outcome {
-            Outcome::Ready { url, note } => match ros.data {
+            Outcome::Ready { url, note, gpus } => match ros.data {
                 RosData::Url => Signal::success(&ros.id, Some(url), note.as_deref()),
                 RosData::None => Signal::success(&ros.id, None, note.as_deref()),
-                RosData::Json => Signal::success_json(&ros.id, url, note.as_deref()),
+                RosData::Json => Signal::success_json(&ros.id, url, note.as_deref(), gpus),
             },
             _ if ros.failure_as_data => {
                 Signal::failure_as_data(&ros.id, outcome.step(), &outcome.reason(opts).unwrap_or_default())
@@ -446,7 +450,7 @@ mod tests {
         )
         .unwrap();
         let cases = [
-            (Outcome::Ready { url: "u".into(), note: None }, None),
+            (Outcome::Ready { url: "u".into(), note: None, gpus: Vec::new() }, None),
             (
                 Outcome::Failed(Failure { step: "image".into(), cause: "pull failed".into(), ..Default::default() }),
                 Some("image: pull failed"),
@@ -478,7 +482,7 @@ mod tests {
 
     #[test]
     fn exit_codes_follow_the_outcome() {
-        assert_eq!(Outcome::Ready { url: "u".into(), note: None }.exit_code(), 0);
+        assert_eq!(Outcome::Ready { url: "u".into(), note: None, gpus: Vec::new() }.exit_code(), 0);
         assert_eq!(Outcome::Failed(Failure::default()).exit_code(), 1);
         assert_eq!(Outcome::Broken("x".into()).exit_code(), 1);
         assert_eq!(Outcome::NeverAppeared { why: None }.exit_code(), 3);

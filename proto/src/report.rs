@@ -32,13 +32,19 @@ pub fn failure_reason(f: &Failure) -> String {
 
 /// The result file once Jupyter is ready: the URL is the last line.
 /// `by` names the program that wrote it.
-/// `note` (the state's `jupyter.note`: the URL is not the stable one) comes
+/// `note` (the state's `jupyter.note`: the URL is not the stable one) and
+/// `gpus` (the state's `jupyter.gpus`: the GPUs the container has) come
 /// before the URL, which stays the last line.
-pub fn ready_text(by: &str, url: &str, note: Option<&str>, at: DateTime<Utc>) -> String {
+pub fn ready_text(by: &str, url: &str, note: Option<&str>, gpus: &[String], at: DateTime<Utc>) -> String {
     let note = note.map(|n| format!("## Note: {n}\n")).unwrap_or_default();
+    let gpus = match gpus.is_empty() {
+        true => String::new(),
+        false => format!("## GPUs: {}\n", gpus.join(", ")),
+    };
     format!(
         "# {by}: Jupyter is ready ({})\n\
          {note}\
+         {gpus}\
          ## Jupyter Notebook Token:\n\
          Copy/paste this URL into your browser when you connect for the first time,\n\
          to login with a token:\n    {url}\n",
@@ -92,9 +98,16 @@ mod tests {
 
     #[test]
     fn tail_of_the_ready_file_shows_the_url() {
-        let text = ready_text("jupyter-agent", "http://1.2.3.4:8888/tree?token=abc", None, Utc::now());
+        let text = ready_text("jupyter-agent", "http://1.2.3.4:8888/tree?token=abc", None, &[], Utc::now());
         assert_eq!(text.lines().last(), Some("    http://1.2.3.4:8888/tree?token=abc"));
         assert!(text.starts_with("# jupyter-agent: Jupyter is ready ("));
+        assert!(text.lines().count() <= 10, "tail -10 must show all of it");
+        assert!(!text.contains("GPU"));
+        let note = Some("the URL changes at every start");
+        let gpus = ["Tesla T4".to_string(), "NVIDIA A10".to_string()];
+        let text = ready_text("jupyter-agent", "http://1.2.3.4:8888/tree?token=abc", note, &gpus, Utc::now());
+        assert!(text.contains("## GPUs: Tesla T4, NVIDIA A10\n"), "{text}");
+        assert_eq!(text.lines().last(), Some("    http://1.2.3.4:8888/tree?token=abc"));
         assert!(text.lines().count() <= 10, "tail -10 must show all of it");
     }
 

@@ -226,6 +226,11 @@ pub struct JupyterState {
     /// every start), or the server checks no token at all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The GPUs `nvidia-smi -L` listed inside the container, by name
+    /// (`Tesla T4`), with `[container] gpus` (the `gpu` step, docs/gpu.md);
+    /// absent without GPUs, and from older agents' documents.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpus: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

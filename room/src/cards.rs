@@ -107,7 +107,7 @@ pub fn html(room: &Room) -> String {
 fn card(p: &Participant) -> String {
     let name = escape(&one_line(&p.name));
     match &p.state {
-        State::Ready { url } => {
+        State::Ready { url, .. } => {
             let url_text = escape(url);
             let qr = match qr_svg(url) {
                 Ok(svg) => {

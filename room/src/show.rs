@@ -1,7 +1,9 @@
 //! `show`: the room as a table for the terminal, or as CSV.
 //!
 //! Columns: participant, state (`ready`, `failed`, `waiting`) and the login
-//! URL, its token `<redacted>` unless asked, or `<step>: <reason>`. Every
+//! URL, its token `<redacted>` unless asked (in the table, followed by the
+//! container's GPUs when its data names them: `(GPU: Tesla T4)`), or
+//! `<step>: <reason>`. Every
 //! field is one line with its control characters defused
 //! ([`text::one_line`]); reasons always have their tokens redacted. After
 //! the summary, for a GetStack answer that lists its parameters, when the
@@ -18,12 +20,32 @@ pub const NO_SIGNAL: &str = "(no signal yet)";
 /// The third column: the URL or what failed; `None` when waiting.
 pub fn detail(p: &Participant, show_token: bool) -> Option<String> {
     match &p.state {
-        State::Ready { url } if show_token => Some(one_line(url)),
-        State::Ready { url } => Some(one_line(&text::scrub(url))),
+        State::Ready { url, .. } if show_token => Some(one_line(url)),
+        State::Ready { url, .. } => Some(one_line(&text::scrub(url))),
         State::Failed { step: Some(step), reason } => Some(one_line(&text::scrub(&format!("{step}: {reason}")))),
         State::Failed { step: None, reason } => Some(one_line(&text::scrub(reason))),
         State::Waiting => None,
     }
+}
+
+/// The GPUs in a few words, equal names counted: `Tesla T4`, `2x NVIDIA A10`,
+/// `NVIDIA A10, Tesla T4`; `None` without GPUs.
+pub fn gpus(names: &[String]) -> Option<String> {
+    let mut groups: Vec<(usize, &str)> = Vec::new();
+    for name in names {
+        match groups.iter_mut().find(|(_, n)| n == name) {
+            Some((count, _)) => *count += 1,
+            None => groups.push((1, name)),
+        }
+    }
+    let parts: Vec<String> = groups
+        .iter()
+        .map(|(count, name)| match count {
+            1 => one_line(name),
+            n => format!("{n}x {}", one_line(name)),
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
 }
 
 /// `2 ready, 1 failed, 1 waiting`.
@@ -98,11 +120,13 @@ pub fn table(room: &Room, show_token: bool) -> String {
         .participants
         .iter()
         .map(|p| {
-            [
-                one_line(&p.name),
-                p.state.label().to_string(),
-                detail(p, show_token).unwrap_or_else(|| NO_SIGNAL.to_string()),
-            ]
+            let mut third = detail(p, show_token).unwrap_or_else(|| NO_SIGNAL.to_string());
+            if let State::Ready { gpus: names, .. } = &p.state {
+                if let Some(g) = gpus(names) {
+                    third.push_str(&format!("  (GPU: {g})"));
+                }
+            }
+            [one_line(&p.name), p.state.label().to_string(), third]
         })
         .collect();
     let name_width = rows.iter().map(|r| text::width(&r[0])).chain([header[0].len()]).max().unwrap_or(0);
@@ -316,6 +340,27 @@ carol,waiting,
         let unknown = table(&answer(""), false);
         assert!(unknown.ends_with("1 ready, 0 failed, 0 waiting\n"), "{unknown}");
         assert!(!csv(&answer(r#""Parameters": [],"#), false).contains("end"), "the CSV is the rows alone");
+    }
+
+    #[test]
+    fn the_table_names_each_participants_gpus_and_the_csv_keeps_its_columns() {
+        let room = parse(
+            r#"{"alice": {"url": "http://47.1.2.3:8888/?token=abc123", "gpus": ["Tesla T4"]},
+                "bob": "{\"url\":\"http://47.1.2.4:8888/?token=b\",\"gpus\":[\"NVIDIA A10\",\"NVIDIA A10\"]}",
+                "carol": {"url": "http://47.1.2.5:8888/?token=c", "gpus": "not a list"}}"#,
+        )
+        .unwrap();
+        let table = table(&room, false);
+        assert!(
+            table.contains("alice        ready    http://47.1.2.3:8888/?token=<redacted>  (GPU: Tesla T4)\n"),
+            "{table}"
+        );
+        assert!(table.contains("ready    http://47.1.2.4:8888/?token=<redacted>  (GPU: 2x NVIDIA A10)\n"), "{table}");
+        assert!(table.contains("ready    http://47.1.2.5:8888/?token=<redacted>\n"), "{table}");
+        assert!(csv(&room, false).contains("alice,ready,http://47.1.2.3:8888/?token=<redacted>\n"));
+        let two = ["NVIDIA A10".to_string(), "Tesla T4".to_string(), "NVIDIA A10".to_string()];
+        assert_eq!(gpus(&two).unwrap(), "2x NVIDIA A10, Tesla T4");
+        assert_eq!(gpus(&[]), None);
     }
 
     #[test]

@@ -49,7 +49,7 @@ impl Seat {
     /// The login token, from the login URL once ready.
     pub fn token(&self) -> Option<&str> {
         match &self.state {
-            State::Ready { url } => url.split_once("token=").map(|(_, t)| t.split('&').next().unwrap_or(t)),
+            State::Ready { url, .. } => url.split_once("token=").map(|(_, t)| t.split('&').next().unwrap_or(t)),
             _ => None,
         }
     }
@@ -80,7 +80,7 @@ impl Snapshot {
                     continue;
                 }
                 let front = match &p.state {
-                    State::Ready { url } => front_of(url),
+                    State::Ready { url, .. } => front_of(url),
                     _ => None,
                 };
                 snapshot.seats.push(Seat { name: p.name.clone(), stack: stack.clone(), front, state: p.state.clone() });
@@ -154,8 +154,14 @@ mod tests {
     #[test]
     fn the_token_is_the_login_urls() {
         let seat = |state| Seat { name: "alice".into(), stack: "r-1".into(), front: None, state };
-        assert_eq!(seat(State::Ready { url: "https://1.2.3.4:8888/?token=abc".into() }).token(), Some("abc"));
-        assert_eq!(seat(State::Ready { url: "https://1.2.3.4:8888/lab?token=abc&x=1".into() }).token(), Some("abc"));
+        assert_eq!(
+            seat(State::Ready { url: "https://1.2.3.4:8888/?token=abc".into(), gpus: Vec::new() }).token(),
+            Some("abc")
+        );
+        assert_eq!(
+            seat(State::Ready { url: "https://1.2.3.4:8888/lab?token=abc&x=1".into(), gpus: Vec::new() }).token(),
+            Some("abc")
+        );
         assert_eq!(seat(State::Waiting).token(), None);
     }
 }

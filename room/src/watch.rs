@@ -279,11 +279,19 @@ mod tests {
             room: "r".into(),
             stacks: vec![StackSeen { name: "r-1".into(), status: "CREATE_IN_PROGRESS".into(), ..StackSeen::default() }],
             seats: vec![
-                seat("alice", Some("http://1.1.1.1:8888"), State::Ready { url: "http://1.1.1.1:8888/?token=t".into() }),
+                seat(
+                    "alice",
+                    Some("http://1.1.1.1:8888"),
+                    State::Ready { url: "http://1.1.1.1:8888/?token=t".into(), gpus: Vec::new() },
+                ),
                 seat("张伟", Some("http://1.1.1.2:8888"), State::Waiting),
                 seat("bob", None, State::Failed { step: Some("image".into()), reason: "no such image".into() }),
                 seat("carol", None, State::Waiting),
-                seat("dave", Some("http://1.1.1.3:8888"), State::Ready { url: "http://1.1.1.3:8888/?token=u".into() }),
+                seat(
+                    "dave",
+                    Some("http://1.1.1.3:8888"),
+                    State::Ready { url: "http://1.1.1.3:8888/?token=u".into(), gpus: Vec::new() },
+                ),
             ],
         }
     }

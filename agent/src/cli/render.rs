@@ -22,6 +22,9 @@ pub fn render(s: &State) -> String {
         if let Some(note) = &j.note {
             out.push_str(&format!("note: {note}\n"));
         }
+        if !j.gpus.is_empty() {
+            out.push_str(&format!("gpus: {}\n", j.gpus.join(", ")));
+        }
     }
     if let Some(h) = &s.hand {
         out.push_str(&hand(h));
@@ -160,6 +163,19 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+
+    #[test]
+    fn status_names_the_containers_gpus_when_it_has_some() {
+        let mut s = crate::state::fresh();
+        s.ready(crate::state::JupyterState { url: "http://h:8888/?token=<redacted>".into(), ..Default::default() });
+        assert!(!render(&s).contains("gpus:"), "{}", render(&s));
+        s.jupyter.as_mut().unwrap().gpus = vec!["Tesla T4".into(), "Tesla T4".into()];
+        assert!(
+            render(&s).contains("url: http://h:8888/?token=<redacted>\ngpus: Tesla T4, Tesla T4\n"),
+            "{}",
+            render(&s)
+        );
+    }
 
     #[test]
     fn status_shows_a_raised_hand_with_its_message() {

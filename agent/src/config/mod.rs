@@ -70,6 +70,22 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// `[container] gpus`: `"all"` or a number of GPUs (docs/gpu.md).
+fn gpus(c: &mut Section) -> Result<Option<crate::gpu::Gpus>, ConfigError> {
+    use crate::gpu::{Gpus, MAX_COUNT};
+    let expected = format!(
+        "expected \"all\" or a number of GPUs from 1 to {MAX_COUNT} (written without quotes), or no gpus key for a container without GPUs"
+    );
+    match c.take("gpus") {
+        None => Ok(None),
+        Some(toml::Value::String(s)) if s == "all" => Ok(Some(Gpus::All)),
+        Some(toml::Value::Integer(n)) if (1..=i64::from(MAX_COUNT)).contains(&n) => {
+            Ok(Some(Gpus::Count(u32::try_from(n).expect("bounded above"))))
+        }
+        Some(v) => Err(c.err("gpus", Some(v.to_string()), &expected)),
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -160,6 +176,8 @@ pub struct ContainerConfig {
     /// Whether the container may reach the metadata service (default: no;
     /// docs/threat-model.md#the-metadata-service).
     pub metadata_access: bool,
+    /// The host's GPUs the container is given (default: none; docs/gpu.md).
+    pub gpus: Option<crate::gpu::Gpus>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -320,6 +338,7 @@ impl Config {
             publish: c.parsed("publish")?.unwrap_or(Publish { address: IpAddr::from([0, 0, 0, 0]), port: 8888 }),
             restart: c.parsed("restart")?.unwrap_or(RestartPolicy::UnlessStopped),
             metadata_access: c.boolean("metadata_access")?.unwrap_or(false),
+            gpus: gpus(&mut c)?,
         };
         c.finish()?;
 

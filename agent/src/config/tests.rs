@@ -25,6 +25,7 @@ fn defaults_fill_everything_but_the_image() {
     assert_eq!(c.container.port, 8888);
     assert_eq!(c.container.publish, Publish { address: "0.0.0.0".parse().unwrap(), port: 8888 });
     assert_eq!(c.container.restart, RestartPolicy::UnlessStopped);
+    assert_eq!(c.container.gpus, None);
     assert_eq!(c.jupyter.ready_timeout, Duration::from_secs(600));
     assert_eq!(c.jupyter.url_host, UrlHost::Auto);
     assert_eq!(c.docker.host, None);
@@ -90,12 +91,24 @@ fn every_example_parses() {
 }
 
 #[test]
+fn gpus_are_all_or_a_count() {
+    let gpus = |v: &str| parse(&format!("{MINIMAL}[container]\ngpus = {v}\n")).map(|c| c.container.gpus);
+    assert_eq!(gpus("\"all\""), Ok(Some(crate::gpu::Gpus::All)));
+    assert_eq!(gpus("2"), Ok(Some(crate::gpu::Gpus::Count(2))));
+    let f = "/etc/jupyter-agent/config.toml";
+    let expected = "expected \"all\" or a number of GPUs from 1 to 64 (written without quotes), or no gpus key for a container without GPUs";
+    for bad in ["0", "-1", "65", "\"2\"", "\"ALL\"", "true", "1.5"] {
+        assert_eq!(gpus(bad), Err(format!("{f}: [container] gpus = {bad}: {expected}")), "{bad}");
+    }
+}
+
+#[test]
 fn rejections_name_file_key_value_and_expectation() {
     let f = "/etc/jupyter-agent/config.toml";
     let cases: &[(&str, String)] = &[
         ("[container]\nport = 70000\n", format!("{f}: [container] port = 70000: expected an integer from 1 to 65535")),
         ("[container]\nport = \"8888\"\n", format!("{f}: [container] port = \"8888\": expected an integer from 1 to 65535")),
-        ("[container]\nprot = 1\n", format!("{f}: [container] prot: unknown key; expected one of: name, command, user, env, env_file, volumes, port, publish, restart, metadata_access")),
+        ("[container]\nprot = 1\n", format!("{f}: [container] prot: unknown key; expected one of: name, command, user, env, env_file, volumes, port, publish, restart, metadata_access, gpus")),
         ("colour = 1\n", format!("{f}: colour: unknown key; expected one of: state_dir, log_dir, socket, result_file, docker, workspace, image, container, jupyter, tls")),
         ("[jupyter]\nready_timeout = \"soon\"\n", format!("{f}: [jupyter] ready_timeout = \"soon\": expected a duration such as \"90s\", \"10m\" or \"1h\"")),
         ("[jupyter]\nready_timeout = 600\n", format!("{f}: [jupyter] ready_timeout = 600: expected a duration such as \"90s\", \"10m\" or \"1h\"")),

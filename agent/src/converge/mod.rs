@@ -46,6 +46,7 @@ const NETWORK: Step =
     Step { name: "network", phase: Phase::StartingContainer, context: "preparing the containers' network" };
 const CONTAINER: Step = Step { name: "container", phase: Phase::StartingContainer, context: "starting the container" };
 const FRONT: Step = Step { name: "front", phase: Phase::Pending, context: "serving the front on [container] publish" };
+const GPU: Step = Step { name: "gpu", phase: Phase::StartingContainer, context: "proving the container's GPUs" };
 const TOKEN: Step = Step { name: "token", phase: Phase::WaitingForToken, context: "waiting for Jupyter's login token" };
 
 /// The notes a URL carries when it is not the stable one (JupyterState::note).
@@ -78,6 +79,8 @@ pub struct Converger<'a> {
     /// The participant's pages the front serves (docs/pages.md), when the
     /// agent takes actions.
     pages: Option<std::sync::Arc<crate::front::pages::Pages>>,
+    /// The GPUs the `gpu` step found in the container, by name.
+    gpus: Vec<String>,
 }
 
 /// What the token step came to.
@@ -151,6 +154,7 @@ impl<'a> Converger<'a> {
             tls: None,
             token_note: None,
             pages: None,
+            gpus: Vec::new(),
         })
     }
 
@@ -283,7 +287,28 @@ impl<'a> Converger<'a> {
         }
         let running = self.step(CONTAINER, async |rec| start_container(docker, cfg, spec, login, rec).await).await?;
         self.container = Some(running.clone());
+        self.prove_gpus(docker, &running).await?;
         Ok(running)
+    }
+
+    /// The `gpu` step, with `[container] gpus`: `nvidia-smi -L` inside the
+    /// running container lists the GPUs it was given, before its token is
+    /// called ready (docs/gpu.md#the-gpu-step).
+    async fn prove_gpus(&mut self, docker: &Docker, running: &Running) -> Result<()> {
+        self.gpus.clear();
+        if self.cfg.container.gpus.is_none() {
+            return Ok(());
+        }
+        let listed = self
+            .step(GPU, async |_| {
+                let listed = crate::gpu::list(docker, &running.id, crate::gpu::LIST_TIMEOUT).await?;
+                let detail = listed.detail();
+                Ok((listed, detail))
+            })
+            .await?;
+        info!(gpus = %listed.names.join(", "), "the container's GPUs");
+        self.gpus = listed.names;
+        Ok(())
     }
 
     /// The `front` step, first, once per run of the agent (not with `run
@@ -418,10 +443,13 @@ impl<'a> Converger<'a> {
         let now = Utc::now();
         let note = self.note();
         let text = match &outcome {
-            Outcome::Ready { url, .. } => Some(report::ready_text(PROGRAM, url, note.as_deref(), now)),
-            Outcome::Renote => {
-                self.rec.state.jupyter.as_ref().map(|j| report::ready_text(PROGRAM, &j.url, note.as_deref(), now))
-            }
+            Outcome::Ready { url, .. } => Some(report::ready_text(PROGRAM, url, note.as_deref(), &self.gpus, now)),
+            Outcome::Renote => self
+                .rec
+                .state
+                .jupyter
+                .as_ref()
+                .map(|j| report::ready_text(PROGRAM, &j.url, note.as_deref(), &j.gpus, now)),
             Outcome::Failed(failure) => Some(report::failed_text(PROGRAM, failure, now)),
         };
         let written = match (&self.cfg.result_file, text) {
@@ -440,6 +468,7 @@ impl<'a> Converger<'a> {
                     token_seen_at: proven.seen_at,
                     proven_at: proven.proven_at,
                     note,
+                    gpus: self.gpus.clone(),
                 });
             }
             Outcome::Renote => {

@@ -429,6 +429,8 @@ impl Converger<'_> {
         self.container = Some(running.clone());
         self.rec.state.container = Some(container_state(&running));
         self.rec.state.error = None;
+        // The GPUs once more: the runtime gives them again at each start.
+        self.prove_gpus(docker, &running).await?;
         let proven = self.prove(&running).await?.proven()?;
         self.ready(proven).await
     }

@@ -44,6 +44,7 @@ fn ready_clears_an_old_error_and_redaction_hides_the_token() {
         token_seen_at: Utc::now(),
         proven_at: Utc::now(),
         note: None,
+        gpus: Vec::new(),
     });
     assert_eq!(s.phase, Phase::Ready);
     assert!(s.error.is_none());
@@ -74,6 +75,21 @@ fn reads_the_documented_example_and_ignores_unknown_fields() {
     assert_eq!(s.steps.len(), 2);
     assert_eq!(s.current_step().unwrap().name, "token");
     assert_eq!(s.jupyter.unwrap().url, "http://203.0.113.7:8888/tree?token=<redacted>");
+}
+
+/// `jupyter.gpus` (docs/api.md): absent without GPUs, so that documents
+/// stay as they were; read when present; older documents read without it.
+#[test]
+fn gpus_are_named_when_the_container_has_them() {
+    let mut j = JupyterState { url: "u".into(), ..Default::default() };
+    assert!(!serde_json::to_string(&j).unwrap().contains("gpus"));
+    j.gpus = vec!["Tesla T4".into()];
+    let json = serde_json::to_value(&j).unwrap();
+    assert_eq!(json["gpus"], serde_json::json!(["Tesla T4"]));
+    let back: JupyterState = serde_json::from_value(json).unwrap();
+    assert_eq!(back.gpus, ["Tesla T4"]);
+    let older: JupyterState = serde_json::from_str(r#"{"url": "u"}"#).unwrap();
+    assert!(older.gpus.is_empty());
 }
 
 #[test]

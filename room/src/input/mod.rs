@@ -34,6 +34,8 @@ pub const END_TIME_KEY: &str = "EndTime";
 const MAX_NESTING: usize = 4;
 /// Longest reason kept from a participant's signal, in characters.
 const MAX_REASON: usize = 500;
+/// How many GPU names of a participant are kept (an instance has at most 8).
+const MAX_GPUS: usize = 16;
 
 /// What the input says, in a form every output is made from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,8 +96,9 @@ pub struct Participant {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum State {
-    /// Jupyter answers: the full login URL, token included.
-    Ready { url: String },
+    /// Jupyter answers: the full login URL, token included; `gpus`: the
+    /// GPUs its container has, by name, when the data names them.
+    Ready { url: String, gpus: Vec<String> },
     /// The instance's setup failed, at `step` when it said.
     Failed { step: Option<String>, reason: String },
     /// Listed, but no signal yet.
@@ -424,7 +427,7 @@ fn read_signal(data: Value, depth: usize) -> Result<State, String> {
             if t.is_empty() {
                 Ok(State::Waiting)
             } else if is_http_url(t) {
-                Ok(State::Ready { url: t.to_string() })
+                Ok(State::Ready { url: t.to_string(), gpus: Vec::new() })
             } else if depth < MAX_NESTING && (t.starts_with('{') || t.starts_with('"')) {
                 match serde_json::from_str::<Value>(t) {
                     Ok(inner) => read_signal(inner, depth + 1),
@@ -444,13 +447,26 @@ fn read_signal(data: Value, depth: usize) -> Result<State, String> {
                 return Ok(State::Failed { step, reason: jupyter_proto::redact::bound(reason.trim(), MAX_REASON) });
             }
             match map.get("url") {
-                Some(Value::String(url)) if is_http_url(url.trim()) => Ok(State::Ready { url: url.trim().to_string() }),
+                Some(Value::String(url)) if is_http_url(url.trim()) => {
+                    Ok(State::Ready { url: url.trim().to_string(), gpus: gpu_names(&map) })
+                }
                 Some(Value::String(url)) => Err(format!("\"url\" is not an http(s) URL: {url}")),
                 Some(other) => Err(format!("\"url\" is not a string: {other}")),
                 None => Err(format!("signal data with neither \"url\" nor \"error\": {}", Value::Object(map))),
             }
         }
         other => Err(format!("unexpected signal data: {other}")),
+    }
+}
+
+/// The `"gpus"` of a ready participant's data (docs/ros.md#a-room): the
+/// names that are strings, at most [`MAX_GPUS`]; anything else is no GPU.
+fn gpu_names(map: &Map<String, Value>) -> Vec<String> {
+    match map.get("gpus") {
+        Some(Value::Array(names)) => {
+            names.iter().filter_map(Value::as_str).take(MAX_GPUS).map(|n| n.trim().to_string()).collect()
+        }
+        _ => Vec::new(),
     }
 }
 

@@ -10,7 +10,7 @@ fn names(room: &Room) -> Vec<(&str, &str)> {
 }
 
 fn ready(url: &str) -> State {
-    State::Ready { url: url.into() }
+    State::Ready { url: url.into(), gpus: Vec::new() }
 }
 
 /// The brief's example, as the aliyun CLI prints it: Room an object of
