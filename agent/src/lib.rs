@@ -43,6 +43,7 @@ pub mod exit;
 pub mod front;
 #[cfg(test)]
 mod fuzz_tests;
+pub mod gpu;
 pub mod http;
 pub mod image;
 pub mod jupyter;
