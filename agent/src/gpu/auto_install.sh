@@ -15,9 +15,11 @@ set -u
 R=${JA_GPU_ROOT:-}
 A=$R/root/auto_install
 B=$R/var/lib/cloud/scripts/per-boot
-mkdir -p "$B" "$R/root" && cp "$2" "$R/root/.jupyter-userdata.sh" &&
+# Copied beside then renamed: at boot $2 is that copy itself.
+U=$R/root/.jupyter-userdata.sh
+mkdir -p "$B" "$R/root" && cp "$2" "$U.new" && mv -f "$U.new" "$U" &&
     printf '#!/bin/sh\n[ -e %s/root/.jupyter-signalled ] || exec sh %s/root/.jupyter-userdata.sh\n' "$R" "$R" >"$B/jupyter.sh" &&
-    chmod 0700 "$R/root/.jupyter-userdata.sh" "$B/jupyter.sh" || exit 1
+    chmod 0700 "$U" "$B/jupyter.sh" || exit 1
 [ -d "$A" ] && exit 0
 mkdir -p "$A" && cd "$A" || exit 1
 # The instance's mirror, then Alibaba's script from it, as its own user data

@@ -19,12 +19,17 @@ mod tests {
     use std::time::{Duration, Instant};
 
     fn start(root: &Path, versions: &str) -> std::process::Output {
+        start_from(root, versions, &root.join("userdata.sh"))
+    }
+
+    /// `user_data`: the script the user data runs as (`$0`).
+    fn start_from(root: &Path, versions: &str, user_data: &Path) -> std::process::Output {
         Command::new("sh")
             .arg("-c")
             .arg(super::AUTO_INSTALL_SCRIPT)
             .arg("sh")
             .arg(versions)
-            .arg(root.join("userdata.sh"))
+            .arg(user_data)
             .arg(format!("file://{}/metadata", root.display()))
             .env("JA_GPU_ROOT", root)
             .output()
@@ -66,9 +71,12 @@ mod tests {
         std::fs::write(root.join("root/.jupyter-signalled"), "").unwrap();
         assert_eq!(String::from_utf8_lossy(&run().stdout), "");
 
-        // The user data's run after the reboot: the install is not started again.
-        let out = start(root, "550.127.08 12.4.1 9.2.0.82");
-        assert!(out.status.success());
+        // The user data's run after the reboot, from its kept copy: the
+        // install is not started again, the copy stays.
+        let out = start_from(root, "550.127.08 12.4.1 9.2.0.82", &root.join("root/.jupyter-userdata.sh"));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let kept = std::fs::read_to_string(root.join("root/.jupyter-userdata.sh")).unwrap();
+        assert_eq!(kept, "#!/bin/sh\necho the user data\n");
         std::thread::sleep(Duration::from_millis(300));
         assert_eq!(std::fs::read_to_string(&record).unwrap().lines().count(), 1);
     }
