@@ -365,7 +365,7 @@ esac
 JUPYTER_BOOTSTRAP_ROS_NOTIFY=$ROS_NOTIFY "$BIN_DIR/jupyter-bootstrap" wait --timeout "$WAIT_TIMEOUT" \
     --ros-id "$SIGNAL_ID" --result-file "$RESULT_FILE" "$@" || rc=$?
 case "$rc" in
-    0 | 1 | 3 | 4 | 5) touch /root/.jupyter-signalled ;;
+    0 | 1 | 3 | 4 | 5) [ "$GPU_DRIVER" != auto-install ] || touch /root/.jupyter-signalled ;;
     *)
         # Killed by the GPU install's reboot: run again at boot.
         [ "$GPU_DRIVER" = auto-install ] && [ "$rc" -gt 128 ] && exit "$rc"
