@@ -122,7 +122,8 @@ fn at_least_sixty_bad_configurations_exit_2_with_their_message_and_change_nothin
 
     let mut cases: Vec<(Vec<Change>, String)> = vec![
         // The top level.
-        (vec![("", "colour", Some("1"))], "{f}: colour: unknown key; expected one of: state_dir, log_dir, socket, result_file, docker, workspace, image, container, jupyter, tls".into()),
+        (vec![("", "colour", Some("1"))], "{f}: colour: unknown key; expected one of: state_dir, log_dir, socket, result_file, docker, workspace, image, container, jupyter, tls, gpu".into()),
+        (vec![("gpu", "driver_timeout", Some("\"30s\""))], "{f}: [gpu] driver_timeout = \"30s\": expected at least \"1m\" (one nvidia-smi alone may take 30s; Alibaba's auto-install takes 10 to 20 minutes and reboots, e.g. \"40m\")".into()),
         (vec![("", "state_dir", Some("\"relative/dir\""))], "{f}: state_dir = \"relative/dir\": expected an absolute path (starting with /)".into()),
         (vec![("", "state_dir", Some("\"/tmp/ja-bad-state\""))], "{f}: state_dir = \"/tmp/ja-bad-state\": is in /tmp, which every user may write to; expected a directory below one only root writes (e.g. /var/lib)".into()),
         (vec![("", "log_dir", Some("\"/tmp/ja-bad-log\""))], "{f}: log_dir = \"/tmp/ja-bad-log\": is in /tmp, which every user may write to; expected a directory below one only root writes (e.g. /var/lib)".into()),
@@ -223,7 +224,7 @@ fn at_least_sixty_bad_configurations_exit_2_with_their_message_and_change_nothin
     // Not TOML at all, and a section that does not exist.
     let raw: Vec<(String, String)> = vec![
         ("[container\nname = 1\n".into(), "{f}: not valid TOML at line 1, column 11: unclosed table, expected `]`".into()),
-        ("[jupyterr]\nready_timeout = \"1m\"\n[image]\nname = \"nb\"\n".into(), "{f}: jupyterr: unknown key; expected one of: state_dir, log_dir, socket, result_file, docker, workspace, image, container, jupyter, tls".into()),
+        ("[jupyterr]\nready_timeout = \"1m\"\n[image]\nname = \"nb\"\n".into(), "{f}: jupyterr: unknown key; expected one of: state_dir, log_dir, socket, result_file, docker, workspace, image, container, jupyter, tls, gpu".into()),
     ];
     assert!(cases.len() + raw.len() >= 60, "{} cases", cases.len() + raw.len());
 

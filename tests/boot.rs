@@ -252,6 +252,9 @@ impl Boot {
             ("RoomMode", "single".into()),
             // Plain http: no test may ask Let's Encrypt for a certificate.
             ("TlsMode", "off".into()),
+            // No GPU here (docs/gpu.md).
+            ("GpuDriver", "none".into()),
+            ("GpuDriverVersions", "550.127.08 12.4.1 9.2.0.82".into()),
         ];
         values.extend(self.image_source.iter().cloned());
         let script = render(values);

@@ -15,8 +15,8 @@ use std::process::Command;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::common::template::{
-    as_get_att, as_ref, assert_end_time_wiring, assert_tls_wiring, function, get, longest_value, read, sub_render,
-    Template, INSTANCE, USER_DATA_LIMIT,
+    as_get_att, as_ref, assert_end_time_wiring, assert_gpu_wiring, assert_tls_wiring, function, get, longest_value,
+    read, sub_render, Template, INSTANCE, USER_DATA_LIMIT,
 };
 use yaml_rust2::Yaml;
 
@@ -570,4 +570,9 @@ fn the_public_ips_output_is_the_addresses_in_order_whether_the_copies_lists_are_
         assert!(out.status.success(), "jq {script} on {input}");
         assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), want, "on {input}");
     }
+}
+
+#[test]
+fn the_rooms_gpu_option_is_the_single_templates() {
+    assert_gpu_wiring(&Template::load_file(ROOM), "room.yml");
 }

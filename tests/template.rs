@@ -18,9 +18,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use yaml_rust2::Yaml;
 
 use crate::common::template::{
-    as_first_of_get_att, as_get_att, as_int, as_ref, assert_end_time_wiring, assert_tls_wiring, covers, depends_on,
-    duration_secs, function, get, longest_value, markers, read, realistic_curl_cli, render_userdata, sub_names,
-    sub_render, Template, INSTANCE, TLS_MODES, USER_DATA_LIMIT,
+    as_first_of_get_att, as_get_att, as_int, as_ref, assert_end_time_wiring, assert_gpu_wiring, assert_tls_wiring,
+    covers, depends_on, duration_secs, function, get, longest_value, markers, read, realistic_curl_cli,
+    render_userdata, sub_names, sub_render, Template, INSTANCE, TLS_MODES, USER_DATA_LIMIT,
 };
 
 #[test]
@@ -149,6 +149,8 @@ fn user_data_fits_in_16_kb_once_substituted() {
         ("RoomMode", t.user_data_literal("RoomMode")),
         // The longest of the three.
         ("TlsMode", "self-signed".to_string()),
+        ("GpuDriver", "auto-install".to_string()),
+        ("GpuDriverVersions", "550.127.08 12.4.1 9.2.0.82".to_string()),
     ]
     .into_iter()
     .collect();
@@ -389,6 +391,43 @@ fn the_user_data_writes_the_tls_mode_into_the_agents_configuration() {
     }
 }
 
+/// With a GPU driver (`GpuDriver` image or auto-install) the agent's
+/// configuration asks for every GPU (`[container] gpus = "all"`), and
+/// without one (none) for none: the user data's own case block and
+/// heredoc, run by sh.
+#[test]
+fn the_user_data_asks_for_the_gpus_exactly_when_a_driver_is_chosen() {
+    let script = read("userdata/userdata.sh");
+    let start = "GPUS=\ncase $GPU_DRIVER in";
+    let at = script.find(start).unwrap_or_else(|| panic!("userdata.sh chooses no GPUS ({start:?})"));
+    let case = &script[at..];
+    let case = &case[..case.find("\nesac\n").expect("the case block ends") + "\nesac\n".len()];
+    let heredoc = script.find("cat >\"$CONFIG\" <<EOF").expect("the configuration's heredoc");
+    let body = &script[heredoc..];
+    let body = &body[body.find('\n').unwrap() + 1..];
+    let body = &body[..body.find("\nEOF\n").expect("the heredoc ends with EOF") + 1];
+    for (driver, expected) in
+        [("none", None), ("image", Some("gpus = \"all\"")), ("auto-install", Some("gpus = \"all\""))]
+    {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("fail() {{ echo \"$*\" >&2; exit 9; }}\nGPU_DRIVER='{driver}'\n{case}cat <<EOF\n{body}EOF\n"))
+            .output()
+            .expect("run sh");
+        assert!(out.status.success(), "{driver}: {}", String::from_utf8_lossy(&out.stderr));
+        let config = String::from_utf8(out.stdout).unwrap();
+        let lines: Vec<&str> = config.lines().map(str::trim).collect();
+        let at = lines.iter().position(|l| *l == "[container]").expect("a [container] section");
+        let gpus: Vec<&str> = lines[at + 1..]
+            .iter()
+            .take_while(|l| !l.starts_with('['))
+            .filter(|l| l.starts_with("gpus"))
+            .copied()
+            .collect();
+        assert_eq!(gpus, expected.into_iter().collect::<Vec<_>>(), "GpuDriver={driver}:\n{config}");
+    }
+}
+
 /// The user data refuses a TlsMode other than the agent's three, before it
 /// downloads anything, and lets each of the three through (the run then
 /// stops at the download: the bundle's URL names a missing file). Hermetic:
@@ -404,6 +443,8 @@ fn the_user_data_refuses_a_tls_mode_other_than_the_three_before_the_download() {
             .map(|m| {
                 let value = match m.as_str() {
                     "TlsMode" => mode.to_string(),
+                    "GpuDriver" => "none".into(),
+                    "GpuDriverVersions" => "550.127.08 12.4.1 9.2.0.82".into(),
                     "BundleUrl" => format!("file://{}/missing.tar.gz", dir.path().display()),
                     "SignalId" => "jupyter".into(),
                     "RoomMode" => "single".into(),
@@ -471,7 +512,12 @@ fn the_wait_condition_outlasts_the_bootstrap() {
     // own timeout by its signal's retry budget (5 minutes) plus the boot and
     // the bundle download: a stuck bootstrap then reports its FAILURE itself.
     assert!(depends_on(wait).contains(&instance_name), "{wait_name} should DependsOn {instance_name}");
-    let timeout = as_int(&props["Timeout"]).unwrap_or_else(|| panic!("{wait_name}.Timeout is not a number"));
+    // With GpuDriver auto-install a longer one: checked in the GPU test; here the other branch.
+    let timeout = match function(&props["Timeout"]) {
+        Some(("Fn::If", Yaml::Array(a))) if a.len() == 3 => as_int(&a[2]),
+        _ => as_int(&props["Timeout"]),
+    }
+    .unwrap_or_else(|| panic!("{wait_name}.Timeout is not a number"));
     assert!((1..=43_200).contains(&timeout), "{wait_name}.Timeout {timeout} is outside ROS's 1..=43200 seconds");
     let wait_timeout = t.user_data_literal("WaitTimeout");
     let bootstrap =
@@ -496,4 +542,58 @@ fn helpers_read_fn_sub_as_ros_does() {
         [Some(2700), Some(600), Some(3600), None]
     );
     assert!(covers("22/22", 22) && covers("1/65535", 8888) && covers("-1/-1", 8888) && !covers("22/22", 8888));
+}
+
+#[test]
+fn the_gpu_option_reaches_the_user_data_and_lengthens_the_wait_for_the_auto_install() {
+    assert_gpu_wiring(&Template::load(), "template.yml");
+}
+
+/// The user data refuses a GpuDriver other than the three before the
+/// download, like TlsMode (hermetic: nothing signalled, nothing installed).
+#[test]
+fn the_user_data_refuses_a_gpu_driver_other_than_the_three_before_the_download() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = read("userdata/userdata.sh");
+    for driver in ["nvidia", "", "none", "image", "auto-install"] {
+        let values: Vec<String> = markers(&script)
+            .into_iter()
+            .map(|m| {
+                let value = match m.as_str() {
+                    "TlsMode" => "acme".to_string(),
+                    "GpuDriver" => driver.to_string(),
+                    "BundleUrl" => format!("file://{}/missing.tar.gz", dir.path().display()),
+                    "SignalId" => "jupyter".into(),
+                    "RoomMode" => "single".into(),
+                    "WaitConditionCurlCli" => String::new(),
+                    _ => "x".into(),
+                };
+                format!("{m}={value}")
+            })
+            .collect();
+        let out =
+            render_userdata().arg("values").args(&values).output().expect("run scripts/render-userdata.py values");
+        assert!(out.status.success(), "render-userdata values: {}", String::from_utf8_lossy(&out.stderr));
+        let path = dir.path().join("userdata.sh");
+        std::fs::write(&path, &out.stdout).unwrap();
+        let out = std::process::Command::new("sh")
+            .arg(&path)
+            .env("JA_RESULT_FILE", dir.path().join("result.txt"))
+            .env("JA_NETWORK_WAIT", "0")
+            .output()
+            .expect("run sh");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{driver:?}: the user data succeeded:\n{stderr}");
+        let refused = format!("GpuDriver must be none, image or auto-install, not {driver}");
+        if ["none", "image", "auto-install"].contains(&driver) {
+            assert!(!stderr.contains("GpuDriver"), "{driver:?} refused:\n{stderr}");
+            assert!(
+                stderr.contains("FAILED at download") || stderr.contains("FAILED at arch"),
+                "{driver:?}: expected to stop at the download:\n{stderr}"
+            );
+        } else {
+            assert!(stderr.contains(&refused), "{driver:?} not refused:\n{stderr}");
+            assert!(!stderr.contains("download"), "{driver:?}: refused only after the download:\n{stderr}");
+        }
+    }
 }

@@ -1,12 +1,6 @@
 #!/bin/sh
-# User data of the Image Search hands-on instance (ROS template, userdata/).
-# Downloads the jupyter-agent bundle, verifies it, installs it, writes the
-# agent's configuration and starts it, then hands over to jupyter-bootstrap,
-# which tells the ROS wait condition when Jupyter works (or why it does not).
-# Any error before that hand-over sends a FAILURE itself, so that the stack
-# never waits out its timeout for a script that died.
-#
-# POSIX sh (dash, busybox sh). scripts/render-userdata.py fills in the markers.
+# The hands-on instance's user data (POSIX sh; userdata/README.md): starts
+# jupyter-agent; jupyter-bootstrap signals ROS; errors before send a FAILURE.
 
 set -u
 umask 077
@@ -100,6 +94,7 @@ TLS_MODE=$(cat <<'END'
 @@TlsMode@@
 END
 )
+GPU_DRIVER='@@GpuDriver@@' GPU_VERSIONS='@@GpuDriverVersions@@'
 
 # --- Fixed for the hands-on (the environment may override, for tests) ---
 WORKSPACE=${JA_WORKSPACE:-/root/imagesearchhandson}
@@ -195,6 +190,12 @@ case $TLS_MODE in
     acme | self-signed | off) ;;
     *) fail "TlsMode must be acme, self-signed or off, not $TLS_MODE" ;;
 esac
+GPUS=
+case $GPU_DRIVER in
+    none) ;;
+    image | auto-install) GPUS='gpus = "all"' ;;
+    *) fail "GpuDriver must be none, image or auto-install, not $GPU_DRIVER" ;;
+esac
 
 # --- This instance can run the bundle ---
 STEP=arch
@@ -205,9 +206,8 @@ case "$ARCH" in
 esac
 
 # --- Download ---
-# The network may come up late: with an EIP, the instance has no way out
-# until ROS has associated it, after the instance exists. So the download
-# is tried again for NETWORK_WAIT seconds (each try already retries).
+# The network may come up late (an EIP is associated after the instance
+# exists): tried again for NETWORK_WAIT seconds.
 STEP=download
 TMP=$(mktemp -d /tmp/jupyter-userdata.XXXXXX) || fail "cannot create a temporary directory"
 NETWORK_WAIT=${JA_NETWORK_WAIT:-300}
@@ -325,6 +325,7 @@ user = "root"
 volumes = ["workspace:/home/jupyter/jupyter-working"]
 publish = "$PUBLISH"
 restart = "unless-stopped"
+$GPUS
 
 [jupyter]
 ready_timeout = "30m"
@@ -335,6 +336,11 @@ metadata_endpoint = "$METADATA_ENDPOINT"
 mode = "$TLS_MODE"
 EOF
 chmod 0600 "$CONFIG"
+
+# --- GPU (docs/gpu.md) ---
+STEP=gpu-driver
+[ "$GPU_DRIVER" != auto-install ] || "$BIN_DIR/jupyter-agent" gpu-auto-install | sh -s "$GPU_VERSIONS" "$0" "$METADATA_ENDPOINT" ||
+    fail "cannot start Alibaba's GPU driver install"
 
 # --- Start the agent ---
 STEP=start
@@ -347,11 +353,8 @@ else
 fi
 
 # --- Hand over: jupyter-bootstrap signals ROS from here on ---
-# The signed URL goes in the environment, not in the process list. Its exit
-# code says whether it signalled: 0 (SUCCESS), 1 and 3 (FAILURE), 4 (the
-# result file failed, the signal went out), 5 (it tried within its budget);
-# anything else (2: it could not use the CurlCli; a crash) means no signal
-# went out, and the stack must still hear a FAILURE.
+# The signed URL in the environment, not the process list. Exit 0, 1, 3, 4, 5:
+# it signalled (docs/ros.md); else (2, a crash) the stack must hear a FAILURE.
 STEP="wait"
 HANDED_OVER=1
 rm -rf "$TMP"
@@ -365,8 +368,10 @@ esac
 JUPYTER_BOOTSTRAP_ROS_NOTIFY=$ROS_NOTIFY "$BIN_DIR/jupyter-bootstrap" wait --timeout "$WAIT_TIMEOUT" \
     --ros-id "$SIGNAL_ID" --result-file "$RESULT_FILE" "$@" || rc=$?
 case "$rc" in
-    0 | 1 | 3 | 4 | 5) ;;
+    0 | 1 | 3 | 4 | 5) [ "$GPU_DRIVER" != auto-install ] || touch /root/.jupyter-signalled ;;
     *)
+        # Killed by the GPU install's reboot: run again at boot.
+        [ "$GPU_DRIVER" = auto-install ] && [ "$rc" -gt 128 ] && exit "$rc"
         say "jupyter-bootstrap exited $rc without signalling; sending the FAILURE itself"
         ros_signal FAILURE "wait: jupyter-bootstrap could not signal (exit $rc); see /var/log/cloud-init-output.log" wait || true
         ;;

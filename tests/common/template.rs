@@ -919,3 +919,70 @@ pub fn assert_end_time_wiring(t: &Template, rel: &str) {
         }
     }
 }
+
+/// The GPU option (docs/gpu.md#the-templates-gpu-option): `GpuDriver`
+/// offers exactly none, image and auto-install, none by default, in a
+/// parameter group; `GpuDriverVersions`' pattern takes three dotted
+/// versions and nothing the user data's single quotes could not hold; both
+/// reach the user data; and the wait condition's `Timeout` is `Fn::If` on
+/// a condition that is `GpuDriver` = auto-install, whose longer branch
+/// covers the bootstrap's own wait plus the install's documented 20 minutes
+/// and its reboot.
+pub fn assert_gpu_wiring(t: &Template, rel: &str) {
+    let p = t.parameter("GpuDriver").unwrap_or_else(|| panic!("{rel}: no GpuDriver parameter"));
+    let values: Vec<&str> = get(p, "AllowedValues")
+        .and_then(Yaml::as_vec)
+        .map(|v| v.iter().filter_map(Yaml::as_str).collect())
+        .unwrap_or_default();
+    assert_eq!(values, ["none", "image", "auto-install"], "{rel}: GpuDriver's AllowedValues");
+    assert_eq!(get(p, "Default").and_then(Yaml::as_str), Some("none"), "{rel}: GpuDriver's default");
+    let v = t.parameter("GpuDriverVersions").unwrap_or_else(|| panic!("{rel}: no GpuDriverVersions parameter"));
+    let pattern = get(v, "AllowedPattern").and_then(Yaml::as_str).expect("GpuDriverVersions' AllowedPattern");
+    let default = get(v, "Default").and_then(Yaml::as_str).expect("GpuDriverVersions' Default");
+    let cases = [
+        default,
+        "440.64.00 10.2.89 7.6.5",
+        "550 12.4.1 9.2",
+        "550.127.08 12.4.1",
+        "550.127.08  12.4.1 9.2.0.82",
+        "550';x 12.4 9.2",
+        "",
+        "a.b c.d e.f",
+    ];
+    assert_eq!(
+        python_re_fullmatch(pattern, &cases),
+        [true, true, false, false, false, false, false, false],
+        "{rel}: GpuDriverVersions' pattern on {cases:?}"
+    );
+    let max = get(v, "MaxLength").and_then(as_int).expect("GpuDriverVersions' MaxLength");
+    assert!(default.len() as i64 <= max, "{rel}: GpuDriverVersions' default is longer than its MaxLength");
+    let groups = format!("{:?}", t.root["Metadata"]["ALIYUN::ROS::Interface"]["ParameterGroups"]);
+    assert!(
+        groups.contains("\"GpuDriver\"") && groups.contains("\"GpuDriverVersions\""),
+        "{rel}: GPU parameters in a group"
+    );
+
+    let (_, vars) = t.user_data();
+    for name in ["GpuDriver", "GpuDriverVersions"] {
+        let value = vars.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+        assert_eq!(value.and_then(as_ref), Some(name), "{rel}: UserData's {name} is not Ref {name}");
+    }
+
+    let (wait_name, wait) = t.only("ALIYUN::ROS::WaitCondition");
+    let Some(("Fn::If", Yaml::Array(a))) = function(&wait["Properties"]["Timeout"]) else {
+        panic!("{rel}: {wait_name}.Timeout is not Fn::If [condition, auto-install's, the others']")
+    };
+    let condition = a[0].as_str().expect("Fn::If names a condition");
+    let Some(("Fn::Equals", Yaml::Array(eq))) = t.condition(condition).and_then(function) else {
+        panic!("{rel}: condition {condition} is not Fn::Equals")
+    };
+    assert_eq!(as_ref(&eq[0]), Some("GpuDriver"), "{rel}: {condition} compares GpuDriver");
+    assert_eq!(eq[1].as_str(), Some("auto-install"), "{rel}: {condition} compares GpuDriver with auto-install");
+    let (gpu, other) = (as_int(&a[1]).expect("a number"), as_int(&a[2]).expect("a number"));
+    let bootstrap = duration_secs(&t.user_data_literal("WaitTimeout")).expect("WaitTimeout is a duration");
+    assert!(other >= bootstrap + 600, "{rel}: {wait_name}.Timeout without the install ({other} s)");
+    assert!(
+        gpu >= bootstrap + 600 + 20 * 60 + 5 * 60 && gpu <= 43_200,
+        "{rel}: {wait_name}.Timeout with the auto-install ({gpu} s) must also cover its 20 minutes and its reboot"
+    );
+}

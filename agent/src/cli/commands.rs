@@ -29,6 +29,10 @@ pub fn dispatch(config: &Path, command: Command) -> Result<()> {
         Command::Logs { follow, lines, json } => logs(config, follow, lines, json),
         Command::Install { json } => install(config, json),
         Command::Firewall => firewall(config),
+        Command::GpuAutoInstall => {
+            print!("{}", crate::gpu::AUTO_INSTALL_SCRIPT);
+            Ok(())
+        }
         Command::Doctor { json } => doctor(config, json),
         Command::Workspace(WorkspaceCommand::Status { json }) => workspace_status(config, json),
         Command::Workspace(WorkspaceCommand::Reset) => workspace_reset(config),

@@ -120,6 +120,9 @@ pub enum Command {
     /// (docs/metadata.md#at-boot).
     #[command(after_help = EXIT_CODES)]
     Firewall,
+    /// Print the script the user data runs to start Alibaba's GPU driver auto-install (docs/gpu.md).
+    #[command(hide = true)]
+    GpuAutoInstall,
     /// The workshop materials ([workspace]): what was fetched, what changed, reset, and the organiser's fixes (check, update).
     #[command(subcommand, after_help = EXIT_CODES)]
     Workspace(WorkspaceCommand),

@@ -7,6 +7,7 @@
 //! 65535`). Nothing on the host changes before the whole file is valid.
 
 pub mod credentials;
+mod gpu;
 pub mod host;
 mod image;
 pub mod paths;
@@ -23,6 +24,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use gpu::GpuConfig;
 pub use image::{Archive, ArchiveLocation, BuildConfig, ImageConfig, ImageSource, Pull};
 use jupyter_proto::redact::redact_url;
 use section::{toml_str, Section};
@@ -107,6 +109,8 @@ pub struct Config {
     pub jupyter: JupyterConfig,
     /// HTTPS in front of Jupyter (docs/tls.md).
     pub tls: TlsConfig,
+    /// `[gpu]`: how the GPU steps wait (docs/gpu.md).
+    pub gpu: GpuConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -367,6 +371,7 @@ impl Config {
         }
         j.finish()?;
         let tls = tls::tls_config(root.section("tls")?, &container.publish)?;
+        let gpu = gpu::gpu_config(root.section("gpu")?)?;
         root.finish()?;
 
         let mut image = image;
@@ -392,6 +397,7 @@ impl Config {
             container,
             jupyter,
             tls,
+            gpu,
         };
         // By name here; as the host resolves them in `check_paths`.
         paths::check_exposure(&config, path, paths::by_name)?;

@@ -188,6 +188,20 @@ impl<'a> Section<'a> {
         }
     }
 
+    /// A duration of at least `min`; `expected` says why when shorter.
+    pub fn duration_at_least(
+        &mut self,
+        key: &'static str,
+        min: Duration,
+        expected: &str,
+    ) -> Result<Option<Duration>, ConfigError> {
+        let shown = self.table.get(key).map(|v| v.to_string());
+        match self.duration(key)? {
+            Some(d) if d < min => Err(self.err(key, shown, expected)),
+            other => Ok(other),
+        }
+    }
+
     pub fn str_array(&mut self, key: &'static str) -> Result<Option<Vec<String>>, ConfigError> {
         let example = match key {
             "volumes" => "[\"/srv/data:/data\"]",

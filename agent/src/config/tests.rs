@@ -40,6 +40,7 @@ fn defaults_fill_everything_but_the_image() {
     assert_eq!(local.docker.nvidia_toolkit_repository, "file:///srv/mirror/nvidia");
     assert_eq!(c.log_dir, PathBuf::from("/var/log/jupyter-agent"));
     assert_eq!(c.tls.mode, TlsMode::Off);
+    assert_eq!(c.gpu.driver_timeout, Duration::from_secs(40 * 60));
     assert_eq!(c.jupyter_publish(false), c.container.publish);
     assert_eq!(c.jupyter_publish(true), Publish { address: "127.0.0.1".parse().unwrap(), port: 0 });
 }
@@ -103,13 +104,24 @@ fn gpus_are_all_or_a_count() {
 }
 
 #[test]
+fn gpu_driver_timeout_takes_a_duration_of_a_minute_or_more() {
+    let c = parse(&format!("{MINIMAL}[gpu]\ndriver_timeout = \"1h\"\n")).unwrap();
+    assert_eq!(c.gpu.driver_timeout, Duration::from_secs(3600));
+    let c = parse(&format!("{MINIMAL}[gpu]\ndriver_timeout = \"1m\"\n")).unwrap();
+    assert_eq!(c.gpu.driver_timeout, Duration::from_secs(60));
+}
+
+#[test]
 fn rejections_name_file_key_value_and_expectation() {
     let f = "/etc/jupyter-agent/config.toml";
     let cases: &[(&str, String)] = &[
         ("[container]\nport = 70000\n", format!("{f}: [container] port = 70000: expected an integer from 1 to 65535")),
         ("[container]\nport = \"8888\"\n", format!("{f}: [container] port = \"8888\": expected an integer from 1 to 65535")),
         ("[container]\nprot = 1\n", format!("{f}: [container] prot: unknown key; expected one of: name, command, user, env, env_file, volumes, port, publish, restart, metadata_access, gpus")),
-        ("colour = 1\n", format!("{f}: colour: unknown key; expected one of: state_dir, log_dir, socket, result_file, docker, workspace, image, container, jupyter, tls")),
+        ("colour = 1\n", format!("{f}: colour: unknown key; expected one of: state_dir, log_dir, socket, result_file, docker, workspace, image, container, jupyter, tls, gpu")),
+        ("[gpu]\ndriver_timeout = \"30s\"\n", format!("{f}: [gpu] driver_timeout = \"30s\": expected at least \"1m\" (one nvidia-smi alone may take 30s; Alibaba's auto-install takes 10 to 20 minutes and reboots, e.g. \"40m\")")),
+        ("[gpu]\ndriver_timeout = 2400\n", format!("{f}: [gpu] driver_timeout = 2400: expected a duration such as \"90s\", \"10m\" or \"1h\"")),
+        ("[gpu]\ndriver_timout = \"40m\"\n", format!("{f}: [gpu] driver_timout: unknown key; expected one of: driver_timeout")),
         ("[jupyter]\nready_timeout = \"soon\"\n", format!("{f}: [jupyter] ready_timeout = \"soon\": expected a duration such as \"90s\", \"10m\" or \"1h\"")),
         ("[jupyter]\nready_timeout = 600\n", format!("{f}: [jupyter] ready_timeout = 600: expected a duration such as \"90s\", \"10m\" or \"1h\"")),
         ("state_dir = \"relative/dir\"\n", format!("{f}: state_dir = \"relative/dir\": expected an absolute path (starting with /)")),

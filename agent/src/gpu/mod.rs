@@ -4,9 +4,15 @@
 //! turned into the fix, and the `gpu` step's proof: `nvidia-smi -L` run
 //! inside the container through the API's exec, the GPUs' names read from
 //! its output. The NVIDIA Container Toolkit, installed and registered with
-//! Docker: [`toolkit`].
+//! Docker: [`toolkit`]. The host's NVIDIA driver waited for: [`driver`];
+//! the starter of Alibaba's driver auto-install for the user data:
+//! [`auto_install`].
 
+pub mod auto_install;
+pub mod driver;
 pub mod toolkit;
+
+pub use auto_install::SCRIPT as AUTO_INSTALL_SCRIPT;
 
 use std::fmt;
 use std::time::Duration;
