@@ -1,10 +1,54 @@
-//! `[gpu]`: how the GPU steps wait (docs/gpu.md).
+//! `[gpu]`: how the GPU steps wait, and `[container] gpus`'s value (docs/gpu.md).
 
+use std::fmt;
 use std::time::Duration;
 
 use super::section::Section;
 use super::ConfigError;
-use crate::gpu::driver::DEFAULT_DRIVER_TIMEOUT;
+
+/// `[gpu] driver_timeout` when not set: twice the documented 10 to 20
+/// minutes of Alibaba's driver install, for its reboot and a slow download.
+pub const DEFAULT_DRIVER_TIMEOUT: Duration = Duration::from_secs(40 * 60);
+
+/// The most GPUs `[container] gpus` may ask for by number (ECS GPU
+/// instances have at most 8; the bound only keeps typos out).
+pub const MAX_GPUS: u32 = 64;
+
+/// `[container] gpus`: every GPU of the host, or that many.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gpus {
+    All,
+    Count(u32),
+}
+
+impl Gpus {
+    /// The configuration's value as written: `"all"` or `2`.
+    pub fn as_toml(self) -> String {
+        match self {
+            Gpus::All => "\"all\"".into(),
+            Gpus::Count(n) => n.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Gpus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Gpus::All => f.write_str("all"),
+            Gpus::Count(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// The container's hash takes `"all"` or the number.
+impl serde::Serialize for Gpus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            Gpus::All => s.serialize_str("all"),
+            Gpus::Count(n) => s.serialize_u32(*n),
+        }
+    }
+}
 
 /// The shortest `driver_timeout`: one `nvidia-smi` alone may take 30 s.
 const MIN_DRIVER_TIMEOUT: Duration = Duration::from_secs(60);

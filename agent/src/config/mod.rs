@@ -24,7 +24,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use gpu::GpuConfig;
+pub use gpu::{GpuConfig, Gpus, DEFAULT_DRIVER_TIMEOUT, MAX_GPUS};
 pub use image::{Archive, ArchiveLocation, BuildConfig, ImageConfig, ImageSource, Pull};
 use jupyter_proto::redact::redact_url;
 use section::{toml_str, Section};
@@ -73,8 +73,8 @@ impl fmt::Display for ConfigError {
 }
 
 /// `[container] gpus`: `"all"` or a number of GPUs (docs/gpu.md).
-fn gpus(c: &mut Section) -> Result<Option<crate::gpu::Gpus>, ConfigError> {
-    use crate::gpu::{Gpus, MAX_COUNT};
+fn gpus(c: &mut Section) -> Result<Option<Gpus>, ConfigError> {
+    use gpu::MAX_GPUS as MAX_COUNT;
     let expected = format!(
         "expected \"all\" or a number of GPUs from 1 to {MAX_COUNT} (written without quotes), or no gpus key for a container without GPUs"
     );
@@ -181,7 +181,7 @@ pub struct ContainerConfig {
     /// docs/threat-model.md#the-metadata-service).
     pub metadata_access: bool,
     /// The host's GPUs the container is given (default: none; docs/gpu.md).
-    pub gpus: Option<crate::gpu::Gpus>,
+    pub gpus: Option<Gpus>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -94,8 +94,8 @@ fn every_example_parses() {
 #[test]
 fn gpus_are_all_or_a_count() {
     let gpus = |v: &str| parse(&format!("{MINIMAL}[container]\ngpus = {v}\n")).map(|c| c.container.gpus);
-    assert_eq!(gpus("\"all\""), Ok(Some(crate::gpu::Gpus::All)));
-    assert_eq!(gpus("2"), Ok(Some(crate::gpu::Gpus::Count(2))));
+    assert_eq!(gpus("\"all\""), Ok(Some(super::Gpus::All)));
+    assert_eq!(gpus("2"), Ok(Some(super::Gpus::Count(2))));
     let f = "/etc/jupyter-agent/config.toml";
     let expected = "expected \"all\" or a number of GPUs from 1 to 64 (written without quotes), or no gpus key for a container without GPUs";
     for bad in ["0", "-1", "65", "\"2\"", "\"ALL\"", "true", "1.5"] {

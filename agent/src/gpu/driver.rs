@@ -31,9 +31,7 @@ use tokio::time::Instant;
 
 /// Where Alibaba's auto-install script logs (its documentation and the script's `log=` line).
 pub const AUTO_INSTALL_LOG: &str = "/root/auto_install/auto_install.log";
-/// `[gpu] driver_timeout` when not set: twice the documented 10 to 20
-/// minutes of the install, for its reboot and a slow download.
-pub const DEFAULT_DRIVER_TIMEOUT: Duration = Duration::from_secs(40 * 60);
+pub use crate::config::DEFAULT_DRIVER_TIMEOUT;
 /// How often the log is read and the driver probed.
 const POLL: Duration = Duration::from_secs(5);
 /// The longest one `nvidia-smi` may take (it can hang while a module loads).

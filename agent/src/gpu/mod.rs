@@ -12,9 +12,9 @@ pub mod auto_install;
 pub mod driver;
 pub mod toolkit;
 
+pub use crate::config::{Gpus, MAX_GPUS as MAX_COUNT};
 pub use auto_install::SCRIPT as AUTO_INSTALL_SCRIPT;
 
-use std::fmt;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -23,10 +23,6 @@ use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::DeviceRequest;
 use bollard::Docker;
 use futures_util::StreamExt;
-
-/// The most GPUs `[container] gpus` may ask for by number (ECS GPU
-/// instances have at most 8; the bound only keeps typos out).
-pub const MAX_COUNT: u32 = 64;
 
 /// How long `nvidia-smi -L` may take inside the container. It answers in
 /// well under a second once the driver is loaded; the first call on a host
@@ -43,13 +39,6 @@ const TAIL_LINES: usize = 5;
 /// `gpu` capability (moby's `incompatibleDeviceRequest`).
 pub const REFUSAL: &str = "could not select device driver";
 
-/// `[container] gpus`: every GPU of the host, or that many.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Gpus {
-    All,
-    Count(u32),
-}
-
 impl Gpus {
     /// What `docker run --gpus all` (or `--gpus N`) sends as
     /// `HostConfig.DeviceRequests`: no driver named, the `gpu` capability,
@@ -63,33 +52,6 @@ impl Gpus {
             }),
             capabilities: Some(vec![vec!["gpu".to_string()]]),
             ..Default::default()
-        }
-    }
-
-    /// The configuration's value as written: `"all"` or `2`.
-    pub fn as_toml(self) -> String {
-        match self {
-            Gpus::All => "\"all\"".into(),
-            Gpus::Count(n) => n.to_string(),
-        }
-    }
-}
-
-impl fmt::Display for Gpus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Gpus::All => f.write_str("all"),
-            Gpus::Count(n) => write!(f, "{n}"),
-        }
-    }
-}
-
-/// The container's hash takes `"all"` or the number.
-impl serde::Serialize for Gpus {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        match self {
-            Gpus::All => s.serialize_str("all"),
-            Gpus::Count(n) => s.serialize_u32(*n),
         }
     }
 }
