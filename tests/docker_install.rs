@@ -2,48 +2,12 @@
 //! os-release files, refusals that change nothing, and a real install with
 //! Debian's package manager into a freshly bootstrapped Debian root.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::env::Env;
-
-/// A directory that looks like a root file system of the named os-release fixture.
-fn fake_root(env: &Env, fixture: &str) -> PathBuf {
-    let root = env.path("root");
-    std::fs::create_dir_all(root.join("etc")).unwrap();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/os-release").join(fixture);
-    std::fs::copy(&src, root.join("etc/os-release")).unwrap();
-    root
-}
-
-/// Every file below `dir` with its content, to show nothing changed.
-fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p.clone());
-                out.push((p, Vec::new()));
-            } else {
-                out.push((p.clone(), std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-fn config(env: &Env, docker_section: &str) {
-    env.write_config(&format!(
-        "state_dir = \"{}\"\nsocket = \"{}\"\nlog_dir = \"{}\"\n\n[docker]\n{docker_section}\n",
-        env.state_dir().display(),
-        env.socket().display(),
-        env.path("log").display()
-    ));
-}
+use crate::common::roots::{config, fake_root, snapshot};
 
 #[test]
 fn dry_runs_print_the_exact_plan_and_change_nothing() {

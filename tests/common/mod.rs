@@ -26,6 +26,7 @@ pub mod metadata;
 pub mod netns;
 pub mod pebble;
 pub mod registry;
+pub mod roots;
 pub mod ros;
 pub mod template;
 pub mod wss;
