@@ -358,14 +358,20 @@ fn tls_mode_defaults_to_acme_and_only_acme_opens_port_80_to_all() {
 /// The heredoc of userdata.sh that writes the agent's configuration,
 /// expanded by `sh` with only `TLS_MODE` set: a `[tls]` section whose one
 /// key is `mode`, the parameter's value.
-#[test]
-fn the_user_data_writes_the_tls_mode_into_the_agents_configuration() {
-    let script = read("userdata/userdata.sh");
+/// The agent's configuration as the user data writes it: its heredoc's
+/// body, to be run by sh with the variables a test sets.
+fn config_heredoc(script: &str) -> &str {
     let start = "cat >\"$CONFIG\" <<EOF";
     let at = script.find(start).unwrap_or_else(|| panic!("userdata.sh writes no configuration ({start})"));
     let body = &script[at..];
     let body = &body[body.find('\n').unwrap() + 1..];
-    let body = &body[..body.find("\nEOF\n").expect("the configuration's heredoc ends with EOF") + 1];
+    &body[..body.find("\nEOF\n").expect("the configuration's heredoc ends with EOF") + 1]
+}
+
+#[test]
+fn the_user_data_writes_the_tls_mode_into_the_agents_configuration() {
+    let script = read("userdata/userdata.sh");
+    let body = config_heredoc(&script);
     for mode in TLS_MODES {
         let out = std::process::Command::new("sh")
             .arg("-c")
@@ -402,10 +408,7 @@ fn the_user_data_asks_for_the_gpus_exactly_when_a_driver_is_chosen() {
     let at = script.find(start).unwrap_or_else(|| panic!("userdata.sh chooses no GPUS ({start:?})"));
     let case = &script[at..];
     let case = &case[..case.find("\nesac\n").expect("the case block ends") + "\nesac\n".len()];
-    let heredoc = script.find("cat >\"$CONFIG\" <<EOF").expect("the configuration's heredoc");
-    let body = &script[heredoc..];
-    let body = &body[body.find('\n').unwrap() + 1..];
-    let body = &body[..body.find("\nEOF\n").expect("the heredoc ends with EOF") + 1];
+    let body = config_heredoc(&script);
     for (driver, expected) in
         [("none", None), ("image", Some("gpus = \"all\"")), ("auto-install", Some("gpus = \"all\""))]
     {
