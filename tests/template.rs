@@ -431,6 +431,39 @@ fn the_user_data_asks_for_the_gpus_exactly_when_a_driver_is_chosen() {
     }
 }
 
+/// The user data rendered with `tls_mode` and `gpu_driver` (every other
+/// value a placeholder, the bundle's URL a missing file in `dir`) and run
+/// by sh, hermetic: no CurlCli (nothing is signalled), the result file in
+/// `dir`, nothing installed (the run stops at the download at the latest).
+fn run_userdata(dir: &std::path::Path, script: &str, tls_mode: &str, gpu_driver: &str) -> std::process::Output {
+    let values: Vec<String> = markers(script)
+        .into_iter()
+        .map(|m| {
+            let value = match m.as_str() {
+                "TlsMode" => tls_mode.to_string(),
+                "GpuDriver" => gpu_driver.to_string(),
+                "GpuDriverVersions" => "550.127.08 12.4.1 9.2.0.82".into(),
+                "BundleUrl" => format!("file://{}/missing.tar.gz", dir.display()),
+                "SignalId" => "jupyter".into(),
+                "RoomMode" => "single".into(),
+                "WaitConditionCurlCli" => String::new(),
+                _ => "x".into(),
+            };
+            format!("{m}={value}")
+        })
+        .collect();
+    let out = render_userdata().arg("values").args(&values).output().expect("run scripts/render-userdata.py values");
+    assert!(out.status.success(), "render-userdata values: {}", String::from_utf8_lossy(&out.stderr));
+    let path = dir.join("userdata.sh");
+    std::fs::write(&path, &out.stdout).unwrap();
+    std::process::Command::new("sh")
+        .arg(&path)
+        .env("JA_RESULT_FILE", dir.join("result.txt"))
+        .env("JA_NETWORK_WAIT", "0")
+        .output()
+        .expect("run sh")
+}
+
 /// The user data refuses a TlsMode other than the agent's three, before it
 /// downloads anything, and lets each of the three through (the run then
 /// stops at the download: the bundle's URL names a missing file). Hermetic:
@@ -441,33 +474,7 @@ fn the_user_data_refuses_a_tls_mode_other_than_the_three_before_the_download() {
     let dir = tempfile::tempdir().unwrap();
     let script = read("userdata/userdata.sh");
     for mode in ["bogus", "ACME", "", "acme", "self-signed", "off"] {
-        let values: Vec<String> = markers(&script)
-            .into_iter()
-            .map(|m| {
-                let value = match m.as_str() {
-                    "TlsMode" => mode.to_string(),
-                    "GpuDriver" => "none".into(),
-                    "GpuDriverVersions" => "550.127.08 12.4.1 9.2.0.82".into(),
-                    "BundleUrl" => format!("file://{}/missing.tar.gz", dir.path().display()),
-                    "SignalId" => "jupyter".into(),
-                    "RoomMode" => "single".into(),
-                    "WaitConditionCurlCli" => String::new(),
-                    _ => "x".into(),
-                };
-                format!("{m}={value}")
-            })
-            .collect();
-        let out =
-            render_userdata().arg("values").args(&values).output().expect("run scripts/render-userdata.py values");
-        assert!(out.status.success(), "render-userdata values: {}", String::from_utf8_lossy(&out.stderr));
-        let path = dir.path().join("userdata.sh");
-        std::fs::write(&path, &out.stdout).unwrap();
-        let out = std::process::Command::new("sh")
-            .arg(&path)
-            .env("JA_RESULT_FILE", dir.path().join("result.txt"))
-            .env("JA_NETWORK_WAIT", "0")
-            .output()
-            .expect("run sh");
+        let out = run_userdata(dir.path(), &script, mode, "none");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{mode:?}: the user data succeeded:\n{stderr}");
         let refused = format!("TlsMode must be acme, self-signed or off, not {mode}");
@@ -559,32 +566,7 @@ fn the_user_data_refuses_a_gpu_driver_other_than_the_three_before_the_download()
     let dir = tempfile::tempdir().unwrap();
     let script = read("userdata/userdata.sh");
     for driver in ["nvidia", "", "none", "image", "auto-install"] {
-        let values: Vec<String> = markers(&script)
-            .into_iter()
-            .map(|m| {
-                let value = match m.as_str() {
-                    "TlsMode" => "acme".to_string(),
-                    "GpuDriver" => driver.to_string(),
-                    "BundleUrl" => format!("file://{}/missing.tar.gz", dir.path().display()),
-                    "SignalId" => "jupyter".into(),
-                    "RoomMode" => "single".into(),
-                    "WaitConditionCurlCli" => String::new(),
-                    _ => "x".into(),
-                };
-                format!("{m}={value}")
-            })
-            .collect();
-        let out =
-            render_userdata().arg("values").args(&values).output().expect("run scripts/render-userdata.py values");
-        assert!(out.status.success(), "render-userdata values: {}", String::from_utf8_lossy(&out.stderr));
-        let path = dir.path().join("userdata.sh");
-        std::fs::write(&path, &out.stdout).unwrap();
-        let out = std::process::Command::new("sh")
-            .arg(&path)
-            .env("JA_RESULT_FILE", dir.path().join("result.txt"))
-            .env("JA_NETWORK_WAIT", "0")
-            .output()
-            .expect("run sh");
+        let out = run_userdata(dir.path(), &script, "acme", driver);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{driver:?}: the user data succeeded:\n{stderr}");
         let refused = format!("GpuDriver must be none, image or auto-install, not {driver}");
