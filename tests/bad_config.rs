@@ -179,7 +179,7 @@ fn at_least_sixty_bad_configurations_exit_2_with_their_message_and_change_nothin
         (vec![("container", "command", Some("\"jupyter notebook\""))], "{f}: [container] command = \"jupyter notebook\": expected a non-empty array of strings, e.g. [\"jupyter\", \"notebook\"]".into()),
         (vec![("container", "user", Some("0"))], "{f}: [container] user = 0: expected a string".into()),
         (vec![("container", "metadata_access", Some("\"no\""))], "{f}: [container] metadata_access = \"no\": expected true or false".into()),
-        (vec![("container", "prot", Some("1"))], "{f}: [container] prot: unknown key; expected one of: name, command, user, env, env_file, volumes, port, publish, restart, metadata_access".into()),
+        (vec![("container", "prot", Some("1"))], "{f}: [container] prot: unknown key; expected one of: name, command, user, env, env_file, volumes, port, publish, restart, metadata_access, gpus".into()),
         // [jupyter]
         (vec![("jupyter", "ready_timeout", Some("\"soon\""))], "{f}: [jupyter] ready_timeout = \"soon\": expected a duration such as \"90s\", \"10m\" or \"1h\"".into()),
         (vec![("jupyter", "ready_timeout", Some("600"))], "{f}: [jupyter] ready_timeout = 600: expected a duration such as \"90s\", \"10m\" or \"1h\"".into()),
