@@ -385,7 +385,7 @@ fn an_unreachable_bundle_sends_failure_after_its_retries() {
     let boot = Boot::new();
     let repo = materials(boot.dir.path(), "");
     // A loopback port where nothing listens.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = crate::common::free_port();
     let out = boot.run(&format!("http://127.0.0.1:{port}/b.tar.gz"), &"0".repeat(64), &repo, "10m");
     assert_ne!(out.status.code(), Some(0));
     let signals = boot.signals();

@@ -93,7 +93,7 @@ fn a_long_running_agent_follows_a_dockerd_restart() {
     assert!(engine_answers(), "precondition: an engine answers (scripts/test.sh starts one)");
     let env = Env::with_engine_exclusive("dockerd-restart", &engine);
     // A fixed port, as on an instance: with port 0 the engine picks a new one at each start.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = crate::common::free_port();
     env.write_config(
         &env.base_config("").replace("publish = \"127.0.0.1:0\"", &format!("publish = \"127.0.0.1:{port}\"")),
     );

@@ -28,8 +28,8 @@ use tungstenite::Message;
 
 use crate::common::agent::ForegroundAgent;
 use crate::common::env::Env;
+use crate::common::free_port;
 use crate::common::http_fake::{response, FakeServer, Request};
-use crate::common::pebble::free_port;
 use crate::common::wss::{self, KernelSocket, ReadTimeout};
 use crate::common::{self, docker, inspect, sh, test_image};
 

@@ -9,14 +9,10 @@ use std::time::Duration;
 
 use crate::common::agent::ForegroundAgent;
 use crate::common::env::Env;
-use crate::common::{docker, get_status, inspect, split_url};
+use crate::common::{docker, free_port, get_status, inspect, split_url};
 
 /// A loopback port nobody listens on now: the URL's port must not change
 /// between starts, so the tests publish on a fixed one.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn config_on(env: &Env, port: u16, container_extra: &str, jupyter_extra: &str) -> String {
     env.base_config(container_extra)
         .replace("publish = \"127.0.0.1:0\"", &format!("publish = \"127.0.0.1:{port}\""))

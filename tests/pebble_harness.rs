@@ -12,7 +12,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ServerConfig, ServerConnection};
 use serde_json::Value;
 
-use crate::common::pebble::{free_port, LoopbackCert, Pebble, PebbleOptions};
+use crate::common::free_port;
+use crate::common::pebble::{LoopbackCert, Pebble, PebbleOptions};
 use crate::common::wss::{https_client, served_leaf, sha256_fingerprint, tls_stream, try_tls_stream};
 
 fn options(refuse_accounts: bool) -> PebbleOptions {

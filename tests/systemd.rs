@@ -136,7 +136,7 @@ impl Drop for SystemdHost {
 fn the_agent_runs_as_a_notify_unit_under_a_real_systemd() {
     let env = Env::new("systemd");
     let host = SystemdHost::boot(&env);
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = crate::common::free_port();
     // The systemd container has no iptables (and no NET_ADMIN): the metadata
     // rule is the host's business in this test.
     let config = format!(
@@ -321,7 +321,7 @@ fn after_a_reboot_the_metadata_rules_are_in_place_before_docker_starts_the_conta
     assert!(host.exec(&["systemctl", "daemon-reload"]).status.success());
     assert!(host.exec(&["systemctl", "enable", "docker.service"]).status.success());
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = crate::common::free_port();
     let config = format!(
         "state_dir = \"{state}\"\n\n[image]\nname = \"{image}\"\npull = \"never\"\n\n\
          [container]\nname = \"{name}\"\npublish = \"127.0.0.1:{port}\"\nvolumes = [\"{probe}:/probe\"]\n\

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use crate::common;
 use crate::common::agent::ForegroundAgent;
 use crate::common::env::Env;
-use crate::common::pebble::{free_port, Pebble, PebbleOptions};
+use crate::common::free_port;
+use crate::common::pebble::{Pebble, PebbleOptions};
 use crate::common::wss::{self, KernelSocket};
 
 /// A configuration for the test image with `[tls]` as given; the agent

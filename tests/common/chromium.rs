@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tungstenite::{Message, WebSocket};
 
-use super::pebble::free_port;
+use super::free_port;
 
 /// The browser, stopped (SIGTERM, then SIGKILL) when dropped.
 pub struct Chromium {

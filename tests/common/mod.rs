@@ -33,6 +33,34 @@ pub mod wss;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::Mutex;
+
+/// A loopback port free right now, never the same twice in this process.
+///
+/// Chosen below the kernel's ephemeral range (32768 and up), so neither an
+/// outgoing connection nor another `bind(0)` takes it between this call and
+/// the caller's bind; and handed out from a moving cursor, so two calls in a
+/// row never answer the same port (asking the kernel for `127.0.0.1:0` twice
+/// can, and once gave one test a challenge port equal to its HTTPS port).
+/// Another process may still take it: callers that can notice retry (as
+/// [`pebble::Pebble::start`] does).
+pub fn free_port() -> u16 {
+    const LOW: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    static CURSOR: Mutex<Option<u16>> = Mutex::new(None);
+    let mut cursor = CURSOR.lock().unwrap_or_else(|e| e.into_inner());
+    // Two test processes at once start apart.
+    let mut next = cursor.unwrap_or((std::process::id() % u32::from(SPAN)) as u16);
+    for _ in 0..SPAN {
+        let port = LOW + next;
+        next = (next + 1) % SPAN;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            *cursor = Some(next);
+            return port;
+        }
+    }
+    panic!("no free loopback port in {LOW}..{}", LOW + SPAN)
+}
 
 /// The Jupyter image built by `scripts/build-test-image.sh`.
 pub fn test_image() -> String {

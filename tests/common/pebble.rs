@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::free_port;
 use super::wss::https_client;
 
 /// What a test chooses about the ACME server.
@@ -229,13 +230,6 @@ impl LoopbackCert {
             key_der: key.serialize_der(),
         }
     }
-}
-
-/// A loopback port free right now (bound to 127.0.0.1:0, read, released).
-/// Another process may take it before the caller binds it: callers that can
-/// notice retry (as [`Pebble::start`] does).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free loopback port").port()
 }
 
 fn read_log(path: &Path) -> String {

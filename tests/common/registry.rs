@@ -31,7 +31,7 @@ impl Registry {
     }
 
     fn serve(dir: tempfile::TempDir, auth: &str) -> Registry {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = crate::common::free_port();
         let config = dir.path().join("config.yml");
         std::fs::write(
             &config,
