@@ -39,10 +39,11 @@ const ROOM: &str = "lab";
 const NAMES: [&str; 5] = ["alice", "bob", "carol", "dave", "erin"];
 /// Where an instance's setup can be while `watch` asks it: its agent's
 /// phases (docs/pages.md), `starting` for a front that has no phase yet.
-const SETUP_PHASES: [&str; 7] = [
+const SETUP_PHASES: [&str; 8] = [
     "starting",
     "pending",
     "installing-docker",
+    "preparing-gpu",
     "fetching-workspace",
     "preparing-image",
     "starting-container",

@@ -113,9 +113,65 @@ pub async fn run(cfg: &Config, state: Option<&State>) -> Vec<Check> {
         checks.push(own_address_check(cfg, port).await);
     }
     checks.push(tls_check(cfg, state));
+    if cfg.container.gpus.is_some() {
+        checks.push(gpu_check(cfg, docker.is_ok(), state).await);
+    }
     checks.push(disk_check(cfg));
     checks.push(metadata_check(cfg).await);
     checks
+}
+
+/// The `gpu` line, with `[container] gpus` (docs/gpu.md): the host's
+/// driver (its version and GPUs), whether the engine offers the `nvidia`
+/// runtime and dockerd's PATH has the hook that gives it its GPU device
+/// driver, and the GPUs the container was given (the state's).
+async fn gpu_check(cfg: &Config, engine_answers: bool, state: Option<&State>) -> Check {
+    use crate::gpu::{driver, toolkit};
+    let paths = driver::DriverPaths::from(&cfg.gpu);
+    let (version, gpus) = match driver::probe(&paths).await {
+        Ok(found) => found,
+        Err(why) => {
+            return bad(
+                "gpu",
+                Verdict::Fail,
+                format!("the NVIDIA driver does not answer: {why}"),
+                format!(
+                    "wait for Alibaba's driver auto-install (tail {}), or use an image with the driver, then jupyter-agent run (docs/gpu.md#the-driver)",
+                    paths.install_log.display()
+                ),
+            )
+        }
+    };
+    let mut detail = format!("NVIDIA driver {version}, GPUs: {}", gpus.join(", "));
+    let runtimes = match engine_answers {
+        true => toolkit::offered_runtimes(cfg, Duration::from_secs(3)).await.ok(),
+        false => None,
+    };
+    let hook = toolkit::gpu_hook();
+    match (&runtimes, &hook) {
+        (Some(r), Some(hook)) if r.iter().any(|r| r == toolkit::RUNTIME) => detail.push_str(&format!(
+            "; the engine offers the {} runtime, and {} gives it the GPU device driver",
+            toolkit::RUNTIME,
+            hook.display()
+        )),
+        (None, _) => detail.push_str("; the engine does not answer"),
+        (Some(r), _) => {
+            let missing = match hook {
+                None => format!("{} is not installed", toolkit::GPU_HOOK),
+                Some(_) => format!("the engine offers the runtimes {}, not {}", r.join(", "), toolkit::RUNTIME),
+            };
+            return bad(
+                "gpu",
+                Verdict::Fail,
+                format!("{detail}; the NVIDIA Container Toolkit is missing: {missing}"),
+                "jupyter-agent install-nvidia-toolkit (it restarts dockerd), then jupyter-agent run (docs/gpu.md#the-nvidia-container-toolkit)",
+            );
+        }
+    }
+    if let Some(given) = state.and_then(|s| s.jupyter.as_ref()).map(|j| &j.gpus).filter(|g| !g.is_empty()) {
+        detail.push_str(&format!("; the container was given: {}", given.join(", ")));
+    }
+    ok("gpu", detail)
 }
 
 /// The engine line: whether it answers (`api`: the API version agreed on),

@@ -27,6 +27,8 @@ pub enum Phase {
     #[default]
     Pending,
     InstallingDocker,
+    /// The host's NVIDIA driver and Container Toolkit (`[container] gpus`).
+    PreparingGpu,
     FetchingWorkspace,
     PreparingImage,
     StartingContainer,

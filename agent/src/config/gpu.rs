@@ -1,6 +1,7 @@
 //! `[gpu]`: how the GPU steps wait, and `[container] gpus`'s value (docs/gpu.md).
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::section::Section;
@@ -58,6 +59,27 @@ pub struct GpuConfig {
     /// How long the driver step waits for the host's NVIDIA driver,
     /// Alibaba's auto-install and its reboot included.
     pub driver_timeout: Duration,
+    /// Alibaba's driver auto-install log, followed while it is there.
+    pub auto_install_log: PathBuf,
+    /// The host's `nvidia-smi`: `nvidia-smi` looked up in `PATH`, or a path.
+    pub nvidia_smi: PathBuf,
+    /// Where the driver's device nodes appear (`nvidiactl`, `nvidia<N>`).
+    pub devices: PathBuf,
+}
+
+/// Where Alibaba's auto-install script logs (its documentation and the
+/// script's `log=` line; docs/gpu.md#what-alibaba-documents).
+pub const AUTO_INSTALL_LOG: &str = "/root/auto_install/auto_install.log";
+
+impl Default for GpuConfig {
+    fn default() -> GpuConfig {
+        GpuConfig {
+            driver_timeout: DEFAULT_DRIVER_TIMEOUT,
+            auto_install_log: PathBuf::from(AUTO_INSTALL_LOG),
+            nvidia_smi: PathBuf::from("nvidia-smi"),
+            devices: PathBuf::from("/dev"),
+        }
+    }
 }
 
 pub(super) fn gpu_config(mut s: Section) -> Result<GpuConfig, ConfigError> {
@@ -68,6 +90,10 @@ pub(super) fn gpu_config(mut s: Section) -> Result<GpuConfig, ConfigError> {
             "expected at least \"1m\" (one nvidia-smi alone may take 30s; Alibaba's auto-install takes 10 to 20 minutes and reboots, e.g. \"40m\")",
         )?
         .unwrap_or(DEFAULT_DRIVER_TIMEOUT);
+    let defaults = GpuConfig::default();
+    let auto_install_log = s.abs_path("auto_install_log")?.unwrap_or(defaults.auto_install_log);
+    let nvidia_smi = s.abs_path("nvidia_smi")?.unwrap_or(defaults.nvidia_smi);
+    let devices = s.abs_path("devices")?.unwrap_or(defaults.devices);
     s.finish()?;
-    Ok(GpuConfig { driver_timeout })
+    Ok(GpuConfig { driver_timeout, auto_install_log, nvidia_smi, devices })
 }

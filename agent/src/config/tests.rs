@@ -104,6 +104,20 @@ fn gpus_are_all_or_a_count() {
 }
 
 #[test]
+fn gpu_driver_paths_default_to_the_hosts_and_take_absolute_paths() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.gpu.auto_install_log, std::path::Path::new("/root/auto_install/auto_install.log"));
+    assert_eq!(c.gpu.nvidia_smi, std::path::Path::new("nvidia-smi"));
+    assert_eq!(c.gpu.devices, std::path::Path::new("/dev"));
+    let c = parse(&format!("{MINIMAL}[gpu]\nnvidia_smi = \"/opt/nv/nvidia-smi\"\ndevices = \"/srv/dev\"\nauto_install_log = \"/var/log/ai.log\"\n")).unwrap();
+    assert_eq!(c.gpu.nvidia_smi, std::path::Path::new("/opt/nv/nvidia-smi"));
+    assert_eq!(c.gpu.devices, std::path::Path::new("/srv/dev"));
+    assert_eq!(c.gpu.auto_install_log, std::path::Path::new("/var/log/ai.log"));
+    let err = parse(&format!("{MINIMAL}[gpu]\nnvidia_smi = \"nvidia-smi\"\n")).unwrap_err().to_string();
+    assert!(err.ends_with("[gpu] nvidia_smi = \"nvidia-smi\": expected an absolute path (starting with /)"), "{err}");
+}
+
+#[test]
 fn gpu_driver_timeout_takes_a_duration_of_a_minute_or_more() {
     let c = parse(&format!("{MINIMAL}[gpu]\ndriver_timeout = \"1h\"\n")).unwrap();
     assert_eq!(c.gpu.driver_timeout, Duration::from_secs(3600));
@@ -121,7 +135,7 @@ fn rejections_name_file_key_value_and_expectation() {
         ("colour = 1\n", format!("{f}: colour: unknown key; expected one of: state_dir, log_dir, socket, result_file, docker, workspace, image, container, jupyter, tls, gpu")),
         ("[gpu]\ndriver_timeout = \"30s\"\n", format!("{f}: [gpu] driver_timeout = \"30s\": expected at least \"1m\" (one nvidia-smi alone may take 30s; Alibaba's auto-install takes 10 to 20 minutes and reboots, e.g. \"40m\")")),
         ("[gpu]\ndriver_timeout = 2400\n", format!("{f}: [gpu] driver_timeout = 2400: expected a duration such as \"90s\", \"10m\" or \"1h\"")),
-        ("[gpu]\ndriver_timout = \"40m\"\n", format!("{f}: [gpu] driver_timout: unknown key; expected one of: driver_timeout")),
+        ("[gpu]\ndriver_timout = \"40m\"\n", format!("{f}: [gpu] driver_timout: unknown key; expected one of: driver_timeout, auto_install_log, nvidia_smi, devices")),
         ("[jupyter]\nready_timeout = \"soon\"\n", format!("{f}: [jupyter] ready_timeout = \"soon\": expected a duration such as \"90s\", \"10m\" or \"1h\"")),
         ("[jupyter]\nready_timeout = 600\n", format!("{f}: [jupyter] ready_timeout = 600: expected a duration such as \"90s\", \"10m\" or \"1h\"")),
         ("state_dir = \"relative/dir\"\n", format!("{f}: state_dir = \"relative/dir\": expected an absolute path (starting with /)")),

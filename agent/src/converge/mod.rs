@@ -40,6 +40,10 @@ struct Step {
     context: &'static str,
 }
 
+const DRIVER: Step =
+    Step { name: "driver", phase: Phase::PreparingGpu, context: "waiting for the host's NVIDIA driver" };
+const TOOLKIT: Step =
+    Step { name: "toolkit", phase: Phase::PreparingGpu, context: "looking for the NVIDIA Container Toolkit" };
 const WORKSPACE: Step = Step { name: "workspace", phase: Phase::FetchingWorkspace, context: "fetching the workspace" };
 const IMAGE: Step = Step { name: "image", phase: Phase::PreparingImage, context: "preparing the image" };
 const NETWORK: Step =
@@ -211,6 +215,10 @@ impl<'a> Converger<'a> {
             .await
             .context("connecting to the Docker engine")?;
         self.docker = Some(docker.clone());
+        let docker = match cfg.container.gpus {
+            Some(_) => self.prepare_gpu_host(docker).await?,
+            None => docker,
+        };
         crate::docker_install::git::ensure_for_workspace(cfg, &mut self.rec).await?;
         let workspace = match &cfg.workspace {
             Some(w) => Some(self.step(WORKSPACE, async |_| fetch_workspace(cfg, w).await).await?),
@@ -248,6 +256,38 @@ impl<'a> Converger<'a> {
         let (value, detail) = work(&mut self.rec).await.context(step.context)?;
         self.rec.done(step.name, detail);
         Ok(value)
+    }
+
+    /// With `[container] gpus`, before anything else is prepared: the
+    /// `driver` step waits for the host's NVIDIA driver (following
+    /// Alibaba's auto-install), the `toolkit` step looks for the NVIDIA
+    /// Container Toolkit and, when the agent manages this host's engine,
+    /// installs it and restarts dockerd (docs/gpu.md). The engine, again
+    /// once it was restarted.
+    async fn prepare_gpu_host(&mut self, docker: Docker) -> Result<Docker> {
+        let cfg = self.cfg;
+        self.step(DRIVER, async |rec| {
+            let paths = crate::gpu::driver::DriverPaths::from(&cfg.gpu);
+            let ready =
+                crate::gpu::driver::wait(cfg.gpu.driver_timeout, &paths, |line| rec.progress(line, true)).await?;
+            info!(version = %ready.version, gpus = %ready.gpus.join(", "), "the NVIDIA driver answers");
+            Ok(((), ready.detail()))
+        })
+        .await?;
+        let install = self.step(TOOLKIT, async |_| crate::gpu::toolkit::look(cfg).await).await?;
+        if !install {
+            return Ok(docker);
+        }
+        crate::gpu::toolkit::ensure(
+            cfg,
+            &mut docker_install::RecordProgress { rec: &mut self.rec, phase: Phase::PreparingGpu },
+        )
+        .await
+        .context("installing the NVIDIA Container Toolkit")?;
+        // dockerd was restarted: a new connection to it.
+        let docker = crate::engine::connect(&cfg.docker).await.context("connecting to the restarted Docker engine")?;
+        self.docker = Some(docker.clone());
+        Ok(docker)
     }
 
     /// The container the configuration asks for, from this image, with

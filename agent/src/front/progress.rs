@@ -88,6 +88,7 @@ impl Progress {
         let what = match &self.phase[..] {
             "pending" => "Starting",
             "installing-docker" => "Installing Docker",
+            "preparing-gpu" => "Preparing the GPU (the NVIDIA driver can take 20 minutes and a restart)",
             "fetching-workspace" => "Fetching the materials",
             "preparing-image" => "Preparing the Jupyter image",
             "starting-container" => "Starting Jupyter",
@@ -161,6 +162,7 @@ fn headlines_json() -> String {
     let phases = [
         "pending",
         "installing-docker",
+        "preparing-gpu",
         "fetching-workspace",
         "preparing-image",
         "starting-container",

@@ -29,8 +29,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-/// Where Alibaba's auto-install script logs (its documentation and the script's `log=` line).
-pub const AUTO_INSTALL_LOG: &str = "/root/auto_install/auto_install.log";
+pub use crate::config::AUTO_INSTALL_LOG;
 pub use crate::config::DEFAULT_DRIVER_TIMEOUT;
 /// How often the log is read and the driver probed.
 const POLL: Duration = Duration::from_secs(5);
@@ -56,16 +55,24 @@ pub struct DriverPaths {
     pub dev: PathBuf,
     /// The `nvidia-smi` to run: a path, or a name looked up in `PATH`.
     pub nvidia_smi: PathBuf,
-    /// The file with the boot time (`btime` in `/proc/stat`).
+    /// The file with the boot time (`btime` in `/proc/stat`); `1/stat`
+    /// beside it, when there, says when PID 1 started (see [`boot_time`]).
     pub proc_stat: PathBuf,
 }
 
 impl Default for DriverPaths {
     fn default() -> DriverPaths {
+        DriverPaths::from(&crate::config::GpuConfig::default())
+    }
+}
+
+/// `[gpu] auto_install_log`, `nvidia_smi` and `devices`.
+impl From<&crate::config::GpuConfig> for DriverPaths {
+    fn from(gpu: &crate::config::GpuConfig) -> DriverPaths {
         DriverPaths {
-            install_log: PathBuf::from(AUTO_INSTALL_LOG),
-            dev: PathBuf::from("/dev"),
-            nvidia_smi: PathBuf::from("nvidia-smi"),
+            install_log: gpu.auto_install_log.clone(),
+            dev: gpu.devices.clone(),
+            nvidia_smi: gpu.nvidia_smi.clone(),
             proc_stat: PathBuf::from("/proc/stat"),
         }
     }
@@ -93,6 +100,28 @@ pub struct DriverReady {
     /// The GPUs' names, one per GPU (`Tesla T4`).
     pub gpus: Vec<String>,
     pub install: InstallSeen,
+}
+
+impl DriverReady {
+    /// The `driver` step's detail: `NVIDIA driver 535.161.07, 1 GPU: Tesla T4
+    /// (Alibaba's auto-install: ALL INSTALL OK)`.
+    pub fn detail(&self) -> String {
+        let n = self.gpus.len();
+        let how = match self.install {
+            InstallSeen::NoLog => "no auto-install log: the image's driver",
+            InstallSeen::Succeeded => "Alibaba's auto-install: ALL INSTALL OK",
+            InstallSeen::FailedButDriverAnswers => "the auto-install log says it failed, but the driver answers",
+            InstallSeen::UnfinishedButDriverAnswers => {
+                "the auto-install log stops before this boot unfinished, but the driver answers"
+            }
+        };
+        format!(
+            "NVIDIA driver {}, {n} GPU{}: {} ({how})",
+            self.version,
+            if n == 1 { "" } else { "s" },
+            self.gpus.join(", ")
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -230,11 +259,27 @@ fn wget_percent(line: &str) -> Option<u8> {
     words.find_map(|w| w.strip_suffix('%')?.parse::<u8>().ok().filter(|p| *p <= 100))
 }
 
-/// The boot time, from `btime` in `/proc/stat`.
-fn boot_time(proc_stat: &Path) -> Option<SystemTime> {
+/// When this system booted: the kernel's boot time (`btime` in
+/// `/proc/stat`) plus how long after it PID 1 started (`1/stat` beside it,
+/// field 22, in clock ticks). On an instance the two are a second or so
+/// apart; in a container booting its own init (the systemd container of
+/// the tests, docs/systemd.md) the kernel's boot is the host's, and PID 1's
+/// start is the container's "boot", which a restart of it moves.
+pub(crate) fn boot_time(proc_stat: &Path) -> Option<SystemTime> {
     let text = std::fs::read_to_string(proc_stat).ok()?;
     let secs: u64 = text.lines().find_map(|l| l.strip_prefix("btime "))?.trim().parse().ok()?;
-    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+    let kernel = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+    let init = proc_stat.parent().map(|p| p.join("1/stat")).and_then(|f| std::fs::read_to_string(f).ok());
+    Some(kernel + init.as_deref().and_then(init_started).unwrap_or_default())
+}
+
+/// PID 1's start after the kernel's boot, from its `stat` line.
+fn init_started(stat: &str) -> Option<Duration> {
+    // The name (field 2) is in parentheses and may hold spaces: count after its end.
+    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(19)?.parse().ok()?;
+    let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().filter(|t| *t > 0)?;
+    Some(Duration::from_millis(ticks.saturating_mul(1000) / per_second as u64))
 }
 
 /// The log's text and when it was last written; `None` when there is no log.

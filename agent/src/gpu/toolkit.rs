@@ -130,6 +130,11 @@ fn executable(root: &Path, name: &str) -> Option<PathBuf> {
 /// installs it.
 pub const GPU_HOOK: &str = "nvidia-container-runtime-hook";
 
+/// Where [`GPU_HOOK`] is on this host, when the toolkit is installed.
+pub fn gpu_hook() -> Option<PathBuf> {
+    executable(Path::new("/"), GPU_HOOK)
+}
+
 /// Merges the `nvidia` runtime into `daemon.json`'s text (`None`: no file
 /// yet), as `nvidia-ctk runtime configure --runtime=docker` would add it:
 /// `"runtimes": {"nvidia": {"path": "nvidia-container-runtime", "args": []}}`.
@@ -367,6 +372,34 @@ fn local_engine(cfg: &Config) -> Result<()> {
     Ok(())
 }
 
+/// The converge's `toolkit` step: whether the agent installs the toolkit
+/// ([`ensure`] next), with the step's detail. Only the local engine on its
+/// default socket, with `[docker] install` on, is given the toolkit (as
+/// only that one is given Docker); another engine is asked its runtimes
+/// and left to answer the container's device request, whose refusal names
+/// the fix (docs/gpu.md#the-toolkit-step).
+pub async fn look(cfg: &Config) -> Result<(bool, String)> {
+    let address = engine::engine_address(&cfg.docker);
+    let runtimes =
+        offered_runtimes(cfg, cfg.docker.ping_timeout).await.context("asking the engine for its runtimes")?;
+    let offered = format!("the engine offers the runtimes {}", runtimes.join(", "));
+    if runtimes.iter().any(|r| r == RUNTIME) {
+        return Ok((false, format!("{offered}: nothing to install")));
+    }
+    let why_not = match (cfg.docker.install, engine::is_local_default(&address)) {
+        (true, true) => {
+            return Ok((true, format!("{offered}, not {RUNTIME}: installing the NVIDIA Container Toolkit")))
+        }
+        (false, _) => "[docker] install = false".to_string(),
+        (true, false) => format!("the engine is {address}, not this host's default socket"),
+    };
+    info!(%address, "not installing the NVIDIA Container Toolkit: {why_not}");
+    Ok((
+        false,
+        format!("{offered}, not {RUNTIME}; not installed by the agent ({why_not}): the engine's answer to the container's device request decides"),
+    ))
+}
+
 /// The converge's `toolkit` step, and `install-nvidia-toolkit` on this
 /// host: nothing when the engine already offers the `nvidia` runtime;
 /// else installs the toolkit when it is missing, registers the runtime in
@@ -393,7 +426,7 @@ pub async fn ensure(cfg: &Config, progress: &mut dyn Progress) -> Result<Outcome
             DAEMON_JSON
         );
     }
-    let hook = executable(Path::new("/"), GPU_HOOK).ok_or_else(|| {
+    let hook = gpu_hook().ok_or_else(|| {
         anyhow!(
             "the engine offers the {RUNTIME} runtime, but {GPU_HOOK} is in none of /usr/local/sbin, /usr/local/bin, /usr/sbin, /usr/bin, /sbin, /bin: \
              dockerd registers the GPU device driver (docker run --gpus) only when it finds that hook at its start; reinstall nvidia-container-toolkit"

@@ -106,6 +106,7 @@ fn unknown_phases_and_statuses_read_as_such_and_round_trip() {
     let phases = [
         (Phase::Pending, "pending"),
         (Phase::InstallingDocker, "installing-docker"),
+        (Phase::PreparingGpu, "preparing-gpu"),
         (Phase::FetchingWorkspace, "fetching-workspace"),
         (Phase::PreparingImage, "preparing-image"),
         (Phase::StartingContainer, "starting-container"),

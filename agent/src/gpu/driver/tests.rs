@@ -309,3 +309,26 @@ fn the_boot_time_is_read_from_proc_stat() {
         assert!(boot_time(Path::new("/proc/stat")).is_some());
     }
 }
+
+#[test]
+fn a_container_booting_its_own_init_boots_when_its_pid_1_started() {
+    let host = Host::new(Duration::from_secs(3600));
+    let kernel = boot_time(&host.paths.proc_stat).unwrap();
+    // PID 1 started 20 minutes after the kernel (a container's init): its start is the boot.
+    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).unwrap().unwrap() as u64;
+    let dir = host.paths.proc_stat.parent().unwrap().join("1");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Fields 3 (the state) to 52 after the name; field 22 is the start.
+    let mut fields = vec!["0"; 50];
+    let start = (20 * 60 * ticks).to_string();
+    fields[0] = "S";
+    fields[22 - 3] = &start;
+    std::fs::write(dir.join("stat"), format!("1 (systemd (odd) name) {}\n", fields.join(" "))).unwrap();
+    assert_eq!(boot_time(&host.paths.proc_stat).unwrap(), kernel + Duration::from_secs(20 * 60));
+    assert_eq!(init_started("garbage"), None);
+    // The real one, where there is one: not before the kernel's boot, not in the future.
+    if Path::new("/proc/1/stat").exists() {
+        let booted = boot_time(Path::new("/proc/stat")).unwrap();
+        assert!(booted <= SystemTime::now());
+    }
+}
