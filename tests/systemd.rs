@@ -380,3 +380,115 @@ fn after_a_reboot_the_metadata_rules_are_in_place_before_docker_starts_the_conta
     drop(host);
     drop(meta);
 }
+
+/// TEST DOUBLE for NVIDIA's `nvidia-smi` on a GPU instance (no GPU exists
+/// here): it fails as the real one does while no driver is loaded, and
+/// answers the driver step's query once the device node is there.
+const HOST_NVIDIA_SMI_DOUBLE: &str = r#"#!/bin/sh
+# TEST DOUBLE for NVIDIA's nvidia-smi (tests/systemd.rs): no GPU exists on the test machines.
+if [ ! -e /dev/nvidiactl ]; then
+    echo "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. Make sure that the latest NVIDIA driver is installed and running."
+    exit 9
+fi
+echo "535.161.07, Tesla T4"
+"#;
+
+/// TEST DOUBLE for the NVIDIA driver loading at boot: once Alibaba's
+/// install has written its verdict, the next boot has the device nodes
+/// (plain files: the driver step only checks that they exist).
+const DRIVER_AT_BOOT_DOUBLE: &str = "[Unit]\nDescription=TEST DOUBLE: the NVIDIA driver loading at boot once installed (tests/systemd.rs)\nBefore=jupyter-agent.service\n\n\
+     [Service]\nType=oneshot\nRemainAfterExit=yes\n\
+     ExecStart=/bin/sh -c 'if grep -qx \"ALL INSTALL OK\" /root/auto_install/auto_install.log; then touch /dev/nvidiactl /dev/nvidia0; fi'\n\n\
+     [Install]\nWantedBy=multi-user.target\n";
+
+/// Alibaba's GPU driver install reboots the instance in the middle of the
+/// agent's `driver` step (docs/gpu.md#the-reboot). In the systemd
+/// container, with the install's log at its real path, written as the
+/// install goes (the constructed logs of the driver wait's unit tests):
+/// while it runs, the step shows its phase; once it says ALL INSTALL OK,
+/// the step waits for the reboot; the reboot (the container restarted, the
+/// log last written 60 s before it, as the script sleeps 60 s before
+/// rebooting) stops the agent; at boot the unit converges again, the step
+/// finds the log complete and older than the boot and the driver loaded,
+/// and the converge goes on, to this engine's refusal of the device
+/// request (no NVIDIA Container Toolkit here; `[docker] install = false`
+/// so that nothing is installed on the test machine).
+#[test]
+fn the_driver_step_survives_the_auto_installs_reboot() {
+    let env = Env::new("systemd-gpu");
+    let host = SystemdHost::boot(&env);
+    host.write("/usr/local/bin/nvidia-smi", HOST_NVIDIA_SMI_DOUBLE);
+    assert!(host.exec(&["chmod", "755", "/usr/local/bin/nvidia-smi"]).status.success());
+    host.write("/etc/systemd/system/nvidia-driver-double.service", DRIVER_AT_BOOT_DOUBLE);
+    assert!(host.exec(&["systemctl", "daemon-reload"]).status.success());
+    assert!(host.exec(&["systemctl", "enable", "nvidia-driver-double.service"]).status.success());
+    let log = "/root/auto_install/auto_install.log";
+    host.write(log, include_str!("../agent/src/gpu/fixtures/in_progress_1.log"));
+
+    let port = crate::common::free_port();
+    let config = format!(
+        "state_dir = \"{}\"\n\n[image]\nname = \"{}\"\npull = \"never\"\n\n[container]\nname = \"{}\"\npublish = \"127.0.0.1:{port}\"\nmetadata_access = true\ngpus = \"all\"\n\n[jupyter]\nurl_host = \"127.0.0.1\"\nready_timeout = \"2m\"\n\n[docker]\ninstall = false\n\n[gpu]\ndriver_timeout = \"5m\"\n",
+        host.state.display(),
+        test_image(),
+        env.name
+    );
+    host.write("/etc/jupyter-agent/config.toml", &config);
+    let installed = host.exec(&["/root/jupyter-agent", "install"]);
+    assert!(installed.status.success(), "{}", String::from_utf8_lossy(&installed.stderr));
+
+    let state = || -> serde_json::Value {
+        serde_json::from_str(&host.stdout(&["jupyter-agent", "status", "--json"])).unwrap_or_default()
+    };
+    let driver_step = |s: &serde_json::Value| -> serde_json::Value {
+        s["steps"].as_array().and_then(|a| a.iter().rev().find(|s| s["name"] == "driver").cloned()).unwrap_or_default()
+    };
+    let until = |what: &str, holds: &dyn Fn(&serde_json::Value) -> bool| -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let s = state();
+            if holds(&s) {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "{what}: not within 90 s: {s:#}");
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    };
+    let progress = |s: &serde_json::Value| driver_step(s)["progress"].as_str().unwrap_or("").to_string();
+
+    let installing = until("the install's phase", &|s| progress(s).contains("downloading"));
+    assert_eq!(installing["phase"], "preparing-gpu");
+    assert_eq!(host.status_text(), "preparing-gpu: driver");
+    assert_eq!(
+        progress(&installing),
+        format!("Alibaba's GPU driver auto-install ({log}): downloading NVIDIA-Linux-x86_64-440.64.00.run: 12%")
+    );
+
+    // The install ends; the script sleeps 60 s, then reboots.
+    host.write(log, include_str!("../agent/src/gpu/fixtures/ok.log"));
+    until("waiting for the reboot", &|s| progress(s).contains("waiting for its reboot"));
+    let before =
+        host.stdout(&["systemctl", "show", "-p", "ExecMainStartTimestampMonotonic", "--value", "jupyter-agent"]);
+    let written = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() - 60;
+    assert!(host.exec(&["touch", "-d", &format!("@{written}"), log]).status.success());
+    assert!(docker(&["restart", "-t", "5", &host.name]).status.success());
+    host.wait_for_boot();
+    assert_eq!(host.stdout(&["systemctl", "is-enabled", "jupyter-agent"]), "enabled");
+    assert_ne!(
+        host.stdout(&["systemctl", "show", "-p", "ExecMainStartTimestampMonotonic", "--value", "jupyter-agent"]),
+        before
+    );
+
+    let after = until("the converge after the reboot", &|s| s["phase"] == "failed");
+    let driver = driver_step(&after);
+    assert_eq!(driver["status"], "done", "{after:#}");
+    assert_eq!(
+        driver["detail"], "NVIDIA driver 535.161.07, 1 GPU: Tesla T4 (Alibaba's auto-install: ALL INSTALL OK)",
+        "{after:#}"
+    );
+    assert_eq!(after["error"]["step"], "container", "{after:#}");
+    let cause = after["error"]["cause"].as_str().unwrap();
+    assert!(
+        cause.contains("needs the NVIDIA Container Toolkit") && cause.contains("install-nvidia-toolkit"),
+        "{cause}"
+    );
+}
