@@ -51,4 +51,9 @@ stage_wait "scripts/release.sh"
 export JA_RELEASE_DIR="$PWD/target/release-bundle"
 stage_wait "Docker (jupyter-agent install-docker)"
 stage_wait "test images and rostran"
-stage "cargo test (unit tests, then the e2e crate's one binary, tests/tests.rs)" cargo test --workspace --locked
+# Four test threads on two cores: most end-to-end tests wait (on Jupyter's
+# start, the engine, timers), so two threads left the cores idle. Each
+# test's own bounds are generous enough for the load (a test that needs
+# the engine alone takes the engine lock, tests/common/env.rs).
+stage "cargo test (unit tests, then the e2e crate's one binary, tests/tests.rs)" \
+    env RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}" cargo test --workspace --locked
