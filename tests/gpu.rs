@@ -19,14 +19,18 @@
 //! test image with a stand-in `nvidia-smi`: a test double for NVIDIA's,
 //! which needs a GPU and its driver.
 //!
-//! What is not: a container given GPUs by the NVIDIA runtime (the engine
-//! here refuses the device request, so the converge never reaches the
-//! `gpu` step), the real `nvidia-smi`'s output (the doubles print the
-//! documented forms), the toolkit's install by the converge on this host
-//! (`tests/nvidia_toolkit.rs` installs it into a Debian root by the same
-//! function). The ready report's naming of the GPUs (status, the result
-//! file, the room's data and table) is tested in the crates' unit tests,
-//! from a state that names them.
+//! And the whole converge with GPUs to ready, on a second engine that
+//! offers them through a test double of the NVIDIA hook
+//! (tests/common/gpu_engine.rs): the engine's own GPU device driver takes
+//! the device request and runs the hook, which gives the container a
+//! stand-in `nvidia-smi`; the `gpu` step lists the GPU and the ready
+//! report (state, result file) names it.
+//!
+//! What is not: NVIDIA's real hook, driver and `nvidia-smi` (the doubles
+//! print the documented forms), the toolkit's install by the converge on
+//! this host (`tests/nvidia_toolkit.rs` installs it into a Debian root by
+//! the same function). The room's data and table naming the GPUs are
+//! tested in the crates' unit tests, from a state that names them.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -410,4 +414,66 @@ fn doctor_names_the_driver_and_the_missing_toolkit() {
     assert_eq!(gpu["verdict"], "fail");
     assert!(gpu["detail"].as_str().unwrap().starts_with("the NVIDIA driver does not answer: "), "{gpu:#}");
     assert!(gpu["detail"].as_str().unwrap().contains("is not installed yet"), "{gpu:#}");
+}
+
+/// The whole converge with GPUs, on an engine that can give them: a second
+/// engine with a test double of the NVIDIA Container Toolkit's hook
+/// (tests/common/gpu_engine.rs), which puts a stand-in `nvidia-smi` into
+/// containers that ask for GPUs, and the stand-in host driver. The
+/// `driver` and `toolkit` steps pass, the engine takes the device request
+/// (the hook is called with the container's `NVIDIA_VISIBLE_DEVICES`),
+/// the `gpu` step lists the GPU inside the container, and the ready
+/// report names it: the state, the result file, and the login URL opens
+/// Jupyter.
+#[test]
+fn a_container_given_gpus_is_proven_and_the_ready_report_names_them() {
+    let env = Env::new("gpu-ready");
+    let engine = crate::common::gpu_engine::GpuEngine::start(&test_image(), NVIDIA_SMI_DOUBLE);
+    let driver = HostDriver::new(&env);
+    let config = driver
+        .config(&env, "\"all\"")
+        .replace("[docker]\ninstall = false\n", &format!("[docker]\ninstall = false\nhost = \"{}\"\n", engine.host));
+    env.write_config(&config);
+    let run = engine
+        .command(&crate::common::bin("jupyter-agent"))
+        .arg("--config")
+        .arg(env.config_path())
+        .args(["run", "--once"])
+        .env("JUPYTER_AGENT_LOG", "info")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "run --once: {stderr}\nthe engine's log:\n{}", engine.log());
+
+    let state = env.state();
+    assert_eq!(state["phase"], "ready", "{state:#}");
+    assert_eq!(state["jupyter"]["gpus"], serde_json::json!(["Tesla T4"]), "{state:#}");
+    assert_eq!(step(&state, "gpu")["detail"], "1 GPU: Tesla T4");
+    assert_eq!(
+        step(&state, "driver")["detail"],
+        "NVIDIA driver 535.161.07, 1 GPU: Tesla T4 (no auto-install log: the image's driver)"
+    );
+    let toolkit = step(&state, "toolkit")["detail"].as_str().unwrap().to_string();
+    assert!(toolkit.contains("not installed by the agent ([docker] install = false)"), "{toolkit}");
+    let calls = engine.hook_calls();
+    assert!(
+        calls.iter().any(|c| c["args"] == serde_json::json!(["prestart"])
+            && c["visible"] == serde_json::json!(["NVIDIA_VISIBLE_DEVICES=all"])),
+        "the engine ran the hook for the container's GPUs: {calls:?}"
+    );
+    let result = std::fs::read_to_string(env.path("result.txt")).unwrap();
+    assert!(result.contains("## GPUs: Tesla T4\n"), "{result}");
+
+    // The URL opens Jupyter where the engine publishes it.
+    let (base, _, token) = split_url(state["jupyter"]["url"].as_str().unwrap());
+    let header = env.path("auth-header");
+    std::fs::write(&header, format!("Authorization: token {token}\n")).unwrap();
+    let curl = engine
+        .command(std::path::Path::new("curl"))
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "20", "-H"])
+        .arg(format!("@{}", header.display()))
+        .arg(format!("{base}/api/status"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&curl.stdout), "200", "{}", String::from_utf8_lossy(&curl.stderr));
 }

@@ -9,7 +9,8 @@
 //!   condition (`ros`), the agent's own API for `jupyter-bootstrap`
 //!   (`fake_agent`), a file server (`files`), the `aliyun` CLI and the cloud
 //!   behind it, whose stacks start real agents (`aliyun`); and real ones: an ACME CA
-//!   (`pebble`), a registry (`registry`);
+//!   (`pebble`), a registry (`registry`), a second engine that offers GPUs
+//!   through a test double of the NVIDIA hook (`gpu_engine`);
 //! - clients: plain HTTP (here), HTTPS and a kernel's WebSocket (`wss`), a
 //!   headless browser (`chromium`);
 //! - the ROS template checker (`template`), a Debian root (`debian_root`).
@@ -21,6 +22,7 @@ pub mod debian_root;
 pub mod env;
 pub mod fake_agent;
 pub mod files;
+pub mod gpu_engine;
 pub mod http_fake;
 pub mod metadata;
 pub mod netns;
