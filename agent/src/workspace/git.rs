@@ -279,16 +279,25 @@ impl Git<'_> {
         let shown = format!("git clone {}", self.url);
         let args = ["clone", "--no-checkout", "--quiet", "--", self.raw_url].map(OsStr::new);
         let args = [&args[..], &[repo.as_os_str()]].concat();
-        match self.run(None, &args, CLONE_TIMEOUT, Some(repo)).await {
-            Ok(output) if output.status.success() => Ok(()),
+        self.network_attempt(&shown, self.run(None, &args, CLONE_TIMEOUT, Some(repo)).await).map(drop)
+    }
+
+    /// One try of a git command that talks to the server (`shown`, run
+    /// with [`CLONE_TIMEOUT`]), as [`with_retry`] takes it: its output when
+    /// it succeeded; a failure the network may mend (git's words for it,
+    /// or the time limit) is worth another try; one that is too large or
+    /// the server's refusal is not.
+    fn network_attempt(&self, shown: &str, ran: Result<Output, GitFailure>) -> Result<Output, Attempt> {
+        match ran {
+            Ok(output) if output.status.success() => Ok(output),
             Ok(output) => Err(Attempt {
                 transient: is_transient_git(&String::from_utf8_lossy(&output.stderr)),
-                error: anyhow!("{}", self.failure(&shown, &output)).into(),
+                error: anyhow!("{}", self.failure(shown, &output)).into(),
             }),
             Err(GitFailure::Timeout) => {
                 Err(Attempt::transient(anyhow!("`{shown}` did not finish within {}", seconds(CLONE_TIMEOUT))))
             }
-            Err(GitFailure::TooLarge(size)) => Err(Attempt::permanent(self.too_large(&shown, size))),
+            Err(GitFailure::TooLarge(size)) => Err(Attempt::permanent(self.too_large(shown, size))),
             Err(GitFailure::Fatal(e)) => Err(Attempt::permanent(e)),
         }
     }
@@ -340,20 +349,14 @@ impl Git<'_> {
     async fn fetch_commit(&self, repo: &Path, commit: &str, deadline: Instant) -> Result<bool, FetchError> {
         let args = &["fetch", "--quiet", "origin", commit].map(OsStr::new);
         with_retry(deadline, "fetching the commit", || async move {
-            let args = &args[..];
-            match self.run(Some(repo), args, CLONE_TIMEOUT, Some(repo)).await {
-                Ok(output) if output.status.success() => Ok(true),
-                Ok(output) if is_transient_git(&String::from_utf8_lossy(&output.stderr)) => Err(Attempt::transient(
-                    anyhow!("{}", self.failure(&format!("git fetch {} {commit}", self.url), &output)),
-                )),
-                Ok(_) => Ok(false),
-                Err(GitFailure::Timeout) => {
-                    Err(Attempt::transient(anyhow!("`git fetch` did not finish within {}", seconds(CLONE_TIMEOUT))))
-                }
-                Err(GitFailure::TooLarge(size)) => {
-                    Err(Attempt::permanent(self.too_large(&format!("git fetch {} {commit}", self.url), size)))
-                }
-                Err(GitFailure::Fatal(e)) => Err(Attempt::permanent(e)),
+            let shown = format!("git fetch {} {commit}", self.url);
+            let ran = self.run(Some(repo), &args[..], CLONE_TIMEOUT, Some(repo)).await;
+            // A failure that is not the network's: the server will not hand that commit out.
+            let refused = matches!(&ran, Ok(output) if !output.status.success()
+                && !is_transient_git(&String::from_utf8_lossy(&output.stderr)));
+            match refused {
+                true => Ok(false),
+                false => self.network_attempt(&shown, ran).map(|_| true),
             }
         })
         .await
@@ -399,18 +402,8 @@ pub(super) async fn remote_commit(
         let args = ["ls-remote", "--", git.raw_url, &tag, &peeled, &branch].map(OsStr::new);
         async move {
             let shown = format!("git ls-remote {} {reference}", git.url);
-            match git.run(None, &args, CLONE_TIMEOUT, None).await {
-                Ok(output) if output.status.success() => Ok(String::from_utf8_lossy(&output.stdout).into_owned()),
-                Ok(output) => Err(Attempt {
-                    transient: is_transient_git(&String::from_utf8_lossy(&output.stderr)),
-                    error: anyhow!("{}", git.failure(&shown, &output)).into(),
-                }),
-                Err(GitFailure::Timeout) => {
-                    Err(Attempt::transient(anyhow!("`{shown}` did not finish within {}", seconds(CLONE_TIMEOUT))))
-                }
-                Err(GitFailure::TooLarge(size)) => Err(Attempt::permanent(git.too_large(&shown, size))),
-                Err(GitFailure::Fatal(e)) => Err(Attempt::permanent(e)),
-            }
+            let output = git.network_attempt(&shown, git.run(None, &args, CLONE_TIMEOUT, None).await)?;
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
         }
     })
     .await?;
