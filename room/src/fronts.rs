@@ -26,11 +26,11 @@ use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
+use jupyter_proto::certificate_check::{any_certificate, CertificateCheck, Presented};
 use reqwest::header::HeaderValue;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::danger::ServerCertVerifier;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::ServerName;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -170,87 +170,42 @@ fn walk(value: &serde_json::Value, depth: usize, out: &mut BTreeMap<String, [u8;
     }
 }
 
-/// Accepts any certificate, still checking the handshake's signatures:
-/// for requests that carry no secret, or under `--insecure`.
-#[derive(Debug)]
-struct AnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// The system's roots for the address, or the pinned fingerprint when the
-/// participant's setup reported one for this host.
-#[derive(Debug)]
-struct PinnedOrTrusted {
-    pins: HashMap<String, Vec<[u8; 32]>>,
-    system: Option<rustls_platform_verifier::Verifier>,
-    provider: Arc<CryptoProvider>,
-}
-
 /// Why a certificate was refused, in the message the organiser reads.
 pub const NOT_TRUSTED: &str = "its certificate is neither trusted by this system nor the one the participant's \
      setup reported (a self-signed certificate without a fingerprint in the input?); the token was not sent \
      (--insecure sends it anyway)";
 
-impl ServerCertVerifier for PinnedOrTrusted {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let host = match server_name {
+/// The system's roots for the address, or the pinned fingerprint when the
+/// participant's setup reported one for this host.
+fn pinned_or_trusted(trust: &Trust, provider: Arc<CryptoProvider>) -> Arc<dyn ServerCertVerifier> {
+    let pins: HashMap<String, Vec<[u8; 32]>> = trust.pins.clone();
+    let system = rustls_platform_verifier::Verifier::new(provider.clone()).ok();
+    Arc::new(CertificateCheck::new("pinned or trusted", provider, move |presented: &Presented<'_>| {
+        let host = match presented.server_name {
             ServerName::IpAddress(ip) => std::net::IpAddr::from(*ip).to_string(),
             ServerName::DnsName(name) => name.as_ref().to_ascii_lowercase(),
             _ => String::new(),
         };
-        let seen: [u8; 32] = Sha256::digest(end_entity.as_ref()).into();
-        let pinned = self.pins.get(&host);
+        let seen: [u8; 32] = Sha256::digest(presented.end_entity.as_ref()).into();
+        let pinned = pins.get(&host);
         if pinned.is_some_and(|fps| fps.contains(&seen)) {
-            return Ok(ServerCertVerified::assertion());
+            return Ok(());
         }
         // A trusted certificate serves too: the instance may have had its
         // ACME certificate since it reported the self-signed one.
-        let trusted = self
-            .system
-            .as_ref()
-            .is_some_and(|system| system.verify_server_cert(end_entity, intermediates, server_name, ocsp, now).is_ok());
+        let trusted = system.as_ref().is_some_and(|system| {
+            system
+                .verify_server_cert(
+                    presented.end_entity,
+                    presented.intermediates,
+                    presented.server_name,
+                    presented.ocsp_response,
+                    presented.now,
+                )
+                .is_ok()
+        });
         match (trusted, pinned) {
-            (true, _) => Ok(ServerCertVerified::assertion()),
+            (true, _) => Ok(()),
             (false, Some(_)) => Err(rustls::Error::General(format!(
                 "its certificate's fingerprint ({}) is not the one the participant's setup reported, nor is the \
                  certificate trusted by this system (a machine in the middle, or a new certificate); the token was \
@@ -259,29 +214,7 @@ impl ServerCertVerifier for PinnedOrTrusted {
             ))),
             (false, None) => Err(rustls::Error::General(NOT_TRUSTED.into())),
         }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
-    }
+    }))
 }
 
 /// `AB:CD:...`, as the agent shows fingerprints.
@@ -312,7 +245,7 @@ fn builder(verifier: Arc<dyn ServerCertVerifier>, provider: Arc<CryptoProvider>)
 /// The client for the progress JSON: any certificate, short deadlines.
 pub fn progress_client() -> reqwest::Client {
     let provider = provider();
-    builder(Arc::new(AnyCertificate(provider.clone())), provider)
+    builder(any_certificate(provider.clone()), provider)
         .timeout(PROBE_TIMEOUT)
         .pool_idle_timeout(Duration::from_secs(15))
         .build()
@@ -323,14 +256,9 @@ pub fn progress_client() -> reqwest::Client {
 /// within `connect`, and a transfer that stalls for `stall` fails.
 pub fn token_client(trust: &Trust, connect: Duration, stall: Duration, total: Option<Duration>) -> reqwest::Client {
     let provider = provider();
-    let verifier: Arc<dyn ServerCertVerifier> = if trust.insecure {
-        Arc::new(AnyCertificate(provider.clone()))
-    } else {
-        Arc::new(PinnedOrTrusted {
-            pins: trust.pins.clone(),
-            system: rustls_platform_verifier::Verifier::new(provider.clone()).ok(),
-            provider: provider.clone(),
-        })
+    let verifier = match trust.insecure {
+        true => any_certificate(provider.clone()),
+        false => pinned_or_trusted(trust, provider.clone()),
     };
     let mut b = builder(verifier, provider).connect_timeout(connect).read_timeout(stall);
     if let Some(total) = total {

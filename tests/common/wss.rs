@@ -10,11 +10,11 @@ use std::path::Path;
 use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use jupyter_proto::certificate_check::any_certificate;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use serde_json::{json, Value};
 use tungstenite::client::IntoClientRequest as _;
 use tungstenite::handshake::HandshakeError;
@@ -35,7 +35,7 @@ fn ring() -> Arc<CryptoProvider> {
 
 /// A client configuration on ring (named here, not the process default)
 /// trusting exactly the certificates in `roots` (a PEM file), or with no
-/// roots, any certificate ([`AnyCertificate`]).
+/// roots, any certificate (the handshake's signatures still checked).
 fn client_config(roots: Option<&Path>) -> ClientConfig {
     let builder =
         ClientConfig::builder_with_provider(ring()).with_safe_default_protocol_versions().expect("ring's TLS versions");
@@ -48,7 +48,7 @@ fn client_config(roots: Option<&Path>) -> ClientConfig {
             assert!(!store.is_empty(), "{} holds no certificate", pem.display());
             builder.with_root_certificates(store).with_no_client_auth()
         }
-        None => builder.dangerous().with_custom_certificate_verifier(Arc::new(AnyCertificate)).with_no_client_auth(),
+        None => builder.dangerous().with_custom_certificate_verifier(any_certificate(ring())).with_no_client_auth(),
     }
 }
 
@@ -97,46 +97,6 @@ pub fn served_leaf(port: u16) -> Vec<u8> {
     let stream = connect(port, client_config(None)).unwrap_or_else(|e| panic!("TLS to 127.0.0.1:{port}: {e}"));
     let chain = stream.conn.peer_certificates().expect("the server sent certificates");
     chain.first().expect("a leaf certificate").to_vec()
-}
-
-/// Accepts any server certificate (the handshake's signatures are still
-/// checked, with ring's algorithms): for [`served_leaf`].
-#[derive(Debug)]
-struct AnyCertificate;
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &ring().signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &ring().signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        ring().signature_verification_algorithms.supported_schemes()
-    }
 }
 
 /// SHA-256 of `der` as browsers show it: uppercase hex pairs joined by

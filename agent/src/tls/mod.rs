@@ -521,53 +521,21 @@ fn private_address_refused(cfg: &TlsConfig, host: &Host) -> Option<String> {
 /// fingerprint is `expected`: the proof checks the listener serves what the
 /// state says, whoever issued it.
 pub(crate) fn pinned_client_config(expected: String) -> Result<rustls::ClientConfig> {
-    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-    use rustls::{DigitallySignedStruct, SignatureScheme};
-
-    #[derive(Debug)]
-    struct Pinned(String, Arc<rustls::crypto::CryptoProvider>);
-    impl ServerCertVerifier for Pinned {
-        fn verify_server_cert(
-            &self,
-            end_entity: &CertificateDer<'_>,
-            _: &[CertificateDer<'_>],
-            _: &ServerName<'_>,
-            _: &[u8],
-            _: UnixTime,
-        ) -> Result<ServerCertVerified, rustls::Error> {
-            if certs::fingerprint(end_entity) == self.0 {
-                Ok(ServerCertVerified::assertion())
-            } else {
-                Err(rustls::Error::General("the listener serves another certificate than the one on record".into()))
-            }
-        }
-        fn verify_tls12_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls12_signature(message, cert, dss, &self.1.signature_verification_algorithms)
-        }
-        fn verify_tls13_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls13_signature(message, cert, dss, &self.1.signature_verification_algorithms)
-        }
-        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-            self.1.signature_verification_algorithms.supported_schemes()
-        }
-    }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| anyhow!("{e}"))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Pinned(expected, provider)))
+        .with_custom_certificate_verifier(Arc::new(jupyter_proto::certificate_check::CertificateCheck::new(
+            "the certificate on record",
+            provider,
+            move |presented| match certs::fingerprint(presented.end_entity) == expected {
+                true => Ok(()),
+                false => {
+                    Err(rustls::Error::General("the listener serves another certificate than the one on record".into()))
+                }
+            },
+        )))
         .with_no_client_auth();
     Ok(config)
 }
