@@ -65,14 +65,7 @@ pub fn plan_for(distro: &distro::Distro, chrooted: bool) -> GitPlan {
         distro::Family::Debian | distro::Family::Ubuntu => {
             let mut install = vec!["install", "-y", "--no-install-recommends"];
             install.extend_from_slice(packages);
-            let actions = vec![
-                plan::dpkg_roll_forward(),
-                plan::apt(&["update"], plan::UPDATE_TIMEOUT),
-                plan::apt_reinstall_half_installed(),
-                plan::apt_fix_broken(),
-                plan::apt(&install, plan::INSTALL_TIMEOUT),
-            ];
-            (PackageManager::Apt, actions)
+            (PackageManager::Apt, [plan::apt_prepare(), vec![plan::apt(&install, plan::INSTALL_TIMEOUT)]].concat())
         }
         distro::Family::Alinux3 | distro::Family::Rhel8Plus => {
             let install = [&["dnf", "-y", "install"], packages].concat();
@@ -84,10 +77,7 @@ pub fn plan_for(distro: &distro::Distro, chrooted: bool) -> GitPlan {
         }
     };
     if chrooted && package_manager == PackageManager::Apt {
-        // As Docker's plan does: no package script starts a daemon in another root.
-        let policy = PathBuf::from("/usr/sbin/policy-rc.d");
-        actions.insert(0, Action::Write { path: policy.clone(), content: "#!/bin/sh\nexit 101\n".into(), mode: 0o755 });
-        actions.push(Action::Remove { path: policy });
+        plan::guard_services(&mut actions);
     }
     GitPlan { distro: distro.clone(), package_manager, packages, actions }
 }

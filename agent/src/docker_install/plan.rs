@@ -278,6 +278,41 @@ pub(crate) fn apt_fix_broken() -> Action {
     apt(&["install", "-y", "--fix-broken"], INSTALL_TIMEOUT)
 }
 
+/// apt before any install (Docker's, git's, the NVIDIA toolkit's): what an
+/// interrupted run left rolled forward, fresh package lists, the repairs
+/// (docs/docker-install.md#interrupted-installs).
+pub(crate) fn apt_prepare() -> Vec<Action> {
+    vec![dpkg_roll_forward(), apt(&["update"], UPDATE_TIMEOUT), apt_reinstall_half_installed(), apt_fix_broken()]
+}
+
+/// A signed apt repository added: curl and the CA certificates installed,
+/// the repository's key downloaded to `key` (`/etc/apt/keyrings/...`, which
+/// `line` names in its `signed-by`), the source `line` written to `list`.
+/// The package lists must be updated after it.
+pub(crate) fn apt_signed_source(key: &str, key_url: &str, list: &str, line: String) -> Vec<Action> {
+    vec![
+        apt(&["install", "-y", "--no-install-recommends", "ca-certificates", "curl"], INSTALL_TIMEOUT),
+        Action::Run {
+            argv: argv(&["curl", "-fsSL", "--retry", "3", "--create-dirs", "-o", key, key_url]),
+            env: Vec::new(),
+            timeout: SHORT_TIMEOUT,
+            retry: true,
+            needs_lock: false,
+            may_fail: false,
+        },
+        Action::Write { path: PathBuf::from(list), content: line, mode: 0o644 },
+    ]
+}
+
+/// Into another root file system, no package script may start a daemon:
+/// the Debian policy layer (invoke-rc.d) asks `policy-rc.d`, whose 101
+/// refuses. Written before the plan's actions, removed after them.
+pub(crate) fn guard_services(actions: &mut Vec<Action>) {
+    let policy = PathBuf::from("/usr/sbin/policy-rc.d");
+    actions.insert(0, Action::Write { path: policy.clone(), content: "#!/bin/sh\nexit 101\n".into(), mode: 0o755 });
+    actions.push(Action::Remove { path: policy });
+}
+
 /// yum's journal of an unfinished transaction, finished (yum-utils, which
 /// the plan installs first, provides the command). dnf keeps no such
 /// journal: its next install redoes the transaction.
@@ -341,13 +376,7 @@ pub fn plan(
                         PackageManager::Apt,
                         "distro",
                         packages.clone(),
-                        vec![
-                            dpkg_roll_forward(),
-                            apt(&["update"], UPDATE_TIMEOUT),
-                            apt_reinstall_half_installed(),
-                            apt_fix_broken(),
-                            apt(&install, INSTALL_TIMEOUT),
-                        ],
+                        [apt_prepare(), vec![apt(&install, INSTALL_TIMEOUT)]].concat(),
                     )
                 }
                 DockerSource::DockerCe => {
@@ -363,40 +392,17 @@ pub fn plan(
                         PackageManager::Apt,
                         "docker-ce",
                         ce_packages.clone(),
-                        vec![
-                            dpkg_roll_forward(),
-                            apt(&["update"], UPDATE_TIMEOUT),
-                            apt_reinstall_half_installed(),
-                            apt_fix_broken(),
-                            apt(
-                                &["install", "-y", "--no-install-recommends", "ca-certificates", "curl"],
-                                INSTALL_TIMEOUT,
+                        [
+                            apt_prepare(),
+                            apt_signed_source(
+                                key,
+                                &format!("{mirror}/linux/{}/gpg", distro.id),
+                                "/etc/apt/sources.list.d/docker.list",
+                                repo,
                             ),
-                            Action::Run {
-                                argv: argv(&[
-                                    "curl",
-                                    "-fsSL",
-                                    "--retry",
-                                    "3",
-                                    "--create-dirs",
-                                    "-o",
-                                    key,
-                                    &format!("{mirror}/linux/{}/gpg", distro.id),
-                                ]),
-                                env: Vec::new(),
-                                timeout: SHORT_TIMEOUT,
-                                retry: true,
-                                needs_lock: false,
-                                may_fail: false,
-                            },
-                            Action::Write {
-                                path: PathBuf::from("/etc/apt/sources.list.d/docker.list"),
-                                content: repo,
-                                mode: 0o644,
-                            },
-                            apt(&["update"], UPDATE_TIMEOUT),
-                            apt(&install, INSTALL_TIMEOUT),
-                        ],
+                            vec![apt(&["update"], UPDATE_TIMEOUT), apt(&install, INSTALL_TIMEOUT)],
+                        ]
+                        .concat(),
                     )
                 }
             }
@@ -523,11 +529,7 @@ pub fn plan(
     }
 
     if chrooted {
-        // Package scripts must not start a daemon inside another root: the
-        // Debian policy layer (invoke-rc.d) asks policy-rc.d, 101 = refuse.
-        let policy = PathBuf::from("/usr/sbin/policy-rc.d");
-        actions.insert(0, Action::Write { path: policy.clone(), content: "#!/bin/sh\nexit 101\n".into(), mode: 0o755 });
-        actions.push(Action::Remove { path: policy });
+        guard_services(&mut actions);
     }
     Ok(Plan { distro: distro.clone(), package_manager, source: source_used, packages, actions, notes })
 }

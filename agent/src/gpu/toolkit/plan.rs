@@ -6,7 +6,6 @@
 //! apt's roll-forward steps first, never a whole-system upgrade.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use crate::docker_install::distro::{Distro, Family};
 use crate::docker_install::plan::{self as dplan, Action, PackageManager};
@@ -25,8 +24,6 @@ pub const APT_KEY: &str = "/etc/apt/keyrings/nvidia-container-toolkit.asc";
 pub const APT_LIST: &str = "/etc/apt/sources.list.d/nvidia-container-toolkit.list";
 /// The yum/dnf repository file the plan writes.
 pub const RPM_REPO: &str = "/etc/yum.repos.d/nvidia-container-toolkit.repo";
-
-const SHORT_TIMEOUT: Duration = Duration::from_secs(2 * 60);
 
 /// The plan for one distribution.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,42 +59,16 @@ pub fn plan(distro: &Distro, repository: &str, chrooted: bool) -> ToolkitPlan {
         Family::Debian | Family::Ubuntu => {
             let mut install = vec!["install", "-y", "--no-install-recommends"];
             install.extend_from_slice(PACKAGES);
-            let actions = vec![
+            let actions = [
                 // An earlier run's source goes first: with a key that no
                 // longer matches (a rotated key, another mirror) the first
                 // `apt-get update` would fail on it before the key is renewed.
-                Action::Remove { path: PathBuf::from(APT_LIST) },
-                dplan::dpkg_roll_forward(),
-                dplan::apt(&["update"], dplan::UPDATE_TIMEOUT),
-                dplan::apt_reinstall_half_installed(),
-                dplan::apt_fix_broken(),
-                dplan::apt(
-                    &["install", "-y", "--no-install-recommends", "ca-certificates", "curl"],
-                    dplan::INSTALL_TIMEOUT,
-                ),
-                Action::Run {
-                    argv: [
-                        "curl",
-                        "-fsSL",
-                        "--retry",
-                        "3",
-                        "--create-dirs",
-                        "-o",
-                        APT_KEY,
-                        &format!("{repository}/gpgkey"),
-                    ]
-                    .map(String::from)
-                    .to_vec(),
-                    env: Vec::new(),
-                    timeout: SHORT_TIMEOUT,
-                    retry: true,
-                    needs_lock: false,
-                    may_fail: false,
-                },
-                Action::Write { path: PathBuf::from(APT_LIST), content: apt_source(&repository), mode: 0o644 },
-                dplan::apt(&["update"], dplan::UPDATE_TIMEOUT),
-                dplan::apt(&install, dplan::INSTALL_TIMEOUT),
-            ];
+                vec![Action::Remove { path: PathBuf::from(APT_LIST) }],
+                dplan::apt_prepare(),
+                dplan::apt_signed_source(APT_KEY, &format!("{repository}/gpgkey"), APT_LIST, apt_source(&repository)),
+                vec![dplan::apt(&["update"], dplan::UPDATE_TIMEOUT), dplan::apt(&install, dplan::INSTALL_TIMEOUT)],
+            ]
+            .concat();
             (PackageManager::Apt, actions)
         }
         Family::Alinux3 | Family::Rhel8Plus | Family::Alinux2 | Family::Rhel7 => {
@@ -115,9 +86,7 @@ pub fn plan(distro: &Distro, repository: &str, chrooted: bool) -> ToolkitPlan {
         }
     };
     if chrooted && package_manager == PackageManager::Apt {
-        let policy = PathBuf::from("/usr/sbin/policy-rc.d");
-        actions.insert(0, Action::Write { path: policy.clone(), content: "#!/bin/sh\nexit 101\n".into(), mode: 0o755 });
-        actions.push(Action::Remove { path: policy });
+        dplan::guard_services(&mut actions);
     }
     ToolkitPlan { distro: distro.clone(), package_manager, repository, actions }
 }
