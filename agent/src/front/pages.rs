@@ -18,24 +18,24 @@
 //! are checked when the browser sends them). A GET of an action's path
 //! shows what the action does and asks for the confirmation.
 
-use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::RwLock;
 
-use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
-use http_body_util::{BodyExt, StreamBody};
-use hyper::body::{Frame, Incoming};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use ring::hmac;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::{own_body, OwnBody};
+use super::OwnBody;
 use crate::actions::{ActionError, Actions, HandChange};
 use crate::config::{Config, WorkspaceConfig};
 use crate::state::State;
 use crate::workspace::download::{self, Exclude};
+use answer::{escape, html, json_reply, page_text, redirect, secure_headers};
+use zip::zip_stream;
 
 /// Where the pages are, on the front's port.
 pub const PREFIX: &str = "/_agent/";
@@ -731,267 +731,8 @@ fn action_error(what: &str, e: ActionError) -> Response<OwnBody> {
     )
 }
 
-/// The archive, written on a blocking thread into a bounded channel: at
-/// most [`CHUNKS_IN_FLIGHT`] chunks wait for a slow client; one that goes
-/// away ends the walk. An error mid-way ends the body with an error, so
-/// the client sees a broken download, never a short archive that looks whole.
-fn zip_stream(root: PathBuf, exclude: Exclude) -> OwnBody {
-    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(CHUNKS_IN_FLIGHT);
-    tokio::task::spawn_blocking(move || {
-        let out = io::BufWriter::with_capacity(CHUNK, ChannelWriter(tx.clone()));
-        match download::write_zip(&root, &exclude, out) {
-            Ok(summary) => info!(
-                root = %root.display(),
-                files = summary.files,
-                bytes = summary.archive_bytes,
-                "the participant downloaded the workspace from the pages"
-            ),
-            Err(e) => {
-                if tx.is_closed() {
-                    info!(root = %root.display(), "a download from the pages ended: the client went away");
-                } else {
-                    warn!(root = %root.display(), "a download from the pages failed: {e:#}");
-                    let _ = tx.blocking_send(Err(io::Error::other(format!("{e:#}"))));
-                }
-            }
-        }
-    });
-    let chunks =
-        futures_util::stream::unfold(
-            rx,
-            |mut rx| async move { rx.recv().await.map(|chunk| (chunk.map(Frame::data), rx)) },
-        );
-    OwnBody::new(StreamBody::new(chunks))
-}
-
-/// The blocking side of the download's channel.
-struct ChannelWriter(tokio::sync::mpsc::Sender<io::Result<Bytes>>);
-
-impl Write for ChannelWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0
-            .blocking_send(Ok(Bytes::copy_from_slice(buf)))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// What every page answer carries: never cached, never framed, no script,
-/// forms to this origin only, no referrer.
-fn secure_headers(headers: &mut HeaderMap) {
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    // same-origin, not no-referrer: under no-referrer Chromium sends the
-    // pages' own form posts with `Origin: null`; no address leaves for
-    // another site either way.
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-}
-
-fn html(status: StatusCode, title: &str, body: &str) -> Response<OwnBody> {
-    let page = format!(
-        r#"<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<style>
-body{{font-family:system-ui,sans-serif;margin:0;background:#f5f5f5;color:#222}}
-main{{background:#fff;margin:2em auto;padding:1.5em 2.5em;border-radius:8px;box-shadow:0 1px 4px #0002;max-width:44em}}
-h1{{font-size:1.4em}} h2{{font-size:1.1em;margin-top:1.5em}} code{{background:#eee;padding:0 .3em}}
-button{{font-size:1em;padding:.4em 1em}}
-</style></head>
-<body><main>
-<h1>{title}</h1>
-{body}</main></body></html>
-"#,
-        title = escape(title),
-    );
-    let mut response = Response::new(own_body(Bytes::from(page)));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    secure_headers(headers);
-    response
-}
-
-/// A JSON answer, with the pages' headers.
-fn json_reply(status: StatusCode, value: &impl serde::Serialize) -> Response<OwnBody> {
-    let mut body = serde_json::to_vec(value).expect("serializable");
-    body.push(b'\n');
-    let mut response = Response::new(own_body(Bytes::from(body)));
-    *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    secure_headers(response.headers_mut());
-    response
-}
-
-/// What a page says, as one line of text: its `<main>` without the
-/// title, tags dropped and the escapes undone.
-fn page_text(page: &str) -> String {
-    let main = page.split_once("</h1>").map_or(page, |(_, rest)| rest);
-    let main = main.split_once("</main>").map_or(main, |(before, _)| before);
-    let mut text = String::new();
-    let mut in_tag = false;
-    for c in main.chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' => in_tag = false,
-            c if !in_tag => text.push(c),
-            _ => {}
-        }
-    }
-    let text = text
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&amp;", "&");
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-fn redirect(to: &str, cookie: Option<HeaderValue>) -> Response<OwnBody> {
-    let mut response = Response::new(own_body(Bytes::new()));
-    *response.status_mut() = StatusCode::SEE_OTHER;
-    let headers = response.headers_mut();
-    if let Ok(location) = HeaderValue::from_str(to) {
-        headers.insert(header::LOCATION, location);
-    }
-    if let Some(cookie) = cookie {
-        headers.insert(header::SET_COOKIE, cookie);
-    }
-    secure_headers(headers);
-    response
-}
-
-fn escape(text: &str) -> String {
-    super::progress::escape(text).replace('\'', "&#39;")
-}
+mod answer;
+mod zip;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pages(token: &str) -> Pages {
-        let cfg = Config::defaults();
-        let pages = Pages::new(&cfg, None);
-        pages.set_token(token);
-        pages
-    }
-
-    fn cookie_of(set_cookie: &HeaderValue) -> String {
-        set_cookie.to_str().unwrap().split(';').next().unwrap().to_string()
-    }
-
-    #[test]
-    fn the_login_link_gives_a_cookie_that_holds_no_secret_and_ends_with_the_token() {
-        let p = pages("s3cret-token");
-        let uri: http::Uri = "/lab?token=s3cret-token".parse().unwrap();
-        let set = p.login_cookie(&uri, true).expect("a cookie for the login link");
-        let text = set.to_str().unwrap();
-        assert!(text.contains("; Path=/_agent/; HttpOnly; SameSite=Strict; Secure"), "{text}");
-        assert!(!text.contains("s3cret"), "{text}");
-        assert!(!p.login_cookie(&uri, false).unwrap().to_str().unwrap().contains("Secure"));
-        assert!(p.login_cookie(&"/lab?token=wrong".parse().unwrap(), true).is_none());
-        assert!(p.login_cookie(&"/lab".parse().unwrap(), true).is_none());
-
-        let mut headers = HeaderMap::new();
-        headers.insert(header::COOKIE, HeaderValue::from_str(&format!("other=1; {}", cookie_of(&set))).unwrap());
-        assert!(matches!(p.holder(&headers), Some(Holder::Session { .. })));
-        // A forged or altered cookie is no session.
-        let mut forged = HeaderMap::new();
-        forged.insert(
-            header::COOKIE,
-            HeaderValue::from_static("jupyter-agent-session=00000000000000000000000000000000.abcd"),
-        );
-        assert_eq!(p.holder(&forged), None);
-        // A new token ends the session.
-        p.set_token("another");
-        assert_eq!(p.holder(&headers), None);
-        p.set_token("");
-        assert!(p.pages_off());
-    }
-
-    #[test]
-    fn the_token_leaves_the_address_and_the_rest_of_the_query_stays() {
-        assert_eq!(without_token("/_agent/", Some("token=abc")), "/_agent/");
-        assert_eq!(
-            without_token("/_agent/download", Some("backup=w.bak-1&token=abc")),
-            "/_agent/download?backup=w.bak-1"
-        );
-        assert_eq!(without_token("/_agent/", None), "/_agent/");
-    }
-
-    #[tokio::test]
-    async fn a_refusal_reads_as_one_line_of_text() {
-        let page = html(
-            StatusCode::FORBIDDEN,
-            "Refused",
-            "<p>the form&#39;s token &amp; <code>x</code>;\n nothing was done.</p>",
-        );
-        let body = page.into_body().collect().await.unwrap().to_bytes();
-        assert_eq!(page_text(&String::from_utf8_lossy(&body)), "the form's token & x; nothing was done.");
-    }
-
-    #[test]
-    fn a_script_holds_the_token_in_a_header() {
-        let p = pages("tok");
-        let mut headers = HeaderMap::new();
-        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("token tok"));
-        assert_eq!(p.holder(&headers), Some(Holder::Header));
-        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("token nope"));
-        assert_eq!(p.holder(&headers), None);
-    }
-
-    #[test]
-    fn the_anti_forgery_token_is_the_sessions_own() {
-        let p = pages("tok");
-        let a = p.tag("csrf", "a".repeat(32).as_str()).unwrap();
-        assert!(p.verify("csrf", &"a".repeat(32), &a));
-        assert!(!p.verify("csrf", &"b".repeat(32), &a), "another session's");
-        assert!(!p.verify("session", &"a".repeat(32), &a), "a session tag is no anti-forgery token");
-        assert!(!p.verify("csrf", &"a".repeat(32), "zz"));
-    }
-
-    #[test]
-    fn a_cross_site_request_is_told_apart_from_the_pages_own() {
-        let headers = |pairs: &[(&'static str, &'static str)]| {
-            let mut h = HeaderMap::new();
-            for (k, v) in pairs {
-                h.insert(*k, HeaderValue::from_static(v));
-            }
-            h
-        };
-        assert!(same_origin(&headers(&[
-            ("host", "1.2.3.4:8888"),
-            ("origin", "https://1.2.3.4:8888"),
-            ("sec-fetch-site", "same-origin")
-        ])));
-        assert!(same_origin(&headers(&[("host", "1.2.3.4:8888")])), "a client that sends neither");
-        assert!(!same_origin(&headers(&[("host", "1.2.3.4:8888"), ("origin", "https://evil.example")])));
-        assert!(!same_origin(&headers(&[("host", "1.2.3.4:8888"), ("sec-fetch-site", "cross-site")])));
-        assert!(!same_origin(&headers(&[("host", "1.2.3.4:8888"), ("origin", "null")])));
-        // Chromium's own form post under a no-referrer policy: Origin null, the site said.
-        assert!(same_origin(&headers(&[("host", "h:1"), ("origin", "null"), ("sec-fetch-site", "same-origin")])));
-        assert!(!same_origin(&headers(&[("host", "h:1"), ("origin", "https://h:1"), ("sec-fetch-site", "same-site")])));
-    }
-
-    #[test]
-    fn a_message_is_escaped_on_the_page() {
-        let mut state = crate::state::fresh();
-        state.hand = Some(crate::state::Hand {
-            raised_at: "2026-12-07T10:02:00Z".parse().unwrap(),
-            message: Some("<script>x</script>".into()),
-        });
-        let line = escape(&hand_line(Some(&state)));
-        assert_eq!(line, "You asked for help at 10:02 UTC: &lt;script&gt;x&lt;/script&gt;");
-    }
-}
+mod tests;
