@@ -110,6 +110,30 @@ fn state_if_any(env: &Env) -> Option<serde_json::Value> {
     serde_json::from_str(&env.agent(&["status", "--json"]).stdout).ok()
 }
 
+/// Polls the agent's state until `holds`; panics after `timeout` with
+/// the state and the agent's log.
+fn state_until(
+    env: &Env,
+    log: &std::path::Path,
+    what: &str,
+    timeout: Duration,
+    holds: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let state = state_if_any(env).unwrap_or_default();
+        if holds(&state) {
+            return state;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {what} within {timeout:?}: {state:#}\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
 fn step<'a>(state: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     state["steps"]
         .as_array()
@@ -302,20 +326,10 @@ fn the_driver_step_follows_alibabas_auto_install_then_goes_on() {
     env.write_config(&driver.config(&env, "\"all\""));
     let log = env.path("agent.log");
     let _agent = ForegroundAgent::start_logging(&env, &log);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let waiting = loop {
-        let state = state_if_any(&env).unwrap_or_default();
+    let waiting = state_until(&env, &log, "install progress", Duration::from_secs(60), |state| {
         let progress = state["steps"].as_array().and_then(|s| s.last()).map(|s| s["progress"].clone());
-        if progress.as_ref().and_then(|p| p.as_str()).is_some_and(|p| p.contains("downloading")) {
-            break state;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no install progress in 60 s: {state:#}\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    };
+        progress.as_ref().and_then(|p| p.as_str()).is_some_and(|p| p.contains("downloading"))
+    });
     assert_eq!(waiting["phase"], "preparing-gpu", "{waiting:#}");
     let running = step(&waiting, "driver");
     assert_eq!(running["status"], "running");
@@ -330,19 +344,8 @@ fn the_driver_step_follows_alibabas_auto_install_then_goes_on() {
 
     // The install finished and rebooted the instance.
     driver.log(OK_LOG, true);
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let failed = loop {
-        let state = state_if_any(&env).unwrap_or_default();
-        if state["phase"] == "failed" {
-            break state;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the converge did not go on: {state:#}\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    };
+    let failed =
+        state_until(&env, &log, "the converge going on", Duration::from_secs(90), |state| state["phase"] == "failed");
     assert_gpu_host_steps(&failed, "Alibaba's auto-install: ALL INSTALL OK");
     assert_eq!(failed["error"]["step"], "container", "{failed:#}");
     assert!(failed["error"]["cause"].as_str().unwrap().contains("jupyter-agent install-nvidia-toolkit"), "{failed:#}");
