@@ -51,9 +51,15 @@ stage_wait "scripts/release.sh"
 export JA_RELEASE_DIR="$PWD/target/release-bundle"
 stage_wait "Docker (jupyter-agent install-docker)"
 stage_wait "test images and rostran"
-# Four test threads on two cores: most end-to-end tests wait (on Jupyter's
-# start, the engine, timers), so two threads left the cores idle. Each
-# test's own bounds are generous enough for the load (a test that needs
-# the engine alone takes the engine lock, tests/common/env.rs).
+# The tests that stop the engine (engine_start::) first, alone: each holds
+# the engine lock's write side (tests/common/env.rs), which in the full run
+# waited for the slowest test using the engine while every other test
+# waited for it, leaving threads idle for a minute or more.
+stage "cargo test: the tests that stop the engine (engine_start::, alone)" \
+    cargo test --locked -p e2e --test tests -- engine_start::
+# Then everything else with four test threads on two cores: most
+# end-to-end tests wait (on Jupyter's start, the engine, timers), so two
+# threads left the cores idle. Each test's own bounds are generous enough
+# for the load.
 stage "cargo test (unit tests, then the e2e crate's one binary, tests/tests.rs)" \
-    env RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}" cargo test --workspace --locked
+    env RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}" cargo test --workspace --locked -- --skip engine_start::
