@@ -1,4 +1,3 @@
-
 use super::*;
 
 async fn get(path: &Path, uri: &str) -> (u16, String) {
