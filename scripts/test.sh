@@ -55,8 +55,10 @@ stage_wait "test images and rostran"
 # the engine lock's write side (tests/common/env.rs), which in the full run
 # waited for the slowest test using the engine while every other test
 # waited for it, leaving threads idle for a minute or more.
+# (--workspace, as below and as the test binaries were built: with -p e2e
+# alone cargo unifies features otherwise and builds half the crates again.)
 stage "cargo test: the tests that stop the engine (engine_start::, alone)" \
-    cargo test --locked -p e2e --test tests -- engine_start::
+    cargo test --workspace --locked -- engine_start::
 # Then everything else with four test threads on two cores: most
 # end-to-end tests wait (on Jupyter's start, the engine, timers), so two
 # threads left the cores idle. Each test's own bounds are generous enough
