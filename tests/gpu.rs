@@ -422,31 +422,49 @@ fn doctor_names_the_driver_and_the_missing_toolkit() {
 /// The whole converge with GPUs, on an engine that can give them: a second
 /// engine with a test double of the NVIDIA Container Toolkit's hook
 /// (tests/common/gpu_engine.rs), which puts a stand-in `nvidia-smi` into
-/// containers that ask for GPUs, and the stand-in host driver. The
-/// `driver` and `toolkit` steps pass, the engine takes the device request
-/// (the hook is called with the container's `NVIDIA_VISIBLE_DEVICES`),
-/// the `gpu` step lists the GPU inside the container, and the ready
-/// report names it: the state, the result file, and the login URL opens
-/// Jupyter.
+/// containers that ask for GPUs, and the stand-in host driver. A container
+/// without GPUs runs first; then with `gpus = "all"` the `driver` and
+/// `toolkit` steps pass, the probe that guards the running container passes
+/// the device request (the engine runs the hook, then finds no entrypoint,
+/// as it would with NVIDIA's hook), the container is replaced, the engine
+/// takes the device request (the hook is called with the container's
+/// `NVIDIA_VISIBLE_DEVICES`), the `gpu` step lists the GPU inside the
+/// container, and the ready report names it: the state, the result file,
+/// and the login URL opens Jupyter.
 #[test]
 fn a_container_given_gpus_is_proven_and_the_ready_report_names_them() {
     let env = Env::new("gpu-ready");
     let engine = crate::common::gpu_engine::GpuEngine::start(&test_image(), NVIDIA_SMI_DOUBLE);
+    let run_once = || {
+        let run = engine
+            .command(&crate::common::bin("jupyter-agent"))
+            .arg("--config")
+            .arg(env.config_path())
+            .args(["run", "--once"])
+            .env("JUPYTER_AGENT_LOG", "info")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(run.status.success(), "run --once: {stderr}\nthe engine's log:\n{}", engine.log());
+    };
+    let id =
+        || String::from_utf8_lossy(&engine.docker(&["inspect", "-f", "{{.Id}}", &env.name]).stdout).trim().to_string();
+    // First a container without GPUs.
+    env.write_config(&format!("{}\n[docker]\nhost = \"{}\"\n", env.base_config(""), engine.host));
+    run_once();
+    let without = id();
+    assert!(!without.is_empty());
+    assert!(engine.hook_calls().iter().all(|c| c["visible"] == serde_json::json!([])), "{:?}", engine.hook_calls());
+
     let driver = HostDriver::new(&env);
     let config = driver
         .config(&env, "\"all\"")
         .replace("[docker]\ninstall = false\n", &format!("[docker]\ninstall = false\nhost = \"{}\"\n", engine.host));
     env.write_config(&config);
-    let run = engine
-        .command(&crate::common::bin("jupyter-agent"))
-        .arg("--config")
-        .arg(env.config_path())
-        .args(["run", "--once"])
-        .env("JUPYTER_AGENT_LOG", "info")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "run --once: {stderr}\nthe engine's log:\n{}", engine.log());
+    run_once();
+    assert_ne!(id(), without, "the container was replaced for one with GPUs");
+    let probe = format!("{}-user-probe", env.name);
+    assert!(!engine.docker(&["inspect", &probe]).status.success(), "the probe was left behind");
 
     let state = env.state();
     assert_eq!(state["phase"], "ready", "{state:#}");
@@ -459,11 +477,14 @@ fn a_container_given_gpus_is_proven_and_the_ready_report_names_them() {
     let toolkit = step(&state, "toolkit")["detail"].as_str().unwrap().to_string();
     assert!(toolkit.contains("not installed by the agent ([docker] install = false)"), "{toolkit}");
     let calls = engine.hook_calls();
-    assert!(
-        calls.iter().any(|c| c["args"] == serde_json::json!(["prestart"])
-            && c["visible"] == serde_json::json!(["NVIDIA_VISIBLE_DEVICES=all"])),
-        "the engine ran the hook for the container's GPUs: {calls:?}"
-    );
+    let with_gpus = calls
+        .iter()
+        .filter(|c| {
+            c["args"] == serde_json::json!(["prestart"])
+                && c["visible"] == serde_json::json!(["NVIDIA_VISIBLE_DEVICES=all"])
+        })
+        .count();
+    assert_eq!(with_gpus, 2, "the engine ran the hook for the probe and for the container: {calls:?}");
     let result = std::fs::read_to_string(env.path("result.txt")).unwrap();
     assert!(result.contains("## GPUs: Tesla T4\n"), "{result}");
 
