@@ -222,6 +222,20 @@ fn doctor_checks_what_a_person_would() {
     let image = lines.iter().find(|l| l.split_whitespace().nth(1) == Some("image")).unwrap();
     assert!(image.contains(&format!("{} is here (", crate::common::test_image())), "{image}");
     assert_eq!(run.code, 0, "{}", run.stdout);
+    // With the URL's host named, nothing asks the metadata service, doctor
+    // neither (off the cloud its address must see no packet).
+    let metadata = lines.iter().find(|l| l.split_whitespace().nth(1) == Some("metadata")).unwrap();
+    assert!(metadata.contains("not asked: [jupyter] url_host = \"127.0.0.1\""), "{metadata}");
+    assert!(meta.requests.lock().unwrap().is_empty(), "{:?}", meta.requests.lock().unwrap());
+    // url_host = "auto" reads it: doctor asks, with the session token.
+    let auto =
+        std::fs::read_to_string(env.config_path()).unwrap().replace("url_host = \"127.0.0.1\"", "url_host = \"auto\"");
+    env.write_config(&auto);
+    let checks: serde_json::Value = serde_json::from_str(&env.agent(&["doctor", "--json"]).stdout).unwrap();
+    let metadata = checks.as_array().unwrap().iter().find(|c| c["name"] == "metadata").unwrap();
+    assert_eq!(metadata["verdict"], "ok", "{metadata}");
+    assert_eq!(metadata["detail"], "the ECS metadata service answers (instance i-test123)");
+    assert!(meta.requests.lock().unwrap().iter().any(|r| r.starts_with("PUT /latest/api/token")));
 
     // Stop the container: the container and token checks fail, with their fixes.
     assert!(docker(&["stop", "-t", "1", &env.name]).status.success());

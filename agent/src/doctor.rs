@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::config::{Config, DockerConfig};
+use crate::config::{Config, DockerConfig, UrlHost};
 use crate::container::Endpoint;
 use crate::runtimes;
 use crate::state::{Phase, State};
@@ -447,7 +447,20 @@ fn disk_check(cfg: &Config) -> Check {
     }
 }
 
+/// Whether the ECS metadata service answers at `metadata_endpoint`; asked
+/// only when `[jupyter] url_host = "auto"`, the one setting that reads it.
+/// With the URL's host named, doctor sends nothing there either: off the
+/// cloud (the local default, examples/local.toml) that address must see no
+/// packet (docs/metadata.md#development-machines).
 async fn metadata_check(cfg: &Config) -> Check {
+    if let UrlHost::Explicit(host) = &cfg.jupyter.url_host {
+        return ok(
+            "metadata",
+            format!(
+                "not asked: [jupyter] url_host = \"{host}\" names the URL's host, and nothing else of the agent's reads the metadata service"
+            ),
+        );
+    }
     let endpoint = &cfg.jupyter.metadata_endpoint;
     let client = match crate::http::client()
         .no_proxy()
@@ -530,6 +543,21 @@ mod tests {
 
     fn line(check: Check) -> String {
         render(&[check])
+    }
+
+    #[tokio::test]
+    async fn with_the_urls_host_named_the_metadata_service_is_not_asked() {
+        let mut cfg = Config::defaults();
+        cfg.jupyter.url_host = "127.0.0.1".parse().unwrap();
+        // An endpoint that would fail the test if it were asked: nothing listens there.
+        cfg.jupyter.metadata_endpoint = "http://127.0.0.1:9".into();
+        let check = metadata_check(&cfg).await;
+        assert_eq!(check.verdict, Verdict::Ok);
+        assert!(check.detail.starts_with("not asked: [jupyter] url_host = \"127.0.0.1\""), "{}", check.detail);
+        cfg.jupyter.url_host = UrlHost::Auto;
+        let check = metadata_check(&cfg).await;
+        assert_eq!(check.verdict, Verdict::Warn, "asked, and nothing answers: {}", check.detail);
+        assert!(check.detail.starts_with("no ECS metadata service at http://127.0.0.1:9"), "{}", check.detail);
     }
 
     #[test]
