@@ -221,6 +221,8 @@ fn doctor_checks_what_a_person_would() {
     assert_eq!(verdict("reachable"), "ok", "{}", run.stdout);
     let image = lines.iter().find(|l| l.split_whitespace().nth(1) == Some("image")).unwrap();
     assert!(image.contains(&format!("{} is here (", crate::common::test_image())), "{image}");
+    // A local image (pull = "never") is not said to come from a registry.
+    assert!(image.ends_with("never pulled ([image] pull = \"never\": it must be on this host already)"), "{image}");
     assert_eq!(run.code, 0, "{}", run.stdout);
     // With the URL's host named, nothing asks the metadata service, doctor
     // neither (off the cloud its address must see no packet).

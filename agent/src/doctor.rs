@@ -376,7 +376,7 @@ async fn own_address_check(cfg: &Config, port: u16) -> Check {
 /// The image: whether the engine has it, where it comes from, and for a
 /// private registry whether its login file is usable (docs/images.md).
 async fn image_check(cfg: &Config, docker: Option<&bollard::Docker>) -> Check {
-    use crate::config::{ImageSource, Pull};
+    use crate::config::{ImageSource, Pull, PullPolicy};
     use crate::image::{image_id, registry_host, short_id};
     let reference = &cfg.image.reference;
     let source = match &cfg.image.source {
@@ -396,6 +396,10 @@ async fn image_check(cfg: &Config, docker: Option<&bollard::Docker>) -> Check {
                 )
             }
         },
+        // Never pulled: built or loaded on this host by hand (the local default's image).
+        ImageSource::Pull(Pull { policy: PullPolicy::Never, .. }) => {
+            "never pulled ([image] pull = \"never\": it must be on this host already)".to_string()
+        }
         ImageSource::Pull(_) => format!("pulled from {}", registry_host(reference)),
         ImageSource::Archive(a) => match &a.sha256 {
             Some(sha) => format!("loaded from {} (sha256 {}...)", a.label(), &sha[..12]),
