@@ -54,7 +54,12 @@ fn the_socket_answers_curl_and_only_root() {
     let env = Env::new("socket");
     // Let other users reach the directory, so that only the socket's own mode protects it.
     std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    env.write_config(&env.base_config(""));
+    // The container prints a configured secret to its log (as a careless
+    // notebook or entrypoint would).
+    let secret = "s3cr3t-in-the-log-4b7e";
+    env.write_config(&env.base_config(&format!(
+        "env = {{ LOG_SECRET = \"{secret}\" }}\ncommand = [\"sh\", \"-c\", \"echo the secret is $LOG_SECRET; exec jupyter-notebook --ip=0.0.0.0 --port=8888 --allow-root --no-browser\"]"
+    )));
     let _agent = Agent::start(&env);
     let socket = env.socket();
     wait_for_socket(&socket);
@@ -89,10 +94,11 @@ fn the_socket_answers_curl_and_only_root() {
     assert_eq!(event["phase"], "ready");
     assert_eq!(event["revision"], status["revision"]);
 
-    // logs: the container's last lines, tokens redacted.
+    // logs: the container's last lines, tokens and the run's other secrets redacted.
     let logs = curl(&socket, "/v1/logs?tail=50");
     let text = String::from_utf8_lossy(&logs.stdout);
     assert!(text.contains("?token=<redacted>") && !text.contains(&token), "{text}");
+    assert!(text.contains("the secret is <redacted>") && !text.contains(secret), "{text}");
     // The server was given the agent's token, so it prints the placeholder.
     let cli_logs = env.agent(&["logs", "-n", "50"]).expect(0).stdout;
     assert!(cli_logs.contains("?token=..."), "the CLI, root's, shows the real lines: {cli_logs}");

@@ -25,7 +25,6 @@ use tracing::{debug, warn};
 use crate::actions::{ActionError, Actions, HandChange};
 use crate::config::DockerConfig;
 use crate::state::{Phase, State};
-use jupyter_proto::redact::redact;
 
 use crate::token::LineAssembler;
 
@@ -342,7 +341,12 @@ async fn logs(shared: &Shared, q: &HashMap<String, String>) -> Answer {
             Ok(chunk) => {
                 let lines = assembler.push(&chunk.into_bytes());
                 let text: String =
-                    lines.into_iter().map(|l| format!("{}\n", if show { l } else { redact(&l) })).collect();
+                    // The run's redactor: tokens, and the env values and other
+                    // secrets the converge registered (crate::secrets).
+                    lines
+                        .into_iter()
+                        .map(|l| format!("{}\n", if show { l } else { crate::secrets::redact(&l) }))
+                        .collect();
                 (!text.is_empty()).then(|| Bytes::from(text))
             }
             Err(_) => None,
