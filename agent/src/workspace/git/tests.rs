@@ -30,54 +30,24 @@ fn serve_with_basic_auth(bare: PathBuf, expected: String) -> (u16, Arc<AtomicUsi
     (addr.port(), authorized)
 }
 
-/// Credentials in a git URL were an argument of `git` (visible to any
-/// local user in the process list) and stayed in the clone's
-/// `.git/config`, inside the mounted workspace. They now travel as a
-/// header from git's environment; the clone keeps the URL without them.
-#[tokio::test]
-async fn credentials_in_a_git_url_travel_as_a_header_and_stay_out_of_the_clone() {
-    use base64::Engine;
-    let repo = repository();
-    let tmp = tempfile::tempdir().unwrap();
-    let bare = tmp.path().join("r.git");
-    git(tmp.path(), &["clone", "--quiet", "--bare", repo.path.to_str().unwrap(), bare.to_str().unwrap()]);
-    git(&bare, &["update-server-info"]);
-    // "p@ss-7f3e" percent-encoded in the URL, as URLs carry an @.
-    let expected = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("alice:p@ss-7f3e"));
-    let (port, authorized) = serve_with_basic_auth(bare, expected);
-    // git through a wrapper that records its arguments.
-    let log = tmp.path().join("args.log");
-    let wrapper = tmp.path().join("git-wrapper");
-    fs::write(&wrapper, format!("#!/bin/sh\nprintf '%s\\n' \"$*\" >> {}\nexec git \"$@\"\n", log.display())).unwrap();
-    fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-
-    let (_dest_tmp, dest) = destination();
-    let source = Source::Git {
-        url: format!("http://alice:p%40ss-7f3e@127.0.0.1:{port}/r.git"),
-        reference: "main".into(),
-        max_size: crate::workspace::fetch::DEFAULT_MAX_SIZE,
-    };
-    let identity = fetch_with(wrapper.to_str().unwrap(), &source, &dest, BUDGET).await.unwrap();
-
-    assert_eq!(identity, repo.two);
-    assert_eq!(fs::read_to_string(dest.join("a.txt")).unwrap(), "two\n");
-    assert!(authorized.load(Ordering::SeqCst) > 0, "the server saw the credentials");
-    let config = fs::read_to_string(dest.join(".git/config")).unwrap();
-    assert!(config.contains(&format!("url = http://127.0.0.1:{port}/r.git")), "{config}");
-    let args = fs::read_to_string(&log).unwrap();
-    for leak in ["p%40ss", "p@ss", "alice", "Basic"] {
-        assert!(!config.contains(leak), "{leak} in .git/config:\n{config}");
-        assert!(!args.contains(leak), "{leak} in git's arguments:\n{args}");
-    }
+/// `repo` as a bare clone served over HTTP behind alice's password
+/// (`p@ss-7f3e`, percent-encoded in `url`), and a git wrapper that logs
+/// its arguments: what the credential tests look at.
+struct Guarded {
+    _tmp: tempfile::TempDir,
+    bare: PathBuf,
+    port: u16,
+    authorized: Arc<AtomicUsize>,
+    /// The wrapper's log of git's arguments.
+    log: PathBuf,
+    /// The git wrapper to run instead of git.
+    program: String,
+    /// The repository's URL, with the credentials in it.
+    url: String,
 }
 
-/// `workspace update` asks where the branch points with `git ls-remote`,
-/// the credentials handled as the clone's: a header from git's
-/// environment, never an argument.
-#[tokio::test]
-async fn ls_remote_sees_a_push_with_the_clones_credential_handling() {
+fn guarded(repo: &crate::workspace::test_support::Repo) -> Guarded {
     use base64::Engine;
-    let repo = repository();
     let tmp = tempfile::tempdir().unwrap();
     let bare = tmp.path().join("r.git");
     git(tmp.path(), &["clone", "--quiet", "--bare", repo.path.to_str().unwrap(), bare.to_str().unwrap()]);
@@ -89,7 +59,41 @@ async fn ls_remote_sees_a_push_with_the_clones_credential_handling() {
     fs::write(&wrapper, format!("#!/bin/sh\nprintf '%s\\n' \"$*\" >> {}\nexec git \"$@\"\n", log.display())).unwrap();
     fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let url = format!("http://alice:p%40ss-7f3e@127.0.0.1:{port}/r.git");
-    let program = wrapper.to_str().unwrap().to_string();
+    Guarded { program: wrapper.to_str().unwrap().to_string(), _tmp: tmp, bare, port, authorized, log, url }
+}
+
+/// Credentials in a git URL were an argument of `git` (visible to any
+/// local user in the process list) and stayed in the clone's
+/// `.git/config`, inside the mounted workspace. They now travel as a
+/// header from git's environment; the clone keeps the URL without them.
+#[tokio::test]
+async fn credentials_in_a_git_url_travel_as_a_header_and_stay_out_of_the_clone() {
+    let repo = repository();
+    let Guarded { port, authorized, log, program, url, .. } = &guarded(&repo);
+    let (_dest_tmp, dest) = destination();
+    let source =
+        Source::Git { url: url.clone(), reference: "main".into(), max_size: crate::workspace::fetch::DEFAULT_MAX_SIZE };
+    let identity = fetch_with(program, &source, &dest, BUDGET).await.unwrap();
+
+    assert_eq!(identity, repo.two);
+    assert_eq!(fs::read_to_string(dest.join("a.txt")).unwrap(), "two\n");
+    assert!(authorized.load(Ordering::SeqCst) > 0, "the server saw the credentials");
+    let config = fs::read_to_string(dest.join(".git/config")).unwrap();
+    assert!(config.contains(&format!("url = http://127.0.0.1:{port}/r.git")), "{config}");
+    let args = fs::read_to_string(log).unwrap();
+    for leak in ["p%40ss", "p@ss", "alice", "Basic"] {
+        assert!(!config.contains(leak), "{leak} in .git/config:\n{config}");
+        assert!(!args.contains(leak), "{leak} in git's arguments:\n{args}");
+    }
+}
+
+/// `workspace update` asks where the branch points with `git ls-remote`,
+/// the credentials handled as the clone's: a header from git's
+/// environment, never an argument.
+#[tokio::test]
+async fn ls_remote_sees_a_push_with_the_clones_credential_handling() {
+    let repo = repository();
+    let Guarded { bare, port, authorized, log, program, url, .. } = &guarded(&repo);
     let ask = |reference: String| {
         let (program, url) = (program.clone(), url.clone());
         async move { remote_commit(&program, &url, &reference, crate::workspace::fetch::DEFAULT_MAX_SIZE, BUDGET).await }
@@ -101,12 +105,12 @@ async fn ls_remote_sees_a_push_with_the_clones_credential_handling() {
     let err = ask("gone".into()).await.unwrap_err().to_string();
     assert_eq!(err, format!("the repository http://***@127.0.0.1:{port}/r.git has no branch, tag or commit `gone`"));
     // The organiser pushes to main.
-    git(&bare, &["update-ref", "refs/heads/main", &repo.workshop]);
-    git(&bare, &["update-server-info"]);
+    git(bare, &["update-ref", "refs/heads/main", &repo.workshop]);
+    git(bare, &["update-server-info"]);
     assert_eq!(ask("main".into()).await.unwrap().as_deref(), Some(repo.workshop.as_str()));
 
     assert!(authorized.load(Ordering::SeqCst) > 0, "the server saw the credentials");
-    let args = fs::read_to_string(&log).unwrap();
+    let args = fs::read_to_string(log).unwrap();
     assert!(args.contains("ls-remote"), "{args}");
     for leak in ["p%40ss", "p@ss", "alice", "Basic"] {
         assert!(!args.contains(leak), "{leak} in git's arguments:\n{args}");
