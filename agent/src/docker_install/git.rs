@@ -221,13 +221,7 @@ mod tests {
     use crate::docker_install::tests::{os_release, OS_RELEASES, UNSUPPORTED};
 
     fn commands(p: &GitPlan) -> Vec<String> {
-        p.actions
-            .iter()
-            .filter_map(|a| match a {
-                Action::Run { argv, .. } if argv[0] != "sh" => Some(argv.join(" ")),
-                _ => None,
-            })
-            .collect()
+        plan::command_lines(&p.actions, false)
     }
 
     fn plan_of(fixture: &str, chrooted: bool) -> GitPlan {

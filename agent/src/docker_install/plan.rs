@@ -313,6 +313,19 @@ pub(crate) fn guard_services(actions: &mut Vec<Action>) {
     actions.push(Action::Remove { path: policy });
 }
 
+/// The commands `actions` run, one line each, for the plans' tests; the
+/// repair scripts (`sh -c ...`) left out unless `scripts`.
+#[cfg(test)]
+pub(crate) fn command_lines(actions: &[Action], scripts: bool) -> Vec<String> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Run { argv, .. } if scripts || argv[0] != "sh" => Some(argv.join(" ")),
+            _ => None,
+        })
+        .collect()
+}
+
 /// yum's journal of an unfinished transaction, finished (yum-utils, which
 /// the plan installs first, provides the command). dnf keeps no such
 /// journal: its next install redoes the transaction.

@@ -10,13 +10,7 @@ fn plan_for(os_release: &str, source: DockerSource) -> Result<Plan, String> {
 }
 
 fn commands(p: &Plan) -> Vec<String> {
-    p.actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Run { argv, .. } => Some(argv.join(" ")),
-            _ => None,
-        })
-        .collect()
+    command_lines(&p.actions, true)
 }
 
 #[test]

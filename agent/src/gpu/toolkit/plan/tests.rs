@@ -19,13 +19,7 @@ fn plan_of(fixture: &str, repository: &str, chrooted: bool) -> ToolkitPlan {
 }
 
 fn commands(p: &ToolkitPlan) -> Vec<String> {
-    p.actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Run { argv, .. } if argv[0] != "sh" => Some(argv.join(" ")),
-            _ => None,
-        })
-        .collect()
+    crate::docker_install::plan::command_lines(&p.actions, false)
 }
 
 fn written(p: &ToolkitPlan, path: &str) -> String {
