@@ -24,7 +24,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use gpu::{GpuConfig, Gpus, AUTO_INSTALL_LOG, DEFAULT_DRIVER_TIMEOUT, MAX_GPUS};
+pub use gpu::{GpuConfig, Gpus, MAX_GPUS};
 pub use image::{Archive, ArchiveLocation, BuildConfig, ImageConfig, ImageSource, Pull};
 use jupyter_proto::redact::redact_url;
 use section::{toml_str, Section};

@@ -29,8 +29,6 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-pub use crate::config::AUTO_INSTALL_LOG;
-pub use crate::config::DEFAULT_DRIVER_TIMEOUT;
 /// How often the log is read and the driver probed.
 const POLL: Duration = Duration::from_secs(5);
 /// The longest one `nvidia-smi` may take (it can hang while a module loads).
@@ -58,12 +56,6 @@ pub struct DriverPaths {
     /// The file with the boot time (`btime` in `/proc/stat`); `1/stat`
     /// beside it, when there, says when PID 1 started (see [`boot_time`]).
     pub proc_stat: PathBuf,
-}
-
-impl Default for DriverPaths {
-    fn default() -> DriverPaths {
-        DriverPaths::from(&crate::config::GpuConfig::default())
-    }
 }
 
 /// `[gpu] auto_install_log`, `nvidia_smi` and `devices`.

@@ -12,7 +12,7 @@ pub mod auto_install;
 pub mod driver;
 pub mod toolkit;
 
-pub use crate::config::{Gpus, MAX_GPUS as MAX_COUNT};
+pub use crate::config::Gpus;
 pub use auto_install::SCRIPT as AUTO_INSTALL_SCRIPT;
 
 use std::time::Duration;
