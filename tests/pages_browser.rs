@@ -120,7 +120,17 @@ fn log_in(browser: &mut Chromium, workshop: &Workshop, test: &str) {
     shot(browser, &format!("{test}-1-before-login"));
 
     browser.navigate(&workshop.url);
-    wait_for_jupyter(browser, Duration::from_secs(60));
+    let shown = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_for_jupyter(browser, Duration::from_secs(60));
+    }));
+    if let Err(panic) = shown {
+        shot(browser, &format!("{test}-2-login-link-failed"));
+        let why = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+        let log = workshop.agent_log();
+        let front: Vec<&str> =
+            log.lines().filter(|l| l.contains(" request ") || l.contains("WARN") || l.contains("ERROR")).collect();
+        panic!("{why}\nwhat the front answered, and the agent's warnings:\n{}", front.join("\n"));
+    }
     shot(browser, &format!("{test}-2-login-link"));
 
     let title = open(browser, &format!("{base}/_agent/"), "/_agent/");

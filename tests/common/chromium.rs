@@ -22,6 +22,10 @@ pub struct Chromium {
     child: Child,
     page: WebSocket<TcpStream>,
     next_id: u64,
+    /// What the page reported as it went: its uncaught errors, its
+    /// `console.error`s and the browser's own log (a resource that failed
+    /// to load), for a failure message.
+    console: Vec<String>,
 }
 
 /// Where the browser is, or why the tests cannot have one.
@@ -53,14 +57,16 @@ impl Chromium {
             .stderr(Stdio::null())
             .spawn()
             .expect("chromium starts");
-        let mut browser = Chromium { child, page: connect_page(port), next_id: 0 };
-        browser.call("Page.enable", json!({})).expect("Page.enable");
+        let mut browser = Chromium { child, page: connect_page(port), next_id: 0, console: Vec::new() };
+        for domain in ["Page", "Runtime", "Log"] {
+            browser.call(&format!("{domain}.enable"), json!({})).unwrap_or_else(|e| panic!("{domain}.enable: {e}"));
+        }
         browser
     }
 
     /// Sends `method` with `params` and waits (at most 30 s) for its answer,
-    /// skipping the events that come meanwhile: the answer's `result`, or
-    /// its `error` as `Err`.
+    /// keeping the page's errors among the events that come meanwhile: the
+    /// answer's `result`, or its `error` as `Err`.
     pub fn call(&mut self, method: &str, params: Value) -> Result<Value, Value> {
         self.next_id += 1;
         let id = self.next_id;
@@ -82,6 +88,7 @@ impl Chromium {
             let v: Value =
                 serde_json::from_str(&text).unwrap_or_else(|e| panic!("DevTools sent no JSON ({e}): {text}"));
             if v["id"] != id {
+                self.keep_error(&v);
                 continue;
             }
             return match v.get("error") {
@@ -89,6 +96,33 @@ impl Chromium {
                 None => Ok(v["result"].clone()),
             };
         }
+    }
+
+    /// Keeps `event` in [`Chromium::console`] when it reports an error.
+    fn keep_error(&mut self, event: &Value) {
+        let params = &event["params"];
+        let line = match event["method"].as_str() {
+            Some("Runtime.exceptionThrown") => {
+                let details = &params["exceptionDetails"];
+                let what = details["exception"]["description"].as_str().or(details["text"].as_str());
+                format!("uncaught: {}", what.unwrap_or("?"))
+            }
+            Some("Runtime.consoleAPICalled") if params["type"] == "error" => {
+                let args: Vec<String> = params["args"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|a| a["value"].as_str().or(a["description"].as_str()).unwrap_or("?").to_string())
+                    .collect();
+                format!("console.error: {}", args.join(" "))
+            }
+            Some("Log.entryAdded") if params["entry"]["level"] == "error" => {
+                let entry = &params["entry"];
+                format!("{}: {} {}", entry["source"], entry["text"], entry["url"].as_str().unwrap_or_default())
+            }
+            _ => return,
+        };
+        self.console.push(line);
     }
 
     /// Opens `url` in the page (as typed into the address bar).
@@ -148,14 +182,37 @@ impl Chromium {
         }
     }
 
-    /// The page's address, title and text (its first 2000 characters), for
-    /// a test's failure message.
+    /// The page's address (not its query: a login link's holds the token),
+    /// title and text (its first 2000 characters), what it loaded and the
+    /// errors it reported, for a test's failure message.
     pub fn describe(&mut self) -> String {
         let seen = self.eval(
-            "location.href + ' (' + document.title + '):\\n' + \
+            "location.origin + location.pathname + (location.search ? '?<query>' : '') + \
+             ' (' + document.title + '):\\n' + \
              (document.body ? document.body.innerText : '').slice(0, 2000)",
         );
-        seen.as_str().map(str::to_string).unwrap_or_else(|| format!("(cannot be read now: {seen})"))
+        let seen = seen.as_str().map(str::to_string).unwrap_or_else(|| format!("(cannot be read now: {seen})"));
+        let errors = match self.console.is_empty() {
+            true => "the page reported no error".to_string(),
+            false => format!("what the page reported:\n{}", self.console.join("\n")),
+        };
+        format!("{seen}\n{}\n{errors}", self.resources())
+    }
+
+    /// What the page loaded besides itself, as the browser's resource
+    /// timing saw it: one line per request (its status, 0 when it failed or
+    /// has not answered yet, and how long it took), so a page its scripts
+    /// never drew says which script was missing.
+    pub fn resources(&mut self) -> String {
+        let lines = self.eval(
+            "performance.getEntriesByType('resource').map(e => `${e.responseStatus ?? '?'} \
+             ${Math.round(e.duration)} ms ${e.name}`).join('\\n')",
+        );
+        match lines.as_str() {
+            Some("") => "the page loaded nothing else".to_string(),
+            Some(lines) => format!("what the page loaded (status, time, URL):\n{lines}"),
+            None => format!("(its resources cannot be read now: {lines})"),
+        }
     }
 
     /// Downloads go into `dir` from now on, under the names the server
