@@ -1,4 +1,5 @@
 use super::*;
+use http::header::HeaderMap;
 
 fn pages(token: &str) -> Pages {
     let cfg = Config::defaults();
