@@ -1,6 +1,10 @@
-use super::*;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use bollard::models::MountType;
+
+use super::*;
+use crate::config::{self, ContainerConfig};
 
 fn cfg() -> ContainerConfig {
     let c = config::Config::parse(Path::new("t.toml"), "[image]\nname = \"nb\"\n").unwrap();
