@@ -644,11 +644,7 @@ fn a_browser_opened_during_a_slow_setup_sees_the_step_then_jupyter() {
     // The classic Notebook's file list (the test image's UI), or JupyterLab,
     // once drawn (its scripts show the page): "Files", or Lab's "File" menu.
     assert!(title.contains("Home Page") || title.contains("JupyterLab"), "the browser shows {title:?}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while browser.eval("document.body.innerText.includes('File')") != Value::Bool(true) {
-        assert!(Instant::now() < deadline, "Jupyter's page ({title:?}) was never drawn");
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    browser.wait_for_page("Jupyter's page, drawn", "document.body.innerText.includes('File')", Duration::from_secs(60));
     browser.screenshot(&shots.join("front-progress-jupyter.png"));
     let (_, _, _, body) = progress(port).expect("/_agent/progress once ready");
     let after: Value = serde_json::from_str(&body).unwrap_or_default();

@@ -90,7 +90,7 @@ fn open(browser: &mut Chromium, url: &str, path: &str) -> String {
     browser.navigate(url);
     let loaded =
         format!("location.pathname === {} && document.readyState === 'complete' && document.title", Value::from(path));
-    let title = browser.wait_until(&format!("the page {path}"), &loaded, Duration::from_secs(30));
+    let title = browser.wait_for_page(&format!("the page {path}"), &loaded, Duration::from_secs(30));
     title.as_str().unwrap_or_default().to_string()
 }
 
@@ -103,7 +103,7 @@ fn wait_for_jupyter(browser: &mut Chromium, timeout: Duration) -> String {
     let drawn = "(document.title.includes('Home Page') || document.title.includes('JupyterLab')) \
                  && document.readyState === 'complete' && document.body.innerText.includes('File') \
                  && document.title";
-    let title = browser.wait_until("Jupyter's page, drawn", drawn, timeout);
+    let title = browser.wait_for_page("Jupyter's page, drawn", drawn, timeout);
     let api = "(() => { const r = new XMLHttpRequest(); r.open('GET', '/api/contents?content=0', false); \
                r.send(); return r.status; })()";
     assert_eq!(browser.eval(api), Value::from(200), "Jupyter's API from its page: {}", browser.describe());
@@ -226,7 +226,7 @@ fn reset_in_a_browser_keeps_the_work_aside_and_the_same_login_link_opens_jupyter
     // The confirmation: what is lost, and that nothing is done yet.
     browser.click("#reset-link");
     let confirm = "location.pathname === '/_agent/reset' && document.readyState === 'complete' && document.title";
-    let title = browser.wait_until("the reset's confirmation page", confirm, Duration::from_secs(30));
+    let title = browser.wait_for_page("the reset's confirmation page", confirm, Duration::from_secs(30));
     assert_eq!(title, "Reset my environment?", "{}", browser.describe());
     let text = browser.describe();
     assert!(text.contains("running kernels and unsaved changes are lost"), "{text}");

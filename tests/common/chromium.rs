@@ -26,6 +26,28 @@ pub struct Chromium {
     /// `console.error`s and the browser's own log (a resource that failed
     /// to load), for a failure message.
     console: Vec<String>,
+    /// Where [`Chromium::console`] stood when the page was last opened or
+    /// reloaded.
+    opened: usize,
+}
+
+/// What Chromium fails a request with when it sees an address of the host
+/// come or go: it drops every request in flight, loopback's too. Other
+/// tests' containers, Docker networks and network namespaces come and go
+/// on the test host while a browser test runs (a participant's browser
+/// never sees the ECS host's interfaces); a person seeing it reloads.
+const NETWORK_CHANGED: &str = "net::ERR_NETWORK_CHANGED";
+/// How often a page is opened again after [`NETWORK_CHANGED`].
+const MAX_RELOADS: usize = 2;
+
+/// Whether a value is truthy as JavaScript says: not null, false, 0 or "".
+fn truthy(value: &Value) -> bool {
+    match value {
+        Value::Null | Value::Bool(false) => false,
+        Value::String(s) => !s.is_empty(),
+        Value::Number(n) => n.as_f64() != Some(0.0),
+        _ => true,
+    }
 }
 
 /// Where the browser is, or why the tests cannot have one.
@@ -57,7 +79,7 @@ impl Chromium {
             .stderr(Stdio::null())
             .spawn()
             .expect("chromium starts");
-        let mut browser = Chromium { child, page: connect_page(port), next_id: 0, console: Vec::new() };
+        let mut browser = Chromium { child, page: connect_page(port), next_id: 0, console: Vec::new(), opened: 0 };
         for domain in ["Page", "Runtime", "Log"] {
             browser.call(&format!("{domain}.enable"), json!({})).unwrap_or_else(|e| panic!("{domain}.enable: {e}"));
         }
@@ -125,10 +147,26 @@ impl Chromium {
         self.console.push(line);
     }
 
-    /// Opens `url` in the page (as typed into the address bar).
+    /// Opens `url` in the page (as typed into the address bar), again
+    /// when Chromium dropped it for [`NETWORK_CHANGED`].
     pub fn navigate(&mut self, url: &str) {
-        let result = self.call("Page.navigate", json!({"url": url})).unwrap_or_else(|e| panic!("navigate: {e}"));
-        assert!(result["errorText"].is_null(), "navigate to the URL: {result}");
+        for attempt in 0..=MAX_RELOADS {
+            self.opened = self.console.len();
+            let result = self.call("Page.navigate", json!({"url": url})).unwrap_or_else(|e| panic!("navigate: {e}"));
+            match result["errorText"].as_str() {
+                None => return,
+                Some(NETWORK_CHANGED) if attempt < MAX_RELOADS => {
+                    eprintln!("the browser dropped the page for {NETWORK_CHANGED} (the test host's interfaces): again")
+                }
+                Some(_) => panic!("navigate to the URL: {result}"),
+            }
+        }
+    }
+
+    /// Whether Chromium dropped a request of the page for
+    /// [`NETWORK_CHANGED`] since it was opened.
+    fn network_changed(&self) -> bool {
+        self.console[self.opened..].iter().any(|line| line.contains(NETWORK_CHANGED))
     }
 
     /// `expression` evaluated in the page, its value (JSON), or `Null` when
@@ -163,17 +201,35 @@ impl Chromium {
     /// deadline, panics saying `what` was awaited, the last value and what
     /// the page shows.
     pub fn wait_until(&mut self, what: &str, expression: &str, timeout: Duration) -> Value {
-        let deadline = Instant::now() + timeout;
+        self.wait(what, expression, timeout, false)
+    }
+
+    /// [`Chromium::wait_until`] for a page a GET opened, which a person
+    /// would reload: when Chromium dropped one of its requests for
+    /// [`NETWORK_CHANGED`] (a script the page needs, so it is never drawn),
+    /// the page is reloaded once it has stopped loading, at most
+    /// [`MAX_RELOADS`] times, and waited for again. A request the front
+    /// failed or dropped fails as before.
+    pub fn wait_for_page(&mut self, what: &str, expression: &str, timeout: Duration) -> Value {
+        self.wait(what, expression, timeout, true)
+    }
+
+    fn wait(&mut self, what: &str, expression: &str, timeout: Duration, reload: bool) -> Value {
+        let mut deadline = Instant::now() + timeout;
+        let mut reloads = 0;
         loop {
             let value = self.eval(expression);
-            let truthy = match &value {
-                Value::Null | Value::Bool(false) => false,
-                Value::String(s) => !s.is_empty(),
-                Value::Number(n) => n.as_f64() != Some(0.0),
-                _ => true,
-            };
-            if truthy {
+            if truthy(&value) {
                 return value;
+            }
+            let settled = "document.readyState === 'complete'";
+            if reload && reloads < MAX_RELOADS && self.network_changed() && truthy(&self.eval(settled)) {
+                eprintln!("{what}: the browser dropped a request for {NETWORK_CHANGED} (the test host's interfaces): reloading");
+                self.opened = self.console.len();
+                self.call("Page.reload", json!({})).unwrap_or_else(|e| panic!("reload: {e}"));
+                reloads += 1;
+                deadline = Instant::now() + timeout;
+                continue;
             }
             if Instant::now() >= deadline {
                 panic!("{what}: not within {timeout:?} (last value {value}); the page: {}", self.describe());
