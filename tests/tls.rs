@@ -61,6 +61,21 @@ fn acme(pebble: &Pebble, challenge: &str, port: u16) -> String {
     )
 }
 
+/// Listens on 0.0.0.0:`port` as another process would, once the agent
+/// lets go of it (it holds it while a renewal answers its challenge).
+fn hold_port(port: u16) -> std::net::TcpListener {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match std::net::TcpListener::bind(("0.0.0.0", port)) {
+            Ok(listener) => return listener,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            Err(e) => panic!("taking port {port}: {e}"),
+        }
+    }
+}
+
 /// `status --json --show-token` once the agent is ready.
 fn ready(env: &Env) -> serde_json::Value {
     env.agent(&["wait", "--timeout", "120s"]).expect(0);
@@ -312,11 +327,16 @@ fn failing_renewals_are_warned_about_then_the_fallback_is_served_before_expiry_u
     let state = ready(&env);
     assert_eq!(state["tls"]["served"], "acme", "{state:#}");
     let url = state["jupyter"]["url"].as_str().unwrap().to_string();
-    let trusted = state["tls"]["fingerprint"].as_str().unwrap().to_string();
-    let not_after = state["tls"]["not_after"].as_str().unwrap().to_string();
 
-    // Another process holds the challenge port: the renewal at half-life fails.
-    let squatter = std::net::TcpListener::bind(("0.0.0.0", http_port)).expect("the challenge port, taken");
+    // Another process holds the challenge port: the next renewal at
+    // half-life fails. The certificate it cannot renew is the one served
+    // once the port is held: on a slow machine the first renewal (30 s after
+    // the first issue) may come before the port is taken.
+    let squatter = hold_port(http_port);
+    let held = env.state();
+    assert_eq!(held["tls"]["served"], "acme", "{held:#}");
+    let trusted = held["tls"]["fingerprint"].as_str().unwrap().to_string();
+    let not_after = held["tls"]["not_after"].as_str().unwrap().to_string();
     let failing = state_until(&env, Duration::from_secs(60), |s| {
         s["tls"]["served"] == "acme" && s["tls"]["acme_error"].is_string()
     });
