@@ -259,7 +259,7 @@ impl Chromium {
     /// timing saw it: one line per request (its status, 0 when it failed or
     /// has not answered yet, and how long it took), so a page its scripts
     /// never drew says which script was missing.
-    pub fn resources(&mut self) -> String {
+    fn resources(&mut self) -> String {
         let lines = self.eval(
             "performance.getEntriesByType('resource').map(e => `${e.responseStatus ?? '?'} \
              ${Math.round(e.duration)} ms ${e.name}`).join('\\n')",
